@@ -1,0 +1,1 @@
+"""Generic Modbus register-map driver: channels listed in the station file."""

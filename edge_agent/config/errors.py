@@ -1,0 +1,52 @@
+"""Configuration problems as a technician reads them: file, line, field path, what to change.
+
+The loader collects every problem before giving up, so one run of ``edge-agent check``
+lists them all; ``ConfigError`` carries that list. Nothing here knows about YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file.
+
+    ``line`` is 1-based and None when the problem has no single place (a missing file,
+    a missing top-level section). ``path`` is the field path (``devices[1].link``, indexes
+    0-based) or empty when the problem is with the file itself. ``message`` says what was
+    found and what is expected, in words a field technician can act on.
+    """
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.path:
+            return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+def _line_key(issue: ConfigIssue) -> tuple[int, int]:
+    """Sort key: file-level issues (no line) first, then by line; ties keep their order."""
+    return (0, 0) if issue.line is None else (1, issue.line)
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; ``issues`` lists every problem found, by line.
+
+    Raised once per load, after all checks ran. ``str()`` is the text ``edge-agent check``
+    prints: one issue per line.
+    """
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues: list[ConfigIssue] = sorted(issues, key=_line_key)
+        super().__init__(self.issues)  # args must rebuild the error when unpickled
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)

@@ -1,0 +1,211 @@
+"""Load a station YAML file into a validated ``StationConfig``, or list everything wrong.
+
+The file layout (the public format; every field is described in docs/configuration.md)::
+
+    station:  {id}                                    required
+    links:    {NAME: {type: tcp, host, port, ...}     required, at least one
+               NAME: {type: serial, port, baudrate, parity, ...}}
+    devices:  [{id, link, unit_id, interval_s, driver, word_order,
+                channels: [{name, address, register, type, word_order,
+                            scale, offset, unit}]}]    required, at least one
+    polling:  {retries, retry_wait_s, backoff_initial_s, backoff_max_s}
+    store:    {path, synchronous, retention: {max_rows, max_bytes, max_age_s}}
+    mqtt:     {host, port, client_id, protocol, username, password_env | password_file,
+               tls: {ca_file, cert_file, key_file, insecure_skip_verify}, keepalive_s, qos,
+               topics: {data, gap, status}, max_inflight, max_samples_per_message,
+               max_message_bytes, reconnect_min_s, reconnect_max_s, shutdown_grace_s}
+
+Everything is checked before anything is returned, and every problem is collected: the
+caller gets either a complete config or one ``ConfigError`` listing all issues by line.
+Relative paths are resolved here, against systemd's directories when the service runs
+under systemd (``$STATE_DIRECTORY`` for the outbox, ``$CONFIGURATION_DIRECTORY`` for TLS
+and password files) and against the config file's own directory otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.config.errors import ConfigError
+from edge_agent.config.fields import Checker, Mismatch, Section, as_section, read_path
+from edge_agent.config.schema import (
+    PollingPolicy,
+    Retention,
+    StationConfig,
+    StoreConfig,
+    Synchronous,
+)
+from edge_agent.config.validate_devices import read_devices, topic_safe_problem
+from edge_agent.config.validate_links import read_links
+from edge_agent.config.validate_mqtt import read_mqtt
+from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
+
+TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt")
+POLLING_KEYS = ("retries", "retry_wait_s", "backoff_initial_s", "backoff_max_s")
+STORE_KEYS = ("path", "synchronous", "retention")
+RETENTION_KEYS = ("max_rows", "max_bytes", "max_age_s")
+DEFAULT_STORE_PATH = "outbox.sqlite3"
+MIN_STORE_BYTES = 1_000_000
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Places:
+    """Where relative paths point: the outbox under ``state_dir``, secrets under ``secrets_dir``."""
+
+    state_dir: Path
+    secrets_dir: Path
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> StationConfig:
+    """The validated configuration in ``path``.
+
+    ``env`` (default ``os.environ``) supplies the MQTT password variable and systemd's
+    ``STATE_DIRECTORY``/``CONFIGURATION_DIRECTORY``. Raises ``ConfigError`` (and nothing
+    else) when the file cannot be read or anything in it is wrong, listing every issue.
+    """
+    env = os.environ if env is None else env
+    file = str(path)
+    document = read_yaml_file(Path(path), file)
+    ck = Checker(file, document.issues)
+    if document.root is None:
+        raise ConfigError(ck.issues)
+    top = Section(ck, document.root, "", None, TOP_KEYS)
+    places = _places(Path(path), env)
+    station_id = _read_station(ck, top)
+    links = read_links(ck, top)
+    config = StationConfig(
+        station_id=station_id or "",
+        links=links.links,
+        devices=read_devices(ck, top, links),
+        store=_read_store(top, places.state_dir),
+        mqtt=read_mqtt(ck, top, station_id, env, places.secrets_dir),  # type: ignore[arg-type]
+        polling=_read_polling(top),
+        source=Path(path),
+    )
+    if ck.issues:
+        raise ConfigError(ck.issues)
+    return config
+
+
+def _places(path: Path, env: Mapping[str, str]) -> _Places:
+    config_dir = path.absolute().parent
+    return _Places(
+        state_dir=_systemd_dir(env, "STATE_DIRECTORY") or config_dir,
+        secrets_dir=_systemd_dir(env, "CONFIGURATION_DIRECTORY") or config_dir,
+    )
+
+
+def _systemd_dir(env: Mapping[str, str], name: str) -> Path | None:
+    """The first directory systemd passed in ``name`` (it joins several with ':')."""
+    first = env.get(name, "").split(":")[0]
+    return Path(first) if first else None
+
+
+def _read_station(ck: Checker, top: Section) -> str | None:
+    entry = top.node.get("station")
+    if entry is None:
+        top.missing("station", "station: with the station's id")
+        return None
+    sec = as_section(ck, entry.value, "station", entry.line, ("id",))
+    if sec is None:
+        return None
+    station_id = sec.text("id", what="the station's id, e.g. ST01")
+    if station_id is not None and (problem := topic_safe_problem(station_id, "station id")):
+        sec.report("id", problem)
+        return None
+    return station_id
+
+
+def _read_polling(top: Section) -> PollingPolicy:
+    sec = top.section("polling", POLLING_KEYS)
+    default = PollingPolicy()
+    if sec is None:
+        return default
+    initial = sec.number("backoff_initial_s", default.backoff_initial_s, 0, above=True)
+    maximum = sec.number("backoff_max_s", default.backoff_max_s, 0, above=True)
+    if initial is not None and maximum is not None and initial > maximum:
+        key = "backoff_max_s" if sec.has("backoff_max_s") else "backoff_initial_s"
+        message = f"backoff_initial_s ({initial:g}) must not be greater than backoff_max_s"
+        sec.report(key, f"{message} ({maximum:g})")
+    return PollingPolicy(
+        retries=sec.integer("retries", default.retries, 0, 10) or 0,
+        retry_wait_s=sec.number("retry_wait_s", default.retry_wait_s, 0, 60) or 0.0,
+        backoff_initial_s=initial or default.backoff_initial_s,
+        backoff_max_s=maximum or default.backoff_max_s,
+    )
+
+
+def _read_store(top: Section, state_dir: Path) -> StoreConfig:
+    sec = top.section("store", STORE_KEYS)
+    if sec is None:
+        return StoreConfig(path=state_dir / DEFAULT_STORE_PATH)
+    synchronous = {"FULL": Synchronous.FULL, "NORMAL": Synchronous.NORMAL}
+    return StoreConfig(
+        path=read_path(sec, "path", state_dir, DEFAULT_STORE_PATH) or state_dir,
+        synchronous=sec.choice("synchronous", synchronous, Synchronous.FULL) or Synchronous.FULL,
+        retention=_read_retention(sec),
+    )
+
+
+def _read_retention(store: Section) -> Retention:
+    """Limits on undelivered data; an explicit ``null`` means no limit of that kind."""
+    sec = store.section("retention", RETENTION_KEYS)
+    default = Retention()
+    if sec is None:
+        return default
+    rows = _limit(sec, "max_rows", default.max_rows, "an integer >= 1", _rows)
+    size = _limit(sec, "max_bytes", default.max_bytes, "a size >= 1MB like 500MB or 2GiB", _size)
+    age = _limit(sec, "max_age_s", default.max_age_s, "a duration like 86400, 12h or 30d", _age)
+    return Retention(max_rows=rows, max_bytes=size, max_age_s=age)
+
+
+def _limit(sec: Section, key: str, default: object, expected: str, convert: Callable) -> object:
+    entry = sec.node.get(key)
+    value = entry.value if entry else None
+    if isinstance(value, ScalarNode) and value.value is None and value.text:
+        return None  # written null or ~: no limit
+    return sec.get(key, default, f"{expected} (or null for no limit)", convert)
+
+
+def _rows(node: ScalarNode) -> int:
+    if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < 1:
+        raise Mismatch()
+    return node.value
+
+
+def _size(node: ScalarNode) -> int:
+    """Bytes from ``1000000``, ``500MB`` (10^6) or ``2GiB`` (2^30)."""
+    value = _with_unit(node, SIZE_UNITS)
+    if value < MIN_STORE_BYTES:
+        raise Mismatch()
+    return int(value)
+
+
+def _age(node: ScalarNode) -> float:
+    """Seconds from ``86400``, ``90m``, ``12h`` or ``30d`` (m is minutes)."""
+    value = _with_unit(node, DURATION_UNITS)
+    if value <= 0:
+        raise Mismatch()
+    return float(value)
+
+
+def _with_unit(node: ScalarNode, units: Mapping[str, int]) -> float:
+    if isinstance(node.value, bool):
+        raise Mismatch()
+    if isinstance(node.value, int | float):
+        if not math.isfinite(node.value):
+            raise Mismatch()
+        return node.value
+    match = _SIZE.fullmatch(str(node.value))
+    if match is None or match.group(2).lower() not in units:
+        raise Mismatch()
+    return float(match.group(1)) * units[match.group(2).lower()]

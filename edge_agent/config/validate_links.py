@@ -1,0 +1,193 @@
+"""The ``links:`` section: Modbus TCP endpoints and serial (RS-485/RS-232) ports.
+
+A link is one wire with one owner (a poller thread), so two links must never name the
+same serial port. Nothing here opens a port: ``edge-agent check`` must work on a laptop
+without the hardware.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from edge_agent.config.fields import Checker, Section, as_section, join
+from edge_agent.config.schema import Link, Parity, SerialLink, TcpLink
+from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
+
+TCP_KEYS = ("type", "host", "port", "timeout_ms", "connect_pause_ms", "request_gap_ms")
+SERIAL_KEYS = (
+    "type",
+    "port",
+    "baudrate",
+    "bytesize",
+    "parity",
+    "stopbits",
+    "timeout_ms",
+    "request_gap_ms",
+)
+BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
+PARITY_WORDS = {
+    "N": Parity.NONE,
+    "E": Parity.EVEN,
+    "O": Parity.ODD,
+    "none": Parity.NONE,
+    "even": Parity.EVEN,
+    "odd": Parity.ODD,
+}
+_SERIAL_PATH = re.compile(r"^(/\S+|COM[0-9]+|\\\\\.\\COM[0-9]+|[a-z0-9]+://\S+)$", re.IGNORECASE)
+_NETWORK_ADDRESS = re.compile(r"^[\w.-]+:[0-9]+$|^[0-9]+(\.[0-9]+){3}$")
+
+
+@dataclass
+class LinkTable:
+    """Links as the device checks need them.
+
+    ``kinds`` holds every link name the file defines, with ``"tcp"``, ``"serial"`` or None
+    when the type itself is wrong, so a device naming a broken link is not also told the
+    link "is not defined". ``links`` holds only the links that are fully valid.
+    """
+
+    links: dict[str, Link] = field(default_factory=dict)
+    kinds: dict[str, str | None] = field(default_factory=dict)
+
+
+def read_links(ck: Checker, top: Section) -> LinkTable:
+    """Every link under ``links:`` (required, at least one)."""
+    table = LinkTable()
+    entry = top.node.get("links")
+    if entry is None:
+        top.missing("links", "at least one tcp or serial link")
+        return table
+    names = [item.key for item in entry.value.entries] if isinstance(entry.value, MapNode) else []
+    section = as_section(ck, entry.value, "links", entry.line, names)
+    if section is None:
+        return table
+    if not section.node.entries:
+        top.report("links", "expected at least one link (a name with type: tcp or serial)")
+    ports: dict[str, str] = {}
+    for link_entry in section.node.entries:
+        name = link_entry.key
+        kind = table.kinds[name] = _kind(link_entry.value)
+        path = join("links", name)
+        sec = as_section(ck, link_entry.value, path, link_entry.line, _allowed(kind), _hints(kind))
+        if sec is None:
+            continue
+        before = len(ck.issues)
+        link = _read_link(sec, name, kind)
+        if isinstance(link, SerialLink) and link.port:
+            _check_shared_port(sec, link, ports)
+        if link is not None and len(ck.issues) == before:
+            table.links[name] = link
+    return table
+
+
+def _kind(node: Node) -> str | None:
+    """The link's type as written (tcp/serial, any case), or None if missing or wrong."""
+    entry = node.get("type") if isinstance(node, MapNode) else None
+    if entry is None or not isinstance(entry.value, ScalarNode):
+        return None
+    text = str(entry.value.value).lower()
+    return text if text in ("tcp", "serial") else None
+
+
+def _allowed(kind: str | None) -> tuple[str, ...]:
+    if kind == "tcp":
+        return TCP_KEYS
+    if kind == "serial":
+        return SERIAL_KEYS
+    return tuple(dict.fromkeys(TCP_KEYS + SERIAL_KEYS))
+
+
+def _hints(kind: str | None) -> dict[str, str]:
+    """Messages for settings of the other link type, clearer than 'unknown setting'."""
+    if kind is None:
+        return {}
+    other, keys = ("serial", SERIAL_KEYS) if kind == "tcp" else ("tcp", TCP_KEYS)
+    return {
+        key: f"'{key}' is a {other}-link setting; this link is type {kind}"
+        for key in keys
+        if key not in _allowed(kind)
+    }
+
+
+def _read_link(sec: Section, name: str, kind: str | None) -> Link | None:
+    """Reads the link of the given kind; with no valid kind, only reports the type."""
+    if kind is None:
+        sec.choice("type", {"tcp": "tcp", "serial": "serial"})
+        return None
+    return _read_tcp(sec, name) if kind == "tcp" else _read_serial(sec, name)
+
+
+def _read_tcp(sec: Section, name: str) -> TcpLink:
+    host = sec.text("host", what="a host name or IP address")
+    if host is not None:
+        check_host(sec, host)
+    return TcpLink(
+        name=name,
+        host=host or "",
+        port=sec.integer("port", 502, 1, 65535) or 502,
+        timeout_ms=sec.integer("timeout_ms", 1000, 10, 60000) or 1000,
+        connect_pause_ms=sec.integer("connect_pause_ms", 0, 0, 60000) or 0,
+        request_gap_ms=sec.integer("request_gap_ms", 0, 0, 10000) or 0,
+    )
+
+
+def check_host(sec: Section, host: str) -> None:
+    """Catch the usual ways a host gets written with extra parts."""
+    if "://" in host:
+        sec.report("host", f"write only the host name or IP address, without '{host[:6]}...'")
+    elif re.fullmatch(r"[^:\s]+:[0-9]+", host):
+        address, port = host.rsplit(":", 1)
+        sec.report("host", f"write the port separately: host: {address} and port: {port}")
+    elif not re.fullmatch(r"[^\s/]+", host):
+        sec.report("host", f"expected a host name or IP address, found '{host}'")
+
+
+def _read_serial(sec: Section, name: str) -> SerialLink:
+    port = sec.text("port", empty_ok=True, what="a serial device such as /dev/ttyUSB0")
+    if port is not None:
+        _check_serial_port(sec, port)
+    bauds = {str(rate): rate for rate in BAUDRATES}
+    parity_shown = "N, E, O (or none, even, odd)"
+    return SerialLink(
+        name=name,
+        port=port or "",
+        baudrate=sec.choice("baudrate", bauds, 9600) or 9600,
+        bytesize=sec.choice("bytesize", {"7": 7, "8": 8}, 8) or 8,
+        parity=sec.choice("parity", PARITY_WORDS, Parity.NONE, parity_shown) or Parity.NONE,
+        stopbits=sec.choice("stopbits", {"1": 1, "2": 2}, 1) or 1,
+        timeout_ms=sec.integer("timeout_ms", 1000, 10, 60000) or 1000,
+        request_gap_ms=sec.integer("request_gap_ms", 10, 0, 10000) or 0,
+    )
+
+
+def _check_serial_port(sec: Section, port: str) -> None:
+    """A plausible device path; the port is not opened (check runs without hardware)."""
+    if not port.strip():
+        sec.report("port", "expected a serial device such as /dev/ttyUSB0 or COM3, found nothing")
+    elif port != port.strip():
+        sec.report("port", f"'{port}' has spaces at the start or end; remove them")
+    elif _NETWORK_ADDRESS.match(port):
+        sec.report(
+            "port",
+            f"'{port}' looks like a network address; for Modbus TCP use a link with "
+            "type: tcp, host and port",
+        )
+    elif not _SERIAL_PATH.match(port):
+        sec.report(
+            "port",
+            f"expected a serial device such as /dev/ttyUSB0, /dev/serial/by-id/... or COM3, "
+            f"found '{port}'",
+        )
+
+
+def _check_shared_port(sec: Section, link: SerialLink, ports: dict[str, str]) -> None:
+    """One port, one link: devices sharing an RS-485 bus belong on the same link."""
+    if link.port in ports:
+        sec.report(
+            "port",
+            f"'{link.port}' is already used by link '{ports[link.port]}'; put all devices "
+            "of one bus on one link",
+        )
+    else:
+        ports[link.port] = link.name

@@ -1,0 +1,276 @@
+"""The ``mqtt:`` section: broker, credentials, TLS, topic templates and forwarding limits.
+
+Secrets never sit in the YAML file: the password comes from an environment variable
+(``password_env``) or a file (``password_file``), and no message here ever repeats a
+secret's value. TLS and password files are checked to exist and be readable now, so
+the agent does not start and then fail at its first connection.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+
+from edge_agent.config.fields import Checker, Section, as_section, read_path
+from edge_agent.config.schema import MqttConfig, MqttProtocol, Secret, TlsConfig, Topics
+from edge_agent.config.validate_links import check_host
+from edge_agent.config.yamlsource import ScalarNode
+
+MQTT_KEYS = (
+    "host",
+    "port",
+    "client_id",
+    "protocol",
+    "username",
+    "password_env",
+    "password_file",
+    "tls",
+    "keepalive_s",
+    "qos",
+    "topics",
+    "max_inflight",
+    "max_samples_per_message",
+    "max_message_bytes",
+    "live_window_s",
+    "reconnect_min_s",
+    "reconnect_max_s",
+    "shutdown_grace_s",
+)
+TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
+TOPIC_KEYS = ("data", "gap", "status")
+PROTOCOLS = {"3.1.1": MqttProtocol.V311, "5": MqttProtocol.V5, "5.0": MqttProtocol.V5}
+PLAIN_PASSWORD = (
+    "a plain 'password' is not allowed in the configuration file (files get copied into "
+    "backups and tickets); put the password in an environment variable and name it with "
+    "password_env, or in a file and name it with password_file"
+)
+QOS_WHY = (
+    "a sample leaves the outbox only when the broker's PUBACK confirms it, which QoS 0 "
+    "never sends; QoS 2 adds a round trip for nothing, since every message carries an id "
+    "the platform de-duplicates by"
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def read_mqtt(
+    ck: Checker, top: Section, station_id: str | None, env: Mapping[str, str], base: Path
+) -> MqttConfig | None:
+    """The broker settings; ``base`` is where relative TLS and password files are."""
+    entry = top.node.get("mqtt")
+    if entry is None:
+        top.missing("mqtt", "the broker settings, at least 'host'")
+        return None
+    sec = as_section(ck, entry.value, "mqtt", entry.line, MQTT_KEYS, {"password": PLAIN_PASSWORD})
+    if sec is None:
+        return None
+    host = sec.text("host", what="the broker's host name or IP address")
+    if host is not None:
+        check_host(sec, host)
+    tls = _read_tls(sec, base)
+    username = sec.text("username", None)
+    reconnect_min_s, reconnect_max_s = _read_reconnect(sec)
+    return MqttConfig(
+        host=host or "",
+        port=sec.integer("port", 8883 if tls else 1883, 1, 65535) or 1883,
+        client_id=sec.text("client_id", None) or f"edge-agent-{station_id}",
+        protocol=sec.choice("protocol", PROTOCOLS, MqttProtocol.V311, "3.1.1 or 5")
+        or MqttProtocol.V311,
+        username=username,
+        password=_read_password(sec, username, env, base),
+        tls=tls,
+        keepalive_s=sec.integer("keepalive_s", 30, 5, 3600) or 30,
+        qos=_read_qos(sec),
+        topics=_read_topics(sec),
+        max_inflight=sec.integer("max_inflight", 20, 1, 1000) or 20,
+        max_samples_per_message=sec.integer("max_samples_per_message", 50, 1, 10000) or 50,
+        max_message_bytes=sec.integer("max_message_bytes", 256 * 1024, 1024, 268435455) or 1024,
+        live_window_s=sec.number("live_window_s", 30.0, 0, above=True) or 30.0,
+        reconnect_min_s=reconnect_min_s or 1.0,
+        reconnect_max_s=reconnect_max_s or 60.0,
+        shutdown_grace_s=sec.number("shutdown_grace_s", 5.0, 0, 300) or 0.0,
+    )
+
+
+def _read_qos(sec: Section) -> int:
+    qos = sec.integer("qos", 1)
+    if qos is not None and qos != 1:
+        sec.report("qos", f"only QoS 1 is supported, found {qos}: {QOS_WHY}")
+    return 1
+
+
+def _read_reconnect(sec: Section) -> tuple[float | None, float | None]:
+    low = sec.number("reconnect_min_s", 1.0, 0, above=True)
+    high = sec.number("reconnect_max_s", 60.0, 0, above=True)
+    if low is not None and high is not None and low > high:
+        key = "reconnect_max_s" if sec.has("reconnect_max_s") else "reconnect_min_s"
+        sec.report(
+            key, f"reconnect_min_s ({low:g}) must not be greater than reconnect_max_s ({high:g})"
+        )
+    return low, high
+
+
+def _read_password(
+    sec: Section, username: str | None, env: Mapping[str, str], base: Path
+) -> Secret | None:
+    """The broker password from the environment or a file; None when none is configured.
+
+    ``null`` counts as not given, so a template can list both keys.
+    """
+    env_name = sec.text("password_env", None)
+    file_given = sec.text("password_file", None) is not None
+    if env_name is not None and file_given:
+        message = "give either password_env or password_file, not both"
+        sec.report("password_file", message, at_key=True)
+        return None
+    if env_name is not None:
+        key, value = "password_env", _password_from_env(sec, env_name, env)
+    elif file_given:
+        key, value = "password_file", _password_from_file(sec, base)
+    else:
+        return None
+    if value is not None and username is None:
+        sec.report(key, "a password needs a username: add mqtt.username", at_key=True)
+    return None if value is None else Secret(value)
+
+
+def _password_from_env(sec: Section, name: str, env: Mapping[str, str]) -> str | None:
+    if not _ENV_NAME.fullmatch(name):
+        sec.report(
+            "password_env",
+            "expected the NAME of an environment variable (letters, digits and _), "
+            "not the password itself",
+        )
+        return None
+    value = env.get(name)
+    if value is None:
+        sec.report(
+            "password_env",
+            f"environment variable '{name}' is not set; set it where the agent starts "
+            "(systemd: Environment= or EnvironmentFile= in the service)",
+        )
+    elif not value:
+        sec.report("password_env", f"environment variable '{name}' is set but empty")
+        return None
+    return value
+
+
+def _password_from_file(sec: Section, base: Path) -> str | None:
+    """The file's text without one trailing newline (editors add one)."""
+    found = _read_file(sec, "password_file", base)
+    if found is None:
+        return None
+    _, data = found
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        sec.report("password_file", "the password file is not UTF-8 text; save it as UTF-8")
+        return None
+    text = text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+    if not text:
+        sec.report("password_file", "the password file is empty")
+        return None
+    return text
+
+
+def _read_file(sec: Section, key: str, base: Path) -> tuple[Path, bytes] | None:
+    """Path and bytes of the file named by ``key``, or None with an issue saying why not."""
+    path = read_path(sec, key, base)
+    if path is None:
+        return None
+    try:
+        return path, path.read_bytes()
+    except FileNotFoundError:
+        message = f"file not found: {path}"
+    except IsADirectoryError:
+        message = f"{path} is a directory, not a file"
+    except PermissionError:
+        message = f"cannot read {path}: permission denied for this user"
+    except OSError as err:
+        message = f"cannot read {path}: {err.strerror or err}"
+    sec.report(key, message)
+    return None
+
+
+def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
+    """``tls: true`` (system trust store), ``false``/absent (no TLS), or a mapping."""
+    entry = sec.node.get("tls")
+    if entry is None:
+        return None
+    node = entry.value
+    if isinstance(node, ScalarNode) and (node.value is None or isinstance(node.value, bool)):
+        return TlsConfig() if node.value else None
+    tls = as_section(sec.ck, node, "mqtt.tls", entry.line, TLS_KEYS)
+    if tls is None:
+        return TlsConfig()
+    if tls.has("key_file") and not tls.has("cert_file"):
+        message = "a key_file needs the cert_file (client certificate) it belongs to"
+        tls.report("key_file", message, at_key=True)
+    return TlsConfig(
+        ca_file=_pem_file(tls, "ca_file", base),
+        cert_file=_pem_file(tls, "cert_file", base),
+        key_file=_pem_file(tls, "key_file", base),
+        insecure_skip_verify=bool(tls.flag("insecure_skip_verify", False)),
+    )
+
+
+def _pem_file(sec: Section, key: str, base: Path) -> Path | None:
+    """The path of a TLS file that exists, is readable and is PEM (what Python's ssl reads)."""
+    if not sec.has(key):
+        return None
+    found = _read_file(sec, key, base)
+    if found is None:
+        return None
+    path, data = found
+    if b"-----BEGIN " not in data:
+        sec.report(key, f"{path} is not a PEM file (it should contain a '-----BEGIN ...' line)")
+    return path
+
+
+def _read_topics(sec: Section) -> Topics:
+    topics = sec.section("topics", TOPIC_KEYS)
+    defaults = Topics()
+    if topics is None:
+        return defaults
+    return Topics(
+        data=_topic(topics, "data", defaults.data, ("station", "device")),
+        gap=_topic(topics, "gap", defaults.gap, ("station", "device")),
+        status=_topic(topics, "status", defaults.status, ("station",)),
+    )
+
+
+def _topic(sec: Section, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    template = sec.text(key, default)
+    if template is None:
+        return default
+    problem = template_problem(template, allowed)
+    if problem:
+        sec.report(key, problem)
+    return template
+
+
+def template_problem(template: str, allowed: tuple[str, ...]) -> str | None:
+    """Why ``template`` is not a usable topic template, or None.
+
+    The last placeholder of ``allowed`` must appear: data and gap topics need
+    ``{device}`` so each device has its own topic; the status topic is per station.
+    """
+    shown = " and ".join("{" + name + "}" for name in allowed)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        return f"unmatched '{{' or '}}'; placeholders are written {shown}"
+    for _, name, spec, conversion in parts:
+        if name == "device" and name not in allowed:
+            return "the status topic is one per station, so it cannot use {device}"
+        if name is not None and (name not in allowed or spec or conversion):
+            return f"unknown placeholder '{{{name}}}'; only {shown} can be used here"
+    literal = "".join(text for text, *_ in parts)
+    if "+" in literal or "#" in literal:
+        return "'+' and '#' are MQTT wildcards and cannot be used in a topic"
+    if template.startswith("$"):
+        return "topics starting with '$' are reserved for the broker"
+    if allowed[-1] not in [name for _, name, *_ in parts]:
+        return f"the topic must contain {{{allowed[-1]}}}"
+    return None

@@ -1,0 +1,359 @@
+"""Reading YAML for the configuration: the only module in the project that imports ``yaml``.
+
+A file's bytes become a tree of located nodes (``MapNode``, ``SeqNode``, ``ScalarNode``),
+each knowing its 1-based line, so the validator can say where a value is wrong. Every way a
+file can be unreadable (encoding, syntax, tabs, duplicate keys) becomes a ``ConfigIssue``
+in plain words, never a traceback.
+
+Scalars are resolved with the YAML 1.2 core schema, not PyYAML's YAML 1.1 one: only
+``true``/``false`` are booleans (``no``, ``off``, ``yes`` stay text: ``country: NO`` is
+not False), ``0123`` is the integer 123 (not octal), ``12:30`` is text (not 750), and
+``1e3`` is a number. Each scalar also keeps its source text and whether it was quoted, so
+a text field can take ``id: 0042`` as ``"0042"`` and a number field can tell the
+technician that ``"502"`` in quotes is text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path, PurePath
+
+import yaml
+
+from edge_agent.config.errors import ConfigIssue
+from edge_agent.config.yamlsyntax import describe_syntax_error, tab_issues
+
+Value = str | int | float | bool | None
+
+_TAG = "tag:yaml.org,2002:"
+_BOM_UTF8 = b"\xef\xbb\xbf"
+_UTF16_MESSAGE = (
+    "the file is saved as UTF-16 ('Unicode' in Notepad); save it as UTF-8 "
+    "(Notepad: File > Save As > Encoding: UTF-8)"
+)
+_MAX_ENCODING_LINES = 10
+
+
+@dataclass(frozen=True, eq=False)
+class ScalarNode:
+    """A single value. ``value`` is resolved (YAML 1.2 core); ``text`` is as written."""
+
+    line: int
+    column: int
+    value: Value
+    text: str
+    plain: bool
+
+
+@dataclass(frozen=True, eq=False)
+class SeqNode:
+    """A list (``- item`` lines or ``[a, b]``)."""
+
+    line: int
+    column: int
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One ``key: value`` of a mapping; ``line`` is the key's line."""
+
+    key: str
+    line: int
+    value: Node
+
+
+@dataclass(frozen=True, eq=False)
+class MapNode:
+    """A mapping. Keys are kept as written, so ``on:`` is the key "on", not True."""
+
+    line: int
+    column: int
+    entries: tuple[Entry, ...]
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key`` (the last one if the key was, wrongly, given twice)."""
+        found = None
+        for entry in self.entries:
+            if entry.key == key:
+                found = entry
+        return found
+
+
+Node = ScalarNode | SeqNode | MapNode
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """What reading a file produced: the root mapping (None if unusable) and the issues.
+
+    Issues do not always mean ``root`` is None: a duplicate key is reported, and the rest
+    of the file is still validated so the technician sees every problem in one run.
+    """
+
+    root: MapNode | None
+    issues: tuple[ConfigIssue, ...]
+
+
+class _CoreLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema implicit types instead of YAML 1.1's."""
+
+    yaml_implicit_resolvers: dict = {}  # PyYAML's class-level registry, emptied for ours
+
+
+_NUMBER_START = list("-+0123456789.")
+for _tag, _pattern, _first in (
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9](?:_?[0-9])*|0o[0-7]+|0x[0-9a-fA-F]+)$", _NUMBER_START),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        _NUMBER_START,
+    ),
+):
+    _CoreLoader.add_implicit_resolver(_TAG + _tag, re.compile(_pattern), _first)
+
+
+def read_yaml_file(path: Path, file: str) -> YamlDocument:
+    """Read and parse ``path``; ``file`` is how issues name it (the path as the user gave it)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        message = "file not found; check the path and the file name"
+    except IsADirectoryError:
+        message = "this is a directory, not a configuration file"
+    except PermissionError:
+        message = "permission denied: this user may not read the file (check its owner and mode)"
+    except OSError as err:
+        message = f"cannot read the file: {err.strerror or err}"
+    else:
+        return parse_yaml_bytes(data, file)
+    return YamlDocument(None, (ConfigIssue(file, None, "", message),))
+
+
+def parse_yaml_bytes(data: bytes, file: str) -> YamlDocument:
+    """Decode (UTF-8, optional BOM) and parse one YAML document whose top level is a mapping."""
+    text, issues = _decode(data, file)
+    if text is None:
+        return YamlDocument(None, tuple(issues))
+    try:
+        raw = yaml.compose(text, Loader=_CoreLoader)
+    except yaml.MarkedYAMLError as err:
+        found = tab_issues(err, text, file) or [describe_syntax_error(err, text, file)]
+        return YamlDocument(None, tuple(found))
+    except yaml.reader.ReaderError as err:
+        return YamlDocument(None, (_reader_issue(err, text, file),))
+    if raw is None:
+        message = "the file is empty or contains only comments (expected 'key: value' settings)"
+        return YamlDocument(None, (ConfigIssue(file, None, "", message),))
+    converter = _Converter(file)
+    root = converter.convert(raw, "")
+    if not isinstance(root, MapNode):
+        message = f"the top level must be 'key: value' settings (a mapping), found {kind(root)}"
+        converter.issues.append(ConfigIssue(file, root.line, "", message))
+        return YamlDocument(None, tuple(converter.issues))
+    return YamlDocument(root, tuple(converter.issues))
+
+
+def kind(node: Node) -> str:
+    """How a technician would describe what they wrote, for 'found ...' messages."""
+    if isinstance(node, MapNode):
+        return "a mapping ('key: value' lines)"
+    if isinstance(node, SeqNode):
+        return "a list ('- ' items)"
+    if node.value is None:
+        return "nothing (empty value)"
+    if isinstance(node.value, bool):
+        return "true" if node.value else "false"
+    if isinstance(node.value, int | float):
+        return node.text
+    return repr(node.value)
+
+
+def _decode(data: bytes, file: str) -> tuple[str | None, list[ConfigIssue]]:
+    """UTF-8 text of ``data``, accepting a BOM (Windows Notepad writes one) and nothing else."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
+        return None, [ConfigIssue(file, None, "", _UTF16_MESSAGE)]
+    if b"\x00" in data:
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        message = "the file contains NUL bytes: it is not a text file (or it is damaged)"
+        return None, [ConfigIssue(file, line, "", message)]
+    if data.startswith(_BOM_UTF8):
+        data = data[len(_BOM_UTF8) :]
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError:
+        return None, _encoding_issues(data, file)
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """UTF-16 without a BOM: ASCII text with a NUL byte beside almost every character."""
+    sample = data[:400]
+    if len(sample) < 4:
+        return False
+    zeros = max(sample[0::2].count(0), sample[1::2].count(0))
+    return zeros >= len(sample) // 2 * 0.7
+
+
+def _encoding_issues(data: bytes, file: str) -> list[ConfigIssue]:
+    """One issue per line holding non-UTF-8 bytes, naming the first bad byte of the line."""
+    issues: list[ConfigIssue] = []
+    bad_lines = 0
+    for number, raw_line in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw_line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            bad_lines += 1
+            if bad_lines > _MAX_ENCODING_LINES:
+                continue
+            message = (
+                f"byte 0x{raw_line[err.start]:02X} is not UTF-8 text: the file was saved in "
+                "another encoding (e.g. GBK or Latin-1); save the file as UTF-8"
+            )
+            issues.append(ConfigIssue(file, number, "", message))
+    if bad_lines > _MAX_ENCODING_LINES:
+        more = bad_lines - _MAX_ENCODING_LINES
+        issues.append(ConfigIssue(file, None, "", f"{more} more lines have non-UTF-8 bytes"))
+    return issues
+
+
+def _reader_issue(err: yaml.reader.ReaderError, text: str, file: str) -> ConfigIssue:
+    """A control character YAML refuses (e.g. pasted from a PDF or a terminal)."""
+    position = err.position if isinstance(err.position, int) else 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    message = (
+        f"invisible control character U+{err.character:04X} at column {column} is not "
+        "allowed in a YAML file; delete it (retype the line if you cannot see it)"
+    )
+    return ConfigIssue(file, line, "", message)
+
+
+class _Converter:
+    """Turns PyYAML's composed nodes into ours, reporting what PyYAML lets through.
+
+    PyYAML's composer accepts duplicate keys and unknown tags; a configuration must not.
+    Aliases (``*name``) share one converted node; an alias that contains itself is refused.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.issues: list[ConfigIssue] = []
+        self._done: dict[int, Node] = {}
+        self._active: set[int] = set()
+
+    def convert(self, node: yaml.Node, path: str) -> Node:
+        """Our node for ``node``; ``path`` is the field path used in issues."""
+        if id(node) in self._done:
+            return self._done[id(node)]
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        if id(node) in self._active:
+            self._report(line, path, "this alias ('*name') refers to itself; remove the loop")
+            return ScalarNode(line, column, None, "", True)
+        self._active.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            result: Node = self._mapping(node, path, line, column)
+        elif isinstance(node, yaml.SequenceNode):
+            self._check_tag(node, "seq", line, path)
+            items = tuple(self.convert(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+            result = SeqNode(line, column, items)
+        else:
+            result = self._scalar(node, path, line, column)
+        self._active.discard(id(node))
+        self._done[id(node)] = result
+        return result
+
+    def _mapping(self, node: yaml.MappingNode, path: str, line: int, column: int) -> MapNode:
+        self._check_tag(node, "map", line, path)
+        entries: list[Entry] = []
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._report(key_line, path, "a key must be a plain name, not a list or mapping")
+                continue
+            key = key_node.value
+            key_path = f"{path}.{key}" if path else key
+            if key == "<<" and key_node.style is None:
+                message = "merge keys ('<<') are not supported; write the settings out in full"
+                self._report(key_line, key_path, message)
+                continue
+            if key in first_line:
+                message = f"duplicate key '{key}' (first at line {first_line[key]}); keep only one"
+                if first_line[key] == key_line:
+                    message = f"duplicate key '{key}' (twice on this line); keep only one"
+                self._report(key_line, key_path, message)
+            first_line.setdefault(key, key_line)
+            entries.append(Entry(key, key_line, self.convert(value_node, key_path)))
+        return MapNode(line, column, tuple(entries))
+
+    def _scalar(self, node: yaml.ScalarNode, path: str, line: int, column: int) -> ScalarNode:
+        text, tag = node.value, node.tag
+        plain = node.style is None
+        try:
+            value = _construct(tag, text)
+        except ValueError:
+            name = _tag_name(tag)
+            self._report(line, path, f"'{text}' is not a valid {name[2:]} (it is tagged '{name}')")
+            value = text
+        except KeyError:
+            message = f"YAML tag '{_tag_name(tag)}' is not supported here; remove it"
+            self._report(line, path, message)
+            value = text
+        return ScalarNode(line, column, value, text, plain)
+
+    def _check_tag(self, node: yaml.Node, expected: str, line: int, path: str) -> None:
+        if node.tag != _TAG + expected:
+            message = f"YAML tag '{_tag_name(node.tag)}' is not supported here; remove it"
+            self._report(line, path, message)
+
+    def _report(self, line: int, path: str, message: str) -> None:
+        self.issues.append(ConfigIssue(self.file, line, path, message))
+
+
+def _tag_name(tag: str) -> str:
+    """A tag as written in the file: ``!!binary`` rather than ``tag:yaml.org,2002:binary``."""
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+
+
+def _construct(tag: str, text: str) -> Value:
+    """The value of a scalar by its (implicit or explicit) tag; KeyError for unknown tags."""
+    name = tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+    if name == "str":
+        return text
+    if name == "null":
+        if text not in ("", "~", "null", "Null", "NULL"):
+            raise ValueError(text)
+        return None
+    if name == "bool":
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+    if name == "int":
+        cleaned = text.replace("_", "")
+        return int(cleaned, 0) if cleaned[:2].lower() in ("0o", "0x") else int(cleaned)
+    if name == "float":
+        return float(text.replace("_", "").lower().replace(".inf", "inf").replace(".nan", "nan"))
+    raise KeyError(tag)
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that also writes enums, paths and tuples as plain YAML."""
+
+
+_Dumper.add_multi_representer(Enum, lambda d, v: d.represent_data(v.value))
+_Dumper.add_multi_representer(PurePath, lambda d, v: d.represent_str(str(v)))
+_Dumper.add_representer(tuple, lambda d, v: d.represent_list(list(v)))
+
+
+def dump_yaml(data: object) -> str:
+    """YAML text for plain data (dicts keep their order); for modules that write YAML.
+
+    Strings that YAML 1.1 readers would take for booleans or numbers (``no``, ``0123``)
+    are quoted, so any YAML reader reads back what was written.
+    """
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,225 @@
+"""The forwarder: outbox -> MQTT (QoS 1) -> PUBACK -> outbox.ack. One thread.
+
+Guarantees (reliability contract items 2-4):
+
+* A row is deleted only after the broker acknowledged the message carrying it. Nothing
+  published but unacknowledged is counted as delivered: when a session ends (broker gone,
+  keepalive expired on a black-holed link, a rejected PUBACK), its in-flight messages are
+  released and re-sent, with the same message id and bytes, on the next session.
+* At most ``mqtt.max_inflight`` messages are unacknowledged at any time.
+* Live and historical lanes: rows acquired more than ``mqtt.live_window_s`` before the
+  current session began (the backlog left by an outage or a restart) are sent marked
+  ``historical: true``; newer rows are live and are claimed first, so live data keeps
+  flowing while the backlog drains. Within each lane, messages of a device go out in
+  acquisition order; across lanes a consumer orders by ``seq``.
+* Message size: a backlog message holds at most ``max_samples_per_message`` samples of one
+  device, and stops adding samples before ``max_message_bytes`` would be exceeded (a
+  single sample larger than that still goes alone).
+* Reconnects back off exponentially with jitter (tenacity) from ``reconnect_min_s`` to
+  ``reconnect_max_s``. A broken connection is logged once; the reconnection once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from queue import Empty, SimpleQueue
+
+from edge_agent import __version__
+from edge_agent.config.schema import MqttConfig
+from edge_agent.forward.mqtt import MqttError, MqttSession
+from edge_agent.model import iso_utc, utc_now
+from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
+from edge_agent.retry import Backoff
+from edge_agent.store.outbox import Outbox, OutboxError
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 0.5
+
+
+@dataclass
+class ForwarderStats:
+    """Counters for status output and tests."""
+
+    connected: bool = False
+    sessions: int = 0
+    connect_failures: int = 0
+    published: int = 0
+    acknowledged: int = 0
+    rejected: int = 0
+    in_flight: int = 0
+
+
+class Forwarder:
+    """Publishes the outbox to the broker until stopped."""
+
+    def __init__(self, station_id: str, config: MqttConfig, outbox: Outbox) -> None:
+        self.station_id = station_id
+        self.config = config
+        self._outbox = outbox
+        self._acks: SimpleQueue[tuple[str, bool, str]] = SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._drain_deadline: float | None = None
+        self._in_flight: dict[str, float] = {}
+        self._lost_reason: str | None = None
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self.stats = ForwarderStats()
+        self.status_topic = config.topics.status.format(station=station_id)
+        self.thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+
+    # -- public -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        """New rows were committed: look at the outbox now instead of at the next tick."""
+        self._wake.set()
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming, give in-flight messages ``grace_s`` to be acknowledged, disconnect."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        self._drain_deadline = time.monotonic() + grace
+        self._stopping.set()
+        self._wake.set()
+        if self.thread.ident is not None:
+            self.thread.join(timeout=grace + 10)
+
+    # -- session loop -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            session = self._try_connect(failures)
+            if session is None:
+                failures += 1
+                self._stopping.wait(self._backoff.delay_s(failures))
+                continue
+            if failures or self.stats.sessions > 1:
+                log.info("connected to broker %s:%d again", self.config.host, self.config.port)
+            failures = 0
+            self._pump(session)
+            self._end_session(session)
+
+    def _try_connect(self, failures: int) -> MqttSession | None:
+        self._lost_reason = None
+        session = MqttSession(self.config, self.status_topic, self._status(False),
+                              self._on_ack, self._on_lost)
+        try:
+            session.connect(timeout_s=max(5.0, float(self.config.keepalive_s)))
+        except MqttError as err:
+            self.stats.connect_failures += 1
+            level = logging.WARNING if failures == 0 else logging.DEBUG
+            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
+                    "with backoff", err)
+            return None
+        self.stats.sessions += 1
+        self.stats.connected = True
+        if self.stats.sessions == 1:
+            log.info("connected to broker %s:%d", self.config.host, self.config.port)
+        session.publish_status(self.status_topic, self._status(True))
+        return session
+
+    def _on_lost(self, reason: str) -> None:
+        self._lost_reason = reason
+        self._wake.set()
+
+    def _on_ack(self, msg_id: str, accepted: bool, reason: str) -> None:
+        self._acks.put((msg_id, accepted, reason))
+        self._wake.set()
+
+    def _pump(self, session: MqttSession) -> None:
+        boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
+        while self._lost_reason is None:
+            self._process_acks(session)
+            if self._stopping.is_set():
+                if not self._in_flight or time.monotonic() >= (self._drain_deadline or 0):
+                    return
+            else:
+                self._fill_window(session, boundary)
+            self._wake.wait(_IDLE_WAIT_S)
+            self._wake.clear()
+        log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
+                    "again", self._lost_reason, len(self._in_flight))
+
+    def _fill_window(self, session: MqttSession, boundary: int) -> None:
+        while len(self._in_flight) < self.config.max_inflight and self._lost_reason is None:
+            try:
+                message = self._outbox.claim(boundary, self.config.max_samples_per_message,
+                                             self._max_body_bytes())
+            except OutboxError as err:
+                log.error("cannot read the outbox: %s", err)
+                return
+            if message is None:
+                return
+            self._publish(session, message)
+
+    def _max_body_bytes(self) -> int:
+        overhead = envelope_overhead_bytes(self.station_id, "x" * 64)
+        return max(1, self.config.max_message_bytes - overhead)
+
+    def _publish(self, session: MqttSession, message: Message) -> None:
+        template = self.config.topics.data if message.kind == "sample" else self.config.topics.gap
+        topic = template.format(station=self.station_id, device=message.device_id)
+        self._in_flight[message.msg_id] = time.monotonic()
+        try:
+            session.publish(topic, encode_message(message, self.station_id), message.msg_id)
+        except MqttError as err:
+            self._on_lost(str(err))
+            return
+        self.stats.published += 1
+        self.stats.in_flight = len(self._in_flight)
+
+    def _process_acks(self, session: MqttSession) -> None:
+        accepted_ids = []
+        while True:
+            try:
+                msg_id, accepted, reason = self._acks.get_nowait()
+            except Empty:
+                break
+            if accepted:  # even from an earlier session: the broker has it either way
+                accepted_ids.append(msg_id)
+            else:
+                self.stats.rejected += 1
+                log.error("broker rejected message %s (%s); ending the session to retry "
+                          "with backoff", msg_id, reason)
+                self._on_lost(f"publish rejected: {reason}")
+        if accepted_ids:
+            self._acknowledge(accepted_ids)
+
+    def _acknowledge(self, msg_ids: list[str]) -> None:
+        try:
+            self._outbox.ack_many(msg_ids)
+        except OutboxError as err:  # rows stay; they will be re-sent (same ids)
+            log.error("cannot remove acknowledged messages from the outbox: %s", err)
+            return
+        for msg_id in msg_ids:
+            self._in_flight.pop(msg_id, None)
+        self.stats.acknowledged += len(msg_ids)
+        self.stats.in_flight = len(self._in_flight)
+
+    def _end_session(self, session: MqttSession) -> None:
+        graceful = self._stopping.is_set() and self._lost_reason is None
+        if graceful:
+            session.close(self.status_topic, self._status(False))
+        else:
+            session.close()
+        self.stats.connected = False
+        self._in_flight.clear()
+        self.stats.in_flight = 0
+        try:
+            self._outbox.release_in_flight()
+        except OutboxError as err:
+            log.error("outbox unavailable while releasing in-flight messages: %s", err)
+
+    def _status(self, online: bool) -> bytes:
+        body = {"v": 1, "station": self.station_id, "state": "online" if online else "offline",
+                "agent": f"edge-agent {__version__}"}
+        if online:
+            body["since"] = iso_utc(utc_now())
+        return json.dumps(body, separators=(",", ":")).encode()

@@ -1,0 +1,223 @@
+"""The one module that imports paho-mqtt: one broker session, discarded when it ends.
+
+Each connection is a fresh paho client with a clean session, driven by our own loop
+thread (no paho auto-reconnect). So paho's in-memory queue is never the source of truth:
+when a session ends, whatever it had in flight is forgotten here and re-sent from the
+outbox by the forwarder on the next session.
+
+"Acknowledged" means the broker's PUBACK arrived for the message's packet id, with a
+success reason code under MQTT 5. The PUBACK may arrive before ``publish()`` returns the
+packet id; the early-ack set below makes that case deliver the ack all the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from edge_agent.config.schema import MqttConfig, MqttProtocol
+
+log = logging.getLogger(__name__)
+
+AckCallback = Callable[[str, bool, str], None]  # token, accepted, reason text
+LostCallback = Callable[[str], None]
+
+
+class MqttError(Exception):
+    """A session could not be established or used."""
+
+
+class MqttSession:
+    """One connection to the broker; create a new one after it is lost."""
+
+    def __init__(self, config: MqttConfig, will_topic: str, will_payload: bytes,
+                 on_ack: AckCallback, on_lost: LostCallback) -> None:
+        self._config = config
+        self._on_ack = on_ack
+        self._on_lost = on_lost
+        self._lock = threading.Lock()
+        self._pending: dict[int, str] = {}
+        self._early: dict[int, tuple[bool, str]] = {}
+        self._connected = threading.Event()
+        self._connack_reason: str | None = None
+        self._closing = threading.Event()
+        self._lost_reported = False
+        self._client = self._make_client(will_topic, will_payload)
+        self._loop_thread = threading.Thread(target=self._loop, name="mqtt-net", daemon=True)
+
+    def _make_client(self, will_topic: str, will_payload: bytes) -> paho.Client:
+        cfg = self._config
+        v5 = cfg.protocol is MqttProtocol.V5
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else True,
+            reconnect_on_failure=False,
+        )
+        client.max_inflight_messages_set(cfg.max_inflight)
+        client.max_queued_messages_set(0)
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password.value if cfg.password else None)
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(cfg.tls.insecure_skip_verify)
+        client.will_set(will_topic, will_payload, qos=1, retain=True)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        return client
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def connect(self, timeout_s: float) -> None:
+        """Open the connection and wait for a successful CONNACK, or raise MqttError."""
+        cfg = self._config
+        try:
+            if cfg.protocol is MqttProtocol.V5:
+                self._client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s,
+                                     clean_start=True)
+            else:
+                self._client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        except (OSError, ValueError, ssl.SSLError) as err:
+            raise MqttError(f"cannot connect to {cfg.host}:{cfg.port}: {err}") from err
+        self._loop_thread.start()
+        if not self._connected.wait(timeout_s):
+            reason = self._connack_reason or f"no CONNACK within {timeout_s:.0f} s"
+            self.close()
+            raise MqttError(f"broker {cfg.host}:{cfg.port} refused or did not answer: {reason}")
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            rc = self._client.loop(timeout=0.2)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._report_lost(paho.error_string(rc))
+                return
+
+    def _report_lost(self, reason: str) -> None:
+        with self._lock:
+            if self._lost_reported or self._closing.is_set():
+                return
+            self._lost_reported = True
+        self._connected.clear()
+        self._on_lost(reason)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set() and not self._lost_reported
+
+    def close(self, final_topic: str | None = None, final_payload: bytes | None = None,
+              timeout_s: float = 2.0) -> None:
+        """End the session; with ``final_topic``, publish a last retained status first."""
+        if final_topic is not None and self.connected:
+            info = self._client.publish(final_topic, final_payload, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=timeout_s)
+            except (RuntimeError, ValueError):
+                log.debug("final status publish not confirmed", exc_info=True)
+            self._client.disconnect()
+        self._closing.set()
+        if self._loop_thread.is_alive() and threading.current_thread() is not self._loop_thread:
+            self._loop_thread.join(timeout=5)
+        with contextlib.suppress(OSError, ValueError):
+            if self._client.socket() is not None:
+                self._client.disconnect()
+        self._connected.clear()
+
+    # -- publishing -----------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, token: str, retain: bool = False) -> None:
+        """Publish QoS 1; ``on_ack(token, ...)`` fires when the broker acknowledges it."""
+        if not self.connected:
+            raise MqttError("not connected")
+        info = self._client.publish(topic, payload, qos=self._config.qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttError(f"publish failed: {paho.error_string(info.rc)}")
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = token
+        if early is not None and token:
+            self._on_ack(token, *early)
+
+    def publish_status(self, topic: str, payload: bytes) -> None:
+        """Retained status; its acknowledgement is consumed here, not reported."""
+        self.publish(topic, payload, token="", retain=True)
+
+    # -- paho callbacks (network thread) ------------------------------------------
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._connack_reason = str(reason_code)
+            return
+        self._connected.set()
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._report_lost(f"disconnected: {reason_code}")
+
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        accepted = not reason_code.is_failure
+        reason = str(reason_code)
+        with self._lock:
+            token = self._pending.pop(mid, None)
+            if token is None:
+                self._early[mid] = (accepted, reason)
+        if token:  # "" marks an untracked status message
+            self._on_ack(token, accepted, reason)
+
+
+class Subscriber:
+    """A plain subscriber (demo output, tests): calls ``on_message(topic, payload)``.
+
+    Uses paho's own loop thread and reconnects by itself; with ``session_name`` it keeps a
+    persistent session (QoS 1) so nothing published while it was away is missed.
+    """
+
+    def __init__(self, host: str, port: int, topic: str,
+                 on_message: Callable[[str, bytes, bool], None],
+                 session_name: str | None = None) -> None:
+        self._topic = topic
+        self._on_message = on_message
+        self._subscribed = threading.Event()
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=session_name or "",
+            clean_session=session_name is None,
+        )
+        self._client.on_connect = self._handle_connect
+        self._client.on_subscribe = self._handle_subscribe
+        self._client.on_message = self._handle_message
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self._host, self._port = host, port
+
+    def start(self, timeout_s: float = 10.0) -> Subscriber:
+        self._client.connect(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout_s):
+            raise MqttError(f"could not subscribe to {self._topic} on {self._host}:{self._port}")
+        return self
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(self._topic, qos=1)
+
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._subscribed.set()
+
+    def _handle_message(self, client, userdata, message) -> None:
+        self._on_message(message.topic, message.payload, bool(message.retain))
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,1 @@
+"""Modbus acquisition: pure decoding, and the one module that talks to pymodbus."""

@@ -1,0 +1,58 @@
+"""The types every stage shares: a Reading, and the Sample one poll of one device produced.
+
+Times are timezone-aware UTC datetimes in memory and ISO-8601 strings in payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Quality(StrEnum):
+    """How far a consumer may trust a value (see docs/payload.md for HJ 212 / Sparkplug)."""
+
+    GOOD = "GOOD"
+    SUSPECT = "SUSPECT"
+    BAD = "BAD"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One channel's value from one poll.
+
+    ``value`` is None exactly when the read failed; ``reason`` then says why
+    (``timeout``, ``exception_02``, ``no_connection``...). ``instrument_time`` is the
+    instrument's own timestamp where it provides one.
+    """
+
+    device_id: str
+    channel: str
+    value: float | int | None
+    unit: str
+    quality: Quality
+    acquired_at: datetime
+    reason: str | None = None
+    instrument_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one poll of one device produced; the unit the outbox stores and numbers."""
+
+    device_id: str
+    acquired_at: datetime
+    readings: tuple[Reading, ...]
+    instrument_time: datetime | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def utc_now() -> datetime:
+    """The acquisition clock: wall time in UTC (stations run NTP; monotonic time is for pacing)."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 UTC with millisecond precision and a trailing Z, as the payload schema wants."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,57 @@
+"""The one retry layer (tenacity), configured from the station file, never by decorators.
+
+Two shapes are needed:
+* ``retry_call``: re-run a callable a few times with a short wait (a device read inside
+  one poll). The wait sleeps through ``sleep``, which callers make interruptible.
+* ``Backoff``: exponential delay with jitter as a function of consecutive failures, for
+  loops that must not block on tenacity (a poller skipping a dead device's slots, the
+  forwarder's reconnects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+T = TypeVar("T")
+
+
+def retry_call(
+    func: Callable[[], T],
+    *,
+    attempts: int,
+    wait_s: float,
+    retry_if: Callable[[BaseException], bool],
+    sleep: Callable[[float], None],
+) -> T:
+    """Call ``func`` up to ``attempts`` times while ``retry_if(error)``; re-raise the last."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        wait=tenacity.wait_fixed(wait_s),
+        retry=tenacity.retry_if_exception(retry_if),
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(func)
+
+
+class Backoff:
+    """Delay before attempt n+1 after n consecutive failures: initial * 2^(n-1), capped."""
+
+    def __init__(self, initial_s: float, max_s: float, jitter_s: float | None = None) -> None:
+        self._wait = tenacity.wait_exponential_jitter(
+            multiplier=initial_s, max=max_s,
+            jitter=initial_s / 2 if jitter_s is None else jitter_s,
+        )
+        self._max_s = max_s
+        self._retrying = tenacity.Retrying()
+
+    def delay_s(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (0 means no wait)."""
+        if failures <= 0:
+            return 0.0
+        state = tenacity.RetryCallState(self._retrying, None, (), {})
+        state.attempt_number = failures
+        return min(self._max_s, float(self._wait(state)))

@@ -1,0 +1,1 @@
+"""The durable outbox: every sample is committed here before anything else happens."""

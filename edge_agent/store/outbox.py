@@ -1,0 +1,400 @@
+"""The outbox: a SQLite table of samples waiting for the broker's acknowledgement.
+
+Guarantees (the reliability contract, items 1, 2, 3 and 5):
+
+* **Accepted means committed.** ``append`` returns only after the sample's transaction
+  has committed. With the default ``synchronous=FULL`` in WAL mode the commit is on disk
+  when it returns: a power cut after that loses nothing. With ``synchronous=NORMAL`` a
+  power cut (not a process crash) can lose the transactions committed since the last WAL
+  checkpoint, at most ``wal_autocheckpoint`` (1000) pages, typically the last few seconds.
+* **Group commit.** All writes go through one writer thread and one connection. Appends,
+  claims and acknowledgements that arrive while a transaction is running are committed
+  together in the next one, so throughput does not fall to one fsync per sample.
+* **Removed only on acknowledgement.** A row is deleted by ``ack(msg_id)`` only, which the
+  forwarder calls on the broker's PUBACK. A claim writes the message id into its rows
+  *before* the message is published, so after a crash the same rows are re-sent as the
+  same message (same id, same bytes). Rows whose message was in flight when the process
+  died are re-sent first after restart.
+* **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
+  in the transaction that crosses them: the oldest samples not currently in flight are
+  deleted, counted in ``meta.dropped_total``, logged once per episode and replaced by one
+  gap row per device (first/last time, first/last sequence, count) that is forwarded like
+  any sample. Gap rows are merged per device while unsent and are never dropped.
+* **Loss window.** Nothing accepted is lost except by the retention rule above. A sample
+  whose append fails (disk full, I/O error) was never accepted: ``append`` raises, and the
+  loss is remembered and written as a gap row by the next transaction that succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
+
+from edge_agent.config.schema import Retention, Synchronous
+from edge_agent.model import Sample
+from edge_agent.payload import Message, StoredEntry, encode_sample_body
+from edge_agent.store import retention
+from edge_agent.store.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MAX_OPS_PER_TRANSACTION = 512
+
+
+class OutboxError(Exception):
+    """The outbox could not commit (disk full, I/O error, closed)."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What ``append`` returns once the sample is durable."""
+
+    row_id: int
+    seq: int
+    sample_id: str
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """Counts for status output and tests."""
+
+    rows: int
+    samples: int
+    gaps: int
+    oldest_acquired_at: float | None
+    dropped_total: int
+    in_flight_messages: int
+    bytes_in_use: int
+
+
+@dataclass
+class _Op:
+    run: Callable[[sqlite3.Connection], Any]
+    future: Future
+
+
+class Outbox:
+    """Owner of the outbox database: one writer thread, one connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        retention_limits: Retention,
+        synchronous: Synchronous = Synchronous.FULL,
+        clock: Callable[[], float] = time.time,
+        on_append: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        #: Called after each committed append (the forwarder's wake-up); settable later.
+        self.on_append = on_append
+        self._synchronous = synchronous
+        self._clock = clock
+        self._ops: SimpleQueue[_Op | None] = SimpleQueue()
+        # Message ids published and not yet acknowledged; touched by the writer thread only.
+        self._in_flight: set[str] = set()
+        self._unstored: dict[str, retention.PendingGap] = {}
+        self._retention = retention.Enforcer(retention_limits, clock)
+        self._unstored_lock = threading.Lock()
+        self._closed = threading.Event()
+        try:
+            self._conn = self._open_connection()
+        except sqlite3.Error as err:
+            raise OutboxError(f"cannot open outbox {self.path}: {err}") from err
+        self._thread = threading.Thread(target=self._writer, name="outbox-writer", daemon=True)
+        self._thread.start()
+
+    # -- connection and writer thread -------------------------------------------------
+
+    def _open_connection(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        ensure_schema(conn)
+        self._retention.load(conn)
+        return conn
+
+    def _writer(self) -> None:
+        while True:
+            first = self._ops.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < _MAX_OPS_PER_TRANSACTION:
+                try:
+                    nxt = self._ops.get_nowait()
+                except Empty:
+                    break
+                if nxt is None:
+                    self._ops.put(None)
+                    break
+                batch.append(nxt)
+            self._run_transaction(batch)
+
+    def _run_transaction(self, batch: list[_Op]) -> None:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        unstored: dict[str, retention.PendingGap] = {}
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for index, op in enumerate(batch):
+                savepoint = f"op{index}"
+                self._conn.execute(f"SAVEPOINT {savepoint}")
+                try:
+                    results.append((op, op.run(self._conn), None))
+                    self._conn.execute(f"RELEASE {savepoint}")
+                except sqlite3.Error:
+                    raise
+                except Exception as err:  # a bad op fails alone, the rest commit
+                    self._conn.execute(f"ROLLBACK TO {savepoint}")
+                    self._conn.execute(f"RELEASE {savepoint}")
+                    results.append((op, None, err))
+            unstored = self._write_unstored_gaps()
+            self._retention.enforce(self._conn)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._rollback_quietly()
+            self._restore_unstored(unstored)
+            try:
+                self._retention.reload_after_rollback(self._conn)
+            except sqlite3.Error:
+                log.exception("outbox: cannot recount rows after a failed transaction")
+            failure = OutboxError(f"outbox {self.path}: {err}")
+            failure.__cause__ = err
+            for op in batch:
+                op.future.set_exception(failure)
+            return
+        for op, value, error in results:
+            if error is not None:
+                op.future.set_exception(error)
+            else:
+                op.future.set_result(value)
+
+    def _rollback_quietly(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+
+    def _submit(self, run: Callable[[sqlite3.Connection], T], timeout_s: float | None = 60) -> T:
+        if self._closed.is_set():
+            raise OutboxError("outbox is closed")
+        op = _Op(run, Future())
+        self._ops.put(op)
+        try:
+            return op.future.result(timeout=timeout_s)
+        except FutureTimeout as err:
+            raise OutboxError(f"outbox {self.path}: no commit within {timeout_s} s") from err
+
+    def close(self) -> None:
+        """Finish queued writes, then close the database."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._ops.put(None)
+        self._thread.join()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as err:
+            log.warning("outbox checkpoint on close failed: %s", err)
+        self._conn.close()
+
+    # -- appending ----------------------------------------------------------------------
+
+    def append(self, sample: Sample) -> Accepted:
+        """Commit one sample; returns once it is durable. Raises OutboxError otherwise."""
+        try:
+            accepted = self._submit(lambda conn: self._insert_sample(conn, sample))
+        except OutboxError:
+            self._remember_unstored(sample)
+            raise
+        if self.on_append is not None:
+            self.on_append()
+        return accepted
+
+    def _insert_sample(self, conn: sqlite3.Connection, sample: Sample) -> Accepted:
+        row = conn.execute(
+            "INSERT INTO device_seq (device_id, last_seq) VALUES (?, 1) "
+            "ON CONFLICT (device_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+            [sample.device_id],
+        ).fetchone()
+        seq = int(row[0])
+        sample_id = uuid.uuid4().hex
+        body = encode_sample_body(sample, seq, sample_id)
+        cursor = conn.execute(
+            "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
+            "VALUES ('sample', ?, ?, ?, ?, ?)",
+            [sample.device_id, seq, sample_id, sample.acquired_at.timestamp(), body],
+        )
+        self._retention.note_appended(1)
+        return Accepted(int(cursor.lastrowid or 0), seq, sample_id)
+
+    def _remember_unstored(self, sample: Sample) -> None:
+        at = sample.acquired_at.timestamp()
+        with self._unstored_lock:
+            pending = self._unstored.get(sample.device_id)
+            if pending is None:
+                self._unstored[sample.device_id] = retention.PendingGap(at, at, 1)
+            else:
+                pending.add(at)
+
+    def _write_unstored_gaps(self) -> dict[str, retention.PendingGap]:
+        """Record samples that could not be stored earlier as gap events (no silent loss).
+
+        Returns what was written, so a failed commit can put it back.
+        """
+        with self._unstored_lock:
+            pending_gaps, self._unstored = self._unstored, {}
+        for device_id, pending in pending_gaps.items():
+            retention.merge_gap(
+                self._conn, device_id, pending.first_at, pending.last_at, pending.count,
+                None, None, "store_error",
+            )
+        return pending_gaps
+
+    def _restore_unstored(self, pending_gaps: dict[str, retention.PendingGap]) -> None:
+        with self._unstored_lock:
+            for device_id, pending in pending_gaps.items():
+                current = self._unstored.setdefault(
+                    device_id, retention.PendingGap(pending.first_at, pending.last_at, 0))
+                current.first_at = min(current.first_at, pending.first_at)
+                current.last_at = max(current.last_at, pending.last_at)
+                current.count += pending.count
+
+    # -- claiming and acknowledging -----------------------------------------------------
+
+    def backlog_boundary(self, acquired_before: float) -> int:
+        """Highest row id acquired before ``acquired_before`` (unix s): the backlog's end.
+
+        Row ids grow in commit order, so rows above the boundary are the newer ones.
+        """
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT MAX(id) FROM outbox WHERE acquired_at < ?",
+                               [acquired_before]).fetchone()
+            return int(row[0] or 0)
+
+        return self._submit(run)
+
+    def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
+        """Assign the next message's rows a message id (committed) and return the message.
+
+        Order of preference: a message claimed before but not in flight now (resent as
+        is), then live rows (id above the boundary), then backlog rows (historical). One
+        message holds consecutive rows of one device and one kind.
+        """
+        def run(conn: sqlite3.Connection) -> Message | None:
+            message = self._claim_next(conn, boundary_row_id, max_entries, max_body_bytes)
+            if message is not None:
+                self._in_flight.add(message.msg_id)
+            return message
+
+        return self._submit(run)
+
+    def _claim_next(
+        self, conn: sqlite3.Connection, boundary: int, max_entries: int, max_bytes: int
+    ) -> Message | None:
+        resend = self._unsent_claimed(conn)
+        if resend is not None:
+            return resend
+        for historical, where in ((False, "id > ?"), (True, "id <= ?")):
+            head = conn.execute(
+                f"SELECT id, device_id, kind FROM outbox WHERE msg_id IS NULL AND {where} "
+                "ORDER BY id LIMIT 1",
+                [boundary],
+            ).fetchone()
+            if head is not None:
+                return self._claim_run(conn, head, where, boundary, historical,
+                                       max_entries, max_bytes)
+        return None
+
+    def _unsent_claimed(self, conn: sqlite3.Connection) -> Message | None:
+        placeholders = ",".join("?" * len(self._in_flight))
+        not_in = f"AND msg_id NOT IN ({placeholders})" if self._in_flight else ""
+        row = conn.execute(
+            f"SELECT msg_id FROM outbox WHERE msg_id IS NOT NULL {not_in} ORDER BY id LIMIT 1",
+            list(self._in_flight),
+        ).fetchone()
+        if row is None:
+            return None
+        rows = conn.execute(
+            "SELECT id, kind, device_id, seq, entry_id, body, historical FROM outbox "
+            "WHERE msg_id = ? ORDER BY id",
+            [row[0]],
+        ).fetchall()
+        entries = tuple(StoredEntry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows)
+        return Message(row[0], rows[0][1], rows[0][2], bool(rows[0][6]), entries)
+
+    def _claim_run(
+        self, conn: sqlite3.Connection, head: tuple, where: str, boundary: int,
+        historical: bool, max_entries: int, max_bytes: int,
+    ) -> Message:
+        head_id, device_id, kind = head
+        candidates = conn.execute(
+            "SELECT id, kind, device_id, seq, entry_id, body FROM outbox "
+            f"WHERE device_id = ? AND msg_id IS NULL AND id >= ? AND {where} "
+            "ORDER BY id LIMIT ?",
+            [device_id, head_id, boundary, max_entries],
+        ).fetchall()
+        entries: list[StoredEntry] = []
+        size = 0
+        for row in candidates:
+            if row[1] != kind:
+                break
+            size += len(row[5]) + 1
+            if entries and size > max_bytes:
+                break
+            entries.append(StoredEntry(*row))
+        msg_id = uuid.uuid4().hex
+        conn.executemany(
+            "UPDATE outbox SET msg_id = ?, historical = ? WHERE id = ?",
+            [(msg_id, int(historical), entry.row_id) for entry in entries],
+        )
+        return Message(msg_id, kind, device_id, historical, tuple(entries))
+
+    def ack(self, msg_id: str) -> int:
+        """The broker acknowledged ``msg_id``: delete its rows. Returns rows deleted."""
+        return self.ack_many([msg_id])
+
+    def ack_many(self, msg_ids: list[str]) -> int:
+        """Delete the rows of every acknowledged message, in one transaction."""
+        def run(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            for msg_id in msg_ids:
+                kinds = conn.execute(
+                    "DELETE FROM outbox WHERE msg_id = ? RETURNING kind", [msg_id]).fetchall()
+                deleted += len(kinds)
+                self._retention.note_deleted(sum(1 for (kind,) in kinds if kind == "sample"))
+                self._in_flight.discard(msg_id)
+            return deleted
+
+        return self._submit(run)
+
+    def release_in_flight(self) -> None:
+        """The connection carrying in-flight messages is gone: they become resendable."""
+        self._submit(lambda conn: self._in_flight.clear())
+
+    # -- inspection ---------------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        """Current depth and counters (runs in the writer thread for a consistent view)."""
+        def run(conn: sqlite3.Connection) -> OutboxStats:
+            counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))
+            oldest = conn.execute(
+                "SELECT MIN(acquired_at) FROM outbox WHERE kind = 'sample'").fetchone()[0]
+            dropped = conn.execute(
+                "SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()[0]
+            samples, gaps = counts.get("sample", 0), counts.get("gap", 0)
+            return OutboxStats(samples + gaps, samples, gaps, oldest, int(dropped),
+                               len(self._in_flight), retention.bytes_in_use(conn))
+
+        return self._submit(run)

@@ -1,0 +1,199 @@
+"""Retention: what the outbox drops, on purpose and counted, when a limit is reached.
+
+Runs inside the writer's transaction (see outbox.py for the guarantees). Only samples
+that were never claimed for a message are dropped, oldest first: a claimed row may already
+be at the broker, and counting it as dropped would be a lie. Every drop is merged into
+one unsent gap row per device, which the forwarder publishes like any sample.
+
+Episodes are logged once: a WARNING when dropping starts, an INFO when the outbox is back
+below 90 % of every limit (hysteresis, so a full outbox does not log on every poll).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edge_agent.config.schema import Retention
+from edge_agent.model import iso_utc
+from edge_agent.payload import encode_gap_body
+
+log = logging.getLogger("edge_agent.store.outbox")
+
+_LOW_WATER = 0.9
+_MAX_BYTE_ROUNDS = 200
+_AGE_CHUNK = 1000
+
+
+@dataclass
+class PendingGap:
+    """Samples lost before they could be stored (append failed), per device."""
+
+    first_at: float
+    last_at: float
+    count: int
+
+    def add(self, at: float) -> None:
+        self.first_at = min(self.first_at, at)
+        self.last_at = max(self.last_at, at)
+        self.count += 1
+
+
+def bytes_in_use(conn: sqlite3.Connection) -> int:
+    """Database pages holding data (file size minus free pages), in bytes."""
+    page_count = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return int((page_count - free) * page_size)
+
+
+def _iso(at: float) -> str:
+    return iso_utc(datetime.fromtimestamp(at, UTC))
+
+
+def merge_gap(
+    conn: sqlite3.Connection, device_id: str, first_at: float, last_at: float, count: int,
+    first_seq: int | None, last_seq: int | None, reason: str,
+) -> None:
+    """Add dropped samples to the device's unsent gap row, or start a new one."""
+    row = conn.execute(
+        "SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND msg_id IS NULL "
+        "ORDER BY id DESC LIMIT 1",
+        [device_id],
+    ).fetchone()
+    if row is None:
+        body = encode_gap_body(uuid.uuid4().hex, _iso(first_at), _iso(last_at), count,
+                               first_seq, last_seq, [reason])
+        conn.execute(
+            "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
+            "VALUES ('gap', ?, NULL, ?, ?, ?)",
+            [device_id, json.loads(body)["id"], first_at, body],
+        )
+        return
+    old = json.loads(row[1])
+    seqs_first = [s for s in (old["first_seq"], first_seq) if s is not None]
+    seqs_last = [s for s in (old["last_seq"], last_seq) if s is not None]
+    body = encode_gap_body(
+        old["id"], min(old["first_at"], _iso(first_at)), max(old["last_at"], _iso(last_at)),
+        old["count"] + count, min(seqs_first, default=None), max(seqs_last, default=None),
+        [*old["reasons"], reason],
+    )
+    conn.execute("UPDATE outbox SET body = ? WHERE id = ?", [body, row[0]])
+
+
+class Enforcer:
+    """Keeps the outbox inside its retention limits; state lives in the writer thread."""
+
+    def __init__(self, limits: Retention, clock: Callable[[], float]) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._samples = 0
+        self._dropping = False
+        self._episode_drops = 0
+        self._next_age_check = 0.0
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """Count samples once at start-up; afterwards the count is kept incrementally."""
+        self._samples = conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'sample'").fetchone()[0]
+
+    reload_after_rollback = load
+
+    def note_appended(self, count: int) -> None:
+        self._samples += count
+
+    def note_deleted(self, count: int) -> None:
+        self._samples -= count
+
+    def enforce(self, conn: sqlite3.Connection) -> None:
+        """Drop what the limits require, inside the caller's transaction."""
+        limits = self.limits
+        if limits.max_rows is not None and self._samples > limits.max_rows:
+            self._drop_oldest(conn, self._samples - limits.max_rows, "max_rows")
+        if limits.max_age_s is not None and self._clock() >= self._next_age_check:
+            self._next_age_check = self._clock() + 1.0
+            self._drop_expired(conn, self._clock() - limits.max_age_s)
+        if limits.max_bytes is not None:
+            self._drop_for_bytes(conn, limits.max_bytes)
+        if self._dropping and self._below_low_water(conn):
+            log.info("outbox back under its retention limits; %d samples were dropped in "
+                     "this episode and announced as gap events", self._episode_drops)
+            self._dropping = False
+            self._episode_drops = 0
+
+    def _drop_for_bytes(self, conn: sqlite3.Connection, max_bytes: int) -> None:
+        for _ in range(_MAX_BYTE_ROUNDS):
+            if bytes_in_use(conn) <= max_bytes:
+                return
+            chunk = max(10, self._samples // 100)
+            if self._drop_oldest(conn, chunk, "max_bytes") == 0:
+                return
+
+    def _drop_expired(self, conn: sqlite3.Connection, cutoff: float) -> None:
+        while True:
+            rows = conn.execute(
+                "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
+                "AND msg_id IS NULL ORDER BY id LIMIT ?",
+                [_AGE_CHUNK],
+            ).fetchall()
+            expired = []
+            for row in rows:
+                if row[2] >= cutoff:
+                    break
+                expired.append(row)
+            if expired:
+                self._drop_rows(conn, expired, "max_age")
+            if len(expired) < _AGE_CHUNK:
+                return
+
+    def _drop_oldest(self, conn: sqlite3.Connection, count: int, reason: str) -> int:
+        rows = conn.execute(
+            "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
+            "AND msg_id IS NULL ORDER BY id LIMIT ?",
+            [count],
+        ).fetchall()
+        self._drop_rows(conn, rows, reason)
+        return len(rows)
+
+    def _drop_rows(self, conn: sqlite3.Connection, rows: list[tuple], reason: str) -> None:
+        if not rows:
+            return
+        conn.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in rows])
+        per_device: dict[str, list[tuple]] = {}
+        for row in rows:
+            per_device.setdefault(row[1], []).append(row)
+        for device_id, dropped in per_device.items():
+            times = [row[2] for row in dropped]
+            seqs = [row[3] for row in dropped]
+            merge_gap(conn, device_id, min(times), max(times), len(dropped),
+                      min(seqs), max(seqs), reason)
+        conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped_total'",
+            [len(rows)],
+        )
+        self._samples -= len(rows)
+        self._episode_drops += len(rows)
+        if not self._dropping:
+            self._dropping = True
+            log.warning("outbox retention limit reached (%s, limits: %s): dropping the oldest "
+                        "undelivered samples; every drop is counted and published as a gap "
+                        "event", reason, self.limits)
+
+    def _below_low_water(self, conn: sqlite3.Connection) -> bool:
+        limits = self.limits
+        if limits.max_rows is not None and self._samples > _LOW_WATER * limits.max_rows:
+            return False
+        if limits.max_bytes is not None and bytes_in_use(conn) > _LOW_WATER * limits.max_bytes:
+            return False
+        if limits.max_age_s is not None:
+            oldest = conn.execute(
+                "SELECT acquired_at FROM outbox WHERE kind = 'sample' ORDER BY id LIMIT 1"
+            ).fetchone()
+            if oldest and self._clock() - oldest[0] > _LOW_WATER * limits.max_age_s:
+                return False
+        return True

@@ -1,0 +1,28 @@
+"""Fixtures that start real parts: a private Mosquitto per test, a collector on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.collector import Collector
+
+from edge_agent.sim.broker import Mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto on a free port, with persistence so queued QoS 1 messages for the
+    collector's session survive a broker restart inside a test."""
+    server = Mosquitto(tmp_path / "broker", persistence=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def collector(broker: Mosquitto) -> Iterator[Collector]:
+    sub = Collector(broker.port).start()
+    yield sub
+    sub.stop()
+    assert not sub.invalid, f"messages failing the payload schema: {sub.invalid[:3]}"

@@ -1,0 +1,93 @@
+"""A TCP relay that can silently stop relaying: packets dropped, no FIN, no RST.
+
+This is what a 4G link that loses its radio bearer looks like to both ends: the
+connection stays open and nothing arrives. Only MQTT keepalive can detect it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+
+
+class BlackHoleProxy:
+    """Relays 127.0.0.1:``port`` to 127.0.0.1:``target_port`` until frozen."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._frozen = threading.Event()
+        self._stop = threading.Event()
+        self._pairs: dict[socket.socket, socket.socket] = {}
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._listener, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="blackhole")
+
+    def start(self) -> BlackHoleProxy:
+        self._thread.start()
+        return self
+
+    def freeze(self) -> None:
+        """Stop relaying in both directions; keep every socket open."""
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._sel.select(timeout=0.1):
+                sock = key.fileobj
+                if sock is self._listener:
+                    self._accept()
+                elif not self._frozen.is_set():
+                    self._relay(sock)
+            if self._frozen.is_set():
+                self._stop.wait(0.05)  # do not spin on readable sockets we ignore
+
+    def _accept(self) -> None:
+        client, _ = self._listener.accept()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self._target_port), timeout=2)
+        except OSError:
+            client.close()
+            return
+        for sock in (client, upstream):
+            sock.setblocking(False)
+            self._sel.register(sock, selectors.EVENT_READ)
+        self._pairs[client], self._pairs[upstream] = upstream, client
+
+    def _relay(self, sock: socket.socket) -> None:
+        peer = self._pairs.get(sock)
+        if peer is None:
+            return
+        try:
+            data = sock.recv(65536)
+            if data:
+                peer.setblocking(True)
+                peer.sendall(data)
+                peer.setblocking(False)
+                return
+        except OSError:
+            pass
+        self._close_pair(sock)
+
+    def _close_pair(self, sock: socket.socket) -> None:
+        peer = self._pairs.pop(sock, None)
+        for one in (sock, peer):
+            if one is None:
+                continue
+            self._pairs.pop(one, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(one)
+            one.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for sock in list(self._pairs):
+            self._close_pair(sock)
+        self._listener.close()

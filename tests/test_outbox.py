@@ -1,0 +1,176 @@
+"""The outbox against a real SQLite file: numbering, claims, acks, restarts, retention."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config.schema import Retention
+from edge_agent.model import Quality, Reading, Sample
+from edge_agent.payload import encode_message
+from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.store.schema import SchemaError
+
+UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def sample(device: str, value: float, at: datetime = T0) -> Sample:
+    return Sample(device, at, (Reading(device, "ch", value, "ppm", Quality.GOOD, at),))
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.sqlite3"
+
+
+def values(message) -> list[float]:
+    return [json.loads(e.body)["values"]["ch"]["value"] for e in message.entries]
+
+
+def test_sequence_numbers_are_per_device_and_survive_restart(path):
+    box = Outbox(path, UNLIMITED)
+    assert [box.append(sample("a", i)).seq for i in range(3)] == [1, 2, 3]
+    assert box.append(sample("b", 0)).seq == 1
+    box.close()
+    box = Outbox(path, UNLIMITED)
+    assert box.append(sample("a", 9)).seq == 4
+    box.close()
+
+
+def test_acked_rows_are_deleted_and_sequence_continues(path):
+    box = Outbox(path, UNLIMITED)
+    box.append(sample("a", 1))
+    message = box.claim(0, 10, 10_000)
+    assert box.ack(message.msg_id) == 1
+    assert box.stats().rows == 0
+    assert box.append(sample("a", 2)).seq == 2
+    box.close()
+
+
+def test_unacked_message_resent_with_same_id_and_bytes_after_restart(path):
+    box = Outbox(path, UNLIMITED)
+    for i in range(3):
+        box.append(sample("a", i))
+    first = box.claim(0, 2, 10_000)
+    original = encode_message(first, "st")
+    box.close()  # as if the process died before the PUBACK
+    box = Outbox(path, UNLIMITED)
+    again = box.claim(0, 10, 10_000)
+    assert again.msg_id == first.msg_id
+    assert encode_message(again, "st") == original
+    rest = box.claim(0, 10, 10_000)
+    assert values(rest) == [2]
+    box.close()
+
+
+def test_in_flight_messages_are_not_claimed_twice_until_released(path):
+    box = Outbox(path, UNLIMITED)
+    box.append(sample("a", 1))
+    first = box.claim(0, 10, 10_000)
+    assert box.claim(0, 10, 10_000) is None
+    box.release_in_flight()
+    assert box.claim(0, 10, 10_000).msg_id == first.msg_id
+    box.close()
+
+
+def test_live_rows_are_claimed_before_backlog_and_flagged_live(path):
+    box = Outbox(path, UNLIMITED)
+    for i in range(3):
+        box.append(sample("a", i))
+    boundary = box.backlog_boundary(datetime.now(UTC).timestamp() + 1)
+    box.append(sample("a", 99))
+    live = box.claim(boundary, 10, 10_000)
+    backlog = box.claim(boundary, 10, 10_000)
+    assert (live.historical, values(live)) == (False, [99])
+    assert (backlog.historical, values(backlog)) == (True, [0, 1, 2])
+    box.close()
+
+
+def test_messages_hold_one_device_and_respect_count_and_byte_limits(path):
+    box = Outbox(path, UNLIMITED)
+    for i in range(5):
+        box.append(sample("a", i))
+        box.append(sample("b", i))
+    one_body = len(box.claim(0, 1, 10_000).entries[0].body)
+    by_count = box.claim(0, 2, 10_000)
+    by_bytes = box.claim(0, 100, 2 * one_body + 1)
+    assert len(by_count.entries) == 2 and len({e.device_id for e in by_count.entries}) == 1
+    assert len(by_bytes.entries) == 1 or sum(len(e.body) + 1 for e in by_bytes.entries) \
+        <= 2 * one_body + 1
+    box.close()
+
+
+def test_retention_drops_oldest_unclaimed_counts_them_and_records_one_gap(path):
+    box = Outbox(path, Retention(max_rows=5, max_bytes=None, max_age_s=None))
+    box.append(sample("a", 0))
+    claimed = box.claim(0, 1, 10_000)  # in flight: must survive
+    for i in range(1, 10):
+        box.append(sample("a", i, T0 + timedelta(seconds=i)))
+    stats = box.stats()
+    assert (stats.samples, stats.gaps, stats.dropped_total) == (5, 1, 5)
+    box.ack(claimed.msg_id)
+    messages = {m.kind: m for m in (box.claim(0, 100, 1_000_000) for _ in range(2))}
+    assert values(messages["sample"]) == [6, 7, 8, 9]
+    gap = messages["gap"]
+    body = json.loads(gap.entries[0].body)
+    assert (gap.kind, body["count"], body["first_seq"], body["last_seq"], body["reasons"]) == \
+        ("gap", 5, 2, 6, ["max_rows"])
+    assert body["first_at"] == "2026-01-01T00:00:01.000Z"
+    box.close()
+
+
+def test_retention_by_age_drops_only_expired_samples(path):
+    now = [T0.timestamp() + 100]
+    box = Outbox(path, Retention(max_rows=None, max_bytes=None, max_age_s=50),
+                 clock=lambda: now[0])
+    box.append(sample("a", 1, T0))  # 100 s old: expired
+    box.append(sample("a", 2, T0 + timedelta(seconds=90)))
+    stats = box.stats()
+    assert (stats.samples, stats.gaps, stats.dropped_total) == (1, 1, 1)
+    box.close()
+
+
+def test_retention_by_bytes_keeps_database_pages_under_the_limit(path):
+    box = Outbox(path, Retention(max_rows=None, max_bytes=400_000, max_age_s=None))
+    big = "x" * 2000
+    for i in range(400):
+        at = T0 + timedelta(seconds=i)
+        box.append(Sample("a", at, (Reading("a", big, i, "", Quality.GOOD, at),)))
+    stats = box.stats()
+    assert stats.bytes_in_use <= 400_000
+    assert stats.dropped_total > 0 and stats.samples + stats.dropped_total == 400
+    box.close()
+
+
+def test_failed_append_is_reported_and_later_becomes_a_gap_event(path):
+    box = Outbox(path, UNLIMITED)
+    box.append(sample("a", 0))
+    # Make SQLite itself report "database or disk is full" for the next writes.
+    pages = box._submit(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+    box._submit(lambda conn: conn.execute(f"PRAGMA max_page_count={pages}"))
+    with pytest.raises(OutboxError, match="full"):
+        for i in range(200):
+            box.append(Sample("a", T0, (Reading("a", "x" * 4000, i, "", Quality.GOOD, T0),)))
+    box._submit(lambda conn: conn.execute("PRAGMA max_page_count=1073741823"))
+    box.append(sample("a", 1))
+    kinds = [box.claim(0, 100, 1_000_000) for _ in range(3)]
+    gap = next(m for m in kinds if m is not None and m.kind == "gap")
+    body = json.loads(gap.entries[0].body)
+    assert body["reasons"] == ["store_error"] and body["count"] >= 1
+    box.close()
+
+
+def test_outbox_from_a_newer_release_is_refused(path):
+    Outbox(path, UNLIMITED).close()
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaError, match="newer"):
+        Outbox(path, UNLIMITED)
