@@ -145,15 +145,19 @@ def test_retention_limit_during_outage_publishes_counted_gap_and_loses_nothing_e
     collector.wait_for(lambda c: sum(g["count"] for g in c.gaps) == dropped_total, 60,
                        f"gap events counting all {dropped_total} drops")
     for device, last_seq in accepted.items():
-        received = set(collector.seqs(device))
         dropped: set[int] = set()
         for gap in (g for g in collector.gaps if g["device"] == device):
             assert gap["reasons"] == ["max_rows"]
             span = set(range(gap["first_seq"], gap["last_seq"] + 1))
             assert len(span) == gap["count"], "a gap's seq range must be contiguous"
             dropped |= span
+        expected = set(range(1, last_seq + 1))
+        # The outbox is empty, so everything not dropped is at or on its way to us.
+        collector.wait_for(lambda c, d=device, x=dropped, e=expected: set(c.seqs(d)) | x >= e,
+                           60, f"{device}: every sample not announced as dropped")
+        received = set(collector.seqs(device))
         assert not received & dropped, f"{device}: a dropped sample was also delivered"
-        assert received | dropped == set(range(1, last_seq + 1)), f"{device}: silent loss"
+        assert received | dropped == expected, f"{device}: silent loss"
 
 
 def test_dead_device_gives_bad_readings_and_one_log_line_each_way(
