@@ -94,6 +94,58 @@ def test_broker_outage_backlog_arrives_in_order_marked_historical(
     assert any(not r.historical and r.sample["seq"] > outage_last for r in collector.samples)
 
 
+def test_samples_committed_from_first_poll_when_no_broker_was_ever_reached(
+        tmp_path, broker, collector, devices):
+    from edge_agent.sim.broker import free_port
+
+    port = free_port()  # nothing listens here until the "uplink" comes up
+    config = station(tmp_path, port, devices, mqtt={"live_window_s": 0.5})
+    agent = Agent(config)
+    agent.start()
+    uplink = None
+    try:
+        wait_until(lambda: agent.outbox.stats().samples >= 20, 30,
+                   "samples committed with no broker")
+        assert agent.forwarder.stats.sessions == 0
+        uplink = BlackHoleProxy(broker.port, listen_port=port).start()
+        collector.wait_for(lambda c: len(c.seqs("dev-1")) >= 20, 60, "the early samples")
+    finally:
+        drain_and_stop(agent)
+        if uplink is not None:
+            uplink.stop()
+    assert_every_accepted_sample_arrived(collector, config.store.path)
+    first = next(r for r in collector.first_deliveries("dev-1") if r.sample["seq"] == 1)
+    assert first.historical
+
+
+def test_live_samples_keep_flowing_while_a_backlog_drains(tmp_path, broker, collector,
+                                                          devices):
+    config = station(tmp_path, broker.port, devices,
+                     mqtt={"live_window_s": 0.5, "max_inflight": 1,
+                           "max_samples_per_message": 1})
+    agent = Agent(config)
+    agent.start()
+    try:
+        collector.wait_for(lambda c: len(c.seqs("dev-1")) >= 3, 30, "data before outage")
+        broker.stop()
+        before = accepted_seqs(config.store.path)["dev-1"]
+        wait_until(lambda: accepted_seqs(config.store.path)["dev-1"] >= before + 150, 60,
+                   "a backlog of 150 samples per device")
+        broker.start()
+        collector.wait_for(lambda c: any(r.historical for r in c.samples), 60, "backlog")
+        backlog_end = accepted_seqs(config.store.path)["dev-1"]
+        collector.wait_for(lambda c: c.has_seqs("dev-1", backlog_end), 120,
+                           "the whole backlog")
+    finally:
+        drain_and_stop(agent)
+    arrivals = collector.first_deliveries("dev-1")
+    last_historical = max(i for i, r in enumerate(arrivals) if r.historical)
+    first_live_after = min(i for i, r in enumerate(arrivals)
+                           if not r.historical and r.sample["seq"] > before + 150)
+    assert first_live_after < last_historical, "live data waited for the whole backlog"
+    assert_lanes_in_order(collector, "dev-1")
+
+
 def test_blackholed_broker_link_detected_by_keepalive_and_nothing_lost(
         tmp_path, broker, collector, devices):
     proxy = BlackHoleProxy(broker.port).start()
@@ -182,8 +234,14 @@ def test_dead_device_gives_bad_readings_and_one_log_line_each_way(
                 and r.sample["values"]["h2s"]["reason"] == "timeout") >= 3, 60,
                 "three BAD timeout samples from the dead detector")
             good_1 = len(collector.seqs("det-1"))
-            collector.wait_for(lambda c: len(c.seqs("det-1")) >= good_1 + 10, 30,
+            bad_2 = len(collector.seqs("det-2"))
+            collector.wait_for(lambda c: len(c.seqs("det-1")) >= good_1 + 30, 30,
                                "det-1 still polled while det-2 is dead")
+            # Same interval for both; without backoff det-2 would be tried about as
+            # often as det-1 gets polled.
+            tries_2 = len(collector.seqs("det-2")) - bad_2
+            polls_1 = len(collector.seqs("det-1")) - good_1
+            assert tries_2 * 3 < polls_1, (tries_2, polls_1)
             server.mute(2, False)
             marker = len(collector.samples)
             collector.wait_for(lambda c: any(

@@ -15,9 +15,9 @@ import threading
 class BlackHoleProxy:
     """Relays 127.0.0.1:``port`` to 127.0.0.1:``target_port`` until frozen."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, listen_port: int = 0) -> None:
         self._target_port = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", listen_port))
         self.port = self._listener.getsockname()[1]
         self._frozen = threading.Event()
         self._stop = threading.Event()
