@@ -31,7 +31,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimDataType
 from pymodbus.simulator import SimData, SimDevice
 
-from edge_agent.config.schema import Link, RegisterKind, TcpLink
+from edge_agent.config.schema import Link, RegisterKind, SerialLink, TcpLink
+from edge_agent.modbus.serialports import explain_missing
 
 log = logging.getLogger(__name__)
 # pymodbus logs every timeout at ERROR on its own; our poller logs transitions instead.
@@ -97,7 +98,10 @@ class ModbusLinkClient:
         except (OSError, ModbusException) as err:
             raise LinkDown(f"{self.link.name}: cannot connect: {err}") from err
         if not ok:
-            raise LinkDown(f"{self.link.name}: cannot connect to {_describe(self.link)}")
+            hint = explain_missing(self.link.port) if isinstance(self.link, SerialLink) \
+                else None
+            raise LinkDown(f"{self.link.name}: cannot connect to {_describe(self.link)}"
+                           + (f": {hint}" if hint else ""))
         if isinstance(self.link, TcpLink) and self.link.connect_pause_ms:
             time.sleep(self.link.connect_pause_ms / 1000)
 
