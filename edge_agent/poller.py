@@ -106,9 +106,9 @@ class LinkPoller:
         if state.down_since is None:
             state.down_since = time.monotonic()
             device = state.driver.device
-            log.error("device %s (unit %d on link %s) is not answering (%s); its readings are "
-                      "flagged BAD until it recovers", device.id, device.unit_id,
-                      self.link.name, err)
+            log.error("device %s (unit %d on link %s) is not answering after %d attempt(s): "
+                      "%s; its readings are flagged BAD until it recovers", device.id,
+                      device.unit_id, self.link.name, self._policy.retries + 1, err)
 
     def _mark_answering(self, state: DeviceState) -> None:
         state.last_good_at = time.time()

@@ -43,8 +43,8 @@ CASES = [
     ([0x0000, 0x4148], DataType.FLOAT32, WordOrder.CDAB, 12.5),
     ([0x4841, 0x0000], DataType.FLOAT32, WordOrder.BADC, 12.5),
     ([0x0000, 0x4841], DataType.FLOAT32, WordOrder.DCBA, 12.5),
-    ([0xC2F6, 0xE979], DataType.FLOAT32, WordOrder.ABCD,
-     struct.unpack(">f", bytes.fromhex("c2f6e979"))[0]),
+    ([0xC2F6, 0xE979], DataType.FLOAT32, WordOrder.ABCD, -123.456),
+    ([0x3F22, 0x8F5C], DataType.FLOAT32, WordOrder.ABCD, 0.635),
     ([0x8000, 0x0000], DataType.FLOAT32, WordOrder.ABCD, -0.0),
 ]
 
@@ -58,10 +58,20 @@ def test_decode_table(words, data_type, order, expected):
 
 
 @pytest.mark.parametrize("order", list(WordOrder))
-@pytest.mark.parametrize("value", [0.0, 1.0, -1.5, 3.4e38, 1e-38, 421.0625])
-def test_float32_round_trip_every_order(order, value):
-    assert decode_words(f32_words(value, order), DataType.FLOAT32, order) == \
-        struct.unpack(">f", struct.pack(">f", value))[0]
+@pytest.mark.parametrize("value", [0.0, 1.0, -1.5, 3.4e38, 1e-38, 421.0625, 0.1, 16777217.0,
+                                   1.17549435e-38, 1e-45])
+def test_float32_decodes_to_the_same_float32_bits_in_every_order(order, value):
+    decoded = decode_words(f32_words(value, order), DataType.FLOAT32, order)
+    assert struct.pack(">f", decoded) == struct.pack(">f", value)
+
+
+@pytest.mark.parametrize(("bits", "shown"), [
+    ("3f228f5c", "0.635"), ("3dcccccd", "0.1"), ("4b800001", "16777218.0"),
+    ("00000001", "1e-45"), ("7f7fffff", "3.4028235e+38"),
+])
+def test_float32_is_published_with_its_shortest_exact_decimal(bits, shown):
+    words = [int(bits[:4], 16), int(bits[4:], 16)]
+    assert repr(decode_words(words, DataType.FLOAT32, WordOrder.ABCD)) == shown
 
 
 def test_wrong_word_count_is_an_error_not_a_value():
@@ -76,9 +86,10 @@ def test_word_out_of_range_rejected():
 
 @pytest.mark.parametrize(("raw", "scale", "offset", "expected"), [
     (123, 1.0, 0.0, 123), (123, 0.1, 0.0, 12.3), (-50, 0.5, 10.0, -15.0), (4, 1.0, -4.0, 0.0),
+    (189, 0.1, 0.0, 18.9), (3, 0.1, 0.0, 0.3), (4294967295, 0.001, 0.0, 4294967.295),
 ])
-def test_scale_and_offset(raw, scale, offset, expected):
-    assert scale_value(raw, scale, offset) == pytest.approx(expected)
+def test_scale_and_offset_without_binary_noise(raw, scale, offset, expected):
+    assert scale_value(raw, scale, offset) == expected
 
 
 @pytest.mark.parametrize(("words", "reason"), [

@@ -199,9 +199,11 @@ class Section:
         return self.get(key, default, what, lambda node: _text(node, empty_ok))
 
     def integer(
-        self, key: str, default: object = REQUIRED, lo: int | None = None, hi: int | None = None
+        self, key: str, default: object = REQUIRED, lo: int | None = None, hi: int | None = None,
+        expected: str | None = None,
     ) -> int | None:
-        expected = describe_range("an integer", lo, hi)
+        """An integer in lo..hi; ``expected`` overrides the range shown in messages."""
+        expected = expected or describe_range("an integer", lo, hi)
         return self.get(key, default, expected, lambda node: _integer(node, lo, hi))
 
     def number(

@@ -101,8 +101,10 @@ def _read_link_name(sec: Section, links: LinkTable) -> str | None:
 
 def _read_unit_id(sec: Section, link_kind: str | None) -> int | None:
     """Modbus unit id: 1..247 on a serial bus (0 is broadcast), 0..255 over TCP."""
-    unit_id = sec.integer("unit_id", lo=0, hi=255)
-    if unit_id is None or link_kind != "serial" or 1 <= unit_id <= 247:
+    serial = link_kind == "serial"
+    shown = "an integer 1..247 on a serial link" if serial else None
+    unit_id = sec.integer("unit_id", lo=0, hi=255, expected=shown)
+    if unit_id is None or not serial or 1 <= unit_id <= 247:
         return unit_id
     if unit_id == 0:
         message = (

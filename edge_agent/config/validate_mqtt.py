@@ -201,6 +201,10 @@ def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
     node = entry.value
     if isinstance(node, ScalarNode) and (node.value is None or isinstance(node.value, bool)):
         return TlsConfig() if node.value else None
+    if isinstance(node, ScalarNode):
+        sec.report("tls", f"expected true, false, or settings such as 'ca_file: ca.pem', "
+                   f"found {node.value!r}")
+        return None
     tls = as_section(sec.ck, node, "mqtt.tls", entry.line, TLS_KEYS)
     if tls is None:
         return TlsConfig()

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT_S = 0.5
 
 
+def _connect_timeout_s(keepalive_s: int) -> float:
+    """How long to wait for CONNACK: long enough for TLS over a slow 4G link, short enough
+    that a black-holed uplink is reported within seconds, never above the keepalive."""
+    return float(max(5, min(keepalive_s, 15)))
+
+
 @dataclass
 class ForwarderStats:
     """Counters for status output and tests."""
@@ -111,7 +117,8 @@ class Forwarder:
         session = MqttSession(self.config, self.status_topic, self._status(False),
                               self._on_ack, self._on_lost)
         try:
-            session.connect(timeout_s=max(5.0, float(self.config.keepalive_s)))
+            session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
+                            abort=self._stopping)
         except MqttError as err:
             self.stats.connect_failures += 1
             level = logging.WARNING if failures == 0 else logging.DEBUG

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -81,8 +82,11 @@ class MqttSession:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def connect(self, timeout_s: float) -> None:
-        """Open the connection and wait for a successful CONNACK, or raise MqttError."""
+    def connect(self, timeout_s: float, abort: threading.Event | None = None) -> None:
+        """Open the connection and wait for a successful CONNACK, or raise MqttError.
+
+        Setting ``abort`` (the agent is stopping) ends the wait early with MqttError.
+        """
         cfg = self._config
         try:
             if cfg.protocol is MqttProtocol.V5:
@@ -93,10 +97,15 @@ class MqttSession:
         except (OSError, ValueError, ssl.SSLError) as err:
             raise MqttError(f"cannot connect to {cfg.host}:{cfg.port}: {err}") from err
         self._loop_thread.start()
-        if not self._connected.wait(timeout_s):
-            reason = self._connack_reason or f"no CONNACK within {timeout_s:.0f} s"
-            self.close()
-            raise MqttError(f"broker {cfg.host}:{cfg.port} refused or did not answer: {reason}")
+        deadline = time.monotonic() + timeout_s
+        while not self._connected.wait(0.1):
+            stopping = abort is not None and abort.is_set()
+            if stopping or self._connack_reason or time.monotonic() >= deadline:
+                reason = self._connack_reason or (
+                    "stopping" if stopping else f"no CONNACK within {timeout_s:.0f} s")
+                self.close()
+                raise MqttError(f"broker {cfg.host}:{cfg.port} refused or did not answer: "
+                                f"{reason}")
 
     def _loop(self) -> None:
         while not self._closing.is_set():

@@ -7,6 +7,7 @@ devices disagree on which word comes first and, rarely, on the byte order inside
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 
@@ -43,11 +44,33 @@ def decode_words(words: Sequence[int], data_type: DataType, order: WordOrder) ->
         raise ValueError(f"{data_type.value} needs {data_type.word_count} registers, "
                          f"got {len(words)}")
     (value,) = struct.unpack(_STRUCT_CODES[data_type], words_to_bytes(words, order))
+    if data_type is DataType.FLOAT32:
+        return shortest_float32(value)
+    return value
+
+
+def shortest_float32(value: float) -> float:
+    """The shortest decimal that is the same float32: 0.635, not 0.6349999904632568.
+
+    The instrument sent a float32; printing its double widening shows digits the
+    instrument never had. No information is lost: the result packs to the same bits.
+    """
+    if not math.isfinite(value) or value == 0.0:
+        return value
+    packed = struct.pack(">f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        try:
+            if struct.pack(">f", candidate) == packed:
+                return candidate
+        except OverflowError:  # rounded past float32's largest value (3.4e38)
+            continue
     return value
 
 
 def scale_value(raw: int | float, scale: float, offset: float) -> int | float:
-    """Engineering value = raw * scale + offset; integers stay integers when exact."""
+    """Engineering value = raw * scale + offset, without binary noise (18.9, not
+    18.900000000000002: 15 significant digits is what a double holds exactly)."""
     if scale == 1.0 and offset == 0.0:
         return raw
-    return raw * scale + offset
+    return float(f"{raw * scale + offset:.15g}")

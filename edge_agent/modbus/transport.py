@@ -121,14 +121,18 @@ class ModbusLinkClient:
         try:
             response = method(address, count=count, device_id=unit_id)
         except ConnectionException as err:
+            log.debug("%s: %s", self.link.name, err)
             self.close()
-            raise LinkDown(f"{self.link.name}: connection lost: {err}") from err
+            raise LinkDown(f"{self.link.name}: connection to {_describe(self.link)} "
+                           "closed by the other end") from err
         except ModbusIOException as err:
+            log.debug("%s unit %d: %s", self.link.name, unit_id, err)
             self._after_timeout()
-            raise DeviceTimeout(f"unit {unit_id}: no valid answer: {err}") from err
+            raise DeviceTimeout(f"unit {unit_id}: no valid answer within "
+                                f"{self.link.timeout_ms} ms") from err
         except (OSError, ModbusException) as err:
             self.close()
-            raise BadResponse(f"unit {unit_id}: {err}") from err
+            raise BadResponse(f"unit {unit_id}: unusable answer ({err})") from err
         finally:
             self._last_request_end = time.monotonic()
         if response.isError():

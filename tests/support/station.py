@@ -32,10 +32,17 @@ def write_station(path: Path, *, links: dict, devices: list[dict], broker_port: 
 
 
 def accepted_seqs(outbox_path: Path) -> dict[str, int]:
-    """Per device, the highest sequence number committed: samples 1..n were accepted."""
+    """Per device, the highest sequence number committed: samples 1..n were accepted.
+
+    Empty while the agent has not created its schema yet (the file may already exist).
+    """
     conn = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
     try:
         return dict(conn.execute("SELECT device_id, last_seq FROM device_seq"))
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return {}
+        raise
     finally:
         conn.close()
 
