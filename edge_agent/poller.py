@@ -73,12 +73,26 @@ class LinkPoller:
                 wait_s = state.next_due - time.monotonic()
                 if wait_s > 0 and self._stop.wait(wait_s):
                     break
-                self._poll(client, state)
-        except Exception:  # a bug must not silently end acquisition on this link
-            log.exception("poller for link %s crashed", self.link.name)
-            raise
+                try:
+                    self._poll(client, state)
+                except Exception:  # a bug must not end acquisition on this link
+                    self._survive_bug(state)
         finally:
             client.close()
+
+    def _survive_bug(self, state: DeviceState) -> None:
+        """An unexpected error (a bug, not a device fault): log it with its traceback once
+        per device, record a BAD sample so the hole is visible, back off, go on."""
+        state.errors["agent_error"] += 1
+        state.consecutive_failures += 1
+        if state.errors["agent_error"] == 1:
+            log.exception("unexpected error while polling %s; the poller goes on and flags "
+                          "its readings BAD (agent_error)", state.device_id)
+        try:
+            self._store(state, state.driver.failed_sample(utc_now(), "agent_error"))
+        except Exception:
+            log.debug("could not record the agent_error sample", exc_info=True)
+        self._schedule(state)
 
     def _poll(self, client: ModbusLinkClient, state: DeviceState) -> None:
         now = utc_now()

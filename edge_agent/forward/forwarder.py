@@ -109,8 +109,15 @@ class Forwarder:
             if failures or self.stats.sessions > 1:
                 log.info("connected to broker %s:%d again", self.config.host, self.config.port)
             failures = 0
-            self._pump(session)
+            try:
+                self._pump(session)
+            except Exception:  # a bug must not end forwarding: drop the session, go on
+                log.exception("unexpected error while forwarding; reconnecting")
+                self._lost_reason = "agent error"
+                failures = 1
             self._end_session(session)
+            if failures:
+                self._stopping.wait(self._backoff.delay_s(failures))
 
     def _try_connect(self, failures: int) -> MqttSession | None:
         self._lost_reason = None

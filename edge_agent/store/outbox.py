@@ -164,7 +164,9 @@ class Outbox:
             unstored = self._write_unstored_gaps()
             self._retention.enforce(self._conn)
             self._conn.execute("COMMIT")
-        except sqlite3.Error as err:
+        except Exception as err:  # sqlite3.Error, or a bug: either way nothing committed
+            if not isinstance(err, sqlite3.Error):
+                log.exception("outbox: unexpected error in a transaction; rolled back")
             self._rollback_quietly()
             self._restore_unstored(unstored)
             try:
