@@ -53,6 +53,14 @@ class Agent:
                  self.config.station_id, len(self.config.devices), len(self.pollers),
                  self.config.store.path)
 
+    def dead_threads(self) -> list[str]:
+        """Names of started worker threads that have ended although nothing stopped them.
+        Each survives errors by design; a dead one is a bug, and a restart is the cure."""
+        if self._poll_stop.is_set():
+            return []
+        threads = [self.forwarder.thread, *(poller.thread for poller in self.pollers)]
+        return [t.name for t in threads if t.ident is not None and not t.is_alive()]
+
     def stop_polling(self) -> None:
         """Stop acquisition only; the forwarder keeps draining the outbox."""
         self._poll_stop.set()
@@ -84,11 +92,17 @@ def install_stop_signals() -> threading.Event:
 
 def run_until_signalled(agent: Agent, stop: threading.Event) -> int:
     """Run until ``stop`` is set (see install_stop_signals), then stop cleanly."""
+    status = 0
     try:
         if not stop.is_set():
             agent.start()
         while not stop.wait(1.0):
-            pass
+            dead = agent.dead_threads()
+            if dead:
+                log.critical("worker thread(s) %s ended unexpectedly; stopping so that the "
+                             "service manager restarts the agent", ", ".join(dead))
+                status = 1
+                break
     finally:
         agent.stop()
-    return 0
+    return status

@@ -95,12 +95,26 @@ def test_messages_hold_one_device_and_respect_count_and_byte_limits(path):
     for i in range(5):
         box.append(sample("a", i))
         box.append(sample("b", i))
-    one_body = len(box.claim(0, 1, 10_000).entries[0].body)
+    one_body = len(box.claim(0, 1, 10_000).entries[0].body.encode())
     by_count = box.claim(0, 2, 10_000)
-    by_bytes = box.claim(0, 100, 2 * one_body + 1)
+    by_bytes = box.claim(0, 100, 2 * (one_body + 1))
+    too_small = box.claim(0, 100, 1)
     assert len(by_count.entries) == 2 and len({e.device_id for e in by_count.entries}) == 1
-    assert len(by_bytes.entries) == 1 or sum(len(e.body) + 1 for e in by_bytes.entries) \
-        <= 2 * one_body + 1
+    assert len(by_bytes.entries) == 2
+    assert len(too_small.entries) == 1, "a sample larger than the limit still goes, alone"
+    box.close()
+
+
+def test_message_size_counts_utf8_bytes_not_characters(path):
+    box = Outbox(path, UNLIMITED)
+    for i in range(3):
+        box.append(Sample("a", T0, (Reading("a", "硫化氢浓度" * 20, i, "毫克/立方米",
+                                            Quality.GOOD, T0),)))
+    body = box.claim(0, 1, 1_000_000).entries[0].body
+    assert len(body.encode()) > len(body) + 200
+    # Room for two bodies by character count, but not by bytes:
+    message = box.claim(0, 100, 2 * (len(body) + 1))
+    assert len(message.entries) == 1
     box.close()
 
 
@@ -146,21 +160,47 @@ def test_retention_by_bytes_keeps_database_pages_under_the_limit(path):
     box.close()
 
 
-def test_failed_append_is_reported_and_later_becomes_a_gap_event(path):
+def test_failed_appends_are_counted_into_one_gap_event_once_storage_works(path):
     box = Outbox(path, UNLIMITED)
     box.append(sample("a", 0))
     # Make SQLite itself report "database or disk is full" for the next writes.
     pages = box._submit(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
     box._submit(lambda conn: conn.execute(f"PRAGMA max_page_count={pages}"))
-    with pytest.raises(OutboxError, match="full"):
-        for i in range(200):
+    failures = 0
+    for i in range(60):
+        try:
             box.append(Sample("a", T0, (Reading("a", "x" * 4000, i, "", Quality.GOOD, T0),)))
+        except OutboxError as err:
+            assert "full" in str(err)
+            failures += 1
+    assert failures >= 2, "later failing transactions must keep the earlier losses"
     box._submit(lambda conn: conn.execute("PRAGMA max_page_count=1073741823"))
     box.append(sample("a", 1))
-    kinds = [box.claim(0, 100, 1_000_000) for _ in range(3)]
-    gap = next(m for m in kinds if m is not None and m.kind == "gap")
-    body = json.loads(gap.entries[0].body)
-    assert body["reasons"] == ["store_error"] and body["count"] >= 1
+    gaps = [m for m in iter(lambda: box.claim(0, 100, 10_000_000), None) if m.kind == "gap"]
+    assert len(gaps) == 1
+    body = json.loads(gaps[0].entries[0].body)
+    assert (body["reasons"], body["count"], body["first_seq"]) == (["store_error"], failures,
+                                                                   None)
+    box.close()
+
+
+def test_gap_ranges_never_cover_a_claimed_sample(path):
+    box = Outbox(path, Retention(max_rows=3, max_bytes=None, max_age_s=None))
+    box.append(sample("a", 1))
+    box.append(sample("a", 2))
+    claimed = box.claim(1, 1, 10_000)  # the live lane first: seq 2 in flight, seq 1 not
+    for i in range(3, 9):
+        box.append(sample("a", i))
+    gaps = [json.loads(e.body) for m in iter(lambda: box.claim(0, 100, 10_000_000), None)
+            if m.kind == "gap" for e in m.entries]
+    dropped = set()
+    for gap in gaps:
+        span = set(range(gap["first_seq"], gap["last_seq"] + 1))
+        assert len(span) == gap["count"]
+        dropped |= span
+    assert values(claimed) == [2] and 2 not in dropped
+    assert 1 in dropped and len(gaps) == 2
+    assert box.stats().dropped_total == len(dropped)
     box.close()
 
 

@@ -4,12 +4,18 @@ then normal data, without restarting the agent."""
 from __future__ import annotations
 
 import logging
+import os
+import select
+import struct
+import threading
 
+import pytest
 from support.station import write_station
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.transport import SimServer, SimUnit
+from edge_agent.config.schema import RegisterKind, SerialLink
+from edge_agent.modbus.transport import DeviceTimeout, ModbusLinkClient, SimServer, SimUnit
 from edge_agent.sim.ptypair import PtyPair
 
 
@@ -40,3 +46,54 @@ def test_unplugged_usb_adapter_reports_missing_port_then_recovers(
     down = [r.getMessage() for r in caplog.records if "not answering" in r.getMessage()]
     assert len(down) == 1 and f"serial port {port} does not exist" in down[0]
     assert any("answering again" in r.getMessage() for r in caplog.records)
+
+
+def crc16_modbus(frame: bytes) -> bytes:
+    """CRC-16/MODBUS, low byte first, written out here independently of pymodbus."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc.to_bytes(2, "little")
+
+
+def late_slave(path: str, first_delay_s: float, stop: threading.Event) -> None:
+    """A raw RTU slave: holding register a = 100 + a, input register a = 7000 + a; its
+    first answer comes after ``first_delay_s`` (a slow analyzer, a busy gateway)."""
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    buffer, delay = b"", first_delay_s
+    try:
+        while not stop.is_set():
+            if not select.select([fd], [], [], 0.1)[0]:
+                continue
+            buffer += os.read(fd, 256)
+            while len(buffer) >= 8:
+                request, buffer = buffer[:8], buffer[8:]
+                unit, function = request[0], request[1]
+                address, count = struct.unpack(">HH", request[2:6])
+                base = 100 if function == 3 else 7000
+                body = bytes([unit, function, 2 * count]) + b"".join(
+                    struct.pack(">H", base + address + i) for i in range(count))
+                stop.wait(delay)
+                delay = 0.0
+                os.write(fd, body + crc16_modbus(body))
+    finally:
+        os.close(fd)
+
+
+def test_late_rtu_answer_is_discarded_not_taken_for_the_next_request():
+    stop = threading.Event()
+    with PtyPair() as pty:
+        slave = threading.Thread(target=late_slave, args=(pty.device_path, 0.35, stop))
+        slave.start()
+        client = ModbusLinkClient(SerialLink("rs485", pty.agent_path, timeout_ms=300))
+        try:
+            with pytest.raises(DeviceTimeout):
+                client.read_registers(1, RegisterKind.HOLDING, 0, 10)
+            assert client.read_registers(1, RegisterKind.INPUT, 50, 2) == [7050, 7051]
+            assert client.read_registers(1, RegisterKind.HOLDING, 0, 3) == [100, 101, 102]
+        finally:
+            client.close()
+            stop.set()
+            slave.join(timeout=5)

@@ -39,6 +39,7 @@ from edge_agent.store.outbox import Outbox, OutboxError
 log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.5
+_STABLE_SESSION_S = 10.0
 
 
 def _connect_timeout_s(keepalive_s: int) -> float:
@@ -71,7 +72,7 @@ class Forwarder:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._drain_deadline: float | None = None
-        self._in_flight: dict[str, float] = {}
+        self._in_flight: set[str] = set()
         self._lost_reason: str | None = None
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self.stats = ForwarderStats()
@@ -108,25 +109,32 @@ class Forwarder:
                 continue
             if failures or self.stats.sessions > 1:
                 log.info("connected to broker %s:%d again", self.config.host, self.config.port)
-            failures = 0
+            started = time.monotonic()
             try:
                 self._pump(session)
             except Exception:  # a bug must not end forwarding: drop the session, go on
                 log.exception("unexpected error while forwarding; reconnecting")
                 self._lost_reason = "agent error"
-                failures = 1
             self._end_session(session)
+            # A session that ended quickly (rejected publish, broker kicking us out) counts
+            # as a failure, so reconnects back off instead of storming the broker.
+            short = time.monotonic() - started < _STABLE_SESSION_S
+            failures = failures + 1 if short and not self._stopping.is_set() else 0
             if failures:
                 self._stopping.wait(self._backoff.delay_s(failures))
 
     def _try_connect(self, failures: int) -> MqttSession | None:
         self._lost_reason = None
-        session = MqttSession(self.config, self.status_topic, self._status(False),
-                              self._on_ack, self._on_lost)
+        session = None
         try:
+            session = MqttSession(self.config, self.status_topic, self._status(False),
+                                  self._on_ack, self._on_lost)
             session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
                             abort=self._stopping)
-        except MqttError as err:
+            session.publish_status(self.status_topic, self._status(True))
+        except (MqttError, OSError, ValueError) as err:  # ValueError: paho's TLS setup
+            if session is not None:
+                session.close()
             self.stats.connect_failures += 1
             level = logging.WARNING if failures == 0 else logging.DEBUG
             log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
@@ -136,7 +144,6 @@ class Forwarder:
         self.stats.connected = True
         if self.stats.sessions == 1:
             log.info("connected to broker %s:%d", self.config.host, self.config.port)
-        session.publish_status(self.status_topic, self._status(True))
         return session
 
     def _on_lost(self, reason: str) -> None:
@@ -180,7 +187,7 @@ class Forwarder:
     def _publish(self, session: MqttSession, message: Message) -> None:
         template = self.config.topics.data if message.kind == "sample" else self.config.topics.gap
         topic = template.format(station=self.station_id, device=message.device_id)
-        self._in_flight[message.msg_id] = time.monotonic()
+        self._in_flight.add(message.msg_id)
         try:
             session.publish(topic, encode_message(message, self.station_id), message.msg_id)
         except MqttError as err:
@@ -209,12 +216,13 @@ class Forwarder:
     def _acknowledge(self, msg_ids: list[str]) -> None:
         try:
             self._outbox.ack_many(msg_ids)
-        except OutboxError as err:  # rows stay; they will be re-sent (same ids)
+            self.stats.acknowledged += len(msg_ids)
+        except OutboxError as err:
+            # Rows stay and will be re-sent with the same ids (a duplicate, not a loss);
+            # forgetting them here keeps the window from filling with acked messages.
             log.error("cannot remove acknowledged messages from the outbox: %s", err)
-            return
         for msg_id in msg_ids:
-            self._in_flight.pop(msg_id, None)
-        self.stats.acknowledged += len(msg_ids)
+            self._in_flight.discard(msg_id)
         self.stats.in_flight = len(self._in_flight)
 
     def _end_session(self, session: MqttSession) -> None:

@@ -1,23 +1,27 @@
 """The one module that imports paho-mqtt: one broker session, discarded when it ends.
 
-Each connection is a fresh paho client with a clean session, driven by our own loop
+Each connection is a fresh paho client with a clean session, driven by our own network
 thread (no paho auto-reconnect). So paho's in-memory queue is never the source of truth:
 when a session ends, whatever it had in flight is forgotten here and re-sent from the
 outbox by the forwarder on the next session.
 
-"Acknowledged" means the broker's PUBACK arrived for the message's packet id, with a
-success reason code under MQTT 5. The PUBACK may arrive before ``publish()`` returns the
-packet id; the early-ack set below makes that case deliver the ack all the same.
+One thread owns the socket. paho 2.x writes to the socket from ``publish()`` when no
+``loop_start()`` thread exists, and its packet writer is not locked: publishing from the
+forwarder thread while our thread runs ``loop()`` interleaves packets on a slow uplink
+(seen: corrupted payloads that the broker acknowledged). So ``publish()`` here only
+queues; the network thread makes every paho call. "Acknowledged" means the broker's
+PUBACK arrived for the message's packet id, with a success reason code under MQTT 5.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -29,9 +33,20 @@ log = logging.getLogger(__name__)
 AckCallback = Callable[[str, bool, str], None]  # token, accepted, reason text
 LostCallback = Callable[[str], None]
 
+_LOOP_TIMEOUT_S = 0.02  # how long a queued publish may wait for the network thread
+
 
 class MqttError(Exception):
     """A session could not be established or used."""
+
+
+@dataclass
+class _Outgoing:
+    topic: str
+    payload: bytes
+    token: str  # "" for untracked status messages
+    retain: bool
+    acked: threading.Event = field(default_factory=threading.Event)
 
 
 class MqttSession:
@@ -42,12 +57,13 @@ class MqttSession:
         self._config = config
         self._on_ack = on_ack
         self._on_lost = on_lost
-        self._lock = threading.Lock()
-        self._pending: dict[int, str] = {}
-        self._early: dict[int, tuple[bool, str]] = {}
+        self._outgoing: SimpleQueue[_Outgoing] = SimpleQueue()
+        self._pending: dict[int, _Outgoing] = {}  # network thread only
         self._connected = threading.Event()
         self._connack_reason: str | None = None
         self._closing = threading.Event()
+        self._disconnect_requested = threading.Event()
+        self._lost_lock = threading.Lock()
         self._lost_reported = False
         self._client = self._make_client(will_topic, will_payload)
         self._loop_thread = threading.Thread(target=self._loop, name="mqtt-net", daemon=True)
@@ -62,7 +78,7 @@ class MqttSession:
             clean_session=None if v5 else True,
             reconnect_on_failure=False,
         )
-        client.max_inflight_messages_set(cfg.max_inflight)
+        client.max_inflight_messages_set(cfg.max_inflight + 1)  # + the status message
         client.max_queued_messages_set(0)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password.value if cfg.password else None)
@@ -100,22 +116,42 @@ class MqttSession:
         deadline = time.monotonic() + timeout_s
         while not self._connected.wait(0.1):
             stopping = abort is not None and abort.is_set()
-            if stopping or self._connack_reason or time.monotonic() >= deadline:
+            if (stopping or self._connack_reason or self._lost_reported
+                    or time.monotonic() >= deadline):
                 reason = self._connack_reason or (
-                    "stopping" if stopping else f"no CONNACK within {timeout_s:.0f} s")
+                    "stopping" if stopping else "connection closed" if self._lost_reported
+                    else f"no CONNACK within {timeout_s:.0f} s")
                 self.close()
                 raise MqttError(f"broker {cfg.host}:{cfg.port} refused or did not answer: "
                                 f"{reason}")
 
     def _loop(self) -> None:
+        """The network thread: every paho call after connect() happens here."""
         while not self._closing.is_set():
-            rc = self._client.loop(timeout=0.2)
+            self._send_queued()
+            if self._disconnect_requested.is_set():
+                self._client.disconnect()
+                self._disconnect_requested.clear()
+            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._report_lost(paho.error_string(rc))
                 return
 
+    def _send_queued(self) -> None:
+        while True:
+            try:
+                item = self._outgoing.get_nowait()
+            except Empty:
+                return
+            info = self._client.publish(item.topic, item.payload, qos=self._config.qos,
+                                        retain=item.retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._report_lost(f"publish failed: {paho.error_string(info.rc)}")
+                return
+            self._pending[info.mid] = item
+
     def _report_lost(self, reason: str) -> None:
-        with self._lock:
+        with self._lost_lock:
             if self._lost_reported or self._closing.is_set():
                 return
             self._lost_reported = True
@@ -130,39 +166,37 @@ class MqttSession:
               timeout_s: float = 2.0) -> None:
         """End the session; with ``final_topic``, publish a last retained status first."""
         if final_topic is not None and self.connected:
-            info = self._client.publish(final_topic, final_payload, qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=timeout_s)
-            except (RuntimeError, ValueError):
-                log.debug("final status publish not confirmed", exc_info=True)
-            self._client.disconnect()
+            item = self._queue(final_topic, final_payload or b"", "", retain=True)
+            if not item.acked.wait(timeout_s):
+                log.debug("final status publish not confirmed within %.0f s", timeout_s)
+            self._disconnect_requested.set()
+            deadline = time.monotonic() + timeout_s
+            while self._disconnect_requested.is_set() and time.monotonic() < deadline \
+                    and self._loop_thread.is_alive():
+                time.sleep(0.01)
         self._closing.set()
         if self._loop_thread.is_alive() and threading.current_thread() is not self._loop_thread:
             self._loop_thread.join(timeout=5)
-        with contextlib.suppress(OSError, ValueError):
-            if self._client.socket() is not None:
-                self._client.disconnect()
+        if not self._loop_thread.is_alive():
+            self._client.disconnect()  # closes the socket if still open; no thread races
         self._connected.clear()
 
     # -- publishing -----------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes, token: str, retain: bool = False) -> None:
-        """Publish QoS 1; ``on_ack(token, ...)`` fires when the broker acknowledges it."""
+    def _queue(self, topic: str, payload: bytes, token: str, retain: bool) -> _Outgoing:
         if not self.connected:
             raise MqttError("not connected")
-        info = self._client.publish(topic, payload, qos=self._config.qos, retain=retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise MqttError(f"publish failed: {paho.error_string(info.rc)}")
-        with self._lock:
-            early = self._early.pop(info.mid, None)
-            if early is None:
-                self._pending[info.mid] = token
-        if early is not None and token:
-            self._on_ack(token, *early)
+        item = _Outgoing(topic, payload, token, retain)
+        self._outgoing.put(item)
+        return item
+
+    def publish(self, topic: str, payload: bytes, token: str, retain: bool = False) -> None:
+        """Queue a QoS 1 publish; ``on_ack(token, ...)`` fires on the broker's PUBACK."""
+        self._queue(topic, payload, token, retain)
 
     def publish_status(self, topic: str, payload: bytes) -> None:
         """Retained status; its acknowledgement is consumed here, not reported."""
-        self.publish(topic, payload, token="", retain=True)
+        self._queue(topic, payload, "", retain=True)
 
     # -- paho callbacks (network thread) ------------------------------------------
 
@@ -176,14 +210,12 @@ class MqttSession:
         self._report_lost(f"disconnected: {reason_code}")
 
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        accepted = not reason_code.is_failure
-        reason = str(reason_code)
-        with self._lock:
-            token = self._pending.pop(mid, None)
-            if token is None:
-                self._early[mid] = (accepted, reason)
-        if token:  # "" marks an untracked status message
-            self._on_ack(token, accepted, reason)
+        item = self._pending.pop(mid, None)
+        if item is None:
+            return
+        item.acked.set()
+        if item.token:  # "" marks an untracked status message
+            self._on_ack(item.token, not reason_code.is_failure, str(reason_code))
 
 
 class Subscriber:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 _TRANSIENT_EXCEPTION_CODES = {0x05, 0x06, 0x0A, 0x0B}
+_QUIET_LINE_S = 0.1  # silence that ends a late answer on a serial line
 
 
 class ModbusError(Exception):
@@ -140,13 +141,36 @@ class ModbusLinkClient:
             raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} reading "
                                              f"{kind.value} {address}+{count}")
         registers = list(getattr(response, "registers", []) or [])
-        if len(registers) < count:
-            raise BadResponse(f"unit {unit_id}: asked {count} registers, got {len(registers)}")
-        return registers[:count]
+        expected_fc = 3 if kind is RegisterKind.HOLDING else 4
+        if response.function_code != expected_fc or len(registers) != count:
+            # pymodbus does not match RTU answers to requests: this is someone else's answer
+            # (typically a late one to the previous request). Never decode it.
+            self._after_timeout()
+            raise BadResponse(f"unit {unit_id}: answer does not fit the request (function "
+                              f"{response.function_code}, {len(registers)} registers; asked "
+                              f"function {expected_fc}, {count} registers)")
+        return registers
 
     def _after_timeout(self) -> None:
-        """A late answer would be read as the next one's: drop the TCP connection."""
+        """A late answer would be read as the next request's answer. TCP: drop the
+        connection. Serial: wait until the line is quiet, then discard what arrived."""
         if isinstance(self.link, TcpLink):
+            self.close()
+            return
+        port = getattr(self._client, "socket", None)
+        if port is None:
+            return
+        deadline = time.monotonic() + self.link.timeout_ms / 1000
+        quiet_since = time.monotonic()
+        try:
+            port.reset_input_buffer()
+            while time.monotonic() - quiet_since < _QUIET_LINE_S and \
+                    time.monotonic() < deadline:
+                time.sleep(_QUIET_LINE_S / 5)
+                if port.in_waiting:
+                    port.reset_input_buffer()
+                    quiet_since = time.monotonic()
+        except (OSError, ValueError):  # port gone: the next request reconnects
             self.close()
 
     def close(self) -> None:

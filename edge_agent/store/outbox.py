@@ -16,13 +16,15 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   same message (same id, same bytes). Rows whose message was in flight when the process
   died are re-sent first after restart.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
-  in the transaction that crosses them: the oldest samples not currently in flight are
-  deleted, counted in ``meta.dropped_total``, logged once per episode and replaced by one
-  gap row per device (first/last time, first/last sequence, count) that is forwarded like
-  any sample. Gap rows are merged per device while unsent and are never dropped.
+  in the transaction that crosses them: the oldest samples never claimed for a message
+  are deleted (a claimed one may already be at the broker), counted in
+  ``meta.dropped_total``, logged once per episode and announced by a gap row per device
+  (first/last time, first/last sequence, count) that is forwarded like any sample. A gap
+  row grows while unsent as long as the next drop continues its sequence range.
 * **Loss window.** Nothing accepted is lost except by the retention rule above. A sample
   whose append fails (disk full, I/O error) was never accepted: ``append`` raises, and the
-  loss is remembered and written as a gap row by the next transaction that succeeds.
+  loss is kept in memory and written as a gap row by the next transaction that commits.
+  That memory does not survive a restart while the disk is still full (a known gap).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -43,8 +44,8 @@ from typing import Any, TypeVar
 
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
-from edge_agent.payload import Message, StoredEntry, encode_sample_body
-from edge_agent.store import retention
+from edge_agent.payload import Message, encode_sample_body
+from edge_agent.store import claims, retention
 from edge_agent.store.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,11 @@ class Outbox:
         self._synchronous = synchronous
         self._clock = clock
         self._ops: SimpleQueue[_Op | None] = SimpleQueue()
-        # Message ids published and not yet acknowledged; touched by the writer thread only.
+        # Message ids published and not yet acknowledged, changed only after a commit.
         self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
+        self._resend_possible = True  # claimed rows may exist from an earlier run
+        self._release_generation = 0
         self._unstored: dict[str, retention.PendingGap] = {}
         self._retention = retention.Enforcer(retention_limits, clock)
         self._unstored_lock = threading.Lock()
@@ -161,7 +165,8 @@ class Outbox:
                     self._conn.execute(f"ROLLBACK TO {savepoint}")
                     self._conn.execute(f"RELEASE {savepoint}")
                     results.append((op, None, err))
-            unstored = self._write_unstored_gaps()
+            unstored = self._take_unstored()
+            self._write_unstored_gaps(unstored)
             self._retention.enforce(self._conn)
             self._conn.execute("COMMIT")
         except Exception as err:  # sqlite3.Error, or a bug: either way nothing committed
@@ -188,15 +193,17 @@ class Outbox:
         with contextlib.suppress(sqlite3.Error):
             self._conn.execute("ROLLBACK")
 
-    def _submit(self, run: Callable[[sqlite3.Connection], T], timeout_s: float | None = 60) -> T:
+    def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``run`` in the writer's next transaction and wait for its commit.
+
+        No deadline: an operation that timed out here would still commit later, and the
+        caller would have reported as failed what in fact succeeded.
+        """
         if self._closed.is_set():
             raise OutboxError("outbox is closed")
         op = _Op(run, Future())
         self._ops.put(op)
-        try:
-            return op.future.result(timeout=timeout_s)
-        except FutureTimeout as err:
-            raise OutboxError(f"outbox {self.path}: no commit within {timeout_s} s") from err
+        return op.future.result()
 
     def close(self) -> None:
         """Finish queued writes, then close the database."""
@@ -250,19 +257,19 @@ class Outbox:
             else:
                 pending.add(at)
 
-    def _write_unstored_gaps(self) -> dict[str, retention.PendingGap]:
-        """Record samples that could not be stored earlier as gap events (no silent loss).
-
-        Returns what was written, so a failed commit can put it back.
-        """
+    def _take_unstored(self) -> dict[str, retention.PendingGap]:
+        """Samples that could not be stored earlier; put back if this transaction fails."""
         with self._unstored_lock:
             pending_gaps, self._unstored = self._unstored, {}
+        return pending_gaps
+
+    def _write_unstored_gaps(self, pending_gaps: dict[str, retention.PendingGap]) -> None:
+        """Record samples that could not be stored earlier as gap events (no silent loss)."""
         for device_id, pending in pending_gaps.items():
             retention.merge_gap(
                 self._conn, device_id, pending.first_at, pending.last_at, pending.count,
                 None, None, "store_error",
             )
-        return pending_gaps
 
     def _restore_unstored(self, pending_gaps: dict[str, retention.PendingGap]) -> None:
         with self._unstored_lock:
@@ -288,87 +295,39 @@ class Outbox:
         return self._submit(run)
 
     def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
-        """Assign the next message's rows a message id (committed) and return the message.
+        """Commit a message id into the next message's rows and return the message; it is
+        in flight from then until ``ack_many`` or ``release_in_flight`` (see claims.py)."""
+        with self._in_flight_lock:
+            in_flight = frozenset(self._in_flight)
+            look_for_resend = self._resend_possible
+            generation = self._release_generation
 
-        Order of preference: a message claimed before but not in flight now (resent as
-        is), then live rows (id above the boundary), then backlog rows (historical). One
-        message holds consecutive rows of one device and one kind.
-        """
         def run(conn: sqlite3.Connection) -> Message | None:
-            message = self._claim_next(conn, boundary_row_id, max_entries, max_body_bytes)
-            if message is not None:
+            if look_for_resend:
+                message = claims.unsent_claimed(conn, in_flight)
+                if message is not None:
+                    return message
+                with self._in_flight_lock:  # none left unless released meanwhile
+                    if generation == self._release_generation:
+                        self._resend_possible = False
+            return claims.claim_new(conn, boundary_row_id, max_entries, max_body_bytes)
+
+        message = self._submit(run)
+        if message is not None:
+            with self._in_flight_lock:
                 self._in_flight.add(message.msg_id)
-            return message
-
-        return self._submit(run)
-
-    def _claim_next(
-        self, conn: sqlite3.Connection, boundary: int, max_entries: int, max_bytes: int
-    ) -> Message | None:
-        resend = self._unsent_claimed(conn)
-        if resend is not None:
-            return resend
-        for historical, where in ((False, "id > ?"), (True, "id <= ?")):
-            head = conn.execute(
-                f"SELECT id, device_id, kind FROM outbox WHERE msg_id IS NULL AND {where} "
-                "ORDER BY id LIMIT 1",
-                [boundary],
-            ).fetchone()
-            if head is not None:
-                return self._claim_run(conn, head, where, boundary, historical,
-                                       max_entries, max_bytes)
-        return None
-
-    def _unsent_claimed(self, conn: sqlite3.Connection) -> Message | None:
-        placeholders = ",".join("?" * len(self._in_flight))
-        not_in = f"AND msg_id NOT IN ({placeholders})" if self._in_flight else ""
-        row = conn.execute(
-            f"SELECT msg_id FROM outbox WHERE msg_id IS NOT NULL {not_in} ORDER BY id LIMIT 1",
-            list(self._in_flight),
-        ).fetchone()
-        if row is None:
-            return None
-        rows = conn.execute(
-            "SELECT id, kind, device_id, seq, entry_id, body, historical FROM outbox "
-            "WHERE msg_id = ? ORDER BY id",
-            [row[0]],
-        ).fetchall()
-        entries = tuple(StoredEntry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows)
-        return Message(row[0], rows[0][1], rows[0][2], bool(rows[0][6]), entries)
-
-    def _claim_run(
-        self, conn: sqlite3.Connection, head: tuple, where: str, boundary: int,
-        historical: bool, max_entries: int, max_bytes: int,
-    ) -> Message:
-        head_id, device_id, kind = head
-        candidates = conn.execute(
-            "SELECT id, kind, device_id, seq, entry_id, body FROM outbox "
-            f"WHERE device_id = ? AND msg_id IS NULL AND id >= ? AND {where} "
-            "ORDER BY id LIMIT ?",
-            [device_id, head_id, boundary, max_entries],
-        ).fetchall()
-        entries: list[StoredEntry] = []
-        size = 0
-        for row in candidates:
-            if row[1] != kind:
-                break
-            size += len(row[5]) + 1
-            if entries and size > max_bytes:
-                break
-            entries.append(StoredEntry(*row))
-        msg_id = uuid.uuid4().hex
-        conn.executemany(
-            "UPDATE outbox SET msg_id = ?, historical = ? WHERE id = ?",
-            [(msg_id, int(historical), entry.row_id) for entry in entries],
-        )
-        return Message(msg_id, kind, device_id, historical, tuple(entries))
+        return message
 
     def ack(self, msg_id: str) -> int:
         """The broker acknowledged ``msg_id``: delete its rows. Returns rows deleted."""
         return self.ack_many([msg_id])
 
     def ack_many(self, msg_ids: list[str]) -> int:
-        """Delete the rows of every acknowledged message, in one transaction."""
+        """Delete the rows of every acknowledged message, in one transaction.
+
+        Either way the messages stop being in flight: if the delete failed, the next
+        claim re-sends them (a duplicate with the same id, never a loss).
+        """
         def run(conn: sqlite3.Connection) -> int:
             deleted = 0
             for msg_id in msg_ids:
@@ -376,14 +335,26 @@ class Outbox:
                     "DELETE FROM outbox WHERE msg_id = ? RETURNING kind", [msg_id]).fetchall()
                 deleted += len(kinds)
                 self._retention.note_deleted(sum(1 for (kind,) in kinds if kind == "sample"))
-                self._in_flight.discard(msg_id)
             return deleted
 
-        return self._submit(run)
+        try:
+            return self._submit(run)
+        except OutboxError:
+            with self._in_flight_lock:
+                self._resend_possible = True
+                self._release_generation += 1
+            raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.difference_update(msg_ids)
 
     def release_in_flight(self) -> None:
-        """The connection carrying in-flight messages is gone: they become resendable."""
-        self._submit(lambda conn: self._in_flight.clear())
+        """The connection carrying in-flight messages is gone: they become resendable.
+        In memory only, so it works while the database is locked or failing."""
+        with self._in_flight_lock:
+            self._in_flight.clear()
+            self._resend_possible = True
+            self._release_generation += 1
 
     # -- inspection ---------------------------------------------------------------------
 
@@ -396,7 +367,9 @@ class Outbox:
             dropped = conn.execute(
                 "SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()[0]
             samples, gaps = counts.get("sample", 0), counts.get("gap", 0)
+            with self._in_flight_lock:
+                in_flight = len(self._in_flight)
             return OutboxStats(samples + gaps, samples, gaps, oldest, int(dropped),
-                               len(self._in_flight), retention.bytes_in_use(conn))
+                               in_flight, retention.bytes_in_use(conn))
 
         return self._submit(run)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,13 +61,21 @@ def merge_gap(
     conn: sqlite3.Connection, device_id: str, first_at: float, last_at: float, count: int,
     first_seq: int | None, last_seq: int | None, reason: str,
 ) -> None:
-    """Add dropped samples to the device's unsent gap row, or start a new one."""
+    """Extend the device's latest unsent gap row if this run of drops continues its
+    sequence range (so a range never covers a delivered sample), else start a new one.
+    Samples lost before storage have no sequence numbers; they merge with each other."""
     row = conn.execute(
         "SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND msg_id IS NULL "
         "ORDER BY id DESC LIMIT 1",
         [device_id],
     ).fetchone()
-    if row is None:
+    old = json.loads(row[1]) if row is not None else None
+    if old is not None:
+        continues = (old["last_seq"] is not None and first_seq == old["last_seq"] + 1) \
+            or (first_seq is None and old["first_seq"] is None)
+        if not continues:
+            old = None
+    if old is None:
         body = encode_gap_body(uuid.uuid4().hex, _iso(first_at), _iso(last_at), count,
                                first_seq, last_seq, [reason])
         conn.execute(
@@ -75,7 +84,6 @@ def merge_gap(
             [device_id, json.loads(body)["id"], first_at, body],
         )
         return
-    old = json.loads(row[1])
     seqs_first = [s for s in (old["first_seq"], first_seq) if s is not None]
     seqs_last = [s for s in (old["last_seq"], last_seq) if s is not None]
     body = encode_gap_body(
@@ -84,6 +92,26 @@ def merge_gap(
         [*old["reasons"], reason],
     )
     conn.execute("UPDATE outbox SET body = ? WHERE id = ?", [body, row[0]])
+
+
+def _contiguous_runs(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
+    """Dropped rows (id, device, at, seq) split per device into runs of consecutive seq:
+    a claimed sample between two dropped ones must stay outside every gap's range."""
+    per_device: dict[str, list[tuple]] = {}
+    for row in rows:
+        per_device.setdefault(row[1], []).append(row)
+    runs: list[tuple[str, list[tuple]]] = []
+    for device_id, dropped in per_device.items():
+        dropped.sort(key=lambda row: row[3])
+        current = [dropped[0]]
+        for row in dropped[1:]:
+            if row[3] == current[-1][3] + 1:
+                current.append(row)
+            else:
+                runs.append((device_id, current))
+                current = [row]
+        runs.append((device_id, current))
+    return runs
 
 
 class Enforcer:
@@ -115,8 +143,8 @@ class Enforcer:
         limits = self.limits
         if limits.max_rows is not None and self._samples > limits.max_rows:
             self._drop_oldest(conn, self._samples - limits.max_rows, "max_rows")
-        if limits.max_age_s is not None and self._clock() >= self._next_age_check:
-            self._next_age_check = self._clock() + 1.0
+        if limits.max_age_s is not None and time.monotonic() >= self._next_age_check:
+            self._next_age_check = time.monotonic() + 1.0  # monotonic: immune to clock steps
             self._drop_expired(conn, self._clock() - limits.max_age_s)
         if limits.max_bytes is not None:
             self._drop_for_bytes(conn, limits.max_bytes)
@@ -164,14 +192,10 @@ class Enforcer:
         if not rows:
             return
         conn.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in rows])
-        per_device: dict[str, list[tuple]] = {}
-        for row in rows:
-            per_device.setdefault(row[1], []).append(row)
-        for device_id, dropped in per_device.items():
-            times = [row[2] for row in dropped]
-            seqs = [row[3] for row in dropped]
-            merge_gap(conn, device_id, min(times), max(times), len(dropped),
-                      min(seqs), max(seqs), reason)
+        for device_id, run in _contiguous_runs(rows):
+            times = [row[2] for row in run]
+            merge_gap(conn, device_id, min(times), max(times), len(run),
+                      run[0][3], run[-1][3], reason)
         conn.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped_total'",
             [len(rows)],

@@ -15,9 +15,17 @@ import threading
 class BlackHoleProxy:
     """Relays 127.0.0.1:``port`` to 127.0.0.1:``target_port`` until frozen."""
 
-    def __init__(self, target_port: int, listen_port: int = 0) -> None:
+    def __init__(self, target_port: int, listen_port: int = 0,
+                 rate_bytes_per_s: float | None = None) -> None:
+        """``rate_bytes_per_s`` throttles the relay like a slow uplink: the client's
+        socket buffer fills and its writes become partial."""
         self._target_port = target_port
-        self._listener = socket.create_server(("127.0.0.1", listen_port))
+        self._rate = rate_bytes_per_s
+        self._listener = socket.socket()
+        if rate_bytes_per_s is not None:  # small buffers: back-pressure reaches the client
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._listener.bind(("127.0.0.1", listen_port))
+        self._listener.listen()
         self.port = self._listener.getsockname()[1]
         self._frozen = threading.Event()
         self._stop = threading.Event()
@@ -65,11 +73,13 @@ class BlackHoleProxy:
         if peer is None:
             return
         try:
-            data = sock.recv(65536)
+            data = sock.recv(4096 if self._rate else 65536)
             if data:
                 peer.setblocking(True)
                 peer.sendall(data)
                 peer.setblocking(False)
+                if self._rate:
+                    self._stop.wait(len(data) / self._rate)
                 return
         except OSError:
             pass
