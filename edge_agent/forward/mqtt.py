@@ -9,13 +9,20 @@ One thread owns the socket. paho 2.x writes to the socket from ``publish()`` whe
 ``loop_start()`` thread exists, and its packet writer is not locked: publishing from the
 forwarder thread while our thread runs ``loop()`` interleaves packets on a slow uplink
 (seen: corrupted payloads that the broker acknowledged). So ``publish()`` here only
-queues; the network thread makes every paho call. "Acknowledged" means the broker's
-PUBACK arrived for the message's packet id, with a success reason code under MQTT 5.
+queues and wakes the network thread through a socket pair; that thread makes every paho
+call, driving paho's documented external-loop API (``socket``, ``loop_read``,
+``loop_write``, ``loop_misc``) from its own ``select``. A queued publish is therefore sent
+at once, not after a polling interval (which capped a one-message window at ~40 msg/s).
+"Acknowledged" means the broker's PUBACK arrived for the message's packet id, with a
+success reason code under MQTT 5.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
+import socket
 import ssl
 import threading
 import time
@@ -33,7 +40,9 @@ log = logging.getLogger(__name__)
 AckCallback = Callable[[str, bool, str], None]  # token, accepted, reason text
 LostCallback = Callable[[str], None]
 
-_LOOP_TIMEOUT_S = 0.02  # how long a queued publish may wait for the network thread
+# The network thread's longest sleep with nothing to do. Queued publishes and close() wake
+# it at once; this only bounds how late keepalive pings (loop_misc) can be.
+_IDLE_WAIT_S = 0.5
 
 
 class MqttError(Exception):
@@ -66,6 +75,9 @@ class MqttSession:
         self._lost_lock = threading.Lock()
         self._lost_reported = False
         self._client = self._make_client(will_topic, will_payload)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._loop_thread = threading.Thread(target=self._loop, name="mqtt-net", daemon=True)
 
     def _make_client(self, will_topic: str, will_payload: bytes) -> paho.Client:
@@ -127,15 +139,49 @@ class MqttSession:
 
     def _loop(self) -> None:
         """The network thread: every paho call after connect() happens here."""
-        while not self._closing.is_set():
-            self._send_queued()
-            if self._disconnect_requested.is_set():
-                self._client.disconnect()
-                self._disconnect_requested.clear()
-            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+        try:
+            while not self._closing.is_set():
+                self._send_queued()
+                if self._disconnect_requested.is_set():
+                    self._client.disconnect()
+                    self._disconnect_requested.clear()
+                rc = self._pump()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._report_lost(paho.error_string(rc))
+                    return
+        finally:
+            self._wake_r.close()
+
+    def _pump(self) -> MQTTErrorCode:
+        """Wait for the socket, a wake-up or the idle timeout; let paho read, write and
+        check its keepalive (what paho's own ``loop()`` does, plus our wake-up pipe)."""
+        sock = self._client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        tls_buffered = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        idle_s = 0.0 if tls_buffered or not self._outgoing.empty() else _IDLE_WAIT_S
+        want_write = [sock] if self._client.want_write() else []
+        try:
+            readable, writable, _ = select.select([sock, self._wake_r], want_write, [], idle_s)
+        except (OSError, ValueError, TypeError):  # socket closed under us
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                self._wake_r.recv(4096)
+        if sock in readable or tls_buffered:
+            rc = self._client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._report_lost(paho.error_string(rc))
-                return
+                return rc
+        if sock in writable:
+            rc = self._client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return self._client.loop_misc()
+
+    def _wake(self) -> None:
+        # BlockingIOError: a wake-up is already pending; OSError: the session is closed.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
 
     def _send_queued(self) -> None:
         while True:
@@ -170,16 +216,22 @@ class MqttSession:
             if not item.acked.wait(timeout_s):
                 log.debug("final status publish not confirmed within %.0f s", timeout_s)
             self._disconnect_requested.set()
+            self._wake()
             deadline = time.monotonic() + timeout_s
             while self._disconnect_requested.is_set() and time.monotonic() < deadline \
                     and self._loop_thread.is_alive():
                 time.sleep(0.01)
         self._closing.set()
+        self._wake()
         if self._loop_thread.is_alive() and threading.current_thread() is not self._loop_thread:
             self._loop_thread.join(timeout=5)
         if not self._loop_thread.is_alive():
             self._client.disconnect()  # closes the socket if still open; no thread races
         self._connected.clear()
+        if not self._loop_thread.is_alive():
+            self._wake_w.close()
+            if self._loop_thread.ident is None:  # never started: its finally never ran
+                self._wake_r.close()
 
     # -- publishing -----------------------------------------------------------------
 
@@ -188,6 +240,7 @@ class MqttSession:
             raise MqttError("not connected")
         item = _Outgoing(topic, payload, token, retain)
         self._outgoing.put(item)
+        self._wake()
         return item
 
     def publish(self, topic: str, payload: bytes, token: str, retain: bool = False) -> None:
