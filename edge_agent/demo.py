@@ -21,34 +21,19 @@ from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.forward.mqtt import Subscriber
 from edge_agent.sim.broker import Mosquitto
-from edge_agent.sim.instruments import (
-    DETECTOR_GASES,
-    FTIR_COMPONENTS,
-    GC_COMPONENTS,
-    DemoEndpoints,
-    DemoInstruments,
-)
+from edge_agent.sim.instruments import DETECTOR_UNITS, DemoEndpoints, DemoInstruments
 
 log = logging.getLogger(__name__)
 
 
 def station_yaml(ends: DemoEndpoints, broker_port: int, store_path: Path) -> str:
     """The demo's station file: an ordinary config a technician could start from."""
-    gc = "\n".join(
-        f"      - {{name: {name}, address: {2 * i}, type: float32, word_order: CDAB, "
-        f"unit: mg/m3}}" for i, name in enumerate(GC_COMPONENTS))
-    ftir = "\n".join(
-        f"      - {{name: {name}, address: {2 * i}, register: input, type: float32, "
-        f"unit: ppm}}" for i, name in enumerate(FTIR_COMPONENTS))
     detectors = "\n".join(
-        f"""  - id: detector-{unit}
-    link: rs485-1
-    unit_id: {unit}
-    interval_s: 2
-    channels:
-      - {{name: {gas}, address: 0, type: int16, scale: 0.1, unit: ppm}}
-      - {{name: status, address: 1, type: uint16}}""" for unit, (gas, _) in DETECTOR_GASES.items())
+        f"  - {{id: detector-{unit}, link: rs485-1, unit_id: {unit}, "
+        f"profile: generic-gas-detector}}" for unit in DETECTOR_UNITS)
     return f"""# Written by `edge-agent demo`: simulated instruments on this machine.
+# Each device names the profile of its model (drivers/*/profile.yaml) and overrides
+# what differs here.
 station:
   id: demo-station
 
@@ -59,20 +44,18 @@ links:
     {{type: serial, port: {ends.detector_serial_port}, baudrate: 9600, timeout_ms: 300}}
 
 devices:
-  - id: gc-1
+  - id: gc-1                     # one sample per analysis, streams 1 and 2
     link: gc-lan
     unit_id: 1
-    interval_s: 3
-    channels:
-{gc}
-      - {{name: cycle, address: 8, type: uint16}}
-  - id: ftir-1
+    profile: generic-gc
+    interval_s: 2
+    clock: {{format: fields, channels: [year, month, day, hour, minute, second],
+            utc_offset: "+08:00"}}   # this GC runs Beijing time
+  - id: ftir-1                   # one sample per measurement; background -> SUSPECT
     link: ftir-lan
     unit_id: 1
-    interval_s: 2
-    channels:
-{ftir}
-      - {{name: status, address: 20, register: input, type: uint16}}
+    profile: generic-ftir
+    interval_s: 1
 {detectors}
 
 store:
@@ -113,11 +96,32 @@ class MessagePrinter:
         lines = []
         for sample in message.get("samples", []):
             self.samples += 1
-            values = "  ".join(_format_value(name, v) for name, v in sample["values"].items())
-            flag = " (historical)" if message.get("historical") else ""
-            lines.append(f"{sample['acquired_at'][11:23]}  {message['device']:<11} "
-                         f"#{sample['seq']:<4} {values}{flag}")
+            lines.append(_format_sample(message, sample))
         return "\n".join(lines)
+
+
+_SHOWN_VALUES = 5
+
+
+def _format_sample(message: dict, sample: dict) -> str:
+    """One line: time, device, seq, analysis time and stream, the first few values."""
+    shown = [_format_value(name, value) for name, value in sample["values"].items()
+             if name not in _BOOKKEEPING][:_SHOWN_VALUES]
+    more = len(sample["values"]) - len(shown)
+    context = ""
+    if sample.get("instrument_time"):
+        context += f" analysed {sample['instrument_time'][11:19]}Z"
+    if "stream" in sample:
+        context += f" stream {sample['stream']}"
+    flag = " (historical)" if message.get("historical") else ""
+    tail = f"  (+{more} more)" if more > 0 else ""
+    return (f"{sample['acquired_at'][11:23]}  {message['device']:<11} #{sample['seq']:<4}"
+            f"{context}  {'  '.join(shown)}{tail}{flag}")
+
+
+# Channels that describe the analysis rather than measure something (shown as context).
+_BOOKKEEPING = {"cycle", "stream", "year", "month", "day", "hour", "minute", "second",
+                "measured_at", "status", "state", "sensor_faults"}
 
 
 def _format_value(name: str, value: dict) -> str:

@@ -7,21 +7,31 @@ from datetime import datetime
 from typing import Protocol
 
 from edge_agent.config.schema import Device
-from edge_agent.modbus.transport import ModbusLinkClient
+from edge_agent.link import LinkClient
 from edge_agent.model import Sample
 
 
 class Driver(Protocol):
-    """Turns one device's registers into a Sample. Plans and decodes; never sleeps or retries.
+    """Turns one device's answers into a Sample. Plans and decodes; never sleeps or retries.
 
-    ``poll`` raises a transient ``ModbusError`` when the device did not answer at all (the
-    poller retries and backs off); a per-channel failure such as exception 02 is reported
-    inside the sample as a BAD reading instead.
+    ``poll`` gets the link's client (a ModbusLinkClient, or the text-protocol client, as
+    the link's protocol says; ``link_protocols`` lists the ones the driver speaks) and
+    raises a transient ``LinkError`` when the device did not answer at all (the poller
+    retries and backs off); a per-channel failure such as exception 02 is reported inside
+    the sample as a BAD reading instead.
+
+    Optional methods the poller calls when present: ``restore(state)`` once at start with
+    the ``driver_state`` committed with the device's last sample, and
+    ``after_commit(link, sample)`` once a sample is durable (a GC driver clears its
+    new-result flag there, never before the commit).
     """
 
     device: Device
 
-    def poll(self, link: ModbusLinkClient, now: datetime) -> Sample: ...
+    def poll(self, link: LinkClient, now: datetime) -> Sample | None:
+        """This poll's sample; None only when an instrument-triggered device (GC, FTIR)
+        answered and has no new analysis (not a failure, nothing to store)."""
+        ...
 
     def failed_sample(self, now: datetime, reason: str) -> Sample: ...
 

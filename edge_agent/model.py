@@ -29,7 +29,7 @@ class Reading:
 
     device_id: str
     channel: str
-    value: float | int | None
+    value: float | int | bool | str | None
     unit: str
     quality: Quality
     acquired_at: datetime
@@ -39,13 +39,20 @@ class Reading:
 
 @dataclass(frozen=True)
 class Sample:
-    """What one poll of one device produced; the unit the outbox stores and numbers."""
+    """What one poll of one device produced; the unit the outbox stores and numbers.
+
+    ``extra`` holds optional payload fields (``stream``: the GC stream analysed).
+    ``driver_state`` is committed in the same transaction as the sample and handed back
+    to the driver after a restart (a GC driver keeps its last published analysis there,
+    so an analysis is published exactly once across a SIGKILL).
+    """
 
     device_id: str
     acquired_at: datetime
     readings: tuple[Reading, ...]
     instrument_time: datetime | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    driver_state: str | None = None
 
 
 def utc_now() -> datetime:

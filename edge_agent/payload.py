@@ -45,7 +45,7 @@ class Message:
         return tuple(entry.row_id for entry in self.entries)
 
 
-def _json_number(value: float | int | None) -> float | int | None:
+def _json_number(value: float | int | bool | str | None) -> float | int | bool | str | None:
     """JSON has no NaN or infinity; the driver flags those BAD, here they become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -68,6 +68,7 @@ def encode_sample_body(sample: Sample, seq: int, sample_id: str) -> str:
         "seq": seq,
         "acquired_at": iso_utc(sample.acquired_at),
         "instrument_time": iso_utc(sample.instrument_time) if sample.instrument_time else None,
+        **({"stream": sample.extra["stream"]} if "stream" in sample.extra else {}),
         "values": values,
     }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

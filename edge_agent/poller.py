@@ -1,9 +1,21 @@
 """One thread per link: owns the wire, polls its devices in turn, commits every sample.
 
-A failed poll is never a hole: it becomes a sample of BAD readings with the reason, and
-the device's next poll is delayed by exponential backoff (tenacity) so a dead device on a
-shared RS-485 bus cannot eat the other devices' time. A device going down is logged once
-at ERROR; its recovery is logged once at INFO; everything in between is counted.
+A failed poll is never a hole: it becomes a sample of BAD readings with the reason.
+
+A dead device on a shared RS-485 bus must not eat the other devices' time, so a device's
+health decides how hard it is tried (``DeviceHealth``):
+
+* ``ok``: polled every ``interval_s``; a transient error is retried ``retries`` times
+  within the poll (the device's own ``retries``/``timeout_ms`` when it has them).
+* ``degraded`` (from the first failed poll): one attempt per poll, no retries, and the
+  next poll waits an exponential backoff (``backoff_initial_s`` doubling up to
+  ``backoff_max_s``). A dead device thus costs its bus one timeout per backoff period.
+* ``down`` (after ``DOWN_AFTER_FAILED_POLLS`` failed polls in a row): polled the same
+  way; the state says "this needs a person", not "a glitch".
+
+Transitions are logged once each (ERROR when a device stops answering, WARNING when it is
+marked down, INFO when it answers again) and counted per device (``DeviceState.entered``);
+failed polls are counted by reason (``DeviceState.errors``).
 """
 
 from __future__ import annotations
@@ -14,22 +26,46 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
-from edge_agent.modbus.transport import ModbusError, ModbusLinkClient
+from edge_agent.link import LinkClient, LinkError, TimeoutAdjustable, open_link_client
 from edge_agent.model import Sample, utc_now
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
 
 log = logging.getLogger(__name__)
 
+DOWN_AFTER_FAILED_POLLS = 3
+
+
+class DeviceHealth(StrEnum):
+    """How a device is doing, as far as its poller can tell (see the module docstring)."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+def health_after(failures: int, down_after: int = DOWN_AFTER_FAILED_POLLS) -> DeviceHealth:
+    """Health after ``failures`` consecutive failed polls (0: the last poll answered)."""
+    if failures <= 0:
+        return DeviceHealth.OK
+    return DeviceHealth.DOWN if failures >= down_after else DeviceHealth.DEGRADED
+
 
 @dataclass
 class DeviceState:
-    """Schedule and health of one device, owned by its link's poller thread."""
+    """Schedule and health of one device, owned by its link's poller thread.
+
+    ``entered`` counts how often the device became degraded or down (a flapping device
+    shows up here even when it happens to be ``ok`` when someone looks).
+    """
 
     driver: Driver
+    health: DeviceHealth = DeviceHealth.OK
+    entered: Counter[str] = field(default_factory=Counter)
     next_due: float = 0.0
     consecutive_failures: int = 0
     down_since: float | None = None
@@ -63,10 +99,11 @@ class LinkPoller:
         self.thread.start()
 
     def _run(self) -> None:
-        client = ModbusLinkClient(self.link)
+        client = open_link_client(self.link)
         start = time.monotonic()
         for state in self.devices:
             state.next_due = start
+            self._restore(state)
         try:
             while not self._stop.is_set():
                 state = min(self.devices, key=lambda s: s.next_due)
@@ -79,6 +116,17 @@ class LinkPoller:
                     self._survive_bug(state)
         finally:
             client.close()
+
+    def _restore(self, state: DeviceState) -> None:
+        """Give a stateful driver (GC cycles) what it committed with its last sample."""
+        restore = getattr(state.driver, "restore", None)
+        if restore is None:
+            return
+        try:
+            restore(self._outbox.driver_state(state.device_id))
+        except OutboxError as err:
+            log.error("cannot read the saved state of %s (%s); it starts afresh and may "
+                      "publish its latest analysis again", state.device_id, err)
 
     def _survive_bug(self, state: DeviceState) -> None:
         """An unexpected error (a bug, not a device fault): log it with its traceback once
@@ -94,44 +142,74 @@ class LinkPoller:
             log.debug("could not record the agent_error sample", exc_info=True)
         self._schedule(state)
 
-    def _poll(self, client: ModbusLinkClient, state: DeviceState) -> None:
+    def _attempts(self, state: DeviceState) -> int:
+        """Attempts within one poll: retries only while the device is answering."""
+        if state.health is not DeviceHealth.OK:
+            return 1
+        own = state.driver.device.polling.retries
+        return (self._policy.retries if own is None else own) + 1
+
+    def _poll(self, client: LinkClient, state: DeviceState) -> None:
         now = utc_now()
         state.polls += 1
+        if isinstance(client, TimeoutAdjustable):
+            client.set_timeout_ms(state.driver.device.polling.timeout_ms)
         try:
             sample = retry_call(
                 lambda: state.driver.poll(client, now),
-                attempts=self._policy.retries + 1,
+                attempts=self._attempts(state),
                 wait_s=self._policy.retry_wait_s,
-                retry_if=lambda err: isinstance(err, ModbusError) and err.transient,
+                retry_if=lambda err: isinstance(err, LinkError) and err.transient,
                 sleep=self._stop.wait,
             )
-        except ModbusError as err:
+        except LinkError as err:
             sample = state.driver.failed_sample(now, err.reason)
             self._mark_failed(state, err)
         else:
             self._mark_answering(state)
-        self._store(state, sample)
+        # None: an instrument-triggered device (GC) answered and has no new analysis.
+        if sample is not None and self._store(state, sample):
+            after_commit = getattr(state.driver, "after_commit", None)
+            if after_commit is not None:
+                after_commit(client, sample)
         self._schedule(state)
 
-    def _mark_failed(self, state: DeviceState, err: ModbusError) -> None:
+    def _mark_failed(self, state: DeviceState, err: LinkError) -> None:
+        attempts = self._attempts(state)
         state.consecutive_failures += 1
         state.errors[err.reason] += 1
         state.last_error = f"{err.reason}: {err}"
         if state.down_since is None:
             state.down_since = time.monotonic()
-            device = state.driver.device
-            log.error("device %s (unit %d on link %s) is not answering after %d attempt(s): "
-                      "%s; its readings are flagged BAD until it recovers", device.id,
-                      device.unit_id, self.link.name, self._policy.retries + 1, err)
+        self._set_health(state, health_after(state.consecutive_failures), err, attempts)
 
     def _mark_answering(self, state: DeviceState) -> None:
         state.last_good_at = time.time()
-        if state.down_since is not None:
-            log.info("device %s answering again after %d failed polls (%.0f s)",
-                     state.device_id, state.consecutive_failures,
-                     time.monotonic() - state.down_since)
+        self._set_health(state, DeviceHealth.OK)
         state.down_since = None
         state.consecutive_failures = 0
+
+    def _set_health(self, state: DeviceState, health: DeviceHealth,
+                    err: LinkError | None = None, attempts: int = 1) -> None:
+        """Log and count a change of health, once per transition."""
+        if health is state.health:
+            return
+        before, state.health = state.health, health
+        device = state.driver.device
+        if health is not DeviceHealth.OK:
+            state.entered[health.value] += 1
+        if health is DeviceHealth.OK:
+            log.info("device %s answering again after %d failed polls (%.0f s)",
+                     device.id, state.consecutive_failures,
+                     time.monotonic() - (state.down_since or time.monotonic()))
+        elif before is DeviceHealth.OK:
+            log.error("device %s (unit %d on link %s) is not answering after %d attempt(s): "
+                      "%s; its readings are flagged BAD and it is polled less often (at "
+                      "most every %g s) until it recovers", device.id, device.unit_id,
+                      self.link.name, attempts, err, self._policy.backoff_max_s)
+        if health is DeviceHealth.DOWN:
+            log.warning("device %s marked down: %d failed polls in a row (last: %s)",
+                        device.id, state.consecutive_failures, err)
 
     def _schedule(self, state: DeviceState) -> None:
         now = time.monotonic()
@@ -142,7 +220,8 @@ class LinkPoller:
         if state.next_due < now:  # overran (slow bus): skip missed slots, do not burst
             state.next_due = now
 
-    def _store(self, state: DeviceState, sample: Sample) -> None:
+    def _store(self, state: DeviceState, sample: Sample) -> bool:
+        """Commit ``sample``; False when it could not be (counted, logged once)."""
         try:
             self._outbox.append(sample)
         except OutboxError as err:
@@ -151,8 +230,9 @@ class LinkPoller:
                 self._store_failing = True
                 log.error("cannot store samples (%s); the loss is counted and will be "
                           "published as a gap event once the store works again", err)
-            return
+            return False
         state.samples_stored += 1
         if self._store_failing:
             self._store_failing = False
             log.info("storing samples again after %d failures", self.store_failures)
+        return True

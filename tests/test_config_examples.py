@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import loader, validate_devices, validate_links, validate_mqtt
+from edge_agent.config import (
+    loader,
+    validate_acquisition,
+    validate_channels,
+    validate_devices,
+    validate_links,
+    validate_mqtt,
+    validate_quality,
+)
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import MqttConfig, PollingPolicy, Retention, Topics
@@ -61,7 +69,12 @@ ALL_KEYS = {
     "tcp link": validate_links.TCP_KEYS,
     "serial link": validate_links.SERIAL_KEYS,
     "device": validate_devices.DEVICE_KEYS,
-    "channel": validate_devices.CHANNEL_KEYS,
+    "channel": validate_channels.CHANNEL_KEYS,
+    "quality rule": validate_quality.RULE_KEYS,
+    "read limits": validate_acquisition.READ_KEYS,
+    "forbidden zone": validate_acquisition.ZONE_KEYS,
+    "trigger": validate_acquisition.TRIGGER_KEYS,
+    "clock": validate_acquisition.CLOCK_KEYS,
     "mqtt": validate_mqtt.MQTT_KEYS,
     "tls": validate_mqtt.TLS_KEYS,
     "topics": validate_mqtt.TOPIC_KEYS,

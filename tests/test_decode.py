@@ -6,10 +6,17 @@ import math
 import struct
 
 import pytest
-from edge_agent_drivers.modbus.driver import decode_channel
+from edge_agent_drivers.modbus.values import judge_words
 
-from edge_agent.config.schema import Channel, DataType, WordOrder
-from edge_agent.modbus.decode import decode_words, scale_value
+from edge_agent.config.schema import (
+    Channel,
+    DataType,
+    RegisterKind,
+    StringLayout,
+    ValidRange,
+    WordOrder,
+)
+from edge_agent.modbus.decode import DecodeError, decode_string, decode_words, scale_value
 from edge_agent.model import Quality
 
 
@@ -99,4 +106,126 @@ def test_scale_and_offset_without_binary_noise(raw, scale, offset, expected):
 ])
 def test_nan_and_infinity_become_bad_readings(words, reason):
     channel = Channel("x", 0, data_type=DataType.FLOAT32)
-    assert decode_channel(channel, words) == (None, Quality.BAD, reason)
+    judged = judge_words(channel, words)
+    assert (judged.value, judged.quality, judged.reason) == (None, Quality.BAD, reason)
+
+
+def f64_words(value: float, order: WordOrder) -> list[int]:
+    """Independent encoder: bytes A..H of the double, laid out per order."""
+    raw = struct.pack(">d", value)
+    words = [raw[i] << 8 | raw[i + 1] for i in range(0, 8, 2)]
+    if order in (WordOrder.CDAB, WordOrder.DCBA):
+        words.reverse()
+    if order in (WordOrder.BADC, WordOrder.DCBA):
+        words = [(w & 0xFF) << 8 | w >> 8 for w in words]
+    return words
+
+
+CASES_64 = [
+    ([0x0000, 0x0000, 0x0000, 0x0001], DataType.UINT64, WordOrder.ABCD, 1),
+    ([0x0001, 0x0000, 0x0000, 0x0000], DataType.UINT64, WordOrder.CDAB, 1),
+    ([0x0000, 0x0000, 0x0000, 0x0100], DataType.UINT64, WordOrder.BADC, 1),
+    ([0x0100, 0x0000, 0x0000, 0x0000], DataType.UINT64, WordOrder.DCBA, 1),
+    ([0xFFFF] * 4, DataType.INT64, WordOrder.ABCD, -1),
+    ([0xFFFF] * 4, DataType.UINT64, WordOrder.ABCD, 2**64 - 1),
+    ([0x8000, 0, 0, 0], DataType.INT64, WordOrder.ABCD, -(2**63)),
+    ([0x0123, 0x4567, 0x89AB, 0xCDEF], DataType.UINT64, WordOrder.ABCD, 0x0123456789ABCDEF),
+    ([0xCDEF, 0x89AB, 0x4567, 0x0123], DataType.UINT64, WordOrder.CDAB, 0x0123456789ABCDEF),
+    ([0x2301, 0x6745, 0xAB89, 0xEFCD], DataType.UINT64, WordOrder.BADC, 0x0123456789ABCDEF),
+    ([0xEFCD, 0xAB89, 0x6745, 0x2301], DataType.UINT64, WordOrder.DCBA, 0x0123456789ABCDEF),
+    ([0x4029, 0x0000, 0x0000, 0x0000], DataType.FLOAT64, WordOrder.ABCD, 12.5),
+    ([0x1234], DataType.BCD16, WordOrder.ABCD, 1234),
+    ([0x0009], DataType.BCD16, WordOrder.ABCD, 9),
+    ([0x3412], DataType.BCD16, WordOrder.BADC, 1234),
+    ([0x1234, 0x5678], DataType.BCD32, WordOrder.ABCD, 12345678),
+    ([0x5678, 0x1234], DataType.BCD32, WordOrder.CDAB, 12345678),
+]
+
+
+@pytest.mark.parametrize(("words", "data_type", "order", "expected"), CASES_64)
+def test_decode_64_bit_and_bcd_table(words, data_type, order, expected):
+    assert decode_words(words, data_type, order) == expected
+
+
+@pytest.mark.parametrize("order", list(WordOrder))
+@pytest.mark.parametrize("value", [0.0, -0.0, 1.0, -2.75, 1e308, 5e-324, 0.1, math.pi])
+def test_float64_round_trips_in_every_order(order, value):
+    decoded = decode_words(f64_words(value, order), DataType.FLOAT64, order)
+    assert struct.pack(">d", decoded) == struct.pack(">d", value)
+
+
+@pytest.mark.parametrize("order", list(WordOrder))
+@pytest.mark.parametrize(("value", "reason"), [
+    (math.nan, "not_a_number"), (math.inf, "infinite"), (-math.inf, "infinite")])
+def test_float64_nan_and_infinity_are_bad_in_every_order(order, value, reason):
+    channel = Channel("x", 0, data_type=DataType.FLOAT64, word_order=order)
+    judged = judge_words(channel, f64_words(value, order))
+    assert (judged.value, judged.quality, judged.reason) == (None, Quality.BAD, reason)
+
+
+def test_negative_zero_float32_keeps_its_sign():
+    channel = Channel("x", 0, data_type=DataType.FLOAT32)
+    judged = judge_words(channel, [0x8000, 0x0000])
+    assert judged.quality is Quality.GOOD and math.copysign(1, judged.value) == -1
+
+
+@pytest.mark.parametrize("words", [[0x12A4], [0xF000]])
+def test_bcd_digit_above_nine_is_bad_not_a_number(words):
+    with pytest.raises(DecodeError) as caught:
+        decode_words(words, DataType.BCD16, WordOrder.ABCD)
+    assert caught.value.reason == "bad_bcd"
+    judged = judge_words(Channel("x", 0, data_type=DataType.BCD16), words)
+    assert (judged.value, judged.quality, judged.reason) == (None, Quality.BAD, "bad_bcd")
+
+
+@pytest.mark.parametrize(("words", "layout", "text"), [
+    ([0x4743, 0x2D31, 0x0000], StringLayout.AB, "GC-1"),
+    ([0x4347, 0x312D], StringLayout.BA, "GC-1"),
+    ([0x0047, 0x0043, 0x002D, 0x0031], StringLayout.SINGLE, "GC-1"),
+    ([0x4E4F, 0x3220, 0x2020], StringLayout.AB, "NO2"),
+    ([0x4142, 0x00FF], StringLayout.AB, "AB"),
+    ([0x41FF], StringLayout.AB, "A\ufffd"),
+])
+def test_strings_in_each_layout(words, layout, text):
+    assert decode_string(words, layout) == text
+
+
+@pytest.mark.parametrize(("bit", "expected"), [(0, True), (1, False), (15, True), (3, True)])
+def test_one_bit_of_a_register(bit, expected):
+    channel = Channel("x", 0, data_type=DataType.BOOL, bit=bit)
+    assert judge_words(channel, [0x8009]).value is expected
+
+
+@pytest.mark.parametrize(("words", "data_type", "sentinels", "quality", "reason", "value"), [
+    ([0xFFFF], DataType.UINT16, (65535.0,), Quality.BAD, "sentinel", None),
+    ([0xD8F1], DataType.INT16, (-9999.0,), Quality.BAD, "sentinel", None),
+    ([0xC61C, 0x3C00], DataType.FLOAT32, (-9999.0,), Quality.BAD, "sentinel", None),
+    ([0x0064], DataType.UINT16, (65535.0,), Quality.GOOD, None, 10.0),
+])
+def test_sentinels_are_matched_on_raw_counts_before_scaling(words, data_type, sentinels,
+                                                             quality, reason, value):
+    channel = Channel("x", 0, data_type=data_type, scale=0.1, sentinels=sentinels)
+    judged = judge_words(channel, words)
+    assert (judged.value, judged.quality, judged.reason) == (value, quality, reason)
+
+
+@pytest.mark.parametrize(("raw", "limits", "quality", "reason"), [
+    (1500, ValidRange(0, 100), Quality.BAD, "out_of_range"),
+    (1001, ValidRange(0, 100, Quality.SUSPECT), Quality.SUSPECT, "out_of_range"),
+    (1000, ValidRange(0, 100), Quality.GOOD, None),  # 100.0 after scaling: inside
+    (0xFFF6, ValidRange(0, None), Quality.BAD, "out_of_range"),
+    (0xFFF6, ValidRange(None, 0), Quality.GOOD, None),
+])
+def test_valid_range_is_checked_after_scaling_and_keeps_the_value(raw, limits, quality,
+                                                                   reason):
+    channel = Channel("x", 0, data_type=DataType.INT16, scale=0.1, valid_range=limits)
+    judged = judge_words(channel, [raw])
+    assert (judged.quality, judged.reason) == (quality, reason)
+    assert judged.value is not None
+
+
+def test_string_channel_spans_its_length_and_bits_span_one():
+    assert Channel("s", 0, data_type=DataType.STRING, length=8).span == 8
+    assert Channel("c", 0, register=RegisterKind.COIL, data_type=DataType.BOOL).span == 1
+    assert Channel("e", 7001, data_type=DataType.FLOAT32, enron=True).span == 1
+    assert Channel("e", 7001, data_type=DataType.FLOAT32, enron=True).words == 2

@@ -214,3 +214,40 @@ def test_outbox_from_a_newer_release_is_refused(path):
     conn.close()
     with pytest.raises(SchemaError, match="newer"):
         Outbox(path, UNLIMITED)
+
+
+def test_v1_outbox_is_migrated_and_keeps_its_samples(path):
+    """A file written by release 0.1 (schema 1, no driver state) opens after an upgrade:
+    its waiting samples are still there and numbering continues."""
+    import sqlite3
+
+    from edge_agent.store import schema
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    schema._migrate_to_v1(schema.sqlite_utils.Database(conn))
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO device_seq (device_id, last_seq) VALUES ('a', 7)")
+    conn.execute("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
+                 "VALUES ('sample', 'a', 7, 'e7', 0, '{\"id\":\"e7\"}')")
+    conn.execute("COMMIT")
+    conn.close()
+    box = Outbox(path, UNLIMITED)
+    assert box.stats().samples == 1
+    assert box.driver_state("a") is None
+    assert box.append(sample("a", 1)).seq == 8
+    box.close()
+
+
+def test_driver_state_is_committed_with_its_sample_and_survives_restart(path):
+    box = Outbox(path, UNLIMITED)
+    box.append(sample("gc", 1))
+    assert box.driver_state("gc") is None
+    stateful = Sample("gc", T0, sample("gc", 2).readings, driver_state='{"key": "5"}')
+    box.append(stateful)
+    box.append(sample("gc", 3))  # a sample without state leaves the last one in place
+    box.close()
+    box = Outbox(path, UNLIMITED)
+    assert box.driver_state("gc") == '{"key": "5"}'
+    assert box.driver_state("other") is None
+    box.close()

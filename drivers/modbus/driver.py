@@ -1,116 +1,217 @@
-"""Generic register-map driver: read the channels a device lists, decode, scale.
+"""Generic register-map driver: read what a device's profile lists, decode, judge, publish.
 
-Planning merges channels whose registers are contiguous (same table, no gap) into one
-request of at most 125 registers, the Modbus limit. A Modbus exception on one request
-makes only that request's channels BAD; a timeout or lost link fails the whole poll so
-the poller can retry and back off.
+Per poll: read the planned requests (plan.py), decode and judge each channel (values.py),
+let status words lower qualities (status.py), then, for instrument-triggered devices (GC
+cycles, FTIR measurements), publish only a new analysis (trigger.py).
+
+Failures: a timeout or lost link fails the whole poll (the poller retries and backs off);
+a Modbus exception makes only that request's channels BAD. Exception 02 (illegal data
+address) on a merged request is isolated by splitting it until the channels that really
+fail are found; the split is kept for later polls and logged once, so one bad address
+does not blank the rest of the device.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from dataclasses import replace
 from datetime import datetime
 
-from edge_agent.config.schema import Channel, Device, RegisterKind
-from edge_agent.modbus.decode import decode_words, scale_value
+from edge_agent_drivers.modbus.plan import ReadRequest, plan, split
+from edge_agent_drivers.modbus.status import apply_status
+from edge_agent_drivers.modbus.trigger import (
+    ClockError,
+    Decision,
+    TriggerState,
+    decide,
+    instrument_time,
+)
+from edge_agent_drivers.modbus.values import Judged, judge_bits, judge_words
+
+from edge_agent.config.schema import Channel, Device, LinkProtocol, RegisterKind, TriggerKind
+from edge_agent.link import LinkError
 from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent.model import Quality, Reading, Sample
 
-MAX_REGISTERS_PER_READ = 125
+log = logging.getLogger(__name__)
+
+_ILLEGAL_ADDRESS = 0x02
 
 
-@dataclass(frozen=True)
-class ReadRequest:
-    """One Modbus read covering ``channels`` (sorted by address)."""
+class TriggerUnreadable(LinkError):
+    """The new-result flag, cycle counter or analysis time could not be read, so whether
+    a new analysis exists is unknown: the poll counts as failed (BAD readings, backoff)."""
 
-    register: RegisterKind
-    address: int
-    count: int
-    channels: tuple[Channel, ...]
-
-
-def plan(channels: Sequence[Channel], max_registers: int = MAX_REGISTERS_PER_READ
-         ) -> list[ReadRequest]:
-    """Group channels into as few reads as possible without reading unlisted registers."""
-    requests: list[ReadRequest] = []
-    ordered = sorted(channels, key=lambda ch: (ch.register.value, ch.address))
-    group: list[Channel] = []
-    for channel in ordered:
-        if group and _extends(group, channel, max_registers):
-            group.append(channel)
-            continue
-        if group:
-            requests.append(_request(group))
-        group = [channel]
-    if group:
-        requests.append(_request(group))
-    return requests
-
-
-def _end(channel: Channel) -> int:
-    return channel.address + channel.data_type.word_count
-
-
-def _extends(group: list[Channel], channel: Channel, max_registers: int) -> bool:
-    start, end = group[0].address, max(_end(ch) for ch in group)
-    return (channel.register is group[0].register and channel.address <= end
-            and max(end, _end(channel)) - start <= max_registers)
-
-
-def _request(group: list[Channel]) -> ReadRequest:
-    start = group[0].address
-    end = max(_end(ch) for ch in group)
-    return ReadRequest(group[0].register, start, end - start, tuple(group))
-
-
-def decode_channel(channel: Channel, words: Sequence[int]) -> tuple[float | int | None,
-                                                                     Quality, str | None]:
-    """Value, quality and reason for one channel's words; NaN/infinity are BAD."""
-    raw = decode_words(words, channel.data_type, channel.word_order)
-    if isinstance(raw, float) and not math.isfinite(raw):
-        return None, Quality.BAD, "not_a_number" if math.isnan(raw) else "infinite"
-    return scale_value(raw, channel.scale, channel.offset), Quality.GOOD, None
+    reason = "trigger_unreadable"
+    transient = False
 
 
 class ModbusMapDriver:
-    """Driver for a device described by a list of register channels."""
+    """Driver for a device described by a register map (a profile and/or channels)."""
+
+    link_protocols = frozenset({LinkProtocol.MODBUS_TCP, LinkProtocol.MODBUS_RTU,
+                                LinkProtocol.MODBUS_ASCII})
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.requests = plan(device.channels)
+        self.requests = plan(device.channels, device.limits)
+        self.isolated: dict[str, str] = {}  # channel -> what isolation found, for status
         self._position = {ch.name: index for index, ch in enumerate(device.channels)}
+        self._trigger_state = TriggerState()
+        self._pending: Decision | None = None
+        self._clear_failing = False
 
-    def poll(self, link: ModbusLinkClient, now: datetime) -> Sample:
-        readings: list[Reading] = []
-        for request in self.requests:
-            try:
-                words = link.read_registers(self.device.unit_id, request.register,
-                                            request.address, request.count)
-            except ModbusExceptionReply as err:
-                if err.transient:
-                    raise
-                readings.extend(self._bad(ch, now, err.reason) for ch in request.channels)
-                continue
-            readings.extend(self._decode(request, words, now))
-        readings.sort(key=lambda reading: self._position[reading.channel])
-        return Sample(self.device.id, now, tuple(readings))
+    # -- the poller's interface ---------------------------------------------------
 
-    def _decode(self, request: ReadRequest, words: list[int], now: datetime) -> list[Reading]:
-        readings = []
-        for channel in request.channels:
-            offset = channel.address - request.address
-            chunk = words[offset:offset + channel.data_type.word_count]
-            value, quality, reason = decode_channel(channel, chunk)
-            readings.append(Reading(self.device.id, channel.name, value, channel.unit,
-                                    quality, now, reason))
-        return readings
+    def restore(self, state: str | None) -> None:
+        """The trigger state committed with this device's last sample (None: first run)."""
+        self._trigger_state = TriggerState.load(state)
 
-    def _bad(self, channel: Channel, now: datetime, reason: str) -> Reading:
-        return Reading(self.device.id, channel.name, None, channel.unit, Quality.BAD, now,
-                       reason)
+    def poll(self, link: ModbusLinkClient, now: datetime) -> Sample | None:
+        """This poll's sample, or None when a triggered device has no new analysis."""
+        judged = self._read_all(link)
+        raw = {name: result.raw for name, result in judged.items()}
+        readings = [Reading(self.device.id, ch.name, judged[ch.name].value, ch.unit,
+                            judged[ch.name].quality, now, judged[ch.name].reason)
+                    for ch in self.device.channels]
+        readings = apply_status(readings, self.device.channels, raw)
+        when = self._instrument_time(raw)
+        extra = self._stream(raw)
+        if self.device.trigger is None:
+            return Sample(self.device.id, now, tuple(readings), when, extra)
+        self._check_trigger_readable(raw, when)
+        decision = decide(self.device.trigger, raw, when, self._trigger_state)
+        self._pending = decision
+        if not decision.new:
+            self._trigger_state = decision.state
+            if decision.clear_flag:
+                self._clear_flag(link)
+            return None
+        return Sample(self.device.id, now, tuple(readings), when, extra,
+                      driver_state=decision.state.dump())
+
+    def _check_trigger_readable(self, raw: dict[str, object], when: datetime | None) -> None:
+        trigger = self.device.trigger
+        assert trigger is not None
+        if trigger.kind is TriggerKind.TIMESTAMP:
+            if when is None:
+                raise TriggerUnreadable(f"{self.device.id}: the analysis time is unreadable")
+        elif raw.get(trigger.channel) is None:
+            raise TriggerUnreadable(f"{self.device.id}: trigger channel '{trigger.channel}' "
+                                    "unreadable")
+
+    def after_commit(self, link: ModbusLinkClient, sample: Sample) -> None:
+        """The sample is durable: remember its analysis, clear the flag if asked to."""
+        decision, self._pending = self._pending, None
+        if decision is None or sample.driver_state is None:
+            return
+        self._trigger_state = decision.state
+        if decision.clear_flag:
+            self._clear_flag(link)
 
     def failed_sample(self, now: datetime, reason: str) -> Sample:
         readings = tuple(self._bad(ch, now, reason) for ch in self.device.channels)
         return Sample(self.device.id, now, readings)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _read_all(self, link: ModbusLinkClient) -> dict[str, Judged]:
+        results: dict[str, Judged] = {}
+        requests: list[ReadRequest] = []
+        for request in self.requests:
+            requests.extend(self._read(link, request, results))
+        if requests != self.requests:
+            self._report_isolation(requests, results)
+            self.requests = requests
+        return results
+
+    def _read(self, link: ModbusLinkClient, request: ReadRequest,
+              results: dict[str, Judged]) -> list[ReadRequest]:
+        """Read one request into ``results``; returns the requests to use from now on."""
+        try:
+            data = self._fetch(link, request)
+        except ModbusExceptionReply as err:
+            if err.transient:
+                raise
+            if err.code == _ILLEGAL_ADDRESS:
+                pieces = split(request, self.device.limits)
+                if pieces != [request]:
+                    return [kept for piece in pieces
+                            for kept in self._read(link, piece, results)]
+            for channel in request.channels:
+                results[channel.name] = Judged(None, Quality.BAD, err.reason)
+            return [request]
+        for channel in request.channels:
+            results[channel.name] = self._judge(request, channel, data)
+        return [request]
+
+    def _fetch(self, link: ModbusLinkClient, request: ReadRequest) -> list[int] | list[bool]:
+        unit = self.device.unit_id
+        if request.register.is_bit:
+            return link.read_bits(unit, request.register, request.address, request.count)
+        if request.enron:
+            return link.read_registers(unit, request.register, request.address,
+                                       request.count, enron_32bit=True)
+        return link.read_registers(unit, request.register, request.address, request.count)
+
+    @staticmethod
+    def _judge(request: ReadRequest, channel: Channel, data: list) -> Judged:
+        if request.register.is_bit:
+            offset = channel.address - request.address
+            return judge_bits(channel, data[offset:offset + 1])
+        per_address = 2 if request.enron else 1
+        offset = (channel.address - request.address) * per_address
+        return judge_words(channel, data[offset:offset + channel.words])
+
+    def _report_isolation(self, requests: list[ReadRequest],
+                          results: dict[str, Judged]) -> None:
+        failing = [ch.name for request in requests for ch in request.channels
+                   if results[ch.name].reason == "exception_02" and len(request.channels) == 1]
+        for name in failing:
+            self.isolated[name] = "answers exception 02 (illegal data address) on its own"
+        log.warning("device %s: a merged read answered exception 02 (illegal data address); "
+                    "reads are split from now on (%d requests instead of %d)%s",
+                    self.device.id, len(requests), len(self.requests),
+                    f"; failing on their own: {', '.join(failing)}" if failing else "")
+
+    def _clear_flag(self, link: ModbusLinkClient) -> None:
+        """Write 0 to the new-result flag; until that succeeds, polls publish nothing and
+        retry the write (``pending_clear``)."""
+        trigger = self.device.trigger
+        assert trigger is not None
+        channel = next(ch for ch in self.device.channels if ch.name == trigger.channel)
+        try:
+            if channel.register is RegisterKind.COIL:
+                link.write_coil(self.device.unit_id, channel.address, False)
+            else:
+                link.write_register(self.device.unit_id, channel.address, 0)
+        except LinkError as err:
+            if not self._clear_failing:
+                log.warning("device %s: could not clear the new-result flag (%s); retrying "
+                            "at each poll, publishing nothing new until it is cleared",
+                            self.device.id, err)
+            self._clear_failing = True
+            return
+        if self._clear_failing:
+            log.info("device %s: new-result flag cleared again", self.device.id)
+        self._clear_failing = False
+        self._trigger_state = replace(self._trigger_state, pending_clear=False)
+
+    def _instrument_time(self, raw: dict[str, object]) -> datetime | None:
+        clock = self.device.clock
+        if clock is None:
+            return None
+        try:
+            return instrument_time(clock, raw)
+        except ClockError as err:
+            log.debug("device %s: %s", self.device.id, err)
+            return None
+
+    def _stream(self, raw: dict[str, object]) -> dict[str, object]:
+        name = self.device.stream_channel
+        value = raw.get(name) if name else None
+        return {"stream": value} if isinstance(value, int) else {}
+
+    def _bad(self, channel: Channel, now: datetime, reason: str) -> Reading:
+        return Reading(self.device.id, channel.name, None, channel.unit, Quality.BAD, now,
+                       reason)

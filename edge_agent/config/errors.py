@@ -45,7 +45,11 @@ class ConfigError(Exception):
     """
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
-        self.issues: list[ConfigIssue] = sorted(issues, key=_line_key)
+        # A profile shared by several devices is checked once per device: same issue.
+        unique = list(dict.fromkeys(issues))
+        files = list(dict.fromkeys(issue.file for issue in unique))
+        self.issues: list[ConfigIssue] = sorted(
+            unique, key=lambda issue: (files.index(issue.file), *_line_key(issue)))
         super().__init__(self.issues)  # args must rebuild the error when unpickled
 
     def __str__(self) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.fields import Checker, Mismatch, Section, as_section, read_path
+from edge_agent.config.profiles import ProfileLibrary, shipped_profile_dirs
 from edge_agent.config.schema import (
     PollingPolicy,
     Retention,
@@ -80,19 +81,21 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Stati
         raise ConfigError(ck.issues)
     top = Section(ck, document.root, "", None, TOP_KEYS)
     places = _places(Path(path), env)
+    profiles = ProfileLibrary(Path(path).absolute().parent, shipped_profile_dirs())
     station_id = _read_station(ck, top)
     links = read_links(ck, top)
     config = StationConfig(
         station_id=station_id or "",
         links=links.links,
-        devices=read_devices(ck, top, links),
+        devices=read_devices(ck, top, links, profiles),
         store=_read_store(top, places.state_dir),
         mqtt=read_mqtt(ck, top, station_id, env, places.secrets_dir),  # type: ignore[arg-type]
         polling=_read_polling(top),
         source=Path(path),
     )
-    if ck.issues:
-        raise ConfigError(ck.issues)
+    issues = ck.issues + profiles.issues()
+    if issues:
+        raise ConfigError(issues)
     return config
 
 

@@ -1,26 +1,50 @@
 """The ``devices:`` section: instruments, their link and unit id, and their register maps.
 
-Besides each field, this checks what only the whole list shows: duplicate device ids,
-two devices answering to one unit id on one wire, and 32-bit channels whose two
-registers overlap another channel (almost always an address counted wrong).
+A device's settings come from its profile (profiles.py), overridden by what the station
+file writes for it. Besides each field, this checks what only the whole list shows:
+duplicate device ids, two devices answering to one unit id on one wire, channels whose
+registers overlap another channel (almost always an address counted wrong), and settings
+naming channels that do not exist.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from edge_agent.config.fields import Checker, Section, as_section, join
-from edge_agent.config.schema import Channel, DataType, Device, RegisterKind, WordOrder
+from edge_agent.config.fields import Checker, Section, as_section
+from edge_agent.config.layers import Layers
+from edge_agent.config.profiles import Profile, ProfileLibrary
+from edge_agent.config.schema import Channel, DataType, Device, WordOrder
+from edge_agent.config.validate_acquisition import (
+    check_limits,
+    check_references,
+    read_clock,
+    read_limits,
+    read_trigger,
+)
+from edge_agent.config.validate_channels import (
+    WORD_ORDERS,
+    ChannelNotes,
+    read_channels,
+    without_disabled_targets,
+)
 from edge_agent.config.validate_links import LinkTable
+from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
+from edge_agent.config.validate_text import (
+    TEXT_DRIVER,
+    SharedTextLinks,
+    check_modbus_device,
+    check_text_link_sharing,
+    read_text_device,
+    read_text_unit_id,
+    uses_text_driver,
+)
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 
-DEVICE_KEYS = ("id", "link", "unit_id", "interval_s", "driver", "word_order", "channels")
-CHANNEL_KEYS = ("name", "address", "register", "type", "word_order", "scale", "offset", "unit")
-DRIVERS = {"modbus": "modbus"}
-REGISTERS = {kind.value: kind for kind in RegisterKind}
-DATA_TYPES = {data_type.value: data_type for data_type in DataType}
-WORD_ORDERS = {order.value: order for order in WordOrder}
+DEVICE_KEYS = ("id", "link", "unit_id", "interval_s", "driver", "profile", "word_order",
+               "enron", "read", "trigger", "clock", "stream_channel", "channels",
+               "text", *DEVICE_POLLING_KEYS)
+DRIVERS = {"modbus": "modbus", TEXT_DRIVER: TEXT_DRIVER}
 _TOPIC_UNSAFE = re.compile(r"[/+#{}\s]")
 
 
@@ -34,15 +58,8 @@ def topic_safe_problem(value: str, what: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Placed:
-    """A channel with where it was written, for overlap messages."""
-
-    channel: Channel
-    line: int | None
-
-
-def read_devices(ck: Checker, top: Section, links: LinkTable) -> tuple[Device, ...]:
+def read_devices(ck: Checker, top: Section, links: LinkTable,
+                 profiles: ProfileLibrary) -> tuple[Device, ...]:
     """Every device under ``devices:`` (required, at least one), cross-checked."""
     entry = top.node.get("devices")
     if entry is None:
@@ -55,12 +72,14 @@ def read_devices(ck: Checker, top: Section, links: LinkTable) -> tuple[Device, .
     devices: list[Device] = []
     ids: dict[str, int | None] = {}
     units: dict[tuple[str, int], tuple[str, int | None]] = {}
+    text_links = SharedTextLinks()
     for index, node in enumerate(entry.value.items):
         path = f"devices[{index}]"
         sec = as_section(ck, node, path, node.line, DEVICE_KEYS)
         if sec is None:
             continue
-        device = _read_device(sec, links)
+        device = with_device_polling(sec, _read_device(sec, links, profiles))
+        device = check_text_link_sharing(sec, device, text_links)
         _check_unique_id(sec, device, ids)
         _check_unit_id_free(sec, device, units)
         if device is not None:
@@ -68,26 +87,93 @@ def read_devices(ck: Checker, top: Section, links: LinkTable) -> tuple[Device, .
     return tuple(devices)
 
 
-def _read_device(sec: Section, links: LinkTable) -> Device | None:
+def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> Device | None:
     device_id = sec.text("id", what="the device's id, e.g. gc-1")
     if device_id is not None and (problem := topic_safe_problem(device_id, "device id")):
         sec.report("id", problem)
     link = _read_link_name(sec, links)
-    unit_id = _read_unit_id(sec, links.kinds.get(link or ""))
-    interval_s = sec.number("interval_s", lo=0, above=True)
-    driver = sec.choice("driver", DRIVERS, "modbus")
-    default_order = sec.choice("word_order", WORD_ORDERS, WordOrder.ABCD)
-    channels = _read_channels(sec, default_order or WordOrder.ABCD)
-    if None in (device_id, link, unit_id, interval_s, driver):
+    profile = _read_profile(sec, profiles)
+    if profile is _NO_PROFILE:
+        return None  # what is required depends on the profile: its error says enough
+    assert not isinstance(profile, _Missing)
+    layers = Layers(sec, profile.section() if profile else None)
+    text_device = uses_text_driver(layers.pick("driver"))  # own ASCII protocol: validate_text
+    unit_id = read_text_unit_id(sec) if text_device \
+        else _read_unit_id(sec, links.kinds.get(link or ""))
+    interval_s = layers.pick("interval_s").number("interval_s", lo=0, above=True)
+    driver = layers.pick("driver").choice("driver", DRIVERS, "modbus")
+    if text_device:
+        settings = read_text_device(sec, layers.pick("text"), links.links.get(link or ""),
+                                    unit_id)
+    else:
+        check_modbus_device(sec, links.links.get(link or ""))
+        settings = _read_acquisition(layers)
+    if None in (device_id, link, unit_id, interval_s, driver, settings):
         return None
+    assert settings is not None
     return Device(
         id=device_id or "",
         link=link or "",
         unit_id=unit_id or 0,
         interval_s=interval_s or 0.0,
-        channels=channels,
         driver=driver or "modbus",
+        profile=profile.name if profile else None,
+        **settings,
     )
+
+
+class _Missing:
+    """A profile was named but could not be used (the reason is already reported)."""
+
+
+_NO_PROFILE = _Missing()
+
+
+def _read_profile(sec: Section, profiles: ProfileLibrary) -> Profile | _Missing | None:
+    entry = sec.node.get("profile")
+    if entry is None or (isinstance(entry.value, ScalarNode) and entry.value.value is None):
+        return None
+    reference = sec.text("profile", what="a profile name such as generic-gc, or a file")
+    if reference is None:  # not text: reported
+        return _NO_PROFILE
+    found = profiles.find(reference)
+    if isinstance(found, str):
+        sec.report("profile", found)
+        return _NO_PROFILE
+    if found.root is None:  # unreadable YAML: reported against the profile's own file
+        return _NO_PROFILE
+    return found
+
+
+def _read_acquisition(layers: Layers) -> dict[str, object] | None:
+    """Channels and the settings that shape acquisition, profile first, station on top."""
+    device = layers.pick("id")
+    order = layers.pick("word_order").choice("word_order", WORD_ORDERS, WordOrder.ABCD)
+    enron = layers.pick("enron").flag("enron", False)
+    start = len(device.ck.issues)
+    notes = ChannelNotes()
+    base: dict[str, Channel] = {}
+    if layers.profile is not None:
+        base = {ch.name: ch for ch in read_channels(layers.profile, order or WordOrder.ABCD,
+                                                     bool(enron), {}, notes)}
+    channels = read_channels(device, order or WordOrder.ABCD, bool(enron), base, notes)
+    channels = without_disabled_targets(channels, notes.disabled)
+    _check_overlaps(device, channels, notes.placed)
+    trigger = read_trigger(layers)
+    clock = read_clock(layers)
+    stream = layers.pick("stream_channel").text("stream_channel", None,
+                                                what="the name of the stream channel")
+    check_references(layers.pick, channels, trigger, clock, stream, notes)
+    if trigger is not None and trigger.kind.value == "timestamp" and clock is None:
+        layers.report("trigger", "a timestamp trigger needs clock: (where the analysis time "
+                                 "is)")
+    limits = read_limits(layers)
+    check_limits(device, channels, limits, notes)
+    failed = len(device.ck.issues) > start or not channels
+    if order is None or enron is None or failed:
+        return None
+    return {"channels": channels, "limits": limits, "trigger": trigger, "clock": clock,
+            "stream_channel": stream}
 
 
 def _read_link_name(sec: Section, links: LinkTable) -> str | None:
@@ -153,82 +239,34 @@ def _plain_text(sec: Section, key: str) -> str | None:
     return entry.value.value if isinstance(entry.value.value, str) else None
 
 
-def _read_channels(sec: Section, default_order: WordOrder) -> tuple[Channel, ...]:
-    entry = sec.node.get("channels")
-    if entry is None:
-        sec.missing("channels", "a list of channels, each starting with '- name:'")
-        return ()
-    if not isinstance(entry.value, SeqNode) or not entry.value.items:
-        message = f"expected a list of channels ('- name: ...' items), found {kind(entry.value)}"
-        sec.report("channels", message)
-        return ()
-    placed: list[_Placed] = []
-    names: dict[str, int | None] = {}
-    for index, node in enumerate(entry.value.items):
-        path = f"{join(sec.path, 'channels')}[{index}]"
-        channel_sec = as_section(sec.ck, node, path, node.line, CHANNEL_KEYS)
-        if channel_sec is None:
+def _check_overlaps(sec: Section, channels: tuple[Channel, ...],
+                    placed: dict[str, tuple[Section, int | None]]) -> None:
+    """Channels sharing a register mean an address is off, except single registers read
+    two ways (a status word as a number and as bits): both 16-bit or bits of one word."""
+    for index, channel in enumerate(channels):
+        clashes = [other for other in channels[:index] if _clash(channel, other)]
+        if not clashes:
             continue
-        channel = _read_channel(channel_sec, default_order)
-        if channel is None:
+        listing = " and ".join(f"{_describe(other)} (line {placed[other.name][1]})"
+                               if other.name in placed else _describe(other)
+                               for other in clashes)
+        where = placed.get(channel.name)
+        if where is None:
+            sec.report("channels", f"{_describe(channel)} overlaps {listing}", at_key=True)
             continue
-        _check_unique_name(channel_sec, channel, names)
-        _check_overlap(channel_sec, channel, placed)
-        placed.append(_Placed(channel, channel_sec.value_line("address")))
-    return tuple(item.channel for item in placed)
+        key = "number" if where[0].has("number") else "address"
+        where[0].report(key, f"{_describe(channel)} overlaps {listing}")
 
 
-def _read_channel(sec: Section, default_order: WordOrder) -> Channel | None:
-    name = sec.text("name", what="the channel's name, e.g. benzene")
-    address = sec.integer("address", lo=0, hi=65535)
-    register = sec.choice("register", REGISTERS, RegisterKind.HOLDING)
-    data_type = sec.choice("type", DATA_TYPES, DataType.UINT16)
-    word_order = sec.choice("word_order", WORD_ORDERS, default_order)
-    scale = sec.number("scale", 1.0)
-    if scale == 0:
-        sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
-    offset = sec.number("offset", 0.0)
-    unit = sec.text("unit", "", empty_ok=True)
-    if data_type is not None and address is not None and address + data_type.word_count > 65536:
-        last = 65536 - data_type.word_count
-        sec.report(
-            "address",
-            f"a {data_type.value} needs {data_type.word_count} registers: expected an "
-            f"address 0..{last}, found {address}",
-        )
-        return None
-    values = (name, address, register, data_type, word_order, scale, offset, unit)
-    if any(value is None for value in values) or scale == 0:
-        return None
-    return Channel(name, address, register, data_type, word_order, scale, offset, unit)
-
-
-def _check_unique_name(sec: Section, channel: Channel, names: dict[str, int | None]) -> None:
-    if channel.name in names:
-        line = names[channel.name]
-        sec.report("name", f"channel '{channel.name}' is already defined at line {line}")
-    else:
-        names[channel.name] = sec.value_line("name")
-
-
-def _check_overlap(sec: Section, channel: Channel, placed: list[_Placed]) -> None:
-    """A 32-bit value sharing a register with another channel means an address is off.
-
-    Two 16-bit channels on one register are allowed (one status word read two ways).
-    """
-    first, last = _span(channel)
-    clashes = []
-    for other in placed:
-        if other.channel.register != channel.register:
-            continue
-        if channel.data_type.word_count == 1 and other.channel.data_type.word_count == 1:
-            continue
-        other_first, other_last = _span(other.channel)
-        if first <= other_last and other_first <= last:
-            clashes.append(f"{_describe(other.channel)} (line {other.line})")
-    if clashes:
-        message = f"{_describe(channel)} overlaps {' and '.join(clashes)}"
-        sec.report("address", message)
+def _clash(one: Channel, other: Channel) -> bool:
+    if one.register is not other.register or one.enron != other.enron:
+        return False
+    if one.span == 1 and other.span == 1 and one.data_type is not DataType.STRING \
+            and other.data_type is not DataType.STRING:
+        return False
+    first, last = _span(one)
+    other_first, other_last = _span(other)
+    return first <= other_last and other_first <= last
 
 
 def _describe(channel: Channel) -> str:
@@ -239,4 +277,4 @@ def _describe(channel: Channel) -> str:
 
 
 def _span(channel: Channel) -> tuple[int, int]:
-    return channel.address, channel.address + channel.data_type.word_count - 1
+    return channel.address, channel.address + channel.span - 1

@@ -10,20 +10,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from edge_agent.config.fields import Checker, Section, as_section, join
-from edge_agent.config.schema import Link, Parity, SerialLink, TcpLink
+from edge_agent.config.fields import Checker, Section, as_section, join, one_of
+from edge_agent.config.schema import Link, LinkProtocol, Parity, SerialLink, TcpLink
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
 
-TCP_KEYS = ("type", "host", "port", "timeout_ms", "connect_pause_ms", "request_gap_ms")
+TCP_KEYS = ("type", "host", "port", "protocol", "timeout_ms", "connect_pause_ms",
+            "request_gap_ms")
 SERIAL_KEYS = (
     "type",
     "port",
+    "protocol",
     "baudrate",
     "bytesize",
     "parity",
     "stopbits",
     "timeout_ms",
     "request_gap_ms",
+    "connect_pause_ms",
 )
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
 PARITY_WORDS = {
@@ -34,6 +37,9 @@ PARITY_WORDS = {
     "even": Parity.EVEN,
     "odd": Parity.ODD,
 }
+TCP_PROTOCOLS = {protocol.value: protocol for protocol in LinkProtocol}
+SERIAL_PROTOCOLS = {protocol.value: protocol for protocol in LinkProtocol
+                    if protocol is not LinkProtocol.MODBUS_TCP}
 _SERIAL_PATH = re.compile(r"^(/\S+|COM[0-9]+|\\\\\.\\COM[0-9]+|[a-z0-9]+://\S+)$", re.IGNORECASE)
 _NETWORK_ADDRESS = re.compile(r"^[\w.-]+:[0-9]+$|^[0-9]+(\.[0-9]+){3}$")
 
@@ -126,6 +132,7 @@ def _read_tcp(sec: Section, name: str) -> TcpLink:
         name=name,
         host=host or "",
         port=sec.integer("port", 502, 1, 65535) or 502,
+        protocol=_protocol(sec, TCP_PROTOCOLS, LinkProtocol.MODBUS_TCP),
         timeout_ms=sec.integer("timeout_ms", 1000, 10, 60000) or 1000,
         connect_pause_ms=sec.integer("connect_pause_ms", 0, 0, 60000) or 0,
         request_gap_ms=sec.integer("request_gap_ms", 0, 0, 10000) or 0,
@@ -149,16 +156,49 @@ def _read_serial(sec: Section, name: str) -> SerialLink:
         _check_serial_port(sec, port)
     bauds = {str(rate): rate for rate in BAUDRATES}
     parity_shown = "N, E, O (or none, even, odd)"
+    protocol = _serial_protocol(sec)
+    bytesize = sec.choice("bytesize", {"7": 7, "8": 8}, 8) or 8
+    if bytesize == 7 and protocol is LinkProtocol.MODBUS_RTU:
+        sec.report("bytesize", "Modbus RTU needs 8 data bits: expected 8, found 7 (7 data "
+                   "bits go with protocol: modbus-ascii)")
     return SerialLink(
         name=name,
         port=port or "",
+        protocol=protocol,
         baudrate=sec.choice("baudrate", bauds, 9600) or 9600,
-        bytesize=sec.choice("bytesize", {"7": 7, "8": 8}, 8) or 8,
+        bytesize=bytesize,
         parity=sec.choice("parity", PARITY_WORDS, Parity.NONE, parity_shown) or Parity.NONE,
         stopbits=sec.choice("stopbits", {"1": 1, "2": 2}, 1) or 1,
         timeout_ms=sec.integer("timeout_ms", 1000, 10, 60000) or 1000,
         request_gap_ms=sec.integer("request_gap_ms", 10, 0, 10000) or 0,
+        connect_pause_ms=sec.integer("connect_pause_ms", 0, 0, 60000) or 0,
     )
+
+
+def _serial_protocol(sec: Section) -> LinkProtocol:
+    entry = sec.node.get("protocol")
+    if entry is not None and isinstance(entry.value, ScalarNode) \
+            and str(entry.value.text).lower() == LinkProtocol.MODBUS_TCP.value:
+        sec.report("protocol", "modbus-tcp runs over a network, not a serial port: use "
+                   "modbus-rtu (the usual RS-485 protocol) or modbus-ascii here, or a link "
+                   "with type: tcp")
+        return LinkProtocol.MODBUS_RTU
+    return _protocol(sec, SERIAL_PROTOCOLS, LinkProtocol.MODBUS_RTU)
+
+
+def _protocol(sec: Section, allowed: dict[str, LinkProtocol],
+              default: LinkProtocol) -> LinkProtocol:
+    """The link's protocol; the short names technicians use (rtu, ascii, tcp) get a
+    pointed hint, which a spelling suggestion cannot give for such short words."""
+    entry = sec.node.get("protocol")
+    if entry is not None and isinstance(entry.value, ScalarNode):
+        written = str(entry.value.text).lower()
+        full = f"modbus-{written}"
+        if written in ("rtu", "ascii", "tcp") and full in allowed:
+            sec.report("protocol", f"expected {one_of(allowed)}, found '{entry.value.text}' "
+                       f"(write {full})")
+            return default
+    return sec.choice("protocol", allowed, default) or default
 
 
 def _check_serial_port(sec: Section, port: str) -> None:

@@ -1,38 +1,37 @@
-"""The one module that imports pymodbus: a blocking client per link, and a simulator server.
+"""The Modbus client a link's poller uses: one blocking client per link, answers checked
+against their requests, errors typed, requests paced.
 
-pymodbus changes its API between minor releases (pinned in pyproject.toml); everything
-version-specific is here. The client is created with ``retries=0``: the only retry layer
-is ours (edge_agent.retry, configured from the station file). Errors come out typed:
+Transports, as the link's ``protocol`` says: Modbus TCP, Modbus RTU on a serial port, RTU
+framing over TCP (serial-to-Ethernet gateways in transparent mode), Modbus ASCII on a
+serial port or over TCP. pymodbus itself is reached only through ``pymodbus_api`` (the one
+module importing it); the simulator lives in ``simserver`` (``SimServer`` and ``SimUnit``
+stay importable from here).
+
+Errors come out typed:
 
 * ``LinkDown``      cannot connect, or the connection broke (reason ``no_connection``)
-* ``DeviceTimeout`` no (complete, valid) answer in time (reason ``timeout``)
-* ``BadResponse``   an answer that does not fit the request (reason ``bad_response``)
+* ``DeviceTimeout`` not a single byte of answer in time (reason ``timeout``)
+* ``BadResponse``   bytes that never made a valid frame (bad CRC/LRC, noise, a truncated
+  frame), or an answer that does not fit the request: another unit, another function,
+  another count (reason ``bad_response``)
 * ``ModbusExceptionReply`` the device answered with a Modbus exception (``exception_XX``)
 
 The first three are transient (worth a retry); an exception reply is transient only for
-codes 05/06 (acknowledge / busy) and the gateway codes 0A/0B.
+codes 05/06 (acknowledge / busy) and the gateway codes 0A/0B. After a timeout or a bad
+answer, a late answer must not be read as the next request's: Modbus TCP drops the
+connection; RTU and ASCII (serial or TCP) wait until the line is quiet and discard it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from functools import partial
+from typing import Any
 
-from pymodbus import FramerType
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient
-from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType as SimDataType
-from pymodbus.simulator import SimData, SimDevice
-
-from edge_agent.config.schema import Link, RegisterKind, SerialLink, TcpLink
-from edge_agent.modbus.serialports import explain_missing
+from edge_agent.config.schema import Link, LinkProtocol, RegisterKind, SerialLink, TcpLink
+from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError
+from edge_agent.modbus.pymodbus_api import Answer, NoAnswer, Unusable, WireClient, WireClosed
+from edge_agent.serialports import explain_missing
 
 log = logging.getLogger(__name__)
 # pymodbus logs every timeout at ERROR on its own; our poller logs transitions instead.
@@ -40,28 +39,15 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 _TRANSIENT_EXCEPTION_CODES = {0x05, 0x06, 0x0A, 0x0B}
 _QUIET_LINE_S = 0.1  # silence that ends a late answer on a serial line
+MAX_REGISTERS = 125  # per read, Modbus limit (function 3/4)
+MAX_ENRON_VALUES = 63  # 32-bit registers per read: 4 bytes each in a 255-byte answer
+MAX_BITS = 2000  # per read, Modbus limit (function 1/2)
+
+# A Modbus failure is a LinkError; the names below are what drivers and tests import.
+ModbusError = LinkError
 
 
-class ModbusError(Exception):
-    """A failed Modbus read; ``reason`` is the quality reason readings get."""
-
-    reason = "modbus_error"
-    transient = True
-
-
-class LinkDown(ModbusError):
-    reason = "no_connection"
-
-
-class DeviceTimeout(ModbusError):
-    reason = "timeout"
-
-
-class BadResponse(ModbusError):
-    reason = "bad_response"
-
-
-class ModbusExceptionReply(ModbusError):
+class ModbusExceptionReply(LinkError):
     """The device answered with exception ``code`` (02: illegal data address, ...)."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -71,113 +57,192 @@ class ModbusExceptionReply(ModbusError):
         self.transient = code in _TRANSIENT_EXCEPTION_CODES
 
 
+def rtu_frame_gap_s(baudrate: int) -> float:
+    """The silence that separates two RTU frames: 3.5 characters of 11 bits, and a fixed
+    1.75 ms above 19200 baud (Modbus over Serial Line, 2.5.1.1). A request sent sooner
+    after the previous frame may be read as its continuation and dropped."""
+    return 0.00175 if baudrate > 19200 else 3.5 * 11 / baudrate
+
+
+def request_gap_s(link: Link) -> float:
+    """Pause between the end of one exchange and the next request: the link's
+    ``request_gap_ms``, never less than the inter-frame silence on a serial RTU line."""
+    gap_s = link.request_gap_ms / 1000
+    if isinstance(link, SerialLink) and link.protocol is LinkProtocol.MODBUS_RTU:
+        gap_s = max(gap_s, rtu_frame_gap_s(link.baudrate))
+    return gap_s
+
+
 class ModbusLinkClient:
-    """A blocking Modbus client for one link; used only by that link's poller thread."""
+    """A blocking Modbus client for one link; used only by that link's poller thread.
+
+    Addresses are 0-based wire addresses. Argument errors (a count beyond the Modbus
+    limits, a bit table passed to a register read) are programming errors: ValueError.
+    """
 
     def __init__(self, link: Link) -> None:
+        if not link.protocol.is_modbus:
+            raise ValueError(f"link {link.name} speaks {link.protocol.value}, not Modbus")
         self.link = link
-        self._client = self._make_client(link)
-        self._last_request_end = 0.0
+        self._wire = _make_wire(link)
+        self._timeout_ms = link.timeout_ms
+        self._gap_s = request_gap_s(link)
+        self._last_exchange_end = 0.0
 
-    @staticmethod
-    def _make_client(link: Link) -> ModbusTcpClient | ModbusSerialClient:
-        timeout_s = link.timeout_ms / 1000
-        if isinstance(link, TcpLink):
-            return ModbusTcpClient(link.host, port=link.port, timeout=timeout_s, retries=0,
-                                   reconnect_delay=0, name=link.name)
-        return ModbusSerialClient(
-            link.port, framer=FramerType.RTU, baudrate=link.baudrate, bytesize=link.bytesize,
-            parity=link.parity.value, stopbits=link.stopbits, timeout=timeout_s, retries=0,
-            reconnect_delay=0, name=link.name,
-        )
+    def set_timeout_ms(self, timeout_ms: int | None) -> None:
+        """Answer timeout for the following requests: a device's own ``timeout_ms``, or
+        None for the link's. The poller sets it before each device's poll."""
+        wanted = timeout_ms or self.link.timeout_ms
+        if wanted != self._timeout_ms:
+            self._timeout_ms = wanted
+            self._wire.set_timeout(wanted / 1000)
+
+    def read_registers(self, unit_id: int, kind: RegisterKind, address: int, count: int, *,
+                       enron_32bit: bool = False) -> list[int]:
+        """Read ``count`` holding or input registers at ``address``.
+
+        With ``enron_32bit`` each address holds 32 bits (Daniel/Enron maps, e.g. 5001-5999
+        and 7001-7999 on gas chromatographs): ``count`` is the number of values (at most
+        63) and the result holds ``2 * count`` words, two per address, as sent.
+        """
+        if kind.is_bit:
+            raise ValueError(f"{kind.value} holds bits: use read_bits")
+        limit = MAX_ENRON_VALUES if enron_32bit else MAX_REGISTERS
+        _check_count(count, limit)
+        what = f"reading {kind.value} {address}+{count}" + (" (32-bit)" if enron_32bit else "")
+        answer = self._exchange(unit_id, kind.function_code, address, what, count=count)
+        expected = 2 * count if enron_32bit else count
+        if len(answer.registers) != expected:
+            # An answer with another count is not this request's (typically a late answer
+            # to the previous one, or a 16-bit answer to a 32-bit read). Never decode it.
+            self._discard_late_answer()
+            raise BadResponse(f"unit {unit_id}: answer does not fit the request ("
+                              f"{len(answer.registers)} registers; asked {expected} "
+                              f"{what})")
+        return list(answer.registers)
+
+    def read_bits(self, unit_id: int, kind: RegisterKind, address: int,
+                  count: int) -> list[bool]:
+        """Read ``count`` coils (function 1) or discrete inputs (function 2)."""
+        if not kind.is_bit:
+            raise ValueError(f"{kind.value} holds registers: use read_registers")
+        _check_count(count, MAX_BITS)
+        what = f"reading {kind.value} {address}+{count}"
+        answer = self._exchange(unit_id, kind.function_code, address, what, count=count)
+        if len(answer.bits) != 8 * ((count + 7) // 8):  # bits arrive in whole bytes
+            self._discard_late_answer()
+            raise BadResponse(f"unit {unit_id}: answer does not fit the request "
+                              f"({len(answer.bits) // 8} bytes of bits; {what})")
+        return list(answer.bits[:count])
+
+    def write_register(self, unit_id: int, address: int, value: int) -> None:
+        """Write one holding register (function 6); returns once the device echoed it."""
+        if not 0 <= value <= 0xFFFF:
+            raise ValueError(f"a register holds 0..65535, not {value}")
+        what = f"writing {value} to holding {address}"
+        answer = self._exchange(unit_id, 6, address, what, value=value)
+        if answer.address != address or answer.registers[:1] != (value,):
+            self._discard_late_answer()
+            raise BadResponse(f"unit {unit_id}: echo does not fit the request ({what}; "
+                              f"echo {answer.address}={list(answer.registers)})")
+
+    def write_coil(self, unit_id: int, address: int, value: bool) -> None:
+        """Write one coil (function 5); returns once the device echoed it."""
+        what = f"writing {'ON' if value else 'OFF'} to coil {address}"
+        answer = self._exchange(unit_id, 5, address, what, value=value)
+        if answer.address != address or answer.bits[:1] != (bool(value),):
+            self._discard_late_answer()
+            raise BadResponse(f"unit {unit_id}: echo does not fit the request ({what}; "
+                              f"echo {answer.address}={list(answer.bits[:1])})")
+
+    def _exchange(self, unit_id: int, function_code: int, address: int, what: str, *,
+                  count: int = 1, value: int | bool = 0) -> Answer:
+        """One request and its answer, checked for unit and function; raises typed."""
+        self._ensure_connected()
+        self._pace()
+        try:
+            answer = self._wire.request(unit_id, function_code, address, count=count,
+                                        value=value)
+        except WireClosed as err:
+            log.debug("%s: %s", self.link.name, err)
+            self.close()
+            raise LinkDown(f"{self.link.name}: connection to {_describe(self.link)} "
+                           "broke or was closed by the other end") from err
+        except NoAnswer as err:
+            log.debug("%s unit %d: %s", self.link.name, unit_id, err)
+            self._discard_late_answer()
+            if err.received:
+                raise BadResponse(f"unit {unit_id}: no valid answer {what}, only bytes that "
+                                  "are not its answer (bad CRC/LRC, noise, a truncated, late "
+                                  f"or foreign frame): {_hex(err.received)}") from err
+            raise DeviceTimeout(f"unit {unit_id}: no answer within {self._timeout_ms} ms "
+                                f"({what})") from err
+        except Unusable as err:
+            self._discard_late_answer()
+            raise BadResponse(f"unit {unit_id}: unusable answer {what} ({err})") from err
+        finally:
+            self._last_exchange_end = time.monotonic()
+        if answer.unit_id != unit_id or answer.function_code & 0x7F != function_code:
+            self._discard_late_answer()
+            raise BadResponse(f"unit {unit_id}: answer does not fit the request (unit "
+                              f"{answer.unit_id}, function {answer.function_code & 0x7F}; "
+                              f"{what} asks function {function_code})")
+        if answer.function_code & 0x80:
+            code = answer.exception_code
+            raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} {what}")
+        return answer
 
     def _ensure_connected(self) -> None:
-        if self._client.connected:
+        if self._wire.connected:
             return
-        try:
-            ok = self._client.connect()
-        except (OSError, ModbusException) as err:
-            raise LinkDown(f"{self.link.name}: cannot connect: {err}") from err
-        if not ok:
+        if not self._wire.connect():
             hint = explain_missing(self.link.port) if isinstance(self.link, SerialLink) \
                 else None
             raise LinkDown(f"{self.link.name}: cannot connect to {_describe(self.link)}"
                            + (f": {hint}" if hint else ""))
-        if isinstance(self.link, TcpLink) and self.link.connect_pause_ms:
-            time.sleep(self.link.connect_pause_ms / 1000)
+        pause_ms = getattr(self.link, "connect_pause_ms", 0)
+        if pause_ms:  # devices and gateways that drop a request sent right after opening
+            time.sleep(pause_ms / 1000)
+        self._last_exchange_end = time.monotonic()
 
     def _pace(self) -> None:
-        gap_s = self.link.request_gap_ms / 1000
-        wait_s = self._last_request_end + gap_s - time.monotonic()
+        wait_s = self._last_exchange_end + self._gap_s - time.monotonic()
         if wait_s > 0:
             time.sleep(wait_s)
 
-    def read_registers(self, unit_id: int, kind: RegisterKind, address: int,
-                       count: int) -> list[int]:
-        """Read ``count`` registers at 0-based ``address``. Raises a ModbusError subclass."""
-        self._ensure_connected()
-        self._pace()
-        method = (self._client.read_holding_registers if kind is RegisterKind.HOLDING
-                  else self._client.read_input_registers)
-        try:
-            response = method(address, count=count, device_id=unit_id)
-        except ConnectionException as err:
-            log.debug("%s: %s", self.link.name, err)
-            self.close()
-            raise LinkDown(f"{self.link.name}: connection to {_describe(self.link)} "
-                           "closed by the other end") from err
-        except ModbusIOException as err:
-            log.debug("%s unit %d: %s", self.link.name, unit_id, err)
-            self._after_timeout()
-            raise DeviceTimeout(f"unit {unit_id}: no valid answer within "
-                                f"{self.link.timeout_ms} ms") from err
-        except (OSError, ModbusException) as err:
-            self.close()
-            raise BadResponse(f"unit {unit_id}: unusable answer ({err})") from err
-        finally:
-            self._last_request_end = time.monotonic()
-        if response.isError():
-            code = int(getattr(response, "exception_code", 0) or 0)
-            raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} reading "
-                                             f"{kind.value} {address}+{count}")
-        registers = list(getattr(response, "registers", []) or [])
-        expected_fc = 3 if kind is RegisterKind.HOLDING else 4
-        if response.function_code != expected_fc or len(registers) != count:
-            # pymodbus does not match RTU answers to requests: this is someone else's answer
-            # (typically a late one to the previous request). Never decode it.
-            self._after_timeout()
-            raise BadResponse(f"unit {unit_id}: answer does not fit the request (function "
-                              f"{response.function_code}, {len(registers)} registers; asked "
-                              f"function {expected_fc}, {count} registers)")
-        return registers
-
-    def _after_timeout(self) -> None:
-        """A late answer would be read as the next request's answer. TCP: drop the
-        connection. Serial: wait until the line is quiet, then discard what arrived."""
-        if isinstance(self.link, TcpLink):
+    def _discard_late_answer(self) -> None:
+        """Modbus TCP: drop the connection. RTU and ASCII, which carry no transaction id:
+        wait until the line is quiet, then discard what arrived."""
+        if isinstance(self.link, TcpLink) and self.link.protocol is LinkProtocol.MODBUS_TCP:
             self.close()
             return
-        port = getattr(self._client, "socket", None)
-        if port is None:
-            return
-        deadline = time.monotonic() + self.link.timeout_ms / 1000
-        quiet_since = time.monotonic()
         try:
-            port.reset_input_buffer()
-            while time.monotonic() - quiet_since < _QUIET_LINE_S and \
-                    time.monotonic() < deadline:
-                time.sleep(_QUIET_LINE_S / 5)
-                if port.in_waiting:
-                    port.reset_input_buffer()
-                    quiet_since = time.monotonic()
-        except (OSError, ValueError):  # port gone: the next request reconnects
+            self._wire.drain(_QUIET_LINE_S, self._timeout_ms / 1000)
+        except WireClosed:  # port gone: the next request reconnects
             self.close()
 
     def close(self) -> None:
-        try:
-            self._client.close()
-        except (OSError, ModbusException):  # closing a broken link must not raise
-            log.debug("closing %s failed", self.link.name, exc_info=True)
+        self._wire.close()
+
+
+def _make_wire(link: Link) -> WireClient:
+    timeout_s = link.timeout_ms / 1000
+    if isinstance(link, TcpLink):
+        return WireClient(link.protocol, timeout_s=timeout_s, name=link.name, host=link.host,
+                          tcp_port=link.port)
+    return WireClient(link.protocol, timeout_s=timeout_s, name=link.name,
+                      serial_port=link.port, baudrate=link.baudrate, bytesize=link.bytesize,
+                      parity=link.parity.value, stopbits=link.stopbits)
+
+
+def _check_count(count: int, limit: int) -> None:
+    if not 1 <= count <= limit:
+        raise ValueError(f"count must be 1..{limit}, not {count}")
+
+
+def _hex(data: bytes, limit: int = 32) -> str:
+    shown = data[:limit].hex(" ")
+    return shown + (f" ... ({len(data)} bytes)" if len(data) > limit else "")
 
 
 def _describe(link: Link) -> str:
@@ -186,106 +251,11 @@ def _describe(link: Link) -> str:
     return f"{link.port} ({link.baudrate} {link.bytesize}{link.parity.value}{link.stopbits})"
 
 
-# -- simulator side (demo and tests) ----------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """``SimServer``/``SimUnit`` moved to simserver.py; old imports keep working, and the
+    agent does not load the simulator unless something asks for it."""
+    if name in ("SimServer", "SimUnit"):
+        from edge_agent.modbus import simserver
 
-
-@dataclass
-class SimUnit:
-    """Register image of one simulated device; values may change while it is served."""
-
-    unit_id: int
-    holding: dict[int, int] = field(default_factory=dict)
-    input: dict[int, int] = field(default_factory=dict)
-    size: int = 1024
-    muted: bool = False
-
-
-class SimServer:
-    """A pymodbus server (TCP or RTU on a serial/pty path) in its own thread and loop.
-
-    Addresses 0..size-1 of each unit are valid; reads beyond get exception 02. A muted
-    unit receives requests but never answers (a dead device on a live bus).
-    """
-
-    def __init__(self, units: Iterable[SimUnit], *, tcp_port: int | None = None,
-                 serial_port: str | None = None, baudrate: int = 9600) -> None:
-        self.units = {unit.unit_id: unit for unit in units}
-        self._lock = threading.Lock()
-        self._tcp_port = tcp_port
-        self._serial_port = serial_port
-        self._baudrate = baudrate
-        self._loop = asyncio.new_event_loop()
-        self._server: ModbusTcpServer | ModbusSerialServer | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="modbus-sim")
-
-    def start(self) -> SimServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    async def _start(self) -> None:
-        devices = [self._sim_device(unit) for unit in self.units.values()]
-        if self._serial_port is not None:
-            self._server = ModbusSerialServer(
-                devices, framer=FramerType.RTU, port=self._serial_port,
-                baudrate=self._baudrate, trace_packet=partial(self._trace, rtu=True))
-        else:
-            self._server = ModbusTcpServer(
-                devices, address=("127.0.0.1", self._tcp_port or 0),
-                trace_packet=partial(self._trace, rtu=False))
-        await self._server.serve_forever(background=True)
-        if self._serial_port is None and not self._tcp_port:
-            self._tcp_port = self._server.transport.sockets[0].getsockname()[1]
-
-    @property
-    def tcp_port(self) -> int:
-        assert self._tcp_port is not None, "not a started TCP server"
-        return self._tcp_port
-
-    def _sim_device(self, unit: SimUnit) -> SimDevice:
-        def bits() -> list[SimData]:
-            return [SimData(0, count=16, values=False, datatype=SimDataType.BITS)]
-
-        def regs() -> list[SimData]:
-            return [SimData(0, count=unit.size, values=0, datatype=SimDataType.REGISTERS)]
-
-        return SimDevice(unit.unit_id, simdata=(bits(), bits(), regs(), regs()),
-                         action=partial(self._refresh, unit.unit_id))
-
-    async def _refresh(self, unit_id: int, function_code: int, start_address: int,
-                       address: int, count: int, registers: list[int],
-                       _set_values: object) -> ExcCodes | None:
-        """Copy the current image into pymodbus' block just before it answers."""
-        unit = self.units[unit_id]
-        image = unit.input if function_code == 4 else unit.holding
-        with self._lock:
-            for offset in range(count):
-                registers[address - start_address + offset] = image.get(address + offset, 0)
-        return None
-
-    def _trace(self, sending: bool, packet: bytes, *, rtu: bool) -> bytes:
-        if not sending or not packet:
-            return packet
-        unit_id = packet[0] if rtu else packet[6]
-        unit = self.units.get(unit_id)
-        return b"" if unit is not None and unit.muted else packet
-
-    def set_words(self, unit_id: int, kind: RegisterKind, address: int,
-                  words: Iterable[int]) -> None:
-        """Write raw 16-bit words into a unit's image (thread-safe)."""
-        image = self.units[unit_id].holding if kind is RegisterKind.HOLDING \
-            else self.units[unit_id].input
-        with self._lock:
-            for offset, word in enumerate(words):
-                image[address + offset] = word
-
-    def mute(self, unit_id: int, muted: bool = True) -> None:
-        self.units[unit_id].muted = muted
-
-    def stop(self) -> None:
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
+        return getattr(simserver, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,9 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   ``meta.dropped_total``, logged once per episode and announced by a gap row per device
   (first/last time, first/last sequence, count) that is forwarded like any sample. A gap
   row grows while unsent as long as the next drop continues its sequence range.
+* **Driver state with its sample.** A sample's ``driver_state`` (a GC's last published
+  analysis) is written in the sample's own transaction: after any crash the state a
+  driver gets back describes exactly the samples that were accepted.
 * **Loss window.** Nothing accepted is lost except by the retention rule above. A sample
   whose append fails (disk full, I/O error) was never accepted: ``append`` raises, and the
   loss is kept in memory and written as a gap row by the next transaction that commits.
@@ -238,6 +241,9 @@ class Outbox:
             [sample.device_id],
         ).fetchone()
         seq = int(row[0])
+        if sample.driver_state is not None:
+            conn.execute("UPDATE device_seq SET driver_state = ? WHERE device_id = ?",
+                         [sample.driver_state, sample.device_id])
         sample_id = uuid.uuid4().hex
         body = encode_sample_body(sample, seq, sample_id)
         cursor = conn.execute(
@@ -247,6 +253,16 @@ class Outbox:
         )
         self._retention.note_appended(1)
         return Accepted(int(cursor.lastrowid or 0), seq, sample_id)
+
+    def driver_state(self, device_id: str) -> str | None:
+        """The ``driver_state`` committed with ``device_id``'s latest sample that had one."""
+
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT driver_state FROM device_seq WHERE device_id = ?",
+                               [device_id]).fetchone()
+            return row[0] if row else None
+
+        return self._submit(run)
 
     def _remember_unstored(self, sample: Sample) -> None:
         at = sample.acquired_at.timestamp()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SchemaError(Exception):
@@ -55,7 +55,16 @@ def _migrate_to_v1(db: sqlite_utils.Database) -> None:
     )
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_to_v1}
+def _migrate_to_v2(db: sqlite_utils.Database) -> None:
+    """v2: a driver's state, committed with its device's samples (a GC's last published
+    analysis, so it is published exactly once across restarts)."""
+    db.execute("ALTER TABLE device_seq ADD COLUMN driver_state TEXT")
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _migrate_to_v1,
+    2: _migrate_to_v2,
+}
 
 
 def current_version(db: sqlite_utils.Database) -> int:

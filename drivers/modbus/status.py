@@ -1,0 +1,59 @@
+"""Status and alarm words mapped to quality, as the profile says. Pure; table-tested.
+
+A status channel lists ``quality_bits`` (bit -> rule) and/or ``quality_values`` (whole
+value -> rule). Each rule that holds lowers the quality of its target channels (all other
+channels when it names none) to the rule's quality, never raising it: a reading that is
+already BAD for its own reason stays BAD with that reason. When several rules hit one
+reading, the worst quality wins and the reasons are joined with ``+`` in the profile's
+order (``calibrating+maintenance``), so a consumer sees every cause.
+
+A status word that could not be read (BAD itself) flags nothing: its own BAD reading
+already shows that the state is unknown, and blanking every channel of an analyser for
+one unreadable register would hide good data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from edge_agent.config.schema import Channel, QualityRule
+from edge_agent.model import Quality, Reading
+
+_RANK = {Quality.GOOD: 0, Quality.SUSPECT: 1, Quality.BAD: 2}
+
+
+def active_rules(channel: Channel, raw: object) -> list[QualityRule]:
+    """The rules of status channel ``channel`` that its raw value switches on."""
+    if isinstance(raw, bool):
+        raw = int(raw)
+    if not isinstance(raw, int):
+        return []
+    rules = [rule for bit, rule in channel.quality_bits if (raw >> bit) & 1]
+    rules += [rule for value, rule in channel.quality_values if raw == value]
+    return rules
+
+
+def apply_status(readings: Sequence[Reading], channels: Sequence[Channel],
+                 raw_values: Mapping[str, object]) -> list[Reading]:
+    """``readings`` with the qualities the device's status channels impose."""
+    hits: dict[str, list[QualityRule]] = {}
+    for channel in channels:
+        if not (channel.quality_bits or channel.quality_values):
+            continue
+        for rule in active_rules(channel, raw_values.get(channel.name)):
+            targets = rule.channels or tuple(ch.name for ch in channels
+                                             if ch.name != channel.name)
+            for name in targets:
+                hits.setdefault(name, []).append(rule)
+    return [_lowered(reading, hits.get(reading.channel, [])) for reading in readings]
+
+
+def _lowered(reading: Reading, rules: list[QualityRule]) -> Reading:
+    flagging = [rule for rule in rules if rule.quality is not Quality.GOOD]
+    if not flagging or reading.quality is Quality.BAD:
+        return reading
+    worst = max([reading.quality, *(rule.quality for rule in flagging)], key=_RANK.__getitem__)
+    reasons = [reading.reason] if reading.reason else []
+    reasons += [rule.reason for rule in flagging]
+    return replace(reading, quality=worst, reason="+".join(dict.fromkeys(reasons)))

@@ -1,0 +1,337 @@
+"""A device's ``channels:``: what each setting means for each data type, checked precisely.
+
+Which settings apply to which type (anything else is reported, never ignored):
+
+==================  ===============================================================
+coil / discrete     type bool (the default there); nothing about words or scaling
+bool in a register  ``bit`` 0..15 required
+string              ``length`` (registers) required; ``string_layout``
+numbers             ``word_order``, ``scale``, ``offset``, ``valid_range``, ``sentinels``
+integers, bool      ``quality_bits`` / ``quality_values`` (a status word)
+==================  ===============================================================
+
+A channel may give the manual's register number instead of the wire address:
+``number: 40001`` is holding register 0, ``30001`` input register 0, ``10001`` discrete
+input 0, ``1`` coil 0 (six digits too: ``400001``). With a profile, a channel whose name
+is in the profile takes the profile's settings as defaults and overrides what it lists;
+``enabled: false`` removes a profile channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from edge_agent.config.fields import REQUIRED, Section, as_section, found, join
+from edge_agent.config.schema import (
+    Channel,
+    DataType,
+    Quality,
+    RegisterKind,
+    StringLayout,
+    ValidRange,
+    WordOrder,
+    article,
+)
+from edge_agent.config.validate_quality import read_quality_rules
+from edge_agent.config.yamlsource import SeqNode, kind
+
+CHANNEL_KEYS = ("name", "address", "number", "register", "type", "word_order", "scale",
+                "offset", "unit", "bit", "length", "string_layout", "valid_range",
+                "sentinels", "quality_bits", "quality_values", "enabled")
+REGISTERS = {item.value: item for item in RegisterKind}
+DATA_TYPES = {item.value: item for item in DataType}
+WORD_ORDERS = {item.value: item for item in WordOrder}
+LAYOUTS = {item.value: item for item in StringLayout}
+RANGE_QUALITIES = {"SUSPECT": Quality.SUSPECT, "BAD": Quality.BAD}
+_NUMERIC_ONLY = ("word_order", "scale", "offset", "valid_range", "sentinels")
+_MAX_STRING_REGISTERS = 125
+# Daniel/Enron-style ranges: each address holds one 32-bit value (int32 / float32).
+ENRON_RANGES = ((5001, 5999), (7001, 7999))
+_ENRON_TYPES = (DataType.INT32, DataType.UINT32, DataType.FLOAT32)
+
+
+def is_enron_address(address: int) -> bool:
+    return any(first <= address <= last for first, last in ENRON_RANGES)
+
+
+def modicon_number(number: int) -> tuple[RegisterKind, int] | None:
+    """The table and 0-based address of a manual's register number, or None."""
+    for base, register in ((400001, RegisterKind.HOLDING), (300001, RegisterKind.INPUT),
+                           (100001, RegisterKind.DISCRETE), (40001, RegisterKind.HOLDING),
+                           (30001, RegisterKind.INPUT), (10001, RegisterKind.DISCRETE)):
+        span = 65536 if base > 99999 else 9999
+        if base <= number < base + span:
+            return register, number - base
+    if 1 <= number <= 9999:
+        return RegisterKind.COIL, number - 1
+    return None
+
+
+@dataclass
+class ChannelNotes:
+    """What reading the channels learned besides the channels: where each was written
+    (for messages), which were switched off, which were invalid (already reported)."""
+
+    placed: dict[str, tuple[Section, int | None]] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+
+def read_channels(sec: Section, default_order: WordOrder, enron: bool,
+                  base: Mapping[str, Channel], notes: ChannelNotes) -> tuple[Channel, ...]:
+    """The device's channels: ``base`` (from a profile) overridden and extended by the
+    ``channels:`` list; required when there is no profile."""
+    entry = sec.node.get("channels")
+    if entry is None:
+        if not base:
+            sec.missing("channels", "a list of channels, each starting with '- name:'")
+        return tuple(base.values())
+    if not isinstance(entry.value, SeqNode) or not entry.value.items:
+        message = f"expected a list of channels ('- name: ...' items), found {kind(entry.value)}"
+        sec.report("channels", message)
+        return tuple(base.values())
+    merged: dict[str, Channel | None] = dict(base)
+    lines: dict[str, int | None] = {}
+    for index, node in enumerate(entry.value.items):
+        path = f"{join(sec.path, 'channels')}[{index}]"
+        channel_sec = as_section(sec.ck, node, path, node.line, CHANNEL_KEYS)
+        if channel_sec is None:
+            continue
+        name = channel_sec.text("name", what="the channel's name, e.g. benzene")
+        if name is not None and name in lines:
+            channel_sec.report("name", f"channel '{name}' is already defined at line "
+                                       f"{lines[name]}")
+            continue
+        if name is not None:
+            lines[name] = channel_sec.value_line("name")
+        if channel_sec.flag("enabled", True) is False:
+            if name is not None:
+                merged[name] = None
+                notes.disabled.add(name)
+            continue
+        channel = _read_listed(channel_sec, name, default_order, enron, base)
+        if name is not None:
+            merged[name] = channel
+            notes.disabled.discard(name)
+            if channel is None:
+                notes.failed.add(name)
+            notes.placed[name] = (channel_sec, channel_sec.value_line(
+                "address" if channel_sec.has("address") else "number"))
+    return tuple(channel for channel in merged.values() if channel is not None)
+
+
+def _read_listed(sec: Section, name: str | None, default_order: WordOrder, enron: bool,
+                 base: Mapping[str, Channel]) -> Channel | None:
+    known = base.get(name) if name is not None else None
+    if base and known is None and name is not None and not (
+            sec.has("address") or sec.has("number")):
+        sec.report("name", f"'{name}' is not a channel of the profile (its channels: "
+                           f"{', '.join(base)}); a new channel needs an address or number")
+        return None
+    return read_channel(sec, name or "?", default_order, enron, known)
+
+
+def read_channel(sec: Section, name: str, default_order: WordOrder, enron: bool,
+                 base: Channel | None) -> Channel | None:
+    """One channel; ``base`` supplies every default when the profile defines it."""
+    place = _read_place(sec, base)
+    register = place[0] if place else None
+    default_type = DataType.BOOL if register is not None and register.is_bit \
+        else DataType.UINT16
+    data_type = sec.choice("type", DATA_TYPES, base.data_type if base else default_type)
+    if place is None or register is None or data_type is None:
+        return None
+    address = place[1]
+    if not _type_fits_register(sec, register, data_type):
+        return None
+    is_enron = enron and not register.is_bit and is_enron_address(address)
+    if is_enron and data_type not in _ENRON_TYPES:
+        sec.report("type", f"address {address} is in a Daniel/Enron 32-bit range (device "
+                           f"enron: true): expected int32, uint32 or float32, found "
+                           f"{data_type.value}")
+        return None
+    return _finish(sec, name, register, address, data_type, default_order, is_enron, base)
+
+
+def _finish(sec: Section, name: str, register: RegisterKind, address: int,
+            data_type: DataType, default_order: WordOrder, is_enron: bool,
+            base: Channel | None) -> Channel | None:
+    numeric = data_type not in (DataType.BOOL, DataType.STRING)
+    _refuse_unused(sec, data_type, numeric)
+    start = len(sec.ck.issues)
+    fields = dict(
+        word_order=sec.choice("word_order", WORD_ORDERS,
+                              base.word_order if base else default_order),
+        scale=sec.number("scale", base.scale if base else 1.0),
+        offset=sec.number("offset", base.offset if base else 0.0),
+        unit=sec.text("unit", base.unit if base else "", empty_ok=True),
+        bit=_read_bit(sec, data_type, base),
+        length=_read_length(sec, data_type, address, register, base),
+        string_layout=sec.choice("string_layout", LAYOUTS,
+                                 base.string_layout if base else StringLayout.AB),
+        valid_range=_read_range(sec, base.valid_range if base else None),
+        sentinels=_read_sentinels(sec, data_type, base.sentinels if base else ()),
+        quality_bits=read_quality_rules(sec, "quality_bits", data_type,
+                                        base.quality_bits if base else ()),
+        quality_values=read_quality_rules(sec, "quality_values", data_type,
+                                          base.quality_values if base else ()),
+    )
+    if fields["scale"] == 0:
+        sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
+    if len(sec.ck.issues) > start or any(value is None for key, value in fields.items()
+                                         if key not in ("bit", "valid_range")):
+        return None
+    channel = Channel(name, address, register, data_type, enron=is_enron,
+                      **fields)  # type: ignore[arg-type]
+    if address + channel.span > 65536:
+        sec.report("address", f"{article(data_type.value)} needs {channel.span} registers: "
+                              f"expected an address 0..{65536 - channel.span}, found {address}")
+        return None
+    return channel
+
+
+def _read_place(sec: Section, base: Channel | None) -> tuple[RegisterKind, int] | None:
+    """Table and wire address, from ``address`` (+ ``register``) or a manual ``number``."""
+    if sec.has("number"):
+        if sec.has("address"):
+            sec.report("number", "give either address (0-based, as sent on the wire) or "
+                                 "number (the manual's 1-based register number), not both")
+            return None
+        number = sec.integer("number", REQUIRED, 1, 465536,
+                             expected="a register number such as 40001 or 300001")
+        if number is None:
+            return None
+        place = modicon_number(number)
+        if place is None:
+            sec.report("number", f"{number} is not a register number: expected 1..9999 "
+                                 "(coils), 10001.. (discrete inputs), 30001.. (input "
+                                 "registers) or 40001.. (holding registers), 5 or 6 digits")
+            return None
+        written = sec.choice("register", REGISTERS, place[0])
+        if written is not None and written is not place[0]:
+            sec.report("register", f"register number {number} is in the {place[0].value} "
+                                   f"table, but register says {written.value}")
+            return None
+        return place
+    register = sec.choice("register", REGISTERS,
+                          base.register if base else RegisterKind.HOLDING)
+    address = sec.integer("address", base.address if base else REQUIRED, 0, 65535)
+    if register is None or address is None:
+        return None
+    return register, address
+
+
+def _type_fits_register(sec: Section, register: RegisterKind, data_type: DataType) -> bool:
+    if register.is_bit and data_type is not DataType.BOOL:
+        sec.report("type", f"{register.value}s hold single bits: expected bool, found "
+                           f"{data_type.value}")
+        return False
+    return True
+
+
+def _refuse_unused(sec: Section, data_type: DataType, numeric: bool) -> None:
+    """Settings that mean nothing for this type are errors, not silently ignored."""
+    unused = [] if numeric else [key for key in _NUMERIC_ONLY if sec.has(key)]
+    if data_type is not DataType.BOOL and sec.has("bit"):
+        unused.append("bit")
+    if data_type is not DataType.STRING:
+        unused += [key for key in ("length", "string_layout") if sec.has(key)]
+    for key in unused:
+        sec.report(key, f"'{key}' does not apply to {data_type.value} channels", at_key=True)
+
+
+def _read_bit(sec: Section, data_type: DataType, base: Channel | None) -> int | None:
+    if data_type is not DataType.BOOL:
+        return None
+    register = sec.node.get("register")
+    on_bits = register is not None and str(getattr(register.value, "value", "")).lower() \
+        in ("coil", "discrete")
+    if on_bits or (base is not None and base.register.is_bit) or (
+            sec.has("number") and not sec.has("bit")):
+        return None
+    default = base.bit if base is not None and base.bit is not None else REQUIRED
+    return sec.integer("bit", default, 0, 15,
+                       expected="the bit number 0..15 (0 = least significant)")
+
+
+def _read_length(sec: Section, data_type: DataType, address: int, register: RegisterKind,
+                 base: Channel | None) -> int:
+    if data_type is not DataType.STRING:
+        return 1
+    default = base.length if base is not None and base.data_type is DataType.STRING \
+        else REQUIRED
+    length = sec.integer("length", default, 1, _MAX_STRING_REGISTERS,
+                         expected="the number of registers the text occupies, 1..125")
+    return length or 1
+
+
+def _read_range(sec: Section, default: ValidRange | None) -> ValidRange | None:
+    rng = sec.section("valid_range", ("min", "max", "quality"))
+    if rng is None:
+        return default
+    low = rng.number("min", None)
+    high = rng.number("max", None)
+    quality = rng.choice("quality", RANGE_QUALITIES, Quality.BAD)
+    if low is None and high is None and not rng.has("min") and not rng.has("max"):
+        sec.report("valid_range", "expected min, max or both")
+    elif low is not None and high is not None and low > high:
+        rng.report("min", f"min {low:g} is above max {high:g}")
+    return ValidRange(low, high, quality or Quality.BAD)
+
+
+def _read_sentinels(sec: Section, data_type: DataType,
+                    default: tuple[float, ...]) -> tuple[float, ...]:
+    """``sentinels: [65535, -9999]`` (or one number): raw values meaning 'no reading'.
+    Each must be a value the type can hold, or it could never match."""
+    entry = sec.node.get("sentinels")
+    if entry is None:
+        return default
+    items = entry.value.items if isinstance(entry.value, SeqNode) else (entry.value,)
+    values = []
+    for item in items:
+        value = getattr(item, "value", None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            sec.ck.report(item.line, sec.path_of("sentinels"),
+                          f"expected raw numbers such as [65535, -9999], found {found(item)}")
+            continue
+        problem = out_of_type_range(value, data_type)
+        if problem:
+            sec.ck.report(item.line, sec.path_of("sentinels"), problem)
+            continue
+        values.append(float(value))
+    return tuple(values)
+
+
+def out_of_type_range(value: float, data_type: DataType) -> str | None:
+    """Why raw ``value`` can never come from a ``data_type`` channel, or None."""
+    limits = data_type.integer_range
+    if limits is None:
+        return None
+    low, high = limits
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:g} can never be read from {article(data_type.value)} (whole numbers only)"
+    if low <= value <= high:
+        return None
+    hint = ""
+    if data_type.value.startswith("int") and 0 <= value < 2 * (high + 1):
+        hint = f"; the same bits read as {data_type.value} are {int(value) - 2 * (high + 1)}"
+    return f"{value:g} can never be read from {article(data_type.value)} ({low}..{high}){hint}"
+
+
+
+def without_disabled_targets(channels: tuple[Channel, ...],
+                             disabled: set[str]) -> tuple[Channel, ...]:
+    """Status rules of a profile that name a channel the station switched off
+    (``enabled: false``) simply no longer apply to it."""
+    if not disabled:
+        return channels
+
+    def keep(rules: tuple) -> tuple:
+        return tuple((key, replace(rule, channels=tuple(
+            name for name in rule.channels if name not in disabled)))
+            for key, rule in rules
+            if not rule.channels or any(name not in disabled for name in rule.channels))
+
+    return tuple(replace(ch, quality_bits=keep(ch.quality_bits),
+                         quality_values=keep(ch.quality_values)) for ch in channels)

@@ -1,0 +1,382 @@
+"""The ``text:`` block of a ``driver: serial-text`` device, and what it implies for the
+device around it.
+
+Called from validate_devices.py. Besides reading the block (framing, checksum, request;
+the record part is in validate_text_record.py), this checks the device-level rules of
+text instruments:
+
+* ``driver: serial-text`` needs a link with ``protocol: text``, and a Modbus driver
+  cannot use such a link;
+* ``unit_id`` is optional: it is the instrument's own address, used only as
+  ``{address}`` in the request; ``channels``, ``word_order`` and the other register
+  settings belong to Modbus;
+* ``text:`` may come from the device's profile (profiles.py), as one whole block; its
+  problems are then reported with the profile's file and lines;
+* a stream instrument needs its link to itself, and devices sharing a text link each
+  need their address.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+
+from edge_agent.config.fields import Section, as_section
+from edge_agent.config.schema import Device, Link, LinkProtocol
+from edge_agent.config.validate_text_record import read_record_format
+from edge_agent.config.yamlsource import ScalarNode
+from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
+from edge_agent.textproto.escapes import EscapeError, show, to_bytes
+from edge_agent.textproto.framing import Deframer, FrameFault, encode_frame
+from edge_agent.textproto.parse import RecordError, accepts, parse_record
+from edge_agent.textproto.settings import (
+    Checksum,
+    Covers,
+    Framing,
+    FramingKind,
+    TextMode,
+    TextSettings,
+)
+
+TEXT_DRIVER = "serial-text"
+TEXT_KEYS = ("mode", "request", "frame_request", "framing", "checksum", "accept",
+             "delimiter", "pattern", "field_count", "time", "status", "channels", "example")
+MODBUS_ONLY_KEYS = ("channels", "word_order", "enron", "read", "trigger", "clock",
+                    "stream_channel")
+FRAMING_KEYS = ("type", "start", "end", "terminator", "max_bytes")
+CHECKSUM_KEYS = ("type", "encoding", "byte_order", "covers", "separator")
+MODES = {mode.value: mode for mode in TextMode}
+FRAMINGS = {kind.value: kind for kind in FramingKind}
+CHECKSUMS = {kind.value: kind for kind in ChecksumKind}
+ENCODINGS = {encoding.value: encoding for encoding in ChecksumEncoding}
+BYTE_ORDERS = {order.value: order for order in ByteOrder}
+COVERS = {covers.value: covers for covers in Covers}
+TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
+ADDRESS_RANGE = (0, 65535)
+# Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
+# (02d, 03d, 02X). Anything else is refused before it is tried: a spec such as
+# '>99999999999' would otherwise ask Python for a string of 100 GB (MemoryError).
+ADDRESS_FORMAT = re.compile(r"0?[1-8]?[dxX]")
+ADDRESS_FORMATS_EXPECTED = ("{address}, or {address:d}, {address:x} or {address:X} with "
+                            "an optional width of up to 8 digits before the letter (02d, "
+                            "03d, 02X)")
+
+
+def uses_text_driver(sec: Section) -> bool:
+    """Whether the device says ``driver: serial-text`` (any case), before it is read."""
+    entry = sec.node.get("driver")
+    value = entry.value if entry is not None else None
+    return isinstance(value, ScalarNode) and str(value.value).lower() == TEXT_DRIVER
+
+
+def read_text_unit_id(sec: Section) -> int | None:
+    """A text instrument's address: optional (0 when absent); None after an issue."""
+    if not sec.has("unit_id"):
+        return 0
+    return sec.integer("unit_id", lo=ADDRESS_RANGE[0], hi=ADDRESS_RANGE[1], expected=(
+        "an integer 0..65535 (for serial-text: the instrument's address, used as "
+        "{address} in the request; leave it out when there is none)"))
+
+
+def read_text_device(sec: Section, holder: Section, link: Link | None,
+                     unit_id: int | None) -> dict[str, object] | None:
+    """A serial-text device's ``Device`` fields: no register channels, and its ``text``
+    settings. ``holder`` is where ``text:`` is written: the device itself, or its
+    profile (whose issues then name the profile file). ``unit_id`` is what
+    ``read_text_unit_id`` gave. None after an issue."""
+    check_link_protocol(sec, True, link)
+    for layer in {id(sec): sec, id(holder): holder}.values():
+        for key in MODBUS_ONLY_KEYS:
+            if layer.has(key):
+                why = ("go under text: (they name fields, not registers)" if key == "channels"
+                       else "is a Modbus setting; it does not apply to a text protocol")
+                layer.report(key, f"for driver {TEXT_DRIVER}, {key} {why}", at_key=True)
+    entry = holder.node.get("text")
+    if entry is None:
+        holder.missing("text", "the instrument's protocol: a text: block (see "
+                       "docs/serial-text.md), here or in the device's profile")
+        return None
+    block = as_section(holder.ck, entry.value, holder.path_of("text"), entry.line, TEXT_KEYS)
+    if block is None:
+        return None
+    settings = read_text_settings(block, unit_id if sec.has("unit_id") else None)
+    return None if settings is None else {"channels": (), "text": settings}
+
+
+def check_modbus_device(sec: Section, link: Link | None) -> None:
+    """A Modbus device has no ``text:`` and cannot use a text link."""
+    check_link_protocol(sec, False, link)
+    if sec.has("text"):
+        sec.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
+
+
+def check_link_protocol(sec: Section, text_driver: bool, link: Link | None) -> None:
+    """Text and Modbus cannot share a wire: the link's protocol decides which client
+    owns the port, so a device speaking the other protocol would never be answered."""
+    if link is None:
+        return
+    if text_driver and link.protocol is not LinkProtocol.TEXT:
+        sec.report("link", f"link '{link.name}' speaks {link.protocol.value}; driver "
+                   f"{TEXT_DRIVER} needs a link with protocol: text")
+    elif not text_driver and link.protocol is LinkProtocol.TEXT:
+        sec.report("link", f"link '{link.name}' has protocol: text (an instrument's own "
+                   f"ASCII protocol); use driver: {TEXT_DRIVER} for this device, or a "
+                   "Modbus protocol on the link")
+
+
+def read_text_settings(block: Section, address: int | None) -> TextSettings | None:
+    """Every setting of a text block (inline or a profile's top level)."""
+    before = len(block.ck.issues)
+    mode = block.choice("mode", MODES, TextMode.REQUEST)
+    framing = _read_framing(block)
+    checksum = _read_checksum(block, framing)
+    record = read_record_format(block)
+    request = _read_request(block, mode, address, framing, checksum)
+    if len(block.ck.issues) != before or mode is None or framing is None \
+            or record is None or request is None:
+        return None
+    settings = TextSettings(mode, framing, record, request, checksum, address)
+    _check_example(block, settings)
+    return settings
+
+
+def _check_example(block: Section, settings: TextSettings) -> None:
+    """``example:``, a telegram copied from the manual, must give a record: a wrong
+    checksum, framing or field setting then shows at ``edge-agent check``, not on site."""
+    data = _bytes(block, "example", b"", "a telegram from the manual, e.g. "
+                                          "'<STX>MD01,12.3,A<ETX>39'")
+    if not data:
+        return
+    deframer = Deframer(settings.framing, settings.checksum)
+    events = deframer.feed(data)
+    if not events and settings.framing.kind is FramingKind.LINE:
+        events = deframer.feed(settings.framing.terminator or b"\r")  # line end left out
+    problem = "it holds no complete record" if not events else None
+    for event in events:
+        if isinstance(event, FrameFault):
+            problem = f"{event.reason}: {event.detail}"
+        elif not accepts(event.body, settings.record):
+            problem = f"the record {show(event.body)} does not match accept"
+        else:
+            try:
+                parse_record(event.body, settings.record)
+            except RecordError as err:
+                problem = f"bad_frame: {err}"
+        if problem:
+            break
+    if problem:
+        block.report("example", f"the example does not give a record with these settings: "
+                     f"{problem}")
+
+
+def _bytes(sec: Section, key: str, default: bytes, what: str) -> bytes | None:
+    """A byte string written as text with <CR>, <STX>, \\r, \\x02 escapes."""
+    text = sec.text(key, None, what=what)
+    if text is None:
+        return default if not sec.has(key) else None
+    try:
+        return to_bytes(text)
+    except EscapeError as err:
+        sec.report(key, str(err))
+        return None
+
+
+def _read_framing(block: Section) -> Framing | None:
+    """``framing:`` settings, or just its type (``framing: stx-etx``)."""
+    entry = block.node.get("framing")
+    if entry is not None and isinstance(entry.value, ScalarNode):
+        kind = block.choice("framing", FRAMINGS, FramingKind.LINE)
+        return None if kind is None else _default_framing(kind)
+    sec = block.section("framing", FRAMING_KEYS)
+    if sec is None:
+        return Framing()
+    kind = sec.choice("type", FRAMINGS, FramingKind.LINE)
+    if kind is None:
+        return None
+    max_bytes = sec.integer("max_bytes", 4096, 16, 65536)
+    if kind is FramingKind.STX_ETX:
+        if sec.has("terminator"):
+            sec.report("terminator", "stx-etx frames end with end: and the checksum; bytes "
+                       "after them (such as CR LF) are skipped: remove terminator", at_key=True)
+        start = _bytes(sec, "start", b"\x02", "the start marker, e.g. <STX>")
+        end = _bytes(sec, "end", b"\x03", "the end marker, e.g. <ETX>")
+        if start is not None and start == end:
+            sec.report("end", "the end marker must differ from the start marker")
+        # After an issue, defaults stand in so the checksum checks still run.
+        return Framing(kind, start or b"\x02", end or b"\x03", b"", max_bytes or 4096)
+    if sec.has("end"):
+        sec.report("end", "end: is for framing type stx-etx; a line ends with terminator:",
+                   at_key=True)
+    start = _bytes(sec, "start", b"", "the start marker, e.g. '$'")
+    terminator = _read_terminator(sec)
+    return Framing(kind, start or b"", b"", terminator or b"", max_bytes or 4096)
+
+
+def _default_framing(kind: FramingKind) -> Framing:
+    if kind is FramingKind.STX_ETX:
+        return Framing(kind, b"\x02", b"\x03")
+    return Framing(kind)
+
+
+def _read_terminator(sec: Section) -> bytes | None:
+    """CR, LF, CRLF, any (CR, LF or CR LF; the default), or any text with escapes."""
+    text = sec.text("terminator", None, what="CR, LF, CRLF, any, or text such as '<ETX>'")
+    if text is None:
+        return b"" if not sec.has("terminator") else None
+    if text.lower() in TERMINATOR_WORDS:
+        return TERMINATOR_WORDS[text.lower()]
+    return _bytes(sec, "terminator", b"", "")
+
+
+def _read_checksum(block: Section, framing: Framing | None) -> Checksum | None:
+    """``checksum:`` settings, or just its type (``checksum: xor8``); None when absent."""
+    entry = block.node.get("checksum")
+    if entry is None or (isinstance(entry.value, ScalarNode) and entry.value.value is None):
+        return None
+    if isinstance(entry.value, ScalarNode):
+        kind = block.choice("checksum", CHECKSUMS)
+        checksum = None if kind is None else Checksum(kind)
+    else:
+        sec = block.section("checksum", CHECKSUM_KEYS)
+        checksum = _read_checksum_settings(sec) if sec is not None else None
+        if sec is not None and checksum is not None and framing is not None:
+            _check_checksum_fits(sec, checksum, framing)
+    return checksum
+
+
+def _read_checksum_settings(sec: Section) -> Checksum | None:
+    kind = sec.choice("type", CHECKSUMS)
+    encoding = sec.choice("encoding", ENCODINGS, ChecksumEncoding.HEX)
+    order = sec.choice("byte_order", BYTE_ORDERS, ByteOrder.BIG)
+    covers = sec.choice("covers", COVERS, Covers.BODY, "body, start+body, body+end or "
+                        "start+body+end (end: the end marker; in line framing, the separator)")
+    separator = _bytes(sec, "separator", b"", "the text between record and checksum, "
+                                              "e.g. '*'")
+    if kind is not None and kind.width_bytes == 1 and sec.has("byte_order"):
+        sec.report("byte_order", f"byte_order only matters for 16-bit checksums (crc16-...); "
+                   f"{kind.value} is one byte: remove it", at_key=True)
+    if kind is None:
+        return None
+    # After other issues, go on with defaults so the checks against the framing still run.
+    return Checksum(kind, encoding or ChecksumEncoding.HEX, order or ByteOrder.BIG,
+                    covers or Covers.BODY, separator or b"")
+
+
+def _check_checksum_fits(sec: Section, checksum: Checksum, framing: Framing) -> None:
+    """Combinations of checksum and framing that cannot work on the wire."""
+    line = framing.kind is FramingKind.LINE
+    if not line and sec.has("separator"):
+        sec.report("separator", "separator is for line framing; in stx-etx frames the "
+                   "checksum follows the end marker", at_key=True)
+    if line and checksum.encoding is ChecksumEncoding.RAW:
+        sec.report("encoding", "a raw (binary) checksum can contain the line end and cut "
+                   "the record; use encoding: hex, or framing type: stx-etx")
+    if checksum.covers.with_start and not framing.start:
+        sec.report("covers", f"covers {checksum.covers.value} includes the start marker, "
+                   "but framing has no start:")
+    if checksum.covers.with_end and line and not checksum.separator:
+        sec.report("covers", f"covers {checksum.covers.value} includes the end, which in "
+                   "line framing is the separator, and no separator: is set")
+
+
+def _read_request(block: Section, mode: TextMode | None, address: int | None,
+                  framing: Framing | None, checksum: Checksum | None) -> bytes | None:
+    """The exact bytes sent each poll: the request with its address and, with
+    ``frame_request``, framed and checksummed like an answer."""
+    if mode is TextMode.STREAM:
+        for key in ("request", "frame_request"):
+            if block.has(key):
+                block.report(key, f"a stream instrument sends on its own; remove {key} "
+                             "(or set mode: request)", at_key=True)
+        return b""
+    text = block.text("request", what='the command to send, e.g. "RD<CR>" or "<STX>DA<ETX>"')
+    framed = block.flag("frame_request", False)
+    if text is None:
+        return None
+    formatted = _with_address(block, text, address)
+    if formatted is None:
+        return None
+    try:
+        data = to_bytes(formatted)
+    except EscapeError as err:
+        block.report("request", str(err))
+        return None
+    if not framed:
+        return data
+    return None if framing is None else encode_frame(data, framing, checksum)
+
+
+def _with_address(block: Section, text: str, address: int | None) -> str | None:
+    """``{address}`` (or ``{address:02d}``, see ADDRESS_FORMAT) replaced by the device's
+    unit_id."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion
+                  in string.Formatter().parse(text) if name is not None]
+        names = {name for name, _, _ in fields}
+        unknown = sorted(names - {"address"})
+        if unknown:
+            block.report("request", f"unknown placeholder {{{unknown[0]}}}; only {{address}} "
+                         "(the device's unit_id) exists; write {{ and }} for braces")
+            return None
+        refused = next((f for f in fields if not _address_format_allowed(*f[1:])), None)
+        if refused is not None:
+            block.report("request", f"expected {ADDRESS_FORMATS_EXPECTED}, found "
+                         f"{_placeholder(*refused)}")
+            return None
+        if names and address is None:
+            block.report("request", "the request uses {address}: set unit_id on the device "
+                         "to the instrument's address")
+            return None
+        return text.format(address=address or 0)
+    except (ValueError, IndexError) as err:
+        block.report("request", f"{err}; a brace is written {{{{ or }}}}, the address as "
+                     "{address} or {address:02d}")
+        return None
+
+
+def _address_format_allowed(spec: str, conversion: str | None) -> bool:
+    return conversion is None and (not spec or ADDRESS_FORMAT.fullmatch(spec) is not None)
+
+
+def _placeholder(name: str, spec: str, conversion: str | None, limit: int = 24) -> str:
+    """The placeholder as written, cut short: a spec can be as long as the line."""
+    written = ("!" + conversion if conversion else "") + (":" + spec if spec else "")
+    return f"{{{name}{written if len(written) <= limit else written[:limit] + '...'}}}"
+
+
+@dataclass
+class SharedTextLinks:
+    """Who uses each text link so far, for the checks that need the whole list."""
+
+    users: dict[str, list[tuple[Device, int | None]]] = field(default_factory=dict)
+
+
+def check_text_link_sharing(sec: Section, device: Device | None,
+                            seen: SharedTextLinks) -> Device | None:
+    """A stream instrument talks whenever it likes, so it needs its link to itself; on a
+    shared text bus each device needs its address. Returns None after an issue, so no
+    second message piles on (such as a duplicate unit id 0)."""
+    if device is None:
+        return None
+    users = seen.users.setdefault(device.link, [])
+    for other, other_line in users:
+        problem = _sharing_problem(device, other)
+        if problem is not None:
+            sec.report("link", f"link '{device.link}' is also used by device '{other.id}' "
+                       f"(line {other_line}): {problem}")
+            return None
+    users.append((device, sec.line))
+    return device
+
+
+def _sharing_problem(device: Device, other: Device) -> str | None:
+    pair = [one for one in (other, device) if one.text is not None]
+    for one in pair:
+        if one.text is not None and one.text.mode is TextMode.STREAM:
+            return f"'{one.id}' streams on its own and needs a link to itself"
+    for one in pair:
+        if one.text is not None and one.text.address is None:
+            return (f"'{one.id}' has no unit_id; devices sharing a text link each need "
+                    "their address as unit_id")
+    return None

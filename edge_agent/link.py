@@ -1,0 +1,65 @@
+"""What every link client has in common: typed errors the poller understands, and how a
+link's client is chosen from its protocol.
+
+A poller owns one client per link and hands it to each device's driver in turn. Drivers
+raise (or let through) a ``LinkError``: ``transient`` errors are retried and backed off,
+the others become BAD readings with ``reason``. Protocol modules (modbus/transport.py,
+textproto/) subclass these errors so the poller never needs to know the protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from edge_agent.config.schema import Link, LinkProtocol
+
+
+class LinkError(Exception):
+    """A failed exchange on a link; ``reason`` is the quality reason readings get."""
+
+    reason = "link_error"
+    transient = True
+
+
+class LinkDown(LinkError):
+    """Cannot connect or open the port, or the connection broke."""
+
+    reason = "no_connection"
+
+
+class DeviceTimeout(LinkError):
+    """No complete, valid answer in time."""
+
+    reason = "timeout"
+
+
+class BadResponse(LinkError):
+    """An answer that does not fit the request (wrong length, checksum, function)."""
+
+    reason = "bad_response"
+
+
+class LinkClient(Protocol):
+    """The part of a link client the poller uses; drivers use the protocol's own API."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TimeoutAdjustable(Protocol):
+    """A client that honours a device's own ``timeout_ms``: the poller calls this before
+    each device's poll (None: the link's timeout). Clients without it use the link's."""
+
+    def set_timeout_ms(self, timeout_ms: int | None) -> None: ...
+
+
+def open_link_client(link: Link) -> LinkClient:
+    """The client for ``link``'s protocol. Opens nothing yet: clients connect on first use,
+    so a missing adapter or a dead gateway becomes BAD readings, not a failed start."""
+    if link.protocol is LinkProtocol.TEXT:
+        from edge_agent.textproto.client import TextLinkClient
+
+        return TextLinkClient(link)
+    from edge_agent.modbus.transport import ModbusLinkClient
+
+    return ModbusLinkClient(link)

@@ -1,0 +1,190 @@
+"""The I/O edge of text protocols: one serial port or TCP connection per link.
+
+``TextLinkClient`` moves bytes and finds frames; what a frame means is the driver's
+business. It connects on first use (a missing adapter or a dead serial-device server
+becomes BAD readings, not a failed start) and again after any I/O error. Errors come out
+as the poller's typed ``LinkError``s: ``LinkDown`` (reason ``no_connection``) when the
+port cannot be opened or the connection broke. Waiting for an answer is bounded by the
+link's ``timeout_ms``; the caller decides what "no answer" means.
+
+In request mode a late answer to the previous request must not pass for the answer to
+the next one: input that arrived between polls is discarded before each request, and
+after a poll that got no answer the client first waits for the line to go quiet.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol, TypeVar
+
+from edge_agent.config.schema import Link, SerialLink
+from edge_agent.link import LinkDown, LinkError
+from edge_agent.serialports import open_serial_port
+from edge_agent.textproto.framing import Deframer, FrameEvent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_QUIET_S = 0.1  # silence that ends a late answer after a timeout
+_RECV_BYTES = 4096
+
+
+class BadFrame(LinkError):
+    """The answer arrived but cannot be trusted: ``bad_checksum`` or ``bad_frame``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ByteStream(Protocol):
+    """What the client needs from a serial port or a socket."""
+
+    def read(self, timeout_s: float) -> bytes: ...
+
+    def read_waiting(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TcpStream:
+    """A TCP connection to a serial-device server, read like a serial port."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def read(self, timeout_s: float) -> bytes:
+        self._sock.settimeout(max(timeout_s, 0.001))
+        try:
+            data = self._sock.recv(_RECV_BYTES)
+        except TimeoutError:
+            return b""
+        if not data:
+            raise ConnectionError("connection closed by the serial-device server")
+        return data + self.read_waiting()
+
+    def read_waiting(self) -> bytes:
+        self._sock.settimeout(0.0)
+        chunks = []
+        try:
+            while chunk := self._sock.recv(_RECV_BYTES):
+                chunks.append(chunk)
+        except BlockingIOError:
+            return b"".join(chunks)
+        raise ConnectionError("connection closed by the serial-device server")
+
+    def write(self, data: bytes) -> None:
+        self._sock.settimeout(5.0)
+        self._sock.sendall(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+Wanted = Callable[[FrameEvent], bool]
+
+
+class TextLinkClient:
+    """Bytes in and out of one link, for the devices polled on it in turn."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._stream: ByteStream | None = None
+        self._last_write = 0.0
+        self._unsettled = False
+
+    def ask(self, request: bytes, deframer: Deframer, wanted: Wanted,
+            timeout_ms: int | None = None) -> list[FrameEvent]:
+        """Send ``request`` and read until a ``wanted`` event (the answer) or the
+        timeout (``timeout_ms``, default the link's); returns every event seen, the last
+        one wanted unless time ran out."""
+        stream = self._connected()
+        self._discard_stale(stream, deframer)
+        self._pace()
+        self._guarded(partial(stream.write, request))
+        self._last_write = time.monotonic()
+        events = self._read_until(stream, deframer, wanted, timeout_ms)
+        self._unsettled = not any(wanted(event) for event in events)
+        return events
+
+    def listen(self, deframer: Deframer, wanted: Wanted,
+               timeout_ms: int | None = None) -> list[FrameEvent]:
+        """Events from everything that arrived since the last call; when none is
+        ``wanted``, keep reading until one is or the timeout passes."""
+        stream = self._connected()
+        events = deframer.feed(self._guarded(stream.read_waiting))
+        if any(wanted(event) for event in events):
+            return events
+        return events + self._read_until(stream, deframer, wanted, timeout_ms)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except OSError:
+                log.debug("%s: error while closing", self.link.name, exc_info=True)
+            self._stream = None
+
+    def _read_until(self, stream: ByteStream, deframer: Deframer, wanted: Wanted,
+                    timeout_ms: int | None) -> list[FrameEvent]:
+        deadline = time.monotonic() + (timeout_ms or self.link.timeout_ms) / 1000
+        events: list[FrameEvent] = []
+        while (remaining := deadline - time.monotonic()) > 0:
+            chunk = self._guarded(partial(stream.read, remaining))
+            new = deframer.feed(chunk) if chunk else []
+            events += new
+            if any(wanted(event) for event in new):
+                break
+        return events
+
+    def _discard_stale(self, stream: ByteStream, deframer: Deframer) -> None:
+        """Drop what arrived since the last exchange; after a timeout, also what is
+        still arriving (a late answer), until the line is quiet."""
+        stale = len(self._guarded(stream.read_waiting))
+        if self._unsettled:
+            deadline = time.monotonic() + self.link.timeout_ms / 1000
+            while time.monotonic() < deadline and (
+                    chunk := self._guarded(partial(stream.read, _QUIET_S))):
+                stale += len(chunk)
+            self._unsettled = False
+        stale += deframer.reset()
+        if stale:
+            log.debug("%s: discarded %d stale bytes before a request", self.link.name, stale)
+
+    def _pace(self) -> None:
+        wait_s = self._last_write + self.link.request_gap_ms / 1000 - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
+
+    def _connected(self) -> ByteStream:
+        if self._stream is None:
+            self._stream = self._open()
+        return self._stream
+
+    def _open(self) -> ByteStream:
+        link = self.link
+        try:
+            if isinstance(link, SerialLink):
+                return open_serial_port(link.port, link.baudrate, link.bytesize,
+                                        link.parity.value, link.stopbits)
+            sock = socket.create_connection((link.host, link.port), link.timeout_ms / 1000)
+        except OSError as err:
+            raise LinkDown(f"{link.name}: cannot connect: {err}") from err
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if link.connect_pause_ms:
+            time.sleep(link.connect_pause_ms / 1000)
+        return TcpStream(sock)
+
+    def _guarded(self, action: Callable[[], T]) -> T:
+        """Run one I/O call; an OSError means the port or connection is gone."""
+        try:
+            return action()
+        except OSError as err:
+            self.close()
+            raise LinkDown(f"{self.link.name}: connection lost: {err}") from err

@@ -1,0 +1,148 @@
+"""A frame's body to channel values, each with its quality, and the instrument's time.
+
+The body is read as Latin-1 (every byte is one character, so no byte can fail to
+decode) and stripped of spaces at both ends. A record that does not fit the configured
+shape (too few fields, pattern not matching, a time that does not parse) raises
+``RecordError`` (reason ``bad_frame``): it is a garbled or foreign record, and none of
+its values can be trusted. A single field that is not a number (``----``, ``OVR``, an
+empty field) only makes that channel BAD (``not_a_number``, ``no_value``).
+
+Numbers are strict decimal (``12``, ``-0.5``, ``+001.20``, ``1.2E-3``): ``nan``, ``inf``,
+hex and thousands separators are not numbers. A whole number without scaling stays an
+integer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timezone
+
+from edge_agent.model import Quality
+from edge_agent.textproto.settings import (
+    Locator,
+    RecordFormat,
+    StatusRule,
+    TextChannel,
+    TimeField,
+)
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_MAX_DIGITS = 64  # longer "numbers" are garbage (and int() refuses > 4300 digits)
+_SEVERITY = {Quality.GOOD: 0, Quality.SUSPECT: 1, Quality.BAD: 2}
+_GOOD = StatusRule(Quality.GOOD)
+
+
+class RecordError(ValueError):
+    """The record does not have the configured shape; no value in it is usable."""
+
+    reason = "bad_frame"
+
+
+@dataclass(frozen=True)
+class ChannelValue:
+    """One channel's outcome; ``value`` is None exactly when there is no number."""
+
+    name: str
+    value: float | int | None
+    unit: str
+    quality: Quality
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one record said, in channel order."""
+
+    values: tuple[ChannelValue, ...]
+    instrument_time: datetime | None = None
+
+
+def record_text(body: bytes) -> str:
+    """The body as text: Latin-1 (never fails), spaces around it removed."""
+    return body.decode("latin-1").strip()
+
+
+def accepts(body: bytes, fmt: RecordFormat) -> bool:
+    """Whether the body is a record of the configured kind (``accept`` pattern)."""
+    return fmt.accept is None or fmt.accept.search(record_text(body)) is not None
+
+
+def parse_record(body: bytes, fmt: RecordFormat) -> Record:
+    """Values, qualities and time of one record. Raises ``RecordError``."""
+    fields = _Fields(record_text(body), fmt)
+    rules = {channel.name: _GOOD for channel in fmt.channels}
+    for status in fmt.status:
+        rule = status.rule_for(fields.token(status.at, "the status") or "")
+        for name in status.channels or tuple(rules):
+            if _SEVERITY[rule.quality] > _SEVERITY[rules[name].quality]:
+                rules[name] = rule
+    values = tuple(_channel_value(channel, fields, rules[channel.name])
+                   for channel in fmt.channels)
+    time = _instrument_time(fmt.time, fields) if fmt.time else None
+    return Record(values, time)
+
+
+class _Fields:
+    """The record cut into fields (delimiter) or matched against the pattern."""
+
+    def __init__(self, text: str, fmt: RecordFormat) -> None:
+        self._match: re.Match[str] | None = None
+        self._parts: list[str] = []
+        if fmt.pattern is not None:
+            self._match = fmt.pattern.search(text)
+            if self._match is None:
+                raise RecordError(f"record does not match the pattern: {text[:80]!r}")
+            return
+        self._parts = text.split(fmt.delimiter) if fmt.delimiter is not None else text.split()
+        if fmt.field_count is not None and len(self._parts) != fmt.field_count:
+            raise RecordError(f"record has {len(self._parts)} fields, expected "
+                              f"{fmt.field_count}: {text[:80]!r}")
+
+    def token(self, at: Locator, what: str) -> str | None:
+        """The text at ``at``; None for a pattern group that matched nothing."""
+        if self._match is not None:
+            value = self._match.group(at.group or "")
+            return None if value is None else value.strip()
+        missing = [index for index in at.fields if index > len(self._parts)]
+        if missing:
+            raise RecordError(f"{what} is field {missing[0]}, but the record has only "
+                              f"{len(self._parts)} fields")
+        return " ".join(self._parts[index - 1].strip() for index in at.fields)
+
+
+def _channel_value(channel: TextChannel, fields: _Fields, rule: StatusRule) -> ChannelValue:
+    token = fields.token(channel.at, f"channel '{channel.name}'")
+    value, reason = to_number(token, channel.scale, channel.offset)
+    if value is None:
+        return ChannelValue(channel.name, None, channel.unit, Quality.BAD, reason)
+    return ChannelValue(channel.name, value, channel.unit, rule.quality, rule.reason)
+
+
+def to_number(token: str | None, scale: float = 1.0, offset: float = 0.0
+              ) -> tuple[float | int | None, str | None]:
+    """``token * scale + offset``, or None and the reason it is not a usable number."""
+    if not token:
+        return None, "no_value"
+    if len(token) > _MAX_DIGITS or not _NUMBER.fullmatch(token):
+        return None, "not_a_number"
+    if _INTEGER.fullmatch(token) and scale == 1.0 and offset == 0.0:
+        return int(token), None
+    value = float(token) * scale + offset
+    if not math.isfinite(value):
+        return None, "infinite"
+    return value, None
+
+
+def _instrument_time(spec: TimeField, fields: _Fields) -> datetime:
+    """The record's timestamp in UTC; a %z in the format overrides ``utc_offset``."""
+    token = fields.token(spec.at, "the time")
+    try:
+        moment = datetime.strptime(token or "", spec.format)
+    except ValueError as err:
+        raise RecordError(f"time {token!r} does not match format {spec.format!r}") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone(spec.utc_offset))
+    return moment.astimezone(UTC)

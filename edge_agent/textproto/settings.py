@@ -1,0 +1,165 @@
+"""The typed settings of a ``serial-text`` device, as the loader produces them.
+
+Everything is resolved at load time: control-character names are bytes, regular
+expressions are compiled, the request already carries the device's address and, with
+``frame_request``, its framing and checksum. Nothing past the loader sees YAML.
+Field positions are 1-based, as manuals count them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from edge_agent.model import Quality
+from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
+
+
+class TextMode(StrEnum):
+    """``request``: the agent asks and reads one answer per poll. ``stream``: the
+    instrument sends records on its own; each poll publishes the latest one."""
+
+    REQUEST = "request"
+    STREAM = "stream"
+
+
+class FramingKind(StrEnum):
+    """``line``: records end with a terminator. ``stx-etx``: records sit between a start
+    and an end marker, the checksum (if any) right after the end marker."""
+
+    LINE = "line"
+    STX_ETX = "stx-etx"
+
+
+class Covers(StrEnum):
+    """Which bytes a checksum is computed over. ``start`` is the start marker, ``end``
+    the byte(s) right before the checksum: the end marker (stx-etx) or the separator
+    (line framing)."""
+
+    BODY = "body"
+    START_BODY = "start+body"
+    BODY_END = "body+end"
+    START_BODY_END = "start+body+end"
+
+    @property
+    def with_start(self) -> bool:
+        return self.value.startswith("start")
+
+    @property
+    def with_end(self) -> bool:
+        return self.value.endswith("end")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where records begin and end. ``terminator`` b"" means any line end (CR, LF or
+    CR LF); ``max_bytes`` bounds a record so garbage without a terminator cannot grow
+    the buffer forever."""
+
+    kind: FramingKind = FramingKind.LINE
+    start: bytes = b""
+    end: bytes = b""
+    terminator: bytes = b""
+    max_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A frame's checksum: algorithm, how it is written, what it covers. ``separator``
+    (line framing only) stands between the body and the checksum, like NMEA's ``*``."""
+
+    kind: ChecksumKind
+    encoding: ChecksumEncoding = ChecksumEncoding.HEX
+    byte_order: ByteOrder = ByteOrder.BIG
+    covers: Covers = Covers.BODY
+    separator: bytes = b""
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Where a value sits in a record: 1-based ``fields`` (several are joined with a
+    space, e.g. a date and a time field) with a delimiter, or a named ``group`` of the
+    record's pattern."""
+
+    fields: tuple[int, ...] = ()
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class TextChannel:
+    """One number in a record; the published value is ``number * scale + offset``."""
+
+    name: str
+    at: Locator
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class TimeField:
+    """The instrument's timestamp: ``format`` is a strptime format; the instrument's
+    clock runs ``utc_offset`` ahead of UTC (+08:00 in China)."""
+
+    at: Locator
+    format: str
+    utc_offset: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class StatusRule:
+    """The quality (and reason, never None unless GOOD) a status value gives."""
+
+    quality: Quality
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusField:
+    """A status letter or word mapped to quality, applied to ``channels`` (empty: all).
+    A value not in ``values`` gets ``otherwise``. Values are matched exactly, after
+    removing spaces around them."""
+
+    at: Locator
+    values: tuple[tuple[str, StatusRule], ...]
+    otherwise: StatusRule = StatusRule(Quality.SUSPECT, "unknown_status")
+    channels: tuple[str, ...] = ()
+
+    def rule_for(self, text: str) -> StatusRule:
+        return dict(self.values).get(text, self.otherwise)
+
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """How one record's text becomes values.
+
+    Fields are cut by ``pattern`` (named groups) when it is set, otherwise by
+    ``delimiter`` (None: runs of spaces and tabs). Records not matching ``accept`` are
+    other message types and are skipped. ``field_count`` rejects truncated records.
+    """
+
+    channels: tuple[TextChannel, ...]
+    delimiter: str | None = ","
+    pattern: re.Pattern[str] | None = None
+    field_count: int | None = None
+    accept: re.Pattern[str] | None = None
+    time: TimeField | None = None
+    status: tuple[StatusField, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """Everything the serial-text driver needs for one device.
+
+    ``request`` is the exact bytes sent each poll (empty in stream mode). ``address`` is
+    the device's ``unit_id`` when one was given.
+    """
+
+    mode: TextMode
+    framing: Framing
+    record: RecordFormat
+    request: bytes = b""
+    checksum: Checksum | None = None
+    address: int | None = None

@@ -1,0 +1,144 @@
+"""A dead detector on a shared RS-485 bus is degraded, then marked down, and polled less
+often, so the live devices on the same bus keep being polled between its attempts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+
+import pytest
+from support.station import write_station
+from support.waiting import wait_until
+
+from edge_agent.config.loader import load_config
+from edge_agent.config.schema import Retention
+from edge_agent.driver import load_driver
+from edge_agent.modbus.simserver import SimServer, SimUnit
+from edge_agent.poller import DOWN_AFTER_FAILED_POLLS, DeviceHealth, LinkPoller, health_after
+from edge_agent.sim.ptypair import PtyPair
+from edge_agent.store.outbox import Outbox
+
+INTERVAL_S = 0.1
+LIVE, DEAD = (1, 2), 3  # unit ids
+POLLS_WHILE_DOWN = 3  # backoff periods of the dead unit observed after it is marked down
+# Requests each live unit receives between two requests to the dead unit once it is down:
+# the backoff (0.8-1.0 s) over the live interval (0.1 s) gives about 10. Had the dead
+# unit no backoff, 1. A live poll would have to take about 0.3 s for this to fall short,
+# so the count does not hang on the speed of the machine.
+MIN_LIVE_REQUESTS_PER_BACKOFF = 3
+
+
+def polls_of(units: list[int], unit: int) -> list[tuple[int, int]]:
+    """(position, number of requests in a row) of each poll of ``unit`` in a bus's request
+    log, given as the unit id of each request: the attempts of one poll follow each other,
+    as one poller thread owns the bus."""
+    polls: list[tuple[int, int]] = []
+    for position, asked in enumerate(units):
+        if asked != unit:
+            continue
+        if polls and sum(polls[-1]) == position:
+            polls[-1] = (polls[-1][0], polls[-1][1] + 1)
+        else:
+            polls.append((position, 1))
+    return polls
+
+
+@pytest.mark.parametrize(("failures", "health"), [
+    (0, DeviceHealth.OK), (1, DeviceHealth.DEGRADED), (2, DeviceHealth.DEGRADED),
+    (3, DeviceHealth.DOWN), (50, DeviceHealth.DOWN)])
+def test_health_follows_consecutive_failed_polls(failures, health):
+    assert health_after(failures) is health
+
+
+def test_dead_device_on_shared_bus_is_tried_once_per_backoff_while_the_others_keep_going(
+        tmp_path, caplog):
+    """Counted in the requests the bus carried, not in seconds: once the dead unit stops
+    answering, each of its polls is one request (not its 5 attempts), and between two of
+    them each live unit is asked several times (its backoff, not its interval)."""
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    detector = {"interval_s": INTERVAL_S, "link": "bus",
+                "channels": [{"name": "gas", "address": 0, "unit": "ppm"}]}
+    with PtyPair() as pty:
+        path = write_station(
+            tmp_path / "station.yaml", broker_port=1883,
+            links={"bus": {"type": "serial", "port": pty.agent_path, "timeout_ms": 100}},
+            devices=[{**detector, "id": "det-1", "unit_id": 1},
+                     {**detector, "id": "det-2", "unit_id": 2},
+                     # the dead one has a slow device's own timeout and many retries
+                     {**detector, "id": "det-3", "unit_id": DEAD, "timeout_ms": 300,
+                      "retries": 4}],
+            polling={"retries": 1, "retry_wait_s": 0.05, "backoff_initial_s": 0.2,
+                     "backoff_max_s": 1.0})
+        config = load_config(path)
+        server = SimServer([SimUnit(unit, holding={0: 10 * unit}) for unit in (1, 2, 3)],
+                           serial_port=pty.device_path).start()
+        server.mute(DEAD)
+        outbox = Outbox(tmp_path / "o.sqlite3", Retention(None, None, None))
+        stop = threading.Event()
+        poller = LinkPoller(config.links["bus"], [load_driver(d) for d in config.devices],
+                            outbox, config.polling, stop)
+        live, dead = poller.devices[:2], poller.devices[2]
+        wanted_polls = DOWN_AFTER_FAILED_POLLS + POLLS_WHILE_DOWN
+        poller.start()
+        try:
+            wait_until(lambda: len(polls_of([r.unit_id for r in server.requests], DEAD))
+                       >= wanted_polls, 60, f"{wanted_polls} polls of the dead unit")
+        finally:
+            stop.set()
+            poller.thread.join(timeout=10)
+            server.stop()
+            outbox.close()
+    units = [request.unit_id for request in server.requests]
+    polls = polls_of(units, DEAD)
+    assert polls[0][1] == 5, "while it counted as answering, it got its own 4 retries"
+    assert [count for _, count in polls[1:]] == [1] * (len(polls) - 1), (
+        f"requests per poll of the dead unit, after its first: {polls[1:]}")
+    down = polls[DOWN_AFTER_FAILED_POLLS - 1:]  # from the poll that marked it down
+    between = [Counter(units[start + count:next_start])
+               for (start, count), (next_start, _) in zip(down, down[1:])]
+    live_per_dead = [min(asked[unit] for unit in LIVE) for asked in between]
+    assert min(live_per_dead) >= MIN_LIVE_REQUESTS_PER_BACKOFF, (
+        f"requests to the least-asked live unit between two to the dead one: {live_per_dead}")
+    assert all(s.health is DeviceHealth.OK and not s.errors for s in live)
+    assert dead.health is DeviceHealth.DOWN
+    assert dead.entered == {"degraded": 1, "down": 1}
+    assert "no answer within 300 ms" in (dead.last_error or "")  # its own timeout
+    messages = [r.getMessage() for r in caplog.records if "det-3" in r.getMessage()]
+    assert len([m for m in messages if "not answering after 5 attempt(s)" in m]) == 1
+    assert len([m for m in messages if "marked down" in m]) == 1
+    assert not any("det-1" in r.getMessage() or "det-2" in r.getMessage()
+                   for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_device_answering_again_is_ok_and_logged_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    with PtyPair() as pty:
+        path = write_station(
+            tmp_path / "station.yaml", broker_port=1883,
+            links={"bus": {"type": "serial", "port": pty.agent_path, "timeout_ms": 100}},
+            devices=[{"id": "det-1", "link": "bus", "unit_id": 1, "interval_s": 0.05,
+                      "channels": [{"name": "gas", "address": 0}]}],
+            polling={"retries": 0, "backoff_initial_s": 0.05, "backoff_max_s": 0.1})
+        config = load_config(path)
+        server = SimServer([SimUnit(1, holding={0: 5})], serial_port=pty.device_path).start()
+        server.mute(1)
+        outbox = Outbox(tmp_path / "o.sqlite3", Retention(None, None, None))
+        stop = threading.Event()
+        poller = LinkPoller(config.links["bus"], [load_driver(config.devices[0])], outbox,
+                            config.polling, stop)
+        state = poller.devices[0]
+        poller.start()
+        try:
+            wait_until(lambda: state.health is DeviceHealth.DOWN, 30, "det-1 marked down")
+            server.mute(1, False)
+            wait_until(lambda: state.health is DeviceHealth.OK, 30, "det-1 answering again")
+        finally:
+            stop.set()
+            poller.thread.join(timeout=10)
+            server.stop()
+            outbox.close()
+    assert state.entered == {"degraded": 1, "down": 1}
+    assert state.consecutive_failures == 0
+    again = [r for r in caplog.records if "answering again" in r.getMessage()]
+    assert len(again) == 1 and again[0].levelno == logging.INFO
