@@ -1,7 +1,8 @@
-"""Command line: ``edge-agent run|check|demo``.
+"""Command line: ``edge-agent run|check|demo|probe|capture|replay``.
 
 Exit status: 0 success, 2 invalid configuration, 3 missing prerequisite (e.g. no
-Mosquitto for the demo), 1 anything else.
+Mosquitto for the demo), 1 anything else. ``probe`` adds its own (4-7, 130), listed by
+``edge-agent probe --help``; ``capture`` and ``replay`` theirs (4, 8) likewise.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import sys
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.capture_cli import add_capture_parser, add_replay_parser
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
+from edge_agent.probe.arguments import add_probe_parser
 
 EXIT_CONFIG = 2
 EXIT_PREREQUISITE = 3
@@ -47,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds (default: until Ctrl-C)")
     demo.add_argument("--workdir", type=Path, default=None,
                       help="where to keep the demo's files (default: a new temp folder)")
+    add_probe_parser(sub)
+    add_capture_parser(sub)
+    add_replay_parser(sub)
     return parser
 
 
@@ -65,8 +71,9 @@ def cmd_check(path: Path) -> int:
     config = _load(path)
     if config is None:
         return EXIT_CONFIG
-    print(f"OK: {path}: station {config.station_id}, {len(config.devices)} devices on "
-          f"{len(config.links)} links")
+    devices, links = len(config.devices), len(config.links)
+    print(f"OK: {path}: station {config.station_id}, {devices} device{'s' * (devices != 1)} "
+          f"on {links} link{'s' * (links != 1)}")
     return 0
 
 
@@ -105,4 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.config)
     if args.command == "run":
         return cmd_run(args.config)
+    if args.command in ("capture", "replay"):
+        from edge_agent.capture.commands import run_capture, run_replay
+
+        return run_capture(args) if args.command == "capture" else run_replay(args)
+    if args.command == "probe":
+        from edge_agent.probe.command import run_probe
+
+        return run_probe(args)
     return cmd_demo(args.duration, args.workdir)
