@@ -27,8 +27,11 @@ FIXTURE = TESTS / "fixtures" / "captures" / "gc-sim.capture.jsonl"
 # What poll() gets from gc_unit(), directly, through the proxy, and from a strict replay.
 EXPECTED = [[11, 12, 13], [77], [True, False, True], [False, True] + [False] * 8,
             [0x1234, 0x5678], "exception_02", None, [999]]
+# The team's shared folder sits beside the repository (/work/shared next to /work/main);
+# a clone elsewhere on the same machine still finds it at its usual place.
+_PLACES = [TESTS.parent.parent / "shared" / "captures", Path("/work/shared/captures")]
 SHARED = Path(os.environ.get("EDGE_AGENT_SHARED_CAPTURES")
-              or TESTS.parent.parent / "shared" / "captures")
+              or next((place for place in _PLACES if place.is_dir()), _PLACES[0]))
 PUBLIC = ["iti_gateway_modbus_test.pcap", "iti_digitalbond_modbus_test_data_part1.pcap"]
 HOLDING, INPUT = RegisterKind.HOLDING, RegisterKind.INPUT
 COIL, DISCRETE = RegisterKind.COIL, RegisterKind.DISCRETE
