@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 from support.station import write_station
@@ -23,16 +24,17 @@ INTERVAL_S = 0.1
 LIVE, DEAD = (1, 2), 3  # unit ids
 POLLS_WHILE_DOWN = 3  # backoff periods of the dead unit observed after it is marked down
 # Requests each live unit receives between two requests to the dead unit once it is down:
-# the backoff (0.8-1.0 s) over the live interval (0.1 s) gives about 10. Had the dead
-# unit no backoff, 1. A live poll would have to take about 0.3 s for this to fall short,
-# so the count does not hang on the speed of the machine.
+# its backoff (0.8-1.0 s) over the live interval (0.1 s), measured 10-11. With no backoff
+# for a failing device it is 1. A live poll would have to take about 0.3 s for this to
+# fall short, so the count does not depend on the speed of the machine.
 MIN_LIVE_REQUESTS_PER_BACKOFF = 3
 
 
 def polls_of(units: list[int], unit: int) -> list[tuple[int, int]]:
     """(position, number of requests in a row) of each poll of ``unit`` in a bus's request
     log, given as the unit id of each request: the attempts of one poll follow each other,
-    as one poller thread owns the bus."""
+    as one poller thread owns the bus. (Two polls with no other request between them
+    count as one poll of two attempts.)"""
     polls: list[tuple[int, int]] = []
     for position, asked in enumerate(units):
         if asked != unit:
@@ -42,6 +44,14 @@ def polls_of(units: list[int], unit: int) -> list[tuple[int, int]]:
         else:
             polls.append((position, 1))
     return polls
+
+
+def fewest_live_requests_between(units: list[int], polls: list[tuple[int, int]]) -> list[int]:
+    """For each pair of consecutive ``polls`` (of the dead unit), the requests the
+    least-asked live unit received between them."""
+    between = [Counter(units[start + count:next_start])
+               for (start, count), (next_start, _) in pairwise(polls)]
+    return [min(asked[unit] for unit in LIVE) for asked in between]
 
 
 @pytest.mark.parametrize(("failures", "health"), [
@@ -94,12 +104,10 @@ def test_dead_device_on_shared_bus_is_tried_once_per_backoff_while_the_others_ke
     assert polls[0][1] == 5, "while it counted as answering, it got its own 4 retries"
     assert [count for _, count in polls[1:]] == [1] * (len(polls) - 1), (
         f"requests per poll of the dead unit, after its first: {polls[1:]}")
-    down = polls[DOWN_AFTER_FAILED_POLLS - 1:]  # from the poll that marked it down
-    between = [Counter(units[start + count:next_start])
-               for (start, count), (next_start, _) in zip(down, down[1:])]
-    live_per_dead = [min(asked[unit] for unit in LIVE) for asked in between]
+    # from the poll that marked it down: one request to it per backoff period
+    live_per_dead = fewest_live_requests_between(units, polls[DOWN_AFTER_FAILED_POLLS - 1:])
     assert min(live_per_dead) >= MIN_LIVE_REQUESTS_PER_BACKOFF, (
-        f"requests to the least-asked live unit between two to the dead one: {live_per_dead}")
+        f"requests to the least-asked live unit per request to the dead one: {live_per_dead}")
     assert all(s.health is DeviceHealth.OK and not s.errors for s in live)
     assert dead.health is DeviceHealth.DOWN
     assert dead.entered == {"degraded": 1, "down": 1}
