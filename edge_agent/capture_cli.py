@@ -1,5 +1,6 @@
-"""The command lines of ``edge-agent capture proxy|import|check`` and ``edge-agent replay
-tcp|rtu``: their options, help and exit statuses, and nothing else.
+"""The command lines of ``edge-agent capture proxy|import|check``, ``edge-agent replay
+tcp|rtu|text`` and ``edge-agent simulate``: their options, help and exit statuses, and
+nothing else.
 
 Imports nothing but argparse: ``edge-agent check`` and ``run`` build the whole parser at
 start-up and must not load the capture package (or dpkt, which the pcap importer needs).
@@ -54,6 +55,8 @@ examples:
   edge-agent replay tcp gc-1.capture.jsonl --mode image --speed 10
   edge-agent replay rtu h2s.capture.jsonl --pty
   edge-agent replay rtu h2s.capture.jsonl --port /dev/ttyUSB1 --baud 19200 --parity E
+  edge-agent replay text nox.capture.jsonl --pty
+      then point the station file's link at the address or port printed
 
 """
 
@@ -142,14 +145,16 @@ def _import_parser(actions: Any) -> None:
 
 
 def add_replay_parser(sub: Any) -> None:
-    """``replay`` with ``tcp`` and ``rtu``."""
+    """``replay`` with ``tcp``, ``rtu`` and ``text``."""
     replay = sub.add_parser(
         "replay", help="play a capture back as a device (for tests and demos)",
-        description="Answer a Modbus master with what a recorded device answered.\n"
+        description="Answer a master with what a recorded device answered: a Modbus\n"
+                    "device over TCP (tcp) or on a serial port (rtu), or a text-protocol\n"
+                    "instrument on a serial port (text).\n"
                     "strict: only the recorded requests, in the recorded order; anything\n"
-                    "else stops the replay (exit status 8). image: any read inside the\n"
-                    "recorded ranges, with the values the device held at that moment of\n"
-                    "the recording.",
+                    "else stops the replay (exit status 8). image (Modbus only): any read\n"
+                    "inside the recorded ranges, with the values the device held at that\n"
+                    "moment of the recording.",
         epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = replay.add_subparsers(dest="replay_command", required=True, metavar="ACTION")
@@ -177,6 +182,47 @@ def add_replay_parser(sub: Any) -> None:
     rtu.add_argument("--parity", choices=["N", "E", "O"], default="N",
                      help="parity (default N)")
     rtu.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    _text_replay_parser(actions)
+
+
+TEXT_EXAMPLES = """\
+examples:
+  edge-agent replay text nox.capture.jsonl --pty
+  edge-agent replay text h2s-stream.capture.jsonl --pty --speed 10
+  edge-agent replay text nox.capture.jsonl --port /dev/ttyUSB1 --baud 19200 --bytesize 7
+
+"""
+
+
+def _text_replay_parser(actions: Any) -> None:
+    """``replay text``: a text-protocol instrument (a capture's ``text`` link)."""
+    text = actions.add_parser(
+        "text", help="serve a capture as a serial text-protocol instrument",
+        description="Serve the recording of a text-protocol instrument (an analyser with\n"
+                    "its own ASCII protocol) on a serial port, or on a virtual one (--pty).\n"
+                    "Strict: each request must be the next recorded one, byte for byte;\n"
+                    "it gets the recorded answer, as late as it came (silence where the\n"
+                    "instrument did not answer). Records the instrument sent on its own\n"
+                    "(streaming) go out at their recorded times. A request that differs\n"
+                    "stops the replay with exit status 8.",
+        epilog=TEXT_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    text.add_argument("capture", type=Path, help="capture file to replay")
+    text.add_argument("--link", metavar="NAME",
+                      help="which text link of the capture (needed when it holds several)")
+    text.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+                      help="how fast streamed records follow each other (default 1: as "
+                           "recorded; 10: ten times as fast). Answers keep their delays")
+    where = text.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="PATH", help="serial port to answer on, e.g. "
+                       "/dev/ttyUSB1 (wired to the master's port with a null-modem cable)")
+    where.add_argument("--pty", action="store_true", help="make a virtual serial port "
+                       "pair and print the path the master should open")
+    text.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
+    text.add_argument("--parity", choices=["N", "E", "O"], default="N",
+                      help="parity (default N)")
+    text.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    text.add_argument("--bytesize", type=int, choices=[7, 8], default=8,
+                      help="data bits (default 8)")
 
 
 def _replay_options() -> argparse.ArgumentParser:
@@ -193,3 +239,36 @@ def _replay_options() -> argparse.ArgumentParser:
                          help="image mode: start over at the end of the recording (default: "
                               "keep the last values)")
     return options
+
+
+SIMULATE_EXAMPLES = """\
+examples:
+  edge-agent simulate config/simulate.example.yaml
+  edge-agent simulate my-station-sim.yaml --speed 60     # an hour of analyses a minute
+  edge-agent simulate my-station-sim.yaml --check
+
+exit status:
+  0  stopped with Ctrl-C (or SIGTERM); --check: the file is valid
+  2  invalid command line, or the file has problems (each listed with its line)
+  4  cannot listen on an address, or open a serial port
+
+"""
+
+
+def add_simulate_parser(sub: Any) -> None:
+    """``simulate``: simulated instruments of the shipped profiles, from a YAML file."""
+    simulate = sub.add_parser(
+        "simulate", help="serve simulated instruments (GC, FTIR, gas detectors) from a file",
+        description="Serve simulated instruments of the shipped profiles (generic-gc,\n"
+                    "daniel-enron-gc, generic-ftir, generic-gas-detector) over Modbus TCP\n"
+                    "or on serial ports, many in one process: GC analysis cycles with\n"
+                    "counters or new-result flags and streams, FTIR measurements, detectors\n"
+                    "warming up, drifting, with sensor faults; values from a base, a ramp\n"
+                    "and noise. The file is described in docs/simulate.md.",
+        epilog=SIMULATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.add_argument("config", type=Path, help="simulation YAML file")
+    simulate.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+                          help="how fast simulated time runs (default 1: real time; 60: "
+                               "an hour in a minute); cycles, ramps and faults follow it")
+    simulate.add_argument("--check", action="store_true",
+                          help="only check the file and list every problem")

@@ -53,6 +53,33 @@ class TimeoutAdjustable(Protocol):
     def set_timeout_ms(self, timeout_ms: int | None) -> None: ...
 
 
+class WireTap(Protocol):
+    """Sees every byte a link client sends and receives, as it crosses the wire: the
+    recording of a link's traffic (``record:``, edge_agent/capture/recorder.py). Called
+    from the poller's thread, so it must return at once; ``finish`` ends the recording
+    when the client is closed for good."""
+
+    def opened(self) -> None: ...
+
+    def sent(self, data: bytes) -> None: ...
+
+    def received(self, data: bytes) -> None: ...
+
+    def closed(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def open_recorder(link: Link) -> WireTap | None:
+    """The recorder of ``link``'s traffic when its ``record`` setting names a capture file;
+    None otherwise. The capture code is loaded only then."""
+    if link.record is None:
+        return None
+    from edge_agent.capture.recorder import LinkRecorder
+
+    return LinkRecorder.for_link(link)
+
+
 def open_link_client(link: Link) -> LinkClient:
     """The client for ``link``'s protocol. Opens nothing yet: clients connect on first use,
     so a missing adapter or a dead gateway becomes BAD readings, not a failed start."""

@@ -57,6 +57,9 @@ def test_help_explains_each_command_in_a_technician_s_words():
         (["capture", "import", "--help"], ["pcapng", "unanswered requests"]),
         (["replay", "tcp", "--help"], ["strict", "image", "--speed", "exit status"]),
         (["replay", "rtu", "--help"], ["--pty", "--baud", "--parity"]),
+        (["replay", "text", "--help"], ["--pty", "--bytesize", "byte for byte", "streaming",
+                                        "exit status"]),
+        (["run", "--help"], ["--record FOLDER", "LINK.capture.jsonl"]),
     ]:
         result = edge_agent(*args)
         assert result.returncode == 0, result.stderr
@@ -146,6 +149,39 @@ def test_capture_proxy_records_until_ctrl_c_and_the_file_replays(tmp_path):
     capture = read_capture(out)
     assert capture.header.unit_ids == (UNIT,) and capture.header.links[0].name == "gc-1"
     assert len(capture.frames()) == 16
+
+
+def test_capture_proxy_append_continues_the_numbering_so_the_capture_replays(tmp_path):
+    out = tmp_path / "gc.capture.jsonl"
+    server = SimServer([gc_unit()], tcp_port=0).start()
+    try:
+        for extra in ([], ["--append"]):
+            with running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
+                         f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc",
+                         *extra) as (process, line):
+                port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
+                closed = out.read_text().count('"event": "close"') if out.exists() else 0
+                client = tcp_client(port)
+                try:
+                    assert poll(client) == EXPECTED
+                finally:
+                    client.close()
+                wait_until(lambda n=closed: out.read_text().count('"event": "close"') > n,
+                           10, "the proxy to record the disconnect")
+                process.send_signal(signal.SIGINT)
+                assert process.wait(timeout=30) == 0
+    finally:
+        server.stop()
+    frames = read_capture(out).frames()
+    requests = [f.xid for f in frames if f.dir == "tx"]
+    assert requests == list(range(1, 17)) and {f.conn for f in frames} == {1, 2}
+    with running("replay", "tcp", str(out), "--listen", "127.0.0.1:0") as (process, line):
+        client = tcp_client(int(re.search(r":(\d+);", line).group(1)))
+        try:
+            assert poll(client) + poll(client) == EXPECTED + EXPECTED
+        finally:
+            client.close()
+        assert process.wait(timeout=30) == 0
 
 
 def test_capture_proxy_says_when_it_cannot_listen(tmp_path):

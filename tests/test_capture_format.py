@@ -85,7 +85,7 @@ BROKEN = [
      "the file ends in the middle of this record (the recording was interrupted?); delete "
      "this last line to use the records before it"),
     ("newer version", lambda text: text.replace('"version": 1', '"version": 7'), 1,
-     "capture format version 7 is newer than this edge-agent reads (up to 1): upgrade"),
+     "capture format version 7 is newer than this edge-agent reads (up to 2): upgrade"),
     ("unknown direction", lambda text: text.replace('"dir": "tx"', '"dir": "up"'), 3,
      "dir: 'up' is not one of tx, rx"),
     ("unknown link", lambda text: text.replace('"link": "gc", "conn": 1, "xid": 1, "unit": 5, '
@@ -148,3 +148,36 @@ def test_a_record_claiming_a_good_frame_for_bad_bytes_is_refused(tmp_path):
     path = _write(tmp_path, _good_text() + line + "\n")
     with pytest.raises(CaptureError, match=r":5: the record says the frame is well formed"):
         read_capture(path)
+
+
+TEXT_HEADER = Header(datetime(2026, 3, 1, 8, 30, tzinfo=UTC), "agent",
+                     (LinkInfo("line", "text", "/dev/ttyUSB1", baudrate=19200),))
+TEXT_FRAMES = (Frame(0.1, "tx", "line", b"\x02DA07\x03", xid=1),
+               Frame(0.2, "rx", "line", b"\x02MD07,+0012.3,A\x03C4\r\n", xid=1),
+               Frame(0.21, "rx", "line", b"\x00\xffnoise", xid=1))
+
+
+def test_a_modbus_capture_is_written_as_version_1_and_a_text_one_as_version_2(tmp_path):
+    modbus, text = tmp_path / "modbus.capture.jsonl", tmp_path / "text.capture.jsonl"
+    write_capture(modbus, HEADER, RECORDS)
+    write_capture(text, TEXT_HEADER, TEXT_FRAMES)
+    assert json.loads(modbus.read_text().splitlines()[0])["version"] == 1
+    lines = [json.loads(line) for line in text.read_text().splitlines()]
+    assert lines[0]["version"] == 2
+    assert [line["text"] for line in lines[1:]] == [
+        "<STX>DA07<ETX>", "<STX>MD07,+0012.3,A<ETX>C4<CR><LF>", "<NUL>\\xFFnoise"]
+    assert read_capture(text).records == TEXT_FRAMES
+
+
+def test_a_text_link_in_a_version_1_header_is_refused_and_the_text_field_is_ignored(tmp_path):
+    path = tmp_path / "text.capture.jsonl"
+    write_capture(path, TEXT_HEADER, TEXT_FRAMES)
+    lines = path.read_text().splitlines()
+    edited = _write(tmp_path, "\n".join([lines[0], lines[1].replace("DA07", "anything")])
+                    + "\n")
+    assert read_capture(edited).records == TEXT_FRAMES[:1]  # hex is the truth
+    old = _write(tmp_path, lines[0].replace('"version": 2', '"version": 1') + "\n")
+    with pytest.raises(CaptureError) as refused:
+        read_capture(old)
+    assert str(refused.value) == (f"{old}:1: links.line.protocol: text links need capture "
+                                  "format version 2 (the header says 1)")

@@ -2,7 +2,9 @@
 and replay it as a device in CI.
 
 The capture format (``format.py``, docs/capture-format.md) is the contract between the
-recorders (``proxy.py``, ``pcap_import.py``) and the replay servers (``edge_agent.replay``).
+recorders (``proxy.py``, ``pcap_import.py``, ``recorder.py`` on the agent's own links) and
+the replay servers (``edge_agent.replay``).
 Framing is ours (``modbus_frames.py``, ``mbap_stream.py``): a capture tool must keep
-malformed frames exactly as they came. ``commands.py`` wires the command line.
+malformed frames exactly as they came. ``commands.py`` runs the command lines that
+``edge_agent.capture_cli`` defines.
 """

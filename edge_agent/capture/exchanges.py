@@ -4,7 +4,8 @@ Modbus TCP pairs by transaction id within one connection. Masters reuse ids (sev
 requests with one id in flight is legal, if unwise, and real captures hold it), so among
 open requests with the answer's id the oldest wins, as a device answers in order. RTU and
 ASCII have no id: a serial master waits for each answer, so an answer belongs to the one
-request before it. A request left open is unanswered; an answer that finds no request
+request before it; on a text link every record up to the next request does (an answer
+of several lines). A request left open is unanswered; an answer that finds no request
 (a capture that starts mid-exchange, a device talking out of turn) keeps no xid.
 
 Pure and clock-free: the proxy and the pcap importer both feed it in time order.
@@ -16,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import replace
 
-from edge_agent.capture.format import Event, Frame, Record, decode_frame
+from edge_agent.capture.format import TEXT, Event, Frame, Record, decode_frame
 from edge_agent.capture.modbus_frames import rtu_adu, tcp_adu
 
 MAX_OPEN_PER_CONNECTION = 256  # older open requests are left unanswered
@@ -25,10 +26,11 @@ MAX_OPEN_PER_CONNECTION = 256  # older open requests are left unanswered
 class Exchanges:
     """Numbers requests (xid 1, 2, ...) and gives each answer its request's xid."""
 
-    def __init__(self, protocols: dict[str, str]) -> None:
-        """``protocols`` maps each link name to its protocol (``modbus-tcp``, ...)."""
+    def __init__(self, protocols: dict[str, str], first_xid: int = 1) -> None:
+        """``protocols`` maps each link name to its protocol (``modbus-tcp``, ...);
+        ``first_xid`` is above every xid already in a capture that is being continued."""
         self._protocols = protocols
-        self._next_xid = 1
+        self._next_xid = first_xid
         self._open: dict[tuple[str, int | None], deque[Frame]] = {}
 
     def frame(self, t: float, direction: str, link: str, conn: int | None, data: bytes,
@@ -64,6 +66,8 @@ class Exchanges:
         waiting = self._open.get((frame.link, frame.conn))
         if not waiting:
             return frame
+        if self._protocols[frame.link] == TEXT:  # an answer of several lines: every one
+            return replace(frame, xid=waiting[-1].xid)  # belongs to the last request
         request = next((r for r in waiting if r.info.tid == frame.info.tid), None)
         if request is None:
             return frame

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from edge_agent.capture.format import (
+    TEXT,
     FormatProblem,
     Frame,
     Header,
@@ -97,6 +98,7 @@ class CaptureWriter:
     def __init__(self, stream: TextIO, header: Header) -> None:
         self._stream = stream
         self.header = header
+        self._text_links = _text_links(header)
 
     @classmethod
     def create(cls, path: Path, header: Header) -> CaptureWriter:
@@ -121,7 +123,7 @@ class CaptureWriter:
 
     def write(self, records: Iterable[Record]) -> None:
         for record in records:
-            self._line(record_line(record))
+            self._line(record_line(record, record.link in self._text_links))
 
     def _line(self, text: str) -> None:
         self._stream.write(text + "\n")
@@ -134,8 +136,14 @@ class CaptureWriter:
 def write_capture(path: Path, header: Header, records: Iterable[Record]) -> None:
     """A whole capture file at once (imports); replaces ``path`` only when complete."""
     partial = path.with_name(path.name + ".partial")
+    text_links = _text_links(header)
     with partial.open("w", encoding="utf-8") as stream:
         stream.write(header_line(header) + "\n")
         for record in records:
-            stream.write(record_line(record) + "\n")
+            stream.write(record_line(record, record.link in text_links) + "\n")
     partial.replace(path)
+
+
+def _text_links(header: Header) -> set[str]:
+    """Links whose frames get a ``text`` rendering for people."""
+    return {link.name for link in header.links if link.protocol == TEXT}

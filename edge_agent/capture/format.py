@@ -1,4 +1,5 @@
-"""The capture format, version 1: JSON Lines, one header line, then one record per line.
+"""The capture format, versions 1 and 2: JSON Lines, one header line, then one record per
+line.
 
 Described for people in docs/capture-format.md; this module is its definition in code.
 One line per frame keeps captures diffable (a changed answer is a one-line diff) and
@@ -9,6 +10,11 @@ The raw bytes (``hex``) are the truth. The decoded fields next to them (unit id,
 code, address, count, exception code, transaction id) are for people and tools that grep;
 a reader recomputes them from the bytes and refuses a record whose fields disagree, so a
 hand-edited capture cannot say one thing and replay another.
+
+Version 2 adds one thing: links of protocol ``text`` (instruments' own ASCII protocols),
+whose frames have no decoded fields, only the bytes and, for people, a ``text`` rendering
+that readers ignore. A writer writes the lowest version that can express its header
+(2 only with a text link), so Modbus captures stay readable by version 1 readers.
 
 Pure: text in, typed records out, and back. ``files.py`` does the file I/O.
 """
@@ -22,13 +28,16 @@ from typing import Any
 
 from edge_agent import __version__
 from edge_agent.capture.modbus_frames import FrameInfo, decode_ascii, decode_rtu, decode_tcp
+from edge_agent.textproto.escapes import show
 
 FORMAT_NAME = "edge-agent-capture"
-FORMAT_VERSION = 1
-PROTOCOLS = ("modbus-tcp", "modbus-rtu", "modbus-ascii")
+FORMAT_VERSION = 2  # the newest this reader knows; see required_version for writing
+TEXT = "text"  # an instrument's own ASCII protocol: frames are bytes, nothing decoded
+PROTOCOLS = ("modbus-tcp", "modbus-rtu", "modbus-ascii", TEXT)
 DIRECTIONS = ("tx", "rx")  # tx: master -> device (requests), rx: device -> master
 EVENTS = ("open", "close", "gap")
-_DECODERS = {"modbus-tcp": decode_tcp, "modbus-rtu": decode_rtu, "modbus-ascii": decode_ascii}
+_DECODERS = {"modbus-tcp": decode_tcp, "modbus-rtu": decode_rtu, "modbus-ascii": decode_ascii,
+             TEXT: lambda _data, _is_request: FrameInfo()}
 # Record keys in the order they are written: short fields first, the bytes last.
 _INFO_KEYS = {"unit": "unit_id", "fc": "function_code", "addr": "address", "count": "count",
               "exc": "exception_code", "tid": "tid", "malformed": "malformed"}
@@ -67,7 +76,7 @@ class Header:
     unit_ids: tuple[int, ...] = ()
     source: str | None = None
     tool: str = f"edge-agent {__version__}"
-    version: int = FORMAT_VERSION
+    version: int = 1  # as read; written as at least required_version(links)
 
     def link(self, name: str) -> LinkInfo:
         return next(link for link in self.links if link.name == name)
@@ -114,20 +123,27 @@ def decode_frame(protocol: str, data: bytes, is_request: bool) -> FrameInfo:
     return _DECODERS[protocol](data, is_request)
 
 
+def required_version(links: tuple[LinkInfo, ...]) -> int:
+    """The lowest format version that can hold these links: 2 with a text link, else 1."""
+    return 2 if any(link.protocol == TEXT for link in links) else 1
+
+
 # -- writing -----------------------------------------------------------------------------
 
 
 def header_line(header: Header) -> str:
     links = {link.name: _without_none({k: v for k, v in vars(link).items() if k != "name"})
              for link in header.links}
+    version = max(header.version, required_version(header.links))
     return _dump(_without_none({
-        "format": FORMAT_NAME, "version": header.version, "tool": header.tool,
+        "format": FORMAT_NAME, "version": version, "tool": header.tool,
         "started": header.started.isoformat(timespec="microseconds"),
         "recorded_with": header.recorded_with, "source": header.source, "links": links,
         "unit_ids": list(header.unit_ids)}))
 
 
-def record_line(record: Record) -> str:
+def record_line(record: Record, shown: bool = False) -> str:
+    """One record's line; ``shown`` adds the ``text`` rendering (frames of text links)."""
     if isinstance(record, Event):
         return _dump(_without_none({"t": round(record.t, 6), "event": record.event,
                                     "link": record.link, "conn": record.conn,
@@ -135,8 +151,15 @@ def record_line(record: Record) -> str:
     fields: dict[str, Any] = {"t": round(record.t, 6), "dir": record.dir,
                               "link": record.link, "conn": record.conn, "xid": record.xid}
     fields.update({key: getattr(record.info, name) for key, name in _INFO_KEYS.items()})
+    if shown:
+        fields["text"] = show_text(record.data)
     fields["hex"] = record.data.hex()
     return _dump(_without_none(fields))
+
+
+def show_text(data: bytes) -> str:
+    """Bytes of a text protocol as a manual writes them: ``<STX>MD01,+12.3<ETX>4F<CR><LF>``."""
+    return show(data, limit=len(data))
 
 
 def _dump(fields: dict[str, Any]) -> str:
@@ -164,9 +187,13 @@ def parse_header(text: str) -> Header:
                             f"edge-agent reads (up to {FORMAT_VERSION}): upgrade edge-agent")
     if version < 1:
         raise FormatProblem(f"unknown capture format version {version}")
-    links = _get(fields, "links", dict)
+    links = tuple(_link(name, value) for name, value in _get(fields, "links", dict).items())
+    if version < required_version(links):
+        text = next(link.name for link in links if link.protocol == TEXT)
+        raise FormatProblem(f"links.{text}.protocol: text links need capture format "
+                            f"version 2 (the header says {version})")
     return Header(started=_started(fields), recorded_with=_get(fields, "recorded_with", str),
-                  links=tuple(_link(name, value) for name, value in links.items()),
+                  links=links,
                   unit_ids=tuple(_int_list(fields.get("unit_ids", []), "unit_ids")),
                   source=_get(fields, "source", str, required=False),
                   tool=_get(fields, "tool", str), version=version)

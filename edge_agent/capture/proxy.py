@@ -33,12 +33,15 @@ READ_SIZE = 65536
 class RecordingProxy:
     """Serves one listening socket; every connection is forwarded to ``target``."""
 
-    def __init__(self, target: tuple[str, int], writer: CaptureWriter, link: str) -> None:
+    def __init__(self, target: tuple[str, int], writer: CaptureWriter, link: str, *,
+                 first_xid: int = 1, first_conn: int = 1) -> None:
+        """``first_xid``/``first_conn``: above the numbers of a capture being continued
+        (``--append``), so answers keep pairing with their own requests."""
         self._target = target
         self._writer = writer
         self._link = link
-        self._exchanges = Exchanges({link: "modbus-tcp"})
-        self._conn_numbers = itertools.count(1)
+        self._exchanges = Exchanges({link: "modbus-tcp"}, first_xid)
+        self._conn_numbers = itertools.count(first_conn)
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         # Record times count from the header's start, also when appending to a capture.

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from edge_agent.capture.continuing import highest_numbers
 from edge_agent.capture.exchanges import tally
 from edge_agent.capture.files import CaptureError, CaptureWriter, read_capture
 from edge_agent.capture.files import write_capture as write_capture_file
@@ -26,6 +27,7 @@ from edge_agent.replay.script import Script, ScriptError, load_script
 from edge_agent.replay.serve import ImageReplay, RecordingClock, Reply, Responder
 from edge_agent.replay.strict import StrictReplay
 from edge_agent.replay.tcp_server import TcpReplayServer
+from edge_agent.replay.text import StrictTextReplay
 
 LAST_ANSWER_LINGER_S = 0.5
 
@@ -72,7 +74,9 @@ def capture_proxy(args: argparse.Namespace) -> int:
 
 
 async def _run_proxy(args: argparse.Namespace, writer: CaptureWriter) -> int:
-    proxy = RecordingProxy(args.target, writer, args.name)
+    xid, conn = highest_numbers(args.out, args.name) if args.append else (0, 0)
+    proxy = RecordingProxy(args.target, writer, args.name, first_xid=xid + 1,
+                           first_conn=conn + 1)
     try:
         port = await proxy.start(*args.listen)
     except OSError as err:
@@ -137,6 +141,8 @@ def capture_check(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
+    if args.replay_command == "text":
+        return _replay_text(args)
     try:
         script = load_script(read_capture(args.capture), args.link)
     except (CaptureError, ScriptError) as err:
@@ -177,27 +183,67 @@ async def _run_replay(args: argparse.Namespace, script: Script) -> int:
         return _fail(f"cannot serve the replay: {err}", EXIT_LINK)
     _say(f"replaying {args.capture} (link {script.link}, {len(script.exchanges)} requests, "
          f"{args.mode} mode) as {where}; Ctrl-C stops")
+    strict = responder if isinstance(responder, StrictReplay) else None
     try:
-        return await _until_finished(responder, stop, progress)
+        return await _until_finished(strict, lambda: responder.done, stop, progress)
     finally:
         await server.close()
         if pty is not None:
             pty.close()
 
 
-async def _until_finished(responder: StrictReplay | ImageReplay, stop: asyncio.Event,
+def _replay_text(args: argparse.Namespace) -> int:
+    from edge_agent.replay.text import StrictTextReplay, load_text_script
+
+    try:
+        script = load_text_script(read_capture(args.capture), args.link)
+    except (CaptureError, ScriptError) as err:
+        return _fail(str(err) if isinstance(err, CaptureError) else f"{args.capture}: {err}",
+                     EXIT_USAGE)
+    return asyncio.run(_run_text_replay(args, StrictTextReplay(script)))
+
+
+async def _run_text_replay(args: argparse.Namespace, replay: StrictTextReplay) -> int:
+    from edge_agent.replay.text_server import TextReplayServer
+    from edge_agent.sim.ptypair import PtyPair
+
+    stop, progress = _stop_event(), asyncio.Event()
+    pty = PtyPair() if args.pty else None
+    try:
+        server = await TextReplayServer(
+            replay, pty.device_path if pty else args.port, baudrate=args.baud,
+            parity=args.parity, stopbits=args.stopbits, bytesize=args.bytesize,
+            speed=args.speed, changed=progress.set).start()
+    except (OSError, ValueError) as err:
+        if pty is not None:
+            pty.close()
+        return _fail(f"cannot serve the replay: {err}", EXIT_LINK)
+    script = replay.script
+    _say(f"replaying {args.capture} (link {script.link}, {len(script.exchanges)} requests, "
+         f"{len(script.streamed)} streamed records, strict mode) as a text instrument on "
+         f"{pty.agent_path if pty else args.port}; Ctrl-C stops")
+    try:
+        return await _until_finished(replay, lambda: server.finished, stop, progress)
+    finally:
+        await server.close()
+        if pty is not None:
+            pty.close()
+
+
+async def _until_finished(strict: StrictReplay | StrictTextReplay | None,
+                          finished: Callable[[], bool], stop: asyncio.Event,
                           progress: asyncio.Event) -> int:
-    """Wait for Ctrl-C, or for a strict replay to complete or fail."""
+    """Wait for Ctrl-C, or for a strict replay to complete (``finished``) or fail."""
     while not stop.is_set():
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(progress.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiting in waits:
             waiting.cancel()
         progress.clear()
-        if isinstance(responder, StrictReplay) and responder.mismatches:
-            return _fail(f"strict replay failed: {responder.mismatches[0]}", EXIT_MISMATCH)
-        if isinstance(responder, StrictReplay) and responder.done:
-            _say(f"strict replay complete: all {responder.served} recorded requests came "
+        if strict is not None and strict.mismatches:
+            return _fail(f"strict replay failed: {strict.mismatches[0]}", EXIT_MISMATCH)
+        if strict is not None and finished():
+            _say(f"strict replay complete: all {strict.served} recorded requests came "
                  "in order")
             # The last answer may still be in a socket buffer or a pty relay: closing at
             # once could cut it off before the master read it.

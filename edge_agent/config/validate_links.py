@@ -8,14 +8,15 @@ without the hardware.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from edge_agent.config.fields import Checker, Section, as_section, join, one_of
+from edge_agent.config.fields import Checker, Section, as_section, join, one_of, read_path
 from edge_agent.config.schema import Link, LinkProtocol, Parity, SerialLink, TcpLink
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
 
 TCP_KEYS = ("type", "host", "port", "protocol", "timeout_ms", "connect_pause_ms",
-            "request_gap_ms")
+            "request_gap_ms", "record")
 SERIAL_KEYS = (
     "type",
     "port",
@@ -27,6 +28,7 @@ SERIAL_KEYS = (
     "timeout_ms",
     "request_gap_ms",
     "connect_pause_ms",
+    "record",
 )
 BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
 PARITY_WORDS = {
@@ -57,8 +59,9 @@ class LinkTable:
     kinds: dict[str, str | None] = field(default_factory=dict)
 
 
-def read_links(ck: Checker, top: Section) -> LinkTable:
-    """Every link under ``links:`` (required, at least one)."""
+def read_links(ck: Checker, top: Section, state_dir: Path = Path(".")) -> LinkTable:
+    """Every link under ``links:`` (required, at least one). A relative ``record`` path
+    is taken relative to ``state_dir``, where the outbox is."""
     table = LinkTable()
     entry = top.node.get("links")
     if entry is None:
@@ -71,6 +74,7 @@ def read_links(ck: Checker, top: Section) -> LinkTable:
     if not section.node.entries:
         top.report("links", "expected at least one link (a name with type: tcp or serial)")
     ports: dict[str, str] = {}
+    recorded: dict[Path, str] = {}
     for link_entry in section.node.entries:
         name = link_entry.key
         kind = table.kinds[name] = _kind(link_entry.value)
@@ -80,11 +84,28 @@ def read_links(ck: Checker, top: Section) -> LinkTable:
             continue
         before = len(ck.issues)
         link = _read_link(sec, name, kind)
+        if link is not None:
+            link = _with_record(sec, link, state_dir, recorded)
         if isinstance(link, SerialLink) and link.port:
             _check_shared_port(sec, link, ports)
         if link is not None and len(ck.issues) == before:
             table.links[name] = link
     return table
+
+
+def _with_record(sec: Section, link: Link, state_dir: Path, recorded: dict[Path, str]) -> Link:
+    """``record:``, the capture file of every frame sent and received on the link
+    (docs/capture-replay.md); one file per link."""
+    path = read_path(sec, "record", state_dir)
+    if path is None:
+        return link
+    if path in recorded:
+        shown = path.relative_to(state_dir) if path.is_relative_to(state_dir) else path
+        sec.report("record", f"'{shown}' is already recorded by link '{recorded[path]}'; "
+                   "give each link a file of its own")
+        return link
+    recorded[path] = link.name
+    return replace(link, record=path)
 
 
 def _kind(node: Node) -> str | None:

@@ -18,6 +18,10 @@ What this relies on in 3.16 (checked against its source, re-check on an upgrade)
 - a read-registers answer is decoded as ``byte_count / 2`` registers without comparing
   with the request, so a Daniel/Enron answer (4 bytes per address) arrives as 2 words per
   address; the caller checks the counts;
+- the sync clients move every byte through their ``send(request, addr)`` and
+  ``recv(size)`` methods (the transaction manager binds ``send`` when the client is made
+  and calls ``recv``), and open and close through ``connect``/``close``: a subclass that
+  overrides them sees the raw traffic, which is how a link is recorded (``WireTap``);
 - a server's ``custom_pdu`` classes replace the built-in request class of the same
   function code (``DecodePDU.register``), and their ``datastore_update`` builds the answer;
   raising ``NoSuchIdException`` with ``ignore_missing_devices=True`` sends no answer.
@@ -67,6 +71,7 @@ from pymodbus.simulator import DataType as SimDataType
 from pymodbus.simulator import SimData, SimDevice
 
 from edge_agent.config.schema import LinkProtocol
+from edge_agent.link import WireTap
 
 FRAMERS = {
     LinkProtocol.MODBUS_TCP: FramerType.SOCKET,
@@ -118,7 +123,8 @@ class WireClient:
     def __init__(self, protocol: LinkProtocol, *, timeout_s: float, name: str,
                  host: str | None = None, tcp_port: int = 502, serial_port: str | None = None,
                  baudrate: int = 9600, bytesize: int = 8, parity: str = "N",
-                 stopbits: int = 1) -> None:
+                 stopbits: int = 1, tap: WireTap | None = None) -> None:
+        """``tap``, when given, sees every byte sent and received (a recording)."""
         self._received = b""
         framer = FRAMERS[protocol]
         common: dict[str, Any] = dict(framer=framer, timeout=timeout_s, retries=0,
@@ -126,10 +132,14 @@ class WireClient:
                                       trace_packet=self._trace_packet)
         self._client: ModbusTcpClient | ModbusSerialClient
         if serial_port is None:
-            self._client = ModbusTcpClient(host or "", port=tcp_port, **common)
+            tcp = ModbusTcpClient if tap is None else _TappedTcpClient
+            self._client = tcp(host or "", port=tcp_port, **common)
         else:
-            self._client = ModbusSerialClient(serial_port, baudrate=baudrate, bytesize=bytesize,
-                                              parity=parity, stopbits=stopbits, **common)
+            serial = ModbusSerialClient if tap is None else _TappedSerialClient
+            self._client = serial(serial_port, baudrate=baudrate, bytesize=bytesize,
+                                  parity=parity, stopbits=stopbits, **common)
+        if tap is not None:
+            self._client.tap = tap  # type: ignore[union-attr]
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         if sending:
@@ -207,6 +217,45 @@ class WireClient:
                 _drain_socket(port, quiet_s, deadline)
         except (OSError, ValueError) as err:
             raise WireClosed(str(err)) from err
+
+
+class _Tapped:
+    """Shows ``tap`` what a pymodbus sync client sends, receives, opens and closes (see
+    the module docstring for the methods relied on). Mixed in before the client class."""
+
+    tap: WireTap
+
+    def connect(self) -> bool:
+        was_open = self.socket is not None  # type: ignore[attr-defined]
+        opened = bool(super().connect())  # type: ignore[misc]
+        if opened and not was_open:
+            self.tap.opened()
+        return opened
+
+    def close(self) -> None:
+        was_open = self.socket is not None  # type: ignore[attr-defined]
+        super().close()  # type: ignore[misc]
+        if was_open:
+            self.tap.closed()
+
+    def send(self, request: bytes, addr: tuple | None = None) -> int:
+        sent = super().send(request, addr)  # type: ignore[misc]
+        self.tap.sent(request[:sent] if isinstance(sent, int) else request)
+        return sent
+
+    def recv(self, size: int | None) -> bytes:
+        data = super().recv(size)  # type: ignore[misc]
+        if data:
+            self.tap.received(data)
+        return data
+
+
+class _TappedTcpClient(_Tapped, ModbusTcpClient):
+    pass
+
+
+class _TappedSerialClient(_Tapped, ModbusSerialClient):
+    pass
 
 
 def _drain_serial(port: Any, quiet_s: float, deadline: float) -> None:
@@ -333,9 +382,10 @@ class ServerHandle:
 
 async def serve(handler: Handler, unit_ids: list[int], protocol: LinkProtocol, *,
                 tcp_port: int | None = None, serial_port: str | None = None,
-                baudrate: int = 9600, before_reply: Callable[[int], None] | None = None
-                ) -> ServerHandle:
-    """Start a server in the running event loop; ``tcp_port`` 0 binds a free port.
+                baudrate: int = 9600, before_reply: Callable[[int], None] | None = None,
+                host: str = "127.0.0.1") -> ServerHandle:
+    """Start a server in the running event loop; ``tcp_port`` 0 binds a free port of
+    ``host``.
 
     ``before_reply(unit_id)`` runs in the loop just before an answer is framed and sent;
     blocking there delays the answer (and, like a half-duplex bus, everything after it).
@@ -354,7 +404,7 @@ async def serve(handler: Handler, unit_ids: list[int], protocol: LinkProtocol, *
     if serial_port is not None:
         server = ModbusSerialServer(devices, port=serial_port, baudrate=baudrate, **common)
     else:
-        server = ModbusTcpServer(devices, address=("127.0.0.1", tcp_port or 0), **common)
+        server = ModbusTcpServer(devices, address=(host, tcp_port or 0), **common)
     await server.serve_forever(background=True)
     bound = None if serial_port is not None else server.transport.sockets[0].getsockname()[1]
     return ServerHandle(server, bound)

@@ -24,7 +24,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from edge_agent.config.schema import LinkProtocol, RegisterKind
@@ -116,7 +116,7 @@ class SimServer:
 
     def __init__(self, units: Iterable[SimUnit], *, tcp_port: int | None = None,
                  serial_port: str | None = None, baudrate: int = 9600,
-                 protocol: LinkProtocol | None = None) -> None:
+                 protocol: LinkProtocol | None = None, host: str = "127.0.0.1") -> None:
         self.units = {unit.unit_id: unit for unit in units}
         self.protocol = protocol or (LinkProtocol.MODBUS_RTU if serial_port is not None
                                      else LinkProtocol.MODBUS_TCP)
@@ -124,6 +124,7 @@ class SimServer:
         self._tcp_port = tcp_port
         self._serial_port = serial_port
         self._baudrate = baudrate
+        self._host = host
         self._log: deque[ServedRequest] = deque(maxlen=100_000)
         self._loop = asyncio.new_event_loop()
         self._handle: ServerHandle | None = None
@@ -134,7 +135,8 @@ class SimServer:
         self._thread.start()
         started = serve(self._handle_request, list(self.units), self.protocol,
                         tcp_port=self._tcp_port, serial_port=self._serial_port,
-                        baudrate=self._baudrate, before_reply=self._before_reply)
+                        baudrate=self._baudrate, before_reply=self._before_reply,
+                        host=self._host)
         self._handle = asyncio.run_coroutine_threadsafe(started, self._loop).result(timeout=10)
         if self._handle.tcp_port is not None:
             self._tcp_port = self._handle.tcp_port
@@ -167,6 +169,14 @@ class SimServer:
         with self._lock:
             for offset, word in enumerate(words):
                 image[address + offset] = word
+
+    def set_image(self, unit_id: int, image: Mapping[tuple[RegisterKind, int], int]) -> None:
+        """Write words (or 32-bit values, in ``enron`` ranges) at (table, address) of one
+        unit, all in one step: no request is answered between two of them."""
+        unit = self.units[unit_id]
+        with self._lock:
+            for (kind, address), value in image.items():
+                unit.table(kind)[address] = value  # type: ignore[assignment]
 
     def set_values32(self, unit_id: int, kind: RegisterKind, address: int,
                      values: Iterable[int]) -> None:

@@ -20,6 +20,9 @@ The first three are transient (worth a retry); an exception reply is transient o
 codes 05/06 (acknowledge / busy) and the gateway codes 0A/0B. After a timeout or a bad
 answer, a late answer must not be read as the next request's: Modbus TCP drops the
 connection; RTU and ASCII (serial or TCP) wait until the line is quiet and discard it.
+
+With the link's ``record:`` setting, the wire client shows the link's recorder every
+byte sent and received (``pymodbus_api``'s tap; docs/capture-replay.md).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from typing import Any
 
 from edge_agent.config.schema import Link, LinkProtocol, RegisterKind, SerialLink, TcpLink
-from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError
+from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError, WireTap, open_recorder
 from edge_agent.modbus.pymodbus_api import Answer, NoAnswer, Unusable, WireClient, WireClosed
 from edge_agent.serialports import explain_missing
 
@@ -84,7 +87,8 @@ class ModbusLinkClient:
         if not link.protocol.is_modbus:
             raise ValueError(f"link {link.name} speaks {link.protocol.value}, not Modbus")
         self.link = link
-        self._wire = _make_wire(link)
+        self.recorder = open_recorder(link)  # the link's ``record:`` capture, if any
+        self._wire = _make_wire(link, self.recorder)
         self._timeout_ms = link.timeout_ms
         self._gap_s = request_gap_s(link)
         self._last_exchange_end = 0.0
@@ -165,7 +169,7 @@ class ModbusLinkClient:
                                         value=value)
         except WireClosed as err:
             log.debug("%s: %s", self.link.name, err)
-            self.close()
+            self._wire.close()
             raise LinkDown(f"{self.link.name}: connection to {_describe(self.link)} "
                            "broke or was closed by the other end") from err
         except NoAnswer as err:
@@ -214,25 +218,29 @@ class ModbusLinkClient:
         """Modbus TCP: drop the connection. RTU and ASCII, which carry no transaction id:
         wait until the line is quiet, then discard what arrived."""
         if isinstance(self.link, TcpLink) and self.link.protocol is LinkProtocol.MODBUS_TCP:
-            self.close()
+            self._wire.close()
             return
         try:
             self._wire.drain(_QUIET_LINE_S, self._timeout_ms / 1000)
         except WireClosed:  # port gone: the next request reconnects
-            self.close()
+            self._wire.close()
 
     def close(self) -> None:
+        """Close the connection or port, and end the link's recording: the poller is done
+        with the link. (After an error the connection alone is closed and reopened.)"""
         self._wire.close()
+        if self.recorder is not None:
+            self.recorder.finish()
 
 
-def _make_wire(link: Link) -> WireClient:
+def _make_wire(link: Link, tap: WireTap | None) -> WireClient:
     timeout_s = link.timeout_ms / 1000
     if isinstance(link, TcpLink):
         return WireClient(link.protocol, timeout_s=timeout_s, name=link.name, host=link.host,
-                          tcp_port=link.port)
+                          tcp_port=link.port, tap=tap)
     return WireClient(link.protocol, timeout_s=timeout_s, name=link.name,
                       serial_port=link.port, baudrate=link.baudrate, bytesize=link.bytesize,
-                      parity=link.parity.value, stopbits=link.stopbits)
+                      parity=link.parity.value, stopbits=link.stopbits, tap=tap)
 
 
 def _check_count(count: int, limit: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edge_agent.config.schema import RegisterKind
@@ -68,6 +69,7 @@ examples:
   edge-agent probe read 192.168.10.21 --ref 40001 --count 20 --find 12.5
   edge-agent probe read /dev/ttyUSB0 --baud 19200 --parity E --unit 3 --table input
   edge-agent probe read 192.168.10.30:4001 --protocol modbus-rtu-over-tcp --unit 2
+  edge-agent probe read /dev/ttyUSB0 --unit 3 --count 6 --record h2s.capture.jsonl
 
 """
 SCAN_EXAMPLES = """\
@@ -110,6 +112,10 @@ def _link_options() -> argparse.ArgumentParser:
                       help="how long to wait for each answer (read: 1000, scan: 200)")
     link.add_argument("--format", choices=["table", "json"], default="table",
                       help="table for people (default), json for scripts")
+    link.add_argument("--record", type=Path, metavar="FILE",
+                      help="also record every frame sent and received into this capture "
+                           "file (a new one, or one an earlier probe of the same protocol "
+                           "recorded, continued); see docs/capture-replay.md")
     return link
 
 

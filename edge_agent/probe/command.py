@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from edge_agent.config.schema import Link, RegisterKind, SerialLink
@@ -119,7 +119,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         print(f"edge-agent probe: {message}", file=sys.stderr)
         return status
     finally:
-        client.close()
+        _close(client)
     print(_render_read(plan, values, args.format))
     return 0
 
@@ -207,6 +207,20 @@ def _dropped(where: str) -> str:
             "try --unit 1, 0 or 255)")
 
 
+def _close(client: ModbusLinkClient) -> None:
+    """Close the link; with ``--record``, say what the capture holds once it is written
+    (a capture that could not be written was reported when it failed)."""
+    client.close()
+    recorder = client.recorder
+    if recorder is None:
+        return
+    from edge_agent.capture.recorder import LinkRecorder
+
+    if isinstance(recorder, LinkRecorder) and recorder.flush() and recorder.failure is None:
+        print(f"recorded {recorder.frames_recorded} frames in {recorder.path}",
+              file=sys.stderr)
+
+
 def _link(args: argparse.Namespace, default_timeout_ms: int) -> Link:
     target: Target = args.target
     timeout_ms = args.timeout_ms if args.timeout_ms is not None else default_timeout_ms
@@ -216,9 +230,10 @@ def _link(args: argparse.Namespace, default_timeout_ms: int) -> Link:
         raise UsageError("--baud must be a positive number, e.g. 9600")
     serial = SerialSettings(args.baud, args.parity, args.stopbits, args.bytesize)
     try:
-        return build_link(target, args.protocol, serial, timeout_ms)
+        link = build_link(target, args.protocol, serial, timeout_ms)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    return replace(link, record=args.record) if args.record is not None else link
 
 
 def _check_unit(unit_id: int, link: Link) -> None:
@@ -268,7 +283,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         _scan_result(where, report, args.format)
         return EXIT_INTERRUPTED
     finally:
-        client.close()
+        _close(client)
     progress.clear()
     return _scan_result(where, report, args.format)
 

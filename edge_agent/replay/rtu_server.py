@@ -44,7 +44,7 @@ class RtuReplayServer:
     async def start(self) -> RtuReplayServer:
         fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         try:
-            _configure(fd, *self._settings)
+            configure_port(fd, *self._settings)
         except (termios.error, ValueError):
             os.close(fd)
             raise
@@ -104,15 +104,16 @@ class RtuReplayServer:
             self._buffer = b""
 
 
-def _configure(fd: int, baudrate: int, parity: str, stopbits: int) -> None:
-    """Raw mode, 8 data bits, the given speed, parity and stop bits."""
+def configure_port(fd: int, baudrate: int, parity: str, stopbits: int,
+                   bytesize: int = 8) -> None:
+    """Raw mode and the given speed, parity, stop bits and data bits (7 or 8)."""
     tty.setraw(fd, termios.TCSANOW)
     attrs = termios.tcgetattr(fd)
     speed = getattr(termios, f"B{baudrate}", None)
     if speed is None:
         raise ValueError(f"unsupported baud rate {baudrate}")
-    attrs[2] &= ~(termios.PARENB | termios.PARODD | termios.CSTOPB)
+    attrs[2] &= ~(termios.PARENB | termios.PARODD | termios.CSTOPB | termios.CSIZE)
     attrs[2] |= _PARITY[parity] | (termios.CSTOPB if stopbits == 2 else 0) | termios.CLOCAL \
-        | termios.CREAD
+        | termios.CREAD | (termios.CS7 if bytesize == 7 else termios.CS8)
     attrs[4] = attrs[5] = speed
     termios.tcsetattr(fd, termios.TCSANOW, attrs)

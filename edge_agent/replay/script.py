@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_agent.capture.files import Capture
-from edge_agent.capture.format import Frame
+from edge_agent.capture.format import TEXT, Frame
 from edge_agent.capture.modbus_frames import rtu_adu, tcp_adu
 
 
@@ -46,6 +46,8 @@ def load_script(capture: Capture, link: str | None = None) -> Script:
         link = names[0]
     if link not in names:
         raise ScriptError(f"the capture has no link {link!r} (it has: {', '.join(names)})")
+    if capture.header.link(link).protocol == TEXT:
+        raise ScriptError(f"link {link!r} is a text link: replay it with 'replay text'")
     frames = capture.frames(link)
     answers = {f.xid: f for f in frames if f.dir == "rx" and f.xid is not None}
     exchanges = tuple(Exchange(f, answers.get(f.xid) if f.xid is not None else None)

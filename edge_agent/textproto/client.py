@@ -10,6 +10,9 @@ link's ``timeout_ms``; the caller decides what "no answer" means.
 In request mode a late answer to the previous request must not pass for the answer to
 the next one: input that arrived between polls is discarded before each request, and
 after a poll that got no answer the client first waits for the line to go quiet.
+
+With the link's ``record:`` setting, the stream is wrapped (``TappedStream``) so the
+link's recorder sees every byte written and read (docs/capture-replay.md).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from edge_agent.config.schema import Link, SerialLink
-from edge_agent.link import LinkDown, LinkError
+from edge_agent.link import LinkDown, LinkError, WireTap, open_recorder
 from edge_agent.serialports import open_serial_port
 from edge_agent.textproto.framing import Deframer, FrameEvent
 
@@ -87,6 +90,36 @@ class TcpStream:
         self._sock.close()
 
 
+class TappedStream:
+    """A ByteStream that shows a ``WireTap`` (the link's recording) every byte."""
+
+    def __init__(self, stream: ByteStream, tap: WireTap) -> None:
+        self._stream = stream
+        self._tap = tap
+        tap.opened()
+
+    def read(self, timeout_s: float) -> bytes:
+        return self._seen(self._stream.read(timeout_s))
+
+    def read_waiting(self) -> bytes:
+        return self._seen(self._stream.read_waiting())
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._tap.sent(data)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._tap.closed()
+
+    def _seen(self, data: bytes) -> bytes:
+        if data:
+            self._tap.received(data)
+        return data
+
+
 Wanted = Callable[[FrameEvent], bool]
 
 
@@ -96,6 +129,7 @@ class TextLinkClient:
     def __init__(self, link: Link) -> None:
         self.link = link
         self._stream: ByteStream | None = None
+        self._recorder = open_recorder(link)  # the link's ``record:`` capture, if any
         self._last_write = 0.0
         self._unsettled = False
 
@@ -124,6 +158,13 @@ class TextLinkClient:
         return events + self._read_until(stream, deframer, wanted, timeout_ms)
 
     def close(self) -> None:
+        """Close the port or connection and end the link's recording: the poller is done
+        with the link. (After an I/O error the connection alone is closed and reopened.)"""
+        self._disconnect()
+        if self._recorder is not None:
+            self._recorder.finish()
+
+    def _disconnect(self) -> None:
         if self._stream is not None:
             try:
                 self._stream.close()
@@ -165,6 +206,8 @@ class TextLinkClient:
     def _connected(self) -> ByteStream:
         if self._stream is None:
             self._stream = self._open()
+            if self._recorder is not None:
+                self._stream = TappedStream(self._stream, self._recorder)
         return self._stream
 
     def _open(self) -> ByteStream:
@@ -186,5 +229,5 @@ class TextLinkClient:
         try:
             return action()
         except OSError as err:
-            self.close()
+            self._disconnect()
             raise LinkDown(f"{self.link.name}: connection lost: {err}") from err

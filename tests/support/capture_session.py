@@ -122,3 +122,20 @@ def public_capture(name: str) -> Path:
                     f"in shared/captures/SOURCES.md from {SHARED} (a 'shared' folder beside "
                     "the repository; set EDGE_AGENT_SHARED_CAPTURES to use another folder)")
     return path
+
+
+def assert_replayed_to_the_end(process, requests: int) -> None:  # noqa: ANN001 - a Popen
+    """A strict ``edge-agent replay`` served all ``requests`` recorded requests in order.
+
+    An agent polls on after the recording's end; the replay exits 0 when it saw the last
+    recorded request first, or 8 naming the request after the end when that one came
+    before the replay looked: both mean every recorded request came, in order.
+    """
+    status = process.wait(timeout=60)
+    said, complained = process.stdout.read(), process.stderr.read()
+    if status == 0:
+        assert f"all {requests} recorded requests came in order" in said, said
+    else:
+        assert status == 8, complained
+        assert f"strict replay failed: request {requests + 1}: the recording has no more " \
+               f"requests (it held {requests})" in complained, complained

@@ -1,0 +1,105 @@
+"""Serve a strict text replay (``text.StrictTextReplay``) as a serial instrument, on a
+serial port or a pseudo-terminal: bytes in, recorded answers out with their recorded
+delays, streamed records on their recorded schedule (``speed`` times as fast).
+
+The port is opened with the standard library (termios) in raw mode, as the RTU replay's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import termios
+from collections.abc import Callable
+
+from edge_agent.replay.rtu_server import configure_port
+from edge_agent.replay.text import StrictTextReplay
+
+log = logging.getLogger(__name__)
+READ_SIZE = 4096
+
+
+class TextReplayServer:
+    """Plays ``replay`` on ``path``; ``finished`` once it is done and nothing is pending.
+    ``changed`` is called after every step, so a command can end when it finishes."""
+
+    def __init__(self, replay: StrictTextReplay, path: str, *, baudrate: int = 9600,
+                 parity: str = "N", stopbits: int = 1, bytesize: int = 8,
+                 speed: float = 1.0, changed: Callable[[], None] | None = None) -> None:
+        self.replay = replay
+        self._path = path
+        self._settings = (baudrate, parity, stopbits, bytesize)
+        self._speed = speed
+        self._changed = changed or (lambda: None)
+        self._fd: int | None = None
+        self._pending: set[asyncio.TimerHandle] = set()
+        self._muted = False
+
+    @property
+    def finished(self) -> bool:
+        return self.replay.done and not self._pending
+
+    async def start(self) -> TextReplayServer:
+        fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            configure_port(fd, *self._settings)
+        except (termios.error, ValueError):
+            os.close(fd)
+            raise
+        self._fd = fd
+        loop = asyncio.get_running_loop()
+        loop.add_reader(fd, self._readable)
+        for delay_s, data in self.replay.script.streamed:
+            self._later(delay_s / self._speed, data, streamed=True)
+        return self
+
+    async def close(self) -> None:
+        self._mute()
+        if self._fd is not None:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def _readable(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:  # an unplugged adapter: stop watching, say so once
+            log.error("replay: cannot read %s any more: %s", self._path, err.strerror)
+            asyncio.get_running_loop().remove_reader(self._fd)
+            return
+        if self._muted or not data:
+            return
+        sends = self.replay.feed(data)
+        if sends.mute:
+            self._mute()
+        else:
+            for delay_s, answer in sends.answers:
+                self._later(delay_s, answer, streamed=False)
+        self._changed()
+
+    def _later(self, delay_s: float, data: bytes, *, streamed: bool) -> None:
+        handle: asyncio.TimerHandle | None = None
+
+        def send() -> None:
+            self._pending.discard(handle)  # type: ignore[arg-type]
+            if self._muted or self._fd is None:
+                return
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._fd, data)
+            if streamed:
+                self.replay.streamed_sent += 1
+            self._changed()
+
+        handle = asyncio.get_running_loop().call_later(delay_s, send)
+        self._pending.add(handle)
+
+    def _mute(self) -> None:
+        self._muted = True
+        for handle in self._pending:
+            handle.cancel()
+        self._pending.clear()
