@@ -1,9 +1,14 @@
 """Wires a validated station config into running parts: outbox, pollers, forwarder.
 
 Start order: outbox first (so the first poll can commit whether or not a broker was
-ever reached), then the forwarder, then one poller per link. Stop order is the reverse:
-pollers stop, the forwarder gets ``mqtt.shutdown_grace_s`` for in-flight messages to be
-acknowledged and publishes the offline status, then the database is closed.
+ever reached), then the health endpoint (health/server.py), then the forwarder, then one
+poller per link. Stop order: the health endpoint closes, pollers stop, the forwarder gets
+``mqtt.shutdown_grace_s`` for in-flight messages to be acknowledged and publishes the
+offline status, then the database is closed.
+
+SIGHUP (``systemctl reload``) re-reads the station file: ``reload`` applies what changed
+(which pollers restart, what applies in place, what is refused: edge_agent/reload.py);
+an invalid file is refused with every problem logged, and the agent runs on unchanged.
 """
 
 from __future__ import annotations
@@ -11,14 +16,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
-from edge_agent.config.schema import Device, StationConfig
+from edge_agent.config.errors import ConfigError
+from edge_agent.config.loader import load_config
+from edge_agent.config.schema import StationConfig
 from edge_agent.driver import load_driver
 from edge_agent.forward.forwarder import Forwarder
+from edge_agent.health.server import HealthServer
 from edge_agent.poller import LinkPoller
+from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
 from edge_agent.store.outbox import Outbox
+from edge_agent.watchdog import Heartbeat, ServiceSupervisor, stop_budget_s
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +37,32 @@ log = logging.getLogger(__name__)
 class Agent:
     """The running agent for one station."""
 
-    def __init__(self, config: StationConfig) -> None:
+    def __init__(self, config: StationConfig,
+                 load: Callable[[Path], StationConfig] = load_config) -> None:
+        """``load`` reads the file again for a reload (``run --record`` adjusts it)."""
         self.config = config
+        self._load = load
         self._poll_stop = threading.Event()
+        self._stuck: list[str] = []  # pollers that did not stop for a reload
         self.outbox = Outbox(config.store.path, config.store.retention,
                              config.store.synchronous)
         self.forwarder = Forwarder(config.station_id, config.mqtt, self.outbox)
         self.outbox.on_append = self.forwarder.wake
         self.pollers = self._make_pollers()
+        self.health = HealthServer(config.health, self)
 
     def _make_pollers(self) -> list[LinkPoller]:
-        by_link: dict[str, list[Device]] = defaultdict(list)
-        for device in self.config.devices:
-            by_link[device.link].append(device)
-        return [
-            LinkPoller(self.config.links[name], [load_driver(d) for d in devices],
-                       self.outbox, self.config.polling, self._poll_stop)
-            for name, devices in by_link.items()
-        ]
+        return [self._make_poller(self.config, name) for name in devices_by_link(self.config)]
+
+    def _make_poller(self, config: StationConfig, link: str) -> LinkPoller:
+        """A poller for ``link`` with a stop event of its own, so a reload can restart it
+        alone (``stop_polling`` stops them all)."""
+        drivers = [load_driver(device) for device in devices_by_link(config)[link]]
+        return LinkPoller(config.links[link], drivers, self.outbox, config.polling,
+                          threading.Event())
 
     def start(self) -> None:
+        self.health.start()  # first: its 'drops since start' count starts here
         self.forwarder.start()
         for poller in self.pollers:
             poller.start()
@@ -59,17 +76,77 @@ class Agent:
         if self._poll_stop.is_set():
             return []
         threads = [self.forwarder.thread, *(poller.thread for poller in self.pollers)]
-        return [t.name for t in threads if t.ident is not None and not t.is_alive()]
+        return [*self._stuck,
+                *(t.name for t in threads if t.ident is not None and not t.is_alive())]
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every worker's heartbeat, for the service watchdog (watchdog.py), which finds
+        the hung ones: alive, and past the progress they promised."""
+        return [self.outbox.heartbeat, self.forwarder.heartbeat,
+                *(poller.heartbeat for poller in self.pollers)]
 
     def stop_polling(self) -> None:
         """Stop acquisition only; the forwarder keeps draining the outbox."""
         self._poll_stop.set()
+        for poller in self.pollers:  # all at once first, then wait for each
+            poller.stop(timeout_s=0)
         for poller in self.pollers:
-            if poller.thread.ident is not None:
-                poller.thread.join(timeout=30)
+            poller.stop()
+
+    def reload(self) -> bool:
+        """Re-read the station file and apply what changed; True if it was applied (or
+        nothing changed). Refused, with every reason logged, when the file is invalid or
+        a change needs a restart: then nothing changes."""
+        source = self.config.source
+        if source is None:
+            log.warning("reload requested, but the configuration was not read from a file")
+            return False
+        try:
+            new = self._load(source)
+        except ConfigError as err:
+            for issue in err.issues:
+                log.error("reload: %s", issue)
+            count = len(err.issues)
+            log.error("reload of %s refused: %d problem%s found; still running on the "
+                      "previous configuration", source, count, "s" * (count != 1))
+            return False
+        plan = plan_reload(self.config, new)
+        if plan.refused:
+            for reason in plan.refused:
+                log.error("reload: %s", reason)
+            log.error("reload of %s refused; still running on the previous configuration",
+                      source)
+            return False
+        if not plan.unchanged:
+            self._apply(new, plan)
+        self.config = new
+        log.info("reload of %s: %s", source, plan.summary())
+        return True
+
+    def _apply(self, new: StationConfig, plan: ReloadPlan) -> None:
+        started = {name: self._make_poller(new, name) for name in plan.pollers_started}
+        self.outbox.reconfigure(new.store.retention, new.store.synchronous)
+        stopping = [p for p in self.pollers if p.link.name in plan.pollers_stopped]
+        kept = [p for p in self.pollers if p.link.name not in plan.pollers_stopped]
+        for poller in kept if plan.polling else ():
+            poller.set_policy(new.polling)
+        if plan.forwarder:
+            self.forwarder.reconfigure(new.station_id, new.mqtt)
+        self.pollers = kept  # out of the list before they stop: never seen as dead
+        for poller in stopping:
+            if not poller.stop():  # still on the wire: a second owner must not start
+                log.error("poller of link %s did not stop within 30 s for the reload; "
+                          "the agent stops so that the service manager restarts it",
+                          poller.link.name)
+                self._stuck.append(poller.thread.name)
+                started.pop(poller.link.name, None)
+        self.pollers = kept + list(started.values())
+        for poller in started.values():
+            poller.start()
 
     def stop(self) -> None:
         """Clean stop: pollers, then the forwarder's bounded drain, then the database."""
+        self.health.stop()
         self.stop_polling()
         self.forwarder.stop()
         self.outbox.close()
@@ -90,19 +167,39 @@ def install_stop_signals() -> threading.Event:
     return stop
 
 
-def run_until_signalled(agent: Agent, stop: threading.Event) -> int:
-    """Run until ``stop`` is set (see install_stop_signals), then stop cleanly."""
+def install_reload_signal() -> threading.Event:
+    """SIGHUP sets the returned event; ``run_until_signalled`` then reloads. Install early:
+    SIGHUP's default action would end the process."""
+    requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: requested.set())
+    return requested
+
+
+def run_until_signalled(agent: Agent, stop: threading.Event,
+                        reload: threading.Event | None = None) -> int:
+    """Run until ``stop`` is set (see install_stop_signals), reloading the configuration
+    whenever ``reload`` is set (install_reload_signal), then stop cleanly. Under systemd
+    (``Type=notify``), report READY, watchdog keep-alives and STOPPING (watchdog.py)."""
     status = 0
+    service = ServiceSupervisor.from_environment(agent)
     try:
         if not stop.is_set():
             agent.start()
-        while not stop.wait(1.0):
+            service.ready()
+        while not stop.wait(service.tick_s):
+            if reload is not None and reload.is_set():
+                reload.clear()
+                service.reloading()
+                agent.reload()
+                service.ready()
             dead = agent.dead_threads()
             if dead:
                 log.critical("worker thread(s) %s ended unexpectedly; stopping so that the "
                              "service manager restarts the agent", ", ".join(dead))
                 status = 1
                 break
+            service.tick()
     finally:
+        service.stopping(stop_budget_s(agent.config.mqtt))
         agent.stop()
     return status

@@ -1,23 +1,28 @@
-"""Command line: ``edge-agent run|check|demo|probe|capture|replay``.
+"""Command line: ``edge-agent run|check|status|export|demo|probe|capture|replay|simulate``.
 
 Exit status: 0 success, 2 invalid configuration, 3 missing prerequisite (e.g. no
 Mosquitto for the demo), 1 anything else. ``probe`` adds its own (4-7, 130), listed by
-``edge-agent probe --help``; ``capture`` and ``replay`` theirs (4, 8) likewise.
+``edge-agent probe --help``; ``capture``, ``replay`` and ``simulate`` theirs (4, 8)
+likewise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.capture_cli import add_capture_parser, add_replay_parser
+from edge_agent.capture_cli import add_capture_parser, add_replay_parser, add_simulate_parser
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
+from edge_agent.ops.arguments import add_export_parser, add_status_parser
 from edge_agent.probe.arguments import add_probe_parser
 
 EXIT_CONFIG = 2
@@ -43,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the agent with a station file until stopped")
     run.add_argument("config", type=Path, help="station YAML file")
+    run.add_argument("--record", type=Path, metavar="FOLDER",
+                     help="record every frame sent and received on every link into "
+                          "FOLDER/LINK.capture.jsonl (continued if it exists), for a bug "
+                          "report or a test fixture; see docs/capture-replay.md")
     check = sub.add_parser("check", help="validate a station file and list every problem")
     check.add_argument("config", type=Path, help="station YAML file")
     demo = sub.add_parser("demo", help="run a simulated station with a private broker")
@@ -50,9 +59,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds (default: until Ctrl-C)")
     demo.add_argument("--workdir", type=Path, default=None,
                       help="where to keep the demo's files (default: a new temp folder)")
+    add_status_parser(sub)
+    add_export_parser(sub)
     add_probe_parser(sub)
     add_capture_parser(sub)
     add_replay_parser(sub)
+    add_simulate_parser(sub)
     return parser
 
 
@@ -77,21 +89,48 @@ def cmd_check(path: Path) -> int:
     return 0
 
 
-def cmd_run(path: Path) -> int:
-    from edge_agent.agent import Agent, install_stop_signals, run_until_signalled
+def cmd_run(path: Path, record: Path | None = None) -> int:
+    from edge_agent.agent import (
+        Agent,
+        install_reload_signal,
+        install_stop_signals,
+        run_until_signalled,
+    )
     from edge_agent.store.outbox import OutboxError
     from edge_agent.store.schema import SchemaError
 
+    # systemd's watchdog ends a hung agent with SIGABRT: every thread's stack goes to
+    # the journal first, so the restart leaves a trace of where it hung.
+    faulthandler.enable()
     stop = install_stop_signals()
+    reload = install_reload_signal()
     config = _load(path)
     if config is None:
         return EXIT_CONFIG
+
+    def reload_config(source: Path) -> StationConfig:
+        loaded = load_config(source)
+        return loaded if record is None else _recording_every_link(loaded, record)
+
+    if record is not None:
+        config = _recording_every_link(config, record)
     try:
-        agent = Agent(config)
+        agent = Agent(config, reload_config)
     except (SchemaError, OutboxError, OSError) as err:
         print(f"{config.store.path}: cannot open the outbox: {err}", file=sys.stderr)
         return 1
-    return run_until_signalled(agent, stop)
+    return run_until_signalled(agent, stop, reload)
+
+
+def _recording_every_link(config: StationConfig, folder: Path) -> StationConfig:
+    """``run --record FOLDER``: each link records into FOLDER/LINK.capture.jsonl, in place
+    of its own ``record:`` setting. A folder that cannot be made is reported by the
+    recorders, once per link; polling goes on."""
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    links = {name: replace(link, record=folder / f"{name}.capture.jsonl")
+             for name, link in config.links.items()}
+    return replace(config, links=links)
 
 
 def cmd_demo(duration_s: float | None, workdir: Path | None) -> int:
@@ -111,11 +150,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return cmd_check(args.config)
     if args.command == "run":
-        return cmd_run(args.config)
+        return cmd_run(args.config, args.record)
+    if args.command == "status":
+        from edge_agent.ops.status import run_status
+
+        return run_status(args)
+    if args.command == "export":
+        from edge_agent.ops.export import run_export
+
+        return run_export(args)
     if args.command in ("capture", "replay"):
         from edge_agent.capture.commands import run_capture, run_replay
 
         return run_capture(args) if args.command == "capture" else run_replay(args)
+    if args.command == "simulate":
+        from edge_agent.sim.simulate import run_simulate
+
+        return run_simulate(args)
     if args.command == "probe":
         from edge_agent.probe.command import run_probe
 

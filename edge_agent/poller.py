@@ -34,6 +34,7 @@ from edge_agent.link import LinkClient, LinkError, TimeoutAdjustable, open_link_
 from edge_agent.model import Sample, utc_now
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,26 @@ class LinkPoller:
         self._store_failing = False
         self.store_failures = 0
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
+        self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
     def start(self) -> None:
         self.thread.start()
 
+    def stop(self, timeout_s: float = 30) -> bool:
+        """Set the stop event given at construction and wait until the thread has closed
+        its link; False if it had not ended within ``timeout_s``."""
+        self._stop.set()
+        if self.thread.ident is not None:
+            self.thread.join(timeout=timeout_s)
+        return not self.thread.is_alive()
+
+    def set_policy(self, policy: PollingPolicy) -> None:
+        """Use ``policy`` from the next poll on (a reload); the link stays open."""
+        self._policy = policy
+        self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
+
     def _run(self) -> None:
+        self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
         client = open_link_client(self.link)
         start = time.monotonic()
         for state in self.devices:
@@ -108,6 +124,8 @@ class LinkPoller:
             while not self._stop.is_set():
                 state = min(self.devices, key=lambda s: s.next_due)
                 wait_s = state.next_due - time.monotonic()
+                self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
+                    state.driver.device, self.link, self._policy))
                 if wait_s > 0 and self._stop.wait(wait_s):
                     break
                 try:

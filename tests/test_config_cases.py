@@ -301,6 +301,9 @@ mqtt:
   topics:
     data: park/{station}/{device}/data
   reconnect_max_s: 60
+health:
+  host: 127.0.0.1
+  port: 9108
 """
 
 

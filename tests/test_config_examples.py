@@ -17,17 +17,20 @@ from edge_agent.config import (
     validate_acquisition,
     validate_channels,
     validate_devices,
+    validate_health,
     validate_links,
     validate_mqtt,
     validate_quality,
 )
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import MqttConfig, PollingPolicy, Retention, Topics
+from edge_agent.config.schema import HealthConfig, MqttConfig, PollingPolicy, Retention, Topics
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 EXAMPLE_ENV = {"EDGE_AGENT_MQTT_PASSWORD": "x"}
-EXAMPLES = sorted(CONFIG_DIR.rglob("*.yaml"))
+# Station files; simulate*.yaml are `edge-agent simulate` files, loaded by
+# tests/test_simulate_models.py.
+EXAMPLES = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if not p.name.startswith("simulate"))
 REFERENCE = CONFIG_DIR / "reference.yaml"
 
 
@@ -59,6 +62,7 @@ def test_reference_shows_the_real_defaults() -> None:
     assert config.store.path == CONFIG_DIR / "outbox.sqlite3"
     expected = MqttConfig(host="broker.local", client_id="edge-agent-ST01", topics=Topics())
     assert config.mqtt == expected
+    assert config.health == HealthConfig()
 
 
 ALL_KEYS = {
@@ -78,6 +82,7 @@ ALL_KEYS = {
     "mqtt": validate_mqtt.MQTT_KEYS,
     "tls": validate_mqtt.TLS_KEYS,
     "topics": validate_mqtt.TOPIC_KEYS,
+    "health": validate_health.HEALTH_KEYS,
 }
 
 

@@ -373,7 +373,7 @@ def test_broker_sigkilled_repeatedly_while_draining_backlog_loses_nothing(
         for round_no in range(BROKER_KILLS):
             # The agent is connected again and drains: the outbox shrinks by `step`.
             target = len(waiting_samples(outbox)) - step
-            wait_until(lambda t=target: len(waiting_samples(outbox)) <= t, 60,
+            wait_until(lambda t=target: len(waiting_samples(outbox)) <= t, 180,
                        f"round {round_no}: {step} more samples acknowledged")
             proxy.freeze()
             broker_flushed_to_collector(broker, collector, f"before-kill-{round_no}")

@@ -14,6 +14,7 @@ The file layout (the public format; every field is described in docs/configurati
                tls: {ca_file, cert_file, key_file, insecure_skip_verify}, keepalive_s, qos,
                topics: {data, gap, status}, max_inflight, max_samples_per_message,
                max_message_bytes, reconnect_min_s, reconnect_max_s, shutdown_grace_s}
+    health:   {enabled, host, port}                   local /healthz, /metrics, /status
 
 Everything is checked before anything is returned, and every problem is collected: the
 caller gets either a complete config or one ``ConfigError`` listing all issues by line.
@@ -42,11 +43,12 @@ from edge_agent.config.schema import (
     Synchronous,
 )
 from edge_agent.config.validate_devices import read_devices, topic_safe_problem
+from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
 from edge_agent.config.validate_mqtt import read_mqtt
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 
-TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt")
+TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
 POLLING_KEYS = ("retries", "retry_wait_s", "backoff_initial_s", "backoff_max_s")
 STORE_KEYS = ("path", "synchronous", "retention")
 RETENTION_KEYS = ("max_rows", "max_bytes", "max_age_s")
@@ -83,7 +85,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Stati
     places = _places(Path(path), env)
     profiles = ProfileLibrary(Path(path).absolute().parent, shipped_profile_dirs())
     station_id = _read_station(ck, top)
-    links = read_links(ck, top)
+    links = read_links(ck, top, places.state_dir)
     config = StationConfig(
         station_id=station_id or "",
         links=links.links,
@@ -92,6 +94,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Stati
         mqtt=read_mqtt(ck, top, station_id, env, places.secrets_dir),  # type: ignore[arg-type]
         polling=_read_polling(top),
         source=Path(path),
+        health=read_health(top),
     )
     issues = ck.issues + profiles.issues()
     if issues:

@@ -140,6 +140,7 @@ class TcpLink:
     timeout_ms: int = 1000
     connect_pause_ms: int = 0
     request_gap_ms: int = 0
+    record: Path | None = None  # capture file of every frame sent and received
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class SerialLink:
     timeout_ms: int = 1000
     request_gap_ms: int = 10
     connect_pause_ms: int = 0
+    record: Path | None = None  # capture file of every frame sent and received
 
 
 Link = TcpLink | SerialLink
@@ -419,6 +421,16 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """The agent's local HTTP endpoint: ``/healthz``, ``/metrics`` (Prometheus) and
+    ``/status`` (read by ``edge-agent status``). Port 0 takes any free port (tests)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+
+@dataclass(frozen=True)
 class StationConfig:
     """Everything one station's agent needs, validated."""
 
@@ -429,3 +441,4 @@ class StationConfig:
     mqtt: MqttConfig
     polling: PollingPolicy = field(default_factory=PollingPolicy)
     source: Path | None = None
+    health: HealthConfig = field(default_factory=HealthConfig)

@@ -17,6 +17,11 @@ Guarantees (reliability contract items 2-4):
   single sample larger than that still goes alone).
 * Reconnects back off exponentially with jitter (tenacity) from ``reconnect_min_s`` to
   ``reconnect_max_s``. A broken connection is logged once; the reconnection once.
+* New settings (``reconfigure``, a reload): claiming stops, in-flight messages get
+  ``shutdown_grace_s`` to be acknowledged, the session ends cleanly (offline status), and
+  the next session uses the new settings. What was still in flight is released and
+  re-sent on it with the same ids, like after a disconnect; it is never counted as
+  delivered.
 """
 
 from __future__ import annotations
@@ -25,16 +30,18 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 
 from edge_agent import __version__
 from edge_agent.config.schema import MqttConfig
 from edge_agent.forward.mqtt import MqttError, MqttSession
+from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
 from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
 from edge_agent.retry import Backoff
 from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.watchdog import Heartbeat, forwarder_connect_bound_s, forwarder_session_bound_s
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,11 @@ def _connect_timeout_s(keepalive_s: int) -> float:
 
 @dataclass
 class ForwarderStats:
-    """Counters for status output and tests."""
+    """Counters for status output, metrics and tests (written by the forwarder thread).
+
+    ``state_since`` (unix s): when ``connected`` last changed, or the forwarder started.
+    ``ack_latency``: seconds from handing a message to the MQTT session to its PUBACK.
+    """
 
     connected: bool = False
     sessions: int = 0
@@ -59,6 +70,9 @@ class ForwarderStats:
     acknowledged: int = 0
     rejected: int = 0
     in_flight: int = 0
+    state_since: float = field(default_factory=time.time)
+    last_error: str | None = None
+    ack_latency: Histogram = field(default_factory=Histogram)
 
 
 class Forwarder:
@@ -68,16 +82,22 @@ class Forwarder:
         self.station_id = station_id
         self.config = config
         self._outbox = outbox
-        self._acks: SimpleQueue[tuple[str, bool, str]] = SimpleQueue()
+        self._acks: SimpleQueue[tuple[str, bool, str, float]] = SimpleQueue()
+        self._sent_at: dict[str, float] = {}  # msg id -> monotonic time handed to paho
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._drain_deadline: float | None = None
         self._in_flight: set[str] = set()
         self._lost_reason: str | None = None
+        self._new_settings: tuple[str, MqttConfig] | None = None  # from reconfigure()
+        self._settings_lock = threading.Lock()
+        self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
+        self._outbox_failing = False
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self.stats = ForwarderStats()
         self.status_topic = config.topics.status.format(station=station_id)
         self.thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
     # -- public -----------------------------------------------------------------------
 
@@ -94,18 +114,31 @@ class Forwarder:
         self._drain_deadline = time.monotonic() + grace
         self._stopping.set()
         self._wake.set()
+        self._interrupt.set()
         if self.thread.ident is not None:
             self.thread.join(timeout=grace + 10)
+
+    def reconfigure(self, station_id: str, config: MqttConfig) -> None:
+        """Reconnect with new settings (a reload); returns at once. See the module
+        docstring for what happens to in-flight messages."""
+        with self._settings_lock:
+            self._new_settings = (station_id, config)
+            self._drain_deadline = time.monotonic() + self.config.shutdown_grace_s
+        self._wake.set()
+        self._interrupt.set()
 
     # -- session loop -----------------------------------------------------------------
 
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            self.heartbeat.beat(forwarder_connect_bound_s(self.config))
+            if self._take_new_settings():
+                failures = 0
             session = self._try_connect(failures)
             if session is None:
                 failures += 1
-                self._stopping.wait(self._backoff.delay_s(failures))
+                self._pause(self._backoff.delay_s(failures))
                 continue
             if failures or self.stats.sessions > 1:
                 log.info("connected to broker %s:%d again", self.config.host, self.config.port)
@@ -121,7 +154,27 @@ class Forwarder:
             short = time.monotonic() - started < _STABLE_SESSION_S
             failures = failures + 1 if short and not self._stopping.is_set() else 0
             if failures:
-                self._stopping.wait(self._backoff.delay_s(failures))
+                self._pause(self._backoff.delay_s(failures))
+
+    def _pause(self, delay_s: float) -> None:
+        """Back off before reconnecting; a stop or new settings end the pause at once."""
+        self._interrupt.clear()
+        if self._stopping.is_set() or self._new_settings is not None:
+            return
+        self._interrupt.wait(delay_s)
+
+    def _take_new_settings(self) -> bool:
+        """Switch to the settings ``reconfigure`` left, if any (between sessions only)."""
+        with self._settings_lock:
+            settings, self._new_settings = self._new_settings, None
+        if settings is None:
+            return False
+        self.station_id, self.config = settings
+        self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        self.status_topic = self.config.topics.status.format(station=self.station_id)
+        log.info("forwarder: connecting to broker %s:%d with the new settings",
+                 self.config.host, self.config.port)
+        return True
 
     def _try_connect(self, failures: int) -> MqttSession | None:
         self._lost_reason = None
@@ -136,12 +189,14 @@ class Forwarder:
             if session is not None:
                 session.close()
             self.stats.connect_failures += 1
+            self.stats.last_error = str(err)
             level = logging.WARNING if failures == 0 else logging.DEBUG
             log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
                     "with backoff", err)
             return None
         self.stats.sessions += 1
         self.stats.connected = True
+        self.stats.state_since = time.time()
         if self.stats.sessions == 1:
             log.info("connected to broker %s:%d", self.config.host, self.config.port)
         return session
@@ -151,20 +206,22 @@ class Forwarder:
         self._wake.set()
 
     def _on_ack(self, msg_id: str, accepted: bool, reason: str) -> None:
-        self._acks.put((msg_id, accepted, reason))
+        self._acks.put((msg_id, accepted, reason, time.monotonic()))
         self._wake.set()
 
     def _pump(self, session: MqttSession) -> None:
         boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
         while self._lost_reason is None:
+            self.heartbeat.beat(forwarder_session_bound_s(self.config))
             self._process_acks(session)
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._new_settings is not None:
                 if not self._in_flight or time.monotonic() >= (self._drain_deadline or 0):
                     return
             else:
                 self._fill_window(session, boundary)
             self._wake.wait(_IDLE_WAIT_S)
             self._wake.clear()
+        self.stats.last_error = self._lost_reason
         log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
                     "again", self._lost_reason, len(self._in_flight))
 
@@ -174,11 +231,20 @@ class Forwarder:
                 message = self._outbox.claim(boundary, self.config.max_samples_per_message,
                                              self._max_body_bytes())
             except OutboxError as err:
-                log.error("cannot read the outbox: %s", err)
+                self._outbox_trouble(err)
                 return
+            if self._outbox_failing:
+                self._outbox_failing = False
+                log.info("reading the outbox again")
             if message is None:
                 return
             self._publish(session, message)
+
+    def _outbox_trouble(self, err: OutboxError) -> None:
+        """Log a failing outbox once per episode (a full disk fails every claim)."""
+        if not self._outbox_failing:
+            self._outbox_failing = True
+            log.error("cannot read the outbox: %s; retrying, samples stay where they are", err)
 
     def _max_body_bytes(self) -> int:
         overhead = envelope_overhead_bytes(self.station_id, "x" * 64)
@@ -188,6 +254,7 @@ class Forwarder:
         template = self.config.topics.data if message.kind == "sample" else self.config.topics.gap
         topic = template.format(station=self.station_id, device=message.device_id)
         self._in_flight.add(message.msg_id)
+        self._sent_at[message.msg_id] = time.monotonic()
         try:
             session.publish(topic, encode_message(message, self.station_id), message.msg_id)
         except MqttError as err:
@@ -200,9 +267,12 @@ class Forwarder:
         accepted_ids = []
         while True:
             try:
-                msg_id, accepted, reason = self._acks.get_nowait()
+                msg_id, accepted, reason, acked_at = self._acks.get_nowait()
             except Empty:
                 break
+            sent_at = self._sent_at.pop(msg_id, None)  # None: sent in an earlier session
+            if accepted and sent_at is not None:
+                self.stats.ack_latency.observe(acked_at - sent_at)
             if accepted:  # even from an earlier session: the broker has it either way
                 accepted_ids.append(msg_id)
             else:
@@ -226,13 +296,19 @@ class Forwarder:
         self.stats.in_flight = len(self._in_flight)
 
     def _end_session(self, session: MqttSession) -> None:
-        graceful = self._stopping.is_set() and self._lost_reason is None
+        ending = self._stopping.is_set() or self._new_settings is not None
+        graceful = ending and self._lost_reason is None
+        if graceful and not self._stopping.is_set():
+            log.info("ending the broker session for new settings; %d unacknowledged "
+                     "messages will be sent again", len(self._in_flight))
         if graceful:
             session.close(self.status_topic, self._status(False))
         else:
             session.close()
         self.stats.connected = False
+        self.stats.state_since = time.time()
         self._in_flight.clear()
+        self._sent_at.clear()
         self.stats.in_flight = 0
         try:
             self._outbox.release_in_flight()

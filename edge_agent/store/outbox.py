@@ -9,7 +9,9 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   checkpoint, at most ``wal_autocheckpoint`` (1000) pages, typically the last few seconds.
 * **Group commit.** All writes go through one writer thread and one connection. Appends,
   claims and acknowledgements that arrive while a transaction is running are committed
-  together in the next one, so throughput does not fall to one fsync per sample.
+  together in the next one, so throughput does not fall to one fsync per sample. Reads
+  (depth, stats, the backlog boundary) run in a read transaction of their own that
+  writes nothing, so they still answer while the disk is full.
 * **Removed only on acknowledgement.** A row is deleted by ``ack(msg_id)`` only, which the
   forwarder calls on the broker's PUBACK. A claim writes the message id into its rows
   *before* the message is published, so after a crash the same rows are re-sent as the
@@ -24,16 +26,29 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
 * **Driver state with its sample.** A sample's ``driver_state`` (a GC's last published
   analysis) is written in the sample's own transaction: after any crash the state a
   driver gets back describes exactly the samples that were accepted.
-* **Loss window.** Nothing accepted is lost except by the retention rule above. A sample
-  whose append fails (disk full, I/O error) was never accepted: ``append`` raises, and the
-  loss is kept in memory and written as a gap row by the next transaction that commits.
-  That memory does not survive a restart while the disk is still full (a known gap).
+* **Loss window.** Nothing accepted is lost except by the retention rule above and a
+  corrupt file (below). A sample whose append fails (disk full, I/O error) was never
+  accepted: ``append`` raises, the loss is counted (``unstored_total``) and kept in memory,
+  and written as a ``store_error`` gap row by the next transaction that commits, so it
+  is published once space is back. That memory does not survive a restart while the disk
+  is still full (a known gap). While the disk is full nothing commits: claims and
+  acknowledgements fail too, and the samples already accepted stay where they are.
+* **Corrupt file.** A file SQLite reports as malformed or not a database, at open or at
+  any later statement, or a database that is not an outbox, is renamed to
+  ``<name>.corrupt-<UTC time>`` (kept) and a new outbox started at once, in the writer
+  thread; the operation that met the damage is retried on the new file. Its undelivered
+  samples are lost: those that can still be read are announced as gap events and counted
+  in ``meta.corrupt_lost_total``, numbering continues where it can be read, and one
+  ERROR line says what was lost (corruption.py). At most ``MAX_SET_ASIDE`` files are set
+  aside per run (more means failing storage); after that writes fail and are counted as
+  above. A file from a newer release is not corrupt: it is refused (``SchemaError``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -48,8 +63,9 @@ from typing import Any, TypeVar
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import Message, encode_sample_body
-from edge_agent.store import claims, retention
-from edge_agent.store.schema import ensure_schema
+from edge_agent.store import claims, corruption, retention
+from edge_agent.store.schema import NotAnOutbox, ensure_schema
+from edge_agent.watchdog import WRITER_BOUND_S, Heartbeat, waiting_for_watched_worker
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +75,11 @@ _MAX_OPS_PER_TRANSACTION = 512
 
 class OutboxError(Exception):
     """The outbox could not commit (disk full, I/O error, closed)."""
+
+
+class OutboxNotAnswering(OutboxError):
+    """The writer thread did not run a read within its deadline (hung, or stuck in a very
+    long transaction)."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +93,30 @@ class Accepted:
 
 @dataclass(frozen=True)
 class OutboxStats:
-    """Counts for status output and tests."""
+    """Counts for status output and tests. ``unstored_total`` and ``set_aside`` are this
+    run's (samples whose append failed; corrupt files renamed); ``corrupt_lost_total`` is
+    the file's (samples announced lost with corrupt files)."""
 
     rows: int
     samples: int
     gaps: int
+    oldest_acquired_at: float | None
+    dropped_total: int
+    in_flight_messages: int
+    bytes_in_use: int
+    unstored_total: int = 0
+    set_aside: tuple[Path, ...] = ()
+    corrupt_lost_total: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxDepth:
+    """What metrics and status read at every scrape, without scanning the table: row
+    counts kept by the writer, the oldest sample by commit order (the first sample row),
+    the persistent drop counter, the size of the pages in use."""
+
+    rows: int
+    samples: int
     oldest_acquired_at: float | None
     dropped_total: int
     in_flight_messages: int
@@ -87,6 +127,7 @@ class OutboxStats:
 class _Op:
     run: Callable[[sqlite3.Connection], Any]
     future: Future
+    reads_only: bool = False  # run apart from writes (see ``_writer``)
 
 
 class Outbox:
@@ -115,11 +156,22 @@ class Outbox:
         self._retention = retention.Enforcer(retention_limits, clock)
         self._unstored_lock = threading.Lock()
         self._closed = threading.Event()
+        self.unstored_total = 0  # samples whose append failed (disk full...), this run
+        self._corrupt = corruption.Replacements(self.path)
+        self.set_aside = self._corrupt.files  # corrupt files renamed, this run
+        self._reopen = False  # the connection was lost while replacing a corrupt file
+        self._txn_seqs: dict[str, int] = {}  # sequence numbers of the open transaction
+        self._last_seqs: dict[str, int] = {}  # ... and as committed (writer thread only)
+        # Highest outbox row id any file of this run has had (writer thread only): a new
+        # file after a corrupt one continues above it (a forwarder's backlog boundary is
+        # a row id, and ids never go backwards).
+        self._row_id_high = 0
         try:
-            self._conn = self._open_connection()
+            self._conn = self._open_or_set_aside()
         except sqlite3.Error as err:
             raise OutboxError(f"cannot open outbox {self.path}: {err}") from err
         self._thread = threading.Thread(target=self._writer, name="outbox-writer", daemon=True)
+        self.heartbeat = Heartbeat(self._thread.name)  # the service watchdog's (watchdog.py)
         self._thread.start()
 
     # -- connection and writer thread -------------------------------------------------
@@ -127,18 +179,62 @@ class Outbox:
     def _open_connection(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
-        conn.execute("PRAGMA busy_timeout=5000")
-        ensure_schema(conn)
-        self._retention.load(conn)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
+            self._conn_synchronous = self._synchronous
+            conn.execute("PRAGMA busy_timeout=5000")
+            ensure_schema(conn)
+            self._retention.load(conn)
+            self._row_id_high = max(self._row_id_high, corruption.last_row_id(conn))
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _open_or_set_aside(self) -> sqlite3.Connection:
+        """Open the outbox; a corrupt one is set aside and a new one started."""
+        try:
+            return self._open_connection()
+        except (sqlite3.DatabaseError, NotAnOutbox) as err:
+            if not self._corrupt.may_replace(err):
+                raise
+            return self._start_over(err)
+
+    def _start_over(self, err: BaseException) -> sqlite3.Connection:
+        """A new file in place of the corrupt one (writer thread, or before it starts)."""
+        conn = self._corrupt.start_over(err, self._open_connection, self._last_seqs,
+                                        self._row_id_high, self._clock())
+        self._row_id_high = max(self._row_id_high, corruption.last_row_id(conn))
+        self._retention.load(conn)
+        with self._in_flight_lock:  # carried gap events wait as claimed messages
+            self._resend_possible = True
+            self._release_generation += 1
+        return conn
+
+    def _replace_corrupt(self, err: BaseException) -> bool:
+        """The open file turned out corrupt: swap in a new one. False if it was not
+        corruption, or no new file could be started (retried at the next transaction)."""
+        if not self._corrupt.may_replace(err):
+            return False
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        try:
+            self._conn = self._start_over(err)
+        except (sqlite3.Error, OSError, NotAnOutbox) as exc:
+            log.error("outbox %s: cannot start a new outbox after a corrupt one (%s); "
+                      "retrying with the next write", self.path, exc)
+            self._reopen = True
+            return False
+        return True
 
     def _writer(self) -> None:
         while True:
+            self.heartbeat.idle()
             first = self._ops.get()
             if first is None:
                 return
+            self.heartbeat.beat(WRITER_BOUND_S)
             batch = [first]
             while len(batch) < _MAX_OPS_PER_TRANSACTION:
                 try:
@@ -149,13 +245,31 @@ class Outbox:
                     self._ops.put(None)
                     break
                 batch.append(nxt)
-            self._run_transaction(batch)
+            # Reads go in a read transaction of their own, without the pending gap rows
+            # and retention (writes): on a full disk they still answer (depth, status).
+            writes = [op for op in batch if not op.reads_only]
+            reads = [op for op in batch if op.reads_only]
+            if writes:
+                self._run_transaction(writes)
+            if reads:
+                self._run_transaction(reads, writes=False)
 
-    def _run_transaction(self, batch: list[_Op]) -> None:
+    def _run_transaction(self, batch: list[_Op], retry: bool = True,
+                         writes: bool = True) -> None:
+        """Run ``batch`` in one transaction; if the file turns out corrupt, once more on
+        the new file that replaces it. ``writes=False``: a read transaction for
+        operations that write nothing; it writes nothing either (no gap rows, no
+        retention), so it can succeed while the disk is full."""
         results: list[tuple[_Op, Any, BaseException | None]] = []
         unstored: dict[str, retention.PendingGap] = {}
+        self._txn_seqs.clear()
+        row_id_high = 0
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self._reopen:
+                self._conn = self._open_or_set_aside()
+                self._reopen = False
+            self._apply_synchronous()
+            self._conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
             for index, op in enumerate(batch):
                 savepoint = f"op{index}"
                 self._conn.execute(f"SAVEPOINT {savepoint}")
@@ -168,45 +282,99 @@ class Outbox:
                     self._conn.execute(f"ROLLBACK TO {savepoint}")
                     self._conn.execute(f"RELEASE {savepoint}")
                     results.append((op, None, err))
-            unstored = self._take_unstored()
-            self._write_unstored_gaps(unstored)
-            self._retention.enforce(self._conn)
+            if writes:
+                unstored = self._take_unstored()
+                self._write_unstored_gaps(unstored)
+                self._retention.enforce(self._conn)
+                row_id_high = corruption.last_row_id(self._conn)
             self._conn.execute("COMMIT")
         except Exception as err:  # sqlite3.Error, or a bug: either way nothing committed
-            if not isinstance(err, sqlite3.Error):
-                log.exception("outbox: unexpected error in a transaction; rolled back")
-            self._rollback_quietly()
-            self._restore_unstored(unstored)
-            try:
-                self._retention.reload_after_rollback(self._conn)
-            except sqlite3.Error:
-                log.exception("outbox: cannot recount rows after a failed transaction")
-            failure = OutboxError(f"outbox {self.path}: {err}")
-            failure.__cause__ = err
-            for op in batch:
-                op.future.set_exception(failure)
+            self._abort(batch, err, unstored, retry, writes)
             return
+        self._last_seqs.update(self._txn_seqs)
+        self._row_id_high = max(self._row_id_high, row_id_high)
         for op, value, error in results:
             if error is not None:
                 op.future.set_exception(error)
             else:
                 op.future.set_result(value)
 
+    def _abort(self, batch: list[_Op], err: Exception,
+               unstored: dict[str, retention.PendingGap], retry: bool, writes: bool) -> None:
+        """Nothing committed. A corrupt file is replaced and ``batch`` run once more on
+        the new one; otherwise every operation of ``batch`` fails with OutboxError."""
+        if not isinstance(err, sqlite3.Error | NotAnOutbox):
+            log.exception("outbox: unexpected error in a transaction; rolled back")
+        self._rollback_quietly()
+        self._restore_unstored(unstored)
+        if retry and self._replace_corrupt(err):
+            self._run_transaction(batch, retry=False, writes=writes)
+            return
+        if not self._reopen:
+            try:
+                self._retention.reload_after_rollback(self._conn)
+            except sqlite3.Error:
+                log.exception("outbox: cannot recount rows after a failed transaction")
+        failure = OutboxError(self._failure_text(err))
+        failure.__cause__ = err
+        for op in batch:
+            op.future.set_exception(failure)
+
+    def _failure_text(self, err: BaseException) -> str:
+        """What a failed transaction tells the callers; a full disk says how full."""
+        if (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL:
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(self.path.parent).free
+                return (f"outbox {self.path}: {err} ({free} bytes free on the file system "
+                        f"of {self.path.parent}); nothing can be stored until space is freed")
+        return f"outbox {self.path}: {err}"
+
+    def _apply_synchronous(self) -> None:
+        """``store.synchronous`` changed by a reload; SQLite allows it between transactions."""
+        if self._synchronous is not self._conn_synchronous:
+            self._conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
+            self._conn_synchronous = self._synchronous
+
+    def reconfigure(self, retention_limits: Retention, synchronous: Synchronous) -> None:
+        """New retention limits and durability (a reload), from the next transaction on."""
+        self._retention.limits = retention_limits
+        self._synchronous = synchronous
+
     def _rollback_quietly(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._conn.execute("ROLLBACK")
 
-    def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
+    def _submit(self, run: Callable[[sqlite3.Connection], T], reads_only: bool = False) -> T:
         """Run ``run`` in the writer's next transaction and wait for its commit.
+        ``reads_only``: ``run`` only reads (it then runs in a read transaction).
 
         No deadline: an operation that timed out here would still commit later, and the
         caller would have reported as failed what in fact succeeded.
         """
         if self._closed.is_set():
             raise OutboxError("outbox is closed")
-        op = _Op(run, Future())
+        op = _Op(run, Future(), reads_only)
         self._ops.put(op)
-        return op.future.result()
+        with waiting_for_watched_worker():  # the writer's own heartbeat covers this wait
+            return op.future.result()
+
+    def _submit_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float) -> T:
+        """Like ``_submit`` for an operation that writes nothing, with a deadline: giving
+        up on a read misreports nothing, and a hung writer must not hang the caller."""
+        if self._closed.is_set():
+            raise OutboxError("outbox is closed")
+        op = _Op(run, Future(), reads_only=True)
+        self._ops.put(op)
+        try:
+            return op.future.result(timeout=timeout_s)
+        except TimeoutError as err:
+            raise OutboxNotAnswering(
+                f"outbox writer did not answer within {timeout_s:g} s") from err
+
+    @property
+    def writer_alive(self) -> bool:
+        """False once the writer thread has ended (only ``close`` should end it)."""
+        return self._thread.is_alive()
 
     def close(self) -> None:
         """Finish queued writes, then close the database."""
@@ -252,6 +420,7 @@ class Outbox:
             [sample.device_id, seq, sample_id, sample.acquired_at.timestamp(), body],
         )
         self._retention.note_appended(1)
+        self._txn_seqs[sample.device_id] = seq
         return Accepted(int(cursor.lastrowid or 0), seq, sample_id)
 
     def driver_state(self, device_id: str) -> str | None:
@@ -262,11 +431,12 @@ class Outbox:
                                [device_id]).fetchone()
             return row[0] if row else None
 
-        return self._submit(run)
+        return self._submit(run, reads_only=True)
 
     def _remember_unstored(self, sample: Sample) -> None:
         at = sample.acquired_at.timestamp()
         with self._unstored_lock:
+            self.unstored_total += 1
             pending = self._unstored.get(sample.device_id)
             if pending is None:
                 self._unstored[sample.device_id] = retention.PendingGap(at, at, 1)
@@ -282,10 +452,11 @@ class Outbox:
     def _write_unstored_gaps(self, pending_gaps: dict[str, retention.PendingGap]) -> None:
         """Record samples that could not be stored earlier as gap events (no silent loss)."""
         for device_id, pending in pending_gaps.items():
-            retention.merge_gap(
+            if retention.merge_gap(
                 self._conn, device_id, pending.first_at, pending.last_at, pending.count,
                 None, None, "store_error",
-            )
+            ):
+                self._retention.note_gap_added()
 
     def _restore_unstored(self, pending_gaps: dict[str, retention.PendingGap]) -> None:
         with self._unstored_lock:
@@ -308,7 +479,7 @@ class Outbox:
                                [acquired_before]).fetchone()
             return int(row[0] or 0)
 
-        return self._submit(run)
+        return self._submit(run, reads_only=True)
 
     def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
         """Commit a message id into the next message's rows and return the message; it is
@@ -350,7 +521,8 @@ class Outbox:
                 kinds = conn.execute(
                     "DELETE FROM outbox WHERE msg_id = ? RETURNING kind", [msg_id]).fetchall()
                 deleted += len(kinds)
-                self._retention.note_deleted(sum(1 for (kind,) in kinds if kind == "sample"))
+                samples = sum(1 for (kind,) in kinds if kind == "sample")
+                self._retention.note_deleted(samples, len(kinds) - samples)
             return deleted
 
         try:
@@ -380,12 +552,31 @@ class Outbox:
             counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))
             oldest = conn.execute(
                 "SELECT MIN(acquired_at) FROM outbox WHERE kind = 'sample'").fetchone()[0]
-            dropped = conn.execute(
-                "SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()[0]
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                                     "('dropped_total', 'corrupt_lost_total')"))
             samples, gaps = counts.get("sample", 0), counts.get("gap", 0)
             with self._in_flight_lock:
                 in_flight = len(self._in_flight)
-            return OutboxStats(samples + gaps, samples, gaps, oldest, int(dropped),
-                               in_flight, retention.bytes_in_use(conn))
+            return OutboxStats(samples + gaps, samples, gaps, oldest,
+                               int(meta["dropped_total"]), in_flight,
+                               retention.bytes_in_use(conn), self.unstored_total,
+                               tuple(self.set_aside), int(meta.get("corrupt_lost_total", 0)))
 
-        return self._submit(run)
+        return self._submit(run, reads_only=True)
+
+    def depth(self, timeout_s: float = 5.0) -> OutboxDepth:
+        """Depth for metrics and status, cheap enough for every scrape (``stats`` scans
+        the table). Raises OutboxError when the writer does not answer within
+        ``timeout_s`` or the database fails."""
+        def run(conn: sqlite3.Connection) -> OutboxDepth:
+            oldest = conn.execute("SELECT acquired_at FROM outbox WHERE kind = 'sample' "
+                                  "ORDER BY id LIMIT 1").fetchone()
+            dropped = conn.execute(
+                "SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()[0]
+            with self._in_flight_lock:
+                in_flight = len(self._in_flight)
+            samples, gaps = self._retention.samples, self._retention.gaps
+            return OutboxDepth(samples + gaps, samples, oldest[0] if oldest else None,
+                               int(dropped), in_flight, retention.bytes_in_use(conn))
+
+        return self._submit_read(run, timeout_s)

@@ -60,10 +60,11 @@ def _iso(at: float) -> str:
 def merge_gap(
     conn: sqlite3.Connection, device_id: str, first_at: float, last_at: float, count: int,
     first_seq: int | None, last_seq: int | None, reason: str,
-) -> None:
+) -> bool:
     """Extend the device's latest unsent gap row if this run of drops continues its
     sequence range (so a range never covers a delivered sample), else start a new one.
-    Samples lost before storage have no sequence numbers; they merge with each other."""
+    Samples lost before storage have no sequence numbers; they merge with each other.
+    True when a new gap row was inserted (the caller counts rows, see ``Enforcer``)."""
     row = conn.execute(
         "SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND msg_id IS NULL "
         "ORDER BY id DESC LIMIT 1",
@@ -83,7 +84,7 @@ def merge_gap(
             "VALUES ('gap', ?, NULL, ?, ?, ?)",
             [device_id, json.loads(body)["id"], first_at, body],
         )
-        return
+        return True
     seqs_first = [s for s in (old["first_seq"], first_seq) if s is not None]
     seqs_last = [s for s in (old["last_seq"], last_seq) if s is not None]
     body = encode_gap_body(
@@ -92,6 +93,7 @@ def merge_gap(
         [*old["reasons"], reason],
     )
     conn.execute("UPDATE outbox SET body = ? WHERE id = ?", [body, row[0]])
+    return False
 
 
 def _contiguous_runs(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
@@ -115,28 +117,47 @@ def _contiguous_runs(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
 
 
 class Enforcer:
-    """Keeps the outbox inside its retention limits; state lives in the writer thread."""
+    """Keeps the outbox inside its retention limits; state lives in the writer thread.
+
+    It also keeps the number of sample and gap rows, counted once at start-up and then
+    kept up to date, so that depth can be read at every metrics scrape without a scan.
+    """
 
     def __init__(self, limits: Retention, clock: Callable[[], float]) -> None:
         self.limits = limits
         self._clock = clock
         self._samples = 0
+        self._gaps = 0
         self._dropping = False
         self._episode_drops = 0
         self._next_age_check = 0.0
 
     def load(self, conn: sqlite3.Connection) -> None:
-        """Count samples once at start-up; afterwards the count is kept incrementally."""
-        self._samples = conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'sample'").fetchone()[0]
+        """Count rows once at start-up; afterwards the counts are kept incrementally."""
+        counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))
+        self._samples, self._gaps = counts.get("sample", 0), counts.get("gap", 0)
 
     reload_after_rollback = load
+
+    @property
+    def samples(self) -> int:
+        """Sample rows in the outbox, as of the writer's current transaction."""
+        return self._samples
+
+    @property
+    def gaps(self) -> int:
+        """Gap rows in the outbox, as of the writer's current transaction."""
+        return self._gaps
 
     def note_appended(self, count: int) -> None:
         self._samples += count
 
-    def note_deleted(self, count: int) -> None:
+    def note_gap_added(self) -> None:
+        self._gaps += 1
+
+    def note_deleted(self, count: int, gaps: int = 0) -> None:
         self._samples -= count
+        self._gaps -= gaps
 
     def enforce(self, conn: sqlite3.Connection) -> None:
         """Drop what the limits require, inside the caller's transaction."""
@@ -194,8 +215,9 @@ class Enforcer:
         conn.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in rows])
         for device_id, run in _contiguous_runs(rows):
             times = [row[2] for row in run]
-            merge_gap(conn, device_id, min(times), max(times), len(run),
-                      run[0][3], run[-1][3], reason)
+            if merge_gap(conn, device_id, min(times), max(times), len(run),
+                         run[0][3], run[-1][3], reason):
+                self._gaps += 1
         conn.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped_total'",
             [len(rows)],

@@ -2,7 +2,8 @@
 
 The schema version lives in ``meta.schema_version``. A release that changes the schema adds
 a step to ``_MIGRATIONS``; opening an older file runs the missing steps in one transaction.
-A file newer than this release is refused rather than misread.
+A file newer than this release is refused rather than misread; a database that is not an
+outbox raises ``NotAnOutbox``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from collections.abc import Callable
 import sqlite_utils
 
 SCHEMA_VERSION = 2
+_TABLES = ("meta", "device_seq", "outbox")
 
 
 class SchemaError(Exception):
     """The outbox file was written by a newer release, or is not an outbox at all."""
+
+
+class NotAnOutbox(SchemaError):
+    """The file is a SQLite database but not an outbox (another program's tables, or an
+    outbox missing its tables): treated as corrupt, set aside (corruption.py)."""
 
 
 # No BEGIN/COMMIT inside: ensure_schema wraps all steps in one transaction.
@@ -71,7 +78,7 @@ def current_version(db: sqlite_utils.Database) -> int:
     """Schema version of an open database; 0 for a new, empty file."""
     if "meta" not in db.table_names():
         if db.table_names():
-            raise SchemaError("file holds tables but no edge-agent meta table: not an outbox")
+            raise NotAnOutbox("file holds tables but no edge-agent meta table: not an outbox")
         return 0
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
@@ -87,6 +94,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             f"({SCHEMA_VERSION}); upgrade edge-agent or move the file aside"
         )
     if version == SCHEMA_VERSION:
+        missing = sorted(set(_TABLES) - set(db.table_names()))
+        if missing:
+            raise NotAnOutbox(f"outbox tables missing: {', '.join(missing)}")
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

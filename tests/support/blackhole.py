@@ -30,6 +30,7 @@ class BlackHoleProxy:
         self._frozen = threading.Event()
         self._stop = threading.Event()
         self._pairs: dict[socket.socket, socket.socket] = {}
+        self.connections = 0  # accepted so far: a client that reconnected shows here
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._listener, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._run, daemon=True, name="blackhole")
@@ -58,6 +59,7 @@ class BlackHoleProxy:
 
     def _accept(self) -> None:
         client, _ = self._listener.accept()
+        self.connections += 1
         try:
             upstream = socket.create_connection(("127.0.0.1", self._target_port), timeout=2)
         except OSError:

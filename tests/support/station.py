@@ -14,8 +14,11 @@ from pathlib import Path
 
 def write_station(path: Path, *, links: dict, devices: list[dict], broker_port: int,
                   store: dict | None = None, mqtt: dict | None = None,
-                  polling: dict | None = None, station_id: str = "test-station") -> Path:
-    """Write a station file; ``mqtt`` entries override the fast test defaults."""
+                  polling: dict | None = None, station_id: str = "test-station",
+                  health: dict | None = None) -> Path:
+    """Write a station file; ``mqtt`` entries override the fast test defaults. The health
+    endpoint listens on a free port (0) unless ``health`` says otherwise, so agents of
+    tests running side by side never compete for the default port."""
     doc = {
         "station": {"id": station_id},
         "links": links,
@@ -26,6 +29,7 @@ def write_station(path: Path, *, links: dict, devices: list[dict], broker_port: 
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "client_id": f"agent-{station_id}",
                  "keepalive_s": 5, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
                  **(mqtt or {})},
+        "health": {"port": 0, **(health or {})},
     }
     path.write_text(json.dumps(doc, indent=2))
     return path
@@ -58,13 +62,16 @@ def outbox_rows(outbox_path: Path) -> int:
 class AgentProcess:
     """``edge-agent run CONFIG`` as a real child process (so it can be SIGKILLed)."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: variables added to the test's environment (NOTIFY_SOCKET, ...)."""
         self.config_path = config_path
         self.log_path = log_path
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AgentProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent", "--log-level", "debug", "run",
@@ -85,6 +92,11 @@ class AgentProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def reload(self) -> None:
+        """SIGHUP, what ``systemctl reload`` sends: re-read the station file."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
 
     def terminate(self, timeout_s: float = 30) -> int:
         assert self.process is not None

@@ -1,0 +1,56 @@
+"""The ``health:`` section: where the agent's local HTTP endpoint listens, if at all.
+
+The endpoint serves ``/healthz``, ``/metrics`` and ``/status`` (docs/metrics.md). It binds
+to this PC only (127.0.0.1) unless told otherwise: it needs no password, so exposing it
+on a station network is the technician's explicit choice (``host: 0.0.0.0``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from edge_agent.config.fields import Section
+from edge_agent.config.schema import HealthConfig
+from edge_agent.config.yamlsource import ScalarNode
+
+HEALTH_KEYS = ("enabled", "host", "port")
+_LISTEN_HINT = ("write the address and the port as two settings, as for the broker: "
+                "host: 127.0.0.1 and port: 9108")
+_HOST_EXPECTED = ("the IP address to listen on: 127.0.0.1 (this PC only), 0.0.0.0 (every "
+                  "network interface), ::1, or localhost")
+
+
+def read_health(top: Section) -> HealthConfig:
+    """The endpoint's settings; the defaults when the section is absent."""
+    default = HealthConfig()
+    entry = top.node.get("health")
+    if entry is not None and isinstance(entry.value, ScalarNode) \
+            and isinstance(entry.value.value, bool):
+        return replace(default, enabled=entry.value.value)  # health: false, like tls: false
+    sec = top.section("health", HEALTH_KEYS, {"listen": _LISTEN_HINT})
+    if sec is None:
+        return default
+    enabled = sec.flag("enabled", default.enabled)
+    host = sec.text("host", default.host, what=_HOST_EXPECTED)
+    if host is not None and not _bindable(host):
+        sec.report("host", f"expected {_HOST_EXPECTED}, found '{host}'")
+    port = sec.integer("port", default.port, 0, 65535,
+                       expected="an integer 1..65535 (or 0: any free port)")
+    return HealthConfig(
+        enabled=default.enabled if enabled is None else enabled,
+        host=host or default.host,
+        port=default.port if port is None else port,
+    )
+
+
+def _bindable(host: str) -> bool:
+    """An address of this PC's interfaces is an IP literal; names other than localhost
+    would depend on name resolution at start-up, and a typo would look like one."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

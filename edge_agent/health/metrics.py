@@ -1,0 +1,166 @@
+"""A Snapshot in the Prometheus text exposition format (version 0.0.4).
+
+Written by hand (a page of code) rather than with prometheus_client, so the agent on a
+station PC has no extra runtime dependency; the tests parse this output with
+prometheus_client's own parser, so a formatting slip fails there. Every name and label is
+documented in docs/metrics.md; change both together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from edge_agent.health.histogram import HistogramSnapshot
+from edge_agent.health.snapshot import DeviceView, Snapshot
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATES = ("ok", "degraded", "down")
+Sample = tuple[dict[str, str], float]
+
+
+def render(snapshot: Snapshot) -> str:
+    """The whole /metrics page for ``snapshot``."""
+    out: list[str] = []
+    _agent(out, snapshot)
+    _devices(out, snapshot.devices)
+    _family(out, "edge_agent_link_store_failures_total", "counter",
+            "Samples of this link that could not be stored (disk full, I/O error); "
+            "announced later as gap events.",
+            [({"link": link}, count) for link, count in snapshot.store_failures.items()])
+    _outbox(out, snapshot)
+    _broker(out, snapshot)
+    return "\n".join(out) + "\n"
+
+
+def _agent(out: list[str], snapshot: Snapshot) -> None:
+    _family(out, "edge_agent_info", "gauge", "Always 1; the labels name the agent and station.",
+            [({"version": snapshot.version, "station": snapshot.station}, 1)])
+    _family(out, "edge_agent_start_time_seconds", "gauge",
+            "When the agent started, in unix seconds.", [({}, snapshot.started_at)])
+    _family(out, "edge_agent_healthy", "gauge",
+            "1 when pollers, forwarder and outbox writer are alive (as /healthz says), else 0.",
+            [({}, int(snapshot.healthy))])
+
+
+def _devices(out: list[str], devices: Iterable[DeviceView]) -> None:
+    devices = list(devices)
+
+    def per_device(value: str) -> list[Sample]:
+        return [({"device": d.id, "link": d.link}, getattr(d, value)) for d in devices]
+
+    _family(out, "edge_agent_device_polls_total", "counter",
+            "Polls of the device, answered or not.", per_device("polls"))
+    _family(out, "edge_agent_device_errors_total", "counter",
+            "Failed polls of the device, by reason (timeout, no_connection, crc, ...).",
+            [({"device": d.id, "link": d.link, "reason": reason}, count)
+             for d in devices for reason, count in sorted(d.errors.items())])
+    _family(out, "edge_agent_device_samples_stored_total", "counter",
+            "Samples of the device committed to the outbox (failed polls included, as BAD).",
+            per_device("samples_stored"))
+    _family(out, "edge_agent_device_state", "gauge",
+            "1 for the device's current state (ok, degraded, down), 0 for the others.",
+            [({"device": d.id, "link": d.link, "state": state}, int(d.state == state))
+             for d in devices for state in STATES])
+    _family(out, "edge_agent_device_state_entered_total", "counter",
+            "Times the device became degraded or down (shows flapping).",
+            [({"device": d.id, "link": d.link, "state": state}, d.entered.get(state, 0))
+             for d in devices for state in STATES[1:]])
+    _family(out, "edge_agent_device_last_good_timestamp_seconds", "gauge",
+            "When the device last answered a poll, in unix seconds (absent: not yet).",
+            [({"device": d.id, "link": d.link}, d.last_good_at)
+             for d in devices if d.last_good_at is not None])
+    _family(out, "edge_agent_device_channel_isolated", "gauge",
+            "1 for each channel that answers Modbus exception 02 (illegal data address) "
+            "on its own, found by splitting a merged read.",
+            [({"device": d.id, "link": d.link, "channel": channel}, 1)
+             for d in devices for channel in sorted(d.isolated)])
+
+
+def _outbox(out: list[str], snapshot: Snapshot) -> None:
+    depth = snapshot.outbox.depth
+    if depth is None:  # not readable now: /healthz says why; absent beats a wrong 0
+        return
+    age = 0.0 if depth.oldest_acquired_at is None \
+        else max(0.0, snapshot.taken_at - depth.oldest_acquired_at)
+    _family(out, "edge_agent_outbox_rows", "gauge",
+            "Rows waiting in the outbox: samples plus gap events.", [({}, depth.rows)])
+    _family(out, "edge_agent_outbox_samples", "gauge",
+            "Samples waiting in the outbox for the broker's acknowledgement.",
+            [({}, depth.samples)])
+    _family(out, "edge_agent_outbox_oldest_sample_age_seconds", "gauge",
+            "Age of the oldest undelivered sample (0 when none waits).", [({}, age)])
+    _family(out, "edge_agent_outbox_dropped_samples_total", "counter",
+            "Undelivered samples dropped by the retention limits, over the outbox file's "
+            "life (kept across restarts).", [({}, depth.dropped_total)])
+    _family(out, "edge_agent_outbox_bytes", "gauge",
+            "Bytes of database pages in use (what store.retention.max_bytes limits).",
+            [({}, depth.bytes_in_use)])
+
+
+def _broker(out: list[str], snapshot: Snapshot) -> None:
+    broker = snapshot.broker
+    _family(out, "edge_agent_mqtt_connected", "gauge",
+            "1 while a session with the broker is up.", [({}, int(broker.connected))])
+    _family(out, "edge_agent_mqtt_sessions_total", "counter",
+            "Sessions established with the broker.", [({}, broker.sessions)])
+    _family(out, "edge_agent_mqtt_connect_failures_total", "counter",
+            "Failed attempts to connect to the broker.", [({}, broker.connect_failures)])
+    _family(out, "edge_agent_mqtt_messages_published_total", "counter",
+            "Messages handed to the broker (a message carries one or more samples).",
+            [({}, broker.published)])
+    _family(out, "edge_agent_mqtt_messages_acknowledged_total", "counter",
+            "Messages the broker acknowledged (PUBACK) and the outbox then deleted.",
+            [({}, broker.acknowledged)])
+    _family(out, "edge_agent_mqtt_messages_rejected_total", "counter",
+            "Messages the broker refused (MQTT 5 reason code); they stay in the outbox.",
+            [({}, broker.rejected)])
+    _family(out, "edge_agent_mqtt_in_flight_messages", "gauge",
+            "Messages sent and not yet acknowledged.", [({}, broker.in_flight)])
+    _histogram(out, "edge_agent_mqtt_ack_latency_seconds",
+               "Seconds from handing a message to the MQTT session to its PUBACK.",
+               broker.ack_latency)
+
+
+def _histogram(out: list[str], name: str, text: str, histogram: HistogramSnapshot) -> None:
+    out.append(f"# HELP {name} {_escape_help(text)}")
+    out.append(f"# TYPE {name} histogram")
+    for bound, count in zip(histogram.bounds, histogram.cumulative, strict=True):
+        out.append(f'{name}_bucket{{le="{_number(bound)}"}} {count}')
+    out.append(f'{name}_bucket{{le="+Inf"}} {histogram.count}')
+    out.append(f"{name}_sum {_number(histogram.sum)}")
+    out.append(f"{name}_count {histogram.count}")
+
+
+def _family(out: list[str], name: str, kind: str, text: str, samples: list[Sample]) -> None:
+    out.append(f"# HELP {name} {_escape_help(text)}")
+    out.append(f"# TYPE {name} {kind}")
+    for labels, value in samples:
+        out.append(f"{name}{_labels(labels)} {_number(value)}")
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{key}="{_escape_label(str(value))}"' for key, value in labels.items())
+    return "{" + inner + "}"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))

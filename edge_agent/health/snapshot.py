@@ -1,0 +1,206 @@
+"""One consistent-enough look at a running agent, from the counters its workers keep.
+
+Nothing here changes or locks a worker: each poller thread owns its ``DeviceState`` and
+the forwarder thread its ``ForwarderStats``; reading an int or copying a dict of them
+from another thread is safe under the GIL and at worst one poll out of date. The outbox
+is asked through its writer (``Outbox.depth``: counters, no table scan) with a deadline,
+so a hung writer makes the agent unhealthy instead of hanging the caller. Unhealthy means
+"a restart would help": a dead or hung worker thread. A broker outage, a dead device or a
+full disk are shown, not counted as unhealthy: the agent is doing what it can.
+
+``Snapshot.to_json`` is the ``/status`` document that ``edge-agent status`` renders.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from edge_agent import __version__
+from edge_agent.health.histogram import HistogramSnapshot
+from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
+from edge_agent.watchdog import stuck_workers
+
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
+
+STATUS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """One device as its poller sees it. Times are unix seconds."""
+
+    id: str
+    link: str
+    state: str  # ok | degraded | down
+    polls: int
+    errors: dict[str, int]  # failed polls by reason
+    entered: dict[str, int]  # times it became degraded / down
+    samples_stored: int
+    last_good_at: float | None
+    last_error: str | None
+    isolated: dict[str, str]  # channel -> what exception-02 isolation found
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """The forwarder's link to the broker."""
+
+    host: str
+    port: int
+    connected: bool
+    state_since: float
+    last_error: str | None
+    sessions: int
+    connect_failures: int
+    published: int
+    acknowledged: int
+    rejected: int
+    in_flight: int
+    ack_latency: HistogramSnapshot
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    """The outbox's depth, or why it could not be read."""
+
+    path: str
+    depth: OutboxDepth | None
+    error: str | None
+    dropped_at_start: int | None  # meta.dropped_total when the agent started
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything /healthz, /metrics and /status show; ``problems`` empty means healthy."""
+
+    station: str
+    version: str
+    started_at: float
+    taken_at: float
+    problems: tuple[str, ...]
+    devices: tuple[DeviceView, ...]
+    store_failures: dict[str, int]  # link -> samples that could not be stored
+    broker: BrokerView
+    outbox: OutboxView
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``/status`` document (docs/metrics.md): times as ISO-8601 UTC."""
+        depth = self.outbox.depth
+        broker = self.broker
+        return {
+            "v": STATUS_VERSION,
+            "source": "agent",
+            "station": self.station,
+            "version": self.version,
+            "started_at": _iso(self.started_at),
+            "taken_at": _iso(self.taken_at),
+            "healthy": self.healthy,
+            "problems": list(self.problems),
+            "devices": [_device_json(device) for device in self.devices],
+            "store_failures": self.store_failures,
+            "broker": {
+                "host": broker.host, "port": broker.port, "connected": broker.connected,
+                "since": _iso(broker.state_since), "last_error": broker.last_error,
+                "sessions": broker.sessions, "connect_failures": broker.connect_failures,
+                "published": broker.published, "acknowledged": broker.acknowledged,
+                "rejected": broker.rejected, "in_flight": broker.in_flight,
+                "ack_latency_median_le_s": median_bound(broker.ack_latency),
+            },
+            "outbox": {
+                "path": self.outbox.path,
+                "error": self.outbox.error,
+                "rows": depth.rows if depth else None,
+                "samples": depth.samples if depth else None,
+                "oldest_acquired_at": _iso(depth.oldest_acquired_at) if depth else None,
+                "dropped_total": depth.dropped_total if depth else None,
+                "dropped_since_start": _dropped_since_start(self.outbox),
+                "bytes_in_use": depth.bytes_in_use if depth else None,
+            },
+        }
+
+
+def take_snapshot(agent: Agent, started_at: float, dropped_at_start: int | None,
+                  outbox_timeout_s: float = 5.0) -> Snapshot:
+    """Read ``agent``'s counters now; see the module docstring for what that costs."""
+    problems = [f"worker thread {name} has ended" for name in agent.dead_threads()]
+    # A worker alive but making no progress (the watchdog's view): as unhealthy as a dead one.
+    problems += [f"worker thread {found.describe()}" for found in
+                 stuck_workers(agent.heartbeats(), time.monotonic()) if not found.ended]
+    if not agent.outbox.writer_alive:
+        problems.append("outbox writer thread has ended")
+    depth, error = None, None
+    try:
+        depth = agent.outbox.depth(outbox_timeout_s)
+    except OutboxError as err:  # disk full, I/O error: shown, but no reason to restart
+        error = str(err)
+        if isinstance(err, OutboxNotAnswering) and agent.outbox.writer_alive:
+            problems.append(f"outbox not answering: {err}")
+    pollers = list(agent.pollers)  # a reload may swap the list; take it once
+    stats = agent.forwarder.stats
+    mqtt = agent.forwarder.config
+    return Snapshot(
+        station=agent.config.station_id,
+        version=__version__,
+        started_at=started_at,
+        taken_at=time.time(),
+        problems=tuple(problems),
+        devices=tuple(_device_view(poller.link.name, state)
+                      for poller in pollers for state in list(poller.devices)),
+        store_failures={poller.link.name: poller.store_failures for poller in pollers},
+        broker=BrokerView(
+            mqtt.host, mqtt.port, stats.connected, stats.state_since, stats.last_error,
+            stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
+            stats.rejected, stats.in_flight, stats.ack_latency.snapshot()),
+        outbox=OutboxView(str(agent.outbox.path), depth, error, dropped_at_start),
+    )
+
+
+def _device_view(link: str, state: Any) -> DeviceView:
+    """``state`` is a poller's DeviceState; dict() copies are atomic under the GIL."""
+    return DeviceView(
+        id=state.device_id, link=link, state=str(state.health.value), polls=state.polls,
+        errors=dict(state.errors), entered=dict(state.entered),
+        samples_stored=state.samples_stored, last_good_at=state.last_good_at,
+        last_error=state.last_error,
+        isolated=dict(getattr(state.driver, "isolated", None) or {}))
+
+
+def _device_json(device: DeviceView) -> dict[str, Any]:
+    return {
+        "id": device.id, "link": device.link, "state": device.state, "polls": device.polls,
+        "errors": device.errors, "entered": device.entered,
+        "samples_stored": device.samples_stored,
+        "last_good_at": _iso(device.last_good_at) if device.last_good_at else None,
+        "last_error": device.last_error, "isolated_channels": device.isolated,
+    }
+
+
+def _dropped_since_start(outbox: OutboxView) -> int | None:
+    if outbox.depth is None or outbox.dropped_at_start is None:
+        return None
+    return outbox.depth.dropped_total - outbox.dropped_at_start
+
+
+def median_bound(histogram: HistogramSnapshot) -> float | None:
+    """The upper bound of the bucket holding the median observation (None: no
+    observations, or the median is above every bound)."""
+    if histogram.count == 0:
+        return None
+    half = histogram.count / 2
+    return next((bound for bound, count in zip(histogram.bounds, histogram.cumulative,
+                                               strict=True) if count >= half), None)
+
+
+def _iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    moment = datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,134 @@
+"""What a configuration reload (SIGHUP, ``systemctl reload``) changes: a pure diff of the
+running ``StationConfig`` and the one just loaded. ``Agent.reload`` applies the plan.
+
+* **Pollers.** One poller owns one link's wire. It restarts (stops, closes its port,
+  starts again with the new settings) when the link's settings changed or any device on
+  it was added, removed, changed or moved in the polling order. Pollers of other links
+  are not touched and poll on without a gap. Sequence numbers live in the outbox, so a
+  restarted device continues its numbering; a stateful driver (GC) gets its committed
+  state back, as after a restart of the agent.
+* **Forwarder.** Changed ``mqtt`` settings or a changed station id: the session ends
+  cleanly (in-flight messages get ``mqtt.shutdown_grace_s`` to be acknowledged; the rest
+  are released and re-sent with the same ids on the new session, never counted as
+  delivered) and the forwarder reconnects with the new settings.
+* **In place.** ``polling`` (retries, backoff), ``store.retention`` and
+  ``store.synchronous`` apply from the next poll or transaction; nothing restarts.
+* **Refused.** ``store.path`` (the open outbox cannot move, and the samples waiting in it
+  would be left behind) and ``health`` (the endpoint's address) need a restart of the
+  service. A reload applies the whole file or nothing: when either changed, nothing
+  changes and the log says what to do. So what runs is always exactly one version of
+  the file, never a mixture.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from edge_agent.config.schema import Device, StationConfig
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What to do to go from the running configuration to the new one.
+
+    ``pollers_stopped`` and ``pollers_started`` name links; a link in both restarts.
+    ``refused`` holds the reasons the whole reload must be refused (then nothing else in
+    the plan may be applied).
+    """
+
+    pollers_stopped: tuple[str, ...] = ()
+    pollers_started: tuple[str, ...] = ()
+    devices_added: tuple[str, ...] = ()
+    devices_removed: tuple[str, ...] = ()
+    devices_changed: tuple[str, ...] = ()
+    forwarder: bool = False
+    polling: bool = False
+    retention: bool = False
+    synchronous: bool = False
+    refused: tuple[str, ...] = ()
+
+    @property
+    def pollers_restarted(self) -> tuple[str, ...]:
+        return tuple(name for name in self.pollers_stopped if name in self.pollers_started)
+
+    @property
+    def unchanged(self) -> bool:
+        """Nothing to apply and nothing refused: an identical configuration."""
+        return self == ReloadPlan()
+
+    def summary(self) -> str:
+        """One log line saying what changed and what that does."""
+        restarted = self.pollers_restarted
+        parts = [
+            _names("devices changed", self.devices_changed),
+            _names("devices added", self.devices_added),
+            _names("devices removed", self.devices_removed),
+            _names("pollers restarted", restarted),
+            _names("pollers started", tuple(n for n in self.pollers_started
+                                            if n not in restarted)),
+            _names("pollers stopped", tuple(n for n in self.pollers_stopped
+                                            if n not in restarted)),
+            "mqtt: reconnecting with the new settings" if self.forwarder else "",
+            "polling policy updated" if self.polling else "",
+            "retention limits updated" if self.retention else "",
+            "store.synchronous updated" if self.synchronous else "",
+        ]
+        return "; ".join(part for part in parts if part) or "nothing changed"
+
+
+def _names(label: str, names: tuple[str, ...]) -> str:
+    return f"{label}: {', '.join(names)}" if names else ""
+
+
+def devices_by_link(config: StationConfig) -> dict[str, tuple[Device, ...]]:
+    """Each link that has devices, with its devices in polling order (one poller each)."""
+    groups: dict[str, list[Device]] = defaultdict(list)
+    for device in config.devices:
+        groups[device.link].append(device)
+    return {name: tuple(devices) for name, devices in groups.items()}
+
+
+def plan_reload(old: StationConfig, new: StationConfig) -> ReloadPlan:
+    """The plan for replacing ``old`` (running) by ``new`` (just loaded and valid)."""
+    refused = _refusals(old, new)
+    if refused:
+        return ReloadPlan(refused=refused)
+    old_links, new_links = devices_by_link(old), devices_by_link(new)
+
+    def changed(name: str) -> bool:
+        return old.links[name] != new.links[name] or old_links[name] != new_links[name]
+
+    old_devices = {device.id: device for device in old.devices}
+    new_devices = {device.id: device for device in new.devices}
+    return ReloadPlan(
+        pollers_stopped=tuple(sorted(n for n in old_links if n not in new_links or changed(n))),
+        pollers_started=tuple(sorted(n for n in new_links if n not in old_links or changed(n))),
+        devices_added=tuple(sorted(new_devices.keys() - old_devices.keys())),
+        devices_removed=tuple(sorted(old_devices.keys() - new_devices.keys())),
+        devices_changed=tuple(sorted(i for i in old_devices.keys() & new_devices.keys()
+                                     if old_devices[i] != new_devices[i])),
+        forwarder=old.mqtt != new.mqtt or old.station_id != new.station_id,
+        polling=old.polling != new.polling,
+        retention=old.store.retention != new.store.retention,
+        synchronous=old.store.synchronous != new.store.synchronous,
+    )
+
+
+def _refusals(old: StationConfig, new: StationConfig) -> tuple[str, ...]:
+    reasons = []
+    if old.store.path != new.store.path:
+        reasons.append(
+            f"store.path changed from {old.store.path} to {new.store.path}: the outbox "
+            "cannot move while the agent runs; restart the service to use the new file "
+            f"(samples still waiting in {old.store.path} stay there)")
+    if old.health != new.health:
+        reasons.append(
+            f"health changed from {_endpoint(old)} to {_endpoint(new)}: the endpoint "
+            "cannot move while the agent runs; restart the service to use it")
+    return tuple(reasons)
+
+
+def _endpoint(config: StationConfig) -> str:
+    health = config.health
+    return f"{health.host}:{health.port}" if health.enabled else "disabled"

@@ -1,0 +1,211 @@
+"""scripts/install and scripts/uninstall, run for real against a temporary root (the
+``--root`` image builders use): the agent in its own virtual environment from a wheel of
+the checkout, the unit, the user, the example station file.
+
+Proved here: a second run changes nothing at all (every file, mode, owner and time as
+before); an upgrade from a newer checkout replaces the agent and keeps a technician's
+station file, the secrets file and the outbox byte for byte, and the new version reads
+the buffered sample; uninstall keeps them; --purge removes them; the installed unit
+passes ``systemd-analyze verify`` with no warning at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config.schema import MqttConfig, Retention
+from edge_agent.model import Quality, Reading, Sample
+from edge_agent.store.outbox import Outbox
+from edge_agent.watchdog import stop_budget_s
+
+REPO = Path(__file__).parent.parent
+UNIT = REPO / "systemd" / "edge-agent.service"
+VENV = "opt/edge-agent/venv"
+AS_ROOT = os.geteuid() == 0
+
+
+def run(script: Path, *args: str) -> str:
+    done = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{script.name} {args}: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def new_root(path: Path) -> Path:
+    """A system's /etc as the installer finds it on Debian (dialout exists)."""
+    (path / "etc").mkdir(parents=True)
+    for name in ("passwd", "group"):
+        shutil.copy(f"/etc/{name}", path / "etc" / name)
+    return path
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything about every file under ``root`` that a change would alter."""
+    seen: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            info = path.lstat()
+            content = (os.readlink(path) if path.is_symlink()
+                       else hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file()
+                       else None)
+            seen[str(path.relative_to(root))] = (info.st_mode, info.st_uid, info.st_gid,
+                                                 info.st_size, info.st_mtime_ns, content)
+    return seen
+
+
+def digest(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode
+
+
+def venv_python(root: Path, code: str) -> str:
+    done = subprocess.run([str(root / VENV / "bin" / "python"), "-I", "-c", code],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    root = new_root(tmp_path_factory.mktemp("install") / "root")
+    output = run(REPO / "scripts" / "install", "--root", str(root), "--no-systemctl")
+    assert "edge-agent 0.1" in output and f"installed in {root}" in output, output
+    return root
+
+
+def test_a_second_install_changes_nothing(installed):
+    before = snapshot(installed)
+    output = run(REPO / "scripts" / "install", "--root", str(installed), "--no-systemctl")
+    assert "nothing changed" in output, output
+    assert snapshot(installed) == before
+
+
+def test_the_agent_runs_from_its_own_environment_with_the_example_station(installed):
+    env = {**os.environ, "EDGE_AGENT_MQTT_PASSWORD": "secret"}
+    station = installed / "etc/edge-agent/station.yaml"
+    check = subprocess.run([str(installed / VENV / "bin/python"), "-I", "-m", "edge_agent",
+                            "check", str(station)],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert check.returncode == 0 and check.stdout.startswith("OK:"), check.stderr
+    assert venv_python(installed, "import edge_agent; print(edge_agent.__file__)") \
+        .startswith(str(installed / VENV)), "the wheel's copy, not this checkout's"
+    assert station.read_bytes() == (REPO / "config/station.example.yaml").read_bytes()
+    assert station.stat().st_mode & 0o777 == 0o640
+    assert (installed / "etc/edge-agent/edge-agent.env").stat().st_mode & 0o777 == 0o600
+    # Paths name /opt/edge-agent, where the image will have it, not the build root.
+    script = (installed / VENV / "bin/edge-agent").read_text()
+    assert script.startswith("#!/opt/edge-agent/venv/bin/python\n")
+    assert os.readlink(installed / "usr/local/bin/edge-agent") == \
+        "/opt/edge-agent/venv/bin/edge-agent"
+    assert (installed / "etc/systemd/system/edge-agent.service").read_bytes() == \
+        UNIT.read_bytes()
+    passwd = (installed / "etc/passwd").read_text()
+    if AS_ROOT:
+        assert re.search(r"^edge-agent:x:\d+:\d+:.*:/var/lib/edge-agent:/usr/sbin/nologin$",
+                         passwd, re.MULTILINE), passwd
+        dialout = next(line for line in (installed / "etc/group").read_text().splitlines()
+                       if line.startswith("dialout:"))
+        assert "edge-agent" in dialout.split(":")[3].split(",")
+    else:
+        assert "edge-agent:" not in passwd  # created at the image's first boot instead
+
+
+def test_the_installed_unit_passes_systemd_analyze_verify(installed, tmp_path):
+    """Verified in a root of its own holding what the unit refers to: the host's units
+    (network-online.target, ...), /bin/kill, and the installed agent."""
+    verify_root = tmp_path / "verify"
+    units = next(Path(p) for p in ("/usr/lib/systemd/system", "/lib/systemd/system")
+                 if Path(p).is_dir())
+    shutil.copytree(units, verify_root / "usr/lib/systemd/system", symlinks=True)
+    for path in ("etc/systemd/system/edge-agent.service",
+                 f"{VENV}/bin/edge-agent"):
+        (verify_root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(installed / path, verify_root / path)
+    (verify_root / "bin").mkdir()
+    shutil.copy2(shutil.which("kill") or "/bin/kill", verify_root / "bin/kill")
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={verify_root}",
+                           "edge-agent.service"], capture_output=True, text=True, timeout=60)
+    # verify exits 0 on unknown settings too: any line it prints is a failure here.
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_the_unit_gives_a_clean_stop_the_time_the_agent_asks_for():
+    unit = UNIT.read_text()
+    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.MULTILINE))
+    assert settings["Type"] == "notify" and int(settings["WatchdogSec"]) > 0
+    default = MqttConfig(host="x")
+    assert int(settings["TimeoutStopSec"]) == stop_budget_s(default)
+
+
+def copy_checkout(destination: Path) -> Path:
+    shutil.copytree(REPO, destination, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache",
+        ".ruff_cache", "*.sqlite3*"))
+    return destination
+
+
+def bump_version(checkout: Path, old: str, new: str) -> None:
+    for relative, pattern in (("pyproject.toml", 'version = "{}"'),
+                              ("edge_agent/__init__.py", '__version__ = "{}"')):
+        path = checkout / relative
+        text = path.read_text()
+        assert pattern.format(old) in text, relative
+        path.write_text(text.replace(pattern.format(old), pattern.format(new), 1))
+
+
+def test_upgrade_keeps_station_file_secrets_and_outbox_uninstall_too_purge_does_not(
+        tmp_path):
+    checkout = copy_checkout(tmp_path / "checkout")
+    root = new_root(tmp_path / "root")
+    run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    version = venv_python(root, "import edge_agent; print(edge_agent.__version__)")
+
+    station = root / "etc/edge-agent/station.yaml"
+    secrets = root / "etc/edge-agent/edge-agent.env"
+    station.write_text(station.read_text() + "# tuned on site by the technician\n")
+    secrets.write_text("EDGE_AGENT_MQTT_PASSWORD=on-site\n")
+    outbox_path = root / "var/lib/edge-agent/outbox.sqlite3"
+    at = datetime.now(UTC)
+    outbox = Outbox(outbox_path, Retention())
+    outbox.append(Sample("h2s-1", at, (Reading("h2s-1", "h2s", 1.5, "ppm", Quality.GOOD,
+                                                at),)))
+    outbox.close()  # a sample buffered, not yet delivered
+    kept = {path: digest(path) for path in (station, secrets, outbox_path)}
+
+    bump_version(checkout, version, "99.0.0")
+    output = run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    assert "edge-agent 99.0.0 installed" in output, output
+    assert venv_python(root, "from importlib.metadata import version; "
+                              "print(version('edge-agent'))") == "99.0.0"
+    assert {path: digest(path) for path in kept} == kept
+    # The new version finds the buffered sample in the outbox the old one left.
+    assert venv_python(root, f"""
+from edge_agent.config.schema import Retention
+from edge_agent.store.outbox import Outbox
+box = Outbox({str(outbox_path)!r}, Retention())
+print(box.stats().samples)
+box.close()""") == "1"
+    kept = {path: digest(path) for path in kept}
+
+    output = run(checkout / "scripts/uninstall", "--root", str(root), "--no-systemctl")
+    assert "kept /var/lib/edge-agent" in output and "kept /etc/edge-agent" in output, output
+    assert {path: digest(path) for path in kept} == kept
+    for gone in (VENV, "etc/systemd/system/edge-agent.service", "usr/local/bin/edge-agent",
+                 "usr/local/lib/sysusers.d/edge-agent.conf"):
+        assert not (root / gone).exists() and not (root / gone).is_symlink(), gone
+
+    run(checkout / "scripts/uninstall", "--root", str(root), "--no-systemctl", "--purge")
+    assert not (root / "etc/edge-agent").exists()
+    assert not (root / "var/lib/edge-agent").exists()
+
+
+def test_the_installer_refuses_unknown_arguments():
+    done = subprocess.run([str(REPO / "scripts/install"), "--frobnicate"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "unknown argument: --frobnicate" in done.stderr
