@@ -49,7 +49,7 @@ def parse_environment_file(text: str) -> dict[str, str]:
         if NAME.match(name):
             found[name] = data
 
-    for c in text + "\n":
+    for c in text:
         if state == "pre_key":
             if c in COMMENTS:
                 state = "comment"
@@ -116,11 +116,10 @@ def parse_environment_file(text: str) -> dict[str, str]:
                 value.append(c)
             elif c not in NEWLINE:
                 value.extend(("\\", c))
-        elif state == "comment":
-            if c in NEWLINE:
-                state = "pre_key"
-    # An unterminated quote at the end of the file: systemd keeps what it read.
-    if state in ("single", "double", "double_escape"):
+        elif state == "comment" and c in NEWLINE:
+            state = "pre_key"
+    # The last line without a newline, or an unterminated quote: systemd keeps it.
+    if state not in ("pre_key", "key", "comment"):
         push()
     return found
 

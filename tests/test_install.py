@@ -6,16 +6,22 @@ Proved here: a second run changes nothing at all (every file, mode, owner and ti
 before); an upgrade from a newer checkout replaces the agent and keeps a technician's
 station file, the secrets file and the outbox byte for byte, and the new version reads
 the buffered sample; uninstall keeps them; --purge removes them; the installed unit
-passes ``systemd-analyze verify`` with no warning at all.
+passes ``systemd-analyze verify`` with no warning at all; an upgrade is made beside the
+environment in use and switched to only when complete and checked (a failed pip or a
+refused station file leave the one in use untouched, a second run completes it); the
+secrets file is parsed as systemd reads it, never run, and the check runs as the
+service's user.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +36,11 @@ REPO = Path(__file__).parent.parent
 UNIT = REPO / "systemd" / "edge-agent.service"
 VENV = "opt/edge-agent/venv"
 AS_ROOT = os.geteuid() == 0
+
+
+def install(checkout: Path, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(checkout / "scripts/install"), "--root", str(root),
+                           "--no-systemctl"], capture_output=True, text=True, timeout=900)
 
 
 def run(script: Path, *args: str) -> str:
@@ -99,8 +110,12 @@ def test_the_agent_runs_from_its_own_environment_with_the_example_station(instal
     assert station.stat().st_mode & 0o777 == 0o640
     assert (installed / "etc/edge-agent/edge-agent.env").stat().st_mode & 0o777 == 0o600
     # Paths name /opt/edge-agent, where the image will have it, not the build root.
+    # The scripts name their own environment, not the link: a running agent keeps
+    # reading its own files when an upgrade switches the link.
+    in_use = os.readlink(installed / VENV)
+    assert re.fullmatch(r"venv-0\.1\.0-[0-9a-f]{12}", in_use), in_use
     script = (installed / VENV / "bin/edge-agent").read_text()
-    assert script.startswith("#!/opt/edge-agent/venv/bin/python\n")
+    assert script.startswith(f"#!/opt/edge-agent/{in_use}/bin/python\n")
     assert os.readlink(installed / "usr/local/bin/edge-agent") == \
         "/opt/edge-agent/venv/bin/edge-agent"
     assert (installed / "etc/systemd/system/edge-agent.service").read_bytes() == \
@@ -209,3 +224,128 @@ def test_the_installer_refuses_unknown_arguments():
     done = subprocess.run([str(REPO / "scripts/install"), "--frobnicate"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "unknown argument: --frobnicate" in done.stderr
+
+
+AS_SERVICE = REPO / "scripts/as-service.py"
+
+
+def test_the_secrets_file_is_parsed_as_systemd_reads_it_never_run(tmp_path):
+    """EnvironmentFile= is not a shell script: what systemd would pass reaches the
+    command whole, and nothing in the file runs."""
+    ran = tmp_path / "ran"
+    (tmp_path / "edge-agent.env").write_text(
+        f"EDGE_AGENT_MQTT_PASSWORD=s3cret touch {ran}\n"
+        f"# COMMENTED=1\n; ALSO_COMMENTED=1\n"
+        f"  SPACED  =  a  b  \n"
+        f"SINGLE='$(touch {ran}) \\n'\n"
+        f'DOUBLE="x\\"y\\$HOME\\q"\n'
+        f"JOINED=one\\\ntwo\n"
+        f"QUOTED_IN_VALUE=it's \"so\"\n"
+        f"EXPANDED=$HOME`touch {ran}`\n"
+        f"export EXPORTED=1\nNO_EQUALS\n9BAD=1\nEMPTY=\nLAST=no newline  ")
+    show = "import json, os; print(json.dumps(dict(os.environ)))"
+    done = subprocess.run(
+        ["python3", "-I", str(AS_SERVICE), "--env-file", str(tmp_path / "edge-agent.env"),
+         "--set", "STATE_DIRECTORY=/var/lib/edge-agent", "--", "python3", "-c", show],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "LEAKED": "from the caller"})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert not ran.exists()
+    assert {key: seen[key] for key in seen if key not in ("PATH", "LANG")} == {
+        "EDGE_AGENT_MQTT_PASSWORD": f"s3cret touch {ran}",
+        "SPACED": "a  b",
+        "SINGLE": f"$(touch {ran}) \\n",
+        "DOUBLE": 'x"y$HOME\\q',
+        "JOINED": "onetwo",
+        "QUOTED_IN_VALUE": "it's \"so\"",
+        "EXPANDED": f"$HOME`touch {ran}`",
+        "EMPTY": "",
+        "LAST": "no newline",
+        "STATE_DIRECTORY": "/var/lib/edge-agent",
+    }
+
+
+def test_the_check_runs_as_the_service_user():
+    """A file only root may read (a TLS key of mode 0600) fails the check as it will
+    fail the service; root's check would have passed it."""
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        key = folder / "client.key"
+        key.write_text("secret")
+        key.chmod(0o600)
+        done = subprocess.run(
+            ["python3", "-I", str(AS_SERVICE), "--user", "nobody", "--",
+             "/bin/sh", "-c", f'id -u; echo "$HOME $USER"; cat {key} || echo unreadable'],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(folder)
+    assert done.stdout.splitlines() == ["65534", "/nonexistent nobody", "unreadable"], \
+        (done.stdout, done.stderr)
+
+
+def test_an_upgrade_is_made_beside_the_agent_in_use_and_switched_only_once_checked(
+        tmp_path):
+    """The new version's environment is made beside the one in use and the link
+    switched to it only when it is complete and accepts the station file (the service
+    is enabled in this root); a failed pip or a refused check leave the one in use as
+    it was, and running the installer again after a refusal completes the upgrade."""
+    checkout = copy_checkout(tmp_path / "checkout")
+    root = new_root(tmp_path / "root")
+    run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    first = os.readlink(root / VENV)
+    version = venv_python(root, "import edge_agent; print(edge_agent.__version__)")
+    wants = root / "etc/systemd/system/multi-user.target.wants/edge-agent.service"
+    wants.parent.mkdir(parents=True)
+    wants.symlink_to("/etc/systemd/system/edge-agent.service")  # systemctl enable
+    ran = tmp_path / "ran"
+    (root / "etc/edge-agent/edge-agent.env").write_text(
+        f"EDGE_AGENT_MQTT_PASSWORD=s3cret touch {ran}\n")
+    in_use = snapshot(root / "opt/edge-agent" / first)
+
+    # 1. pip fails (a dependency that cannot be installed): nothing switched, nothing left.
+    pyproject = checkout / "pyproject.toml"
+    good = pyproject.read_text()
+    pyproject.write_text(good.replace(
+        "dependencies = [\n",
+        f'dependencies = [\n    "broken @ file://{tmp_path}/broken-1.0-py3-none-any.whl",\n',
+        1))
+    bump_version(checkout, version, "99.0.0")
+    done = install(checkout, root)
+    assert done.returncode != 0 and "venv is unchanged" in done.stderr, done
+    assert os.readlink(root / VENV) == first
+    assert sorted(p.name for p in (root / "opt/edge-agent").glob("venv*")) == \
+        ["venv", first]
+    assert snapshot(root / "opt/edge-agent" / first) == in_use
+
+    # 2. The new version rejects the station file: not switched.
+    pyproject.write_text(pyproject.read_text().replace(
+        f'    "broken @ file://{tmp_path}/broken-1.0-py3-none-any.whl",\n', ""))
+    station = root / "etc/edge-agent/station.yaml"
+    fine = station.read_text()
+    station.write_text(fine + "no_such_setting: 1\n")
+    done = install(checkout, root)
+    assert done.returncode == 1 and "NOT switched" in done.stdout, done
+    assert "no_such_setting: unknown setting" in done.stderr, done.stderr
+    assert "password_env" not in done.stderr, "the password reaches the check"
+    assert os.readlink(root / VENV) == first
+    assert snapshot(root / "opt/edge-agent" / first) == in_use
+    assert not ran.exists()
+
+    # 3. Fixed: the same command completes the upgrade, the previous one kept.
+    station.write_text(fine)
+    output = run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    second = os.readlink(root / VENV)
+    assert second.startswith("venv-99.0.0-") and f"(was {first}" in output, output
+    assert venv_python(root, "import edge_agent; print(edge_agent.__version__)") == "99.0.0"
+    assert snapshot(root / "opt/edge-agent" / first) == in_use
+    assert not ran.exists()
+
+    # 4. One more: the one before the previous goes.
+    bump_version(checkout, "99.0.0", "100.0.0")
+    run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    third = os.readlink(root / VENV)
+    assert third.startswith("venv-100.0.0-")
+    assert sorted(p.name for p in (root / "opt/edge-agent").glob("venv*")) == \
+        sorted(["venv", second, third])
