@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -32,6 +33,11 @@ from edge_agent.store.outbox import Outbox
 from edge_agent.watchdog import Heartbeat, ServiceSupervisor, stop_budget_s
 
 log = logging.getLogger(__name__)
+
+# A clean stop waits this long for all pollers together: with the forwarder's join slack
+# and closing the database it fits in watchdog.STOP_MARGIN_S on top of shutdown_grace_s.
+POLLERS_STOP_S = 10.0
+_STOP_SLICE_S = 0.5  # between keep-alives while waiting for a poller to stop in a reload
 
 
 class Agent:
@@ -85,15 +91,21 @@ class Agent:
         return [self.outbox.heartbeat, self.forwarder.heartbeat,
                 *(poller.heartbeat for poller in self.pollers)]
 
-    def stop_polling(self) -> None:
-        """Stop acquisition only; the forwarder keeps draining the outbox."""
+    def stop_polling(self, timeout_s: float = POLLERS_STOP_S) -> None:
+        """Stop acquisition only; the forwarder keeps draining the outbox. All pollers are
+        told at once, then waited for together up to ``timeout_s``: a clean stop must
+        leave the forwarder its grace and still fit the unit's stop timeout."""
         self._poll_stop.set()
-        for poller in self.pollers:  # all at once first, then wait for each
-            poller.stop(timeout_s=0)
         for poller in self.pollers:
-            poller.stop()
+            poller.stop(timeout_s=0)
+        deadline = time.monotonic() + timeout_s
+        for poller in self.pollers:
+            if not poller.stop(timeout_s=max(0.0, deadline - time.monotonic())):
+                log.error("poller of link %s did not stop within %.0f s; stopping without "
+                          "it (its device was mid-poll; nothing it had stored is lost)",
+                          poller.link.name, timeout_s)
 
-    def reload(self) -> bool:
+    def reload(self, tick: Callable[[], object] | None = None) -> bool:
         """Re-read the station file and apply what changed; True if it was applied (or
         nothing changed). Refused, with every reason logged, when the file is invalid or
         a change needs a restart: then nothing changes."""
@@ -118,12 +130,13 @@ class Agent:
                       source)
             return False
         if not plan.unchanged:
-            self._apply(new, plan)
+            self._apply(new, plan, tick)
         self.config = new
         log.info("reload of %s: %s", source, plan.summary())
         return True
 
-    def _apply(self, new: StationConfig, plan: ReloadPlan) -> None:
+    def _apply(self, new: StationConfig, plan: ReloadPlan,
+               tick: Callable[[], object] | None = None) -> None:
         started = {name: self._make_poller(new, name) for name in plan.pollers_started}
         self.outbox.reconfigure(new.store.retention, new.store.synchronous)
         stopping = [p for p in self.pollers if p.link.name in plan.pollers_stopped]
@@ -133,11 +146,13 @@ class Agent:
         if plan.forwarder:
             self.forwarder.reconfigure(new.station_id, new.mqtt)
         self.pollers = kept  # out of the list before they stop: never seen as dead
+        for poller in stopping:  # all told at once, then waited for
+            poller.stop(timeout_s=0)
         for poller in stopping:
-            if not poller.stop():  # still on the wire: a second owner must not start
-                log.error("poller of link %s did not stop within 30 s for the reload; "
-                          "the agent stops so that the service manager restarts it",
-                          poller.link.name)
+            if not _wait_stopped(poller, tick):  # a second owner of the wire must not start
+                log.error("poller of link %s did not stop for the reload within the time "
+                          "its own polls may take; the agent stops so that the service "
+                          "manager restarts it", poller.link.name)
                 self._stuck.append(poller.thread.name)
                 started.pop(poller.link.name, None)
         self.pollers = kept + list(started.values())
@@ -151,6 +166,18 @@ class Agent:
         self.forwarder.stop()
         self.outbox.close()
         log.info("edge-agent stopped")
+
+
+def _wait_stopped(poller: LinkPoller, tick: Callable[[], object] | None) -> bool:
+    """Wait for a told-to-stop poller as long as its heartbeat says it is making progress
+    (a slow device legitimately takes up to its own poll bound), calling ``tick`` between
+    waits so the service manager keeps getting keep-alives. False: it is stuck."""
+    while not poller.stop(timeout_s=_STOP_SLICE_S):
+        if tick is not None:
+            tick()
+        if poller.heartbeat.stuck(time.monotonic()) is not None:
+            return False
+    return True
 
 
 def install_stop_signals() -> threading.Event:
@@ -190,7 +217,7 @@ def run_until_signalled(agent: Agent, stop: threading.Event,
             if reload is not None and reload.is_set():
                 reload.clear()
                 service.reloading()
-                agent.reload()
+                agent.reload(tick=service.tick)
                 service.ready()
             dead = agent.dead_threads()
             if dead:

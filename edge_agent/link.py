@@ -56,8 +56,10 @@ class TimeoutAdjustable(Protocol):
 class WireTap(Protocol):
     """Sees every byte a link client sends and receives, as it crosses the wire: the
     recording of a link's traffic (``record:``, edge_agent/capture/recorder.py). Called
-    from the poller's thread, so it must return at once; ``finish`` ends the recording
-    when the client is closed for good."""
+    from the poller's thread, so every call but ``finish`` must return at once;
+    ``finish`` ends the recording when the client is closed for good, waiting (bounded)
+    until what was queued is written, so a reload's next recorder of the same file
+    starts after it."""
 
     def opened(self) -> None: ...
 

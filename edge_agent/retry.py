@@ -24,17 +24,40 @@ def retry_call(
     attempts: int,
     wait_s: float,
     retry_if: Callable[[BaseException], bool],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], bool | None],
 ) -> T:
-    """Call ``func`` up to ``attempts`` times while ``retry_if(error)``; re-raise the last."""
+    """Call ``func`` up to ``attempts`` times while ``retry_if(error)``; re-raise the last.
+
+    ``sleep`` waits between attempts; when it returns True (``threading.Event.wait`` on a
+    stop event that was set) no further attempt is made and the last error is raised:
+    a stopping poller must not spend its stop time re-reading a dead device.
+    """
+    interrupted = False
+    errors: list[BaseException] = []
+
+    def attempt() -> T:
+        if interrupted and errors:
+            raise errors[-1]
+        try:
+            return func()
+        except BaseException as err:
+            errors[:] = [err]
+            raise
+
+    def nap(seconds: float) -> None:
+        nonlocal interrupted
+        if sleep(seconds):
+            interrupted = True
+
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        stop=tenacity.stop_any(tenacity.stop_after_attempt(max(1, attempts)),
+                               lambda _state: interrupted),
         wait=tenacity.wait_fixed(wait_s),
         retry=tenacity.retry_if_exception(retry_if),
-        sleep=sleep,
+        sleep=nap,
         reraise=True,
     )
-    return retrying(func)
+    return retrying(attempt)
 
 
 class Backoff:

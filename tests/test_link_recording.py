@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.capture import recorder
-from edge_agent.capture.files import read_capture
+from edge_agent.capture.files import CaptureWriter, read_capture
+from edge_agent.capture.format import LinkInfo
 from edge_agent.capture.loopthread import InBackground
 from edge_agent.capture.recorder import flush_recordings
 from edge_agent.config.loader import load_config
@@ -335,3 +337,116 @@ def test_reloading_a_recording_link_keeps_every_frame_of_every_run_in_order(
     assert sorted(f.xid for f in frames if f.dir == "rx") == [f.xid for f in requests]
     assert [f.t for f in frames] == sorted(f.t for f in frames)
     assert "recorded with other settings" not in agent.log()
+
+
+def test_a_link_recorder_that_follows_a_finishing_one_never_writes_over_its_last_records(
+        tmp_path, monkeypatch, caplog):
+    """The old run's writer is held before it writes its last records (a slow disk); the
+    next run's recorder of the same file must wait for it, so both runs' records end up
+    whole and in order. Without that, the new run appends first and the old writer then
+    writes over those lines. Real recorder threads and a real file."""
+    caplog.set_level(logging.DEBUG, logger=RECORDER_LOG)
+    path = tmp_path / "line.capture.jsonl"
+    info = LinkInfo("line", "text", "/dev/ttyS9", baudrate=9600, bytesize=8, parity="N",
+                    stopbits=1)
+    held, release = [], threading.Event()
+    write = CaptureWriter.write
+
+    def write_when_released(self, records):  # noqa: ANN001, ANN202
+        if self in held:
+            release.wait()
+        return write(self, records)
+
+    opened = recorder.open_capture
+
+    def open_holding_the_first(path, header):  # noqa: ANN001, ANN202
+        result = opened(path, header)
+        if not held:
+            held.append(result.writer)
+        return result
+
+    monkeypatch.setattr(CaptureWriter, "write", write_when_released)
+    monkeypatch.setattr(recorder, "open_capture", open_holding_the_first)
+
+    def run(requests: list[bytes]) -> threading.Thread:
+        """One run of the link: traffic, then the client closes (on its own thread)."""
+        link = recorder.LinkRecorder(path, info, tcp=False)
+        link.opened()
+        for request in requests:
+            link.sent(request)
+            link.received(b"OK " + request)
+        link.closed()
+        closing = threading.Thread(target=link.finish)
+        closing.start()
+        return closing
+
+    first = run([b"A1\r\n", b"A2\r\n"])
+    wait_until(lambda: held, 30, "the first run to open its file")
+    second = run([b"B1\r\n", b"B2\r\n"])
+    wait_until(lambda: len(path.read_bytes().splitlines()) > 1 or any(
+        "waiting for the previous recording" in m for m in caplog.messages), 30,
+        "the second run to write, or to wait for the first")
+    release.set()
+    for closing in (first, second):
+        closing.join(30)
+        assert not closing.is_alive()
+    capture = read_capture(path)
+    assert [f.data for f in capture.frames()] == [
+        b"A1\r\n", b"OK A1\r\n", b"A2\r\n", b"OK A2\r\n",
+        b"B1\r\n", b"OK B1\r\n", b"B2\r\n", b"OK B2\r\n"]
+    assert [r.event for r in capture.records if not hasattr(r, "dir")] == [
+        "open", "close", "open", "close"]
+
+
+def serial_line(baudrate: int) -> LinkInfo:
+    return LinkInfo("line", "text", "/dev/ttyS9", baudrate=baudrate, bytesize=8,
+                    parity="N", stopbits=1)
+
+
+def record_run(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+    link = recorder.LinkRecorder(path, info, tcp=False)
+    link.opened()
+    for request in requests:
+        link.sent(request)
+        link.received(b"OK " + request)
+    link.closed()
+    assert link.finish()
+    return link
+
+
+def test_a_recording_continues_only_under_a_header_that_still_describes_the_link(
+        tmp_path, caplog):
+    """A reload changed the baudrate: the earlier recording is kept aside under its own
+    header, and the new run starts a file whose header says the new settings."""
+    caplog.set_level(logging.INFO, logger=RECORDER_LOG)
+    path = tmp_path / "line.capture.jsonl"
+    record_run(path, serial_line(9600), [b"A1\r\n"])
+    record_run(path, serial_line(9600), [b"A2\r\n"])  # same settings: continued
+    record_run(path, serial_line(19200), [b"B1\r\n"])
+    current = read_capture(path)
+    assert current.header.links[0].baudrate == 19200
+    assert [f.data for f in current.frames()] == [b"B1\r\n", b"OK B1\r\n"]
+    [aside] = [p for p in tmp_path.iterdir() if p != path]
+    assert aside.name.startswith("line.") and aside.name.endswith(".capture.jsonl")
+    earlier = read_capture(aside)
+    assert earlier.header.links[0].baudrate == 9600
+    assert [f.data for f in earlier.frames() if f.dir == "tx"] == [b"A1\r\n", b"A2\r\n"]
+    assert any("baudrate 9600 -> 19200" in m for m in caplog.messages)
+
+
+def test_an_unexpected_error_in_the_recorder_is_logged_once_and_recording_stops(
+        tmp_path, caplog, monkeypatch):
+    """Not an OSError (a bug): the writer thread must not die with its queue filling up
+    behind it; it says so once, like a failed disk, and keeps taking the traffic."""
+    caplog.set_level(logging.INFO, logger=RECORDER_LOG)
+
+    def broken(self, records):  # noqa: ANN001, ANN202
+        raise ValueError("a bug in the writer")
+
+    monkeypatch.setattr(CaptureWriter, "write", broken)
+    link = record_run(tmp_path / "line.capture.jsonl", serial_line(9600),
+                      [b"%d\r\n" % n for n in range(50)])
+    errors = recorder_logs(caplog, logging.ERROR)
+    assert len(errors) == 1, errors
+    assert "a bug in the writer" in errors[0] and "polling goes on" in errors[0]
+    assert link.failure is not None

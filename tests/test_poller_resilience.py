@@ -8,6 +8,7 @@ import logging
 import threading
 from datetime import datetime
 
+import pytest
 from support.waiting import wait_until
 
 from edge_agent.config.schema import (
@@ -64,3 +65,23 @@ def test_driver_bug_becomes_bad_sample_and_polling_continues(tmp_path, caplog):
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1, "the traceback is logged once, then counted"
     assert not poller.thread.is_alive()
+
+
+def test_retries_end_when_the_stop_event_interrupts_the_wait():
+    """A stopping poller makes no further attempt after its pause is cut short, and the
+    caller gets the last real error (not a retry library's wrapper)."""
+    from edge_agent.retry import retry_call
+
+    stop = threading.Event()
+    calls = []
+
+    def failing() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            stop.set()  # the agent is asked to stop during the second attempt
+        raise TimeoutError(f"attempt {len(calls)}")
+
+    with pytest.raises(TimeoutError, match="attempt 2"):
+        retry_call(failing, attempts=10, wait_s=5.0, retry_if=lambda err: True,
+                   sleep=stop.wait)
+    assert len(calls) == 2

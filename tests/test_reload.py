@@ -225,3 +225,41 @@ def test_reload_applies_retention_in_place_without_restarting_any_poller(
     assert [relay.connections for relay in instruments] == [1, 1], "no poller restarted"
     assert f"reload of {path}: polling policy updated; retention limits updated" in [
         r.getMessage() for r in caplog.records]
+
+
+def test_reload_waits_for_a_slow_poll_while_the_service_keeps_getting_keepalives(
+        tmp_path, broker):
+    """A changed link whose device is mid-poll on a slow answer: the reload waits for that
+    poll (it is legitimate: within the device's own timeout) rather than give up after a
+    fixed time, and keeps ticking the service supervisor meanwhile, so systemd's watchdog
+    never sees a silent agent during a reload."""
+    server = SimServer([SimUnit(1, holding={0: 7})]).start()
+    try:
+        def write(scale: float):
+            return write_station(
+                tmp_path / "station.yaml", broker_port=broker.port,
+                links={"slow": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
+                                "timeout_ms": 5000}},
+                devices=[{"id": "slow-dev", "link": "slow", "unit_id": 1, "interval_s": 0.2,
+                          "channels": [{"name": "a", "address": 0, "scale": scale}]}])
+
+        agent = Agent(load_config(write(1.0)))
+        agent.start()
+        try:
+            wait_until(lambda: accepted_seqs(tmp_path / "outbox.sqlite3").get("slow-dev", 0)
+                       >= 1, 30, "a first sample")
+            server.set_delay(1, 2.0)  # every answer now takes 2 s of the 5 s timeout
+            served = len(server.requests)
+            wait_until(lambda: len(server.requests) > served, 30, "a poll in progress")
+            ticks = []
+            write(2.0)
+            assert agent.reload(tick=lambda: ticks.append(1)) is True
+            assert ticks, "the supervisor was not ticked while the reload waited"
+            assert agent.dead_threads() == []
+            server.set_delay(1, 0.0)
+            poller = next(p for p in agent.pollers if p.link.name == "slow")
+            assert poller.thread.is_alive()
+        finally:
+            agent.stop()
+    finally:
+        server.stop()

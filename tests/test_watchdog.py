@@ -9,7 +9,6 @@ under a NOTIFY_SOCKET, with a hung poller, is in test_service_watchdog.py.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,7 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import LinkProtocol, MqttConfig, Retention
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.sdnotify import Notifier, socket_address, watchdog_usec
-from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.store.outbox import Outbox
 from edge_agent.watchdog import (
     NAME_LOOKUP_S,
     SLACK_S,
@@ -137,13 +136,19 @@ def test_time_spent_waiting_for_the_writer_is_added_to_the_promise():
     thread.join()
 
 
-def test_a_worker_blocked_on_a_locked_outbox_is_not_stuck_its_writer_is_busy(tmp_path):
-    """A real outbox whose database another connection holds locked: the appending
-    thread waits in the writer's queue, paused; the writer has a promise running."""
+def test_a_worker_blocked_on_a_busy_outbox_is_not_stuck_its_writer_is_busy(tmp_path):
+    """A real outbox whose writer is busy in a long transaction (held here by a gate, as a
+    slow disk would): the appending thread waits in the writer's queue, paused; the writer
+    has a promise running. No lock timeout is involved, so a loaded machine cannot turn
+    the wait into an error before the checks."""
     path = tmp_path / "outbox.sqlite3"
     outbox = Outbox(path, Retention())
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # as an operator's sqlite3 shell could
+    inside, gate = threading.Event(), threading.Event()
+
+    def long_transaction(conn) -> None:
+        inside.set()
+        gate.wait(60)
+
     clock = Clock()
     heartbeat = Heartbeat("poll-a", clock)
     at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -151,26 +156,25 @@ def test_a_worker_blocked_on_a_locked_outbox_is_not_stuck_its_writer_is_busy(tmp
 
     def worker() -> None:
         heartbeat.beat(0.5)
-        try:
-            outcome.append(outbox.append(
-                Sample("a", at, (Reading("a", "gas", 1.0, "ppm", Quality.GOOD, at),))))
-        except OutboxError as err:  # the lock outlived busy_timeout on a slow machine
-            outcome.append(err)
+        outcome.append(outbox.append(
+            Sample("a", at, (Reading("a", "gas", 1.0, "ppm", Quality.GOOD, at),))))
 
+    busy = in_thread(lambda: outbox._submit(long_transaction))
     try:
+        inside.wait(10)
         thread = in_thread(worker)
-        wait_until(lambda: heartbeat.stuck(clock() + 3600) is None, 5,
+        wait_until(lambda: heartbeat.stuck(clock() + 3600) is None, 10,
                    "the worker to wait for the writer")
         # The writer, in its transaction, promised to finish it within its bound.
-        wait_until(lambda: outbox.heartbeat.stuck(time.monotonic() + WRITER_BOUND_S + 1)
-                   is not None, 5, "the writer to take the append")
-        assert heartbeat.stuck(clock() + 3600) is None, "the worker still waits, paused"
+        assert outbox.heartbeat.stuck(time.monotonic() + WRITER_BOUND_S + 1) is not None
+        assert not outcome and heartbeat.stuck(clock() + 3600) is None, \
+            "the worker still waits, paused"
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        gate.set()
+    busy.join()
     thread.join()
     assert outcome
-    wait_until(lambda: outbox.heartbeat.stuck(time.monotonic() + 3600) is None, 5,
+    wait_until(lambda: outbox.heartbeat.stuck(time.monotonic() + 3600) is None, 10,
                "the writer to be idle again, unable to be late")
     outbox.close()
 
