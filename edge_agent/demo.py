@@ -66,6 +66,9 @@ mqtt:
   port: {broker_port}
   client_id: edge-agent-demo
   keepalive_s: 10
+
+health:
+  port: 0                        # any free port: never in the way of a station's service
 """
 
 

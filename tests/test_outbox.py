@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_until
 
-from edge_agent.config.schema import Retention
+from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.payload import encode_message
+from edge_agent.store import retention
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.store.schema import SchemaError
 
@@ -251,3 +255,54 @@ def test_driver_state_is_committed_with_its_sample_and_survives_restart(path):
     assert box.driver_state("gc") == '{"key": "5"}'
     assert box.driver_state("other") is None
     box.close()
+
+
+def test_large_retention_excess_is_dropped_over_several_capped_transactions(path,
+                                                                             monkeypatch):
+    """Lowering max_rows far below the depth: no transaction deletes more than the cap,
+    and the drops add up to one exact gap event per device and an exact counter."""
+    monkeypatch.setattr(retention, "MAX_DROPS_PER_TRANSACTION", 100)
+    box = Outbox(path, UNLIMITED, synchronous=Synchronous.NORMAL)
+    for i in range(350):
+        box.append(sample("ab"[i % 2], i, T0 + timedelta(seconds=i)))
+    box.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    enforcer = retention.Enforcer(Retention(max_rows=20, max_bytes=None, max_age_s=None),
+                                  time.time)
+    enforcer.load(conn)
+    per_transaction = []
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        enforcer.enforce(conn)
+        conn.execute("COMMIT")
+        per_transaction.append(int(conn.execute(
+            "SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()[0]))
+        if not enforcer.behind:
+            break
+    gaps = {device: json.loads(body) for device, body in conn.execute(
+        "SELECT device_id, body FROM outbox WHERE kind = 'gap'")}
+    left = conn.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'sample'").fetchone()[0]
+    conn.close()
+    assert per_transaction == [100, 200, 300, 330]
+    assert left == 20 == enforcer.samples
+    for device in "ab":
+        assert (gaps[device]["first_seq"], gaps[device]["last_seq"], gaps[device]["count"]) \
+            == (1, 165, 165)
+
+
+def test_retention_excess_is_worked_off_by_the_writer_without_more_appends(path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(retention, "MAX_DROPS_PER_TRANSACTION", 100)
+    box = Outbox(path, UNLIMITED, synchronous=Synchronous.NORMAL)
+    for i in range(350):
+        box.append(sample("a", i, T0 + timedelta(seconds=i)))
+    box.reconfigure(Retention(max_rows=20, max_bytes=None, max_age_s=None),
+                    Synchronous.NORMAL)
+    box.append(sample("a", 350, T0 + timedelta(seconds=350)))  # one transaction: 100 drops
+    wait_until(lambda: box.stats().samples == 20, 30, "the writer to finish the drops")
+    stats = box.stats()
+    messages = list(iter(lambda: box.claim(10**12, 1000, 10**8), None))
+    box.close()
+    assert stats.dropped_total == 331
+    [gap] = [json.loads(e.body) for m in messages if m.kind == "gap" for e in m.entries]
+    assert (gap["first_seq"], gap["last_seq"], gap["count"]) == (1, 331, 331)

@@ -93,18 +93,20 @@ def test_garbage_file_is_set_aside_unchanged_and_a_new_outbox_starts(path, caplo
     assert "sequence numbers start again at 1" in line.getMessage()
 
 
-def test_another_programs_database_is_set_aside(path):
+def test_another_programs_database_is_refused_and_left_alone(path):
     other = sqlite3.connect(path)
     other.execute("CREATE TABLE readings (t REAL, v REAL)")
+    other.execute("INSERT INTO readings VALUES (1, 2)")
     other.commit()
     other.close()
-    box = Outbox(path, UNLIMITED)
-    assert box.append(sample("a", 1)).seq == 1
-    assert len(box.set_aside) == 1
-    box.close()
-    tables = sqlite3.connect(box.set_aside[0]).execute(
-        "SELECT name FROM sqlite_master").fetchall()
-    assert tables == [("readings",)]
+    before = path.read_bytes()
+    with pytest.raises(SchemaError) as refused:
+        Outbox(path, UNLIMITED)
+    assert str(refused.value) == (
+        f"{path} is a SQLite database of another program (tables: readings), not an "
+        "edge-agent outbox; it is left as it is. Point station.store.path at a file of "
+        "its own")
+    assert set_aside_files(path) == [] and path.read_bytes() == before
 
 
 def test_outbox_from_a_newer_release_is_refused_not_set_aside(path):

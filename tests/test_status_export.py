@@ -77,6 +77,11 @@ def test_status_from_a_running_agent_shows_device_states_broker_backlog_and_drop
                    and status(port)["broker"]["connected"], 60, "det-mute down, broker up")
         result = edge_agent("status", config)
         document = status(port)
+        (tmp_path / "other").mkdir()
+        other = write_station(tmp_path / "other" / "station.yaml", broker_port=broker.port,
+                              links=links, devices=devices, station_id="other-station",
+                              health={"port": port})
+        mistaken = edge_agent("status", other)
     finally:
         assert agent.terminate() == 0
         server.stop()
@@ -102,6 +107,9 @@ def test_status_from_a_running_agent_shows_device_states_broker_backlog_and_drop
     assert lines[-1] == ("Drops:    none dropped by retention since start (this outbox file: "
                          "0 in total)")
     assert document["outbox"]["path"] == str(tmp_path / "outbox.sqlite3")
+    # Another station file with the same health port is not shown this agent's state.
+    assert f"is station '{STATION}', not 'other-station'" in mistaken.stdout + mistaken.stderr
+    assert "status from the RUNNING agent" not in mistaken.stdout
 
 
 def test_status_of_a_stopped_agent_reads_the_outbox_file_and_changes_nothing(

@@ -21,6 +21,7 @@ from support.waiting import wait_until
 from edge_agent.config.schema import Retention
 from edge_agent.modbus.transport import SimServer, SimUnit
 from edge_agent.model import Quality, Reading, Sample
+from edge_agent.sim.broker import free_port
 from edge_agent.store.outbox import Outbox
 
 BACKLOG = 200
@@ -33,14 +34,15 @@ def detector():
     server.stop()
 
 
-def station(tmp_path, broker_port, detector, outbox):
+def station(tmp_path, broker_port, detector, outbox, health=None):
     return write_station(
         tmp_path / "station.yaml", broker_port=broker_port,
         links={"gw": {"type": "tcp", "host": "127.0.0.1", "port": detector.tcp_port}},
         devices=[{"id": "det", "link": "gw", "unit_id": 1, "interval_s": 0.05,
                   "channels": [{"name": "h2s", "address": 0, "type": "uint16"}]}],
         store={"path": str(outbox),
-               "retention": {"max_rows": None, "max_bytes": None, "max_age_s": None}})
+               "retention": {"max_rows": None, "max_bytes": None, "max_age_s": None}},
+        health=health)
 
 
 def waiting_seqs(outbox) -> set[int]:
@@ -187,6 +189,39 @@ def test_corrupt_outbox_is_set_aside_and_a_new_one_publishes(
         assert "at least" in report and "the exact number is unknown" in report
     else:
         assert not lost and "the number of undelivered samples lost is unknown" in report
+
+
+def test_set_aside_outbox_and_its_lost_samples_show_in_metrics_and_status(
+        tmp_path, broker, collector, detector):
+    outbox = tmp_path / "outbox.sqlite3"
+    overwrite_index_page(outbox)
+    port = free_port()
+    config = station(tmp_path, broker.port, detector, outbox, health={"port": port})
+    agent = AgentProcess(config, tmp_path / "agent.log").start().wait_running()
+    try:
+        collector.wait_for(lambda c: len(c.seqs("det")) >= 3, 60, "samples from a new outbox")
+        metrics = scrape(port)
+        live = status_command(config)
+    finally:
+        assert agent.terminate() == 0, agent.log()[-3000:]
+    stopped = status_command(config)
+    [aside] = [p for p in tmp_path.glob("outbox.sqlite3.corrupt-*")
+               if not p.name.endswith(("-wal", "-shm"))]
+    assert metrics.value("edge_agent_outbox_files_set_aside_total") == 1
+    assert metrics.value("edge_agent_outbox_corrupt_lost_samples_total") == BACKLOG
+    lost = (f"          {BACKLOG} undelivered samples lost with corrupt outbox files over "
+            "this outbox's life (announced as gap events)")
+    assert f"Corrupt:  outbox file set aside as {aside} (in this run; a new outbox took its " \
+           "place; kept for recovery by a person)" in live and lost in live, live
+    assert f"Corrupt:  outbox file set aside as {aside} (found beside the outbox; kept for " \
+           "recovery by a person)" in stopped and lost in stopped, stopped
+
+
+def status_command(config) -> list[str]:
+    result = subprocess.run([sys.executable, "-m", "edge_agent", "status", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 def test_outbox_from_a_newer_release_refuses_to_start_and_is_left_alone(

@@ -78,6 +78,10 @@ def _devices(out: list[str], devices: Iterable[DeviceView]) -> None:
 
 
 def _outbox(out: list[str], snapshot: Snapshot) -> None:
+    _family(out, "edge_agent_outbox_files_set_aside_total", "counter",
+            "Corrupt outbox files renamed to <name>.corrupt-<time> (kept) and replaced by "
+            "a new outbox since the agent started.",
+            [({}, len(snapshot.outbox.set_aside))])
     depth = snapshot.outbox.depth
     if depth is None:  # not readable now: /healthz says why; absent beats a wrong 0
         return
@@ -96,6 +100,10 @@ def _outbox(out: list[str], snapshot: Snapshot) -> None:
     _family(out, "edge_agent_outbox_bytes", "gauge",
             "Bytes of database pages in use (what store.retention.max_bytes limits).",
             [({}, depth.bytes_in_use)])
+    _family(out, "edge_agent_outbox_corrupt_lost_samples_total", "counter",
+            "Undelivered samples lost with corrupt outbox files (announced as gap events), "
+            "over the outbox's life (carried into each new file).",
+            [({}, depth.corrupt_lost_total)])
 
 
 def _broker(out: list[str], snapshot: Snapshot) -> None:

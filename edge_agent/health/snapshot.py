@@ -65,12 +65,14 @@ class BrokerView:
 
 @dataclass(frozen=True)
 class OutboxView:
-    """The outbox's depth, or why it could not be read."""
+    """The outbox's depth, or why it could not be read; the corrupt files set aside in
+    this run (kept in memory, so known even while the outbox cannot be read)."""
 
     path: str
     depth: OutboxDepth | None
     error: str | None
     dropped_at_start: int | None  # meta.dropped_total when the agent started
+    set_aside: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class Snapshot:
                 "dropped_total": depth.dropped_total if depth else None,
                 "dropped_since_start": _dropped_since_start(self.outbox),
                 "bytes_in_use": depth.bytes_in_use if depth else None,
+                "set_aside": list(self.outbox.set_aside),
+                "corrupt_lost_total": depth.corrupt_lost_total if depth else None,
             },
         }
 
@@ -159,7 +163,8 @@ def take_snapshot(agent: Agent, started_at: float, dropped_at_start: int | None,
             mqtt.host, mqtt.port, stats.connected, stats.state_since, stats.last_error,
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
             stats.rejected, stats.in_flight, stats.ack_latency.snapshot()),
-        outbox=OutboxView(str(agent.outbox.path), depth, error, dropped_at_start),
+        outbox=OutboxView(str(agent.outbox.path), depth, error, dropped_at_start,
+                          tuple(str(path) for path in list(agent.outbox.set_aside))),
     )
 
 

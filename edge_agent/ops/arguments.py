@@ -10,11 +10,16 @@ from typing import Any
 
 from edge_agent.ops.common import DEFAULT_CONFIG
 
-EXIT_HELP = """\
+STATUS_EXIT_HELP = """\
 exit status:
-  0  shown / written
-  1  no running agent answered and the outbox file cannot be read (status);
-     the outbox cannot be read or FILE cannot be written (export)
+  0  shown
+  1  no running agent answered and the outbox file cannot be read
+  2  invalid station file or command line
+"""
+EXPORT_EXIT_HELP = """\
+exit status:
+  0  written
+  1  the outbox cannot be read or FILE cannot be written
   2  invalid station file or command line
 """
 EXPORT_EXAMPLES = """\
@@ -45,7 +50,7 @@ def add_status_parser(sub: Any) -> None:
                     "last good reading and last error, the broker link, the backlog and\n"
                     "the drops since start. When no agent answers, show what the outbox\n"
                     "file holds instead. The first line says which of the two it shows.",
-        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=STATUS_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     status.add_argument("config", type=Path, nargs="?", default=DEFAULT_CONFIG,
                         help=f"station YAML file (default: {DEFAULT_CONFIG})")
     _outbox_option(status)
@@ -59,7 +64,7 @@ def add_export_parser(sub: Any) -> None:
                     "devices, to a CSV or JSON Lines file. Works while the agent runs;\n"
                     "the outbox is only read, never changed: the samples are still sent\n"
                     "when the uplink returns (the platform de-duplicates them by id).",
-        epilog=EXPORT_EXAMPLES + EXIT_HELP,
+        epilog=EXPORT_EXAMPLES + EXPORT_EXIT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("config", type=Path, help="station YAML file")
     export.add_argument("--from", dest="start", type=parse_time, metavar="TIME",

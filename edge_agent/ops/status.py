@@ -34,6 +34,12 @@ def run_status(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         document = ask_agent(config.health)
+        if document.get("station") != config.station_id:
+            # Two station files on one PC, one endpoint port: that agent is not this one.
+            raise AgentUnreachable(
+                f"the agent answering at {endpoint_url(config.health)} is station "
+                f"{document.get('station')!r}, not {config.station_id!r} (two station files "
+                "with the same health port?)")
     except AgentUnreachable as err:
         reason = str(err)
     else:
@@ -80,7 +86,22 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     notes = [note for d in doc["devices"] for note in _device_notes(d)]
     lines += ["", *notes] if notes else []
     lines += ["", _broker_line(doc["broker"], now), *_backlog_lines(doc["outbox"], now),
-              _drops_line(doc)]
+              _drops_line(doc),
+              *_corrupt_lines(doc["outbox"].get("set_aside") or [],
+                              doc["outbox"].get("corrupt_lost_total"),
+                              "in this run; a new outbox took its place")]
+    return lines
+
+
+def _corrupt_lines(set_aside: list[str], lost_total: int | None, note: str) -> list[str]:
+    """Corrupt outbox files set aside (renamed, kept) and the samples lost with them."""
+    lines = [f"Corrupt:  outbox file set aside as {path} ({note}; kept for recovery by a "
+             "person)" for path in set_aside]
+    if lost_total:
+        lines.append(f"          {plural(lost_total, 'undelivered sample')} lost with corrupt "
+                     "outbox files over this outbox's life (announced as gap events)")
+    elif set_aside and lost_total is None:
+        lines.append("          samples lost with them: unknown (the outbox cannot be read)")
     return lines
 
 
@@ -164,8 +185,16 @@ def file_lines(config: StationConfig, backlog: FileBacklog, reason: str,
                     "NEWEST WAITING SAMPLE"], rows)
     dropped = plural(backlog.dropped_total, "sample") if backlog.dropped_total else "none"
     lines += ["", *_file_backlog_lines(backlog, now),
-              f"Drops:    {dropped} dropped by retention over this outbox file's life"]
+              f"Drops:    {dropped} dropped by retention over this outbox file's life",
+              *_corrupt_lines(_set_aside_beside(backlog.path), backlog.corrupt_lost_total,
+                              "found beside the outbox")]
     return lines
+
+
+def _set_aside_beside(path: Path) -> list[str]:
+    """``<name>.corrupt-<time>`` files the agent left beside the outbox (store/corruption.py)."""
+    return sorted(str(found) for found in path.parent.glob(f"{path.name}.corrupt-*")
+                  if not found.name.endswith(("-wal", "-shm", "-journal")))
 
 
 def _file_backlog_lines(backlog: FileBacklog, now: float) -> list[str]:

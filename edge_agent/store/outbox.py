@@ -34,14 +34,15 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   is still full (a known gap). While the disk is full nothing commits: claims and
   acknowledgements fail too, and the samples already accepted stay where they are.
 * **Corrupt file.** A file SQLite reports as malformed or not a database, at open or at
-  any later statement, or a database that is not an outbox, is renamed to
+  any later statement, or an outbox missing its tables, is renamed to
   ``<name>.corrupt-<UTC time>`` (kept) and a new outbox started at once, in the writer
   thread; the operation that met the damage is retried on the new file. Its undelivered
   samples are lost: those that can still be read are announced as gap events and counted
   in ``meta.corrupt_lost_total``, numbering continues where it can be read, and one
   ERROR line says what was lost (corruption.py). At most ``MAX_SET_ASIDE`` files are set
   aside per run (more means failing storage); after that writes fail and are counted as
-  above. A file from a newer release is not corrupt: it is refused (``SchemaError``).
+  above. A file from a newer release, or another program's healthy SQLite database, is
+  not corrupt: it is refused (``SchemaError``, ``ForeignDatabase``) and left alone.
 """
 
 from __future__ import annotations
@@ -64,7 +65,13 @@ from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import Message, encode_sample_body
 from edge_agent.store import claims, corruption, retention
-from edge_agent.store.schema import NotAnOutbox, ensure_schema
+from edge_agent.store.schema import (
+    ForeignDatabase,
+    NotAnOutbox,
+    SchemaError,
+    ensure_schema,
+    refuse_foreign,
+)
 from edge_agent.watchdog import WRITER_BOUND_S, Heartbeat, waiting_for_watched_worker
 
 log = logging.getLogger(__name__)
@@ -113,7 +120,8 @@ class OutboxStats:
 class OutboxDepth:
     """What metrics and status read at every scrape, without scanning the table: row
     counts kept by the writer, the oldest sample by commit order (the first sample row),
-    the persistent drop counter, the size of the pages in use."""
+    the persistent drop counter, the size of the pages in use, and the samples lost
+    with corrupt files (``meta.corrupt_lost_total``, carried from file to file)."""
 
     rows: int
     samples: int
@@ -121,6 +129,7 @@ class OutboxDepth:
     dropped_total: int
     in_flight_messages: int
     bytes_in_use: int
+    corrupt_lost_total: int = 0
 
 
 @dataclass
@@ -180,6 +189,10 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            try:
+                refuse_foreign(conn)
+            except ForeignDatabase as err:
+                raise ForeignDatabase(f"{self.path} {err}") from err
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
             self._conn_synchronous = self._synchronous
@@ -231,7 +244,7 @@ class Outbox:
     def _writer(self) -> None:
         while True:
             self.heartbeat.idle()
-            first = self._ops.get()
+            first = self._next_op()
             if first is None:
                 return
             self.heartbeat.beat(WRITER_BOUND_S)
@@ -253,6 +266,16 @@ class Outbox:
                 self._run_transaction(writes)
             if reads:
                 self._run_transaction(reads, writes=False)
+
+    def _next_op(self) -> _Op | None:
+        """The next queued operation; while retention is behind (retention.py) and none
+        is queued, an empty one, so that the next transaction drops the next share."""
+        if self._retention.behind:
+            try:
+                return self._ops.get_nowait()
+            except Empty:
+                return _Op(lambda conn: None, Future())
+        return self._ops.get()
 
     def _run_transaction(self, batch: list[_Op], retry: bool = True,
                          writes: bool = True) -> None:
@@ -303,10 +326,11 @@ class Outbox:
                unstored: dict[str, retention.PendingGap], retry: bool, writes: bool) -> None:
         """Nothing committed. A corrupt file is replaced and ``batch`` run once more on
         the new one; otherwise every operation of ``batch`` fails with OutboxError."""
-        if not isinstance(err, sqlite3.Error | NotAnOutbox):
+        if not isinstance(err, sqlite3.Error | SchemaError):
             log.exception("outbox: unexpected error in a transaction; rolled back")
         self._rollback_quietly()
         self._restore_unstored(unstored)
+        self._retention.behind = False  # the next operation's transaction goes on
         if retry and self._replace_corrupt(err):
             self._run_transaction(batch, retry=False, writes=writes)
             return
@@ -571,12 +595,14 @@ class Outbox:
         def run(conn: sqlite3.Connection) -> OutboxDepth:
             oldest = conn.execute("SELECT acquired_at FROM outbox WHERE kind = 'sample' "
                                   "ORDER BY id LIMIT 1").fetchone()
-            dropped = conn.execute(
-                "SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()[0]
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                                     "('dropped_total', 'corrupt_lost_total')"))
             with self._in_flight_lock:
                 in_flight = len(self._in_flight)
             samples, gaps = self._retention.samples, self._retention.gaps
             return OutboxDepth(samples + gaps, samples, oldest[0] if oldest else None,
-                               int(dropped), in_flight, retention.bytes_in_use(conn))
+                               int(meta["dropped_total"]), in_flight,
+                               retention.bytes_in_use(conn),
+                               int(meta.get("corrupt_lost_total", 0)))
 
         return self._submit_read(run, timeout_s)

@@ -57,6 +57,7 @@ class FileBacklog:
     devices: tuple[DeviceBacklog, ...]
     dropped_total: int
     claimed_rows: int  # in a message at the last stop: sent again first at start
+    corrupt_lost_total: int = 0  # samples lost with corrupt files set aside before it
 
     @property
     def samples(self) -> int:
@@ -154,9 +155,11 @@ def read_backlog(conn: sqlite3.Connection, path: Path) -> FileBacklog:
         device_gaps = gaps.get(device_id, [])
         devices.append(DeviceBacklog(device_id, last_seqs.get(device_id), count, oldest,
                                      newest, body, len(device_gaps), sum(device_gaps)))
-    dropped = conn.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+    meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                             "('dropped_total', 'corrupt_lost_total')"))
     claimed = conn.execute("SELECT COUNT(*) FROM outbox WHERE msg_id IS NOT NULL").fetchone()
-    return FileBacklog(path, tuple(devices), int(dropped[0]) if dropped else 0, claimed[0])
+    return FileBacklog(path, tuple(devices), int(meta.get("dropped_total", 0)), claimed[0],
+                       int(meta.get("corrupt_lost_total", 0)))
 
 
 def iter_rows(conn: sqlite3.Connection, start_at: float | None, end_at: float | None,

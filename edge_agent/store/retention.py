@@ -5,6 +5,12 @@ that were never claimed for a message are dropped, oldest first: a claimed row m
 be at the broker, and counting it as dropped would be a lie. Every drop is merged into
 one unsent gap row per device, which the forwarder publishes like any sample.
 
+One transaction deletes at most ``MAX_DROPS_PER_TRANSACTION`` samples: a large excess
+(``max_rows`` lowered by a reload, ``max_age_s`` after a long power-off) is removed over
+several transactions, so none runs long enough to break the writer's watchdog promise
+on slow flash. ``Enforcer.behind`` tells the writer to run the next one at once; each
+continues the same gap rows and counter, so counts and gap events stay exact.
+
 Episodes are logged once: a WARNING when dropping starts, an INFO when the outbox is back
 below 90 % of every limit (hysteresis, so a full outbox does not log on every poll).
 """
@@ -29,6 +35,7 @@ log = logging.getLogger("edge_agent.store.outbox")
 _LOW_WATER = 0.9
 _MAX_BYTE_ROUNDS = 200
 _AGE_CHUNK = 1000
+MAX_DROPS_PER_TRANSACTION = 10_000
 
 
 @dataclass
@@ -131,6 +138,9 @@ class Enforcer:
         self._dropping = False
         self._episode_drops = 0
         self._next_age_check = 0.0
+        self._budget = MAX_DROPS_PER_TRANSACTION  # drops left in this transaction
+        #: The last ``enforce`` stopped at the per-transaction cap with more to drop.
+        self.behind = False
 
     def load(self, conn: sqlite3.Connection) -> None:
         """Count rows once at start-up; afterwards the counts are kept incrementally."""
@@ -160,16 +170,20 @@ class Enforcer:
         self._gaps -= gaps
 
     def enforce(self, conn: sqlite3.Connection) -> None:
-        """Drop what the limits require, inside the caller's transaction."""
+        """Drop what the limits require, inside the caller's transaction, at most
+        ``MAX_DROPS_PER_TRANSACTION`` samples; sets ``behind`` when more is due."""
         limits = self.limits
+        self._budget = MAX_DROPS_PER_TRANSACTION
+        age_behind, self.behind = self.behind, False
         if limits.max_rows is not None and self._samples > limits.max_rows:
             self._drop_oldest(conn, self._samples - limits.max_rows, "max_rows")
-        if limits.max_age_s is not None and time.monotonic() >= self._next_age_check:
+        if limits.max_age_s is not None and (age_behind or time.monotonic()
+                                             >= self._next_age_check):
             self._next_age_check = time.monotonic() + 1.0  # monotonic: immune to clock steps
             self._drop_expired(conn, self._clock() - limits.max_age_s)
         if limits.max_bytes is not None:
             self._drop_for_bytes(conn, limits.max_bytes)
-        if self._dropping and self._below_low_water(conn):
+        if self._dropping and not self.behind and self._below_low_water(conn):
             log.info("outbox back under its retention limits; %d samples were dropped in "
                      "this episode and announced as gap events", self._episode_drops)
             self._dropping = False
@@ -177,7 +191,7 @@ class Enforcer:
 
     def _drop_for_bytes(self, conn: sqlite3.Connection, max_bytes: int) -> None:
         for _ in range(_MAX_BYTE_ROUNDS):
-            if bytes_in_use(conn) <= max_bytes:
+            if bytes_in_use(conn) <= max_bytes or self.behind:
                 return
             chunk = max(10, self._samples // 100)
             if self._drop_oldest(conn, chunk, "max_bytes") == 0:
@@ -185,10 +199,14 @@ class Enforcer:
 
     def _drop_expired(self, conn: sqlite3.Connection, cutoff: float) -> None:
         while True:
+            if self._budget == 0:
+                self.behind = True  # maybe more expired: the next transaction looks
+                return
+            limit = min(_AGE_CHUNK, self._budget)
             rows = conn.execute(
                 "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
                 "AND msg_id IS NULL ORDER BY id LIMIT ?",
-                [_AGE_CHUNK],
+                [limit],
             ).fetchall()
             expired = []
             for row in rows:
@@ -197,16 +215,21 @@ class Enforcer:
                 expired.append(row)
             if expired:
                 self._drop_rows(conn, expired, "max_age")
-            if len(expired) < _AGE_CHUNK:
+            if len(expired) < limit:
                 return
 
     def _drop_oldest(self, conn: sqlite3.Connection, count: int, reason: str) -> int:
+        """Drop up to ``count`` samples, within this transaction's budget; sets
+        ``behind`` when the budget, not the droppable rows, stopped it short."""
+        take = min(count, self._budget)
         rows = conn.execute(
             "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
             "AND msg_id IS NULL ORDER BY id LIMIT ?",
-            [count],
+            [take],
         ).fetchall()
         self._drop_rows(conn, rows, reason)
+        if take < count and len(rows) == take:
+            self.behind = True
         return len(rows)
 
     def _drop_rows(self, conn: sqlite3.Connection, rows: list[tuple], reason: str) -> None:
@@ -223,6 +246,7 @@ class Enforcer:
             [len(rows)],
         )
         self._samples -= len(rows)
+        self._budget -= len(rows)
         self._episode_drops += len(rows)
         if not self._dropping:
             self._dropping = True

@@ -2,8 +2,9 @@
 
 The schema version lives in ``meta.schema_version``. A release that changes the schema adds
 a step to ``_MIGRATIONS``; opening an older file runs the missing steps in one transaction.
-A file newer than this release is refused rather than misread; a database that is not an
-outbox raises ``NotAnOutbox``.
+A file newer than this release is refused rather than misread, and so is another
+program's database (``ForeignDatabase``: never renamed or changed, it is not ours); an
+outbox missing its tables raises ``NotAnOutbox`` (damage: set aside as corrupt).
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ class SchemaError(Exception):
 
 
 class NotAnOutbox(SchemaError):
-    """The file is a SQLite database but not an outbox (another program's tables, or an
-    outbox missing its tables): treated as corrupt, set aside (corruption.py)."""
+    """The file is an outbox missing its tables: treated as corrupt, set aside
+    (corruption.py)."""
+
+
+class ForeignDatabase(SchemaError):
+    """The file is a healthy SQLite database with tables but no edge-agent ``meta``:
+    another program's. Refused and left alone: renaming it would break that program."""
 
 
 # No BEGIN/COMMIT inside: ensure_schema wraps all steps in one transaction.
@@ -77,11 +83,20 @@ _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
 def current_version(db: sqlite_utils.Database) -> int:
     """Schema version of an open database; 0 for a new, empty file."""
     if "meta" not in db.table_names():
-        if db.table_names():
-            raise NotAnOutbox("file holds tables but no edge-agent meta table: not an outbox")
+        if tables := db.table_names():
+            raise ForeignDatabase(
+                f"is a SQLite database of another program (tables: {', '.join(tables)}), "
+                "not an edge-agent outbox; it is left as it is. Point station.store.path at "
+                "a file of its own")
         return 0
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
+
+
+def refuse_foreign(conn: sqlite3.Connection) -> None:
+    """Raise ``ForeignDatabase`` for another program's database, before anything (even
+    ``journal_mode``) changes its file."""
+    current_version(sqlite_utils.Database(conn, execute_plugins=False))
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
