@@ -16,18 +16,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import termios
-import tty
 
 from edge_agent.capture.modbus_frames import rtu_frame_length
+from edge_agent.replay.serialport import open_port, read_waiting
 from edge_agent.replay.serve import Responder
 
 log = logging.getLogger(__name__)
 QUIET_S = 0.05
-READ_SIZE = 4096
-_PARITY = {"N": 0, "E": termios.PARENB, "O": termios.PARENB | termios.PARODD}
-
-
 class RtuReplayServer:
     """Answers requests arriving on ``path`` (a serial device or a pty path)."""
 
@@ -42,14 +37,8 @@ class RtuReplayServer:
         self._muted = False
 
     async def start(self) -> RtuReplayServer:
-        fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        try:
-            configure_port(fd, *self._settings)
-        except (termios.error, ValueError):
-            os.close(fd)
-            raise
-        self._fd = fd
-        asyncio.get_running_loop().add_reader(fd, self._readable)
+        self._fd = open_port(self._path, self._settings)
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
         return self
 
     async def close(self) -> None:
@@ -63,14 +52,7 @@ class RtuReplayServer:
 
     def _readable(self) -> None:
         assert self._fd is not None
-        try:
-            data = os.read(self._fd, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as err:  # an unplugged adapter: stop watching, say so once
-            log.error("replay: cannot read %s any more: %s", self._path, err.strerror)
-            asyncio.get_running_loop().remove_reader(self._fd)
-            return
+        data = read_waiting(self._fd, self._path)
         if self._muted or not data:
             return
         self._buffer += data
@@ -102,18 +84,3 @@ class RtuReplayServer:
         if reply.hang_up:
             self._muted = True
             self._buffer = b""
-
-
-def configure_port(fd: int, baudrate: int, parity: str, stopbits: int,
-                   bytesize: int = 8) -> None:
-    """Raw mode and the given speed, parity, stop bits and data bits (7 or 8)."""
-    tty.setraw(fd, termios.TCSANOW)
-    attrs = termios.tcgetattr(fd)
-    speed = getattr(termios, f"B{baudrate}", None)
-    if speed is None:
-        raise ValueError(f"unsupported baud rate {baudrate}")
-    attrs[2] &= ~(termios.PARENB | termios.PARODD | termios.CSTOPB | termios.CSIZE)
-    attrs[2] |= _PARITY[parity] | (termios.CSTOPB if stopbits == 2 else 0) | termios.CLOCAL \
-        | termios.CREAD | (termios.CS7 if bytesize == 7 else termios.CS8)
-    attrs[4] = attrs[5] = speed
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)

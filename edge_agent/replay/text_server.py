@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import termios
 from collections.abc import Callable
 
-from edge_agent.replay.rtu_server import configure_port
+from edge_agent.replay.serialport import open_port, read_waiting
 from edge_agent.replay.text import StrictTextReplay
 
 log = logging.getLogger(__name__)
-READ_SIZE = 4096
 
 
 class TextReplayServer:
@@ -42,15 +40,9 @@ class TextReplayServer:
         return self.replay.done and not self._pending
 
     async def start(self) -> TextReplayServer:
-        fd = os.open(self._path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        try:
-            configure_port(fd, *self._settings)
-        except (termios.error, ValueError):
-            os.close(fd)
-            raise
-        self._fd = fd
+        self._fd = open_port(self._path, self._settings)
         loop = asyncio.get_running_loop()
-        loop.add_reader(fd, self._readable)
+        loop.add_reader(self._fd, self._readable)
         for delay_s, data in self.replay.script.streamed:
             self._later(delay_s / self._speed, data, streamed=True)
         return self
@@ -64,14 +56,7 @@ class TextReplayServer:
 
     def _readable(self) -> None:
         assert self._fd is not None
-        try:
-            data = os.read(self._fd, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as err:  # an unplugged adapter: stop watching, say so once
-            log.error("replay: cannot read %s any more: %s", self._path, err.strerror)
-            asyncio.get_running_loop().remove_reader(self._fd)
-            return
+        data = read_waiting(self._fd, self._path)
         if self._muted or not data:
             return
         sends = self.replay.feed(data)
