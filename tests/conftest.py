@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from support.collector import Collector
+from support.station import kill_leftover_agents
 
 from edge_agent.sim.broker import Mosquitto
 
@@ -26,3 +27,11 @@ def collector(broker: Mosquitto) -> Iterator[Collector]:
     yield sub
     sub.stop()
     assert not sub.invalid, f"messages failing the payload schema: {sub.invalid[:3]}"
+
+
+@pytest.fixture(autouse=True)
+def no_agent_outlives_its_test() -> Iterator[None]:
+    """An agent process left running by a failed test is killed, so it cannot poll and
+    publish into the tests after it (seen: one still running an hour later)."""
+    yield
+    kill_leftover_agents()

@@ -77,6 +77,7 @@ def by_cycle(collector) -> dict[int, set[str]]:
 def test_gc_publishes_each_analysis_exactly_once_with_stream_and_time_across_sigkill(
         tmp_path, broker, collector):
     gc = GcStation()
+    agents: list[AgentProcess] = []
     try:
         config = write_station(
             tmp_path / "station.yaml", links={"lan": tcp_link(gc.server)},
@@ -84,7 +85,9 @@ def test_gc_publishes_each_analysis_exactly_once_with_stream_and_time_across_sig
             devices=[{"id": "gc-1", "link": "lan", "unit_id": 1, "profile": "generic-gc",
                       "interval_s": 0.1, "clock": CLOCK_BEIJING}])
         gc.complete(1, stream=1)
-        first = AgentProcess(config, tmp_path / "agent-1.log").start().wait_running()
+        first = AgentProcess(config, tmp_path / "agent-1.log").start()
+        agents.append(first)
+        first.wait_running()
         for cycle, stream in ((2, 2), (3, 1)):
             collector.wait_for(lambda c, n=cycle - 1: n in by_cycle(c), 30, f"analysis {cycle - 1}")
             gc.polled_again(5)
@@ -92,7 +95,9 @@ def test_gc_publishes_each_analysis_exactly_once_with_stream_and_time_across_sig
         collector.wait_for(lambda c: 3 in by_cycle(c), 30, "analysis 3")
         first.kill()
         gc.complete(4, stream=2)  # finished while the agent was down
-        second = AgentProcess(config, tmp_path / "agent-2.log").start().wait_running()
+        second = AgentProcess(config, tmp_path / "agent-2.log").start()
+        agents.append(second)
+        second.wait_running()
         collector.wait_for(lambda c: 4 in by_cycle(c), 30, "analysis 4, after the restart")
         gc.polled_again(5)
         gc.complete(5, stream=1)
@@ -100,6 +105,9 @@ def test_gc_publishes_each_analysis_exactly_once_with_stream_and_time_across_sig
         gc.polled_again(5)
         assert second.terminate() == 0
     finally:
+        for agent in agents:  # a failed assertion must not leave an agent running
+            if agent.alive():
+                agent.kill()
         gc.server.stop()
     ids = by_cycle(collector)
     assert sorted(ids) == [1, 2, 3, 4, 5]

@@ -59,6 +59,20 @@ def outbox_rows(outbox_path: Path) -> int:
         conn.close()
 
 
+_STARTED: list[AgentProcess] = []
+
+
+def kill_leftover_agents() -> int:
+    """SIGKILL every agent a test started and left running (a failed assertion between
+    start and stop): a leftover would keep polling and publishing into later tests.
+    Returns how many there were."""
+    leftovers = [agent for agent in _STARTED if agent.alive()]
+    for agent in leftovers:
+        agent.kill()
+    _STARTED.clear()
+    return len(leftovers)
+
+
 class AgentProcess:
     """``edge-agent run CONFIG`` as a real child process (so it can be SIGKILLed)."""
 
@@ -77,6 +91,7 @@ class AgentProcess:
                 [sys.executable, "-m", "edge_agent", "--log-level", "debug", "run",
                  str(self.config_path)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
+        _STARTED.append(self)
         return self
 
     def wait_running(self, timeout_s: float = 30) -> AgentProcess:
