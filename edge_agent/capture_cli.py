@@ -173,15 +173,7 @@ def add_replay_parser(sub: Any) -> None:
                                          "serial port, or on a virtual one (--pty).",
                              epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = rtu.add_mutually_exclusive_group(required=True)
-    where.add_argument("--port", metavar="PATH", help="serial port to answer on, e.g. "
-                       "/dev/ttyUSB1 (wired to the master's port with a null-modem cable)")
-    where.add_argument("--pty", action="store_true", help="make a virtual serial port "
-                       "pair and print the path the master should open")
-    rtu.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
-    rtu.add_argument("--parity", choices=["N", "E", "O"], default="N",
-                     help="parity (default N)")
-    rtu.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    _serial_port_options(rtu)
     _text_replay_parser(actions)
 
 
@@ -212,15 +204,7 @@ def _text_replay_parser(actions: Any) -> None:
     text.add_argument("--speed", type=_speed, default=1.0, metavar="X",
                       help="how fast streamed records follow each other (default 1: as "
                            "recorded; 10: ten times as fast). Answers keep their delays")
-    where = text.add_mutually_exclusive_group(required=True)
-    where.add_argument("--port", metavar="PATH", help="serial port to answer on, e.g. "
-                       "/dev/ttyUSB1 (wired to the master's port with a null-modem cable)")
-    where.add_argument("--pty", action="store_true", help="make a virtual serial port "
-                       "pair and print the path the master should open")
-    text.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
-    text.add_argument("--parity", choices=["N", "E", "O"], default="N",
-                      help="parity (default N)")
-    text.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    _serial_port_options(text)
     text.add_argument("--bytesize", type=int, choices=[7, 8], default=8,
                       help="data bits (default 8)")
 
@@ -272,3 +256,17 @@ def add_simulate_parser(sub: Any) -> None:
                                "an hour in a minute); cycles, ramps and faults follow it")
     simulate.add_argument("--check", action="store_true",
                           help="only check the file and list every problem")
+
+
+def _serial_port_options(parser: argparse.ArgumentParser) -> None:
+    """Where a replayed serial device answers (a real port or a pty) and its line
+    settings: the same for the RTU and the text replay."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="PATH", help="serial port to answer on, e.g. "
+                       "/dev/ttyUSB1 (wired to the master's port with a null-modem cable)")
+    where.add_argument("--pty", action="store_true", help="make a virtual serial port "
+                       "pair and print the path the master should open")
+    parser.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
+    parser.add_argument("--parity", choices=["N", "E", "O"], default="N",
+                        help="parity (default N)")
+    parser.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
