@@ -81,7 +81,15 @@ def test_retries_end_when_the_stop_event_interrupts_the_wait():
             stop.set()  # the agent is asked to stop during the second attempt
         raise TimeoutError(f"attempt {len(calls)}")
 
+    waits: list[float] = []
+
+    def stop_wait(seconds: float) -> bool:
+        """Event.wait without the waiting: says at once whether the stop came."""
+        waits.append(seconds)
+        return stop.is_set()
+
     with pytest.raises(TimeoutError, match="attempt 2"):
         retry_call(failing, attempts=10, wait_s=5.0, retry_if=lambda err: True,
-                   sleep=stop.wait)
+                   sleep=stop_wait)
     assert len(calls) == 2
+    assert len(waits) == 2, "one pause after each failed attempt, the second one cut short"
