@@ -73,9 +73,11 @@ def ticks_to_us(ticks: int, per_second: int) -> int:
     return (ticks * 2_000_000 + per_second) // (2 * per_second)
 
 
-def resync(data: bytes, start: int, fits: Callable[[int], bool]) -> int | None:
-    """The first offset from ``start`` where ``fits`` finds a whole record, or None."""
-    for candidate in range(start, len(data)):
+def resync(data: bytes, start: int, fits: Callable[[int], bool],
+           stop: int | None = None) -> int | None:
+    """The first offset from ``start`` (up to ``stop``) where ``fits`` finds a whole
+    record, or None."""
+    for candidate in range(start, len(data) if stop is None else stop):
         if fits(candidate):
             return candidate
     return None
@@ -98,7 +100,8 @@ class ClassicPcap:
         self._last_s: int | None = None
 
     def records(self, damage: list[Damage]) -> Iterator[PacketRecord]:
-        """Every whole record in file order; whatever is not one goes to ``damage``."""
+        """Every whole record in file order; whatever is not one goes to ``damage``.
+        After damage, numbering counts the damaged stretch as one packet."""
         data, size, pos, number = self._data, len(self._data), _FILE_HEADER, 0
         while pos < size:
             if size - pos < _RECORD_HEADER:
@@ -107,17 +110,19 @@ class ClassicPcap:
                                      f"{_RECORD_HEADER}-byte record header", True))
                 return
             seconds, fraction, captured, original = self._header.unpack_from(data, pos)
+            number += 1
             if not self._sane(pos):
                 found = resync(data, pos + 1, self._fits)
-                damage.append(_garbage(pos, found, size))
+                damage.append(_garbage(number, pos, found, size))
                 if found is None:
                     return
                 pos = found
                 continue
-            number += 1
             end = pos + _RECORD_HEADER + captured
-            if end > size or (end + _RECORD_HEADER <= size and not self._sane(end)):
-                found = resync(data, pos + _RECORD_HEADER, self._fits)
+            self._last_s = seconds
+            if end > size or (end + _RECORD_HEADER <= size and not self._fits(end)):
+                # Is the record shorter than it says (the next one starts inside it)?
+                found = resync(data, pos + _RECORD_HEADER, self._fits, min(end, size))
                 if found is None and end > size:
                     damage.append(Damage(pos, number, f"packet {number} at byte {pos}: the "
                                          f"file ends after {size - pos - _RECORD_HEADER} of "
@@ -130,7 +135,6 @@ class ClassicPcap:
                                          f"{found}); skipped", False))
                     pos = found
                     continue
-            self._last_s = seconds
             yield PacketRecord(number, pos, self.interfaces[0],
                                seconds * 1_000_000 + ticks_to_us(fraction, self._per_second),
                                bytes(data[pos + _RECORD_HEADER:end]), original)
@@ -156,9 +160,12 @@ class ClassicPcap:
         return end <= size and (end + _RECORD_HEADER > size or self._sane(end))
 
 
-def _garbage(pos: int, found: int | None, size: int) -> Damage:
+def _garbage(number: int, pos: int, found: int | None, size: int) -> Damage:
+    """Bytes where packet ``number``'s record header should be and is not: counted as
+    that one packet, though the damage may have taken more."""
+    where = f"packet {number} at byte {pos}: its record header is damaged"
     if found is None:
-        return Damage(pos, None, f"bytes {pos} to {size} (the end) hold no whole packet "
-                      "record: damaged", False)
-    return Damage(pos, None, f"{found - pos} bytes at byte {pos} are not a packet record "
-                  f"(damaged); reading resumed at the next whole record (byte {found})", False)
+        return Damage(pos, number, f"{where}, and no whole record follows in the "
+                      f"{size - pos} bytes to the end", False)
+    return Damage(pos, number, f"{where}; {found - pos} bytes skipped to the next whole "
+                  f"record (byte {found})", False)
