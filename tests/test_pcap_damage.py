@@ -175,3 +175,14 @@ def test_packets_cut_by_the_snap_length_are_counted(tmp_path):
     path.write_bytes(pcap_bytes(ETHERNET, short))
     imported = import_pcap(path)
     assert imported.pcap.snap_cut == 2 and not imported.pcap.damage
+
+
+def test_a_clock_that_jumps_years_mid_capture_is_not_damage(tmp_path):
+    """A logger without a battery-backed clock starts in 1970 and jumps when NTP sets it."""
+    jumped = [Packet(p.t_us - 1_690_000_000_000_000 if i < 6 else p.t_us, p.frame)
+              for i, p in enumerate(PACKETS)]
+    path = tmp_path / "jump.pcap"
+    path.write_bytes(pcap_bytes(ETHERNET, jumped))
+    imported = import_pcap(path)
+    assert not imported.pcap.damage and imported.pcap.packets == 12
+    assert _tids(path, "tx") == _tids(path, "rx") == [1, 2, 3, 4, 5]

@@ -103,6 +103,7 @@ class ClassicPcap:
         """Every whole record in file order; whatever is not one goes to ``damage``.
         After damage, numbering counts the damaged stretch as one packet."""
         data, size, pos, number = self._data, len(self._data), _FILE_HEADER, 0
+        trusted = True  # the header at pos follows a record that was checked whole
         while pos < size:
             if size - pos < _RECORD_HEADER:
                 damage.append(Damage(pos, number + 1, f"packet {number + 1} at byte {pos}: "
@@ -111,16 +112,18 @@ class ClassicPcap:
                 return
             seconds, fraction, captured, original = self._header.unpack_from(data, pos)
             number += 1
-            if not self._sane(pos):
+            if not (self._plausible(pos) if not trusted else self._sane(pos)):
                 found = resync(data, pos + 1, self._fits)
-                damage.append(_garbage(number, pos, found, size))
-                if found is None:
-                    return
-                pos = found
-                continue
+                # a header that fits but for its time: the clock jumped, not damage
+                if found is not None or not self._plausible(pos, check_time=False):
+                    damage.append(_garbage(number, pos, found, size))
+                    if found is None:
+                        return
+                    pos, trusted = found, True
+                    continue
             end = pos + _RECORD_HEADER + captured
-            self._last_s = seconds
-            if end > size or (end + _RECORD_HEADER <= size and not self._fits(end)):
+            trusted = end + _RECORD_HEADER > size or self._plausible(end, seconds)
+            if end > size or not trusted:
                 # Is the record shorter than it says (the next one starts inside it)?
                 found = resync(data, pos + _RECORD_HEADER, self._fits, min(end, size))
                 if found is None and end > size:
@@ -128,13 +131,14 @@ class ClassicPcap:
                                          f"file ends after {size - pos - _RECORD_HEADER} of "
                                          f"its {captured} captured bytes", True))
                     return
-                if found is not None and found < end:
+                if found is not None:
                     damage.append(Damage(pos, number, f"packet {number} at byte {pos}: only "
                                          f"{found - pos - _RECORD_HEADER} of its {captured} "
                                          f"captured bytes before the next whole record (byte "
                                          f"{found}); skipped", False))
-                    pos = found
+                    pos, trusted = found, True
                     continue
+            self._last_s = seconds
             yield PacketRecord(number, pos, self.interfaces[0],
                                seconds * 1_000_000 + ticks_to_us(fraction, self._per_second),
                                bytes(data[pos + _RECORD_HEADER:end]), original)
@@ -145,18 +149,25 @@ class ClassicPcap:
         _seconds, fraction, captured, _original = self._header.unpack_from(self._data, pos)
         return fraction < self._per_second and captured <= self._max
 
-    def _fits(self, pos: int) -> bool:
-        """Stricter, for finding the next record after damage: the header is sane, no
-        longer than the packet was, timed near the last whole record, and followed by
-        another sane header or by the end of the file."""
-        size = len(self._data)
-        if pos + _RECORD_HEADER > size or not self._sane(pos):
+    def _plausible(self, pos: int, reference: int | None = None,
+                   check_time: bool = True) -> bool:
+        """A sane header no longer than its packet was, timed near the last whole record
+        (or ``reference``): what follows a whole record."""
+        if not self._sane(pos):
             return False
         seconds, _fraction, captured, original = self._header.unpack_from(self._data, pos)
-        if captured > original or (self._last_s is not None and not
-                                   -_DAY_S <= seconds - self._last_s <= _RESYNC_WINDOW_S):
+        last = self._last_s if reference is None else reference
+        return captured <= original and not (
+            check_time and last is not None
+            and not -_DAY_S <= seconds - last <= _RESYNC_WINDOW_S)
+
+    def _fits(self, pos: int) -> bool:
+        """For finding the next record after damage: a plausible header of a record that
+        is whole, followed by another sane header or by the end of the file."""
+        size = len(self._data)
+        if pos + _RECORD_HEADER > size or not self._plausible(pos):
             return False
-        end = pos + _RECORD_HEADER + captured
+        end = pos + _RECORD_HEADER + self._header.unpack_from(self._data, pos)[2]
         return end <= size and (end + _RECORD_HEADER > size or self._sane(end))
 
 
