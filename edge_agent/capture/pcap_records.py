@@ -73,13 +73,23 @@ def ticks_to_us(ticks: int, per_second: int) -> int:
     return (ticks * 2_000_000 + per_second) // (2 * per_second)
 
 
-def resync(data: bytes, start: int, fits: Callable[[int], bool],
-           stop: int | None = None) -> int | None:
+def resync(data: bytes, start: int, fits: Callable[[int], bool], stop: int | None = None,
+           zero_at: int | None = None) -> int | None:
     """The first offset from ``start`` (up to ``stop``) where ``fits`` finds a whole
-    record, or None."""
-    for candidate in range(start, len(data) if stop is None else stop):
+    record, or None. ``zero_at``: where a record's header always holds a zero byte (the
+    top byte of a length below 16 MiB); only offsets with one there are tried, which makes
+    a scan over random bytes some hundred times faster."""
+    stop = len(data) if stop is None else stop
+    candidate = start
+    while candidate < stop:
+        if zero_at is not None:
+            zero = data.find(b"\0", candidate + zero_at, stop + zero_at)
+            if zero < 0:
+                return None
+            candidate = zero - zero_at
         if fits(candidate):
             return candidate
+        candidate += 1
     return None
 
 
@@ -94,6 +104,8 @@ class ClassicPcap:
             raise ValueError(f"the file ends inside its {_FILE_HEADER}-byte header")
         snaplen, link = struct.unpack_from(self._endian + "II", data, 16)
         self._max = max(snaplen, MAX_RECORD)
+        # the captured length's top byte, zero in any record when lengths stay below 16 MiB
+        self._zero_at = (11 if self._endian == "<" else 8) if self._max < 1 << 24 else None
         # bits 16-31 carry the FCS length and flags, not the link type
         self.interfaces = (Interface(0, link & 0xFFFF),)
         self._header = struct.Struct(self._endian + "IIII")
@@ -113,7 +125,7 @@ class ClassicPcap:
             seconds, fraction, captured, original = self._header.unpack_from(data, pos)
             number += 1
             if not (self._plausible(pos) if not trusted else self._sane(pos)):
-                found = resync(data, pos + 1, self._fits)
+                found = resync(data, pos + 1, self._fits, zero_at=self._zero_at)
                 # a header that fits but for its time: the clock jumped, not damage
                 if found is not None or not self._plausible(pos, check_time=False):
                     damage.append(_garbage(number, pos, found, size))
@@ -125,7 +137,8 @@ class ClassicPcap:
             trusted = end + _RECORD_HEADER > size or self._plausible(end, seconds)
             if end > size or not trusted:
                 # Is the record shorter than it says (the next one starts inside it)?
-                found = resync(data, pos + _RECORD_HEADER, self._fits, min(end, size))
+                found = resync(data, pos + _RECORD_HEADER, self._fits, min(end, size),
+                               self._zero_at)
                 if found is None and end > size:
                     damage.append(Damage(pos, number, f"packet {number} at byte {pos}: the "
                                          f"file ends after {size - pos - _RECORD_HEADER} of "

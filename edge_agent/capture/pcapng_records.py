@@ -61,7 +61,8 @@ class Pcapng:
             which = f"packet {number} at byte {pos}" if packet else f"block at byte {pos}"
             problem = self._problem(pos, kind, length, endian)
             if problem is not None:
-                found = resync(data, pos + 4, self._fits)
+                found = resync(data, pos + 4, self._fits,
+                               zero_at=7 if self._endian == "<" else 4)
                 if found is None and pos + length > size and _plausible(length):
                     damage.append(Damage(pos, number if packet else None, f"{which}: the file "
                                          f"ends after {size - pos} of its {length} bytes",
