@@ -114,34 +114,40 @@ class PcapSummary:
 def tcp_segments(path: Path, summary: PcapSummary) -> Iterator[TcpSegment]:
     """Every TCP segment in the file, in file order; ``summary`` counts the rest."""
     with path.open("rb") as stream:
+        try:  # mapped, not read: a capture can be far larger than memory
+            data: mmap.mmap | bytes = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):  # empty, or a pipe
+            data = stream.read()
         try:
-            data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # an empty file cannot be mapped
-            raise _not_a_capture(path) from None
-        with data:
-            reader = _reader(path, data)
-            decoders: dict[Interface, Callable[[bytes], Any] | None] = {}
-            for record in reader.records(summary.damage):
-                interface = record.interface
-                if interface not in decoders:
-                    decoders[interface] = _LINK_DECODERS.get(interface.link_type)
-                    summary.interfaces.append(interface)
-                summary.packets += 1
-                decode = decoders[interface]
-                if decode is None:
-                    summary.skipped_frames[interface] += 1
-                    continue
-                segment = _segment(summary, decode, record)
-                if segment is None:
-                    continue
-                if len(record.data) < record.original_length:
-                    summary.snap_cut += 1
-                yield segment
-            if isinstance(reader, Pcapng):
-                summary.interfaces[:] = reader.interfaces
+            yield from _segments(path, data, summary)
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
 
 
-def _reader(path: Path, data: mmap.mmap) -> ClassicPcap | Pcapng:
+def _segments(path: Path, data: mmap.mmap | bytes,
+              summary: PcapSummary) -> Iterator[TcpSegment]:
+    reader = _reader(path, data)
+    decoders: dict[Interface, Callable[[bytes], Any] | None] = {}
+    for record in reader.records(summary.damage):
+        interface = record.interface
+        if interface not in decoders:
+            decoders[interface] = _LINK_DECODERS.get(interface.link_type)
+        summary.packets += 1
+        decode = decoders[interface]
+        if decode is None:
+            summary.skipped_frames[interface] += 1
+            continue
+        segment = _segment(summary, decode, record)
+        if segment is None:
+            continue
+        if len(record.data) < record.original_length:
+            summary.snap_cut += 1
+        yield segment
+    summary.interfaces[:] = reader.interfaces
+
+
+def _reader(path: Path, data: mmap.mmap | bytes) -> ClassicPcap | Pcapng:
     magic = bytes(data[:4])
     try:
         if magic in PCAP_MAGIC:
