@@ -7,6 +7,7 @@ polling one device with read-holding-registers exchanges, all answered.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ from support.pcap_files import (
     Session,
     pcap_bytes,
     pcapng_bytes,
+    pcapng_offsets,
 )
 
 from edge_agent.capture.format import Frame
@@ -139,3 +141,25 @@ def test_nanosecond_and_big_endian_pcaps_give_the_same_capture(tmp_path):
                                                   big_endian=True))
     assert import_pcap(tmp_path / "ns.pcap").records == \
         import_pcap(tmp_path / "us.pcap").records
+
+
+def test_simple_packet_blocks_and_undescribed_interfaces_in_a_pcapng(tmp_path):
+    """Simple packet blocks (no interface id, no time) belong to interface 0; an enhanced
+    block naming an interface the file never described is reported, not guessed at."""
+    whole = pcapng_bytes([(RAW, "tun0")], [])
+    for packet in V4.packets(RAW):
+        body = struct.pack("<I", len(packet.frame)) + packet.frame
+        body += b"\0" * (-len(body) % 4)
+        whole += struct.pack("<II", 3, len(body) + 12) + body \
+            + struct.pack("<I", len(body) + 12)
+    stray = pcapng_bytes([(RAW, "tun0"), (RAW, "tun1")],
+                         [Packet(T0_US, V4.packets(RAW)[2].frame, interface=1)])
+    stray_block = stray[pcapng_offsets(stray)[0]:]
+    path = tmp_path / "simple.pcapng"
+    path.write_bytes(whole + stray_block)
+    imported = import_pcap(path)
+    assert (imported.counts["requests"], imported.counts["answers"]) == (5, 5)
+    assert [(d.number, d.offset, d.at_end) for d in imported.pcap.damage] == \
+        [(13, len(whole), False)]
+    assert "it names interface 1, which the file does not describe" in \
+        imported.pcap.damage[0].what
