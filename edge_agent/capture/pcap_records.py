@@ -124,19 +124,21 @@ class ClassicPcap:
                 return
             seconds, fraction, captured, original = self._header.unpack_from(data, pos)
             number += 1
-            if not (self._plausible(pos) if not trusted else self._sane(pos)):
+            # after a record whose follower looked wrong: damage, or a clock that jumped
+            # (a logger set by NTP), when the record and the one after it look whole
+            if not (self._sane(pos) if trusted else self._fits(pos, check_time=False)):
                 found = resync(data, pos + 1, self._fits, zero_at=self._zero_at)
-                # a header that fits but for its time: the clock jumped, not damage
-                if found is not None or not self._plausible(pos, check_time=False):
-                    damage.append(_garbage(number, pos, found, size))
-                    if found is None:
-                        return
-                    pos, trusted = found, True
-                    continue
+                damage.append(_garbage(number, pos, found, size))
+                if found is None:
+                    return
+                pos, trusted = found, True
+                continue
             end = pos + _RECORD_HEADER + captured
             trusted = end + _RECORD_HEADER > size or self._plausible(end, seconds)
             if end > size or not trusted:
                 # Is the record shorter than it says (the next one starts inside it)?
+                if self._last_s is None:  # the first record: its own time is the best guess
+                    self._last_s = seconds
                 found = resync(data, pos + _RECORD_HEADER, self._fits, min(end, size),
                                self._zero_at)
                 if found is None and end > size:
@@ -164,21 +166,20 @@ class ClassicPcap:
 
     def _plausible(self, pos: int, reference: int | None = None,
                    check_time: bool = True) -> bool:
-        """A sane header no longer than its packet was, timed near the last whole record
-        (or ``reference``): what follows a whole record."""
+        """A sane header timed near the last whole record (or ``reference``): what
+        follows a whole record."""
         if not self._sane(pos):
             return False
-        seconds, _fraction, captured, original = self._header.unpack_from(self._data, pos)
+        seconds = self._header.unpack_from(self._data, pos)[0]
         last = self._last_s if reference is None else reference
-        return captured <= original and not (
-            check_time and last is not None
-            and not -_DAY_S <= seconds - last <= _RESYNC_WINDOW_S)
+        return not (check_time and last is not None
+                    and not -_DAY_S <= seconds - last <= _RESYNC_WINDOW_S)
 
-    def _fits(self, pos: int) -> bool:
+    def _fits(self, pos: int, check_time: bool = True) -> bool:
         """For finding the next record after damage: a plausible header of a record that
         is whole, followed by another sane header or by the end of the file."""
         size = len(self._data)
-        if pos + _RECORD_HEADER > size or not self._plausible(pos):
+        if pos + _RECORD_HEADER > size or not self._plausible(pos, check_time=check_time):
             return False
         end = pos + _RECORD_HEADER + self._header.unpack_from(self._data, pos)[2]
         return end <= size and (end + _RECORD_HEADER > size or self._sane(end))
