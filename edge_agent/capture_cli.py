@@ -137,7 +137,9 @@ def _import_parser(actions: Any) -> None:
         "import", help="turn a tcpdump/Wireshark file (pcap, pcapng) into a capture",
         description="Read Modbus/TCP from a pcap or pcapng file: TCP streams are put back\n"
                     "together, frames cut and paired by transaction id. Exceptions,\n"
-                    "malformed frames and unanswered requests are kept as such.",
+                    "malformed frames and unanswered requests are kept as such. A packet\n"
+                    "that cannot be imported (file cut short or damaged, a link type\n"
+                    "without IP) is named on stderr: packet number and byte offset.",
         epilog=CAPTURE_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     imported.add_argument("pcap", type=Path, help="the .pcap or .pcapng file")
     imported.add_argument("--out", type=Path, required=True, metavar="FILE",
