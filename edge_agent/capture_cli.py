@@ -19,6 +19,7 @@ from typing import Any
 MODBUS_PORT = 502  # the Modbus TCP port, when a --target gives none
 EXIT_OK = 0
 EXIT_USAGE = 2  # command line, or a capture file that cannot be used
+EXIT_DAMAGED = 3  # capture import: the pcap is damaged before its end; whole packets imported
 EXIT_LINK = 4  # cannot listen, reach the device, or open the serial port
 EXIT_MISMATCH = 8  # strict replay: a request the recording did not have
 EXIT_HELP = """\
@@ -27,6 +28,8 @@ exit status:
   1  unexpected error
   2  invalid command line, or the capture/pcap file cannot be used (the message says
      which file, which line, and what is wrong)
+  3  import: the pcap file is damaged before its end; every whole packet was
+     imported and each damaged one is named (packet number, byte offset)
   4  cannot listen on the address, reach the device, or open the serial port
   8  strict replay: a request that differs from the recording (or comes after its end)
 """
@@ -134,7 +137,9 @@ def _import_parser(actions: Any) -> None:
         "import", help="turn a tcpdump/Wireshark file (pcap, pcapng) into a capture",
         description="Read Modbus/TCP from a pcap or pcapng file: TCP streams are put back\n"
                     "together, frames cut and paired by transaction id. Exceptions,\n"
-                    "malformed frames and unanswered requests are kept as such.",
+                    "malformed frames and unanswered requests are kept as such. A packet\n"
+                    "that cannot be imported (file cut short or damaged, a link type\n"
+                    "without IP) is named on stderr: packet number and byte offset.",
         epilog=CAPTURE_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     imported.add_argument("pcap", type=Path, help="the .pcap or .pcapng file")
     imported.add_argument("--out", type=Path, required=True, metavar="FILE",

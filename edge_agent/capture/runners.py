@@ -19,8 +19,15 @@ from edge_agent.capture.files import write_capture as write_capture_file
 from edge_agent.capture.format import Header, LinkInfo
 from edge_agent.capture.pcap_import import MODBUS_PORT, import_pcap
 from edge_agent.capture.pcap_read import PcapError
+from edge_agent.capture.pcap_report import damage, warnings
 from edge_agent.capture.proxy import RecordingProxy
-from edge_agent.capture_cli import EXIT_LINK, EXIT_MISMATCH, EXIT_OK, EXIT_USAGE
+from edge_agent.capture_cli import (
+    EXIT_DAMAGED,
+    EXIT_LINK,
+    EXIT_MISMATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from edge_agent.replay.image import RegisterImage
 from edge_agent.replay.rtu_server import RtuReplayServer
 from edge_agent.replay.script import Script, ScriptError, load_script
@@ -39,6 +46,10 @@ def _say(text: str) -> None:
 def _fail(text: str, status: int) -> int:
     print(f"edge-agent: {text}", file=sys.stderr, flush=True)
     return status
+
+
+def _warn(text: str) -> None:
+    print(f"edge-agent: warning: {text}", file=sys.stderr, flush=True)
 
 
 def _stop_event() -> asyncio.Event:
@@ -104,7 +115,12 @@ def capture_import(args: argparse.Namespace) -> int:
         return _fail(f"{args.pcap}: no such file", EXIT_USAGE)
     except PcapError as err:
         return _fail(str(err), EXIT_USAGE)
+    for line in warnings(args.pcap, imported.pcap):
+        _warn(line)
+    damaged = damage(args.pcap, imported.pcap)
     if not any(True for _ in imported.records):
+        for line in damaged:
+            _warn(line)
         return _fail(f"{args.pcap}: no Modbus/TCP traffic on port(s) "
                      f"{', '.join(map(str, ports))} (use --port for another)", EXIT_USAGE)
     write_capture_file(args.out, imported.header, imported.records)
@@ -116,8 +132,11 @@ def capture_import(args: argparse.Namespace) -> int:
          f"unanswered {counts['unanswered']}, answers without request "
          f"{counts['without request']}, retransmissions dropped {imported.retransmissions}, "
          f"gaps {counts['gap events']}")
-    if imported.pcap.cut_short:
-        _say(f"  note: {args.pcap} ends in the middle of a packet; imported what came before")
+    if damaged:
+        for line in damaged:
+            print(f"edge-agent: {line}", file=sys.stderr, flush=True)
+        return _fail(f"{args.out} was written, but holds less than the pcap did (exit "
+                     f"status {EXIT_DAMAGED})", EXIT_DAMAGED)
     return EXIT_OK
 
 
