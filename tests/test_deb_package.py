@@ -40,21 +40,24 @@ def run(*args: str | Path, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def build(checkout: Path, out: Path) -> Path:
-    output = run(checkout / "packaging/build-deb", "--out", out)
+def start_build(checkout: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    process = subprocess.Popen([str(checkout / "packaging/build-deb"), "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, out
+
+
+def finish_build(process: subprocess.Popen, out: Path) -> Path:
+    output, _ = process.communicate(timeout=600)
     made = sorted(out.glob("edge-agent_*.deb"))
-    assert len(made) == 1 and f"wrote {made[0]}" in output, output
+    assert process.returncode == 0 and len(made) == 1 and f"wrote {made[0]}" in output, \
+        output
     return made[0]
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory) -> Path:
-    return build(REPO, tmp_path_factory.mktemp("deb"))
-
-
-@pytest.fixture(scope="module")
-def newer_package(tmp_path_factory) -> Path:
-    """A build of 99.0.0 whose example station file differs."""
+def packages(tmp_path_factory) -> tuple[Path, Path]:
+    """This checkout's package, and a build of 99.0.0 whose example station file
+    differs; built side by side (most of a build is waiting for pip)."""
     checkout = tmp_path_factory.mktemp("newer") / "checkout"
     shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(
         ".venv", ".git", "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache",
@@ -66,7 +69,26 @@ def newer_package(tmp_path_factory) -> Path:
                                                  text.format("99.0.0"), 1))
     example = checkout / "config/station.example.yaml"
     example.write_text(example.read_text() + CHANGED_EXAMPLE)
-    return build(checkout, tmp_path_factory.mktemp("deb-newer"))
+    builds = [start_build(REPO, tmp_path_factory.mktemp("deb")),
+              start_build(checkout, tmp_path_factory.mktemp("deb-newer"))]
+    try:
+        old, new = (finish_build(*build) for build in builds)
+    finally:
+        for process, _ in builds:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return old, new
+
+
+@pytest.fixture(scope="module")
+def package(packages) -> Path:
+    return packages[0]
+
+
+@pytest.fixture(scope="module")
+def newer_package(packages) -> Path:
+    return packages[1]
 
 
 def test_the_package_is_named_for_version_and_architecture_and_lintian_finds_no_error(
