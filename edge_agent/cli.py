@@ -17,13 +17,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from edge_agent import __version__
 from edge_agent.capture_cli import add_capture_parser, add_replay_parser, add_simulate_parser
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
 from edge_agent.ops.arguments import add_export_parser, add_status_parser
 from edge_agent.probe.arguments import add_probe_parser
+from edge_agent.provenance import version_line
 
 EXIT_CONFIG = 2
 EXIT_PREREQUISITE = 3
@@ -37,12 +37,26 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and the commit built from (edge_agent/provenance.py),
+    looked up only when asked: in a checkout that runs git."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and the commit it was built from, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Poll field analyzers over Modbus, keep every sample in a local outbox, "
                     "forward it over MQTT.")
-    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
