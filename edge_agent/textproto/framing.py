@@ -158,7 +158,8 @@ class Deframer:
                 self._buffer = buffer[pos:]
                 if len(self._buffer) <= self.framing.max_bytes:
                     return events
-                events.append(self._overflow("no end marker", 0))
+                # keep what may be the first bytes of the next start marker
+                events.append(self._overflow("no end marker", len(start) - 1))
                 buffer, pos = self._buffer, 0
                 continue
             frame_end = stop + len(end) + self._check_len
