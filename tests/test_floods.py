@@ -5,6 +5,8 @@ pseudo-terminal, the real agent process and broker (issue 9, items 1 and 11)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import tracemalloc
 
 import pytest
@@ -130,6 +132,40 @@ def test_a_flooding_text_device_costs_one_read_budget_then_the_link_is_closed(on
             assert device.connections == 3, "closed after each flood, reopened by the next"
     assert client.floods == 3
     assert peak < 4 * read_budget(framing), f"peak {peak} bytes"
+
+
+def test_a_burst_within_the_read_budget_is_read_not_taken_for_a_flood():
+    """The budget is no false alarm: a stream instrument's backlog of 60 records of
+    max_bytes (just under 64) arriving at once gives its records, not a flood."""
+    framing = Framing(max_bytes=64)
+    record = b"%063d\n"
+    burst = b"".join(record % n for n in range(60))
+    assert len(burst) < read_budget(framing)
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def send_burst() -> None:
+        conn = server.accept()[0]
+        accepted.append(conn)  # stays open: a closed connection would be no_connection
+        conn.sendall(burst)
+
+    sender = threading.Thread(target=send_burst, daemon=True)
+    sender.start()
+    client = TextLinkClient(TcpLink("moxa", "127.0.0.1", server.getsockname()[1],
+                                    LinkProtocol.TEXT, timeout_ms=5000))
+    deframer = Deframer(framing)
+    try:
+        events: list = []
+        while len(events) < 60:
+            events += client.listen(deframer, lambda e: isinstance(e, Frame))
+    finally:
+        client.close()
+        sender.join(timeout=10)
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert [int(event.body) for event in events] == list(range(60))
+    assert client.floods == 0
 
 
 def test_a_modbus_tcp_device_flooding_after_the_request_is_cut_off_and_reconnected():
