@@ -41,11 +41,12 @@ class BadResponse(LinkError):
     reason = "bad_response"
 
 
-class LinkFlooded(LinkError):
+class LinkFlooded(BadResponse):
     """The device sent more than one poll may read (its link's read budget): a babbling
     or misconfigured device, or a foreign stream. The client has closed the connection
     or port, so the next poll reopens it after the device's backoff. Not retried within
-    the poll: another attempt would only read more of the flood."""
+    the poll: another attempt would only read more of the flood. A kind of bad answer,
+    so code that handles ``BadResponse`` (the probe) handles a flood too."""
 
     reason = "flood"
     transient = False
