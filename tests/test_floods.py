@@ -188,3 +188,21 @@ def test_a_modbus_tcp_device_flooding_after_the_request_is_cut_off_and_reconnect
     assert device.requests == 2
     assert client.floods == 2
     assert peak < 64 * READ_LIMIT_BYTES, f"peak {peak} bytes"
+
+
+def test_a_modbus_rtu_device_flooding_a_serial_port_is_cut_off():
+    """The same cap on a serial port (pymodbus's serial client, a real pty)."""
+    with FloodingPty(b"\x01\x03\xff" * 20000) as device:
+        client = ModbusLinkClient(SerialLink("rs485", device.agent_path, timeout_ms=5000))
+        try:
+            tracemalloc.start()
+            for _ in range(2):
+                with pytest.raises(LinkFlooded) as caught:
+                    client.read_registers(1, RegisterKind.HOLDING, 0, 10)
+                assert caught.value.reason == "flood"
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            client.close()
+    assert client.floods == 2
+    assert peak < 64 * READ_LIMIT_BYTES, f"peak {peak} bytes"
