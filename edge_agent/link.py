@@ -3,8 +3,10 @@ link's client is chosen from its protocol.
 
 A poller owns one client per link and hands it to each device's driver in turn. Drivers
 raise (or let through) a ``LinkError``: ``transient`` errors are retried and backed off,
-the others become BAD readings with ``reason``. Protocol modules (modbus/transport.py,
-textproto/) subclass these errors so the poller never needs to know the protocol.
+the others become BAD readings with ``reason``. Every read is bounded: a device that
+sends more than a poll may read gets ``LinkFlooded`` (reason ``flood``). Protocol
+modules (modbus/transport.py, textproto/) subclass these errors so the poller never
+needs to know the protocol.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ class BadResponse(LinkError):
     """An answer that does not fit the request (wrong length, checksum, function)."""
 
     reason = "bad_response"
+
+
+class LinkFlooded(BadResponse):
+    """The device sent more than one poll may read (its link's read budget): a babbling
+    or misconfigured device, or a foreign stream. The client has closed the connection
+    or port, so the next poll reopens it after the device's backoff. Not retried within
+    the poll: another attempt would only read more of the flood. A kind of bad answer,
+    so code that handles ``BadResponse`` (the probe) handles a flood too."""
+
+    reason = "flood"
+    transient = False
 
 
 class LinkClient(Protocol):

@@ -37,21 +37,25 @@ class SerialPort:
     def __init__(self, port: serial.Serial) -> None:
         self._port = port
 
-    def read(self, timeout_s: float) -> bytes:
-        """What is waiting, or the first bytes to arrive within ``timeout_s``; b"" when
-        nothing came. Raises OSError when the port is gone (adapter unplugged)."""
+    def read(self, timeout_s: float, limit: int) -> bytes:
+        """What is waiting, or the first bytes to arrive within ``timeout_s``, at most
+        ``limit`` bytes; b"" when nothing came. Raises OSError when the port is gone
+        (adapter unplugged)."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            data = self._port.read(max(1, self._port.in_waiting))
+        while limit > 0:
+            data = self._port.read(min(max(1, self._port.in_waiting), limit))
             if data:
-                return data + self.read_waiting()
+                return data + self.read_waiting(limit - len(data))
             if time.monotonic() >= deadline:
-                return b""
+                break
+        return b""
 
-    def read_waiting(self) -> bytes:
-        """What has arrived already, without waiting."""
-        waiting = self._port.in_waiting
-        return self._port.read(waiting) if waiting else b""
+    def read_waiting(self, limit: int) -> bytes:
+        """What has arrived already, at most ``limit`` bytes, without waiting. The
+        limit is what keeps a babbling device from filling memory (the caller's read
+        budget, see textproto/client.py)."""
+        waiting = min(self._port.in_waiting, limit)
+        return self._port.read(waiting) if waiting > 0 else b""
 
     def write(self, data: bytes) -> None:
         """Send ``data`` and wait until it has left the port (RS-485 turnaround)."""

@@ -163,6 +163,16 @@ def test_float64_nan_and_infinity_are_bad_in_every_order(order, value, reason):
     assert (judged.value, judged.quality, judged.reason) == (None, Quality.BAD, reason)
 
 
+@pytest.mark.parametrize(("value", "scale", "offset"), [
+    (1e308, 10.0, 0.0), (-1e308, 10.0, 0.0), (1e308, 1.0, 1e308)])
+def test_a_finite_value_that_overflows_once_scaled_is_bad_infinite(value, scale, offset):
+    """Found by fuzzing: 1e308 * 10 was published as a GOOD infinity (JSON has none)."""
+    channel = Channel("x", 0, data_type=DataType.FLOAT64, scale=scale, offset=offset,
+                      valid_range=ValidRange(None, None))
+    judged = judge_words(channel, f64_words(value, WordOrder.ABCD))
+    assert (judged.value, judged.quality, judged.reason) == (None, Quality.BAD, "infinite")
+
+
 def test_negative_zero_float32_keeps_its_sign():
     channel = Channel("x", 0, data_type=DataType.FLOAT32)
     judged = judge_words(channel, [0x8000, 0x0000])

@@ -103,6 +103,46 @@ def test_overlong_garbage_is_one_bad_frame_and_the_next_record_still_counts(fram
         assert len(deframer._buffer) <= 16
 
 
+def test_overflow_keeps_the_first_half_of_a_two_byte_start_marker():
+    """Found by fuzzing: an unfinished frame outgrowing max_bytes was dropped with the
+    '<' that began the next '<<' start, so the next record was lost when the stream
+    happened to be split right after that '<'."""
+    small = Framing(FramingKind.STX_ETX, b"<<", b">>", b"", max_bytes=16)
+    stream = b"<<" + b"x" * 40 + b"<<GOOD>>"
+    for how, pieces in splits(stream):
+        assert feed_all(Deframer(small), pieces) == ["bad_frame", b"GOOD"], how
+
+
+class CopyCountingBytes(bytes):
+    """Bytes that count how many bytes their slices copy (slices stay counting)."""
+
+    copied = 0
+
+    def __add__(self, other: bytes) -> CopyCountingBytes:
+        return CopyCountingBytes(bytes(self) + other)
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            return bytes.__getitem__(self, key)
+        piece = CopyCountingBytes(bytes.__getitem__(self, key))
+        CopyCountingBytes.copied += len(piece)
+        return piece
+
+
+@pytest.mark.parametrize(("framing", "record"), [(ANY_LINE, b"1.0\r"), (CRLF, b"1.0\r\n"),
+                                                 (STX_ETX, b"\x021.0\x03")],
+                         ids=["any", "crlf", "stx-etx"])
+def test_a_burst_of_short_records_is_deframed_in_linear_work(framing, record):
+    """A flood's burst (5000 records in one read) costs copies in proportion to its
+    size: the buffer is cut once per feed, not once per record (which copied the rest
+    of the burst for every record, quadratic)."""
+    CopyCountingBytes.copied = 0
+    deframer = Deframer(framing)
+    deframer._buffer = CopyCountingBytes(record * 5000)
+    assert len(deframer.feed(b"")) == 5000
+    assert CopyCountingBytes.copied <= 3 * len(record) * 5000
+
+
 def test_endless_garbage_keeps_the_buffer_bounded():
     deframer = Deframer(Framing(max_bytes=64))
     faults = sum(len(deframer.feed(b"z" * 1000)) for _ in range(100))

@@ -81,7 +81,8 @@ def test_a_time_with_its_own_zone_keeps_it():
     (b"MD01,2024-05-06,14:30:00,1,2,3,A,extra", "8 fields, expected 7"),
     (b"MD01,06.05.2024,14:30:00,1,2,3,A", "does not match format"),
     (b"", "1 fields, expected 7"),
-], ids=["truncated", "too-many", "bad-date", "empty"])
+    (b"MD01,0001-01-01,00:00:00,1,2,3,A", "out of range in UTC"),  # found by fuzzing
+], ids=["truncated", "too-many", "bad-date", "empty", "before-year-1-in-utc"])
 def test_record_of_the_wrong_shape_is_a_bad_frame(body, message):
     with pytest.raises(RecordError, match=message) as caught:
         parse_record(body, NOX)

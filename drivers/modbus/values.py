@@ -3,7 +3,8 @@
 Order of judgement, first match wins:
 
 1. words that cannot be the type (a BCD digit above 9) -> BAD ``bad_bcd``;
-2. NaN or infinity -> BAD ``not_a_number`` / ``infinite`` (no value: JSON has none);
+2. NaN or infinity -> BAD ``not_a_number`` / ``infinite`` (no value: JSON has none),
+   also when a finite raw value only overflows once scaled (1e308 * 10);
 3. a sentinel the instrument sends for a broken loop (compared before scaling: the
    manual gives it in raw counts) -> BAD ``sentinel``, no value;
 4. outside the channel's valid range (compared after scaling, in engineering units) ->
@@ -69,6 +70,8 @@ def judge_number(channel: Channel, raw: int | float) -> Judged:
     if raw in channel.sentinels:
         return Judged(None, Quality.BAD, "sentinel", raw)
     value = scale_value(raw, channel.scale, channel.offset)
+    if isinstance(value, float) and not math.isfinite(value):  # a huge raw value, scaled
+        return Judged(None, Quality.BAD, "infinite", raw)
     limits = channel.valid_range
     if limits is not None and ((limits.low is not None and value < limits.low)
                                or (limits.high is not None and value > limits.high)):

@@ -5,8 +5,13 @@ pyproject.toml), so ``transport.py`` (the client the pollers use) and ``simserve
 (the simulator) see only what this module offers, in our own types:
 
 * ``WireClient``: one blocking pymodbus client, created with ``retries=0`` (the only retry
-  layer is ours). ``request`` returns an ``Answer`` or raises ``WireClosed``, ``NoAnswer``
-  or ``Unusable``; the caller turns those into LinkDown / DeviceTimeout / BadResponse.
+  layer is ours). ``request`` returns an ``Answer`` or raises ``WireClosed``, ``NoAnswer``,
+  ``Unusable`` or ``Flooded``; the caller turns those into LinkDown / DeviceTimeout /
+  BadResponse / LinkFlooded. At most ``READ_LIMIT_BYTES`` are read per request:
+  pymodbus's sync receive loop keeps appending to its buffer until the timeout whenever
+  the bytes do not make a frame (a lying MBAP length, noise, frames of another
+  transaction), so a flooding device would otherwise cost a core for the whole timeout
+  and memory far beyond the framer's own ``MAX_SIZE``.
 * ``serve``: a pymodbus server (TCP, or a serial/pty path; socket, RTU or ASCII framing)
   whose every read and write is answered by a plain Python function.
 
@@ -21,7 +26,9 @@ What this relies on in 3.16 (checked against its source, re-check on an upgrade)
 - the sync clients move every byte through their ``send(request, addr)`` and
   ``recv(size)`` methods (the transaction manager binds ``send`` when the client is made
   and calls ``recv``), and open and close through ``connect``/``close``: a subclass that
-  overrides them sees the raw traffic, which is how a link is recorded (``WireTap``);
+  overrides them sees the raw traffic, which is how a link is recorded (``WireTap``) and
+  how the bytes read per request are capped (an exception raised in ``recv`` leaves
+  ``sync_execute`` unchanged: it catches only timeouts);
 - a server's ``custom_pdu`` classes replace the built-in request class of the same
   function code (``DecodePDU.register``), and their ``datastore_update`` builds the answer;
   raising ``NoSuchIdException`` with ``ignore_missing_devices=True`` sends no answer.
@@ -100,6 +107,20 @@ class Unusable(Exception):
     """pymodbus could not decode what arrived (a frame its decoder rejected)."""
 
 
+class Flooded(Exception):
+    """More than ``READ_LIMIT_BYTES`` arrived for one request (or while draining a late
+    answer): a flooding device. The caller closes the connection."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"more than {READ_LIMIT_BYTES} bytes for one request "
+                         f"({received} read)")
+        self.received = received
+
+
+MAX_ADU_BYTES = 513  # the longest Modbus frame: ASCII, 1 + 2 * 254 + 2 + 2
+READ_LIMIT_BYTES = MAX_ADU_BYTES + 4096  # per request: a late answer, echo, noise fit
+
+
 @dataclass(frozen=True)
 class Answer:
     """A decoded answer, before it is compared with the request.
@@ -132,10 +153,10 @@ class WireClient:
                                       trace_packet=self._trace_packet)
         self._client: ModbusTcpClient | ModbusSerialClient
         if serial_port is None:
-            tcp = ModbusTcpClient if tap is None else _TappedTcpClient
+            tcp = _CappedTcpClient if tap is None else _TappedTcpClient
             self._client = tcp(host or "", port=tcp_port, **common)
         else:
-            serial = ModbusSerialClient if tap is None else _TappedSerialClient
+            serial = _CappedSerialClient if tap is None else _TappedSerialClient
             self._client = serial(serial_port, baudrate=baudrate, bytesize=bytesize,
                                   parity=parity, stopbits=stopbits, **common)
         if tap is not None:
@@ -187,6 +208,8 @@ class WireClient:
         self._received = b""
         try:
             pdu = calls[function_code]()
+        except _OverLimit as err:
+            raise Flooded(err.received) from None
         except ConnectionException as err:
             raise WireClosed(str(err)) from err
         except ModbusIOException as err:
@@ -205,7 +228,8 @@ class WireClient:
 
     def drain(self, quiet_s: float, limit_s: float) -> None:
         """Discard input until nothing arrived for ``quiet_s`` (at most ``limit_s``), so a
-        late answer cannot be taken for the next request's. Raises WireClosed."""
+        late answer cannot be taken for the next request's. Raises WireClosed, or
+        Flooded when more than ``READ_LIMIT_BYTES`` kept arriving."""
         port = self._client.socket
         if port is None:
             return
@@ -217,6 +241,41 @@ class WireClient:
                 _drain_socket(port, quiet_s, deadline)
         except (OSError, ValueError) as err:
             raise WireClosed(str(err)) from err
+
+
+class _OverLimit(Exception):
+    """Raised inside pymodbus's receive loop by ``_Capped.recv`` (never leaves
+    ``WireClient.request``)."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"{received} bytes for one request")
+        self.received = received
+
+
+class _Capped:
+    """Counts the bytes a pymodbus sync client reads per request (reset by each
+    ``send``) and stops its receive loop past ``READ_LIMIT_BYTES``."""
+
+    _read_since_send = 0
+
+    def send(self, request: bytes, addr: tuple | None = None) -> int:
+        self._read_since_send = 0
+        return super().send(request, addr)  # type: ignore[misc]
+
+    def recv(self, size: int | None) -> bytes:
+        data = super().recv(size)  # type: ignore[misc]
+        self._read_since_send += len(data or b"")
+        if self._read_since_send > READ_LIMIT_BYTES:
+            raise _OverLimit(self._read_since_send)
+        return data
+
+
+class _CappedTcpClient(_Capped, ModbusTcpClient):
+    pass
+
+
+class _CappedSerialClient(_Capped, ModbusSerialClient):
+    pass
 
 
 class _Tapped:
@@ -250,31 +309,39 @@ class _Tapped:
         return data
 
 
-class _TappedTcpClient(_Tapped, ModbusTcpClient):
+class _TappedTcpClient(_Tapped, _CappedTcpClient):
     pass
 
 
-class _TappedSerialClient(_Tapped, ModbusSerialClient):
+class _TappedSerialClient(_Tapped, _CappedSerialClient):
     pass
 
 
 def _drain_serial(port: Any, quiet_s: float, deadline: float) -> None:
+    discarded = port.in_waiting
     port.reset_input_buffer()
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < quiet_s and time.monotonic() < deadline:
         time.sleep(quiet_s / 5)
-        if port.in_waiting:
+        if waiting := port.in_waiting:
+            discarded += waiting
+            if discarded > READ_LIMIT_BYTES:
+                raise Flooded(discarded)
             port.reset_input_buffer()
             quiet_since = time.monotonic()
 
 
 def _drain_socket(sock: Any, quiet_s: float, deadline: float) -> None:
     sock.setblocking(False)
+    discarded = 0
     while time.monotonic() < deadline:
         if not select.select([sock], [], [], quiet_s)[0]:
             return
-        if not sock.recv(4096):
+        if not (chunk := sock.recv(4096)):
             raise OSError("connection closed by the other end")
+        discarded += len(chunk)
+        if discarded > READ_LIMIT_BYTES:
+            raise Flooded(discarded)
 
 
 # -- server side -------------------------------------------------------------------------

@@ -15,6 +15,10 @@ Errors come out typed:
   frame), or an answer that does not fit the request: another unit, another function,
   another count (reason ``bad_response``)
 * ``ModbusExceptionReply`` the device answered with a Modbus exception (``exception_XX``)
+* ``LinkFlooded``   more bytes than any answer can have kept arriving (reason ``flood``):
+  at most ``READ_LIMIT_BYTES`` (the longest frame plus 4 KiB) are read per request or
+  per discarded late answer; then the connection or port is closed, the next poll
+  reopens it after the device's backoff, and the flood is logged when it starts
 
 The first three are transient (worth a retry); an exception reply is transient only for
 codes 05/06 (acknowledge / busy) and the gateway codes 0A/0B. After a timeout or a bad
@@ -32,8 +36,23 @@ import time
 from typing import Any
 
 from edge_agent.config.schema import Link, LinkProtocol, RegisterKind, SerialLink, TcpLink
-from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError, WireTap, open_recorder
-from edge_agent.modbus.pymodbus_api import Answer, NoAnswer, Unusable, WireClient, WireClosed
+from edge_agent.link import (
+    BadResponse,
+    DeviceTimeout,
+    LinkDown,
+    LinkError,
+    LinkFlooded,
+    WireTap,
+    open_recorder,
+)
+from edge_agent.modbus.pymodbus_api import (
+    Answer,
+    Flooded,
+    NoAnswer,
+    Unusable,
+    WireClient,
+    WireClosed,
+)
 from edge_agent.serialports import explain_missing
 
 log = logging.getLogger(__name__)
@@ -92,6 +111,8 @@ class ModbusLinkClient:
         self._timeout_ms = link.timeout_ms
         self._gap_s = request_gap_s(link)
         self._last_exchange_end = 0.0
+        self.floods = 0  # requests ended by a flood (counted; logged when it starts)
+        self._flooding = False
 
     def set_timeout_ms(self, timeout_ms: int | None) -> None:
         """Answer timeout for the following requests: a device's own ``timeout_ms``, or
@@ -167,6 +188,8 @@ class ModbusLinkClient:
         try:
             answer = self._wire.request(unit_id, function_code, address, count=count,
                                         value=value)
+        except Flooded as err:
+            raise self._flooded(f"unit {unit_id} {what}", err) from err
         except WireClosed as err:
             log.debug("%s: %s", self.link.name, err)
             self._wire.close()
@@ -191,10 +214,25 @@ class ModbusLinkClient:
             raise BadResponse(f"unit {unit_id}: answer does not fit the request (unit "
                               f"{answer.unit_id}, function {answer.function_code & 0x7F}; "
                               f"{what} asks function {function_code})")
+        if self._flooding:
+            self._flooding = False
+            log.info("%s: no longer flooding after %d flooded requests", self.link.name,
+                     self.floods)
         if answer.function_code & 0x80:
             code = answer.exception_code
             raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} {what}")
         return answer
+
+    def _flooded(self, what: str, err: Flooded) -> LinkFlooded:
+        """Close the link after a flood; count it, log when flooding starts."""
+        self._wire.close()
+        self.floods += 1
+        if not self._flooding:
+            self._flooding = True
+            log.warning("%s: flood %s: %s; the connection is closed and reopened after "
+                        "the device's backoff, its readings are BAD 'flood' (further "
+                        "floods are counted, not logged)", self.link.name, what, err)
+        return LinkFlooded(f"{self.link.name}: flood {what}: {err}")
 
     def _ensure_connected(self) -> None:
         if self._wire.connected:
@@ -224,6 +262,8 @@ class ModbusLinkClient:
             self._wire.drain(_QUIET_LINE_S, self._timeout_ms / 1000)
         except WireClosed:  # port gone: the next request reconnects
             self._wire.close()
+        except Flooded as err:
+            raise self._flooded("while discarding a late answer", err) from err
 
     def close(self) -> None:
         """Close the connection or port, and end the link's recording: the poller is done

@@ -80,12 +80,17 @@ class Deframer:
     # line framing ---------------------------------------------------------------------
 
     def _lines(self) -> list[FrameEvent]:
+        """Cut the buffer at line ends. The buffer is scanned once, from a moving
+        offset, and shortened once at the end: slicing it per line would copy the rest
+        each time, quadratic in a burst of short lines (a flood)."""
         events: list[FrameEvent] = []
+        buffer, pos = self._buffer, 0
+        ends = _LineEnds(buffer, self.framing.terminator)
         while True:
-            end, end_len = self._find_line_end()
+            end, end_len = ends.next_from(pos)
             if end < 0:
                 break
-            line, self._buffer = self._buffer[:end], self._buffer[end + end_len:]
+            line, pos = buffer[pos:end], end + end_len
             if self._discarding:  # the rest of a line that outgrew max_bytes
                 self._discarding = False
                 self.skipped_bytes += len(line)
@@ -93,6 +98,7 @@ class Deframer:
                 events.append(self._too_long(line))
             else:
                 events += self._line(line)
+        self._buffer = buffer[pos:]
         if len(self._buffer) > self.framing.max_bytes:
             keep = max(len(self.framing.terminator) - 1, 0)
             fault = self._overflow("no line end", keep)
@@ -100,13 +106,6 @@ class Deframer:
                 events.append(fault)
             self._discarding = True
         return events
-
-    def _find_line_end(self) -> tuple[int, int]:
-        terminator = self.framing.terminator
-        if terminator:
-            return self._buffer.find(terminator), len(terminator)
-        ends = [i for i in (self._buffer.find(b"\r"), self._buffer.find(b"\n")) if i >= 0]
-        return (min(ends), 1) if ends else (-1, 0)
 
     def _line(self, line: bytes) -> list[FrameEvent]:
         """One line: leftover CR/LF and noise before the start marker are skipped; with
@@ -133,39 +132,42 @@ class Deframer:
     # start/end framing ----------------------------------------------------------------
 
     def _marked(self) -> list[FrameEvent]:
+        """Cut the buffer at start and end markers, scanning from a moving offset and
+        shortening the buffer once at the end (see ``_lines``)."""
         events: list[FrameEvent] = []
         start, end = self.framing.start, self.framing.end
+        buffer, pos = self._buffer, 0
         while True:
-            begin = self._buffer.find(start)
-            if begin < 0:
-                keep = len(start) - 1
-                self._skip(len(self._buffer) - keep if keep else len(self._buffer))
-                break
-            self._skip(begin)
-            stop = self._buffer.find(end, len(start))
-            restart = self._buffer.find(start, len(start))
+            begin = buffer.find(start, pos)
+            if begin < 0:  # noise; keep what may be the beginning of a start marker
+                cut = max(len(buffer) - (len(start) - 1), pos)
+                self.skipped_bytes += cut - pos
+                self._buffer = buffer[cut:]
+                return events
+            self.skipped_bytes += begin - pos
+            pos = begin
+            stop = buffer.find(end, pos + len(start))
+            restart = buffer.find(start, pos + len(start))
             if restart >= 0 and (stop < 0 or restart < stop):
-                cut, self._buffer = self._buffer[:restart], self._buffer[restart:]
                 events.append(FrameFault("bad_frame", f"frame cut short by a new start "
-                                                      f"(device reset?): {show(cut)}"))
+                                                      f"(device reset?): "
+                                                      f"{show(buffer[pos:restart])}"))
+                pos = restart
                 continue
-            if stop < 0 or len(self._buffer) < stop + len(end) + self._check_len:
-                if len(self._buffer) > self.framing.max_bytes:
-                    events.append(self._overflow("no end marker", 0))
-                    continue
-                break
+            if stop < 0 or len(buffer) < stop + len(end) + self._check_len:
+                self._buffer = buffer[pos:]
+                if len(self._buffer) <= self.framing.max_bytes:
+                    return events
+                # keep what may be the first bytes of the next start marker
+                events.append(self._overflow("no end marker", len(start) - 1))
+                buffer, pos = self._buffer, 0
+                continue
             frame_end = stop + len(end) + self._check_len
-            frame, self._buffer = self._buffer[:frame_end], self._buffer[frame_end:]
+            frame, pos = buffer[pos:frame_end], frame_end
             if len(frame) > self.framing.max_bytes:
                 events.append(self._too_long(frame))
             else:
                 events.append(self._split_checksum(frame[len(start):], line_mode=False))
-        return events
-
-    def _skip(self, count: int) -> None:
-        if count > 0:
-            self.skipped_bytes += count
-            self._buffer = self._buffer[count:]
 
     def _overflow(self, missing: str, keep: int) -> FrameFault:
         """Drop an unfinished frame that outgrew ``max_bytes`` (garbage, wrong settings),
@@ -205,6 +207,29 @@ class Deframer:
             return FrameFault("bad_checksum", f"checksum {show(written)} does not match "
                                               f"{show(shown)} computed over {show(covered)}")
         return Frame(body)
+
+
+class _LineEnds:
+    """Where the next line end is, for a buffer scanned forward once. With "any line
+    end" the next CR and the next LF are each remembered until passed, so a buffer of
+    CR-only lines is not searched to its end for an LF at every line."""
+
+    def __init__(self, buffer: bytes, terminator: bytes) -> None:
+        self._buffer = buffer
+        self._terminator = terminator
+        self._next = {b"\r": -2, b"\n": -2}  # -2: not searched yet; -1: none left
+
+    def next_from(self, pos: int) -> tuple[int, int]:
+        """(offset, length) of the first line end at or after ``pos``; (-1, 0) if none."""
+        if self._terminator:
+            return self._buffer.find(self._terminator, pos), len(self._terminator)
+        found = []
+        for byte, at in self._next.items():
+            if at == -2 or 0 <= at < pos:
+                at = self._next[byte] = self._buffer.find(byte, pos)
+            if at >= 0:
+                found.append(at)
+        return (min(found), 1) if found else (-1, 0)
 
 
 def encode_frame(body: bytes, framing: Framing, checksum: Checksum | None) -> bytes:

@@ -2,7 +2,8 @@
 
 The body is read as Latin-1 (every byte is one character, so no byte can fail to
 decode) and stripped of spaces at both ends. A record that does not fit the configured
-shape (too few fields, pattern not matching, a time that does not parse) raises
+shape (too few fields, pattern not matching, a time that does not parse or lies outside
+years 1..9999 in UTC) raises
 ``RecordError`` (reason ``bad_frame``): it is a garbled or foreign record, and none of
 its values can be trusted. A single field that is not a number (``----``, ``OVR``, an
 empty field) only makes that channel BAD (``not_a_number``, ``no_value``).
@@ -145,4 +146,7 @@ def _instrument_time(spec: TimeField, fields: _Fields) -> datetime:
         raise RecordError(f"time {token!r} does not match format {spec.format!r}") from err
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone(spec.utc_offset))
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as err:  # 0001-01-01 00:00 at +08:00 is before year 1 in UTC
+        raise RecordError(f"time {token!r} is out of range in UTC") from err

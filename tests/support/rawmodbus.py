@@ -1,0 +1,129 @@
+"""A raw Modbus TCP / RTU-over-TCP device for hostile-input tests: it reads each request
+off a real socket and answers with whatever bytes a test function returns (a valid
+answer, a mutated one, noise), or floods the connection without end.
+
+pymodbus's own server cannot send malformed frames, which is the point here; the valid
+answers are built with our own few lines (independent of pymodbus's encoder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from support.rawrtu import with_crc
+
+
+@dataclass(frozen=True)
+class Request:
+    """A read request as it arrived: ``tid`` is None for RTU framing."""
+
+    tid: int | None
+    unit: int
+    function: int
+    address: int
+    count: int
+
+    def answer_pdu(self, values: list[int]) -> bytes:
+        """The valid answer's PDU (function 1-4) holding ``values`` (bits as 0/1)."""
+        if self.function in (1, 2):
+            bits = [v & 1 for v in values[:self.count]]
+            data = bytes(sum(bit << i for i, bit in enumerate(bits[at:at + 8]))
+                         for at in range(0, len(bits), 8))
+        else:
+            data = b"".join(struct.pack(">H", v & 0xFFFF) for v in values[:self.count])
+        return bytes([self.function, len(data)]) + data
+
+    def frame(self, pdu: bytes) -> bytes:
+        """``pdu`` framed as this request was: MBAP with its transaction id, or RTU."""
+        if self.tid is None:
+            return with_crc(bytes([self.unit]) + pdu)
+        return struct.pack(">HHHB", self.tid, 0, len(pdu) + 1, self.unit) + pdu
+
+
+Answerer = Callable[[Request], bytes]
+
+
+class RawModbusDevice:
+    """Serves one connection at a time on a free port of 127.0.0.1.
+
+    ``answer(request)`` gives the bytes sent back; after them the connection is closed
+    when ``close_after_answer`` (or when it returns True, if it is a function): a
+    truncated answer then ends at once instead of in the client's timeout. ``flood``:
+    after each request, send these bytes without end until the client goes away
+    (``flooded_bytes`` counts what it accepted).
+    """
+
+    def __init__(self, rtu: bool, answer: Answerer | None = None, *,
+                 close_after_answer: bool | Callable[[], bool] = True,
+                 flood: bytes | None = None) -> None:
+        self.rtu = rtu
+        self._answer = answer
+        self._close_after = close_after_answer
+        self._flood = flood
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self._stop = threading.Event()
+        self.connections = 0
+        self.requests = 0
+        self.flooded_bytes = 0
+        self._thread = threading.Thread(target=self._run, daemon=True, name="raw-modbus")
+
+    def __enter__(self) -> RawModbusDevice:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._server.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            # an OSError: the client closed the connection; wait for the next one
+            with conn, contextlib.suppress(OSError):
+                self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                request = self._read_request(conn)
+            except TimeoutError:
+                continue
+            if request is None:
+                return
+            self.requests += 1
+            if self._flood is not None:
+                while not self._stop.is_set():
+                    conn.sendall(self._flood)
+                    self.flooded_bytes += len(self._flood)
+            assert self._answer is not None
+            conn.sendall(self._answer(request))
+            close = self._close_after() if callable(self._close_after) else self._close_after
+            if close:
+                return
+
+    def _read_request(self, conn: socket.socket) -> Request | None:
+        size = 8 if self.rtu else 12
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        if self.rtu:
+            unit, function, address, count = struct.unpack(">BBHH", data[:6])
+            return Request(None, unit, function, address, count)
+        tid, _proto, _length, unit, function, address, count = struct.unpack(">HHHBBHH", data)
+        return Request(tid, unit, function, address, count)
