@@ -46,6 +46,7 @@ from edge_agent.config.validate_devices import read_devices, topic_safe_problem
 from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
 from edge_agent.config.validate_mqtt import read_mqtt
+from edge_agent.config.validate_store import check_store_place
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 
 TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
@@ -96,6 +97,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Stati
         source=Path(path),
         health=read_health(top),
     )
+    check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))
     issues = ck.issues + profiles.issues()
     if issues:
         raise ConfigError(issues)
