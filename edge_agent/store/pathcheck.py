@@ -103,7 +103,7 @@ def place_problem(path: Path, systemd_state_dir: Path | None = None) -> str | No
     absolute = Path(os.path.abspath(path))
     try:
         mode = absolute.lstat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a file as a parent
         mode = None
     except OSError as err:
         return f"{path} cannot be examined ({err.strerror}); expected a file path, {_EXAMPLE}"
