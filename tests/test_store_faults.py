@@ -132,6 +132,8 @@ def backlog_outbox(path, count=BACKLOG) -> None:
 
 
 def write_garbage(path) -> None:
+    """Garbage over an outbox an agent kept here (its lock file stays beside it)."""
+    backlog_outbox(path)
     path.write_bytes(random.Random(11).randbytes(200_000))
 
 
