@@ -344,3 +344,14 @@ def test_second_agent_on_a_running_agents_outbox_exits_2_and_a_sigkilled_ones_su
                    "the successor to store samples")
     finally:
         assert successor.terminate() == 0, successor.log()[-3000:]
+
+
+def test_status_and_export_do_not_need_to_write_where_the_outbox_is(tmp_path):
+    """A technician's user runs them against the service's directory: reading only."""
+    with unwritable_directory() as locked:
+        config = station_file(tmp_path, locked / "outbox.sqlite3")
+        try:
+            load_config(config, env={}, for_agent=False)
+        except ConfigError as err:
+            pytest.fail(f"refused for reading: {err}")
+        assert "cannot be written" in check(config)
