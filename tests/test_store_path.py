@@ -355,3 +355,21 @@ def test_status_and_export_do_not_need_to_write_where_the_outbox_is(tmp_path):
         except ConfigError as err:
             pytest.fail(f"refused for reading: {err}")
         assert "cannot be written" in check(config)
+
+
+@pytest.mark.parametrize("left", [b"", "header only"], ids=["zero bytes", "header only"])
+def test_an_outbox_cut_short_in_its_first_moments_is_taken_up_not_refused(tmp_path, left):
+    """An agent killed between creating the file and its schema leaves an empty file or
+    a bare SQLite header, and its lock file: the successor starts there, nothing lost."""
+    path = tmp_path / "outbox.sqlite3"
+    Outbox(path, UNLIMITED).close()
+    path.unlink()
+    if left == b"":
+        path.write_bytes(b"")
+    else:
+        sqlite_file(path, "PRAGMA user_version = 0", "CREATE TABLE x (a)", "DROP TABLE x")
+    assert check(station_file(tmp_path, path)) == "OK"
+    box = Outbox(path, UNLIMITED)
+    box.close()
+    assert box.set_aside == [] and int.from_bytes(path.read_bytes()[68:72], "big") == \
+        APPLICATION_ID
