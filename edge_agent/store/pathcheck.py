@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header
+from edge_agent.store.schema import APPLICATION_ID, SCHEMA_VERSION
+
 LOCK_SUFFIX = ".lock"
 LOCK_MARK = "edge-agent outbox lock"
 KERNEL_FILE_SYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
@@ -96,6 +97,29 @@ def refusal(path: Path, systemd_state_dir: Path | None = None) -> str | None:
                 "outbox or a path where a new one can be created: point store.path at a "
                 "file of its own")
     return None
+
+
+def newer_release(path: Path) -> str | None:
+    """Why an outbox at ``path`` written by a newer release cannot be opened; None when
+    it can, or when its version cannot be read without a lock (the outbox says so then).
+    For ``check``: ``run`` would otherwise exit 1 and be restarted over and over."""
+    if inspect(path).kind is not Kind.OUTBOX:
+        return None
+    try:
+        uri = f"{path.absolute().as_uri()}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        finally:
+            conn.close()
+        version = int(row[0]) if row else 0
+    except (sqlite3.Error, ValueError):
+        return None
+    if version <= SCHEMA_VERSION:
+        return None
+    return (f"{path} is an outbox written by a newer edge-agent (schema version {version}; "
+            f"this one reads up to {SCHEMA_VERSION}); it is left as it is. Expected: "
+            "upgrade edge-agent, or move the file aside")
 
 
 def place_problem(path: Path, systemd_state_dir: Path | None = None) -> str | None:

@@ -5,7 +5,7 @@ a step to ``_MIGRATIONS``; opening an older file runs the missing steps in one t
 A file newer than this release is refused rather than misread, and so is another
 program's database (``ForeignDatabase``: never renamed or changed, it is not ours); an
 outbox missing its tables raises ``NotAnOutbox`` (damage: set aside as corrupt). Every
-outbox carries ``pathcheck.APPLICATION_ID`` in its SQLite header, so that it can be told
+outbox carries ``APPLICATION_ID`` in its SQLite header, so that it can be told
 from another program's file even when its tables cannot be read (``stamp_application_id``).
 """
 
@@ -17,9 +17,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from edge_agent.store.pathcheck import APPLICATION_ID
-
 SCHEMA_VERSION = 2
+APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
 _TABLES = ("meta", "device_seq", "outbox")
 
 
