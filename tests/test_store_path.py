@@ -129,6 +129,7 @@ def test_check_and_run_refuse_a_file_that_is_not_an_outbox_and_leave_it_byte_for
         "nothing renamed, no lock file, -wal or -shm made beside it"
 
 
+@pytest.mark.real_parts  # starts the agent
 def test_run_on_its_own_station_file_exits_2_and_the_station_file_is_untouched(tmp_path):
     """The review's case: ``store: {path: station.yaml}`` renamed the station file."""
     config = station_file(tmp_path, "station.yaml")
@@ -231,6 +232,7 @@ def user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
+@pytest.mark.real_parts  # mount(8) for root
 def test_check_refuses_a_directory_the_agent_cannot_write_unless_systemd_makes_it(tmp_path):
     with unwritable_directory() as locked:
         config = station_file(tmp_path, locked / "outbox.sqlite3")
@@ -246,6 +248,7 @@ def test_check_refuses_a_directory_the_agent_cannot_write_unless_systemd_makes_i
            f"{locked}/sub in it)" in below
 
 
+@pytest.mark.real_parts  # mount(8) for root
 def test_default_store_path_in_an_unwritable_station_folder_is_reported_without_a_line(
         tmp_path):
     text = STATION.replace("store:\n  path: PATH\n", "")
@@ -346,6 +349,7 @@ def test_second_agent_on_a_running_agents_outbox_exits_2_and_a_sigkilled_ones_su
         assert successor.terminate() == 0, successor.log()[-3000:]
 
 
+@pytest.mark.real_parts  # mount(8) for root
 def test_status_and_export_do_not_need_to_write_where_the_outbox_is(tmp_path):
     """A technician's user runs them against the service's directory: reading only."""
     with unwritable_directory() as locked:
