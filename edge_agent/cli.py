@@ -1,7 +1,9 @@
 """Command line: ``edge-agent run|check|status|export|demo|probe|capture|replay|simulate``.
 
-Exit status: 0 success, 2 invalid configuration, 3 missing prerequisite (e.g. no
-Mosquitto for the demo), 1 anything else. ``probe`` adds its own (4-7, 130), listed by
+Exit status: 0 success, 2 invalid configuration (for ``run`` also: its outbox is in use
+by another agent, or ``store.path`` names a file that is not an outbox; a restart cannot
+help, so the unit does not restart on 2), 3 missing prerequisite (e.g. no Mosquitto for
+the demo), 1 anything else. ``probe`` adds its own (4-7, 130), listed by
 ``edge-agent probe --help``; ``capture``, ``replay`` and ``simulate`` theirs (4, 8)
 likewise.
 """
@@ -110,8 +112,10 @@ def cmd_run(path: Path, record: Path | None = None) -> int:
         install_stop_signals,
         run_until_signalled,
     )
+    from edge_agent.store.lock import OutboxInUse
     from edge_agent.store.outbox import OutboxError
-    from edge_agent.store.schema import SchemaError
+    from edge_agent.store.pathcheck import StorePathRefused
+    from edge_agent.store.schema import ForeignDatabase, SchemaError
 
     # systemd's watchdog ends a hung agent with SIGABRT: every thread's stack goes to
     # the journal first, so the restart leaves a trace of where it hung.
@@ -130,6 +134,9 @@ def cmd_run(path: Path, record: Path | None = None) -> int:
         config = _recording_every_link(config, record)
     try:
         agent = Agent(config, reload_config)
+    except (OutboxInUse, StorePathRefused, ForeignDatabase) as err:
+        print(f"{config.store.path}: cannot open the outbox: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     except (SchemaError, OutboxError, OSError) as err:
         print(f"{config.store.path}: cannot open the outbox: {err}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
-"""The outbox against damaged files: garbage, another program's database, a malformed page
-met while running, a truncated file, a file from a newer release, failing storage."""
+"""The outbox against damaged files: garbage over an outbox (set aside) and garbage that
+never was one (refused), another program's database, a malformed page met while
+running, a truncated file, a file from a newer release, failing storage."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from edge_agent.config.schema import Retention
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.store.corruption import MAX_SET_ASIDE
 from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.store.pathcheck import StorePathRefused
 from edge_agent.store.schema import SchemaError
 
 UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
@@ -77,7 +79,9 @@ def gap_entries(messages) -> list[dict]:
             for m in messages if m.kind == "gap" for e in m.entries]
 
 
-def test_garbage_file_is_set_aside_unchanged_and_a_new_outbox_starts(path, caplog):
+def test_outbox_overwritten_with_garbage_is_set_aside_unchanged_and_a_new_one_starts(
+        path, caplog):
+    fill(path, 3)  # an agent kept its outbox here: the lock file beside it says so
     garbage = random.Random(5).randbytes(50_000)
     path.write_bytes(garbage)
     box = Outbox(path, UNLIMITED)
@@ -93,6 +97,15 @@ def test_garbage_file_is_set_aside_unchanged_and_a_new_outbox_starts(path, caplo
     assert "sequence numbers start again at 1" in line.getMessage()
 
 
+def test_garbage_file_that_never_was_an_outbox_is_refused_and_left_alone(path):
+    garbage = random.Random(5).randbytes(50_000)
+    path.write_bytes(garbage)
+    with pytest.raises(StorePathRefused, match="exists and is not an SQLite database"):
+        Outbox(path, UNLIMITED)
+    assert path.read_bytes() == garbage and sorted(path.parent.iterdir()) == [path], \
+        "not renamed, not written, no lock file or -wal made beside it"
+
+
 def test_another_programs_database_is_refused_and_left_alone(path):
     other = sqlite3.connect(path)
     other.execute("CREATE TABLE readings (t REAL, v REAL)")
@@ -100,13 +113,14 @@ def test_another_programs_database_is_refused_and_left_alone(path):
     other.commit()
     other.close()
     before = path.read_bytes()
-    with pytest.raises(SchemaError) as refused:
+    with pytest.raises(StorePathRefused) as refused:
         Outbox(path, UNLIMITED)
     assert str(refused.value) == (
         f"{path} is a SQLite database of another program (tables: readings), not an "
-        "edge-agent outbox; it is left as it is. Point station.store.path at a file of "
-        "its own")
+        "edge-agent outbox; it is left as it is. Expected an edge-agent outbox or a path "
+        "where a new one can be created: point store.path at a file of its own")
     assert set_aside_files(path) == [] and path.read_bytes() == before
+    assert sorted(path.parent.iterdir()) == [path]
 
 
 def test_outbox_from_a_newer_release_is_refused_not_set_aside(path):

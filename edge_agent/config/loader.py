@@ -46,6 +46,7 @@ from edge_agent.config.validate_devices import read_devices, topic_safe_problem
 from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
 from edge_agent.config.validate_mqtt import read_mqtt
+from edge_agent.config.validate_store import check_store_place
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 
 TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
@@ -68,12 +69,16 @@ class _Places:
     secrets_dir: Path
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> StationConfig:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, *,
+                for_agent: bool = True) -> StationConfig:
     """The validated configuration in ``path``.
 
     ``env`` (default ``os.environ``) supplies the MQTT password variable and systemd's
     ``STATE_DIRECTORY``/``CONFIGURATION_DIRECTORY``. Raises ``ConfigError`` (and nothing
     else) when the file cannot be read or anything in it is wrong, listing every issue.
+    ``for_agent=False`` (``status``, ``export``: they only read the outbox, often as
+    another user) leaves out the check that the agent can keep its outbox at
+    ``store.path`` (validate_store.py).
     """
     env = os.environ if env is None else env
     file = str(path)
@@ -96,6 +101,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Stati
         source=Path(path),
         health=read_health(top),
     )
+    if for_agent:
+        check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))
     issues = ck.issues + profiles.issues()
     if issues:
         raise ConfigError(issues)

@@ -1,9 +1,11 @@
 """What ``status`` and ``export`` share: reading the station file for where things are,
 and asking the running agent for its ``/status``.
 
-The station file is validated as for ``run``, with one difference: a broker password
-variable that this shell does not have is not an error. These commands never talk to the
+The station file is validated as for ``run``, with two differences. A broker password
+variable that this shell does not have is not an error: these commands never talk to the
 broker, and a technician's shell rarely has the service's ``EnvironmentFile`` loaded.
+``store.path`` is not checked as a place the agent can keep its outbox: these commands
+only read it, often as another user than the service's.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class _SecretsNotNeeded(Mapping[str, str]):
 def load_station(path: Path) -> StationConfig | None:
     """The validated station file, or None after printing every problem."""
     try:
-        return load_config(path, env=_SecretsNotNeeded())
+        return load_config(path, env=_SecretsNotNeeded(), for_agent=False)
     except ConfigError as err:
         count = len(err.issues)
         print(str(err), file=sys.stderr)

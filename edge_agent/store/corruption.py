@@ -3,9 +3,12 @@ it still held announced as lost in the new file that replaces it.
 
 Corrupt means: SQLite says so (``database disk image is malformed``, SQLITE_CORRUPT, or
 ``file is not a database``, SQLITE_NOTADB) when the file is opened or at any later
-statement, or the file is an outbox missing its tables (``NotAnOutbox``). A file written
-by a newer release, or another program's healthy database, is *not* corrupt: it is
-refused (``SchemaError``, ``ForeignDatabase``) and left alone.
+statement, or the file is an outbox missing its tables (``NotAnOutbox``). Only a file
+known to be an outbox is ever set aside: the outbox refuses to open any other
+(pathcheck.py decides, before SQLite touches the file), so a station file or another
+program's database named by mistake in ``store.path`` is never renamed. A file written
+by a newer release is *not* corrupt either: it is refused (``SchemaError``) and left
+alone.
 
 The file and its ``-wal``/``-shm`` companions are renamed to ``<name>.corrupt-<UTC time>``
 (companions first: a crash half-way must never leave a stale WAL beside a new file) and

@@ -41,8 +41,17 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   in ``meta.corrupt_lost_total``, numbering continues where it can be read, and one
   ERROR line says what was lost (corruption.py). At most ``MAX_SET_ASIDE`` files are set
   aside per run (more means failing storage); after that writes fail and are counted as
-  above. A file from a newer release, or another program's healthy SQLite database, is
-  not corrupt: it is refused (``SchemaError``, ``ForeignDatabase``) and left alone.
+  above. A file from a newer release is not corrupt: it is refused (``SchemaError``) and
+  left alone.
+* **Only an outbox is ever changed.** Before anything is opened, the file at the path
+  must be an edge-agent outbox or absent (pathcheck.py: the header's application id, the
+  outbox's tables, or the lock file left beside it by an earlier agent). Any other file
+  (a station file, a text file, another program's database) is refused
+  (``StorePathRefused``) and never renamed, written or locked; so are a directory, a
+  device and a place under /proc, /sys or /dev. ``check`` refuses the same.
+* **One agent per outbox.** The outbox holds an exclusive ``flock`` on ``<path>.lock``
+  from open to close (lock.py); a second agent is refused (``OutboxInUse``) naming the
+  first. The kernel drops the lock when the holder dies, SIGKILL included.
 """
 
 from __future__ import annotations
@@ -64,13 +73,15 @@ from typing import Any, TypeVar
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import Message, encode_sample_body
-from edge_agent.store import claims, corruption, retention
+from edge_agent.store import claims, corruption, pathcheck, retention
+from edge_agent.store.lock import OutboxLock
 from edge_agent.store.schema import (
     ForeignDatabase,
     NotAnOutbox,
     SchemaError,
     ensure_schema,
     refuse_foreign,
+    stamp_application_id,
 )
 from edge_agent.watchdog import WRITER_BOUND_S, Heartbeat, waiting_for_watched_worker
 
@@ -175,10 +186,19 @@ class Outbox:
         # file after a corrupt one continues above it (a forwarder's backlog boundary is
         # a row id, and ids never go backwards).
         self._row_id_high = 0
+        # Before the lock: a lock file is never made beside another program's file.
+        if (problem := pathcheck.refusal(self.path)) is not None:
+            raise pathcheck.StorePathRefused(problem)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = OutboxLock(self.path)  # OutboxInUse: another agent has it
         try:
             self._conn = self._open_or_set_aside()
         except sqlite3.Error as err:
+            self._lock.release()
             raise OutboxError(f"cannot open outbox {self.path}: {err}") from err
+        except BaseException:
+            self._lock.release()
+            raise
         self._thread = threading.Thread(target=self._writer, name="outbox-writer", daemon=True)
         self.heartbeat = Heartbeat(self._thread.name)  # the service watchdog's (watchdog.py)
         self._thread.start()
@@ -193,11 +213,14 @@ class Outbox:
                 refuse_foreign(conn)
             except ForeignDatabase as err:
                 raise ForeignDatabase(f"{self.path} {err}") from err
+            stamped = stamp_application_id(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
             self._conn_synchronous = self._synchronous
             conn.execute("PRAGMA busy_timeout=5000")
             ensure_schema(conn)
+            if stamped:  # an older outbox's header: in the file itself, not only the WAL
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._retention.load(conn)
             self._row_id_high = max(self._row_id_high, corruption.last_row_id(conn))
         except BaseException:
@@ -412,6 +435,7 @@ class Outbox:
         except sqlite3.Error as err:
             log.warning("outbox checkpoint on close failed: %s", err)
         self._conn.close()
+        self._lock.release()
 
     # -- appending ----------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ The schema version lives in ``meta.schema_version``. A release that changes the 
 a step to ``_MIGRATIONS``; opening an older file runs the missing steps in one transaction.
 A file newer than this release is refused rather than misread, and so is another
 program's database (``ForeignDatabase``: never renamed or changed, it is not ours); an
-outbox missing its tables raises ``NotAnOutbox`` (damage: set aside as corrupt).
+outbox missing its tables raises ``NotAnOutbox`` (damage: set aside as corrupt). Every
+outbox carries ``APPLICATION_ID`` in its SQLite header, so that it can be told
+from another program's file even when its tables cannot be read (``stamp_application_id``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 SCHEMA_VERSION = 2
+APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
 _TABLES = ("meta", "device_seq", "outbox")
 
 
@@ -97,6 +100,17 @@ def refuse_foreign(conn: sqlite3.Connection) -> None:
     """Raise ``ForeignDatabase`` for another program's database, before anything (even
     ``journal_mode``) changes its file."""
     current_version(sqlite_utils.Database(conn, execute_plugins=False))
+
+
+def stamp_application_id(conn: sqlite3.Connection) -> bool:
+    """Write the outbox's application id into the header of the file on ``conn`` (a new
+    file, or an outbox of an older release); True if it was missing. Called before WAL
+    mode is set, so a new file's header has it on disk at once (pathcheck.py, rule 1)."""
+    (current,) = conn.execute("PRAGMA application_id").fetchone()
+    if current == APPLICATION_ID:
+        return False
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    return True
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
