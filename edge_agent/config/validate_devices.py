@@ -9,10 +9,10 @@ naming channels that do not exist.
 
 from __future__ import annotations
 
-import re
-
 from edge_agent.config.fields import Checker, Section, as_section
 from edge_agent.config.layers import Layers
+from edge_agent.config.limits import INTERVAL_S
+from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import Profile, ProfileLibrary
 from edge_agent.config.schema import Channel, DataType, Device, WordOrder
 from edge_agent.config.validate_acquisition import (
@@ -45,17 +45,6 @@ DEVICE_KEYS = ("id", "link", "unit_id", "interval_s", "driver", "profile", "word
                "enron", "read", "trigger", "clock", "stream_channel", "channels",
                "text", *DEVICE_POLLING_KEYS)
 DRIVERS = {"modbus": "modbus", TEXT_DRIVER: TEXT_DRIVER}
-_TOPIC_UNSAFE = re.compile(r"[/+#{}\s]")
-
-
-def topic_safe_problem(value: str, what: str) -> str | None:
-    """Why ``value`` cannot be a station or device id (they become MQTT topic levels)."""
-    if _TOPIC_UNSAFE.search(value):
-        return (
-            f"{what} '{value}' becomes part of MQTT topics, so it cannot contain "
-            "'/', '+', '#', braces or spaces"
-        )
-    return None
 
 
 def read_devices(ck: Checker, top: Section, links: LinkTable,
@@ -89,7 +78,7 @@ def read_devices(ck: Checker, top: Section, links: LinkTable,
 
 def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> Device | None:
     device_id = sec.text("id", what="the device's id, e.g. gc-1")
-    if device_id is not None and (problem := topic_safe_problem(device_id, "device id")):
+    if device_id is not None and (problem := id_problem(device_id, "device id")):
         sec.report("id", problem)
     link = _read_link_name(sec, links)
     profile = _read_profile(sec, profiles)
@@ -100,7 +89,8 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     text_device = uses_text_driver(layers.pick("driver"))  # own ASCII protocol: validate_text
     unit_id = read_text_unit_id(sec) if text_device \
         else _read_unit_id(sec, links.kinds.get(link or ""))
-    interval_s = layers.pick("interval_s").number("interval_s", lo=0, above=True)
+    interval_s = layers.pick("interval_s").number("interval_s", lo=INTERVAL_S[0],
+                                                  hi=INTERVAL_S[1])
     driver = layers.pick("driver").choice("driver", DRIVERS, "modbus")
     if text_device:
         settings = read_text_device(sec, layers.pick("text"), links.links.get(link or ""),

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_agent.config.fields import Checker, Section, as_section, join, one_of, read_path
+from edge_agent.config.limits import MAX_LINKS, count_problem
+from edge_agent.config.names import id_problem
 from edge_agent.config.schema import Link, LinkProtocol, Parity, SerialLink, TcpLink
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
 
@@ -73,12 +75,17 @@ def read_links(ck: Checker, top: Section, state_dir: Path = Path(".")) -> LinkTa
         return table
     if not section.node.entries:
         top.report("links", "expected at least one link (a name with type: tcp or serial)")
+    if problem := count_problem(len(section.node.entries), MAX_LINKS, "links"):
+        top.report("links", problem, at_key=True)
+        return table
     ports: dict[str, str] = {}
     recorded: dict[Path, str] = {}
     for link_entry in section.node.entries:
         name = link_entry.key
         kind = table.kinds[name] = _kind(link_entry.value)
         path = join("links", name)
+        if problem := id_problem(name, "link id"):
+            ck.report(link_entry.line, path, problem)
         sec = as_section(ck, link_entry.value, path, link_entry.line, _allowed(kind), _hints(kind))
         if sec is None:
             continue
