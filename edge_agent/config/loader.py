@@ -122,7 +122,7 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None) -> Load
     issues = ck.issues + profiles.issues()
     if issues:
         raise ConfigError(issues)
-    return LoadedConfig(config, tuple(ck.warnings))
+    return LoadedConfig(config, tuple(sorted(ck.warnings, key=lambda w: w.line or 0)))
 
 
 def _places(path: Path, env: Mapping[str, str]) -> _Places:

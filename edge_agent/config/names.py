@@ -35,7 +35,7 @@ def id_problem(value: str, what: str) -> str | None:
         return f"{what} is {len(value)} characters long; at most {ID_MAX} are allowed"
     if not _ID.fullmatch(value):
         bad = _first_outside(value, _ID_CHARS)
-        where = f" ({describe_char(bad)} is not)" if bad else ""
+        where = f" ({describe_char(bad)} is not)" if bad else f" (it starts with '{value[:1]}')"
         return f"{what} '{value}' may contain only {ID_RULE}{where}"
     return None
 
