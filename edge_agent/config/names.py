@@ -20,6 +20,7 @@ import re
 ID_MAX = 64
 LABEL_MAX = 64  # a channel's name
 UNIT_MAX = 32
+CONNECT_TEXT_MAX = 256  # mqtt.client_id and mqtt.username
 TOPIC_TEMPLATE_MAX = 200
 MQTT_TOPIC_MAX_BYTES = 65535  # MQTT 3.1.1 and 5: a UTF-8 string has a 2-byte length
 

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from edge_agent.config.fields import Checker, Section, as_section, read_path
 from edge_agent.config.limits import LIVE_WINDOW_S, RECONNECT_MAX_S, RECONNECT_MIN_S
-from edge_agent.config.names import TOPIC_TEMPLATE_MAX, mqtt_topic_problem, template_text_problem
+from edge_agent.config.names import (
+    CONNECT_TEXT_MAX,
+    TOPIC_TEMPLATE_MAX,
+    label_problem,
+    mqtt_topic_problem,
+    template_text_problem,
+)
 from edge_agent.config.schema import MqttConfig, MqttProtocol, Secret, TlsConfig, Topics
 from edge_agent.config.validate_links import check_host
 from edge_agent.config.yamlsource import MapNode, ScalarNode
@@ -74,7 +80,7 @@ def read_mqtt(
     if host is not None:
         check_host(sec, host)
     tls = _read_tls(sec, base)
-    username = sec.text("username", None)
+    username = _printable(sec, "username", "the username")
     reconnect_min_s, reconnect_max_s = _read_reconnect(sec)
     password = _read_password(sec, username, env, base)
     if password is not None and tls is None and host is not None:
@@ -82,7 +88,7 @@ def read_mqtt(
     return MqttConfig(
         host=host or "",
         port=sec.integer("port", 8883 if tls else 1883, 1, 65535) or 1883,
-        client_id=sec.text("client_id", None) or f"edge-agent-{station_id}",
+        client_id=_printable(sec, "client_id", "the client id") or f"edge-agent-{station_id}",
         protocol=sec.choice("protocol", PROTOCOLS, MqttProtocol.V311, "3.1.1 or 5")
         or MqttProtocol.V311,
         username=username,
@@ -99,6 +105,14 @@ def read_mqtt(
         reconnect_max_s=reconnect_max_s or 60.0,
         shutdown_grace_s=sec.number("shutdown_grace_s", 5.0, 0, 300) or 0.0,
     )
+
+
+def _printable(sec: Section, key: str, what: str) -> str | None:
+    """Text the broker sees in CONNECT: printable, at most ``CONNECT_TEXT_MAX`` long."""
+    text = sec.text(key, None)
+    if text is not None and (problem := label_problem(text, what, CONNECT_TEXT_MAX)):
+        sec.report(key, problem)
+    return text
 
 
 def _read_qos(sec: Section) -> int:
