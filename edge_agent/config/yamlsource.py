@@ -141,8 +141,8 @@ def read_yaml_file(path: Path, file: str) -> YamlDocument:
     else:
         if len(data) <= MAX_FILE_BYTES:
             return parse_yaml_bytes(data, file)
-        shown = size_text(size) if size > MAX_FILE_BYTES else "more"
-        message = (f"the file is {shown}, more than the {size_text(MAX_FILE_BYTES)} (1 MiB) a "
+        shown = f"{size_text(size)}, more" if size > MAX_FILE_BYTES else "more"  # /dev/zero
+        message = (f"the file is {shown} than the {size_text(MAX_FILE_BYTES)} (1 MiB) a "
                    "configuration file may have; is it the right file?")
     return YamlDocument(None, (ConfigIssue(file, None, "", message),))
 
