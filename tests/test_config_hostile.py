@@ -52,6 +52,7 @@ def devices_text(count: int, channels: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.real_parts  # runs edge-agent check as a process
 def test_a_file_over_one_mib_is_refused_naming_its_size_and_the_limit(tmp_path):
     path = tmp_path / "station.yaml"
     path.write_text(HEAD + ONE_LINK + devices_text(1) + "#" * (2 * 1024 * 1024) + "\n")
@@ -63,12 +64,14 @@ def test_a_file_over_one_mib_is_refused_naming_its_size_and_the_limit(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.real_parts  # runs edge-agent check as a process
 def test_an_endless_file_such_as_dev_zero_is_refused_after_reading_one_mib():
     result = edge_agent("check", "/dev/zero")
     assert result.returncode == 2
     assert "/dev/zero: the file is more than the 1,048,576 bytes (1 MiB)" in result.stderr
 
 
+@pytest.mark.real_parts  # runs edge-agent check as a process
 def test_a_500_deep_file_is_refused_with_its_line_and_no_traceback():
     path = CASES / "yaml_nested_too_deep" / "station.yaml"
     result = edge_agent("check", str(path))
@@ -108,6 +111,7 @@ def test_channels_of_the_whole_station_are_counted(tmp_path, monkeypatch):
                                "by mistake?)"]
 
 
+@pytest.mark.real_parts  # runs edge-agent check as a process
 def test_check_prints_ids_with_nul_and_lone_surrogates_without_crashing():
     path = CASES / "ids_names_and_topics_outside_the_safe_set" / "station.yaml"
     result = edge_agent("check", str(path))
@@ -132,6 +136,7 @@ def test_a_topic_longer_than_mqtt_allows_is_refused_for_the_device_that_makes_it
                                "MQTT allows at most 14: 'edge/S1/d0/data'"]
 
 
+@pytest.mark.real_parts  # runs edge-agent check as a process
 def test_check_prints_warnings_and_still_exits_0():
     path = CASES / "warnings_plain_password_to_a_remote_broker" / "station.yaml"
     result = edge_agent("check", str(path))
