@@ -287,9 +287,9 @@ def _text(node: ScalarNode, empty_ok: bool) -> str:
     text = node.value if isinstance(node.value, str) else node.text
     if not text.strip() and not empty_ok:
         raise Mismatch(" (empty text)")
-    if "\x00" in text or any(0xD800 <= ord(char) <= 0xDFFF for char in text):
-        raise Mismatch(" (it holds a NUL or a lone surrogate escape such as \\ud800, which "
-                       "no program can use; retype the value)")
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        raise Mismatch(" (it holds a lone surrogate escape such as \\ud800, which is not a "
+                       "character and cannot be sent or stored; retype the value)")
     return text
 
 
@@ -332,5 +332,8 @@ def read_path(sec: Section, key: str, base: Path, default: object = None) -> Pat
         return None
     if text.startswith("~"):
         sec.report(key, f"'~' is not expanded here; write the full path instead of '{text}'")
+        return None
+    if "\x00" in text:
+        sec.report(key, "a path cannot contain a NUL character; retype the path")
         return None
     return base / text

@@ -174,7 +174,7 @@ def check_host(sec: Section, host: str) -> None:
     elif re.fullmatch(r"[^:\s]+:[0-9]+", host):
         address, port = host.rsplit(":", 1)
         sec.report("host", f"write the port separately: host: {address} and port: {port}")
-    elif not re.fullmatch(r"[^\s/]+", host):
+    elif not re.fullmatch(r"[^\s/]+", host) or not host.isprintable():
         sec.report("host", f"expected a host name or IP address, found '{host}'")
 
 
