@@ -122,6 +122,10 @@ class Agent:
             log.error("reload of %s refused: %d problem%s found; still running on the "
                       "previous configuration", source, count, "s" * (count != 1))
             return False
+        except Exception:  # a loader bug must not end a running agent
+            log.exception("reload of %s failed; still running on the previous "
+                          "configuration", source)
+            return False
         plan = plan_reload(self.config, new)
         if plan.refused:
             for reason in plan.refused:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edge_agent.capture_cli import add_capture_parser, add_replay_parser, add_simulate_parser
 from edge_agent.config.errors import ConfigError
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import LoadedConfig, load_station
 from edge_agent.config.schema import StationConfig
 from edge_agent.ops.arguments import add_export_parser, add_status_parser
 from edge_agent.probe.arguments import add_probe_parser
@@ -84,9 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> StationConfig | None:
+def _load(path: Path) -> LoadedConfig | None:
     try:
-        return load_config(path)
+        return load_station(path)
     except ConfigError as err:
         count = len(err.issues)
         print(str(err), file=sys.stderr)
@@ -96,9 +96,12 @@ def _load(path: Path) -> StationConfig | None:
 
 
 def cmd_check(path: Path) -> int:
-    config = _load(path)
-    if config is None:
+    loaded = _load(path)
+    if loaded is None:
         return EXIT_CONFIG
+    for warning in loaded.warnings:  # risky but valid: said, never refused
+        print(f"warning: {warning}", file=sys.stderr)
+    config = loaded.config
     devices, links = len(config.devices), len(config.links)
     print(f"OK: {path}: station {config.station_id}, {devices} device{'s' * (devices != 1)} "
           f"on {links} link{'s' * (links != 1)}")
@@ -122,13 +125,16 @@ def cmd_run(path: Path, record: Path | None = None) -> int:
     faulthandler.enable()
     stop = install_stop_signals()
     reload = install_reload_signal()
-    config = _load(path)
-    if config is None:
+    loaded = _load(path)
+    if loaded is None:
         return EXIT_CONFIG
+    _log_warnings(loaded)
+    config = loaded.config
 
     def reload_config(source: Path) -> StationConfig:
-        loaded = load_config(source)
-        return loaded if record is None else _recording_every_link(loaded, record)
+        again = load_station(source)
+        _log_warnings(again)
+        return again.config if record is None else _recording_every_link(again.config, record)
 
     if record is not None:
         config = _recording_every_link(config, record)
@@ -141,6 +147,11 @@ def cmd_run(path: Path, record: Path | None = None) -> int:
         print(f"{config.store.path}: cannot open the outbox: {err}", file=sys.stderr)
         return 1
     return run_until_signalled(agent, stop, reload)
+
+
+def _log_warnings(loaded: LoadedConfig) -> None:
+    for warning in loaded.warnings:
+        logging.getLogger("edge_agent.config").warning("%s", warning)
 
 
 def _recording_every_link(config: StationConfig, folder: Path) -> StationConfig:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config.errors import ConfigError, ConfigIssue
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import load_config, load_station
 from edge_agent.config.schema import (
     DataType,
     MqttProtocol,
@@ -57,13 +57,15 @@ def _case_dirs() -> list[Path]:
 
 
 def check_output(path: Path, env: dict[str, str]) -> str:
-    """What ``edge-agent check`` reports: every issue, or one OK line."""
+    """What ``edge-agent check`` reports: every issue, or the warnings and one OK line."""
     try:
-        config = load_config(str(path), env=env)
+        loaded = load_station(str(path), env=env)
     except ConfigError as err:
         return str(err)
+    config = loaded.config
+    warnings = "".join(f"warning: {warning}\n" for warning in loaded.warnings)
     return (
-        f"OK: {path}: station {config.station_id}, {len(config.devices)} devices on "
+        f"{warnings}OK: {path}: station {config.station_id}, {len(config.devices)} devices on "
         f"{len(config.links)} links"
     )
 

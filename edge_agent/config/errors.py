@@ -28,8 +28,18 @@ class ConfigIssue:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         if self.path:
-            return f"{where}: {self.path}: {self.message}"
-        return f"{where}: {self.message}"
+            return visible(f"{where}: {self.path}: {self.message}")
+        return visible(f"{where}: {self.message}")
+
+
+def visible(text: str) -> str:
+    """``text`` with every non-printable character (a control character, a lone surrogate
+    from a ``\\ud800`` escape) written as an escape: a message quotes what the file
+    holds, and must print on any terminal and journal without raising."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode(
+        "unicode_escape", "backslashreplace").decode("ascii") for char in text)
 
 
 def _line_key(issue: ConfigIssue) -> tuple[int, int]:

@@ -50,9 +50,14 @@ class Checker:
     def __init__(self, file: str, issues: Iterable[ConfigIssue] = ()) -> None:
         self.file = file
         self.issues: list[ConfigIssue] = list(issues)
+        self.warnings: list[ConfigIssue] = []  # settings that work but weaken the station
 
     def report(self, line: int | None, path: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.file, line, path, message))
+
+    def warn(self, line: int | None, path: str, message: str) -> None:
+        """Note a risky but valid setting: printed by ``check``, logged by ``run``."""
+        self.warnings.append(ConfigIssue(self.file, line, path, message))
 
 
 def join(path: str, key: str) -> str:
@@ -157,6 +162,10 @@ class Section:
         """Record an issue about ``key`` at its value's line (or the key's line)."""
         line = self.line_of(key) if at_key else self.value_line(key)
         self.ck.report(line, self.path_of(key), message)
+
+    def warn(self, key: str, message: str) -> None:
+        """A warning about ``key``, at its value's line (see ``Checker.warn``)."""
+        self.ck.warn(self.value_line(key), self.path_of(key), message)
 
     def missing(self, key: str, expected: str) -> None:
         """Report a required ``key`` as missing, unless a misspelling of it was reported.
@@ -278,6 +287,9 @@ def _text(node: ScalarNode, empty_ok: bool) -> str:
     text = node.value if isinstance(node.value, str) else node.text
     if not text.strip() and not empty_ok:
         raise Mismatch(" (empty text)")
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        raise Mismatch(" (it holds a lone surrogate escape such as \\ud800, which is not a "
+                       "character and cannot be sent or stored; retype the value)")
     return text
 
 
@@ -320,5 +332,8 @@ def read_path(sec: Section, key: str, base: Path, default: object = None) -> Pat
         return None
     if text.startswith("~"):
         sec.report(key, f"'~' is not expanded here; write the full path instead of '{text}'")
+        return None
+    if "\x00" in text:
+        sec.report(key, "a path cannot contain a NUL character; retype the path")
         return None
     return base / text

@@ -32,8 +32,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.config.errors import ConfigError
+from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.fields import Checker, Mismatch, Section, as_section, read_path
+from edge_agent.config.limits import BACKOFF_INITIAL_S, BACKOFF_MAX_S, MAX_AGE_S
+from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import ProfileLibrary, shipped_profile_dirs
 from edge_agent.config.schema import (
     PollingPolicy,
@@ -42,10 +44,10 @@ from edge_agent.config.schema import (
     StoreConfig,
     Synchronous,
 )
-from edge_agent.config.validate_devices import read_devices, topic_safe_problem
+from edge_agent.config.validate_devices import read_devices
 from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
-from edge_agent.config.validate_mqtt import read_mqtt
+from edge_agent.config.validate_mqtt import check_expanded_topics, read_mqtt
 from edge_agent.config.validate_store import check_store_place
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 
@@ -69,9 +71,22 @@ class _Places:
     secrets_dir: Path
 
 
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid configuration and the warnings about it.
+
+    A warning names a setting that works but weakens the station (TLS verification off,
+    a password sent in clear, the health endpoint on every interface): ``check`` prints
+    it, ``run`` logs it at WARNING, and neither refuses the file.
+    """
+
+    config: StationConfig
+    warnings: tuple[ConfigIssue, ...] = ()
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None, *,
                 for_agent: bool = True) -> StationConfig:
-    """The validated configuration in ``path``.
+    """The validated configuration in ``path`` (its warnings: ``load_station``).
 
     ``env`` (default ``os.environ``) supplies the MQTT password variable and systemd's
     ``STATE_DIRECTORY``/``CONFIGURATION_DIRECTORY``. Raises ``ConfigError`` (and nothing
@@ -80,6 +95,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None, *,
     another user) leaves out the check that the agent can keep its outbox at
     ``store.path`` (validate_store.py).
     """
+    return load_station(path, env, for_agent=for_agent).config
+
+
+def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
+                 for_agent: bool = True) -> LoadedConfig:
+    """As ``load_config``, with the warnings about the valid configuration."""
     env = os.environ if env is None else env
     file = str(path)
     document = read_yaml_file(Path(path), file)
@@ -91,12 +112,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None, *,
     profiles = ProfileLibrary(Path(path).absolute().parent, shipped_profile_dirs())
     station_id = _read_station(ck, top)
     links = read_links(ck, top, places.state_dir)
+    devices = read_devices(ck, top, links, profiles)
+    mqtt = read_mqtt(ck, top, station_id, env, places.secrets_dir)
+    check_expanded_topics(ck, top, mqtt, station_id, [device.id for device in devices])
     config = StationConfig(
         station_id=station_id or "",
         links=links.links,
-        devices=read_devices(ck, top, links, profiles),
+        devices=devices,
         store=_read_store(top, places.state_dir),
-        mqtt=read_mqtt(ck, top, station_id, env, places.secrets_dir),  # type: ignore[arg-type]
+        mqtt=mqtt,  # type: ignore[arg-type]
         polling=_read_polling(top),
         source=Path(path),
         health=read_health(top),
@@ -106,7 +130,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None, *,
     issues = ck.issues + profiles.issues()
     if issues:
         raise ConfigError(issues)
-    return config
+    return LoadedConfig(config, tuple(sorted(ck.warnings, key=lambda w: w.line or 0)))
 
 
 def _places(path: Path, env: Mapping[str, str]) -> _Places:
@@ -132,7 +156,7 @@ def _read_station(ck: Checker, top: Section) -> str | None:
     if sec is None:
         return None
     station_id = sec.text("id", what="the station's id, e.g. ST01")
-    if station_id is not None and (problem := topic_safe_problem(station_id, "station id")):
+    if station_id is not None and (problem := id_problem(station_id, "station id")):
         sec.report("id", problem)
         return None
     return station_id
@@ -143,8 +167,8 @@ def _read_polling(top: Section) -> PollingPolicy:
     default = PollingPolicy()
     if sec is None:
         return default
-    initial = sec.number("backoff_initial_s", default.backoff_initial_s, 0, above=True)
-    maximum = sec.number("backoff_max_s", default.backoff_max_s, 0, above=True)
+    initial = sec.number("backoff_initial_s", default.backoff_initial_s, *BACKOFF_INITIAL_S)
+    maximum = sec.number("backoff_max_s", default.backoff_max_s, *BACKOFF_MAX_S)
     if initial is not None and maximum is not None and initial > maximum:
         key = "backoff_max_s" if sec.has("backoff_max_s") else "backoff_initial_s"
         message = f"backoff_initial_s ({initial:g}) must not be greater than backoff_max_s"
@@ -177,7 +201,8 @@ def _read_retention(store: Section) -> Retention:
         return default
     rows = _limit(sec, "max_rows", default.max_rows, "an integer >= 1", _rows)
     size = _limit(sec, "max_bytes", default.max_bytes, "a size >= 1MB like 500MB or 2GiB", _size)
-    age = _limit(sec, "max_age_s", default.max_age_s, "a duration like 86400, 12h or 30d", _age)
+    age = _limit(sec, "max_age_s", default.max_age_s, "a duration 1s..3650d like 86400, 12h or "
+                 "30d", _age)
     return Retention(max_rows=rows, max_bytes=size, max_age_s=age)
 
 
@@ -206,7 +231,7 @@ def _size(node: ScalarNode) -> int:
 def _age(node: ScalarNode) -> float:
     """Seconds from ``86400``, ``90m``, ``12h`` or ``30d`` (m is minutes)."""
     value = _with_unit(node, DURATION_UNITS)
-    if value <= 0:
+    if not MAX_AGE_S[0] <= value <= MAX_AGE_S[1]:
         raise Mismatch()
     return float(value)
 

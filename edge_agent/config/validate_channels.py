@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from edge_agent.config.fields import REQUIRED, Section, as_section, found, join
+from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
+from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
 from edge_agent.config.schema import (
     Channel,
     DataType,
@@ -78,6 +80,24 @@ class ChannelNotes:
     failed: set[str] = field(default_factory=set)
 
 
+def read_channel_name(sec: Section, example: str = "benzene") -> str | None:
+    """A channel's name: printable text of at most ``LABEL_MAX`` characters."""
+    name = sec.text("name", what=f"the channel's name, e.g. {example}")
+    if name is not None and (problem := label_problem(name, "the channel's name", LABEL_MAX)):
+        sec.report("name", problem)
+        return None
+    return name
+
+
+def read_unit(sec: Section, default: str) -> str | None:
+    """A unit as it goes into every reading (``ppm``, ``mg/m³``): printable, short."""
+    unit = sec.text("unit", default, empty_ok=True)
+    if unit is not None and (problem := label_problem(unit, "the unit", UNIT_MAX)):
+        sec.report("unit", problem)
+        return None
+    return unit
+
+
 def read_channels(sec: Section, default_order: WordOrder, enron: bool,
                   base: Mapping[str, Channel], notes: ChannelNotes) -> tuple[Channel, ...]:
     """The device's channels: ``base`` (from a profile) overridden and extended by the
@@ -91,6 +111,9 @@ def read_channels(sec: Section, default_order: WordOrder, enron: bool,
         message = f"expected a list of channels ('- name: ...' items), found {kind(entry.value)}"
         sec.report("channels", message)
         return tuple(base.values())
+    if problem := count_problem(len(entry.value.items), MAX_CHANNELS_PER_LIST, "channels"):
+        sec.report("channels", problem, at_key=True)
+        return tuple(base.values())
     merged: dict[str, Channel | None] = dict(base)
     lines: dict[str, int | None] = {}
     for index, node in enumerate(entry.value.items):
@@ -98,7 +121,7 @@ def read_channels(sec: Section, default_order: WordOrder, enron: bool,
         channel_sec = as_section(sec.ck, node, path, node.line, CHANNEL_KEYS)
         if channel_sec is None:
             continue
-        name = channel_sec.text("name", what="the channel's name, e.g. benzene")
+        name = read_channel_name(channel_sec)
         if name is not None and name in lines:
             channel_sec.report("name", f"channel '{name}' is already defined at line "
                                        f"{lines[name]}")
@@ -165,7 +188,7 @@ def _finish(sec: Section, name: str, register: RegisterKind, address: int,
                               base.word_order if base else default_order),
         scale=sec.number("scale", base.scale if base else 1.0),
         offset=sec.number("offset", base.offset if base else 0.0),
-        unit=sec.text("unit", base.unit if base else "", empty_ok=True),
+        unit=read_unit(sec, base.unit if base else ""),
         bit=_read_bit(sec, data_type, base),
         length=_read_length(sec, data_type, address, register, base),
         string_layout=sec.choice("string_layout", LAYOUTS,

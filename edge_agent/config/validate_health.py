@@ -35,6 +35,10 @@ def read_health(top: Section) -> HealthConfig:
     host = sec.text("host", default.host, what=_HOST_EXPECTED)
     if host is not None and not _bindable(host):
         sec.report("host", f"expected {_HOST_EXPECTED}, found '{host}'")
+    elif host is not None and enabled is not False and _every_interface(host):
+        sec.warn("host", f"the endpoint listens on every network interface ({host}) and "
+                 "needs no password: anyone who can reach this PC can read /status; use "
+                 "127.0.0.1 unless a monitoring server must reach it")
     port = sec.integer("port", default.port, 0, 65535,
                        expected="an integer 1..65535 (or 0: any free port)")
     return HealthConfig(
@@ -54,3 +58,11 @@ def _bindable(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _every_interface(host: str) -> bool:
+    """0.0.0.0 or :: (the unspecified address: bind to every interface)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False

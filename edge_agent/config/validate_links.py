@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_agent.config.fields import Checker, Section, as_section, join, one_of, read_path
+from edge_agent.config.limits import MAX_LINKS, count_problem
+from edge_agent.config.names import id_problem
 from edge_agent.config.schema import Link, LinkProtocol, Parity, SerialLink, TcpLink
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
 
@@ -73,12 +75,17 @@ def read_links(ck: Checker, top: Section, state_dir: Path = Path(".")) -> LinkTa
         return table
     if not section.node.entries:
         top.report("links", "expected at least one link (a name with type: tcp or serial)")
+    if problem := count_problem(len(section.node.entries), MAX_LINKS, "links"):
+        top.report("links", problem, at_key=True)
+        return table
     ports: dict[str, str] = {}
     recorded: dict[Path, str] = {}
     for link_entry in section.node.entries:
         name = link_entry.key
         kind = table.kinds[name] = _kind(link_entry.value)
         path = join("links", name)
+        if problem := id_problem(name, "link id"):
+            ck.report(link_entry.line, path, problem)
         sec = as_section(ck, link_entry.value, path, link_entry.line, _allowed(kind), _hints(kind))
         if sec is None:
             continue
@@ -167,7 +174,7 @@ def check_host(sec: Section, host: str) -> None:
     elif re.fullmatch(r"[^:\s]+:[0-9]+", host):
         address, port = host.rsplit(":", 1)
         sec.report("host", f"write the port separately: host: {address} and port: {port}")
-    elif not re.fullmatch(r"[^\s/]+", host):
+    elif not re.fullmatch(r"[^\s/]+", host) or not host.isprintable():
         sec.report("host", f"expected a host name or IP address, found '{host}'")
 
 

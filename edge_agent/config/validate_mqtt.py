@@ -14,9 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edge_agent.config.fields import Checker, Section, as_section, read_path
+from edge_agent.config.limits import LIVE_WINDOW_S, RECONNECT_MAX_S, RECONNECT_MIN_S
+from edge_agent.config.names import (
+    CONNECT_TEXT_MAX,
+    TOPIC_TEMPLATE_MAX,
+    label_problem,
+    mqtt_topic_problem,
+    template_text_problem,
+)
 from edge_agent.config.schema import MqttConfig, MqttProtocol, Secret, TlsConfig, Topics
 from edge_agent.config.validate_links import check_host
-from edge_agent.config.yamlsource import ScalarNode
+from edge_agent.config.yamlsource import MapNode, ScalarNode
 
 MQTT_KEYS = (
     "host",
@@ -38,6 +46,9 @@ MQTT_KEYS = (
     "reconnect_max_s",
     "shutdown_grace_s",
 )
+_PLACEHOLDERS = {"data": ("station", "device"), "gap": ("station", "device"),
+                 "status": ("station",)}
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
 TOPIC_KEYS = ("data", "gap", "status")
 PROTOCOLS = {"3.1.1": MqttProtocol.V311, "5": MqttProtocol.V5, "5.0": MqttProtocol.V5}
@@ -69,16 +80,19 @@ def read_mqtt(
     if host is not None:
         check_host(sec, host)
     tls = _read_tls(sec, base)
-    username = sec.text("username", None)
+    username = _printable(sec, "username", "the username")
     reconnect_min_s, reconnect_max_s = _read_reconnect(sec)
+    password = _read_password(sec, username, env, base)
+    if password is not None and tls is None and host is not None:
+        _warn_plain_password(sec, host)
     return MqttConfig(
         host=host or "",
         port=sec.integer("port", 8883 if tls else 1883, 1, 65535) or 1883,
-        client_id=sec.text("client_id", None) or f"edge-agent-{station_id}",
+        client_id=_printable(sec, "client_id", "the client id") or f"edge-agent-{station_id}",
         protocol=sec.choice("protocol", PROTOCOLS, MqttProtocol.V311, "3.1.1 or 5")
         or MqttProtocol.V311,
         username=username,
-        password=_read_password(sec, username, env, base),
+        password=password,
         tls=tls,
         keepalive_s=sec.integer("keepalive_s", 30, 5, 3600) or 30,
         qos=_read_qos(sec),
@@ -86,11 +100,19 @@ def read_mqtt(
         max_inflight=sec.integer("max_inflight", 20, 1, 1000) or 20,
         max_samples_per_message=sec.integer("max_samples_per_message", 50, 1, 10000) or 50,
         max_message_bytes=sec.integer("max_message_bytes", 256 * 1024, 1024, 268435455) or 1024,
-        live_window_s=sec.number("live_window_s", 30.0, 0, above=True) or 30.0,
+        live_window_s=sec.number("live_window_s", 30.0, *LIVE_WINDOW_S) or 30.0,
         reconnect_min_s=reconnect_min_s or 1.0,
         reconnect_max_s=reconnect_max_s or 60.0,
         shutdown_grace_s=sec.number("shutdown_grace_s", 5.0, 0, 300) or 0.0,
     )
+
+
+def _printable(sec: Section, key: str, what: str) -> str | None:
+    """Text the broker sees in CONNECT: printable, at most ``CONNECT_TEXT_MAX`` long."""
+    text = sec.text(key, None)
+    if text is not None and (problem := label_problem(text, what, CONNECT_TEXT_MAX)):
+        sec.report(key, problem)
+    return text
 
 
 def _read_qos(sec: Section) -> int:
@@ -101,8 +123,8 @@ def _read_qos(sec: Section) -> int:
 
 
 def _read_reconnect(sec: Section) -> tuple[float | None, float | None]:
-    low = sec.number("reconnect_min_s", 1.0, 0, above=True)
-    high = sec.number("reconnect_max_s", 60.0, 0, above=True)
+    low = sec.number("reconnect_min_s", 1.0, *RECONNECT_MIN_S)
+    high = sec.number("reconnect_max_s", 60.0, *RECONNECT_MAX_S)
     if low is not None and high is not None and low > high:
         key = "reconnect_max_s" if sec.has("reconnect_max_s") else "reconnect_min_s"
         sec.report(
@@ -215,8 +237,26 @@ def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
         ca_file=_pem_file(tls, "ca_file", base),
         cert_file=_pem_file(tls, "cert_file", base),
         key_file=_pem_file(tls, "key_file", base),
-        insecure_skip_verify=bool(tls.flag("insecure_skip_verify", False)),
+        insecure_skip_verify=_read_insecure(tls),
     )
+
+
+def _read_insecure(tls: Section) -> bool:
+    insecure = bool(tls.flag("insecure_skip_verify", False))
+    if insecure:
+        tls.warn("insecure_skip_verify", "TLS certificate verification is off: anything on "
+                 "the network path can pose as the broker and read the data and the "
+                 "password; give the broker's CA in ca_file instead")
+    return insecure
+
+
+def _warn_plain_password(sec: Section, host: str) -> None:
+    """A password in clear text is only safe on this PC's own loopback."""
+    if host.lower() in LOOPBACK_HOSTS:
+        return
+    key = "password_env" if sec.has("password_env") else "password_file"
+    sec.warn(key, f"the password is sent unencrypted to {host} (plain MQTT, no tls): "
+             "anyone on the network path can read it; turn on tls")
 
 
 def _pem_file(sec: Section, key: str, base: Path) -> Path | None:
@@ -238,9 +278,9 @@ def _read_topics(sec: Section) -> Topics:
     if topics is None:
         return defaults
     return Topics(
-        data=_topic(topics, "data", defaults.data, ("station", "device")),
-        gap=_topic(topics, "gap", defaults.gap, ("station", "device")),
-        status=_topic(topics, "status", defaults.status, ("station",)),
+        data=_topic(topics, "data", defaults.data, _PLACEHOLDERS["data"]),
+        gap=_topic(topics, "gap", defaults.gap, _PLACEHOLDERS["gap"]),
+        status=_topic(topics, "status", defaults.status, _PLACEHOLDERS["status"]),
     )
 
 
@@ -275,6 +315,51 @@ def template_problem(template: str, allowed: tuple[str, ...]) -> str | None:
         return "'+' and '#' are MQTT wildcards and cannot be used in a topic"
     if template.startswith("$"):
         return "topics starting with '$' are reserved for the broker"
+    if len(template) > TOPIC_TEMPLATE_MAX:
+        return f"the template is {len(template)} characters long; at most " \
+               f"{TOPIC_TEMPLATE_MAX} are allowed"
+    if problem := template_text_problem(literal):
+        return problem
     if allowed[-1] not in [name for _, name, *_ in parts]:
         return f"the topic must contain {{{allowed[-1]}}}"
     return None
+
+
+def check_expanded_topics(ck: Checker, top: Section, mqtt: MqttConfig | None,
+                          station_id: str | None, device_ids: list[str]) -> None:
+    """Every topic the agent will publish to, checked against MQTT's own rules, so the
+    broker never refuses (and drops the connection over) a topic ``check`` accepted."""
+    if mqtt is None or station_id is None:
+        return
+    expanded = [("status", _expand(mqtt.topics.status, station_id, ""))]
+    for device_id in device_ids:
+        expanded += [(key, _expand(getattr(mqtt.topics, key), station_id, device_id))
+                     for key in ("data", "gap")]
+    reported = {key for key, allowed in _PLACEHOLDERS.items()
+                if template_problem(getattr(mqtt.topics, key), allowed)}  # said already
+    for key, topic in expanded:
+        problem = None if topic is None else mqtt_topic_problem(topic)
+        if problem and topic is not None and key not in reported:
+            reported.add(key)
+            ck.report(_topic_line(top, key), f"mqtt.topics.{key}",
+                      f"{problem}: {topic[:80]!r}")
+
+
+def _expand(template: str, station_id: str, device_id: str) -> str | None:
+    """The topic, or None for a template whose own problem is already reported."""
+    try:
+        return template.format(station=station_id, device=device_id)
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def _topic_line(top: Section, key: str) -> int | None:
+    """The line of ``mqtt.topics.KEY``, or of ``mqtt:`` when the default is used."""
+    node = top.node
+    line = top.line_of("mqtt")
+    for name in ("mqtt", "topics", key):
+        entry = node.get(name) if isinstance(node, MapNode) else None
+        if entry is None:
+            return line
+        line, node = entry.value.line, entry.value
+    return line

@@ -18,6 +18,8 @@ import re
 from datetime import datetime, timedelta
 
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
+from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
+from edge_agent.config.validate_channels import read_channel_name, read_unit
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
 from edge_agent.model import Quality
 from edge_agent.textproto.escapes import EscapeError, to_bytes
@@ -164,6 +166,9 @@ def _read_channels(block: Section, reader: _LocatorReader) -> tuple[TextChannel,
         block.report("channels", "expected a list of channels ('- name: ...' items), found "
                      f"{kind(entry.value)}")
         return ()
+    if problem := count_problem(len(entry.value.items), MAX_CHANNELS_PER_LIST, "channels"):
+        block.report("channels", problem, at_key=True)
+        return ()
     channels: list[TextChannel] = []
     names: dict[str, int | None] = {}
     for index, node in enumerate(entry.value.items):
@@ -194,13 +199,13 @@ def _written_names(block: Section) -> list[str]:
 
 
 def _read_channel(sec: Section, reader: _LocatorReader) -> TextChannel | None:
-    name = sec.text("name", what="the channel's name, e.g. no2")
+    name = read_channel_name(sec, "no2")
     at = reader.read(sec, default_group=name) if name is not None else None
     scale = sec.number("scale", 1.0)
     if scale == 0:
         sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
     offset = sec.number("offset", 0.0)
-    unit = sec.text("unit", "", empty_ok=True)
+    unit = read_unit(sec, "")
     if None in (name, at, scale, offset, unit) or scale == 0:
         return None
     return TextChannel(name or "", at or Locator(), scale or 1.0, offset or 0.0, unit or "")

@@ -15,6 +15,7 @@ technician that ``"502"`` in quotes is text.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -23,6 +24,7 @@ from pathlib import Path, PurePath
 import yaml
 
 from edge_agent.config.errors import ConfigIssue
+from edge_agent.config.limits import MAX_DEPTH, MAX_FILE_BYTES, size_text
 from edge_agent.config.yamlsyntax import describe_syntax_error, tab_issues
 
 Value = str | int | float | bool | None
@@ -119,9 +121,15 @@ for _tag, _pattern, _first in (
 
 
 def read_yaml_file(path: Path, file: str) -> YamlDocument:
-    """Read and parse ``path``; ``file`` is how issues name it (the path as the user gave it)."""
+    """Read and parse ``path``; ``file`` is how issues name it (the path as the user gave it).
+
+    At most ``MAX_FILE_BYTES`` are read: a larger file is refused before parsing, so a
+    generated or wrong file (a log, a database) fails ``check`` at once, in bounded memory.
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+            size = os.fstat(stream.fileno()).st_size
     except FileNotFoundError:
         message = "file not found; check the path and the file name"
     except IsADirectoryError:
@@ -131,7 +139,11 @@ def read_yaml_file(path: Path, file: str) -> YamlDocument:
     except OSError as err:
         message = f"cannot read the file: {err.strerror or err}"
     else:
-        return parse_yaml_bytes(data, file)
+        if len(data) <= MAX_FILE_BYTES:
+            return parse_yaml_bytes(data, file)
+        shown = f"{size_text(size)}, more" if size > MAX_FILE_BYTES else "more"  # /dev/zero
+        message = (f"the file is {shown} than the {size_text(MAX_FILE_BYTES)} (1 MiB) a "
+                   "configuration file may have; is it the right file?")
     return YamlDocument(None, (ConfigIssue(file, None, "", message),))
 
 
@@ -141,7 +153,12 @@ def parse_yaml_bytes(data: bytes, file: str) -> YamlDocument:
     if text is None:
         return YamlDocument(None, tuple(issues))
     try:
-        raw = yaml.compose(text, Loader=_CoreLoader)
+        raw = _compose(text)
+    except _TooDeep as err:
+        line = err.mark.line + 1
+        message = (f"the settings are nested more than {MAX_DEPTH} levels deep here; a "
+                   "station file needs far fewer: check the indentation and brackets")
+        return YamlDocument(None, (ConfigIssue(file, line, "", message),))
     except yaml.MarkedYAMLError as err:
         found = tab_issues(err, text, file) or [describe_syntax_error(err, text, file)]
         return YamlDocument(None, tuple(found))
@@ -157,6 +174,41 @@ def parse_yaml_bytes(data: bytes, file: str) -> YamlDocument:
         converter.issues.append(ConfigIssue(file, root.line, "", message))
         return YamlDocument(None, tuple(converter.issues))
     return YamlDocument(root, tuple(converter.issues))
+
+
+class _TooDeep(Exception):
+    """Nesting beyond ``MAX_DEPTH``; ``mark`` is where the level that is too deep starts."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__(mark)
+        self.mark = mark
+
+
+class _BoundedLoader(_CoreLoader):
+    """Refuses nesting deeper than ``MAX_DEPTH`` while composing.
+
+    PyYAML's composer recurses once per level: a 500-deep file raised RecursionError,
+    which escaped ``check`` as a traceback and a reload as a crash of the agent.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    finally:
+        loader.dispose()
 
 
 def kind(node: Node) -> str:
@@ -253,6 +305,10 @@ class _Converter:
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         if id(node) in self._active:
             self._report(line, path, "this alias ('*name') refers to itself; remove the loop")
+            return ScalarNode(line, column, None, "", True)
+        if len(self._active) >= MAX_DEPTH:  # aliases nest what each anchor nests
+            self._report(line, path, f"aliases ('*name') here nest the settings more than "
+                         f"{MAX_DEPTH} levels deep; write the settings out instead")
             return ScalarNode(line, column, None, "", True)
         self._active.add(id(node))
         if isinstance(node, yaml.MappingNode):
