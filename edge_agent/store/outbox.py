@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import Message, encode_sample_body
-from edge_agent.store import claims, corruption, retention
+from edge_agent.store import claims, corruption, retention, unpublishable
 from edge_agent.store.schema import (
     ForeignDatabase,
     NotAnOutbox,
@@ -559,6 +559,28 @@ class Outbox:
         finally:
             with self._in_flight_lock:
                 self._in_flight.difference_update(msg_ids)
+
+    def set_aside_unpublishable(self, msg_id: str) -> unpublishable.SetAside:
+        """Remove a message that can never be published and announce its samples as a
+        gap event (store/unpublishable.py). On OutboxError it stays claimed and is
+        offered again, like a failed acknowledgement."""
+        def run(conn: sqlite3.Connection) -> unpublishable.SetAside:
+            result = unpublishable.set_aside(conn, msg_id)
+            self._retention.note_deleted(result.samples, result.gaps)
+            for _ in range(result.gap_rows_added):
+                self._retention.note_gap_added()
+            return result
+
+        try:
+            return self._submit(run)
+        except OutboxError:
+            with self._in_flight_lock:
+                self._resend_possible = True
+                self._release_generation += 1
+            raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(msg_id)
 
     def release_in_flight(self) -> None:
         """The connection carrying in-flight messages is gone: they become resendable.
