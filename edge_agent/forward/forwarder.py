@@ -364,8 +364,8 @@ class Forwarder:
             log.error("outbox unavailable while releasing in-flight messages: %s", err)
 
     def _status(self, online: bool) -> bytes:
-        body = {"v": 1, "type": "status", "station": self.station_id, "state": "online" if online else "offline",
-                "agent": f"edge-agent {__version__}"}
+        body = {"v": 1, "type": "status", "station": self.station_id,
+                "state": "online" if online else "offline", "agent": f"edge-agent {__version__}"}
         if online:
             body["since"] = iso_utc(utc_now())
         return json.dumps(body, separators=(",", ":")).encode()

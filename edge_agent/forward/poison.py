@@ -96,16 +96,22 @@ class Poison:
 
     def _log(self, msg_id: str, cause: str, result: SetAside) -> None:
         key = (result.device_id or "", result.kind or "")
+        device = _short(result.device_id or "")
         level = logging.DEBUG if key in self._logged else logging.ERROR
         self._logged.add(key)
         if result.kind == "gap":
             log.log(level, "gap event message %s of device %s can never be published (%s); "
                     "removed from the outbox, its announcement is lost: %s", msg_id,
-                    result.device_id, cause, "; ".join(result.gap_bodies))
+                    device, cause, "; ".join(result.gap_bodies))
             return
         later = "" if level == logging.DEBUG else \
             "; further messages of this device set aside are counted, not logged"
         log.log(level, "message %s of device %s can never be published (%s); its %d "
                 "samples (seq %s-%s) are removed from the outbox and announced as a gap "
-                "event (reason unpublishable)%s", msg_id, result.device_id, cause,
+                "event (reason unpublishable)%s", msg_id, device, cause,
                 result.samples, result.first_seq, result.last_seq, later)
+
+
+def _short(text: str, keep: int = 80) -> str:
+    """An id as logged: one that broke MQTT may be 70,000 characters long."""
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
