@@ -4,14 +4,18 @@ Guarantees (reliability contract items 2-4):
 
 * A row is deleted only after the broker acknowledged the message carrying it. Nothing
   published but unacknowledged is counted as delivered: when a session ends (broker gone,
-  keepalive expired on a black-holed link, a rejected PUBACK), its in-flight messages are
-  released and re-sent, with the same message id and bytes, on the next session.
+  keepalive expired on a black-holed link, which paho notices 2 x ``keepalive_s`` after
+  the last byte from the broker, a rejected PUBACK), its in-flight messages are
+  released and re-sent, with the same message id and bytes, on the next session. The
+  one exception is a poison message (below): removed unacknowledged, and announced.
 * At most ``mqtt.max_inflight`` messages are unacknowledged at any time.
 * Live and historical lanes: rows acquired more than ``mqtt.live_window_s`` before the
   current session began (the backlog left by an outage or a restart) are sent marked
   ``historical: true``; newer rows are live and are claimed first, so live data keeps
   flowing while the backlog drains. Within each lane, messages of a device go out in
-  acquisition order; across lanes a consumer orders by ``seq``.
+  acquisition order; across lanes a consumer orders by ``seq``. The flag is fixed when a
+  message is claimed: one re-sent after a disconnect keeps ``historical: false`` however
+  late it arrives (docs/payload.md).
 * Message size: a backlog message holds at most ``max_samples_per_message`` samples of one
   device, and stops adding samples before ``max_message_bytes`` would be exceeded (a
   single sample larger than that still goes alone).

@@ -16,7 +16,9 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   forwarder calls on the broker's PUBACK. A claim writes the message id into its rows
   *before* the message is published, so after a crash the same rows are re-sent as the
   same message (same id, same bytes). Rows whose message was in flight when the process
-  died are re-sent first after restart.
+  died are re-sent first after restart. The one other way out is a message that can
+  never be published (``set_aside_unpublishable``, store/unpublishable.py): its rows are
+  deleted and its samples announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
   in the transaction that crosses them: the oldest samples never claimed for a message
   are deleted (a claimed one may already be at the broker), counted in
