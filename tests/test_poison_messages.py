@@ -11,6 +11,7 @@ config objects directly: the agent must hold up even when such a value reaches i
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from pathlib import Path
@@ -262,3 +263,39 @@ def test_run_exits_1_when_the_network_thread_dies_so_systemd_restarts_it(
         stop.set()
         runner.join(timeout=60)
     assert result == [1]
+
+
+def test_setting_aside_removes_the_rows_and_announces_them_with_exact_counts(tmp_path):
+    """The outbox side alone: a claimed message of three samples is set aside; its
+    samples become one unsent gap event (seq range, count, reason unpublishable), the
+    kept counters agree with a full count, and a second set-aside finds nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from edge_agent.config.schema import Retention
+    from edge_agent.model import Quality, Reading, Sample
+    from edge_agent.store.outbox import Outbox
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    box = Outbox(tmp_path / "outbox.sqlite3",
+                 Retention(max_rows=None, max_bytes=None, max_age_s=None))
+    try:
+        for i in range(5):
+            at = t0 + timedelta(seconds=i)
+            box.append(Sample("d", at, (Reading("d", "ch", i, "ppm", Quality.GOOD, at),)))
+        message = box.claim(10**9, 3, 10**6)
+        assert message is not None and len(message.entries) == 3
+        result = box.set_aside_unpublishable(message.msg_id)
+        assert (result.samples, result.first_seq, result.last_seq, result.gap_rows_added) \
+            == (3, 1, 3, 1)
+        depth, stats = box.depth(), box.stats()
+        assert (depth.rows, depth.samples) == (stats.rows, stats.samples) == (3, 2)
+        assert stats.in_flight_messages == 0
+        bodies = box._submit(lambda conn: conn.execute(
+            "SELECT body FROM outbox WHERE kind = 'gap'").fetchall(), reads_only=True)
+        assert len(bodies) == 1
+        body = json.loads(bodies[0][0])
+        assert (body["count"], body["first_seq"], body["last_seq"], body["reasons"]) == \
+            (3, 1, 3, ["unpublishable"])
+        assert box.set_aside_unpublishable(message.msg_id).kind is None
+    finally:
+        box.close()
