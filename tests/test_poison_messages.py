@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from edge_agent.config.schema import MqttProtocol, StationConfig
 from edge_agent.forward.mqtt import _Outgoing
 from edge_agent.forward.poison import MAX_REJECTIONS
 from edge_agent.modbus.simserver import SimServer, SimUnit
+from edge_agent.ops.status import live_lines
 from edge_agent.sdnotify import Notifier
 from edge_agent.sim.broker import Mosquitto
 from edge_agent.watchdog import ServiceSupervisor
@@ -109,6 +111,8 @@ def test_a_topic_too_long_for_mqtt_is_set_aside_and_every_other_device_keeps_del
     assert metrics.value("edge_agent_mqtt_messages_unpublishable_total") >= 3
     assert metrics.value("edge_agent_mqtt_samples_unpublishable_total") >= 3
     assert document["broker"]["unpublishable_messages"] >= 3
+    assert any(line.startswith("Set aside: ") and "never be published" in line
+               for line in live_lines(document, "http://test", time.time()))
     # Every sample of the long id left the outbox as poison, none was delivered; its
     # gap events (same topic problem) were refused too and removed, not looped on.
     assert stats.unpublishable_samples == accepted[LONG_ID]
