@@ -229,7 +229,7 @@ def connected_agent(tmp_path: Path, broker: Mosquitto, server: SimServer) -> Age
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dead_network_thread_makes_the_agent_unhealthy_and_withholds_keepalives(
-        tmp_path, broker, devices):
+        tmp_path, broker, collector, devices):
     listener = NotifyListener(tmp_path / "notify.sock")
     agent = connected_agent(tmp_path, broker, devices)
     try:
@@ -249,6 +249,9 @@ def test_a_dead_network_thread_makes_the_agent_unhealthy_and_withholds_keepalive
     assert health == (503, "unhealthy: worker thread mqtt-net has ended\n")
     assert [s.name for s in stuck] == ["mqtt-net"] and stuck[0].ended
     assert "WATCHDOG" not in report and "mqtt-net has ended" in report["STATUS"]
+    # No final status could be sent: the broker's last will says offline instead.
+    collector.wait_for(lambda c: bool(c.status) and c.status[-1]["state"] == "offline", 30,
+                       "the station shown offline")
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

@@ -269,8 +269,13 @@ class MqttSession:
 
     def close(self, final_topic: str | None = None, final_payload: bytes | None = None,
               timeout_s: float = 2.0) -> None:
-        """End the session; with ``final_topic``, publish a last retained status first."""
-        if final_topic is not None and self.connected:
+        """End the session; with ``final_topic``, publish a last retained status first.
+
+        If the network thread died, nothing can be published: the socket is closed
+        without a DISCONNECT, so the broker publishes the last will (offline) instead.
+        """
+        died = self.died
+        if final_topic is not None and self.connected and not died:
             item = self._queue(final_topic, final_payload or b"", "", retain=True)
             if not item.acked.wait(timeout_s):
                 log.debug("final status publish not confirmed within %.0f s", timeout_s)
@@ -284,7 +289,12 @@ class MqttSession:
         self._wake()
         if self._loop_thread.is_alive() and threading.current_thread() is not self._loop_thread:
             self._loop_thread.join(timeout=5)
-        if not self._loop_thread.is_alive():
+        if died:
+            sock = self._client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        elif not self._loop_thread.is_alive():
             self._client.disconnect()  # closes the socket if still open; no thread races
         self._connected.clear()
         if not self._loop_thread.is_alive():
