@@ -77,18 +77,22 @@ class Agent:
                  self.config.store.path)
 
     def dead_threads(self) -> list[str]:
-        """Names of started worker threads that have ended although nothing stopped them.
+        """Names of started worker threads that have ended although nothing stopped them
+        (pollers, the forwarder, the live MQTT session's network thread ``mqtt-net``).
         Each survives errors by design; a dead one is a bug, and a restart is the cure."""
         if self._poll_stop.is_set():
             return []
         threads = [self.forwarder.thread, *(poller.thread for poller in self.pollers)]
+        network = self.forwarder.dead_network_thread()  # the live session's mqtt-net
         return [*self._stuck,
-                *(t.name for t in threads if t.ident is not None and not t.is_alive())]
+                *(t.name for t in threads if t.ident is not None and not t.is_alive()),
+                *([network] if network else [])]
 
     def heartbeats(self) -> list[Heartbeat]:
         """Every worker's heartbeat, for the service watchdog (watchdog.py), which finds
         the hung ones: alive, and past the progress they promised."""
         return [self.outbox.heartbeat, self.forwarder.heartbeat,
+                *self.forwarder.network_heartbeats(),
                 *(poller.heartbeat for poller in self.pollers)]
 
     def stop_polling(self, timeout_s: float = POLLERS_STOP_S) -> None:

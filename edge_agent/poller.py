@@ -13,6 +13,11 @@ health decides how hard it is tried (``DeviceHealth``):
 * ``down`` (after ``DOWN_AFTER_FAILED_POLLS`` failed polls in a row): polled the same
   way; the state says "this needs a person", not "a glitch".
 
+A device that answers every read with a Modbus exception (04, device failure, on every
+request) is not answering either, although each exchange completed: a poll whose readings
+are all BAD with an ``exception_XX`` reason counts as a failed poll (``EveryReadRefused``)
+in its health, errors, last error and logs. Its sample is stored as read.
+
 Transitions are logged once each (ERROR when a device stops answering, WARNING when it is
 marked down, INFO when it answers again) and counted per device (``DeviceState.entered``);
 failed polls are counted by reason (``DeviceState.errors``).
@@ -31,7 +36,7 @@ from enum import StrEnum
 from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
 from edge_agent.link import LinkClient, LinkError, TimeoutAdjustable, open_link_client
-from edge_agent.model import Sample, utc_now
+from edge_agent.model import Quality, Sample, utc_now
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
@@ -39,6 +44,28 @@ from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
 log = logging.getLogger(__name__)
 
 DOWN_AFTER_FAILED_POLLS = 3
+
+
+class EveryReadRefused(LinkError):
+    """Every reading of a poll is BAD with a Modbus exception: the device answered, and
+    refused everything. A device fault (a person must look), so never retried."""
+
+    transient = False
+
+    def __init__(self, reason: str, readings: int) -> None:
+        super().__init__(f"all {readings} readings answered with Modbus "
+                         f"{reason.replace('_', ' ')}")
+        self.reason = reason
+
+
+def every_read_refused(sample: Sample) -> EveryReadRefused | None:
+    """The failure ``sample`` amounts to when all its readings are BAD with an
+    ``exception_XX`` reason (the most frequent code names it); None otherwise."""
+    reasons = [r.reason or "" for r in sample.readings]
+    if not reasons or any(r.quality is not Quality.BAD for r in sample.readings) \
+            or not all(reason.startswith("exception_") for reason in reasons):
+        return None
+    return EveryReadRefused(Counter(reasons).most_common(1)[0][0], len(reasons))
 
 
 class DeviceHealth(StrEnum):
@@ -184,7 +211,11 @@ class LinkPoller:
             sample = state.driver.failed_sample(now, err.reason)
             self._mark_failed(state, err)
         else:
-            self._mark_answering(state)
+            refused = every_read_refused(sample) if sample is not None else None
+            if refused is None:
+                self._mark_answering(state)
+            else:
+                self._mark_failed(state, refused)
         # None: an instrument-triggered device (GC) answered and has no new analysis.
         if sample is not None and self._store(state, sample):
             after_commit = getattr(state.driver, "after_commit", None)
@@ -220,6 +251,11 @@ class LinkPoller:
             log.info("device %s answering again after %d failed polls (%.0f s)",
                      device.id, state.consecutive_failures,
                      time.monotonic() - (state.down_since or time.monotonic()))
+        elif before is DeviceHealth.OK and isinstance(err, EveryReadRefused):
+            log.error("device %s (unit %d on link %s) answers but refuses every read: %s; "
+                      "its readings are flagged BAD and it is polled less often (at most "
+                      "every %g s) until it reads again", device.id, device.unit_id,
+                      self.link.name, err, self._policy.backoff_max_s)
         elif before is DeviceHealth.OK:
             log.error("device %s (unit %d on link %s) is not answering after %d attempt(s): "
                       "%s; its readings are flagged BAD and it is polled less often (at "

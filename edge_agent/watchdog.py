@@ -11,6 +11,9 @@ timeouts and intervals (the functions below). A worker past its promise is *stuc
 * The forwarder promises one connection attempt and the pause after it
   (``forwarder_connect_bound_s``), then, per pass of its session loop, the idle wait,
   ending a session and the reconnect pause (``forwarder_session_bound_s``).
+* The MQTT network thread of a live session (forward/mqtt.py) promises one pass of its
+  loop (``MQTT_NET_PASS_S``); once its session is lost or closed it ends by design and
+  is no longer watched.
 * The outbox writer promises one transaction, retried once on a new file after a corrupt
   one (``WRITER_BOUND_S``); waiting for work it is idle and cannot be late.
 * A worker waiting for the outbox writer (a commit, a claim) is not late on its own
@@ -64,6 +67,10 @@ PAHO_CONNECT_S, CONNACK_S = 5.0, 15.0
 #: Ending a session: final status acknowledgement, DISCONNECT, network thread join
 #: (mqtt.py ``MqttSession.close``), and the forwarder's idle wait.
 SESSION_END_S, FORWARDER_IDLE_S = 10.0, 0.5
+#: One pass of the MQTT network thread: its 0.5 s idle wait, then what the non-blocking
+#: socket takes and gives, and the callbacks (queue puts). Generous on purpose: a false
+#: alarm restarts the agent, and a hung network thread is caught within seconds anyway.
+MQTT_NET_PASS_S = 10.0
 #: What a clean stop needs beyond ``mqtt.shutdown_grace_s``: the poll in progress, the
 #: final status, closing the database. The unit's TimeoutStopSec= is grace 5 s + this.
 STOP_MARGIN_S = 25.0

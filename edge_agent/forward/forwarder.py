@@ -4,17 +4,26 @@ Guarantees (reliability contract items 2-4):
 
 * A row is deleted only after the broker acknowledged the message carrying it. Nothing
   published but unacknowledged is counted as delivered: when a session ends (broker gone,
-  keepalive expired on a black-holed link, a rejected PUBACK), its in-flight messages are
-  released and re-sent, with the same message id and bytes, on the next session.
+  keepalive expired on a black-holed link, which paho notices 2 x ``keepalive_s`` after
+  the last byte from the broker, a rejected PUBACK), its in-flight messages are
+  released and re-sent, with the same message id and bytes, on the next session. The
+  one exception is a poison message (below): removed unacknowledged, and announced.
 * At most ``mqtt.max_inflight`` messages are unacknowledged at any time.
 * Live and historical lanes: rows acquired more than ``mqtt.live_window_s`` before the
   current session began (the backlog left by an outage or a restart) are sent marked
   ``historical: true``; newer rows are live and are claimed first, so live data keeps
   flowing while the backlog drains. Within each lane, messages of a device go out in
-  acquisition order; across lanes a consumer orders by ``seq``.
+  acquisition order; across lanes a consumer orders by ``seq``. The flag is fixed when a
+  message is claimed: one re-sent after a disconnect keeps ``historical: false`` however
+  late it arrives (docs/payload.md).
 * Message size: a backlog message holds at most ``max_samples_per_message`` samples of one
   device, and stops adding samples before ``max_message_bytes`` would be exceeded (a
   single sample larger than that still goes alone).
+* Poison: a message that can never be delivered does not block the others. One the MQTT
+  client refuses (a topic MQTT cannot carry) is set aside at once; one the broker rejects
+  (MQTT 5 reason code >= 0x80) ends the session and is re-sent with backoff, and is set
+  aside at its fifth rejection. Setting aside removes its rows and announces its samples
+  as a gap event with the reason ``unpublishable`` (forward/poison.py).
 * Reconnects back off exponentially with jitter (tenacity) from ``reconnect_min_s`` to
   ``reconnect_max_s``. A broken connection is logged once; the reconnection once.
 * New settings (``reconfigure``, a reload): claiming stops, in-flight messages get
@@ -35,7 +44,8 @@ from queue import Empty, SimpleQueue
 
 from edge_agent import __version__
 from edge_agent.config.schema import MqttConfig
-from edge_agent.forward.mqtt import MqttError, MqttSession
+from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
+from edge_agent.forward.poison import Poison
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
 from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
@@ -61,6 +71,8 @@ class ForwarderStats:
 
     ``state_since`` (unix s): when ``connected`` last changed, or the forwarder started.
     ``ack_latency``: seconds from handing a message to the MQTT session to its PUBACK.
+    ``unpublishable_*``: messages set aside as poison in this run, and the samples they
+    held (forward/poison.py).
     """
 
     connected: bool = False
@@ -70,6 +82,8 @@ class ForwarderStats:
     acknowledged: int = 0
     rejected: int = 0
     in_flight: int = 0
+    unpublishable_messages: int = 0
+    unpublishable_samples: int = 0
     state_since: float = field(default_factory=time.time)
     last_error: str | None = None
     ack_latency: Histogram = field(default_factory=Histogram)
@@ -82,7 +96,8 @@ class Forwarder:
         self.station_id = station_id
         self.config = config
         self._outbox = outbox
-        self._acks: SimpleQueue[tuple[str, bool, str, float]] = SimpleQueue()
+        # (message id, "acked" | "rejected" | "refused", reason, monotonic time)
+        self._acks: SimpleQueue[tuple[str, str, str, float]] = SimpleQueue()
         self._sent_at: dict[str, float] = {}  # msg id -> monotonic time handed to paho
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -95,6 +110,8 @@ class Forwarder:
         self._outbox_failing = False
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self.stats = ForwarderStats()
+        self.poison = Poison(outbox, self.stats)
+        self._session: MqttSession | None = None  # the live one, for the watchdog
         self.status_topic = config.topics.status.format(station=station_id)
         self.thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
@@ -127,6 +144,18 @@ class Forwarder:
         self._wake.set()
         self._interrupt.set()
 
+    def network_heartbeats(self) -> list[Heartbeat]:
+        """The live session's network thread heartbeat, if a session is live: it must
+        be alive and beating (watchdog.py); a lost session's thread ends by design."""
+        session = self._session
+        return [session.heartbeat] if session is not None and session.watched else []
+
+    def dead_network_thread(self) -> str | None:
+        """``mqtt-net`` when the live session's network thread has ended unexpectedly:
+        nothing would be delivered again, and only a restart cures it."""
+        session = self._session
+        return NETWORK_THREAD if session is not None and session.died else None
+
     # -- session loop -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -143,6 +172,7 @@ class Forwarder:
             if failures or self.stats.sessions > 1:
                 log.info("connected to broker %s:%d again", self.config.host, self.config.port)
             started = time.monotonic()
+            self._session = session
             try:
                 self._pump(session)
             except Exception:  # a bug must not end forwarding: drop the session, go on
@@ -181,7 +211,7 @@ class Forwarder:
         session = None
         try:
             session = MqttSession(self.config, self.status_topic, self._status(False),
-                                  self._on_ack, self._on_lost)
+                                  self._on_ack, self._on_lost, self._on_refused)
             session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
                             abort=self._stopping)
             session.publish_status(self.status_topic, self._status(True))
@@ -206,7 +236,12 @@ class Forwarder:
         self._wake.set()
 
     def _on_ack(self, msg_id: str, accepted: bool, reason: str) -> None:
-        self._acks.put((msg_id, accepted, reason, time.monotonic()))
+        self._acks.put((msg_id, "acked" if accepted else "rejected", reason,
+                        time.monotonic()))
+        self._wake.set()
+
+    def _on_refused(self, msg_id: str, reason: str) -> None:
+        self._acks.put((msg_id, "refused", reason, time.monotonic()))
         self._wake.set()
 
     def _pump(self, session: MqttSession) -> None:
@@ -236,9 +271,8 @@ class Forwarder:
             if self._outbox_failing:
                 self._outbox_failing = False
                 log.info("reading the outbox again")
-            if message is None:
+            if message is None or not self._publish(session, message):
                 return
-            self._publish(session, message)
 
     def _outbox_trouble(self, err: OutboxError) -> None:
         """Log a failing outbox once per episode (a full disk fails every claim)."""
@@ -250,38 +284,55 @@ class Forwarder:
         overhead = envelope_overhead_bytes(self.station_id, "x" * 64)
         return max(1, self.config.max_message_bytes - overhead)
 
-    def _publish(self, session: MqttSession, message: Message) -> None:
+    def _publish(self, session: MqttSession, message: Message) -> bool:
+        """Hand ``message`` to the session; False: stop filling the window for now."""
         template = self.config.topics.data if message.kind == "sample" else self.config.topics.gap
-        topic = template.format(station=self.station_id, device=message.device_id)
+        try:
+            topic = template.format(station=self.station_id, device=message.device_id)
+            payload = encode_message(message, self.station_id)
+        except ValueError as err:  # cannot even be encoded: poison, like a refusal
+            return self.poison.refused(message.msg_id, str(err))
         self._in_flight.add(message.msg_id)
         self._sent_at[message.msg_id] = time.monotonic()
         try:
-            session.publish(topic, encode_message(message, self.station_id), message.msg_id)
+            session.publish(topic, payload, message.msg_id)
         except MqttError as err:
             self._on_lost(str(err))
-            return
+            return False
         self.stats.published += 1
         self.stats.in_flight = len(self._in_flight)
+        return True
 
     def _process_acks(self, session: MqttSession) -> None:
         accepted_ids = []
         while True:
             try:
-                msg_id, accepted, reason, acked_at = self._acks.get_nowait()
+                msg_id, outcome, reason, acked_at = self._acks.get_nowait()
             except Empty:
                 break
             sent_at = self._sent_at.pop(msg_id, None)  # None: sent in an earlier session
-            if accepted and sent_at is not None:
+            if outcome == "acked" and sent_at is not None:
                 self.stats.ack_latency.observe(acked_at - sent_at)
-            if accepted:  # even from an earlier session: the broker has it either way
+            if outcome == "acked":  # even from an earlier session: the broker has it
                 accepted_ids.append(msg_id)
+                self.poison.delivered(msg_id)
+            elif outcome == "refused":
+                self.poison.refused(msg_id, reason)
+                self._settled(msg_id)
             else:
                 self.stats.rejected += 1
-                log.error("broker rejected message %s (%s); ending the session to retry "
-                          "with backoff", msg_id, reason)
-                self._on_lost(f"publish rejected: {reason}")
+                if self.poison.rejected(msg_id, reason):
+                    self._settled(msg_id)
+                else:
+                    self._on_lost(f"publish rejected: {reason}")
         if accepted_ids:
             self._acknowledge(accepted_ids)
+
+    def _settled(self, msg_id: str) -> None:
+        """``msg_id`` needs no acknowledgement any more (set aside, or to be offered
+        again by the outbox): it leaves the window."""
+        self._in_flight.discard(msg_id)
+        self.stats.in_flight = len(self._in_flight)
 
     def _acknowledge(self, msg_ids: list[str]) -> None:
         try:
@@ -305,6 +356,7 @@ class Forwarder:
             session.close(self.status_topic, self._status(False))
         else:
             session.close()
+        self._session = None
         self.stats.connected = False
         self.stats.state_since = time.time()
         self._in_flight.clear()
@@ -316,8 +368,8 @@ class Forwarder:
             log.error("outbox unavailable while releasing in-flight messages: %s", err)
 
     def _status(self, online: bool) -> bytes:
-        body = {"v": 1, "station": self.station_id, "state": "online" if online else "offline",
-                "agent": f"edge-agent {__version__}"}
+        body = {"v": 1, "type": "status", "station": self.station_id,
+                "state": "online" if online else "offline", "agent": f"edge-agent {__version__}"}
         if online:
             body["since"] = iso_utc(utc_now())
         return json.dumps(body, separators=(",", ":")).encode()

@@ -15,6 +15,16 @@ call, driving paho's documented external-loop API (``socket``, ``loop_read``,
 at once, not after a polling interval (which capped a one-message window at ~40 msg/s).
 "Acknowledged" means the broker's PUBACK arrived for the message's packet id, with a
 success reason code under MQTT 5.
+
+The network thread survives what a message does to it. A publish that paho refuses
+before anything is sent (a topic over 65,535 bytes, a wildcard or an unencodable
+character in it, a payload over MQTT's size limit) is reported through ``on_refused``
+and the session goes on: the message could never be sent, so resending it would block
+the queue forever (the forwarder sets it aside, forward/poison.py). Any other error in
+the thread ends the session (logged with its traceback) and the forwarder reconnects.
+The thread carries a heartbeat (watchdog.py) while its session is live, so if it ever
+ended or hung anyway, the agent reports it dead (``Agent.dead_threads``, ``/healthz``)
+and withholds the service watchdog's keep-alives.
 """
 
 from __future__ import annotations
@@ -34,11 +44,14 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from edge_agent.config.schema import MqttConfig, MqttProtocol
+from edge_agent.watchdog import MQTT_NET_PASS_S, Heartbeat
 
 log = logging.getLogger(__name__)
 
 AckCallback = Callable[[str, bool, str], None]  # token, accepted, reason text
 LostCallback = Callable[[str], None]
+RefusedCallback = Callable[[str, str], None]  # token, why the client refused it
+NETWORK_THREAD = "mqtt-net"
 
 # The network thread's longest sleep with nothing to do. Queued publishes and close() wake
 # it at once; this only bounds how late keepalive pings (loop_misc) can be.
@@ -62,10 +75,14 @@ class MqttSession:
     """One connection to the broker; create a new one after it is lost."""
 
     def __init__(self, config: MqttConfig, will_topic: str, will_payload: bytes,
-                 on_ack: AckCallback, on_lost: LostCallback) -> None:
+                 on_ack: AckCallback, on_lost: LostCallback,
+                 on_refused: RefusedCallback | None = None) -> None:
+        """``on_refused(token, reason)``: paho refused a tracked message before sending
+        it (see the module docstring); without it, such a refusal ends the session."""
         self._config = config
         self._on_ack = on_ack
         self._on_lost = on_lost
+        self._on_refused = on_refused
         self._outgoing: SimpleQueue[_Outgoing] = SimpleQueue()
         self._pending: dict[int, _Outgoing] = {}  # network thread only
         self._connected = threading.Event()
@@ -78,7 +95,9 @@ class MqttSession:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._loop_thread = threading.Thread(target=self._loop, name="mqtt-net", daemon=True)
+        self._loop_thread = threading.Thread(target=self._loop, name=NETWORK_THREAD,
+                                             daemon=True)
+        self.heartbeat = Heartbeat(NETWORK_THREAD)  # the service watchdog's (watchdog.py)
 
     def _make_client(self, will_topic: str, will_payload: bytes) -> paho.Client:
         cfg = self._config
@@ -141,16 +160,27 @@ class MqttSession:
         """The network thread: every paho call after connect() happens here."""
         try:
             while not self._closing.is_set():
-                self._send_queued()
-                if self._disconnect_requested.is_set():
-                    self._client.disconnect()
-                    self._disconnect_requested.clear()
-                rc = self._pump()
+                self.heartbeat.beat(MQTT_NET_PASS_S)
+                try:
+                    rc = self._step()
+                except Exception as err:  # a bug here or in paho: end this session only
+                    log.exception("MQTT network thread: unexpected error; ending this "
+                                  "session, the forwarder reconnects")
+                    self._report_lost(f"agent error in the MQTT network thread: {err!r}")
+                    return
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     self._report_lost(paho.error_string(rc))
                     return
         finally:
             self._wake_r.close()
+
+    def _step(self) -> MQTTErrorCode:
+        """One pass: hand queued publishes to paho, then read, write, keep alive."""
+        self._send_queued()
+        if self._disconnect_requested.is_set():
+            self._client.disconnect()
+            self._disconnect_requested.clear()
+        return self._pump()
 
     def _pump(self) -> MQTTErrorCode:
         """Wait for the socket, a wake-up or the idle timeout; let paho read, write and
@@ -189,12 +219,41 @@ class MqttSession:
                 item = self._outgoing.get_nowait()
             except Empty:
                 return
-            info = self._client.publish(item.topic, item.payload, qos=self._config.qos,
-                                        retain=item.retain)
+            try:
+                info = self._client.publish(item.topic, item.payload,
+                                            qos=self._config.qos, retain=item.retain)
+            except (ValueError, TypeError) as err:  # refused before a byte was sent
+                self._refused(item, str(err) or type(err).__name__)
+                continue
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._report_lost(f"publish failed: {paho.error_string(info.rc)}")
                 return
             self._pending[info.mid] = item
+
+    def _refused(self, item: _Outgoing, reason: str) -> None:
+        """paho will not send ``item`` (nothing reached the socket): the session is
+        intact; the owner decides what happens to the message."""
+        item.acked.set()  # nobody may wait for it
+        if item.token and self._on_refused is not None:
+            self._on_refused(item.token, reason)
+        elif item.token:
+            self._report_lost(f"publish refused: {reason}")
+        else:
+            log.error("the station status message cannot be published (%s); data goes "
+                      "on without it", reason)
+
+    @property
+    def watched(self) -> bool:
+        """The network thread is started and its session live: it must be alive and
+        beating. (It ends by design once the session is lost or closed.)"""
+        return (self._loop_thread.ident is not None and not self._lost_reported
+                and not self._closing.is_set())
+
+    @property
+    def died(self) -> bool:
+        """The network thread ended although its session was neither lost nor closed:
+        a bug got past its safety net, and this session will never deliver again."""
+        return self.watched and not self._loop_thread.is_alive()
 
     def _report_lost(self, reason: str) -> None:
         with self._lost_lock:
@@ -210,8 +269,13 @@ class MqttSession:
 
     def close(self, final_topic: str | None = None, final_payload: bytes | None = None,
               timeout_s: float = 2.0) -> None:
-        """End the session; with ``final_topic``, publish a last retained status first."""
-        if final_topic is not None and self.connected:
+        """End the session; with ``final_topic``, publish a last retained status first.
+
+        If the network thread died, nothing can be published: the socket is closed
+        without a DISCONNECT, so the broker publishes the last will (offline) instead.
+        """
+        died = self.died
+        if final_topic is not None and self.connected and not died:
             item = self._queue(final_topic, final_payload or b"", "", retain=True)
             if not item.acked.wait(timeout_s):
                 log.debug("final status publish not confirmed within %.0f s", timeout_s)
@@ -225,7 +289,12 @@ class MqttSession:
         self._wake()
         if self._loop_thread.is_alive() and threading.current_thread() is not self._loop_thread:
             self._loop_thread.join(timeout=5)
-        if not self._loop_thread.is_alive():
+        if died:
+            sock = self._client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        elif not self._loop_thread.is_alive():
             self._client.disconnect()  # closes the socket if still open; no thread races
         self._connected.clear()
         if not self._loop_thread.is_alive():

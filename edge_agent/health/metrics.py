@@ -121,8 +121,16 @@ def _broker(out: list[str], snapshot: Snapshot) -> None:
             "Messages the broker acknowledged (PUBACK) and the outbox then deleted.",
             [({}, broker.acknowledged)])
     _family(out, "edge_agent_mqtt_messages_rejected_total", "counter",
-            "Messages the broker refused (MQTT 5 reason code); they stay in the outbox.",
-            [({}, broker.rejected)])
+            "Broker rejections of a message (MQTT 5 reason code); it is re-sent with "
+            "backoff and set aside after 5.", [({}, broker.rejected)])
+    _family(out, "edge_agent_mqtt_messages_unpublishable_total", "counter",
+            "Messages that can never be published (refused by the MQTT client, or "
+            "rejected 5 times by the broker), removed from the outbox since the agent "
+            "started; their samples are announced as gap events (unpublishable).",
+            [({}, broker.unpublishable_messages)])
+    _family(out, "edge_agent_mqtt_samples_unpublishable_total", "counter",
+            "Samples in those messages, announced as gap events instead.",
+            [({}, broker.unpublishable_samples)])
     _family(out, "edge_agent_mqtt_in_flight_messages", "gauge",
             "Messages sent and not yet acknowledged.", [({}, broker.in_flight)])
     _histogram(out, "edge_agent_mqtt_ack_latency_seconds",

@@ -61,6 +61,8 @@ class BrokerView:
     rejected: int
     in_flight: int
     ack_latency: HistogramSnapshot
+    unpublishable_messages: int = 0  # set aside as poison in this run (forward/poison.py)
+    unpublishable_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class Snapshot:
                 "sessions": broker.sessions, "connect_failures": broker.connect_failures,
                 "published": broker.published, "acknowledged": broker.acknowledged,
                 "rejected": broker.rejected, "in_flight": broker.in_flight,
+                "unpublishable_messages": broker.unpublishable_messages,
+                "unpublishable_samples": broker.unpublishable_samples,
                 "ack_latency_median_le_s": median_bound(broker.ack_latency),
             },
             "outbox": {
@@ -162,7 +166,8 @@ def take_snapshot(agent: Agent, started_at: float, dropped_at_start: int | None,
         broker=BrokerView(
             mqtt.host, mqtt.port, stats.connected, stats.state_since, stats.last_error,
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
-            stats.rejected, stats.in_flight, stats.ack_latency.snapshot()),
+            stats.rejected, stats.in_flight, stats.ack_latency.snapshot(),
+            stats.unpublishable_messages, stats.unpublishable_samples),
         outbox=OutboxView(str(agent.outbox.path), depth, error, dropped_at_start,
                           tuple(str(path) for path in list(agent.outbox.set_aside))),
     )

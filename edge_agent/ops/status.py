@@ -85,7 +85,8 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     lines += table(["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"], rows)
     notes = [note for d in doc["devices"] for note in _device_notes(d)]
     lines += ["", *notes] if notes else []
-    lines += ["", _broker_line(doc["broker"], now), *_backlog_lines(doc["outbox"], now),
+    lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
+              *_backlog_lines(doc["outbox"], now),
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
                               doc["outbox"].get("corrupt_lost_total"),
@@ -129,6 +130,17 @@ def _broker_line(broker: dict[str, Any], now: float) -> str:
     error = f" (last error: {broker['last_error']})" if broker["last_error"] else ""
     return (f"{where} NOT connected for {duration(now - since)}{error}; "
             f"{plural(broker['connect_failures'], 'failed attempt')} since start")
+
+
+def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
+    """Messages set aside as poison (forward/poison.py); absent from older agents."""
+    messages = broker.get("unpublishable_messages") or 0
+    if not messages:
+        return []
+    samples = broker.get("unpublishable_samples") or 0
+    return [f"Set aside: {plural(messages, 'message')} ({plural(samples, 'sample')}) could "
+            "never be published (topic refused by the MQTT client, or rejected 5 times by "
+            "the broker) since start; announced as gap events (unpublishable), see the log"]
 
 
 def _backlog_lines(outbox: dict[str, Any], now: float) -> list[str]:

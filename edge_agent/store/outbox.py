@@ -16,7 +16,9 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   forwarder calls on the broker's PUBACK. A claim writes the message id into its rows
   *before* the message is published, so after a crash the same rows are re-sent as the
   same message (same id, same bytes). Rows whose message was in flight when the process
-  died are re-sent first after restart.
+  died are re-sent first after restart. The one other way out is a message that can
+  never be published (``set_aside_unpublishable``, store/unpublishable.py): its rows are
+  deleted and its samples announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
   in the transaction that crosses them: the oldest samples never claimed for a message
   are deleted (a claimed one may already be at the broker), counted in
@@ -73,7 +75,7 @@ from typing import Any, TypeVar
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import Message, encode_sample_body
-from edge_agent.store import claims, corruption, pathcheck, retention
+from edge_agent.store import claims, corruption, pathcheck, retention, unpublishable
 from edge_agent.store.lock import OutboxLock
 from edge_agent.store.schema import (
     ForeignDatabase,
@@ -583,6 +585,28 @@ class Outbox:
         finally:
             with self._in_flight_lock:
                 self._in_flight.difference_update(msg_ids)
+
+    def set_aside_unpublishable(self, msg_id: str) -> unpublishable.SetAside:
+        """Remove a message that can never be published and announce its samples as a
+        gap event (store/unpublishable.py). On OutboxError it stays claimed and is
+        offered again, like a failed acknowledgement."""
+        def run(conn: sqlite3.Connection) -> unpublishable.SetAside:
+            result = unpublishable.set_aside(conn, msg_id)
+            self._retention.note_deleted(result.samples, result.gaps)
+            for _ in range(result.gap_rows_added):
+                self._retention.note_gap_added()
+            return result
+
+        try:
+            return self._submit(run)
+        except OutboxError:
+            with self._in_flight_lock:
+                self._resend_possible = True
+                self._release_generation += 1
+            raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(msg_id)
 
     def release_in_flight(self) -> None:
         """The connection carrying in-flight messages is gone: they become resendable.

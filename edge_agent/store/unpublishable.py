@@ -1,0 +1,69 @@
+"""Setting aside a message that can never be published (runs in the writer thread).
+
+A message the MQTT client refuses (a topic MQTT cannot carry) or the broker keeps
+rejecting would otherwise be re-sent first on every session, forever, and block every
+other device's data behind it. The forwarder gives up on it (forward/poison.py); here
+its rows leave the outbox in one transaction, and its samples are announced the way
+retention drops are: merged into the device's unsent gap row (retention.merge_gap) with
+the reason ``unpublishable`` and their time and sequence range. The gap event then goes
+out like any other. A gap event that is itself unpublishable is removed and not
+announced again (that would loop); the caller logs what it said.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from edge_agent.store.retention import merge_gap
+
+REASON = "unpublishable"
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """What left the outbox with one message. ``gap_rows_added``: new gap rows written to
+    announce the samples (0 when they extended an unsent one); ``gap_bodies``: the stored
+    JSON of gap events removed unannounced, for the log."""
+
+    device_id: str | None
+    kind: str | None
+    samples: int
+    gaps: int
+    gap_rows_added: int
+    first_seq: int | None = None
+    last_seq: int | None = None
+    gap_bodies: tuple[str, ...] = ()
+
+
+def set_aside(conn: sqlite3.Connection, msg_id: str) -> SetAside:
+    """Delete the rows claimed for ``msg_id`` and announce its samples (inside the
+    caller's transaction). Nothing to do (already acknowledged or set aside): zeros."""
+    rows = conn.execute(
+        "DELETE FROM outbox WHERE msg_id = ? RETURNING kind, device_id, seq, acquired_at, body",
+        [msg_id]).fetchall()
+    if not rows:
+        return SetAside(None, None, 0, 0, 0)
+    samples = sorted((row for row in rows if row[0] == "sample"), key=lambda row: row[2])
+    gap_bodies = tuple(row[4] for row in rows if row[0] == "gap")
+    added = 0
+    for device_id, run in _contiguous_runs(samples):
+        times = [row[3] for row in run]
+        if merge_gap(conn, device_id, min(times), max(times), len(run), run[0][2],
+                     run[-1][2], REASON):
+            added += 1
+    seqs = [row[2] for row in samples]
+    return SetAside(rows[0][1], rows[0][0], len(samples), len(gap_bodies), added,
+                    min(seqs, default=None), max(seqs, default=None), gap_bodies)
+
+
+def _contiguous_runs(samples: list[tuple]) -> list[tuple[str, list[tuple]]]:
+    """Sample rows (kind, device, seq, at, body) sorted by seq, split into runs of
+    consecutive seq per device: a gap's range must never cover a delivered sample."""
+    runs: list[tuple[str, list[tuple]]] = []
+    for row in samples:
+        if runs and runs[-1][0] == row[1] and runs[-1][1][-1][2] + 1 == row[2]:
+            runs[-1][1].append(row)
+        else:
+            runs.append((row[1], [row]))
+    return runs
