@@ -23,6 +23,9 @@ import pytest
 from edge_agent import __version__
 from edge_agent.provenance import git_commit
 
+# Every test here starts real processes (builds, installers, the agent).
+pytestmark = pytest.mark.real_parts
+
 REPO = Path(__file__).parent.parent
 AS_ROOT = os.geteuid() == 0
 # What the package puts on the machine, besides files dpkg lists.

@@ -19,6 +19,9 @@ import pytest
 from edge_agent import __version__
 from edge_agent.provenance import git_commit
 
+# Every test here starts real processes (builds, installers, the agent).
+pytestmark = pytest.mark.real_parts
+
 REPO = Path(__file__).parent.parent
 VENV = "opt/edge-agent/venv"
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.pcap_files import (
     ETHERNET,
     Packet,
@@ -60,6 +61,7 @@ def test_a_pcap_cut_inside_the_last_packet_s_data_reports_that_packet(tmp_path):
     assert counts["unanswered"] == 1  # the cut answer is not imported as 10 stray bytes
 
 
+@pytest.mark.real_parts
 def test_import_of_a_cut_pcap_warns_and_exits_0(tmp_path):
     path, out = tmp_path / "cut.pcap", tmp_path / "cut.capture.jsonl"
     path.write_bytes(pcap_bytes(ETHERNET, PACKETS)[:-3])
@@ -116,6 +118,7 @@ def test_a_damaged_record_header_in_the_middle_is_reported_and_reading_resumes(t
     assert _tids(path, "tx") == [1, 3, 4, 5]
 
 
+@pytest.mark.real_parts
 def test_import_of_a_pcap_damaged_in_the_middle_writes_the_capture_and_exits_3(tmp_path):
     whole = pcap_bytes(ETHERNET, PACKETS)
     offsets = pcap_offsets(PACKETS)

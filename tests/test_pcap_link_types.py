@@ -104,6 +104,7 @@ def test_a_pcapng_mixing_link_types_imports_every_interface(tmp_path):
     assert first_request_on_raw_ip.t == 0.130  # nanosecond interface, same clock
 
 
+@pytest.mark.real_parts
 def test_frames_of_an_interface_without_ip_are_counted_and_reported(tmp_path):
     wifi = [Packet(T0_US + 50_000 * n, bytes(24) + b"beacon", interface=1) for n in range(3)]
     packets = sorted([*V4.packets(ETHERNET), *wifi], key=lambda p: p.t_us)
@@ -122,6 +123,7 @@ def test_frames_of_an_interface_without_ip_are_counted_and_reported(tmp_path):
            "read here" in result.stderr
 
 
+@pytest.mark.real_parts
 def test_a_pcap_of_only_an_unreadable_link_type_says_why_nothing_was_imported(tmp_path):
     path = tmp_path / "usb.pcap"
     path.write_bytes(pcap_bytes(220, [Packet(T0_US, bytes(64)), Packet(T0_US + 1, bytes(64))]))

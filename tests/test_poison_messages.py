@@ -35,6 +35,9 @@ from edge_agent.sdnotify import Notifier
 from edge_agent.sim.broker import Mosquitto
 from edge_agent.watchdog import ServiceSupervisor
 
+# Every test here starts real processes (builds, installers, the agent).
+pytestmark = pytest.mark.real_parts
+
 LONG_ID = "x" * 70_000  # paho: "Publish topic is too long" (over 65,535 bytes)
 
 

@@ -8,8 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edge_agent import __version__
 from edge_agent.provenance import git_commit, write_build_info
+
+# Every test here starts real processes (git, builds, installers, the agent).
+pytestmark = pytest.mark.real_parts
 
 REPO = Path(__file__).parent.parent
 
