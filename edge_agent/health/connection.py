@@ -19,7 +19,9 @@ per connection (HTTP/1.0, ``Connection: close``), as the ``http.server`` it repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -113,32 +115,62 @@ def error_response(status: HTTPStatus) -> bytes:
 
 
 class Connections:
-    """Serves connections one request each, at most ``max_connections`` at a time.
+    """Accepts and serves connections, one request each, at most ``max_connections``
+    at a time.
 
     ``answer`` computes (status, content type, body) for a GET target; it may block
     (the outbox is asked with a 5 s deadline), so the caller runs it off the loop.
     """
 
     def __init__(self, answer: Callable[[str], Awaitable[Answer]], errors: ClientErrors,
+                 system_error: Callable[[str, OSError], None],
                  max_connections: int = MAX_CONNECTIONS) -> None:
+        """``system_error`` is told when accept() fails (EMFILE: the process is out of
+        file descriptors); the endpoint waits a second and accepts again."""
         self._answer = answer
         self.errors = errors
+        self._system_error = system_error
         self.max_connections = max_connections
         self.open = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """asyncio.start_server's callback: one connection, from accept to close."""
-        peer = _peer(writer)
-        if self.open >= self.max_connections:
-            self.errors.record("busy", peer, f"{self.open} open")
-            writer.write(error_response(HTTPStatus.SERVICE_UNAVAILABLE))
-            _close(writer)
+    async def accept_forever(self, listener: socket.socket) -> None:
+        """Accept one connection at a time, so the endpoint never holds more than
+        ``max_connections`` + 2 file descriptors (with the listener), even in a flood;
+        one over the limit is answered 503 and closed at once."""
+        loop = asyncio.get_running_loop()
+        listener.setblocking(False)
+        while True:
+            try:
+                conn, address = await loop.sock_accept(listener)
+            except OSError as err:
+                self._system_error("cannot accept a connection", err)
+                await asyncio.sleep(1.0)
+                continue
+            peer = _peer(address)
+            if self.open >= self.max_connections:
+                self.errors.record("busy", peer, f"{self.open} open")
+                with contextlib.suppress(OSError):  # best effort: the kernel takes it
+                    conn.send(error_response(HTTPStatus.SERVICE_UNAVAILABLE))
+                conn.close()
+                continue
+            self.open += 1
+            task = asyncio.create_task(self._serve(conn, peer))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.open -= 1
+        self._tasks.discard(task)
+
+    async def _serve(self, conn: socket.socket, peer: str) -> None:
+        """One connection, from accept to close."""
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_LINE_BYTES)
+        except OSError as err:
+            conn.close()
+            self.errors.record("disconnected", peer, type(err).__name__)
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self.open += 1
-        self._tasks.add(task)
         try:
             await self._exchange(reader, writer)
         except ClientError as err:
@@ -146,8 +178,6 @@ class Connections:
             if err.status is not None:
                 await _send_error(reader, writer, err.status)
         finally:
-            self.open -= 1
-            self._tasks.discard(task)
             _close(writer)
 
     def cancel_all(self) -> None:
@@ -210,8 +240,7 @@ def _close(writer: asyncio.StreamWriter) -> None:
         writer.close()
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
+def _peer(address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
         return f"{host}:{address[1]}"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.config.schema import HealthConfig
 from edge_agent.health import metrics
 from edge_agent.health.clienterrors import ClientErrors
-from edge_agent.health.connection import MAX_LINE_BYTES, Answer, Connections
+from edge_agent.health.connection import Answer, Connections
 from edge_agent.health.snapshot import EndpointView, Snapshot, take_snapshot
 from edge_agent.retry import Backoff
 from edge_agent.store.outbox import OutboxError
@@ -64,7 +64,8 @@ class HealthServer:
         self._bug_logged = False
         self._loop_error_logged_at: float | None = None
         self.client_errors = ClientErrors()
-        self.connections = Connections(self._answer_off_loop, self.client_errors)
+        self.connections = Connections(self._answer_off_loop, self.client_errors,
+                                       self._system_error)
         self._pool: ThreadPoolExecutor | None = None
         self.thread = threading.Thread(target=self._run, name="health-http", daemon=True)
 
@@ -123,12 +124,11 @@ class HealthServer:
                 return
             self._wake = (loop, stopping)
         self._pool = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="health-answer")
-        server = await asyncio.start_server(self.connections.serve, sock=listener,
-                                            limit=MAX_LINE_BYTES)
+        accepting = asyncio.create_task(self.connections.accept_forever(listener))
         try:
             await stopping.wait()
         finally:
-            server.close()
+            accepting.cancel()
             self.connections.cancel_all()
             await asyncio.sleep(0)  # let the cancelled connections close their sockets
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -138,10 +138,14 @@ class HealthServer:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.answer,
                                                                 target)
 
-    def _loop_error(self, _loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """What asyncio reports outside a connection's task (e.g. accept() failing with
-        EMFILE, which asyncio retries every second): one line a minute at most, no
-        traceback per event."""
+    def _system_error(self, what: str, error: OSError) -> None:
+        """The system refused something (accept() failing with EMFILE, ...): its name
+        says it all, one line a minute at most."""
+        self._loop_error(None, {"message": what, "exception": error})
+
+    def _loop_error(self, _loop: object, context: dict[str, Any]) -> None:
+        """What asyncio reports outside a connection's task: one line a minute at most,
+        with a traceback only for what is not the system's state (a bug of ours)."""
         now = time.monotonic()
         if self._loop_error_logged_at is not None \
                 and now - self._loop_error_logged_at < self.client_errors.interval_s:
@@ -149,7 +153,10 @@ class HealthServer:
         self._loop_error_logged_at = now
         error = context.get("exception")
         log.warning("health endpoint: %s%s", context.get("message", "event loop error"),
-                    f" ({type(error).__name__}: {error})" if error else "")
+                    f" ({type(error).__name__}: {error})" if error else "",
+                    # OSError (EMFILE, ...) is the system's state: its name says it all;
+                    # anything else is a bug in this package: show where, once a minute.
+                    exc_info=error if error and not isinstance(error, OSError) else None)
 
     def _bind(self) -> socket.socket | None:
         """Listen, retrying with backoff while the port is taken; None once stopped."""
@@ -178,28 +185,31 @@ class HealthServer:
             return listener
         return None
 
-    def answer(self, path: str) -> tuple[HTTPStatus, str, bytes]:
+    def answer(self, path: str) -> Answer:
         """(status, content type, body) for a GET of ``path``."""
         route = path.split("?", 1)[0]
         if route not in ROUTES:
             listing = "".join(f"{r}\n" for r in ROUTES)
             return HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", listing.encode()
         try:
-            snapshot = self.snapshot()
+            return _render(route, self.snapshot())
         except Exception:  # a bug here must not take anything else down
             if not self._bug_logged:
                 self._bug_logged = True
                 log.exception("health endpoint: cannot read the agent's state")
             return HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b"internal error\n"
-        if route == "/metrics":
-            return HTTPStatus.OK, metrics.CONTENT_TYPE, metrics.render(snapshot).encode()
-        if route == "/status":
-            body = json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False)
-            return HTTPStatus.OK, "application/json", body.encode()
-        if snapshot.healthy:
-            return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
-        text = "unhealthy: " + "; ".join(snapshot.problems) + "\n"
-        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", text.encode()
+
+
+def _render(route: str, snapshot: Snapshot) -> Answer:
+    if route == "/metrics":
+        return HTTPStatus.OK, metrics.CONTENT_TYPE, metrics.render(snapshot).encode()
+    if route == "/status":
+        body = json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False)
+        return HTTPStatus.OK, "application/json", body.encode()
+    if snapshot.healthy:
+        return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
+    text = "unhealthy: " + "; ".join(snapshot.problems) + "\n"
+    return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", text.encode()
 
 
 def _url_host(host: str) -> str:

@@ -1,0 +1,204 @@
+"""The health endpoint under hostile clients (issue 9, item 5): a real agent process, real
+sockets. Slow clients, oversized headers and resets cost the agent a bounded number of
+file descriptors and bytes, /healthz keeps answering, and each kind of client error is
+one log line a minute, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from support.health import detector_server, detectors, get, logged_port
+from support.rawhttp import (
+    client_errors,
+    connect,
+    exchange,
+    open_fds,
+    read_all,
+    reset,
+    rss_bytes,
+    status_of,
+)
+from support.station import AgentProcess, write_station
+from support.waiting import wait_until
+
+from edge_agent.health.clienterrors import REASONS, ClientErrors
+from edge_agent.health.connection import (
+    MAX_CONNECTIONS,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_LINES,
+    MAX_LINE_BYTES,
+)
+
+GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: agent\r\n\r\n"
+MB = 1024 * 1024
+
+
+class Endpoint:
+    """A running agent process and its health endpoint's port."""
+
+    def __init__(self, process: AgentProcess, port: int) -> None:
+        self.process, self.port = process, port
+
+    @property
+    def pid(self) -> int:
+        assert self.process.process is not None
+        return self.process.process.pid
+
+    def log_lines(self, text: str) -> list[str]:
+        return [line for line in self.process.log().splitlines() if text in line]
+
+
+@pytest.fixture
+def endpoint(tmp_path) -> Iterator[Endpoint]:
+    server = detector_server()
+    links, devices = detectors(server.tcp_port)
+    path = write_station(tmp_path / "station.yaml", broker_port=1, links=links,
+                         devices=devices[:1])
+    process = AgentProcess(path, tmp_path / "agent.log").start().wait_running()
+    try:
+        wait_until(lambda: logged_port(process.log()) is not None, 30, "the endpoint")
+        port = logged_port(process.log())
+        assert port is not None
+        wait_until(lambda: get(port, "/healthz") == (200, "ok\n"), 30, "a healthy agent")
+        yield Endpoint(process, port)
+    finally:
+        if process.alive():
+            process.terminate()
+        server.stop()
+
+
+def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endpoint):
+    fds_before = open_fds(endpoint.pid)
+    slow = [connect(endpoint.port, 60) for _ in range(MAX_CONNECTIONS - 1)]
+    for conn in slow:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+    within_the_cap = get(endpoint.port, "/healthz")
+    flood = [connect(endpoint.port, 60) for _ in range(100)]
+    held = slow + flood
+    most_fds = [open_fds(endpoint.pid)]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        """One byte per connection every 0.3 s: never idle, never done (slowloris)."""
+        while not stop.wait(0.3):
+            for conn in held:
+                try:
+                    conn.send(b"a")
+                except OSError:
+                    pass
+            most_fds.append(open_fds(endpoint.pid))
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        answers = [status_of(read_all(conn)) for conn in held]  # until the agent closes
+    finally:
+        stop.set()
+        trickler.join(10)
+        for conn in held:
+            conn.close()
+    after = get(endpoint.port, "/healthz")
+    errors = client_errors(endpoint.port)
+    assert within_the_cap == (200, "ok\n")
+    assert set(answers) <= {408, 503, None}, answers  # None: reset while trickling
+    assert answers.count(503) >= len(held) - MAX_CONNECTIONS
+    assert max(most_fds) <= fds_before + MAX_CONNECTIONS + 1, most_fds
+    assert after == (200, "ok\n")
+    assert errors["busy"] >= len(held) - MAX_CONNECTIONS
+    assert errors["request_timeout"] >= 1
+    assert errors["busy"] + errors["request_timeout"] + errors["disconnected"] >= len(held)
+    assert "Traceback" not in endpoint.process.log()
+
+
+def test_oversized_requests_are_refused_and_memory_stays_bounded(endpoint):
+    long_line = b"GET /" + b"a" * MAX_LINE_BYTES + b" HTTP/1.1\r\n\r\n"
+    long_header = b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * MAX_LINE_BYTES + b"\r\n\r\n"
+    many_headers = b"GET /healthz HTTP/1.1\r\n" + b"X-H: 1\r\n" * (MAX_HEADER_LINES + 1) + \
+        b"\r\n"
+    big_headers = b"GET /healthz HTTP/1.1\r\n" + \
+        b"".join(b"X-%d: %s\r\n" % (i, b"c" * 1000) for i in range(MAX_HEADER_BYTES // 1000
+                                                                     + 2)) + b"\r\n"
+    assert status_of(exchange(endpoint.port, long_line)) == 414
+    assert status_of(exchange(endpoint.port, long_header)) == 431
+    assert status_of(exchange(endpoint.port, many_headers)) == 431
+    assert status_of(exchange(endpoint.port, big_headers)) == 431
+    rss_before = rss_bytes(endpoint.pid)
+
+    # 60 clients at once, each sending 2 MB of header lines (once: 41 MB -> 400 MB).
+    header_flood = b"GET /healthz HTTP/1.1\r\n" + (b"X-Pad: " + b"d" * 1000 + b"\r\n") * \
+        (2 * MB // 1009)
+    answers: list[int | None] = []
+    most_rss = [rss_before]
+
+    def flood() -> None:
+        answers.append(status_of(exchange(endpoint.port, header_flood)))
+        most_rss.append(rss_bytes(endpoint.pid))
+
+    threads = [threading.Thread(target=flood, daemon=True) for _ in range(60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 60 and set(answers) <= {431, 503, None}, answers
+    assert max(most_rss) - rss_before < 20 * MB, (rss_before, max(most_rss))
+    assert get(endpoint.port, "/healthz") == (200, "ok\n")
+    assert client_errors(endpoint.port)["headers_too_large"] >= 3
+    assert client_errors(endpoint.port)["request_line_too_long"] == 1
+
+
+def test_resets_mid_request_are_one_log_line_not_a_traceback_each(endpoint):
+    started = time.monotonic()
+    for batch in range(1, 6):  # 10 at a time: below the connection cap, none is 'busy'
+        for _ in range(10):
+            conn = connect(endpoint.port)
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: ag")
+            reset(conn)
+        wait_until(lambda n=10 * batch: client_errors(endpoint.port)["disconnected"] == n,
+                   30, "the resets to be counted")
+    minutes = (time.monotonic() - started) / 60
+    lines = endpoint.log_lines("mid-request")
+    assert 1 <= len(lines) <= 1 + int(minutes), lines
+    assert "Traceback" not in endpoint.process.log()
+    assert get(endpoint.port, "/healthz") == (200, "ok\n")
+
+
+def test_a_method_other_than_get_and_a_garbled_request_line_are_answered(endpoint):
+    assert status_of(exchange(endpoint.port, b"POST /healthz HTTP/1.1\r\n\r\n")) == 501
+    assert status_of(exchange(endpoint.port, b"\x16\x03\x01\x02\x00\x01\x00\r\n\r\n")) == 400
+    assert status_of(exchange(endpoint.port, b"GET /healthz HTTP/9.9\r\n\r\n")) == 400
+    answer = exchange(endpoint.port, GET_HEALTHZ)
+    assert status_of(answer) == 200 and answer.endswith(b"\r\n\r\nok\n")
+    assert b"Content-Length: 3\r\n" in answer and b"Cache-Control: no-store\r\n" in answer
+    errors = client_errors(endpoint.port)
+    assert (errors["unsupported_method"], errors["bad_request"]) == (1, 2)
+
+
+def test_the_metrics_show_every_reason_and_the_open_connections(endpoint):
+    page = get(endpoint.port, "/metrics")[1]
+    assert "edge_agent_health_open_connections 1\n" in page  # the scrape itself
+    assert set(client_errors(endpoint.port)) == set(REASONS)
+
+
+def test_client_error_lines_are_limited_to_one_per_reason_per_interval(caplog):
+    caplog.set_level(logging.WARNING, logger="edge_agent.health")
+    now = [1000.0]
+    errors = ClientErrors(interval_s=60, clock=lambda: now[0])
+    for second in range(60):
+        now[0] = 1000.0 + second
+        errors.record("disconnected", "10.0.0.1:4000", "ConnectionResetError")
+    errors.record("busy", "10.0.0.2:4000", "32 open")
+    now[0] = 1060.0
+    errors.record("disconnected", "10.0.0.3:4000", "ConnectionResetError")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "health endpoint: 10.0.0.1:4000: client closed or reset the connection mid-request "
+        "(ConnectionResetError)",
+        "health endpoint: 10.0.0.2:4000: too many open connections, answered 503 (32 open)",
+        "health endpoint: 10.0.0.3:4000: client closed or reset the connection mid-request "
+        "(ConnectionResetError); 59 more since the last such line",
+    ]
+    assert errors.snapshot()["disconnected"] == 61 and errors.snapshot()["busy"] == 1
