@@ -5,14 +5,16 @@ one log line a minute, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from support.health import detector_server, detectors, get, logged_port
+from support.health import get
 from support.rawhttp import (
+    Endpoint,
     client_errors,
     connect,
     exchange,
@@ -20,9 +22,9 @@ from support.rawhttp import (
     read_all,
     reset,
     rss_bytes,
+    running_agent,
     status_of,
 )
-from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
 from edge_agent.health.clienterrors import REASONS, ClientErrors
@@ -37,38 +39,10 @@ GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: agent\r\n\r\n"
 MB = 1024 * 1024
 
 
-class Endpoint:
-    """A running agent process and its health endpoint's port."""
-
-    def __init__(self, process: AgentProcess, port: int) -> None:
-        self.process, self.port = process, port
-
-    @property
-    def pid(self) -> int:
-        assert self.process.process is not None
-        return self.process.process.pid
-
-    def log_lines(self, text: str) -> list[str]:
-        return [line for line in self.process.log().splitlines() if text in line]
-
-
 @pytest.fixture
 def endpoint(tmp_path) -> Iterator[Endpoint]:
-    server = detector_server()
-    links, devices = detectors(server.tcp_port)
-    path = write_station(tmp_path / "station.yaml", broker_port=1, links=links,
-                         devices=devices[:1])
-    process = AgentProcess(path, tmp_path / "agent.log").start().wait_running()
-    try:
-        wait_until(lambda: logged_port(process.log()) is not None, 30, "the endpoint")
-        port = logged_port(process.log())
-        assert port is not None
-        wait_until(lambda: get(port, "/healthz") == (200, "ok\n"), 30, "a healthy agent")
-        yield Endpoint(process, port)
-    finally:
-        if process.alive():
-            process.terminate()
-        server.stop()
+    with running_agent(tmp_path) as running:
+        yield running
 
 
 def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endpoint):
@@ -86,10 +60,8 @@ def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endp
         """One byte per connection every 0.3 s: never idle, never done (slowloris)."""
         while not stop.wait(0.3):
             for conn in held:
-                try:
+                with contextlib.suppress(OSError):
                     conn.send(b"a")
-                except OSError:
-                    pass
             most_fds.append(open_fds(endpoint.pid))
 
     trickler = threading.Thread(target=trickle, daemon=True)
@@ -101,8 +73,8 @@ def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endp
         trickler.join(10)
         for conn in held:
             conn.close()
-    after = get(endpoint.port, "/healthz")
     errors = client_errors(endpoint.port)
+    after = get(endpoint.port, "/healthz")
     assert within_the_cap == (200, "ok\n")
     assert set(answers) <= {408, 503, None}, answers  # None: reset while trickling
     assert answers.count(503) >= len(held) - MAX_CONNECTIONS

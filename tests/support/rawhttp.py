@@ -4,11 +4,51 @@ file descriptors and resident memory, read from /proc)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
-from support.health import Scrape, scrape
+from support.health import Scrape, detector_server, detectors, get, logged_port, scrape
+from support.station import AgentProcess, write_station
+from support.waiting import wait_until
+
+
+class Endpoint:
+    """A running agent process and its health endpoint's port."""
+
+    def __init__(self, process: AgentProcess, port: int) -> None:
+        self.process, self.port = process, port
+
+    @property
+    def pid(self) -> int:
+        assert self.process.process is not None
+        return self.process.process.pid
+
+    def log_lines(self, text: str) -> list[str]:
+        return [line for line in self.process.log().splitlines() if text in line]
+
+
+@contextlib.contextmanager
+def running_agent(tmp_path: Path) -> Iterator[Endpoint]:
+    """``edge-agent run`` as a process, polling one simulated detector, its broker
+    unreachable (not a reason to be unhealthy), its endpoint answering 200 ok."""
+    server = detector_server()
+    links, devices = detectors(server.tcp_port)
+    path = write_station(tmp_path / "station.yaml", broker_port=1, links=links,
+                         devices=devices[:1])
+    process = AgentProcess(path, tmp_path / "agent.log").start().wait_running()
+    try:
+        wait_until(lambda: logged_port(process.log()) is not None, 30, "the endpoint")
+        port = logged_port(process.log())
+        assert port is not None
+        wait_until(lambda: get(port, "/healthz") == (200, "ok\n"), 30, "a healthy agent")
+        yield Endpoint(process, port)
+    finally:
+        if process.alive():
+            process.terminate()
+        server.stop()
 
 
 def connect(port: int, timeout_s: float = 10) -> socket.socket:
@@ -18,10 +58,9 @@ def connect(port: int, timeout_s: float = 10) -> socket.socket:
 def exchange(port: int, data: bytes, timeout_s: float = 30) -> bytes:
     """Send ``data`` on a new connection and read until the endpoint closes it."""
     with connect(port, timeout_s) as conn:
-        try:
+        # Answered and closed before all was sent: the answer may still be there.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             conn.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered and closed before all was sent: the answer may still be there
         return read_all(conn)
 
 
@@ -61,7 +100,10 @@ def rss_bytes(pid: int) -> int:
 
 
 def client_errors(port: int) -> dict[str, float]:
-    """edge_agent_health_client_errors_total by reason."""
+    """edge_agent_health_client_errors_total by reason. Retried while the endpoint is
+    busy (503): clients the test let go may still be held for their last second (an
+    answered error waits up to 1 s for the client to stop sending before closing)."""
+    wait_until(lambda: get(port, "/metrics")[0] == 200, 30, "a free connection")
     page: Scrape = scrape(port)
     return {dict(labels)["reason"]: value
             for labels, value in page.series("edge_agent_health_client_errors_total").items()}
