@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from support.health import get
+from support.health import detector_server, detectors, get, logged_port
 from support.rawhttp import (
     Endpoint,
     client_errors,
@@ -25,6 +32,7 @@ from support.rawhttp import (
     running_agent,
     status_of,
 )
+from support.station import _STARTED, AgentProcess, write_station
 from support.waiting import wait_until
 
 from edge_agent.health.clienterrors import REASONS, ClientErrors
@@ -136,6 +144,76 @@ def test_resets_mid_request_are_one_log_line_not_a_traceback_each(endpoint):
     assert 1 <= len(lines) <= 1 + int(minutes), lines
     assert "Traceback" not in endpoint.process.log()
     assert get(endpoint.port, "/healthz") == (200, "ok\n")
+
+
+class LimitedAgent(AgentProcess):
+    """An agent process allowed ``nofile`` open files, as systemd's LimitNOFILE does."""
+
+    def __init__(self, config_path: Path, log_path: Path, nofile: int) -> None:
+        super().__init__(config_path, log_path)
+        self.nofile = nofile
+
+    def start(self) -> LimitedAgent:
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "edge_agent", "--log-level", "debug", "run",
+                 str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=limit)
+        _STARTED.append(self)
+        return self
+
+
+def test_a_connection_flood_leaves_the_agent_descriptors_to_reconnect_to_the_broker(
+        tmp_path, broker, collector):
+    """Once, ~120 held connections used up the agent's descriptors: /healthz stopped and
+    the MQTT reconnect failed with 'Too many open files'. With 64 allowed (the agent
+    needs ~15) and a flood of connections, the broker restarts and data flows again."""
+    server = detector_server()
+    links, devices = detectors(server.tcp_port)
+    path = write_station(tmp_path / "station.yaml", broker_port=broker.port, links=links,
+                         devices=devices[:1])
+    agent = LimitedAgent(path, tmp_path / "agent.log", nofile=64).start().wait_running()
+    stop = threading.Event()
+    opened = [0]
+
+    def flood() -> None:
+        held: deque[socket.socket] = deque()
+        while not stop.wait(0.002):
+            with contextlib.suppress(OSError):
+                conn = connect(port, 5)
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+                held.append(conn)
+                opened[0] += 1
+            while len(held) > 150:
+                held.popleft().close()
+        for conn in held:
+            conn.close()
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    try:
+        wait_until(lambda: logged_port(agent.log()) is not None, 30, "the endpoint")
+        port = logged_port(agent.log())
+        collector.wait_for(lambda c: len(c.seqs("det-ok")) >= 3, 30, "data before")
+        flooder.start()
+        wait_until(lambda: opened[0] >= 300, 60, "300 connections to the endpoint")
+        broker.stop()
+        before = max(collector.seqs("det-ok"))
+        broker.start()
+        collector.wait_for(lambda c: max(c.seqs("det-ok")) > before + 5, 60,
+                           "data after the broker restart, during the flood")
+        stop.set()
+        flooder.join(30)
+        errors = client_errors(port)
+    finally:
+        stop.set()
+        log = agent.log()
+        agent.terminate()
+        server.stop()
+    assert errors["busy"] >= 300 - 150 - MAX_CONNECTIONS, errors
+    assert "Too many open files" not in log and "Traceback" not in log
 
 
 def test_a_method_other_than_get_and_a_garbled_request_line_are_answered(endpoint):

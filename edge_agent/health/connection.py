@@ -123,13 +123,14 @@ class Connections:
     """
 
     def __init__(self, answer: Callable[[str], Awaitable[Answer]], errors: ClientErrors,
-                 system_error: Callable[[str, OSError], None],
+                 report: Callable[[str, BaseException], None],
                  max_connections: int = MAX_CONNECTIONS) -> None:
-        """``system_error`` is told when accept() fails (EMFILE: the process is out of
-        file descriptors); the endpoint waits a second and accepts again."""
+        """``report`` is told what is not a client's fault: accept() failing (EMFILE: the
+        process is out of file descriptors; accepting resumes a second later), or a bug
+        that ended a connection's task."""
         self._answer = answer
         self.errors = errors
-        self._system_error = system_error
+        self._report = report
         self.max_connections = max_connections
         self.open = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,7 +145,7 @@ class Connections:
             try:
                 conn, address = await loop.sock_accept(listener)
             except OSError as err:
-                self._system_error("cannot accept a connection", err)
+                self._report("cannot accept a connection", err)
                 await asyncio.sleep(1.0)
                 continue
             peer = _peer(address)
@@ -162,6 +163,8 @@ class Connections:
     def _done(self, task: asyncio.Task[None]) -> None:
         self.open -= 1
         self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._report("a connection ended on an error", error)
 
     async def _serve(self, conn: socket.socket, peer: str) -> None:
         """One connection, from accept to close."""

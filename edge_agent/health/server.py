@@ -65,7 +65,7 @@ class HealthServer:
         self._loop_error_logged_at: float | None = None
         self.client_errors = ClientErrors()
         self.connections = Connections(self._answer_off_loop, self.client_errors,
-                                       self._system_error)
+                                       self._report)
         self._pool: ThreadPoolExecutor | None = None
         self.thread = threading.Thread(target=self._run, name="health-http", daemon=True)
 
@@ -138,9 +138,8 @@ class HealthServer:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.answer,
                                                                 target)
 
-    def _system_error(self, what: str, error: OSError) -> None:
-        """The system refused something (accept() failing with EMFILE, ...): its name
-        says it all, one line a minute at most."""
+    def _report(self, what: str, error: BaseException) -> None:
+        """Not a client's fault (accept() failing with EMFILE, a bug): see _loop_error."""
         self._loop_error(None, {"message": what, "exception": error})
 
     def _loop_error(self, _loop: object, context: dict[str, Any]) -> None:
