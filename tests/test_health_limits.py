@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ from support.rawhttp import (
 from support.station import _STARTED, AgentProcess, write_station
 from support.waiting import wait_until
 
+from edge_agent.agent import Agent
+from edge_agent.config.loader import load_config
+from edge_agent.health import connection
 from edge_agent.health.clienterrors import REASONS, ClientErrors
 from edge_agent.health.connection import (
     MAX_CONNECTIONS,
@@ -252,3 +256,33 @@ def test_client_error_lines_are_limited_to_one_per_reason_per_interval(caplog):
         "(ConnectionResetError); 59 more since the last such line",
     ]
     assert errors.snapshot()["disconnected"] == 61 and errors.snapshot()["busy"] == 1
+
+
+def test_a_client_that_does_not_take_its_answer_is_dropped(tmp_path, monkeypatch):
+    """The answer must be taken within WRITE_TIMEOUT_S (shortened here): a client that
+    asks and never reads (with a tiny receive window) loses its connection and its slot,
+    instead of holding the agent's buffer and descriptor for ever."""
+    monkeypatch.setattr(connection, "WRITE_TIMEOUT_S", 0.5)
+    server = detector_server()
+    links, devices = detectors(server.tcp_port)
+    path = write_station(tmp_path / "station.yaml", broker_port=1, links=links,
+                         devices=devices[:1])
+    agent = Agent(load_config(path))
+    big = (HTTPStatus.OK, "text/plain", b"x" * (32 * MB))  # more than any socket buffer
+    agent.health.answer = lambda _target: big  # type: ignore[method-assign]
+    agent.start()
+    try:
+        wait_until(lambda: agent.health.port is not None, 30, "the endpoint to listen")
+        conn = socket.socket()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.connect(("127.0.0.1", agent.health.port))
+        conn.sendall(GET_HEALTHZ)
+        wait_until(lambda: agent.health.client_errors.counts["write_timeout"] == 1, 30,
+                   "the unread answer to be given up")
+        wait_until(lambda: agent.health.connections.open == 0, 30, "the slot to be freed")
+        received = len(read_all(conn))
+        conn.close()
+    finally:
+        agent.stop()
+        server.stop()
+    assert received < 32 * MB
