@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,53 @@ def no_agent_outlives_its_test() -> Iterator[None]:
     publish into the tests after it (seen: one still running an hour later)."""
     yield
     kill_leftover_agents()
+
+
+# -- the fast path: tests that start real processes are marked and can be left out ---------
+
+# Fixtures that start a real process (Mosquitto, the agent, an installer run) or wait on
+# one. A test using any of them is marked ``real_parts`` at collection.
+REAL_PART_FIXTURES = frozenset({"broker", "collector", "spawn", "installed"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast", action="store_true",
+        help="leave out the tests that start real processes (marked real_parts); "
+             "a test that starts one anyway fails and names the mark it needs")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_parts: starts real processes (broker, agent, installer); "
+                   "`scripts/test --fast` leaves it out")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_PART_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_parts)
+    if not config.getoption("--fast"):
+        return
+    kept = [item for item in items if item.get_closest_marker("real_parts") is None]
+    left_out = [item for item in items if item.get_closest_marker("real_parts") is not None]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+    items[:] = kept
+
+
+class _ProcessStartedInFastRun(subprocess.Popen):  # type: ignore[type-arg]
+    """Stands in for ``subprocess.Popen`` during ``--fast``: the fast path must stay fast,
+    so a test that starts a process without the mark is a marking bug, named at once."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            "this test starts a real process: mark it @pytest.mark.real_parts (or use a "
+            f"fixture in conftest.REAL_PART_FIXTURES); command: {args[0] if args else kwargs}")
+
+
+@pytest.fixture(autouse=True)
+def fast_run_starts_no_process(request: pytest.FixtureRequest,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.config.getoption("--fast"):
+        monkeypatch.setattr(subprocess, "Popen", _ProcessStartedInFastRun)

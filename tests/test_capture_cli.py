@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+import pytest
 from support.capture_session import (
     EXPECTED,
     FIXTURE,
@@ -27,6 +28,9 @@ from support.waiting import wait_until
 from edge_agent.capture.files import read_capture
 from edge_agent.link import LinkError
 from edge_agent.modbus.simserver import SimServer
+
+# Every test here starts the agent or a tool as a real process.
+pytestmark = pytest.mark.real_parts
 
 EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
 

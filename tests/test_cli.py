@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.station import AgentProcess, write_station
 
 from edge_agent.modbus.transport import SimServer, SimUnit
+
+# Every test here starts the agent or a tool as a real process.
+pytestmark = pytest.mark.real_parts
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,6 +32,9 @@ from edge_agent.model import Quality, Reading, Sample
 from edge_agent.store.outbox import Outbox
 from edge_agent.watchdog import stop_budget_s
 
+# Every test here starts the agent or a tool as a real process.
+pytestmark = pytest.mark.real_parts
+
 REPO = Path(__file__).parent.parent
 UNIT = REPO / "systemd" / "edge-agent.service"
 VENV = "opt/edge-agent/venv"

@@ -51,6 +51,7 @@ def test_mqtt5_session_delivers_and_removes_on_puback(tmp_path, broker, collecto
     run_until_delivered(station(tmp_path, broker.port, device, {"protocol": "5"}), collector)
 
 
+@pytest.mark.real_parts
 def test_password_from_file_is_accepted_and_a_wrong_one_keeps_data_buffered(
         tmp_path, device, caplog):
     passwd = tmp_path / "passwd"
@@ -116,6 +117,7 @@ def make_pki(folder: Path) -> dict[str, Path]:
     return files
 
 
+@pytest.mark.real_parts
 def test_tls_with_ca_and_client_certificate(tmp_path, device):
     pki = make_pki(tmp_path / "pki")
     tls_port = free_port()

@@ -21,6 +21,9 @@ from edge_agent.config.schema import LinkProtocol, RegisterKind
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.sim.ptypair import PtyPair
 
+# Every test here starts the agent or a tool as a real process.
+pytestmark = pytest.mark.real_parts
+
 
 def probe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge_agent", "probe", *args],

@@ -11,10 +11,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from edge_agent.capture.files import read_capture
 from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.sim.ptypair import PtyPair
+
+# Every test here starts the agent or a tool as a real process.
+pytestmark = pytest.mark.real_parts
 
 EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
 DETECTOR = {0: 0, 1: 0, 2: 209, 3: 12, 4: 35, 5: 4}

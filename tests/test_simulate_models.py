@@ -218,6 +218,7 @@ EXPECTED_PROBLEMS = [
 ]
 
 
+@pytest.mark.real_parts
 def test_the_example_simulate_file_is_valid():
     result = subprocess.run([sys.executable, "-m", "edge_agent", "simulate",
                              str(ROOT / "config" / "simulate.example.yaml"), "--check"],

@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from support.collector import VALIDATOR
 from support.health import detector_server, detectors, status, status_when_up
 from support.station import AgentProcess, write_station
@@ -188,6 +189,7 @@ def _export_station(tmp_path: Path, outbox: Path) -> Path:
         store={"path": str(outbox)})
 
 
+@pytest.mark.real_parts
 def test_export_of_a_known_backlog_to_csv_and_jsonl_leaves_the_outbox_unchanged(tmp_path):
     outbox = tmp_path / "outbox.sqlite3"
     kept = _known_backlog(outbox)
@@ -283,6 +285,7 @@ def _sample_ids(path: Path) -> list[str]:
         conn.close()
 
 
+@pytest.mark.real_parts
 def test_export_refuses_what_would_surprise_a_technician(tmp_path):
     outbox = tmp_path / "outbox.sqlite3"
     _known_backlog(outbox)
