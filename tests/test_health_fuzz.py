@@ -116,6 +116,7 @@ def test_the_request_reader_turns_any_input_into_a_request_or_a_client_error():
     assert parsed > 100, f"seed {SEED}: the mutations must keep many requests valid"
 
 
+@pytest.mark.real_parts  # an agent process
 def test_random_and_mutated_requests_leave_the_endpoint_answering_and_bounded(endpoint):
     rng = random.Random(SEED)
     fds_before = open_fds(endpoint.pid)

@@ -57,6 +57,7 @@ def endpoint(tmp_path) -> Iterator[Endpoint]:
         yield running
 
 
+@pytest.mark.real_parts  # an agent process
 def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endpoint):
     fds_before = open_fds(endpoint.pid)
     slow = [connect(endpoint.port, 60) for _ in range(MAX_CONNECTIONS - 1)]
@@ -98,6 +99,7 @@ def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endp
     assert "Traceback" not in endpoint.process.log()
 
 
+@pytest.mark.real_parts  # an agent process
 def test_oversized_requests_are_refused_and_memory_stays_bounded(endpoint):
     long_line = b"GET /" + b"a" * MAX_LINE_BYTES + b" HTTP/1.1\r\n\r\n"
     long_header = b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * MAX_LINE_BYTES + b"\r\n\r\n"
@@ -134,6 +136,7 @@ def test_oversized_requests_are_refused_and_memory_stays_bounded(endpoint):
     assert client_errors(endpoint.port)["request_line_too_long"] == 1
 
 
+@pytest.mark.real_parts  # an agent process
 def test_resets_mid_request_are_one_log_line_not_a_traceback_each(endpoint):
     started = time.monotonic()
     for batch in range(1, 6):  # 10 at a time: below the connection cap, none is 'busy'
@@ -170,6 +173,7 @@ class LimitedAgent(AgentProcess):
         return self
 
 
+@pytest.mark.real_parts  # an agent process
 def test_a_connection_flood_leaves_the_agent_descriptors_to_reconnect_to_the_broker(
         tmp_path, broker, collector):
     """Once, ~120 held connections used up the agent's descriptors: /healthz stopped and
@@ -220,6 +224,7 @@ def test_a_connection_flood_leaves_the_agent_descriptors_to_reconnect_to_the_bro
     assert "Too many open files" not in log and "Traceback" not in log
 
 
+@pytest.mark.real_parts  # an agent process
 def test_a_method_other_than_get_and_a_garbled_request_line_are_answered(endpoint):
     assert status_of(exchange(endpoint.port, b"POST /healthz HTTP/1.1\r\n\r\n")) == 501
     assert status_of(exchange(endpoint.port, b"\x16\x03\x01\x02\x00\x01\x00\r\n\r\n")) == 400
@@ -231,6 +236,7 @@ def test_a_method_other_than_get_and_a_garbled_request_line_are_answered(endpoin
     assert (errors["unsupported_method"], errors["bad_request"]) == (1, 2)
 
 
+@pytest.mark.real_parts  # an agent process
 def test_the_metrics_show_every_reason_and_the_open_connections(endpoint):
     page = get(endpoint.port, "/metrics")[1]
     assert "edge_agent_health_open_connections 1\n" in page  # the scrape itself
