@@ -148,17 +148,23 @@ class Connections:
                 self._report("cannot accept a connection", err)
                 await asyncio.sleep(1.0)
                 continue
-            peer = _peer(address)
-            if self.open >= self.max_connections:
-                self.errors.record("busy", peer, f"{self.open} open")
-                with contextlib.suppress(OSError):  # best effort: the kernel takes it
-                    conn.send(error_response(HTTPStatus.SERVICE_UNAVAILABLE))
+            try:
+                self._start(conn, _peer(address))
+            except Exception as err:  # a bug: this loop must go on accepting
                 conn.close()
-                continue
-            self.open += 1
-            task = asyncio.create_task(self._serve(conn, peer))
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
+                self._report("cannot serve a connection", err)
+
+    def _start(self, conn: socket.socket, peer: str) -> None:
+        if self.open >= self.max_connections:
+            self.errors.record("busy", peer, f"{self.open} open")
+            with contextlib.suppress(OSError):  # best effort: the kernel takes it
+                conn.send(error_response(HTTPStatus.SERVICE_UNAVAILABLE))
+            conn.close()
+            return
+        self.open += 1
+        task = asyncio.create_task(self._serve(conn, peer))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.open -= 1
