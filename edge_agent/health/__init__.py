@@ -1,6 +1,8 @@
 """The agent's local HTTP endpoint, and what it reads from the running workers.
 
-``server``: ``/healthz``, ``/metrics``, ``/status``, started by the agent; ``snapshot``:
+``server``: ``/healthz``, ``/metrics``, ``/status``, started by the agent; ``connection``:
+one HTTP exchange, with what a client may hold bounded; ``clienterrors``: misbehaving
+clients counted and logged one line per reason per minute; ``snapshot``:
 the workers' own counters, read without stopping them; ``metrics``: the Prometheus text
 format; ``histogram``: the forwarder's acknowledgement latency. Metric names and labels:
 docs/metrics.md. The commands that read it (``edge-agent status``) are in edge_agent/ops.

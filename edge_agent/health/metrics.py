@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 
 from edge_agent.health.histogram import HistogramSnapshot
-from edge_agent.health.snapshot import DeviceView, Snapshot
+from edge_agent.health.snapshot import DeviceView, EndpointView, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("ok", "degraded", "down")
@@ -30,6 +30,8 @@ def render(snapshot: Snapshot) -> str:
             [({"link": link}, count) for link, count in snapshot.store_failures.items()])
     _outbox(out, snapshot)
     _broker(out, snapshot)
+    if snapshot.endpoint is not None:
+        _endpoint(out, snapshot.endpoint)
     return "\n".join(out) + "\n"
 
 
@@ -136,6 +138,18 @@ def _broker(out: list[str], snapshot: Snapshot) -> None:
     _histogram(out, "edge_agent_mqtt_ack_latency_seconds",
                "Seconds from handing a message to the MQTT session to its PUBACK.",
                broker.ack_latency)
+
+
+def _endpoint(out: list[str], endpoint: EndpointView) -> None:
+    _family(out, "edge_agent_health_open_connections", "gauge",
+            "Connections open to this endpoint now, the scrape's own included "
+            f"(at most {endpoint.max_connections}; more are answered 503).",
+            [({}, endpoint.open_connections)])
+    _family(out, "edge_agent_health_client_errors_total", "counter",
+            "Requests to this endpoint refused or cut short, by reason (busy, "
+            "request_timeout, headers_too_large, disconnected, ...).",
+            [({"reason": reason}, count)
+             for reason, count in sorted(endpoint.client_errors.items())])
 
 
 def _histogram(out: list[str], name: str, text: str, histogram: HistogramSnapshot) -> None:

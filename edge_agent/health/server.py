@@ -1,8 +1,11 @@
 """The agent's local HTTP endpoint: ``/healthz``, ``/metrics``, ``/status``.
 
-Standard library only (``http.server`` in one thread, one short-lived thread per
-request). Each request reads the workers' own counters (snapshot.py); nothing on the
-pollers' or forwarder's paths waits for it.
+Standard library only: an asyncio loop in one thread (``health-http``) holds the
+connections, with every resource a client can take bounded (connection.py: number of
+connections, request size, time); the answers are computed by at most ANSWER_THREADS
+threads, since reading the outbox may wait up to 5 s. Each request reads the workers' own
+counters (snapshot.py); nothing on the pollers' or forwarder's paths waits for it. Client
+errors are counted and logged one line per reason per minute (clienterrors.py).
 
 * ``/healthz``: 200 ``ok`` while the pollers, the forwarder and the outbox writer are
   alive and the writer answers within 5 s; 503 with the reasons otherwise.
@@ -15,19 +18,23 @@ it, logs that once, and tries again with backoff until the port is free.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from edge_agent import __version__
 from edge_agent.config.schema import HealthConfig
 from edge_agent.health import metrics
-from edge_agent.health.snapshot import Snapshot, take_snapshot
+from edge_agent.health.clienterrors import ClientErrors
+from edge_agent.health.connection import Answer, Connections
+from edge_agent.health.snapshot import EndpointView, Snapshot, take_snapshot
 from edge_agent.retry import Backoff
 from edge_agent.store.outbox import OutboxError
 
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 
 ROUTES = ("/healthz", "/metrics", "/status")
 _RETRY_MIN_S, _RETRY_MAX_S = 2.0, 60.0
+ANSWER_THREADS = 4
+_BACKLOG = 64
 
 
 class HealthServer:
@@ -50,15 +59,21 @@ class HealthServer:
         self._dropped_at_start: int | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
+        self._port: int | None = None
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._bug_logged = False
+        self._loop_error_logged_at: float | None = None
+        self.client_errors = ClientErrors()
+        self.connections = Connections(self._answer_off_loop, self.client_errors,
+                                       self._report)
+        self._pool: ThreadPoolExecutor | None = None
         self.thread = threading.Thread(target=self._run, name="health-http", daemon=True)
 
     @property
     def port(self) -> int | None:
         """The port listened on (the real one when configured as 0); None while not bound."""
         with self._lock:
-            return None if self._server is None else int(self._server.server_address[1])
+            return self._port
 
     def start(self) -> None:
         """Start serving in the background; call before the workers start, so that
@@ -75,34 +90,81 @@ class HealthServer:
     def stop(self) -> None:
         with self._lock:
             self._stop.set()
-            server = self._server
-        if server is not None:
-            server.shutdown()  # returns once serve_forever has left its loop
+            wake = self._wake
+        if wake is not None:
+            loop, stopping = wake
+            with contextlib.suppress(RuntimeError):  # the loop has closed already
+                loop.call_soon_threadsafe(stopping.set)
         if self.thread.ident is not None:
             self.thread.join(timeout=10)
 
     def snapshot(self) -> Snapshot:
-        return take_snapshot(self._agent, self._started_at, self._dropped_at_start)
+        endpoint = EndpointView(self.connections.open, self.connections.max_connections,
+                                self.client_errors.snapshot())
+        return replace(take_snapshot(self._agent, self._started_at, self._dropped_at_start),
+                       endpoint=endpoint)
 
     # -- serving ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        server = self._bind()
-        if server is None:
+        listener = self._bind()
+        if listener is None:
             return
         try:
-            server.serve_forever(poll_interval=0.5)
+            asyncio.run(self._serve(listener))
         finally:
-            server.server_close()
+            listener.close()
 
-    def _bind(self) -> _Server | None:
+    async def _serve(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_error)
+        stopping = asyncio.Event()
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._wake = (loop, stopping)
+        self._pool = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="health-answer")
+        accepting = asyncio.create_task(self.connections.accept_forever(listener))
+        try:
+            await stopping.wait()
+        finally:
+            accepting.cancel()
+            self.connections.cancel_all()
+            await asyncio.sleep(0)  # let the cancelled connections close their sockets
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _answer_off_loop(self, target: str) -> Answer:
+        assert self._pool is not None
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.answer,
+                                                                target)
+
+    def _report(self, what: str, error: BaseException) -> None:
+        """Not a client's fault (accept() failing with EMFILE, a bug): see _loop_error."""
+        self._loop_error(None, {"message": what, "exception": error})
+
+    def _loop_error(self, _loop: object, context: dict[str, Any]) -> None:
+        """What asyncio reports outside a connection's task: one line a minute at most,
+        with a traceback only for what is not the system's state (a bug of ours)."""
+        now = time.monotonic()
+        if self._loop_error_logged_at is not None \
+                and now - self._loop_error_logged_at < self.client_errors.interval_s:
+            return
+        self._loop_error_logged_at = now
+        error = context.get("exception")
+        log.warning("health endpoint: %s%s", context.get("message", "event loop error"),
+                    f" ({type(error).__name__}: {error})" if error else "",
+                    # OSError (EMFILE, ...) is the system's state: its name says it all;
+                    # anything else is a bug in this package: show where, once a minute.
+                    exc_info=error if error and not isinstance(error, OSError) else None)
+
+    def _bind(self) -> socket.socket | None:
         """Listen, retrying with backoff while the port is taken; None once stopped."""
         backoff = Backoff(_RETRY_MIN_S, _RETRY_MAX_S)
         failures = 0
         address = f"{_url_host(self.config.host)}:{self.config.port}"
         while not self._stop.is_set():
             try:
-                server = _Server(self.config.host, self.config.port, self)
+                listener = _listen(self.config.host, self.config.port)
             except OSError as err:
                 failures += 1
                 if failures == 1:
@@ -110,69 +172,58 @@ class HealthServer:
                               "without /healthz, /metrics and /status, retrying", address, err)
                 self._stop.wait(backoff.delay_s(failures))
                 continue
+            port = int(listener.getsockname()[1])
             with self._lock:
                 if self._stop.is_set():
-                    server.server_close()
+                    listener.close()
                     return None
-                self._server = server
-            port = server.server_address[1]
+                self._port = port
             log.info("health endpoint listening on http://%s:%d (%s)%s",
                      _url_host(self.config.host), port, ", ".join(ROUTES),
                      f" after {failures} failed attempts" if failures else "")
-            return server
+            return listener
         return None
 
-    def answer(self, path: str) -> tuple[HTTPStatus, str, bytes]:
+    def answer(self, path: str) -> Answer:
         """(status, content type, body) for a GET of ``path``."""
         route = path.split("?", 1)[0]
         if route not in ROUTES:
             listing = "".join(f"{r}\n" for r in ROUTES)
             return HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", listing.encode()
         try:
-            snapshot = self.snapshot()
+            return _render(route, self.snapshot())
         except Exception:  # a bug here must not take anything else down
             if not self._bug_logged:
                 self._bug_logged = True
                 log.exception("health endpoint: cannot read the agent's state")
             return HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b"internal error\n"
-        if route == "/metrics":
-            return HTTPStatus.OK, metrics.CONTENT_TYPE, metrics.render(snapshot).encode()
-        if route == "/status":
-            body = json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False)
-            return HTTPStatus.OK, "application/json", body.encode()
-        if snapshot.healthy:
-            return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
-        text = "unhealthy: " + "; ".join(snapshot.problems) + "\n"
-        return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", text.encode()
+
+
+def _render(route: str, snapshot: Snapshot) -> Answer:
+    if route == "/metrics":
+        return HTTPStatus.OK, metrics.CONTENT_TYPE, metrics.render(snapshot).encode()
+    if route == "/status":
+        body = json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False)
+        return HTTPStatus.OK, "application/json", body.encode()
+    if snapshot.healthy:
+        return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
+    text = "unhealthy: " + "; ".join(snapshot.problems) + "\n"
+    return HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", text.encode()
 
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, host: str, port: int, owner: HealthServer) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.owner = owner
-        super().__init__((host, port), _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = f"edge-agent/{__version__}"
-    sys_version = ""
-    timeout = 30  # a client that opens a connection and says nothing is dropped
-
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        status, content_type, body = self.server.owner.answer(self.path)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base name
-        log.debug("health endpoint: %s %s", self.address_string(), format % args)
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port), with SO_REUSEADDR as http.server set it."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener

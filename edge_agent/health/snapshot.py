@@ -78,6 +78,15 @@ class OutboxView:
 
 
 @dataclass(frozen=True)
+class EndpointView:
+    """The health endpoint itself: its open connections and the client errors it met."""
+
+    open_connections: int
+    max_connections: int
+    client_errors: dict[str, int]  # by reason, every reason present
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything /healthz, /metrics and /status show; ``problems`` empty means healthy."""
 
@@ -90,6 +99,7 @@ class Snapshot:
     store_failures: dict[str, int]  # link -> samples that could not be stored
     broker: BrokerView
     outbox: OutboxView
+    endpoint: EndpointView | None = None  # set by the endpoint that serves the snapshot
 
     @property
     def healthy(self) -> bool:
