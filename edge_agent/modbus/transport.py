@@ -3,7 +3,7 @@ against their requests, errors typed, requests paced.
 
 Transports, as the link's ``protocol`` says: Modbus TCP, Modbus RTU on a serial port, RTU
 framing over TCP (serial-to-Ethernet gateways in transparent mode), Modbus ASCII on a
-serial port or over TCP. pymodbus itself is reached only through ``pymodbus_api`` (the one
+serial port or over TCP. pymodbus itself is reached only through ``pymodbus_client`` (the one
 module importing it); the simulator lives in ``simserver`` (``SimServer`` and ``SimUnit``
 stay importable from here).
 
@@ -26,7 +26,7 @@ answer, a late answer must not be read as the next request's: Modbus TCP drops t
 connection; RTU and ASCII (serial or TCP) wait until the line is quiet and discard it.
 
 With the link's ``record:`` setting, the wire client shows the link's recorder every
-byte sent and received (``pymodbus_api``'s tap; docs/capture-replay.md).
+byte sent and received (``pymodbus_client``'s tap; docs/capture-replay.md).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from edge_agent.link import (
     WireTap,
     open_recorder,
 )
-from edge_agent.modbus.pymodbus_api import (
+from edge_agent.modbus.pymodbus_client import (
     Answer,
     Flooded,
     NoAnswer,
