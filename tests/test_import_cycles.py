@@ -26,14 +26,11 @@ ROOTS = {"edge_agent": REPO / "edge_agent", "edge_agent_drivers": REPO / "driver
 #: Branch i10-tools moves the link-client factory above the clients and removes the
 #: ``__getattr__`` shim of modbus/transport.py, which ends this one: delete the entry
 #: when merging it (the test fails while an entry names a cycle that no longer exists).
-#: Branch i10-split splits modbus/pymodbus_api.py; if it lands first, the cycle's module
-#: names change with it, and the failure message lists the new set.
 ALLOWED: frozenset[frozenset[str]] = frozenset({
     frozenset({
         "edge_agent.link",
         "edge_agent.modbus.transport",
-        "edge_agent.modbus.simserver",
-        "edge_agent.modbus.pymodbus_api",
+        "edge_agent.modbus.pymodbus_client",
         "edge_agent.textproto.client",
     }),
 })
