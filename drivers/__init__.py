@@ -1,9 +1,4 @@
 """Instrument drivers (installed as ``edge_agent_drivers``; the folder is ``drivers/``).
 
-Adding a driver adds one line here: name -> "module:Class".
+One folder per driver kind; ``registry.py`` lists the kinds (see README.md there).
 """
-
-DRIVERS: dict[str, str] = {
-    "modbus": "edge_agent_drivers.modbus.driver:ModbusMapDriver",
-    "serial-text": "edge_agent_drivers.serialtext.driver:SerialTextDriver",
-}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime
 from typing import Protocol
 
@@ -15,7 +14,7 @@ class Driver(Protocol):
     """Turns one device's answers into a Sample. Plans and decodes; never sleeps or retries.
 
     ``poll`` gets the link's client (a ModbusLinkClient, or the text-protocol client, as
-    the link's protocol says; ``link_protocols`` lists the ones the driver speaks) and
+    the link's protocol says; the kind's registry entry lists the protocols it speaks) and
     raises a transient ``LinkError`` when the device did not answer at all (the poller
     retries and backs off); a per-channel failure such as exception 02 is reported inside
     the sample as a BAD reading instead.
@@ -37,9 +36,8 @@ class Driver(Protocol):
 
 
 def load_driver(device: Device) -> Driver:
-    """Instantiate the driver registered under ``device.driver`` (see edge_agent_drivers)."""
-    from edge_agent_drivers import DRIVERS
+    """Instantiate the driver of ``device.driver``'s kind (edge_agent_drivers.registry)."""
+    from edge_agent_drivers.registry import KINDS
 
-    module_name, _, class_name = DRIVERS[device.driver].partition(":")
-    driver_class = getattr(importlib.import_module(module_name), class_name)
-    return driver_class(device)
+    driver: Driver = KINDS[device.driver].driver(device)
+    return driver

@@ -43,7 +43,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge_agent.config.schema import Device, Link, LinkProtocol, MqttConfig, PollingPolicy, TcpLink
+from edge_agent.config.schema import (
+    Device,
+    Link,
+    LinkProtocol,
+    ModbusSettings,
+    MqttConfig,
+    PollingPolicy,
+    TcpLink,
+)
 from edge_agent.sdnotify import Notifier, watchdog_usec
 
 log = logging.getLogger(__name__)
@@ -98,7 +106,8 @@ def poll_bound_s(device: Device, link: Link, policy: PollingPolicy) -> float:
     """
     timeout_s = (device.polling.timeout_ms or link.timeout_ms) / 1000
     retries = policy.retries if device.polling.retries is None else device.polling.retries
-    requests = 2 * max(1, len(device.channels)) + 2
+    channels = device.settings.channels if isinstance(device.settings, ModbusSettings) else ()
+    requests = 2 * max(1, len(channels)) + 2
     per_request_s = 4 * timeout_s + link.request_gap_ms / 1000
     connect_s = _name_lookup_s(link) + timeout_s + link.connect_pause_ms / 1000
     if link.protocol is LinkProtocol.TEXT:

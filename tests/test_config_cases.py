@@ -102,7 +102,7 @@ def test_defaults_applied_to_a_minimal_file(tmp_path: Path) -> None:
         0,
         0,
     )
-    channel = config.devices[0].channels[0]
+    channel = config.devices[0].settings.channels[0]
     assert channel.register is RegisterKind.HOLDING
     assert channel.data_type is DataType.UINT16
     assert channel.word_order is WordOrder.ABCD
@@ -136,7 +136,7 @@ def test_device_word_order_applies_to_channels_without_their_own(tmp_path: Path)
         "      - {name: benzene, address: 0, type: float32}\n"
         "      - {name: toluene, address: 2, type: float32, word_order: ABCD}\n",
     )
-    channels = load_config(_write(tmp_path, text), env={}).devices[0].channels
+    channels = load_config(_write(tmp_path, text), env={}).devices[0].settings.channels
     assert [c.word_order for c in channels] == [WordOrder.CDAB, WordOrder.ABCD]
 
 
@@ -146,7 +146,8 @@ def test_yaml_1_1_words_and_leading_zeros_stay_text(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, text), env={})
     assert config.station_id == "0042"
     assert config.devices[0].id == "off"
-    assert (config.devices[0].channels[0].name, config.devices[0].channels[0].unit) == ("no", "NO")
+    channel = config.devices[0].settings.channels[0]
+    assert (channel.name, channel.unit) == ("no", "NO")
 
 
 def test_relative_store_path_is_next_to_the_config_without_state_directory(

@@ -72,7 +72,7 @@ ALL_KEYS = {
     "retention": loader.RETENTION_KEYS,
     "tcp link": validate_links.TCP_KEYS,
     "serial link": validate_links.SERIAL_KEYS,
-    "device": validate_devices.DEVICE_KEYS,
+    "device": validate_devices.device_keys(),
     "channel": validate_channels.CHANNEL_KEYS,
     "quality rule": validate_quality.RULE_KEYS,
     "read limits": validate_acquisition.READ_KEYS,

@@ -90,7 +90,8 @@ def test_a_different_request_plan_fails_the_strict_replay(tmp_path):
     """Strictness is real: the same device read in smaller requests than recorded."""
     expected_path = DRIVERS / "gc" / "fixtures" / "generic-gc-analysis.expected.json"
     expected = json.loads(expected_path.read_text())
-    device = replace(device_from(expected, tmp_path), limits=ReadLimits(max_registers=10))
+    device = device_from(expected, tmp_path)
+    device = replace(device, settings=replace(device.settings, limits=ReadLimits(max_registers=10)))
     capture = expected_path.with_name("generic-gc-analysis.capture.jsonl")
     with pytest.raises(LinkError) as failed:  # the replay hangs up on the first request
         poll_replayed(capture, device, "tcp", datetime.fromisoformat(expected["polled_at"]))

@@ -176,4 +176,4 @@ def test_relative_and_function_level_imports_are_edges() -> None:
     assert _absolute("edge_agent.health", True, relative[0]) == "edge_agent.health"
     assert _known("edge_agent.health.snapshot.Snapshot", modules) == "edge_agent.health.snapshot"
     # load_driver imports the registry inside the function: that is an edge too
-    assert "edge_agent_drivers" in dict(imports_of("edge_agent.driver", modules))
+    assert "edge_agent_drivers.registry" in dict(imports_of("edge_agent.driver", modules))

@@ -14,6 +14,7 @@ from support.waiting import wait_until
 from edge_agent.config.schema import (
     Channel,
     Device,
+    ModbusSettings,
     PollingPolicy,
     Retention,
     TcpLink,
@@ -22,7 +23,7 @@ from edge_agent.model import Quality, Reading, Sample
 from edge_agent.poller import LinkPoller
 from edge_agent.store.outbox import Outbox
 
-DEVICE = Device("dev", "lan", 1, 0.01, (Channel("v", 0),))
+DEVICE = Device("dev", "lan", 1, 0.01, ModbusSettings((Channel("v", 0),)))
 
 
 class FlakyDriver:

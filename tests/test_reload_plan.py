@@ -11,6 +11,7 @@ from edge_agent.config.schema import (
     Channel,
     Device,
     HealthConfig,
+    ModbusSettings,
     MqttConfig,
     PollingPolicy,
     Retention,
@@ -26,7 +27,7 @@ H2S = Channel("h2s", 0, scale=0.1, unit="ppm")
 
 
 def device(device_id: str, link: str, unit_id: int, **changes) -> Device:
-    return replace(Device(device_id, link, unit_id, 2.0, (H2S,)), **changes)
+    return replace(Device(device_id, link, unit_id, 2.0, ModbusSettings((H2S,))), **changes)
 
 
 BASE = StationConfig(
@@ -58,7 +59,7 @@ CASES = {
         with_devices(GC, replace(DET1, interval_s=5.0), DET2),
         ReloadPlan(("bus",), ("bus",), devices_changed=("det-1",))),
     "channel scale changed": (
-        with_devices(replace(GC, channels=(replace(H2S, scale=1.0),)), DET1, DET2),
+        with_devices(replace(GC, settings=ModbusSettings((replace(H2S, scale=1.0),))), DET1, DET2),
         ReloadPlan(("gw",), ("gw",), devices_changed=("gc-1",))),
     "device added on a bus": (
         with_devices(GC, DET1, DET2, device("det-3", "bus", 3)),

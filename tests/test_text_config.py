@@ -12,7 +12,7 @@ from edge_agent.config import validate_text, validate_text_record
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.textproto.checksums import ChecksumKind
-from edge_agent.textproto.settings import Covers, Framing, FramingKind, TextMode
+from edge_agent.textproto.settings import Covers, Framing, FramingKind, TextMode, TextSettings
 
 REFERENCE = Path(__file__).resolve().parent.parent / "config" / "reference.yaml"
 STATION = """\
@@ -42,7 +42,7 @@ def load_text(tmp_path: Path, text: str = MINIMAL_TEXT, extra: str = ""):
 
 def test_minimal_text_block_gets_the_documented_defaults(tmp_path):
     device = load_text(tmp_path)
-    settings = device.text
+    settings = device.settings
     assert settings.mode is TextMode.REQUEST
     assert settings.framing == Framing(FramingKind.LINE, b"", b"", b"", 4096)
     assert settings.checksum is None and settings.address is None
@@ -50,20 +50,20 @@ def test_minimal_text_block_gets_the_documented_defaults(tmp_path):
     record = settings.record
     assert (record.delimiter, record.pattern, record.field_count, record.accept,
             record.time, record.status) == (",", None, None, None, None, ())
-    assert device.channels == () and device.unit_id == 0
+    assert isinstance(settings, TextSettings) and device.unit_id == 0
 
 
 @pytest.mark.parametrize("written", ['"RD\\r"', "'RD\\r'", "RD\\r", "RD<CR>", '"RD<cr>"',
                                      '"RD\\x0D"'])
 def test_request_bytes_are_the_same_however_the_cr_is_written(tmp_path, written):
     text = MINIMAL_TEXT.replace('"RD<CR>"', written)
-    assert load_text(tmp_path, text).text.request == b"RD\r"
+    assert load_text(tmp_path, text).settings.request == b"RD\r"
 
 
 def test_address_is_put_into_the_request(tmp_path):
     text = MINIMAL_TEXT.replace('"RD<CR>"', '"#{address:02d}RD<CR>"')
     device = load_text(tmp_path, text, extra="    unit_id: 7\n")
-    assert (device.unit_id, device.text.address, device.text.request) == (7, 7, b"#07RD\r")
+    assert (device.unit_id, device.settings.address, device.settings.request) == (7, 7, b"#07RD\r")
 
 
 @pytest.mark.parametrize(("placeholder", "sent"), [
@@ -76,14 +76,14 @@ def test_every_accepted_address_format_is_sent_as_python_formats_it(tmp_path, pl
     text_request_address_format_not_allowed) all reach the wire."""
     text = MINIMAL_TEXT.replace('"RD<CR>"', f'"#{placeholder}RD<CR>"')
     device = load_text(tmp_path, text, extra="    unit_id: 171\n")
-    assert device.text.request == b"#" + sent + b"RD\r"
+    assert device.settings.request == b"#" + sent + b"RD\r"
 
 
 def test_framed_request_carries_markers_and_checksum(tmp_path):
     text = MINIMAL_TEXT.replace('"RD<CR>"', "DA") + (
         "\n      frame_request: true\n      framing: stx-etx"
         "\n      checksum: {type: crc16-ccitt-false, covers: start+body+end}")
-    settings = load_text(tmp_path, text).text
+    settings = load_text(tmp_path, text).settings
     assert settings.checksum.kind is ChecksumKind.CRC16_CCITT_FALSE
     assert settings.checksum.covers is Covers.START_BODY_END
     crc = 0xFFFF  # CRC-16/CCITT-FALSE of STX 'D' 'A' ETX, written out here
@@ -96,7 +96,7 @@ def test_framed_request_carries_markers_and_checksum(tmp_path):
 
 def test_shorthand_framing_and_checksum_take_their_defaults(tmp_path):
     text = MINIMAL_TEXT + "\n      framing: stx-etx\n      checksum: lrc8"
-    settings = load_text(tmp_path, text).text
+    settings = load_text(tmp_path, text).settings
     assert (settings.framing.start, settings.framing.end) == (b"\x02", b"\x03")
     assert settings.checksum.kind is ChecksumKind.LRC8
 

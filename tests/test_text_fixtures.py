@@ -75,8 +75,8 @@ def test_fixture_bytes_give_the_golden_readings(path, how, tmp_path):
     device, _ = fixture_device(fixture, tmp_path)
     driver = load_driver(device)
     for poll in fixture["polls"]:
-        if device.text.mode is TextMode.REQUEST:
-            assert device.text.request == bytes.fromhex(poll["tx"]), poll["note"]
+        if device.settings.mode is TextMode.REQUEST:
+            assert device.settings.request == bytes.fromhex(poll["tx"]), poll["note"]
             driver.deframer.reset()  # the client drops stale input before each request
         else:
             assert poll["tx"] == "", "a stream instrument is never sent anything"

@@ -142,13 +142,13 @@ def modbus_outcomes(device: Device, rows: list[Row], status: int) -> dict[str, t
     driver does in one poll."""
     words = {row.name: words_of(row) for row in rows}
     judged = {ch.name: judge_words(ch, words.get(ch.name, [status]))
-              for ch in device.channels}
+              for ch in device.settings.channels}
     readings = [Reading(device.id, ch.name, judged[ch.name].value, ch.unit,
                         judged[ch.name].quality, NOW, judged[ch.name].reason)
-                for ch in device.channels]
+                for ch in device.settings.channels]
     raw = {name: result.raw for name, result in judged.items()}
     return {r.channel: (r.value, r.quality, r.reason)
-            for r in apply_status(readings, device.channels, raw) if r.channel != "state"}
+            for r in apply_status(readings, device.settings.channels, raw) if r.channel != "state"}
 
 
 def text_outcomes(device: Device, rows: list[Row], status: str) -> dict[str, tuple]:
@@ -258,6 +258,6 @@ def test_text_channel_reads_range_and_sentinels(tmp_path):
     row = Row("gas", 1, {"valid_range": {"min": -5, "quality": "suspect"},
                          "sentinels": [-9999, 9999.9]}, (1, GOOD, None), "float64")
     _, text = station(tmp_path, [row])
-    channel = text.text.record.channels[0]
+    channel = text.settings.record.channels[0]
     assert channel.valid_range == ValidRange(-5, None, SUSPECT)
     assert channel.sentinels == (-9999.0, 9999.9)

@@ -28,7 +28,13 @@ from edge_agent_drivers.modbus.trigger import (
 )
 from edge_agent_drivers.modbus.values import Judged, judge_bits, judge_words
 
-from edge_agent.config.schema import Channel, Device, LinkProtocol, RegisterKind, TriggerKind
+from edge_agent.config.schema import (
+    Channel,
+    Device,
+    ModbusSettings,
+    RegisterKind,
+    TriggerKind,
+)
 from edge_agent.link import LinkError
 from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent.model import Quality, Reading, Sample
@@ -49,14 +55,14 @@ class TriggerUnreadable(LinkError):
 class ModbusMapDriver:
     """Driver for a device described by a register map (a profile and/or channels)."""
 
-    link_protocols = frozenset({LinkProtocol.MODBUS_TCP, LinkProtocol.MODBUS_RTU,
-                                LinkProtocol.MODBUS_ASCII})
-
     def __init__(self, device: Device) -> None:
+        if not isinstance(device.settings, ModbusSettings):
+            raise ValueError(f"device {device.id}: driver modbus needs a register map")
         self.device = device
-        self.requests = plan(device.channels, device.limits)
+        self.settings: ModbusSettings = device.settings
+        self.requests = plan(self.settings.channels, self.settings.limits)
         self.isolated: dict[str, str] = {}  # channel -> what isolation found, for status
-        self._position = {ch.name: index for index, ch in enumerate(device.channels)}
+        self._position = {ch.name: index for index, ch in enumerate(self.settings.channels)}
         self._trigger_state = TriggerState()
         self._pending: Decision | None = None
         self._clear_failing = False
@@ -73,14 +79,14 @@ class ModbusMapDriver:
         raw = {name: result.raw for name, result in judged.items()}
         readings = [Reading(self.device.id, ch.name, judged[ch.name].value, ch.unit,
                             judged[ch.name].quality, now, judged[ch.name].reason)
-                    for ch in self.device.channels]
-        readings = apply_status(readings, self.device.channels, raw)
+                    for ch in self.settings.channels]
+        readings = apply_status(readings, self.settings.channels, raw)
         when = self._instrument_time(raw)
         extra = self._stream(raw)
-        if self.device.trigger is None:
+        if self.settings.trigger is None:
             return Sample(self.device.id, now, tuple(readings), when, extra)
         self._check_trigger_readable(raw, when)
-        decision = decide(self.device.trigger, raw, when, self._trigger_state)
+        decision = decide(self.settings.trigger, raw, when, self._trigger_state)
         self._pending = decision
         if not decision.new:
             self._trigger_state = decision.state
@@ -91,7 +97,7 @@ class ModbusMapDriver:
                       driver_state=decision.state.dump())
 
     def _check_trigger_readable(self, raw: dict[str, object], when: datetime | None) -> None:
-        trigger = self.device.trigger
+        trigger = self.settings.trigger
         assert trigger is not None
         if trigger.kind is TriggerKind.TIMESTAMP:
             if when is None:
@@ -110,7 +116,7 @@ class ModbusMapDriver:
             self._clear_flag(link)
 
     def failed_sample(self, now: datetime, reason: str) -> Sample:
-        readings = tuple(self._bad(ch, now, reason) for ch in self.device.channels)
+        readings = tuple(self._bad(ch, now, reason) for ch in self.settings.channels)
         return Sample(self.device.id, now, readings)
 
     # -- reading ----------------------------------------------------------------------
@@ -134,7 +140,7 @@ class ModbusMapDriver:
             if err.transient:
                 raise
             if err.code == _ILLEGAL_ADDRESS:
-                pieces = split(request, self.device.limits)
+                pieces = split(request, self.settings.limits)
                 if pieces != [request]:
                     return [kept for piece in pieces
                             for kept in self._read(link, piece, results)]
@@ -177,9 +183,9 @@ class ModbusMapDriver:
     def _clear_flag(self, link: ModbusLinkClient) -> None:
         """Write 0 to the new-result flag; until that succeeds, polls publish nothing and
         retry the write (``pending_clear``)."""
-        trigger = self.device.trigger
+        trigger = self.settings.trigger
         assert trigger is not None
-        channel = next(ch for ch in self.device.channels if ch.name == trigger.channel)
+        channel = next(ch for ch in self.settings.channels if ch.name == trigger.channel)
         try:
             if channel.register is RegisterKind.COIL:
                 link.write_coil(self.device.unit_id, channel.address, False)
@@ -198,7 +204,7 @@ class ModbusMapDriver:
         self._trigger_state = replace(self._trigger_state, pending_clear=False)
 
     def _instrument_time(self, raw: dict[str, object]) -> datetime | None:
-        clock = self.device.clock
+        clock = self.settings.clock
         if clock is None:
             return None
         try:
@@ -208,7 +214,7 @@ class ModbusMapDriver:
             return None
 
     def _stream(self, raw: dict[str, object]) -> dict[str, object]:
-        name = self.device.stream_channel
+        name = self.settings.stream_channel
         value = raw.get(name) if name else None
         return {"stream": value} if isinstance(value, int) else {}
 

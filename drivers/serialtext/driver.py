@@ -23,7 +23,7 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from edge_agent.config.schema import Device, LinkProtocol
+from edge_agent.config.schema import Device
 from edge_agent.link import DeviceTimeout
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.textproto.client import BadFrame, TextLinkClient
@@ -38,13 +38,11 @@ log = logging.getLogger(__name__)
 class SerialTextDriver:
     """Polls one text-protocol device; keeps its partial input between stream polls."""
 
-    link_protocols = (LinkProtocol.TEXT,)
-
     def __init__(self, device: Device) -> None:
-        if device.text is None:
+        if not isinstance(device.settings, TextSettings):
             raise ValueError(f"device {device.id}: driver serial-text needs a text: block")
         self.device = device
-        self.settings: TextSettings = device.text
+        self.settings: TextSettings = device.settings
         self.deframer = Deframer(self.settings.framing, self.settings.checksum)
         self.events: Counter[str] = Counter()  # bad frames, skipped and superseded records
 

@@ -18,13 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent_drivers.registry import kind_keys
+
 from edge_agent.config.errors import ConfigIssue
 from edge_agent.config.fields import Checker, Section, suggest
 from edge_agent.config.yamlsource import MapNode, ScalarNode, read_yaml_file
 
-PROFILE_KEYS = ("profile", "description", "manufacturer", "model", "interval_s", "driver",
-                "word_order", "enron", "read", "trigger", "clock", "stream_channel", "channels",
-                "text")
+#: What a profile may write besides the keys of the driver kinds (registry.kind_keys).
+PROFILE_INFO_KEYS = ("profile", "description", "manufacturer", "model", "interval_s",
+                     "driver")
+
+
+def profile_keys() -> tuple[str, ...]:
+    """Every key a profile may write: its own and those of every registered kind."""
+    return (*PROFILE_INFO_KEYS, *kind_keys())
 
 
 @dataclass
@@ -40,7 +47,7 @@ class Profile:
         """A fresh Section over the profile (unknown keys reported against its file)."""
         if self.root is None:
             return None
-        return Section(self.checker, self.root, "", 1, PROFILE_KEYS)
+        return Section(self.checker, self.root, "", 1, profile_keys())
 
 
 @dataclass

@@ -309,22 +309,32 @@ class DevicePolling:
 
 
 @dataclass(frozen=True)
+class ModbusSettings:
+    """What a ``driver: modbus`` device reads: its register map and the settings that
+    shape acquisition (read limits, a new-result trigger, the instrument's clock, a
+    stream channel). Read by drivers/modbus/reader.py."""
+
+    channels: tuple[Channel, ...]
+    limits: ReadLimits = field(default_factory=ReadLimits)
+    trigger: Trigger | None = None
+    clock: InstrumentClock | None = None
+    stream_channel: str | None = None
+
+
+@dataclass(frozen=True)
 class Device:
-    """One instrument (one Modbus unit id) on a link, with its register map."""
+    """One instrument on a link: what every driver kind has in common, and ``settings``,
+    the part only its kind reads (``driver`` names the kind, see
+    edge_agent_drivers.registry)."""
 
     id: str
     link: str
     unit_id: int
     interval_s: float
-    channels: tuple[Channel, ...]
+    settings: ModbusSettings | TextSettings
     driver: str = "modbus"
     profile: str | None = None
-    limits: ReadLimits = field(default_factory=ReadLimits)
-    trigger: Trigger | None = None
-    clock: InstrumentClock | None = None
-    stream_channel: str | None = None
     polling: DevicePolling = field(default_factory=DevicePolling)
-    text: TextSettings | None = None  # driver serial-text: protocol, framing, channels
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ Called from validate_devices.py. Besides reading the block (framing, checksum, r
 the record part is in validate_text_record.py), this checks the device-level rules of
 text instruments:
 
-* ``driver: serial-text`` needs a link with ``protocol: text``, and a Modbus driver
-  cannot use such a link;
+* the link must have ``protocol: text`` (the registry entry's ``link_protocols``,
+  checked by validate_devices.py);
 * ``unit_id`` is optional: it is the instrument's own address, used only as
   ``{address}`` in the request; ``channels``, ``word_order`` and the other register
   settings belong to Modbus;
@@ -23,7 +23,7 @@ import string
 from dataclasses import dataclass, field
 
 from edge_agent.config.fields import Section, as_section
-from edge_agent.config.schema import Device, Link, LinkProtocol
+from edge_agent.config.schema import Device
 from edge_agent.config.validate_text_record import read_record_format
 from edge_agent.config.yamlsource import ScalarNode
 from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
@@ -63,13 +63,6 @@ ADDRESS_FORMATS_EXPECTED = ("{address}, or {address:d}, {address:x} or {address:
                             "03d, 02X)")
 
 
-def uses_text_driver(sec: Section) -> bool:
-    """Whether the device says ``driver: serial-text`` (any case), before it is read."""
-    entry = sec.node.get("driver")
-    value = entry.value if entry is not None else None
-    return isinstance(value, ScalarNode) and str(value.value).lower() == TEXT_DRIVER
-
-
 def read_text_unit_id(sec: Section) -> int | None:
     """A text instrument's address: optional (0 when absent); None after an issue."""
     if not sec.has("unit_id"):
@@ -79,13 +72,11 @@ def read_text_unit_id(sec: Section) -> int | None:
         "{address} in the request; leave it out when there is none)"))
 
 
-def read_text_device(sec: Section, holder: Section, link: Link | None,
-                     unit_id: int | None) -> dict[str, object] | None:
-    """A serial-text device's ``Device`` fields: no register channels, and its ``text``
-    settings. ``holder`` is where ``text:`` is written: the device itself, or its
-    profile (whose issues then name the profile file). ``unit_id`` is what
-    ``read_text_unit_id`` gave. None after an issue."""
-    check_link_protocol(sec, True, link)
+def read_text_device(sec: Section, holder: Section, unit_id: int | None) -> TextSettings | None:
+    """A serial-text device's settings: its ``text`` block; register settings refused.
+    ``holder`` is where ``text:`` is written: the device itself, or its profile (whose
+    issues then name the profile file). ``unit_id`` is what ``read_text_unit_id`` gave.
+    None after an issue."""
     for layer in {id(sec): sec, id(holder): holder}.values():
         for key in MODBUS_ONLY_KEYS:
             if layer.has(key):
@@ -100,29 +91,7 @@ def read_text_device(sec: Section, holder: Section, link: Link | None,
     block = as_section(holder.ck, entry.value, holder.path_of("text"), entry.line, TEXT_KEYS)
     if block is None:
         return None
-    settings = read_text_settings(block, unit_id if sec.has("unit_id") else None)
-    return None if settings is None else {"channels": (), "text": settings}
-
-
-def check_modbus_device(sec: Section, link: Link | None) -> None:
-    """A Modbus device has no ``text:`` and cannot use a text link."""
-    check_link_protocol(sec, False, link)
-    if sec.has("text"):
-        sec.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
-
-
-def check_link_protocol(sec: Section, text_driver: bool, link: Link | None) -> None:
-    """Text and Modbus cannot share a wire: the link's protocol decides which client
-    owns the port, so a device speaking the other protocol would never be answered."""
-    if link is None:
-        return
-    if text_driver and link.protocol is not LinkProtocol.TEXT:
-        sec.report("link", f"link '{link.name}' speaks {link.protocol.value}; driver "
-                   f"{TEXT_DRIVER} needs a link with protocol: text")
-    elif not text_driver and link.protocol is LinkProtocol.TEXT:
-        sec.report("link", f"link '{link.name}' has protocol: text (an instrument's own "
-                   f"ASCII protocol); use driver: {TEXT_DRIVER} for this device, or a "
-                   "Modbus protocol on the link")
+    return read_text_settings(block, unit_id if sec.has("unit_id") else None)
 
 
 def read_text_settings(block: Section, address: int | None) -> TextSettings | None:
@@ -371,12 +340,13 @@ def check_text_link_sharing(sec: Section, device: Device | None,
 
 
 def _sharing_problem(device: Device, other: Device) -> str | None:
-    pair = [one for one in (other, device) if one.text is not None]
-    for one in pair:
-        if one.text is not None and one.text.mode is TextMode.STREAM:
-            return f"'{one.id}' streams on its own and needs a link to itself"
-    for one in pair:
-        if one.text is not None and one.text.address is None:
-            return (f"'{one.id}' has no unit_id; devices sharing a text link each need "
+    pair = [(one.id, one.settings) for one in (other, device)
+            if isinstance(one.settings, TextSettings)]
+    for device_id, settings in pair:
+        if settings.mode is TextMode.STREAM:
+            return f"'{device_id}' streams on its own and needs a link to itself"
+    for device_id, settings in pair:
+        if settings.address is None:
+            return (f"'{device_id}' has no unit_id; devices sharing a text link each need "
                     "their address as unit_id")
     return None

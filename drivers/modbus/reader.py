@@ -1,0 +1,91 @@
+"""The Modbus part of a ``devices[]`` entry: unit id, register map, acquisition settings.
+
+Called through the registry (edge_agent_drivers.registry) by config/validate_devices.py,
+which reads what every kind shares. Channels and the settings that shape acquisition
+come from the profile first, the station file on top (config/layers.py).
+"""
+
+from __future__ import annotations
+
+from edge_agent_drivers.modbus.overlaps import check_overlaps
+
+from edge_agent.config.fields import Section
+from edge_agent.config.schema import Channel, Link, ModbusSettings, WordOrder
+from edge_agent.config.validate_acquisition import (
+    check_limits,
+    check_references,
+    read_clock,
+    read_limits,
+    read_trigger,
+)
+from edge_agent.config.validate_channels import (
+    WORD_ORDERS,
+    ChannelNotes,
+    read_channels,
+    without_disabled_targets,
+)
+from edge_agent.driverkind import DeviceEntry
+
+#: Device-level keys only Modbus devices read.
+MODBUS_KEYS = ("word_order", "enron", "read", "trigger", "clock", "stream_channel",
+               "channels")
+TEXT_DRIVER = "serial-text"
+
+
+def read_unit_id(sec: Section, link_type: str | None) -> int | None:
+    """Modbus unit id: 1..247 on a serial bus (0 is broadcast), 0..255 over TCP."""
+    serial = link_type == "serial"
+    shown = "an integer 1..247 on a serial link" if serial else None
+    unit_id = sec.integer("unit_id", lo=0, hi=255, expected=shown)
+    if unit_id is None or not serial or 1 <= unit_id <= 247:
+        return unit_id
+    if unit_id == 0:
+        message = (
+            "unit id 0 is the broadcast address on a serial bus and no device answers it; "
+            "use the device's own address 1..247"
+        )
+    else:
+        message = f"expected an integer 1..247 on a serial link, found {unit_id}"
+    sec.report("unit_id", message)
+    return None
+
+
+def wrong_link(link: Link) -> str:
+    """A Modbus device on a text link: say which driver that link is for."""
+    return (f"link '{link.name}' has protocol: text (an instrument's own ASCII protocol); "
+            f"use driver: {TEXT_DRIVER} for this device, or a Modbus protocol on the link")
+
+
+def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
+    """Channels and the settings that shape acquisition, profile first, station on top.
+    None after an issue (or when no channel is left)."""
+    if entry.section.has("text"):
+        entry.section.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
+    layers = entry.layers
+    device = layers.pick("id")
+    order = layers.pick("word_order").choice("word_order", WORD_ORDERS, WordOrder.ABCD)
+    enron = layers.pick("enron").flag("enron", False)
+    start = len(device.ck.issues)
+    notes = ChannelNotes()
+    base: dict[str, Channel] = {}
+    if layers.profile is not None:
+        base = {ch.name: ch for ch in read_channels(layers.profile, order or WordOrder.ABCD,
+                                                     bool(enron), {}, notes)}
+    channels = read_channels(device, order or WordOrder.ABCD, bool(enron), base, notes)
+    channels = without_disabled_targets(channels, notes.disabled)
+    check_overlaps(device, channels, notes.placed)
+    trigger = read_trigger(layers)
+    clock = read_clock(layers)
+    stream = layers.pick("stream_channel").text("stream_channel", None,
+                                                what="the name of the stream channel")
+    check_references(layers.pick, channels, trigger, clock, stream, notes)
+    if trigger is not None and trigger.kind.value == "timestamp" and clock is None:
+        layers.report("trigger", "a timestamp trigger needs clock: (where the analysis time "
+                                 "is)")
+    limits = read_limits(layers)
+    check_limits(device, channels, limits, notes)
+    failed = len(device.ck.issues) > start or not channels
+    if order is None or enron is None or failed:
+        return None
+    return ModbusSettings(channels=channels, limits=limits, trigger=trigger, clock=clock,
+                          stream_channel=stream)

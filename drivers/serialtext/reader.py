@@ -1,0 +1,25 @@
+"""The serial-text part of a ``devices[]`` entry: the instrument's address and its
+``text:`` block (config/validate_text.py reads the block itself).
+
+Called through the registry (edge_agent_drivers.registry) by config/validate_devices.py.
+"""
+
+from __future__ import annotations
+
+from edge_agent.config.fields import Section
+from edge_agent.config.validate_text import read_text_device, read_text_unit_id
+from edge_agent.driverkind import DeviceEntry
+from edge_agent.textproto.settings import TextSettings
+
+#: Device-level keys only serial-text devices read.
+SERIAL_TEXT_KEYS = ("text",)
+
+
+def read_unit_id(sec: Section, link_type: str | None) -> int | None:
+    """The instrument's own address, optional on any link (0 when absent)."""
+    return read_text_unit_id(sec)
+
+
+def read_settings(entry: DeviceEntry) -> TextSettings | None:
+    """The ``text:`` block, written on the device or in its profile."""
+    return read_text_device(entry.section, entry.layers.pick("text"), entry.unit_id)

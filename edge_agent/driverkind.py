@@ -1,0 +1,71 @@
+"""What a driver kind is to the rest of the agent: one registry entry.
+
+A kind (``modbus``, ``serial-text``) is a folder under ``drivers/`` and one line in
+``edge_agent_drivers.registry``. The entry names everything core code needs from the
+folder, so that neither the config loader nor the poller keeps a list of drivers: the
+settings type a device of the kind carries, the reader that validates the kind's part of
+a ``devices[]`` entry, the driver class that polls it, and the link protocols it speaks.
+This module holds only the shape of an entry (it imports no driver), so both the loader
+and the drivers can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.config.fields import Section
+from edge_agent.config.layers import Layers
+from edge_agent.config.schema import Device, Link, LinkProtocol
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """What a kind's settings reader gets for one ``devices[]`` item.
+
+    ``section`` is the device as the station file writes it; ``layers`` picks each key
+    from there or from the device's profile (issues then name the profile's file);
+    ``link`` is the device's link when it is defined and valid (None otherwise: its own
+    issue is already reported); ``unit_id`` is what the kind's ``read_unit_id`` gave.
+    """
+
+    section: Section
+    layers: Layers
+    link: Link | None
+    unit_id: int | None
+
+
+@dataclass(frozen=True)
+class DriverKind:
+    """One driver kind, as the loader and the poller see it.
+
+    ``keys`` are the device-level keys only this kind reads (a station file may write
+    them on any device; the kind's reader refuses the ones of other kinds it knows).
+    ``read_unit_id(section, link_type)`` reads ``unit_id`` (``link_type`` is "tcp",
+    "serial" or None, from validate_links.LinkTable.kinds); ``read_settings`` returns the
+    kind's settings, or None after reporting an issue. ``wrong_link(link)`` is the message
+    for a link whose protocol the kind does not speak (None: a generic one).
+    """
+
+    name: str
+    settings_type: type
+    keys: tuple[str, ...]
+    read_unit_id: Callable[[Section, str | None], int | None]
+    read_settings: Callable[[DeviceEntry], Any]
+    driver: Callable[[Device], Any]
+    link_protocols: frozenset[LinkProtocol]
+    wrong_link: Callable[[Link], str] | None = None
+
+    def link_problem(self, link: Link | None) -> str | None:
+        """Why this kind cannot use ``link`` (None: it can, or the link is unknown).
+
+        The link's protocol decides which client owns the port, so a device speaking
+        another protocol would never be answered."""
+        if link is None or link.protocol in self.link_protocols:
+            return None
+        if self.wrong_link is not None:
+            return self.wrong_link(link)
+        wanted = " or ".join(sorted(protocol.value for protocol in self.link_protocols))
+        return (f"link '{link.name}' speaks {link.protocol.value}; driver {self.name} "
+                f"needs a link with protocol: {wanted}")
