@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from edge_agent_drivers.modbus import reader as modbus_reader
 from edge_agent_drivers.modbus.driver import ModbusMapDriver
+from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.serialtext import reader as text_reader
 from edge_agent_drivers.serialtext.driver import SerialTextDriver
 
-from edge_agent.config.schema import LinkProtocol, ModbusSettings
+from edge_agent.config.schema import LinkProtocol
 from edge_agent.driverkind import DriverKind
 from edge_agent.textproto.settings import TextSettings
 

@@ -43,15 +43,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge_agent.config.schema import (
-    Device,
-    Link,
-    LinkProtocol,
-    ModbusSettings,
-    MqttConfig,
-    PollingPolicy,
-    TcpLink,
-)
+from edge_agent_drivers.modbus.settings import ModbusSettings
+
+from edge_agent.config.schema import Device, Link, LinkProtocol, MqttConfig, PollingPolicy, TcpLink
 from edge_agent.sdnotify import Notifier, watchdog_usec
 
 log = logging.getLogger(__name__)

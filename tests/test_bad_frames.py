@@ -14,12 +14,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.rawrtu import RawRtuSlave
 from support.station import write_station
 from support.waiting import wait_until
 
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import RegisterKind, Retention, SerialLink
+from edge_agent.config.schema import Retention, SerialLink
 from edge_agent.driver import load_driver
 from edge_agent.link import BadResponse, DeviceTimeout
 from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient

@@ -15,19 +15,17 @@ import re
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.settings import DataType, RegisterKind, WordOrder
 
 from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.loader import load_config, load_station
 from edge_agent.config.schema import (
-    DataType,
     MqttProtocol,
     Parity,
-    RegisterKind,
     Retention,
     StationConfig,
     Synchronous,
     Topics,
-    WordOrder,
 )
 from edge_agent.config.yamlsource import dump_yaml, parse_yaml_bytes
 

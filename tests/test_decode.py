@@ -6,19 +6,18 @@ import math
 import struct
 
 import pytest
-from edge_agent_drivers.modbus.values import judge_words
-
-from edge_agent.config.schema import (
+from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
     RegisterKind,
     StringLayout,
-    ValidRange,
     WordOrder,
 )
+from edge_agent_drivers.modbus.values import judge_words
+
 from edge_agent.modbus.decode import DecodeError, decode_string, decode_words
 from edge_agent.model import Quality
-from edge_agent.values import scale_value
+from edge_agent.values import ValidRange, scale_value
 
 
 def f32_words(value: float, order: WordOrder) -> list[int]:

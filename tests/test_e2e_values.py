@@ -7,11 +7,11 @@ import struct
 from itertools import product
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.station import write_station
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.transport import SimServer, SimUnit
 from edge_agent.sim.ptypair import PtyPair
 

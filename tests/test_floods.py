@@ -10,13 +10,14 @@ import threading
 import tracemalloc
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.floods import FloodingPty, FloodingTcpDevice
 from support.health import logged_port, status
 from support.rawmodbus import RawModbusDevice
 from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
-from edge_agent.config.schema import LinkProtocol, RegisterKind, SerialLink, TcpLink
+from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import LinkFlooded
 from edge_agent.modbus.pymodbus_client import READ_LIMIT_BYTES
 from edge_agent.modbus.transport import ModbusLinkClient

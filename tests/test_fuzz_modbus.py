@@ -14,25 +14,24 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from edge_agent_drivers.modbus.settings import (
+    Channel,
+    DataType,
+    RegisterKind,
+    StringLayout,
+    WordOrder,
+)
 from edge_agent_drivers.modbus.values import judge_words
 from support.fuzzing import SEED, mutate, noise, peak_memory, rng
 from support.rawmodbus import RawModbusDevice, Request
 
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import (
-    Channel,
-    DataType,
-    LinkProtocol,
-    RegisterKind,
-    StringLayout,
-    TcpLink,
-    ValidRange,
-    WordOrder,
-)
+from edge_agent.config.schema import LinkProtocol, TcpLink
 from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
 from edge_agent.modbus.transport import ModbusLinkClient
 from edge_agent.model import Quality
+from edge_agent.values import ValidRange
 
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)
 PEAK_BYTES = 16 * 1024 * 1024

@@ -9,12 +9,12 @@ import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.transport import SimServer, SimUnit
 from edge_agent.sim.images import (
     FTIR_COMPONENTS,

@@ -17,6 +17,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
@@ -27,7 +28,6 @@ from edge_agent.capture.format import LinkInfo
 from edge_agent.capture.loopthread import InBackground
 from edge_agent.capture.recorder import flush_recordings
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.replay.rtu_server import RtuReplayServer
 from edge_agent.replay.script import load_script

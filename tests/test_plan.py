@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 from edge_agent_drivers.modbus.plan import plan, split
-
-from edge_agent.config.schema import AddressRange, Channel, DataType, ReadLimits, RegisterKind
+from edge_agent_drivers.modbus.settings import (
+    AddressRange,
+    Channel,
+    DataType,
+    ReadLimits,
+    RegisterKind,
+)
 
 
 def ch(name, address, register=RegisterKind.HOLDING, data_type=DataType.UINT16, **extra):

@@ -9,16 +9,10 @@ import threading
 from datetime import datetime
 
 import pytest
+from edge_agent_drivers.modbus.settings import Channel, ModbusSettings
 from support.waiting import wait_until
 
-from edge_agent.config.schema import (
-    Channel,
-    Device,
-    ModbusSettings,
-    PollingPolicy,
-    Retention,
-    TcpLink,
-)
+from edge_agent.config.schema import Device, PollingPolicy, Retention, TcpLink
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.poller import LinkPoller
 from edge_agent.store.outbox import Outbox

@@ -16,8 +16,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 
-from edge_agent.config.schema import LinkProtocol, RegisterKind
+from edge_agent.config.schema import LinkProtocol
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.sim.ptypair import PtyPair
 

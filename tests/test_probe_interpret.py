@@ -8,9 +8,10 @@ import math
 import struct
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
+from edge_agent_drivers.modbus.settings import WordOrder as WO
 
-from edge_agent.config.schema import LinkProtocol, Parity, RegisterKind, SerialLink, TcpLink
-from edge_agent.config.schema import WordOrder as WO
+from edge_agent.config.schema import LinkProtocol, Parity, SerialLink, TcpLink
 from edge_agent.probe import render
 from edge_agent.probe.interpret import (
     find,

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.capture.files import read_capture
-from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.sim.ptypair import PtyPair
 

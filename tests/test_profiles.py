@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_agent_drivers.modbus.settings import DataType, RegisterKind, TriggerKind
+
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import DataType, RegisterKind, TriggerKind
 
 STATION = """\
 station: {id: ST01}

@@ -8,13 +8,13 @@ import logging
 import threading
 import time
 
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.health import scrape, status
 from support.station import write_station
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.pymodbus_server import Reply, ServedRequest
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.ops.status import live_lines

@@ -6,12 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.settings import Channel, ModbusSettings
 
 from edge_agent.config.schema import (
-    Channel,
     Device,
     HealthConfig,
-    ModbusSettings,
     MqttConfig,
     PollingPolicy,
     Retention,

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 from support.capture_session import assert_replayed_to_the_end, recording_proxy
 from support.station import write_station
 from support.waiting import wait_until
@@ -36,7 +37,6 @@ from edge_agent.agent import Agent
 from edge_agent.capture.files import read_capture
 from edge_agent.capture.loopthread import InBackground
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import RegisterKind
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.replay.image import RegisterImage
 from edge_agent.replay.rtu_server import RtuReplayServer

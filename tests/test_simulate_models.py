@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.errors import ConfigError
-from edge_agent.config.schema import RegisterKind
 from edge_agent.sim.models import (
     Common,
     DanielGcModel,

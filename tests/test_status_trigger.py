@@ -6,6 +6,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from edge_agent_drivers.modbus.settings import (
+    Channel,
+    InstrumentClock,
+    QualityRule,
+    TimeFormat,
+    Trigger,
+    TriggerKind,
+)
 from edge_agent_drivers.modbus.status import apply_status
 from edge_agent_drivers.modbus.trigger import (
     ClockError,
@@ -14,14 +22,6 @@ from edge_agent_drivers.modbus.trigger import (
     instrument_time,
 )
 
-from edge_agent.config.schema import (
-    Channel,
-    InstrumentClock,
-    QualityRule,
-    TimeFormat,
-    Trigger,
-    TriggerKind,
-)
 from edge_agent.model import Quality, Reading
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import LinkProtocol, RegisterKind, SerialLink, TcpLink
+from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import LinkError
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.modbus.transport import (

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from edge_agent_drivers.modbus.settings import Channel, DataType
+
 from edge_agent.config.fields import Section
-from edge_agent.config.schema import Channel, DataType
 
 
 def check_overlaps(sec: Section, channels: tuple[Channel, ...],

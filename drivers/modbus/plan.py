@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from edge_agent.config.schema import AddressRange, Channel, ReadLimits, RegisterKind
+from edge_agent_drivers.modbus.settings import AddressRange, Channel, ReadLimits, RegisterKind
 
 _MODBUS_LIMITS = ReadLimits()
 

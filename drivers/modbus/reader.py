@@ -8,9 +8,10 @@ come from the profile first, the station file on top (config/layers.py).
 from __future__ import annotations
 
 from edge_agent_drivers.modbus.overlaps import check_overlaps
+from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
 
 from edge_agent.config.fields import Section
-from edge_agent.config.schema import Channel, Link, ModbusSettings, WordOrder
+from edge_agent.config.schema import Link
 from edge_agent.config.validate_acquisition import (
     check_limits,
     check_references,

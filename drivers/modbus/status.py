@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from edge_agent.config.schema import Channel, QualityRule
+from edge_agent_drivers.modbus.settings import Channel, QualityRule
+
 from edge_agent.model import Reading
 from edge_agent.values import flagged
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
-from edge_agent.config.schema import InstrumentClock, TimeFormat, Trigger, TriggerKind
+from edge_agent_drivers.modbus.settings import InstrumentClock, TimeFormat, Trigger, TriggerKind
 
 
 class ClockError(ValueError):

@@ -1,7 +1,10 @@
 """Typed station configuration: what the loader produces once every field is valid.
 
 Nothing past the loader sees YAML or dicts. Units are in the field names. Defaults here
-are the ones documented in docs/configuration.md; change both together.
+are the ones documented in docs/configuration.md; change both together. What only one
+driver kind reads lives in its folder: a ``Device``'s ``settings`` is a
+``ModbusSettings`` (drivers/modbus/settings.py, with the register-map types) or a
+``TextSettings`` (edge_agent/textproto/settings.py).
 """
 
 from __future__ import annotations
@@ -10,82 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from edge_agent.model import Quality
+from edge_agent_drivers.modbus.settings import ModbusSettings
+
 from edge_agent.textproto.settings import TextSettings
-from edge_agent.values import ValidRange
-
-
-class RegisterKind(StrEnum):
-    """Modbus data table, named by what it holds; ``function_code`` reads it."""
-
-    COIL = "coil"
-    DISCRETE = "discrete"
-    HOLDING = "holding"
-    INPUT = "input"
-
-    @property
-    def function_code(self) -> int:
-        return {"coil": 1, "discrete": 2, "holding": 3, "input": 4}[self.value]
-
-    @property
-    def is_bit(self) -> bool:
-        """Coils and discrete inputs hold single bits, read up to 2000 at a time."""
-        return self in (RegisterKind.COIL, RegisterKind.DISCRETE)
-
-
-class DataType(StrEnum):
-    """How a channel's register words become a value."""
-
-    BOOL = "bool"  # a coil, a discrete input, or one bit of a register (``bit``)
-    INT16 = "int16"
-    UINT16 = "uint16"
-    INT32 = "int32"
-    UINT32 = "uint32"
-    INT64 = "int64"
-    UINT64 = "uint64"
-    FLOAT32 = "float32"
-    FLOAT64 = "float64"
-    BCD16 = "bcd16"  # 4 decimal digits in one register (0x1234 -> 1234)
-    BCD32 = "bcd32"  # 8 decimal digits in two registers
-    STRING = "string"  # ``length`` registers of text
-
-    @property
-    def word_count(self) -> int:
-        """Registers (16-bit words) one value occupies; strings say their own length."""
-        return _WORD_COUNTS[self.value]
-
-    @property
-    def integer_range(self) -> tuple[int, int] | None:
-        """The raw values an integer type can hold (None: not an integer type)."""
-        return _INTEGER_RANGES.get(self.value)
-
-
-def article(word: str) -> str:
-    """ "an int16", "a uint16": messages about types read as sentences."""
-    return f"{'an' if word[0] in 'aeio' else 'a'} {word}"
-
-
-_INTEGER_RANGES = {"int16": (-2**15, 2**15 - 1), "uint16": (0, 2**16 - 1),
-                   "int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1),
-                   "int64": (-2**63, 2**63 - 1), "uint64": (0, 2**64 - 1),
-                   "bcd16": (0, 9999), "bcd32": (0, 99_999_999), "bool": (0, 1)}
-_WORD_COUNTS = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4,
-                "uint64": 4, "float32": 2, "float64": 4, "bcd16": 1, "bcd32": 2, "string": 1}
-
-
-class WordOrder(StrEnum):
-    """Byte order of a multi-register value, letters naming bytes from most significant (A).
-
-    ABCD: high word first, big-endian bytes (Modbus "big endian", most devices).
-    CDAB: low word first ("word swapped", many meters and GCs).
-    BADC: high word first, bytes swapped in each word.
-    DCBA: fully little-endian.
-    """
-
-    ABCD = "ABCD"
-    CDAB = "CDAB"
-    BADC = "BADC"
-    DCBA = "DCBA"
 
 
 class LinkProtocol(StrEnum):
@@ -164,141 +94,6 @@ class SerialLink:
 Link = TcpLink | SerialLink
 
 
-class StringLayout(StrEnum):
-    """How a string sits in registers.
-
-    ab: two characters per register, first character in the high byte (most devices).
-    ba: two characters per register, first character in the low byte.
-    single: one character per register, in the low byte.
-    """
-
-    AB = "ab"
-    BA = "ba"
-    SINGLE = "single"
-
-
-@dataclass(frozen=True)
-class QualityRule:
-    """Quality that a status or alarm condition imposes on channels.
-
-    ``channels`` empty means every channel of the device except the status channel.
-    """
-
-    quality: Quality
-    reason: str
-    channels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One value read from a device. ``address`` is 0-based, as sent on the wire.
-
-    ``bit`` picks one bit (0 = least significant) of a register for a ``bool``;
-    ``length`` is the register count of a ``string``. ``sentinels`` are raw values (before
-    scale and offset) that the instrument sends for a broken loop; ``quality_bits`` and
-    ``quality_values`` make this channel a status word that flags other channels.
-    """
-
-    name: str
-    address: int
-    register: RegisterKind = RegisterKind.HOLDING
-    data_type: DataType = DataType.UINT16
-    word_order: WordOrder = WordOrder.ABCD
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    bit: int | None = None
-    length: int = 1
-    string_layout: StringLayout = StringLayout.AB
-    valid_range: ValidRange | None = None
-    sentinels: tuple[float, ...] = ()
-    quality_bits: tuple[tuple[int, QualityRule], ...] = ()
-    quality_values: tuple[tuple[int, QualityRule], ...] = ()
-    enron: bool = False
-
-    @property
-    def span(self) -> int:
-        """Addresses the channel occupies on the wire: one per bit, per Enron 32-bit value,
-        or per 16-bit register of the value."""
-        if self.register.is_bit or self.enron:
-            return 1
-        if self.data_type is DataType.STRING:
-            return self.length
-        return self.data_type.word_count
-
-    @property
-    def words(self) -> int:
-        """16-bit words the value is made of (an Enron address carries a 32-bit value)."""
-        return 2 if self.enron else self.span
-
-
-@dataclass(frozen=True)
-class AddressRange:
-    """Addresses ``first``..``last`` (0-based, inclusive) of one table."""
-
-    register: RegisterKind
-    first: int
-    last: int
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """How requests to one device may be merged (see drivers/modbus/plan.py).
-
-    ``max_gap`` unlisted registers (or bits) between two channels may be read and thrown
-    away to save a request; ``forbidden`` addresses are never read, gap or not.
-    """
-
-    max_registers: int = 125
-    max_bits: int = 2000
-    max_gap: int = 0
-    forbidden: tuple[AddressRange, ...] = ()
-
-    def per_request(self, register: RegisterKind, enron: bool) -> int:
-        """The most addresses one request may cover: the Modbus limits (125 registers,
-        2000 bits, 60 Enron values so the byte count fits a byte) or smaller ones."""
-        if register.is_bit:
-            return min(self.max_bits, 2000)
-        return min(self.max_registers, 60 if enron else 125)
-
-
-class TriggerKind(StrEnum):
-    """What tells that the instrument has a new result (GC cycle, FTIR measurement)."""
-
-    FLAG = "flag"  # a new-result flag goes non-zero
-    COUNTER = "counter"  # a cycle counter changes
-    TIMESTAMP = "timestamp"  # the analysis time changes
-
-
-class TimeFormat(StrEnum):
-    """How the instrument's own timestamp is held in registers."""
-
-    UNIX = "unix"  # seconds since 1970 in one channel
-    FIELDS = "fields"  # year, month, day, hour, minute, second channels
-
-
-@dataclass(frozen=True)
-class InstrumentClock:
-    """Where the instrument's timestamp is, and its zone (instruments rarely run UTC)."""
-
-    format: TimeFormat
-    channels: tuple[str, ...]
-    utc_offset_min: int = 0
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """Publish a sample only when the instrument has a new result, exactly once.
-
-    ``clear_flag`` writes 0 to the flag after the sample is committed; only for
-    instruments that expect it, because two masters would steal each other's results.
-    """
-
-    kind: TriggerKind
-    channel: str
-    clear_flag: bool = False
-
-
 @dataclass(frozen=True)
 class DevicePolling:
     """A device's own answer timeout and retries (a slow GC on a bus of fast detectors);
@@ -306,19 +101,6 @@ class DevicePolling:
 
     timeout_ms: int | None = None
     retries: int | None = None
-
-
-@dataclass(frozen=True)
-class ModbusSettings:
-    """What a ``driver: modbus`` device reads: its register map and the settings that
-    shape acquisition (read limits, a new-result trigger, the instrument's clock, a
-    stream channel). Read by drivers/modbus/reader.py."""
-
-    channels: tuple[Channel, ...]
-    limits: ReadLimits = field(default_factory=ReadLimits)
-    trigger: Trigger | None = None
-    clock: InstrumentClock | None = None
-    stream_channel: str | None = None
 
 
 @dataclass(frozen=True)

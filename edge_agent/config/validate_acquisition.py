@@ -17,9 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from edge_agent.config.fields import REQUIRED, Section, as_section
-from edge_agent.config.layers import Layers
-from edge_agent.config.schema import (
+from edge_agent_drivers.modbus.settings import (
     AddressRange,
     Channel,
     DataType,
@@ -30,6 +28,9 @@ from edge_agent.config.schema import (
     Trigger,
     TriggerKind,
 )
+
+from edge_agent.config.fields import REQUIRED, Section, as_section
+from edge_agent.config.layers import Layers
 from edge_agent.config.validate_channels import ChannelNotes
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 

@@ -22,21 +22,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from edge_agent.config.fields import REQUIRED, Section, as_section, found, join
-from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
-from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
-from edge_agent.config.schema import (
+from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
-    Quality,
     RegisterKind,
     StringLayout,
-    ValidRange,
     WordOrder,
     article,
 )
+
+from edge_agent.config.fields import REQUIRED, Section, as_section, found, join
+from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
+from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
 from edge_agent.config.validate_quality import read_quality_rules
 from edge_agent.config.yamlsource import SeqNode, kind
+from edge_agent.model import Quality
+from edge_agent.values import ValidRange
 
 CHANNEL_KEYS = ("name", "address", "number", "register", "type", "word_order", "scale",
                 "offset", "unit", "bit", "length", "string_layout", "valid_range",

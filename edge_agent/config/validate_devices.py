@@ -11,6 +11,7 @@ links shared by devices that cannot share them, and the station's channel count.
 
 from __future__ import annotations
 
+from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 
 from edge_agent.config.fields import Checker, Section, as_section
@@ -23,7 +24,7 @@ from edge_agent.config.limits import (
 )
 from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import Profile, ProfileLibrary
-from edge_agent.config.schema import Device, ModbusSettings
+from edge_agent.config.schema import Device
 from edge_agent.config.validate_links import LinkTable
 from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
 from edge_agent.config.validate_text import SharedTextLinks, check_text_link_sharing

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import re
 
+from edge_agent_drivers.modbus.settings import DataType, QualityRule, article
+
 from edge_agent.config.fields import REQUIRED, Section, as_section
-from edge_agent.config.schema import DataType, Quality, QualityRule, article
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
+from edge_agent.model import Quality
 
 RULE_KEYS = ("quality", "reason", "channels")
 QUALITIES = {item.value: item for item in Quality}

@@ -13,7 +13,7 @@ import math
 import struct
 from collections.abc import Sequence
 
-from edge_agent.config.schema import DataType, StringLayout, WordOrder
+from edge_agent_drivers.modbus.settings import DataType, StringLayout, WordOrder
 
 _STRUCT_CODES = {
     DataType.INT16: ">h",

@@ -27,7 +27,9 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from edge_agent.config.schema import LinkProtocol, RegisterKind
+from edge_agent_drivers.modbus.settings import RegisterKind
+
+from edge_agent.config.schema import LinkProtocol
 from edge_agent.modbus.pymodbus_server import Reply, ServedRequest, ServerHandle, serve
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03

@@ -35,7 +35,9 @@ import logging
 import time
 from typing import Any
 
-from edge_agent.config.schema import Link, LinkProtocol, RegisterKind, SerialLink, TcpLink
+from edge_agent_drivers.modbus.settings import RegisterKind
+
+from edge_agent.config.schema import Link, LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import (
     BadResponse,
     DeviceTimeout,

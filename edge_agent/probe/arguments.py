@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config.schema import RegisterKind
+from edge_agent_drivers.modbus.settings import RegisterKind
+
 from edge_agent.probe.interpret import parse_manual_number
 from edge_agent.probe.options import (
     PROTOCOLS,

@@ -13,7 +13,9 @@ import sys
 from dataclasses import dataclass, replace
 from typing import TextIO
 
-from edge_agent.config.schema import Link, RegisterKind, SerialLink
+from edge_agent_drivers.modbus.settings import RegisterKind
+
+from edge_agent.config.schema import Link, SerialLink
 from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError
 from edge_agent.modbus.transport import (
     MAX_BITS,

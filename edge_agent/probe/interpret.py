@@ -14,7 +14,8 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config.schema import RegisterKind, WordOrder
+from edge_agent_drivers.modbus.settings import RegisterKind, WordOrder
+
 from edge_agent.modbus.decode import shortest_float32, words_to_bytes
 
 ORDERS: tuple[WordOrder, ...] = tuple(WordOrder)

@@ -10,14 +10,9 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from edge_agent.config.schema import (
-    Link,
-    LinkProtocol,
-    Parity,
-    RegisterKind,
-    SerialLink,
-    TcpLink,
-)
+from edge_agent_drivers.modbus.settings import RegisterKind
+
+from edge_agent.config.schema import Link, LinkProtocol, Parity, SerialLink, TcpLink
 
 PROTOCOLS = {
     "modbus-tcp": LinkProtocol.MODBUS_TCP,

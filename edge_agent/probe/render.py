@@ -13,7 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge_agent.config.schema import RegisterKind, WordOrder
+from edge_agent_drivers.modbus.settings import RegisterKind, WordOrder
+
 from edge_agent.modbus.decode import shortest_float32
 from edge_agent.probe.interpret import (
     ORDERS,

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from edge_agent.config.schema import RegisterKind
+from edge_agent_drivers.modbus.settings import RegisterKind
+
 from edge_agent.link import BadResponse, DeviceTimeout, LinkDown
 from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 

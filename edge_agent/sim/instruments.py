@@ -16,7 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from edge_agent.config.schema import RegisterKind
+from edge_agent_drivers.modbus.settings import RegisterKind
+
 from edge_agent.modbus.transport import SimServer, SimUnit
 from edge_agent.model import utc_now
 from edge_agent.sim.images import (

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from edge_agent.config.schema import RegisterKind
+from edge_agent_drivers.modbus.settings import RegisterKind
+
 from edge_agent.sim.images import (
     DETECTOR_GASES,
     FTIR_COMPONENTS,

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.capture.files import CaptureWriter
 from edge_agent.capture.format import Header, LinkInfo
 from edge_agent.capture.loopthread import LoopThread
 from edge_agent.capture.proxy import RecordingProxy
-from edge_agent.config.schema import RegisterKind, SerialLink, TcpLink
+from edge_agent.config.schema import SerialLink, TcpLink
 from edge_agent.link import LinkError
 from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.modbus.transport import ModbusLinkClient
