@@ -11,16 +11,16 @@ import re
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus import config_acquisition as validate_acquisition
+from edge_agent_drivers.modbus import config_channels as validate_channels
+from edge_agent_drivers.modbus import config_quality as validate_quality
 
 from edge_agent.config import (
     loader,
-    validate_acquisition,
-    validate_channels,
     validate_devices,
     validate_health,
     validate_links,
     validate_mqtt,
-    validate_quality,
 )
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config

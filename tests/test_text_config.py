@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.serialtext import config_record as validate_text_record
+from edge_agent_drivers.serialtext import config_text as validate_text
 
-from edge_agent.config import validate_text, validate_text_record
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.textproto.checksums import ChecksumKind

@@ -7,24 +7,24 @@ come from the profile first, the station file on top (config/layers.py).
 
 from __future__ import annotations
 
-from edge_agent_drivers.modbus.overlaps import check_overlaps
-from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
-
-from edge_agent.config.fields import Section
-from edge_agent.config.schema import Link
-from edge_agent.config.validate_acquisition import (
+from edge_agent_drivers.modbus.config_acquisition import (
     check_limits,
     check_references,
     read_clock,
     read_limits,
     read_trigger,
 )
-from edge_agent.config.validate_channels import (
+from edge_agent_drivers.modbus.config_channels import (
     WORD_ORDERS,
     ChannelNotes,
     read_channels,
     without_disabled_targets,
 )
+from edge_agent_drivers.modbus.overlaps import check_overlaps
+from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
+
+from edge_agent.config.fields import Section
+from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
 
 #: Device-level keys only Modbus devices read.

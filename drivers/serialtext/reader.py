@@ -1,13 +1,14 @@
 """The serial-text part of a ``devices[]`` entry: the instrument's address and its
-``text:`` block (config/validate_text.py reads the block itself).
+``text:`` block (config_text.py reads the block itself).
 
 Called through the registry (edge_agent_drivers.registry) by config/validate_devices.py.
 """
 
 from __future__ import annotations
 
+from edge_agent_drivers.serialtext.config_text import read_text_device, read_text_unit_id
+
 from edge_agent.config.fields import Section
-from edge_agent.config.validate_text import read_text_device, read_text_unit_id
 from edge_agent.driverkind import DeviceEntry
 from edge_agent.textproto.settings import TextSettings
 

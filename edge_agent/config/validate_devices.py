@@ -25,9 +25,9 @@ from edge_agent.config.limits import (
 from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import Profile, ProfileLibrary
 from edge_agent.config.schema import Device
+from edge_agent.config.text_links import SharedTextLinks, check_text_link_sharing
 from edge_agent.config.validate_links import LinkTable
 from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
-from edge_agent.config.validate_text import SharedTextLinks, check_text_link_sharing
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 from edge_agent.driverkind import DeviceEntry, DriverKind
 

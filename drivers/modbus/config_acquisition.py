@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from edge_agent_drivers.modbus.config_channels import ChannelNotes
 from edge_agent_drivers.modbus.settings import (
     AddressRange,
     Channel,
@@ -31,7 +32,6 @@ from edge_agent_drivers.modbus.settings import (
 
 from edge_agent.config.fields import REQUIRED, Section, as_section
 from edge_agent.config.layers import Layers
-from edge_agent.config.validate_channels import ChannelNotes
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 
 READ_KEYS = ("max_registers", "max_bits", "max_gap", "forbidden")

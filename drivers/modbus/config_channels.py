@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from edge_agent_drivers.modbus.config_quality import read_quality_rules
 from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
@@ -31,13 +32,15 @@ from edge_agent_drivers.modbus.settings import (
     article,
 )
 
-from edge_agent.config.fields import REQUIRED, Section, as_section, found, join
+from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
-from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
-from edge_agent.config.validate_quality import read_quality_rules
+from edge_agent.config.value_fields import (
+    read_channel_name,
+    read_sentinels,
+    read_unit,
+    read_valid_range,
+)
 from edge_agent.config.yamlsource import SeqNode, kind
-from edge_agent.model import Quality
-from edge_agent.values import ValidRange
 
 CHANNEL_KEYS = ("name", "address", "number", "register", "type", "word_order", "scale",
                 "offset", "unit", "bit", "length", "string_layout", "valid_range",
@@ -46,7 +49,6 @@ REGISTERS = {item.value: item for item in RegisterKind}
 DATA_TYPES = {item.value: item for item in DataType}
 WORD_ORDERS = {item.value: item for item in WordOrder}
 LAYOUTS = {item.value: item for item in StringLayout}
-RANGE_QUALITIES = {"SUSPECT": Quality.SUSPECT, "BAD": Quality.BAD}
 _NUMERIC_ONLY = ("word_order", "scale", "offset", "valid_range", "sentinels")
 _MAX_STRING_REGISTERS = 125
 # Daniel/Enron-style ranges: each address holds one 32-bit value (int32 / float32).
@@ -79,24 +81,6 @@ class ChannelNotes:
     placed: dict[str, tuple[Section, int | None]] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
-
-
-def read_channel_name(sec: Section, example: str = "benzene") -> str | None:
-    """A channel's name: printable text of at most ``LABEL_MAX`` characters."""
-    name = sec.text("name", what=f"the channel's name, e.g. {example}")
-    if name is not None and (problem := label_problem(name, "the channel's name", LABEL_MAX)):
-        sec.report("name", problem)
-        return None
-    return name
-
-
-def read_unit(sec: Section, default: str) -> str | None:
-    """A unit as it goes into every reading (``ppm``, ``mg/m³``): printable, short."""
-    unit = sec.text("unit", default, empty_ok=True)
-    if unit is not None and (problem := label_problem(unit, "the unit", UNIT_MAX)):
-        sec.report("unit", problem)
-        return None
-    return unit
 
 
 def read_channels(sec: Section, default_order: WordOrder, enron: bool,
@@ -288,62 +272,6 @@ def _read_length(sec: Section, data_type: DataType, address: int, register: Regi
     length = sec.integer("length", default, 1, _MAX_STRING_REGISTERS,
                          expected="the number of registers the text occupies, 1..125")
     return length or 1
-
-
-def read_valid_range(sec: Section, default: ValidRange | None) -> ValidRange | None:
-    """``valid_range: {min, max, quality}``, in engineering units (after scaling)."""
-    rng = sec.section("valid_range", ("min", "max", "quality"))
-    if rng is None:
-        return default
-    low = rng.number("min", None)
-    high = rng.number("max", None)
-    quality = rng.choice("quality", RANGE_QUALITIES, Quality.BAD)
-    if low is None and high is None and not rng.has("min") and not rng.has("max"):
-        sec.report("valid_range", "expected min, max or both")
-    elif low is not None and high is not None and low > high:
-        rng.report("min", f"min {low:g} is above max {high:g}")
-    return ValidRange(low, high, quality or Quality.BAD)
-
-
-def read_sentinels(sec: Section, data_type: DataType | None,
-                   default: tuple[float, ...]) -> tuple[float, ...]:
-    """``sentinels: [65535, -9999]`` (or one number): raw values meaning 'no reading'.
-    Each must be a value the type can hold (when the channel has one: a serial-text
-    channel has none), or it could never match."""
-    entry = sec.node.get("sentinels")
-    if entry is None:
-        return default
-    items = entry.value.items if isinstance(entry.value, SeqNode) else (entry.value,)
-    values = []
-    for item in items:
-        value = getattr(item, "value", None)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            sec.ck.report(item.line, sec.path_of("sentinels"),
-                          f"expected raw numbers such as [65535, -9999], found {found(item)}")
-            continue
-        problem = out_of_type_range(value, data_type) if data_type is not None else None
-        if problem:
-            sec.ck.report(item.line, sec.path_of("sentinels"), problem)
-            continue
-        values.append(float(value))
-    return tuple(values)
-
-
-def out_of_type_range(value: float, data_type: DataType) -> str | None:
-    """Why raw ``value`` can never come from a ``data_type`` channel, or None."""
-    limits = data_type.integer_range
-    if limits is None:
-        return None
-    low, high = limits
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:g} can never be read from {article(data_type.value)} (whole numbers only)"
-    if low <= value <= high:
-        return None
-    hint = ""
-    if data_type.value.startswith("int") and 0 <= value < 2 * (high + 1):
-        hint = f"; the same bits read as {data_type.value} are {int(value) - 2 * (high + 1)}"
-    return f"{value:g} can never be read from {article(data_type.value)} ({low}..{high}){hint}"
-
 
 
 def without_disabled_targets(channels: tuple[Channel, ...],

@@ -1,30 +1,29 @@
 """The ``text:`` block of a ``driver: serial-text`` device, and what it implies for the
 device around it.
 
-Called from validate_devices.py. Besides reading the block (framing, checksum, request;
-the record part is in validate_text_record.py), this checks the device-level rules of
-text instruments:
+Called through reader.py (the kind's registry entry). Besides reading the block
+(framing, checksum, request; the record part is in config_record.py), this checks the
+device-level rules of text instruments:
 
 * the link must have ``protocol: text`` (the registry entry's ``link_protocols``,
-  checked by validate_devices.py);
+  checked by edge_agent/config/validate_devices.py);
 * ``unit_id`` is optional: it is the instrument's own address, used only as
   ``{address}`` in the request; ``channels``, ``word_order`` and the other register
   settings belong to Modbus;
 * ``text:`` may come from the device's profile (profiles.py), as one whole block; its
   problems are then reported with the profile's file and lines;
 * a stream instrument needs its link to itself, and devices sharing a text link each
-  need their address.
+  need their address (a check of the whole list: edge_agent/config/text_links.py).
 """
 
 from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass, field
+
+from edge_agent_drivers.serialtext.config_record import read_record_format
 
 from edge_agent.config.fields import Section, as_section
-from edge_agent.config.schema import Device
-from edge_agent.config.validate_text_record import read_record_format
 from edge_agent.config.yamlsource import ScalarNode
 from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
 from edge_agent.textproto.escapes import EscapeError, show, to_bytes
@@ -314,39 +313,3 @@ def _placeholder(name: str, spec: str, conversion: str | None, limit: int = 24) 
     return f"{{{name}{written if len(written) <= limit else written[:limit] + '...'}}}"
 
 
-@dataclass
-class SharedTextLinks:
-    """Who uses each text link so far, for the checks that need the whole list."""
-
-    users: dict[str, list[tuple[Device, int | None]]] = field(default_factory=dict)
-
-
-def check_text_link_sharing(sec: Section, device: Device | None,
-                            seen: SharedTextLinks) -> Device | None:
-    """A stream instrument talks whenever it likes, so it needs its link to itself; on a
-    shared text bus each device needs its address. Returns None after an issue, so no
-    second message piles on (such as a duplicate unit id 0)."""
-    if device is None:
-        return None
-    users = seen.users.setdefault(device.link, [])
-    for other, other_line in users:
-        problem = _sharing_problem(device, other)
-        if problem is not None:
-            sec.report("link", f"link '{device.link}' is also used by device '{other.id}' "
-                       f"(line {other_line}): {problem}")
-            return None
-    users.append((device, sec.line))
-    return device
-
-
-def _sharing_problem(device: Device, other: Device) -> str | None:
-    pair = [(one.id, one.settings) for one in (other, device)
-            if isinstance(one.settings, TextSettings)]
-    for device_id, settings in pair:
-        if settings.mode is TextMode.STREAM:
-            return f"'{device_id}' streams on its own and needs a link to itself"
-    for device_id, settings in pair:
-        if settings.address is None:
-            return (f"'{device_id}' has no unit_id; devices sharing a text link each need "
-                    "their address as unit_id")
-    return None

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
-from edge_agent.config.validate_channels import (
+from edge_agent.config.value_fields import (
     read_channel_name,
     read_sentinels,
     read_unit,

@@ -1,0 +1,51 @@
+"""Text links shared by several devices: what only the whole ``devices:`` list shows.
+
+A stream instrument talks whenever it likes, so it needs its link to itself; on a
+shared text bus each device needs its address. Called from validate_devices.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge_agent.config.fields import Section
+from edge_agent.config.schema import Device
+from edge_agent.textproto.settings import TextMode, TextSettings
+
+
+@dataclass
+class SharedTextLinks:
+    """Who uses each text link so far, for the checks that need the whole list."""
+
+    users: dict[str, list[tuple[Device, int | None]]] = field(default_factory=dict)
+
+
+def check_text_link_sharing(sec: Section, device: Device | None,
+                            seen: SharedTextLinks) -> Device | None:
+    """A stream instrument talks whenever it likes, so it needs its link to itself; on a
+    shared text bus each device needs its address. Returns None after an issue, so no
+    second message piles on (such as a duplicate unit id 0)."""
+    if device is None:
+        return None
+    users = seen.users.setdefault(device.link, [])
+    for other, other_line in users:
+        problem = _sharing_problem(device, other)
+        if problem is not None:
+            sec.report("link", f"link '{device.link}' is also used by device '{other.id}' "
+                       f"(line {other_line}): {problem}")
+            return None
+    users.append((device, sec.line))
+    return device
+
+
+def _sharing_problem(device: Device, other: Device) -> str | None:
+    pair = [(one.id, one.settings) for one in (other, device)
+            if isinstance(one.settings, TextSettings)]
+    for device_id, settings in pair:
+        if settings.mode is TextMode.STREAM:
+            return f"'{device_id}' streams on its own and needs a link to itself"
+    for device_id, settings in pair:
+        if settings.address is None:
+            return (f"'{device_id}' has no unit_id; devices sharing a text link each need "
+                    "their address as unit_id")
+    return None
