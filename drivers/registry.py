@@ -25,10 +25,11 @@ KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (
     DriverKind("modbus", ModbusSettings, modbus_reader.MODBUS_KEYS,
                modbus_reader.read_unit_id, modbus_reader.read_settings, ModbusMapDriver,
                frozenset({LinkProtocol.MODBUS_TCP, LinkProtocol.MODBUS_RTU,
-                          LinkProtocol.MODBUS_ASCII}), modbus_reader.wrong_link),
+                          LinkProtocol.MODBUS_ASCII}),
+               wrong_link=modbus_reader.wrong_link, refuses_other_keys=True),
     DriverKind("serial-text", TextSettings, text_reader.SERIAL_TEXT_KEYS,
                text_reader.read_unit_id, text_reader.read_settings, SerialTextDriver,
-               frozenset({LinkProtocol.TEXT})),
+               frozenset({LinkProtocol.TEXT}), refuses_other_keys=True),
 )}
 
 

@@ -40,8 +40,10 @@ class DeviceEntry:
 class DriverKind:
     """One driver kind, as the loader and the poller see it.
 
-    ``keys`` are the device-level keys only this kind reads (a station file may write
-    them on any device; the kind's reader refuses the ones of other kinds it knows).
+    ``keys`` are the device-level keys only this kind reads. The loader accepts the keys
+    of every kind on a device, then refuses those of other kinds on this kind's devices
+    with a generic message, unless ``refuses_other_keys`` says the reader does that
+    itself, in words that help more (modbus and serial-text do).
     ``read_unit_id(section, link_type)`` reads ``unit_id`` (``link_type`` is "tcp",
     "serial" or None, from validate_links.LinkTable.kinds); ``read_settings`` returns the
     kind's settings, or None after reporting an issue. ``wrong_link(link)`` is the message
@@ -56,6 +58,7 @@ class DriverKind:
     driver: Callable[[Device], Any]
     link_protocols: frozenset[LinkProtocol]
     wrong_link: Callable[[Link], str] | None = None
+    refuses_other_keys: bool = False
 
     def link_problem(self, link: Link | None) -> str | None:
         """Why this kind cannot use ``link`` (None: it can, or the link is unknown).

@@ -158,6 +158,19 @@ def test_the_loader_names_a_registered_kind_and_its_link_protocols(tmp_path,
             "with protocol: text") in str(wrong_link.value)
 
 
+def test_keys_of_other_kinds_are_refused_on_a_third_kind_device(tmp_path, thermo_registered):
+    path = station(tmp_path / "station.yaml", "/dev/ttyUSB0", {
+        "driver": "thermo", "command": "T?", "channels": [{"name": "t", "address": 0}],
+        "text": {"request": "T?"}})
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, env={})
+    message = str(refused.value)
+    assert ("devices[0].channels: channels is a setting of driver modbus; driver thermo "
+            "does not read it") in message
+    assert ("devices[0].text: text is a setting of driver serial-text; driver thermo "
+            "does not read it") in message
+
+
 def test_an_unregistered_kind_is_refused(tmp_path):
     path = station(tmp_path / "station.yaml", "/dev/ttyUSB0",
                    {"driver": "thermo", "command": "T?"})

@@ -94,6 +94,8 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     link_settings = links.links.get(link or "")
     if problem := kind_of.link_problem(link_settings):
         sec.report("link", problem)
+    if not kind_of.refuses_other_keys:
+        _refuse_other_keys(layers, kind_of)
     settings = kind_of.read_settings(DeviceEntry(sec, layers, link_settings, unit_id))
     if None in (device_id, link, unit_id, interval_s, driver, settings):
         return None
@@ -115,6 +117,21 @@ def _kind(sec: Section) -> DriverKind:
     value = entry.value if entry is not None else None
     named = str(value.value).lower() if isinstance(value, ScalarNode) else DEFAULT_KIND
     return KINDS.get(named, KINDS[DEFAULT_KIND])
+
+
+def _refuse_other_keys(layers: Layers, kind_of: DriverKind) -> None:
+    """Keys that only other kinds read are refused, never ignored (station and profile)."""
+    owners: dict[str, str] = {}
+    for other in KINDS.values():
+        for key in other.keys:
+            if key not in kind_of.keys:
+                owners.setdefault(key, other.name)
+    for layer in {id(one): one for one in (layers.device, layers.profile)
+                  if one is not None}.values():
+        for key, owner in owners.items():
+            if layer.has(key):
+                layer.report(key, f"{key} is a setting of driver {owner}; driver "
+                                  f"{kind_of.name} does not read it", at_key=True)
 
 
 class _Missing:
