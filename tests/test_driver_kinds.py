@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,6 +169,17 @@ def test_keys_of_other_kinds_are_refused_on_a_third_kind_device(tmp_path, thermo
             "does not read it") in message
     assert ("devices[0].text: text is a setting of driver serial-text; driver thermo "
             "does not read it") in message
+
+
+def test_a_reader_returning_another_type_than_registered_is_a_programming_error(
+        tmp_path, monkeypatch):
+    """Caught at load, naming the kind, instead of a driver failing on its first poll."""
+    monkeypatch.setitem(registry.KINDS, "thermo", replace(THERMO, settings_type=Device))
+    path = station(tmp_path / "station.yaml", "/dev/ttyUSB0",
+                   {"driver": "thermo", "command": "T?"})
+    with pytest.raises(TypeError, match="driver kind thermo: its reader returned "
+                                        "ThermoSettings, not Device"):
+        load_config(path, env={})
 
 
 def test_an_unregistered_kind_is_refused(tmp_path):

@@ -97,6 +97,9 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     if not kind_of.refuses_other_keys:
         _refuse_other_keys(layers, kind_of)
     settings = kind_of.read_settings(DeviceEntry(sec, layers, link_settings, unit_id))
+    if settings is not None and not isinstance(settings, kind_of.settings_type):
+        raise TypeError(f"driver kind {kind_of.name}: its reader returned "
+                        f"{type(settings).__name__}, not {kind_of.settings_type.__name__}")
     if None in (device_id, link, unit_id, interval_s, driver, settings):
         return None
     return Device(
