@@ -19,13 +19,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from edge_agent.capture_cli import add_capture_parser, add_replay_parser, add_simulate_parser
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import LoadedConfig, load_station
 from edge_agent.config.schema import StationConfig
-from edge_agent.ops.arguments import add_export_parser, add_status_parser
-from edge_agent.probe.arguments import add_probe_parser
 from edge_agent.provenance import version_line
+from edge_agent.tools.capture.arguments import (
+    add_capture_parser,
+    add_replay_parser,
+    add_simulate_parser,
+)
+from edge_agent.tools.ops.arguments import add_export_parser, add_status_parser
+from edge_agent.tools.probe.arguments import add_probe_parser
 
 EXIT_CONFIG = 2
 EXIT_PREREQUISITE = 3
@@ -166,8 +170,8 @@ def _recording_every_link(config: StationConfig, folder: Path) -> StationConfig:
 
 
 def cmd_demo(duration_s: float | None, workdir: Path | None) -> int:
-    from edge_agent.demo import run_demo
-    from edge_agent.sim.broker import BrokerNotFound
+    from edge_agent.tools.demo.station import run_demo
+    from edge_agent.tools.sim.broker import BrokerNotFound
 
     try:
         return run_demo(duration_s, workdir, sys.stdout)
@@ -184,23 +188,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return cmd_run(args.config, args.record)
     if args.command == "status":
-        from edge_agent.ops.status import run_status
+        from edge_agent.tools.ops.status import run_status
 
         return run_status(args)
     if args.command == "export":
-        from edge_agent.ops.export import run_export
+        from edge_agent.tools.ops.export import run_export
 
         return run_export(args)
     if args.command in ("capture", "replay"):
-        from edge_agent.capture.commands import run_capture, run_replay
+        from edge_agent.tools.capture.commands import run_capture, run_replay
 
         return run_capture(args) if args.command == "capture" else run_replay(args)
     if args.command == "simulate":
-        from edge_agent.sim.simulate import run_simulate
+        from edge_agent.tools.sim.simulate import run_simulate
 
         return run_simulate(args)
     if args.command == "probe":
-        from edge_agent.probe.command import run_probe
+        from edge_agent.tools.probe.command import run_probe
 
         return run_probe(args)
     return cmd_demo(args.duration, args.workdir)

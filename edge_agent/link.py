@@ -68,7 +68,7 @@ class TimeoutAdjustable(Protocol):
 
 class WireTap(Protocol):
     """Sees every byte a link client sends and receives, as it crosses the wire: the
-    recording of a link's traffic (``record:``, edge_agent/capture/recorder.py). Called
+    recording of a link's traffic (``record:``, edge_agent/tools/capture/recorder.py). Called
     from the poller's thread, so every call but ``finish`` must return at once;
     ``finish`` ends the recording when the client is closed for good, waiting (bounded)
     until what was queued is written, so a reload's next recorder of the same file
@@ -90,7 +90,7 @@ def open_recorder(link: Link) -> WireTap | None:
     None otherwise. The capture code is loaded only then."""
     if link.record is None:
         return None
-    from edge_agent.capture.recorder import LinkRecorder
+    from edge_agent.tools.capture.recorder import LinkRecorder
 
     return LinkRecorder.for_link(link)
 

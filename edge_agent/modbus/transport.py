@@ -4,8 +4,8 @@ against their requests, errors typed, requests paced.
 Transports, as the link's ``protocol`` says: Modbus TCP, Modbus RTU on a serial port, RTU
 framing over TCP (serial-to-Ethernet gateways in transparent mode), Modbus ASCII on a
 serial port or over TCP. pymodbus itself is reached only through ``pymodbus_api`` (the one
-module importing it); the simulator lives in ``simserver`` (``SimServer`` and ``SimUnit``
-stay importable from here).
+module importing it). The simulator is a tool (edge_agent/tools/sim/simserver.py): nothing
+here loads it.
 
 Errors come out typed:
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from edge_agent.config.schema import Link, LinkProtocol, RegisterKind, SerialLink, TcpLink
 from edge_agent.link import (
@@ -298,12 +297,3 @@ def _describe(link: Link) -> str:
         return f"{link.host}:{link.port}"
     return f"{link.port} ({link.baudrate} {link.bytesize}{link.parity.value}{link.stopbits})"
 
-
-def __getattr__(name: str) -> Any:
-    """``SimServer``/``SimUnit`` moved to simserver.py; old imports keep working, and the
-    agent does not load the simulator unless something asks for it."""
-    if name in ("SimServer", "SimUnit"):
-        from edge_agent.modbus import simserver
-
-        return getattr(simserver, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

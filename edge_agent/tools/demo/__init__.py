@@ -1,0 +1,1 @@
+"""``edge-agent demo``: a whole simulated station on one machine (``station.py``)."""
