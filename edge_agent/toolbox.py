@@ -4,9 +4,10 @@ start without any tool, or what only tools need (dpkt), and a tool can change wi
 the runtime noticing.
 
 What passes through it: the tool commands of the command line (``TOOL_COMMANDS``, used
-by cli.py). tests/test_runtime_imports.py fails when a runtime module reaches a tool any
-other way: an import, a function-level one included, or a tool's module name outside
-this file.
+by cli.py), and the recorder of a link's traffic (``record_link``: a ``WireTap`` that
+the poller gives the link's client when the link has a ``record:`` file).
+tests/test_runtime_imports.py fails when a runtime module reaches a tool any other way:
+an import, a function-level one included, or a tool's module name outside this file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from typing import Any
+
+from edge_agent.config.schema import Link
+from edge_agent.link import WireTap
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,18 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
     "simulate": ToolCommand("edge_agent.tools.sim.arguments:add_simulate_parser",
                             "edge_agent.tools.sim.simulate:run_simulate"),
 }
+
+# Builds the recorder of one link: f(Link) -> WireTap.
+LINK_RECORDER = "edge_agent.tools.capture.recorder:LinkRecorder.for_link"
+
+
+def record_link(link: Link) -> WireTap | None:
+    """The tap that records ``link``'s traffic into its ``record:`` capture file; None
+    when it has none. The recorder (a tool) is loaded only then."""
+    if link.record is None:
+        return None
+    tap: WireTap = load(LINK_RECORDER)(link)
+    return tap
 
 
 def load(reference: str) -> Any:

@@ -25,8 +25,9 @@ codes 05/06 (acknowledge / busy) and the gateway codes 0A/0B. After a timeout or
 answer, a late answer must not be read as the next request's: Modbus TCP drops the
 connection; RTU and ASCII (serial or TCP) wait until the line is quiet and discard it.
 
-With the link's ``record:`` setting, the wire client shows the link's recorder every
-byte sent and received (``pymodbus_api``'s tap; docs/capture-replay.md).
+Given a ``WireTap`` (the recorder of a link with ``record:``, which the poller passes in),
+the wire client shows it every byte sent and received (``pymodbus_api``'s tap;
+docs/capture-replay.md).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from edge_agent.link import (
     LinkError,
     LinkFlooded,
     WireTap,
-    open_recorder,
 )
 from edge_agent.modbus.pymodbus_api import (
     Answer,
@@ -101,12 +101,13 @@ class ModbusLinkClient:
     limits, a bit table passed to a register read) are programming errors: ValueError.
     """
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, tap: WireTap | None = None) -> None:
+        """``tap`` sees every byte on the wire (a recording), and is finished by ``close``."""
         if not link.protocol.is_modbus:
             raise ValueError(f"link {link.name} speaks {link.protocol.value}, not Modbus")
         self.link = link
-        self.recorder = open_recorder(link)  # the link's ``record:`` capture, if any
-        self._wire = _make_wire(link, self.recorder)
+        self.tap = tap
+        self._wire = _make_wire(link, tap)
         self._timeout_ms = link.timeout_ms
         self._gap_s = request_gap_s(link)
         self._last_exchange_end = 0.0
@@ -268,8 +269,8 @@ class ModbusLinkClient:
         """Close the connection or port, and end the link's recording: the poller is done
         with the link. (After an error the connection alone is closed and reopened.)"""
         self._wire.close()
-        if self.recorder is not None:
-            self.recorder.finish()
+        if self.tap is not None:
+            self.tap.finish()
 
 
 def _make_wire(link: Link, tap: WireTap | None) -> WireClient:

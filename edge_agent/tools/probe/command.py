@@ -111,7 +111,7 @@ def _find_spec(args: argparse.Namespace, kind: RegisterKind) -> render.FindSpec 
 
 def cmd_read(args: argparse.Namespace) -> int:
     plan = read_plan(args)
-    client = ModbusLinkClient(plan.link)
+    client = _client(plan.link)
     try:
         values = _read_range(client, plan)
     except LinkError as err:
@@ -207,11 +207,21 @@ def _dropped(where: str) -> str:
             "try --unit 1, 0 or 255)")
 
 
+def _client(link: Link) -> ModbusLinkClient:
+    """The probe's client; with ``--record``, it shows the capture's recorder every byte
+    (the capture code is loaded only then)."""
+    if link.record is None:
+        return ModbusLinkClient(link)
+    from edge_agent.tools.capture.recorder import LinkRecorder
+
+    return ModbusLinkClient(link, LinkRecorder.for_link(link))
+
+
 def _close(client: ModbusLinkClient) -> None:
     """Close the link; with ``--record``, say what the capture holds once it is written
     (a capture that could not be written was reported when it failed)."""
     client.close()
-    recorder = client.recorder
+    recorder = client.tap
     if recorder is None:
         return
     from edge_agent.tools.capture.recorder import LinkRecorder
@@ -263,7 +273,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(render.scan_banner(where, units, args.table, args.address, link.timeout_ms),
           file=sys.stderr)
     report, progress = ScanReport(), _Progress(sys.stderr, len(units))
-    client = ModbusLinkClient(link)
+    client = _client(link)
     try:
         for unit_id in units:
             outcome = ask_unit(client, unit_id, args.table, args.address,
