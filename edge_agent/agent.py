@@ -27,6 +27,7 @@ from edge_agent.config.schema import StationConfig
 from edge_agent.driver import load_driver
 from edge_agent.forward.forwarder import Forwarder
 from edge_agent.health.server import HealthServer
+from edge_agent.health.view import AgentView, LinkCounters
 from edge_agent.poller import LinkPoller
 from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
 from edge_agent.store.outbox import Outbox
@@ -55,7 +56,7 @@ class Agent:
         self.forwarder = Forwarder(config.station_id, config.mqtt, self.outbox)
         self.outbox.on_append = self.forwarder.wake
         self.pollers = self._make_pollers()
-        self.health = HealthServer(config.health, self)
+        self.health = HealthServer(config.health, self.health_view())
 
     def _make_pollers(self) -> list[LinkPoller]:
         return [self._make_poller(self.config, name) for name in devices_by_link(self.config)]
@@ -87,6 +88,25 @@ class Agent:
         return [*self._stuck,
                 *(t.name for t in threads if t.ident is not None and not t.is_alive()),
                 *([network] if network else [])]
+
+    def health_view(self) -> AgentView:
+        """The read-only view the health endpoint serves (health/view.py). Each field
+        reads the current attribute when called, so pollers and settings swapped by a
+        reload are seen."""
+        return AgentView(
+            station_id=lambda: self.config.station_id,
+            dead_threads=self.dead_threads,
+            heartbeats=self.heartbeats,
+            links=lambda: [LinkCounters(poller.link.name, tuple(poller.devices),
+                                        poller.store_failures)
+                           for poller in list(self.pollers)],
+            forwarder_stats=lambda: self.forwarder.stats,
+            broker_address=lambda: (self.forwarder.config.host, self.forwarder.config.port),
+            outbox_path=lambda: str(self.outbox.path),
+            outbox_writer_alive=lambda: self.outbox.writer_alive,
+            outbox_depth=self.outbox.depth,
+            outbox_set_aside=lambda: tuple(str(path) for path in list(self.outbox.set_aside)),
+        )
 
     def heartbeats(self) -> list[Heartbeat]:
         """Every worker's heartbeat, for the service watchdog (watchdog.py), which finds

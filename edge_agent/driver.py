@@ -43,10 +43,3 @@ def load_driver(device: Device) -> Driver:
     module_name, _, class_name = DRIVERS[device.driver].partition(":")
     driver_class = getattr(importlib.import_module(module_name), class_name)
     return driver_class(device)
-
-
-def known_drivers() -> list[str]:
-    """Driver names a config may use (for validation messages)."""
-    from edge_agent_drivers import DRIVERS
-
-    return sorted(DRIVERS)

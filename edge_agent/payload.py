@@ -40,10 +40,6 @@ class Message:
     historical: bool
     entries: tuple[StoredEntry, ...]
 
-    @property
-    def row_ids(self) -> tuple[int, ...]:
-        return tuple(entry.row_id for entry in self.entries)
-
 
 def _json_number(value: float | int | bool | str | None) -> float | int | bool | str | None:
     """JSON has no NaN or infinity; the driver flags those BAD, here they become null."""

@@ -412,9 +412,10 @@ def test_retention_by_age_or_bytes_during_outage_announces_every_drop(
     the gap counts add up to meta.dropped_total, each gap names exactly its samples, and
     received + dropped == accepted. The episode is logged once."""
     outbox = tmp_path / "outbox.sqlite3"
-    # ~4 KB per sample, so 1 MB of database pages fills within seconds.
+    # Units as long as check allows (32 characters): about 0.5 KB per sample, so 1 MB of
+    # database pages fills within seconds at 200 samples a second.
     config = station(tmp_path, "station.yaml", broker.port, gateway, links=2,
-                     interval_s=0.01, unit_text="x" * 1000, store={"retention": limit})
+                     interval_s=0.01, unit_text="x" * 32, store={"retention": limit})
     agent = spawn(config, tmp_path / "agent.log")
     collector.wait_for(lambda c: len(c.seqs("dev-1")) >= 5, 30, "data before the outage")
     broker.stop()

@@ -16,8 +16,9 @@ from edge_agent.config.schema import (
     ValidRange,
     WordOrder,
 )
-from edge_agent.modbus.decode import DecodeError, decode_string, decode_words, scale_value
+from edge_agent.modbus.decode import DecodeError, decode_string, decode_words
 from edge_agent.model import Quality
+from edge_agent.values import scale_value
 
 
 def f32_words(value: float, order: WordOrder) -> list[int]:

@@ -18,7 +18,7 @@ from support.waiting import wait_until
 
 from edge_agent.config.schema import LinkProtocol, RegisterKind, SerialLink, TcpLink
 from edge_agent.link import LinkFlooded
-from edge_agent.modbus.pymodbus_api import READ_LIMIT_BYTES
+from edge_agent.modbus.pymodbus_client import READ_LIMIT_BYTES
 from edge_agent.modbus.transport import ModbusLinkClient
 from edge_agent.textproto.client import TextLinkClient, read_budget
 from edge_agent.textproto.framing import Deframer, Frame

@@ -1,6 +1,6 @@
 """Fuzzing the Modbus decoders: random and mutated answers on a real socket into the
 client the pollers use (Modbus TCP's MBAP framing and RTU framing, both through
-pymodbus behind modbus/pymodbus_api.py), then through the register-map driver, and
+pymodbus behind modbus/pymodbus_client.py), then through the register-map driver, and
 random register words into the value decoding. Nothing but our documented outcomes may
 come out (a ``LinkError`` that makes the poll's readings BAD, or readings whose values
 are finite or None with a BAD reason), and memory stays bounded.

@@ -15,7 +15,7 @@ from support.waiting import wait_until
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import RegisterKind
-from edge_agent.modbus.pymodbus_api import Reply, ServedRequest
+from edge_agent.modbus.pymodbus_server import Reply, ServedRequest
 from edge_agent.poller import DOWN_AFTER_FAILED_POLLS
 from edge_agent.tools.ops.status import live_lines
 from edge_agent.tools.sim.simserver import SimServer, SimUnit

@@ -221,17 +221,35 @@ def test_request_gap_never_goes_below_the_rtu_silence_on_a_serial_line():
     assert request_gap_s(gateway) == 0.02  # the gateway times its own serial side
 
 
-def test_only_pymodbus_api_imports_pymodbus():
-    """pymodbus changes its API between minor releases: one module to fix on an upgrade."""
+PYMODBUS_CLIENT = "edge_agent/modbus/pymodbus_client.py"
+PYMODBUS_SERVER = "edge_agent/modbus/pymodbus_server.py"
+
+
+def _importers(prefix: str) -> set[str]:
+    """Our modules importing ``prefix`` (a package, or a module and what is below it)."""
     root = Path(__file__).resolve().parent.parent
     importers = set()
     for path in [*root.glob("edge_agent/**/*.py"), *root.glob("drivers/**/*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            if any(name.split(".")[0] == "pymodbus" for name in names):
+            if any(name == prefix or name.startswith(prefix + ".") for name in names):
                 importers.add(path.relative_to(root).as_posix())
-    assert importers == {"edge_agent/modbus/pymodbus_api.py"}
+    return importers
+
+
+def test_only_the_two_pymodbus_modules_import_pymodbus():
+    """pymodbus changes its API between minor releases: on an upgrade, one module to fix
+    per side (the client the pollers use, the server the simulator uses)."""
+    assert _importers("pymodbus") == {PYMODBUS_CLIENT, PYMODBUS_SERVER}
+
+
+def test_pymodbus_client_and_server_sides_share_no_module():
+    """The runtime's client never loads the simulator's server adapter, and back."""
+    assert PYMODBUS_SERVER not in _importers("edge_agent.modbus.pymodbus_client")
+    assert PYMODBUS_CLIENT not in _importers("edge_agent.modbus.pymodbus_server")
+    assert "edge_agent/modbus/transport.py" not in _importers(
+        "edge_agent.modbus.pymodbus_server")
 
 
 def test_station_file_names_every_transport_and_device_polling():

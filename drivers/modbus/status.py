@@ -5,7 +5,8 @@ value -> rule). Each rule that holds lowers the quality of its target channels (
 channels when it names none) to the rule's quality, never raising it: a reading that is
 already BAD for its own reason stays BAD with that reason. When several rules hit one
 reading, the worst quality wins and the reasons are joined with ``+`` in the profile's
-order (``calibrating+maintenance``), so a consumer sees every cause.
+order (``calibrating+maintenance``), so a consumer sees every cause. The lowering itself
+is ``edge_agent.values.flagged``, shared with the serial-text driver's status fields.
 
 A status word that could not be read (BAD itself) flags nothing: its own BAD reading
 already shows that the state is unknown, and blanking every channel of an analyser for
@@ -18,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from edge_agent.config.schema import Channel, QualityRule
-from edge_agent.model import Quality, Reading
-
-_RANK = {Quality.GOOD: 0, Quality.SUSPECT: 1, Quality.BAD: 2}
+from edge_agent.model import Reading
+from edge_agent.values import flagged
 
 
 def active_rules(channel: Channel, raw: object) -> list[QualityRule]:
@@ -50,10 +50,8 @@ def apply_status(readings: Sequence[Reading], channels: Sequence[Channel],
 
 
 def _lowered(reading: Reading, rules: list[QualityRule]) -> Reading:
-    flagging = [rule for rule in rules if rule.quality is not Quality.GOOD]
-    if not flagging or reading.quality is Quality.BAD:
+    quality, reason = flagged(reading.quality, reading.reason,
+                              [(rule.quality, rule.reason) for rule in rules])
+    if (quality, reason) == (reading.quality, reading.reason):
         return reading
-    worst = max([reading.quality, *(rule.quality for rule in flagging)], key=_RANK.__getitem__)
-    reasons = [reading.reason] if reading.reason else []
-    reasons += [rule.reason for rule in flagging]
-    return replace(reading, quality=worst, reason="+".join(dict.fromkeys(reasons)))
+    return replace(reading, quality=quality, reason=reason)

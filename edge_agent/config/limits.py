@@ -20,7 +20,7 @@ MAX_CHANNELS_PER_STATION = 20000
 DAY_S = 86400.0
 
 # (lowest, highest) in seconds, inclusive.
-INTERVAL_S = (0.01, DAY_S)  # devices[].interval_s: 10 ms .. one poll a day
+INTERVAL_S = (0.001, DAY_S)  # devices[].interval_s: 1 ms (load tests) .. one poll a day
 BACKOFF_INITIAL_S = (0.01, 3600.0)
 BACKOFF_MAX_S = (0.01, DAY_S)
 RECONNECT_MIN_S = (0.01, 3600.0)

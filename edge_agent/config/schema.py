@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edge_agent.model import Quality
 from edge_agent.textproto.settings import TextSettings
+from edge_agent.values import ValidRange
 
 
 class RegisterKind(StrEnum):
@@ -186,15 +187,6 @@ class QualityRule:
     quality: Quality
     reason: str
     channels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ValidRange:
-    """Values outside [low, high] get ``quality`` with reason ``out_of_range``."""
-
-    low: float | None
-    high: float | None
-    quality: Quality = Quality.BAD
 
 
 @dataclass(frozen=True)

@@ -193,8 +193,8 @@ def _finish(sec: Section, name: str, register: RegisterKind, address: int,
         length=_read_length(sec, data_type, address, register, base),
         string_layout=sec.choice("string_layout", LAYOUTS,
                                  base.string_layout if base else StringLayout.AB),
-        valid_range=_read_range(sec, base.valid_range if base else None),
-        sentinels=_read_sentinels(sec, data_type, base.sentinels if base else ()),
+        valid_range=read_valid_range(sec, base.valid_range if base else None),
+        sentinels=read_sentinels(sec, data_type, base.sentinels if base else ()),
         quality_bits=read_quality_rules(sec, "quality_bits", data_type,
                                         base.quality_bits if base else ()),
         quality_values=read_quality_rules(sec, "quality_values", data_type,
@@ -289,7 +289,8 @@ def _read_length(sec: Section, data_type: DataType, address: int, register: Regi
     return length or 1
 
 
-def _read_range(sec: Section, default: ValidRange | None) -> ValidRange | None:
+def read_valid_range(sec: Section, default: ValidRange | None) -> ValidRange | None:
+    """``valid_range: {min, max, quality}``, in engineering units (after scaling)."""
     rng = sec.section("valid_range", ("min", "max", "quality"))
     if rng is None:
         return default
@@ -303,10 +304,11 @@ def _read_range(sec: Section, default: ValidRange | None) -> ValidRange | None:
     return ValidRange(low, high, quality or Quality.BAD)
 
 
-def _read_sentinels(sec: Section, data_type: DataType,
-                    default: tuple[float, ...]) -> tuple[float, ...]:
+def read_sentinels(sec: Section, data_type: DataType | None,
+                   default: tuple[float, ...]) -> tuple[float, ...]:
     """``sentinels: [65535, -9999]`` (or one number): raw values meaning 'no reading'.
-    Each must be a value the type can hold, or it could never match."""
+    Each must be a value the type can hold (when the channel has one: a serial-text
+    channel has none), or it could never match."""
     entry = sec.node.get("sentinels")
     if entry is None:
         return default
@@ -318,7 +320,7 @@ def _read_sentinels(sec: Section, data_type: DataType,
             sec.ck.report(item.line, sec.path_of("sentinels"),
                           f"expected raw numbers such as [65535, -9999], found {found(item)}")
             continue
-        problem = out_of_type_range(value, data_type)
+        problem = out_of_type_range(value, data_type) if data_type is not None else None
         if problem:
             sec.ck.report(item.line, sec.path_of("sentinels"), problem)
             continue

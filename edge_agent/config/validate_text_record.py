@@ -19,7 +19,12 @@ from datetime import datetime, timedelta
 
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
-from edge_agent.config.validate_channels import read_channel_name, read_unit
+from edge_agent.config.validate_channels import (
+    read_channel_name,
+    read_sentinels,
+    read_unit,
+    read_valid_range,
+)
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
 from edge_agent.model import Quality
 from edge_agent.textproto.escapes import EscapeError, to_bytes
@@ -32,7 +37,8 @@ from edge_agent.textproto.settings import (
     TimeField,
 )
 
-CHANNEL_KEYS = ("name", "field", "group", "scale", "offset", "unit")
+CHANNEL_KEYS = ("name", "field", "group", "scale", "offset", "unit", "valid_range",
+                "sentinels")
 TIME_KEYS = ("field", "group", "format", "utc_offset")
 STATUS_KEYS = ("field", "group", "values", "otherwise", "channels")
 MAX_FIELD = 1000
@@ -206,9 +212,13 @@ def _read_channel(sec: Section, reader: _LocatorReader) -> TextChannel | None:
         sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
     offset = sec.number("offset", 0.0)
     unit = read_unit(sec, "")
-    if None in (name, at, scale, offset, unit) or scale == 0:
+    before = len(sec.ck.issues)
+    valid_range = read_valid_range(sec, None)
+    sentinels = read_sentinels(sec, None, ())
+    if None in (name, at, scale, offset, unit) or scale == 0 or len(sec.ck.issues) > before:
         return None
-    return TextChannel(name or "", at or Locator(), scale or 1.0, offset or 0.0, unit or "")
+    return TextChannel(name or "", at or Locator(), scale or 1.0, offset or 0.0, unit or "",
+                       valid_range, sentinels)
 
 
 def _read_time(block: Section, reader: _LocatorReader) -> TimeField | None:

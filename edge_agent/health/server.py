@@ -4,8 +4,9 @@ Standard library only: an asyncio loop in one thread (``health-http``) holds the
 connections, with every resource a client can take bounded (connection.py: number of
 connections, request size, time); the answers are computed by at most ANSWER_THREADS
 threads, since reading the outbox may wait up to 5 s. Each request reads the workers' own
-counters (snapshot.py); nothing on the pollers' or forwarder's paths waits for it. Client
-errors are counted and logged one line per reason per minute (clienterrors.py).
+counters through the agent's read-only view (view.py, snapshot.py); nothing on the
+pollers' or forwarder's paths waits for it. Client errors are counted and logged one line
+per reason per minute (clienterrors.py).
 
 * ``/healthz``: 200 ``ok`` while the pollers, the forwarder and the outbox writer are
   alive and the writer answers within 5 s; 503 with the reasons otherwise.
@@ -39,7 +40,7 @@ from edge_agent.retry import Backoff
 from edge_agent.store.outbox import OutboxError
 
 if TYPE_CHECKING:
-    from edge_agent.agent import Agent
+    from edge_agent.health.view import AgentView
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,16 @@ ROUTES = ("/healthz", "/metrics", "/status")
 _RETRY_MIN_S, _RETRY_MAX_S = 2.0, 60.0
 ANSWER_THREADS = 4
 _BACKLOG = 64
+OUTBOX_TIMEOUT_S = 5.0  # how long an answer waits for the outbox writer (then: unhealthy)
 
 
 class HealthServer:
-    """Serves ``agent``'s health, metrics and status while started (if enabled)."""
+    """Serves the health, metrics and status of the agent behind ``view`` while started
+    (if enabled)."""
 
-    def __init__(self, config: HealthConfig, agent: Agent) -> None:
+    def __init__(self, config: HealthConfig, view: AgentView) -> None:
         self.config = config
-        self._agent = agent
+        self._view = view
         self._started_at = time.time()
         self._dropped_at_start: int | None = None
         self._stop = threading.Event()
@@ -80,7 +83,7 @@ class HealthServer:
         'drops since start' starts from the outbox's count at start-up."""
         self._started_at = time.time()
         try:
-            self._dropped_at_start = self._agent.outbox.depth().dropped_total
+            self._dropped_at_start = self._view.outbox_depth(OUTBOX_TIMEOUT_S).dropped_total
         except OutboxError as err:
             log.warning("cannot read the outbox's drop counter at start (%s); status will "
                         "not show drops since start", err)
@@ -101,7 +104,8 @@ class HealthServer:
     def snapshot(self) -> Snapshot:
         endpoint = EndpointView(self.connections.open, self.connections.max_connections,
                                 self.client_errors.snapshot())
-        return replace(take_snapshot(self._agent, self._started_at, self._dropped_at_start),
+        return replace(take_snapshot(self._view, self._started_at, self._dropped_at_start,
+                                     OUTBOX_TIMEOUT_S),
                        endpoint=endpoint)
 
     # -- serving ------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """One consistent-enough look at a running agent, from the counters its workers keep.
 
+What is read is the agent's ``AgentView`` (view.py), never the ``Agent`` itself.
+
 Nothing here changes or locks a worker: each poller thread owns its ``DeviceState`` and
 the forwarder thread its ``ForwarderStats``; reading an int or copying a dict of them
 from another thread is safe under the GIL and at worst one poll out of date. The outbox
@@ -24,7 +26,8 @@ from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
 from edge_agent.watchdog import stuck_workers
 
 if TYPE_CHECKING:
-    from edge_agent.agent import Agent
+    from edge_agent.health.view import AgentView
+    from edge_agent.poller import DeviceState
 
 STATUS_VERSION = 1
 
@@ -145,45 +148,45 @@ class Snapshot:
         }
 
 
-def take_snapshot(agent: Agent, started_at: float, dropped_at_start: int | None,
+def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | None,
                   outbox_timeout_s: float = 5.0) -> Snapshot:
     """Read ``agent``'s counters now; see the module docstring for what that costs."""
     problems = [f"worker thread {name} has ended" for name in agent.dead_threads()]
     # A worker alive but making no progress (the watchdog's view): as unhealthy as a dead one.
     problems += [f"worker thread {found.describe()}" for found in
                  stuck_workers(agent.heartbeats(), time.monotonic()) if not found.ended]
-    if not agent.outbox.writer_alive:
+    if not agent.outbox_writer_alive():
         problems.append("outbox writer thread has ended")
     depth, error = None, None
     try:
-        depth = agent.outbox.depth(outbox_timeout_s)
+        depth = agent.outbox_depth(outbox_timeout_s)
     except OutboxError as err:  # disk full, I/O error: shown, but no reason to restart
         error = str(err)
-        if isinstance(err, OutboxNotAnswering) and agent.outbox.writer_alive:
+        if isinstance(err, OutboxNotAnswering) and agent.outbox_writer_alive():
             problems.append(f"outbox not answering: {err}")
-    pollers = list(agent.pollers)  # a reload may swap the list; take it once
-    stats = agent.forwarder.stats
-    mqtt = agent.forwarder.config
+    links = list(agent.links())  # a reload may swap the pollers; take them once
+    stats = agent.forwarder_stats()
+    host, port = agent.broker_address()
     return Snapshot(
-        station=agent.config.station_id,
+        station=agent.station_id(),
         version=__version__,
         started_at=started_at,
         taken_at=time.time(),
         problems=tuple(problems),
-        devices=tuple(_device_view(poller.link.name, state)
-                      for poller in pollers for state in list(poller.devices)),
-        store_failures={poller.link.name: poller.store_failures for poller in pollers},
+        devices=tuple(_device_view(link.name, state)
+                      for link in links for state in link.devices),
+        store_failures={link.name: link.store_failures for link in links},
         broker=BrokerView(
-            mqtt.host, mqtt.port, stats.connected, stats.state_since, stats.last_error,
+            host, port, stats.connected, stats.state_since, stats.last_error,
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
             stats.rejected, stats.in_flight, stats.ack_latency.snapshot(),
             stats.unpublishable_messages, stats.unpublishable_samples),
-        outbox=OutboxView(str(agent.outbox.path), depth, error, dropped_at_start,
-                          tuple(str(path) for path in list(agent.outbox.set_aside))),
+        outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
+                          agent.outbox_set_aside()),
     )
 
 
-def _device_view(link: str, state: Any) -> DeviceView:
+def _device_view(link: str, state: DeviceState) -> DeviceView:
     """``state`` is a poller's DeviceState; dict() copies are atomic under the GIL."""
     return DeviceView(
         id=state.device_id, link=link, state=str(state.health.value), polls=state.polls,

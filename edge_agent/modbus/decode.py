@@ -26,8 +26,6 @@ _STRUCT_CODES = {
     DataType.FLOAT64: ">d",
 }
 
-Value = int | float | bool | str
-
 
 class DecodeError(ValueError):
     """Words that cannot be the declared type (a BCD nibble above 9, a wrong count);
@@ -109,10 +107,3 @@ def shortest_float32(value: float) -> float:
             continue
     return value
 
-
-def scale_value(raw: int | float, scale: float, offset: float) -> int | float:
-    """Engineering value = raw * scale + offset, without binary noise (18.9, not
-    18.900000000000002: 15 significant digits is what a double holds exactly)."""
-    if scale == 1.0 and offset == 0.0:
-        return raw
-    return float(f"{raw * scale + offset:.15g}")

@@ -3,9 +3,9 @@ against their requests, errors typed, requests paced.
 
 Transports, as the link's ``protocol`` says: Modbus TCP, Modbus RTU on a serial port, RTU
 framing over TCP (serial-to-Ethernet gateways in transparent mode), Modbus ASCII on a
-serial port or over TCP. pymodbus itself is reached only through ``pymodbus_api`` (the one
-module importing it). The simulator is a tool (edge_agent/tools/sim/simserver.py): nothing
-here loads it.
+serial port or over TCP. pymodbus itself is reached only through ``pymodbus_client`` (the
+one module importing it on the client side). The simulator is a tool
+(edge_agent/tools/sim/simserver.py): nothing here loads it.
 
 Errors come out typed:
 
@@ -26,7 +26,7 @@ answer, a late answer must not be read as the next request's: Modbus TCP drops t
 connection; RTU and ASCII (serial or TCP) wait until the line is quiet and discard it.
 
 Given a ``WireTap`` (the recorder of a link with ``record:``, which the poller passes in),
-the wire client shows it every byte sent and received (``pymodbus_api``'s tap;
+the wire client shows it every byte sent and received (``pymodbus_client``'s tap;
 docs/capture-replay.md).
 """
 
@@ -44,7 +44,7 @@ from edge_agent.link import (
     LinkFlooded,
     WireTap,
 )
-from edge_agent.modbus.pymodbus_api import (
+from edge_agent.modbus.pymodbus_client import (
     Answer,
     Flooded,
     NoAnswer,

@@ -7,11 +7,12 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   when it returns: a power cut after that loses nothing. With ``synchronous=NORMAL`` a
   power cut (not a process crash) can lose the transactions committed since the last WAL
   checkpoint, at most ``wal_autocheckpoint`` (1000) pages, typically the last few seconds.
-* **Group commit.** All writes go through one writer thread and one connection. Appends,
-  claims and acknowledgements that arrive while a transaction is running are committed
-  together in the next one, so throughput does not fall to one fsync per sample. Reads
-  (depth, stats, the backlog boundary) run in a read transaction of their own that
-  writes nothing, so they still answer while the disk is full.
+* **Group commit.** All writes go through one writer thread and one connection (the
+  engine in writer.py, whose invariants its docstring states). Appends, claims and
+  acknowledgements that arrive while a transaction is running are committed together in
+  the next one, so throughput does not fall to one fsync per sample. Reads (depth, stats,
+  the backlog boundary) run in a read transaction of their own that writes nothing, so
+  they still answer while the disk is full.
 * **Removed only on acknowledgement.** A row is deleted by ``ack(msg_id)`` only, which the
   forwarder calls on the broker's PUBACK. A claim writes the message id into its rows
   *before* the message is published, so after a crash the same rows are re-sent as the
@@ -66,11 +67,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty, SimpleQueue
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
@@ -85,12 +84,17 @@ from edge_agent.store.schema import (
     refuse_foreign,
     stamp_application_id,
 )
-from edge_agent.watchdog import WRITER_BOUND_S, Heartbeat, waiting_for_watched_worker
+from edge_agent.store.writer import (
+    ConnectionLost,
+    Participant,
+    Writer,
+    WriterClosed,
+    WriterNotAnswering,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_MAX_OPS_PER_TRANSACTION = 512
 
 
 class OutboxError(Exception):
@@ -145,13 +149,6 @@ class OutboxDepth:
     corrupt_lost_total: int = 0
 
 
-@dataclass
-class _Op:
-    run: Callable[[sqlite3.Connection], Any]
-    future: Future
-    reads_only: bool = False  # run apart from writes (see ``_writer``)
-
-
 class Outbox:
     """Owner of the outbox database: one writer thread, one connection."""
 
@@ -168,7 +165,6 @@ class Outbox:
         self.on_append = on_append
         self._synchronous = synchronous
         self._clock = clock
-        self._ops: SimpleQueue[_Op | None] = SimpleQueue()
         # Message ids published and not yet acknowledged, changed only after a commit.
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
@@ -177,13 +173,16 @@ class Outbox:
         self._unstored: dict[str, retention.PendingGap] = {}
         self._retention = retention.Enforcer(retention_limits, clock)
         self._unstored_lock = threading.Lock()
-        self._closed = threading.Event()
+        self._closed = False
         self.unstored_total = 0  # samples whose append failed (disk full...), this run
         self._corrupt = corruption.Replacements(self.path)
         self.set_aside = self._corrupt.files  # corrupt files renamed, this run
-        self._reopen = False  # the connection was lost while replacing a corrupt file
-        self._txn_seqs: dict[str, int] = {}  # sequence numbers of the open transaction
-        self._last_seqs: dict[str, int] = {}  # ... and as committed (writer thread only)
+        # The open transaction's sequence numbers, samples announced as unstored and
+        # highest row id (writer thread only; see ``_committed`` and ``_rolled_back``).
+        self._txn_seqs: dict[str, int] = {}
+        self._txn_unstored: dict[str, retention.PendingGap] = {}
+        self._txn_row_id_high = 0
+        self._last_seqs: dict[str, int] = {}  # sequence numbers as committed (writer only)
         # Highest outbox row id any file of this run has had (writer thread only): a new
         # file after a corrupt one continues above it (a forwarder's backlog boundary is
         # a row id, and ids never go backwards).
@@ -194,18 +193,22 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = OutboxLock(self.path)  # OutboxInUse: another agent has it
         try:
-            self._conn = self._open_or_set_aside()
+            conn = self._open_or_set_aside()
         except sqlite3.Error as err:
             self._lock.release()
             raise OutboxError(f"cannot open outbox {self.path}: {err}") from err
         except BaseException:
             self._lock.release()
             raise
-        self._thread = threading.Thread(target=self._writer, name="outbox-writer", daemon=True)
-        self.heartbeat = Heartbeat(self._thread.name)  # the service watchdog's (watchdog.py)
-        self._thread.start()
+        hooks = Participant(
+            wants_transaction=self._wants_transaction, reconnect=self._reconnect,
+            begin=self._begin, before_commit=self._before_commit, committed=self._committed,
+            rolled_back=self._rolled_back, replacement=self._replacement, failed=self._failed)
+        self._writer = Writer(conn, hooks, "outbox", log, (sqlite3.Error, SchemaError))
+        self.heartbeat = self._writer.heartbeat  # the service watchdog's (watchdog.py)
+        self._writer.start()
 
-    # -- connection and writer thread -------------------------------------------------
+    # -- the connection and corrupt files -----------------------------------------------
 
     def _open_connection(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,124 +253,69 @@ class Outbox:
             self._release_generation += 1
         return conn
 
-    def _replace_corrupt(self, err: BaseException) -> bool:
-        """The open file turned out corrupt: swap in a new one. False if it was not
-        corruption, or no new file could be started (retried at the next transaction)."""
+    # -- the outbox's part in each transaction (writer thread; writer.Participant) -----
+
+    def _wants_transaction(self) -> bool:
+        """Retention is behind (retention.py): the next transaction drops the next share."""
+        return self._retention.behind
+
+    def _reconnect(self) -> sqlite3.Connection:
+        """The connection was lost while replacing a corrupt file: open it again."""
+        return self._open_or_set_aside()
+
+    def _begin(self, conn: sqlite3.Connection, writes: bool) -> None:
+        """A reload's new ``store.synchronous`` applies from the next transaction on."""
+        self._apply_synchronous(conn)
+
+    def _before_commit(self, conn: sqlite3.Connection) -> None:
+        """Every write transaction also records the samples that could not be stored
+        earlier and enforces retention (the reliability contract, loss window)."""
+        self._txn_unstored = self._take_unstored()
+        self._write_unstored_gaps(conn, self._txn_unstored)
+        self._retention.enforce(conn)
+        self._txn_row_id_high = corruption.last_row_id(conn)
+
+    def _committed(self) -> None:
+        self._last_seqs.update(self._txn_seqs)
+        self._row_id_high = max(self._row_id_high, self._txn_row_id_high)
+        self._end_transaction()
+
+    def _rolled_back(self) -> None:
+        self._restore_unstored(self._txn_unstored)
+        self._retention.behind = False  # the next operation's transaction goes on
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        self._txn_seqs.clear()
+        self._txn_unstored = {}
+        self._txn_row_id_high = 0
+
+    def _replacement(self, conn: sqlite3.Connection,
+                     err: BaseException) -> sqlite3.Connection | None:
+        """The open file turned out corrupt: a new one in its place. None if it was not
+        corruption; ConnectionLost if no new file could be started (retried at the next
+        transaction)."""
         if not self._corrupt.may_replace(err):
-            return False
+            return None
         with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
+            conn.close()
         try:
-            self._conn = self._start_over(err)
+            return self._start_over(err)
         except (sqlite3.Error, OSError, NotAnOutbox) as exc:
             log.error("outbox %s: cannot start a new outbox after a corrupt one (%s); "
                       "retrying with the next write", self.path, exc)
-            self._reopen = True
-            return False
-        return True
+            raise ConnectionLost from exc
 
-    def _writer(self) -> None:
-        while True:
-            self.heartbeat.idle()
-            first = self._next_op()
-            if first is None:
-                return
-            self.heartbeat.beat(WRITER_BOUND_S)
-            batch = [first]
-            while len(batch) < _MAX_OPS_PER_TRANSACTION:
-                try:
-                    nxt = self._ops.get_nowait()
-                except Empty:
-                    break
-                if nxt is None:
-                    self._ops.put(None)
-                    break
-                batch.append(nxt)
-            # Reads go in a read transaction of their own, without the pending gap rows
-            # and retention (writes): on a full disk they still answer (depth, status).
-            writes = [op for op in batch if not op.reads_only]
-            reads = [op for op in batch if op.reads_only]
-            if writes:
-                self._run_transaction(writes)
-            if reads:
-                self._run_transaction(reads, writes=False)
-
-    def _next_op(self) -> _Op | None:
-        """The next queued operation; while retention is behind (retention.py) and none
-        is queued, an empty one, so that the next transaction drops the next share."""
-        if self._retention.behind:
+    def _failed(self, conn: sqlite3.Connection | None, err: BaseException) -> Exception:
+        """Recount rows after the rollback; every operation fails with OutboxError."""
+        if conn is not None:
             try:
-                return self._ops.get_nowait()
-            except Empty:
-                return _Op(lambda conn: None, Future())
-        return self._ops.get()
-
-    def _run_transaction(self, batch: list[_Op], retry: bool = True,
-                         writes: bool = True) -> None:
-        """Run ``batch`` in one transaction; if the file turns out corrupt, once more on
-        the new file that replaces it. ``writes=False``: a read transaction for
-        operations that write nothing; it writes nothing either (no gap rows, no
-        retention), so it can succeed while the disk is full."""
-        results: list[tuple[_Op, Any, BaseException | None]] = []
-        unstored: dict[str, retention.PendingGap] = {}
-        self._txn_seqs.clear()
-        row_id_high = 0
-        try:
-            if self._reopen:
-                self._conn = self._open_or_set_aside()
-                self._reopen = False
-            self._apply_synchronous()
-            self._conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
-            for index, op in enumerate(batch):
-                savepoint = f"op{index}"
-                self._conn.execute(f"SAVEPOINT {savepoint}")
-                try:
-                    results.append((op, op.run(self._conn), None))
-                    self._conn.execute(f"RELEASE {savepoint}")
-                except sqlite3.Error:
-                    raise
-                except Exception as err:  # a bad op fails alone, the rest commit
-                    self._conn.execute(f"ROLLBACK TO {savepoint}")
-                    self._conn.execute(f"RELEASE {savepoint}")
-                    results.append((op, None, err))
-            if writes:
-                unstored = self._take_unstored()
-                self._write_unstored_gaps(unstored)
-                self._retention.enforce(self._conn)
-                row_id_high = corruption.last_row_id(self._conn)
-            self._conn.execute("COMMIT")
-        except Exception as err:  # sqlite3.Error, or a bug: either way nothing committed
-            self._abort(batch, err, unstored, retry, writes)
-            return
-        self._last_seqs.update(self._txn_seqs)
-        self._row_id_high = max(self._row_id_high, row_id_high)
-        for op, value, error in results:
-            if error is not None:
-                op.future.set_exception(error)
-            else:
-                op.future.set_result(value)
-
-    def _abort(self, batch: list[_Op], err: Exception,
-               unstored: dict[str, retention.PendingGap], retry: bool, writes: bool) -> None:
-        """Nothing committed. A corrupt file is replaced and ``batch`` run once more on
-        the new one; otherwise every operation of ``batch`` fails with OutboxError."""
-        if not isinstance(err, sqlite3.Error | SchemaError):
-            log.exception("outbox: unexpected error in a transaction; rolled back")
-        self._rollback_quietly()
-        self._restore_unstored(unstored)
-        self._retention.behind = False  # the next operation's transaction goes on
-        if retry and self._replace_corrupt(err):
-            self._run_transaction(batch, retry=False, writes=writes)
-            return
-        if not self._reopen:
-            try:
-                self._retention.reload_after_rollback(self._conn)
+                self._retention.reload_after_rollback(conn)
             except sqlite3.Error:
                 log.exception("outbox: cannot recount rows after a failed transaction")
         failure = OutboxError(self._failure_text(err))
         failure.__cause__ = err
-        for op in batch:
-            op.future.set_exception(failure)
+        return failure
 
     def _failure_text(self, err: BaseException) -> str:
         """What a failed transaction tells the callers; a full disk says how full."""
@@ -378,20 +326,16 @@ class Outbox:
                         f"of {self.path.parent}); nothing can be stored until space is freed")
         return f"outbox {self.path}: {err}"
 
-    def _apply_synchronous(self) -> None:
+    def _apply_synchronous(self, conn: sqlite3.Connection) -> None:
         """``store.synchronous`` changed by a reload; SQLite allows it between transactions."""
         if self._synchronous is not self._conn_synchronous:
-            self._conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
+            conn.execute(f"PRAGMA synchronous={self._synchronous.value}")
             self._conn_synchronous = self._synchronous
 
     def reconfigure(self, retention_limits: Retention, synchronous: Synchronous) -> None:
         """New retention limits and durability (a reload), from the next transaction on."""
         self._retention.limits = retention_limits
         self._synchronous = synchronous
-
-    def _rollback_quietly(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.execute("ROLLBACK")
 
     def _submit(self, run: Callable[[sqlite3.Connection], T], reads_only: bool = False) -> T:
         """Run ``run`` in the writer's next transaction and wait for its commit.
@@ -400,43 +344,32 @@ class Outbox:
         No deadline: an operation that timed out here would still commit later, and the
         caller would have reported as failed what in fact succeeded.
         """
-        if self._closed.is_set():
-            raise OutboxError("outbox is closed")
-        op = _Op(run, Future(), reads_only)
-        self._ops.put(op)
-        with waiting_for_watched_worker():  # the writer's own heartbeat covers this wait
-            return op.future.result()
+        try:
+            return self._writer.submit(run, reads_only)
+        except WriterClosed as err:
+            raise OutboxError("outbox is closed") from err
 
     def _submit_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float) -> T:
         """Like ``_submit`` for an operation that writes nothing, with a deadline: giving
         up on a read misreports nothing, and a hung writer must not hang the caller."""
-        if self._closed.is_set():
-            raise OutboxError("outbox is closed")
-        op = _Op(run, Future(), reads_only=True)
-        self._ops.put(op)
         try:
-            return op.future.result(timeout=timeout_s)
-        except TimeoutError as err:
-            raise OutboxNotAnswering(
-                f"outbox writer did not answer within {timeout_s:g} s") from err
+            return self._writer.submit_read(run, timeout_s)
+        except WriterClosed as err:
+            raise OutboxError("outbox is closed") from err
+        except WriterNotAnswering as err:
+            raise OutboxNotAnswering(str(err)) from err
 
     @property
     def writer_alive(self) -> bool:
         """False once the writer thread has ended (only ``close`` should end it)."""
-        return self._thread.is_alive()
+        return self._writer.alive
 
     def close(self) -> None:
         """Finish queued writes, then close the database."""
-        if self._closed.is_set():
+        if self._closed:
             return
-        self._closed.set()
-        self._ops.put(None)
-        self._thread.join()
-        try:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as err:
-            log.warning("outbox checkpoint on close failed: %s", err)
-        self._conn.close()
+        self._closed = True
+        self._writer.close()
         self._lock.release()
 
     # -- appending ----------------------------------------------------------------------
@@ -499,11 +432,12 @@ class Outbox:
             pending_gaps, self._unstored = self._unstored, {}
         return pending_gaps
 
-    def _write_unstored_gaps(self, pending_gaps: dict[str, retention.PendingGap]) -> None:
+    def _write_unstored_gaps(self, conn: sqlite3.Connection,
+                             pending_gaps: dict[str, retention.PendingGap]) -> None:
         """Record samples that could not be stored earlier as gap events (no silent loss)."""
         for device_id, pending in pending_gaps.items():
             if retention.merge_gap(
-                self._conn, device_id, pending.first_at, pending.last_at, pending.count,
+                conn, device_id, pending.first_at, pending.last_at, pending.count,
                 None, None, "store_error",
             ):
                 self._retention.note_gap_added()

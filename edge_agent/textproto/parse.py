@@ -9,13 +9,15 @@ its values can be trusted. A single field that is not a number (``----``, ``OVR`
 empty field) only makes that channel BAD (``not_a_number``, ``no_value``).
 
 Numbers are strict decimal (``12``, ``-0.5``, ``+001.20``, ``1.2E-3``): ``nan``, ``inf``,
-hex and thousands separators are not numbers. A whole number without scaling stays an
-integer.
+hex and thousands separators are not numbers. A number then goes through the value
+pipeline every driver kind shares (``edge_agent.values``): a sentinel is BAD ``sentinel``,
+``189`` scaled by 0.1 is ``18.9`` (no binary noise), a value that overflows is BAD
+``infinite``, one outside ``valid_range`` gets ``out_of_range``. A whole number without
+scaling stays an integer. The record's status fields only lower a channel's quality.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
@@ -28,6 +30,7 @@ from edge_agent.textproto.settings import (
     TextChannel,
     TimeField,
 )
+from edge_agent.values import Judged, NumberRules, flagged, judge_number
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -116,25 +119,37 @@ class _Fields:
 
 def _channel_value(channel: TextChannel, fields: _Fields, rule: StatusRule) -> ChannelValue:
     token = fields.token(channel.at, f"channel '{channel.name}'")
-    value, reason = to_number(token, channel.scale, channel.offset)
+    judged = judge_token(token, channel)
+    value = _number(judged)
     if value is None:
-        return ChannelValue(channel.name, None, channel.unit, Quality.BAD, reason)
-    return ChannelValue(channel.name, value, channel.unit, rule.quality, rule.reason)
+        return ChannelValue(channel.name, None, channel.unit, Quality.BAD, judged.reason)
+    quality, reason = flagged(judged.quality, judged.reason, [(rule.quality, rule.reason)])
+    return ChannelValue(channel.name, value, channel.unit, quality, reason)
+
+
+def judge_token(token: str | None, channel: NumberRules) -> Judged:
+    """A field's text through the value pipeline every driver kind shares: a strict
+    decimal number (else BAD ``no_value`` / ``not_a_number``), then non-finite values,
+    sentinels, scale and offset and the valid range (``edge_agent.values``)."""
+    if not token:
+        return Judged(None, Quality.BAD, "no_value")
+    if len(token) > _MAX_DIGITS or not _NUMBER.fullmatch(token):
+        return Judged(None, Quality.BAD, "not_a_number")
+    raw = int(token) if _INTEGER.fullmatch(token) else float(token)
+    return judge_number(channel, raw)
 
 
 def to_number(token: str | None, scale: float = 1.0, offset: float = 0.0
               ) -> tuple[float | int | None, str | None]:
     """``token * scale + offset``, or None and the reason it is not a usable number."""
-    if not token:
-        return None, "no_value"
-    if len(token) > _MAX_DIGITS or not _NUMBER.fullmatch(token):
-        return None, "not_a_number"
-    if _INTEGER.fullmatch(token) and scale == 1.0 and offset == 0.0:
-        return int(token), None
-    value = float(token) * scale + offset
-    if not math.isfinite(value):
-        return None, "infinite"
-    return value, None
+    judged = judge_token(token, TextChannel("", Locator(), scale, offset))
+    return _number(judged), judged.reason
+
+
+def _number(judged: Judged) -> float | int | None:
+    """The judged value as the number it is (a text field never gives text or a bool)."""
+    value = judged.value
+    return None if isinstance(value, bool | str) else value
 
 
 def _instrument_time(spec: TimeField, fields: _Fields) -> datetime:

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from edge_agent.model import Quality
 from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
+from edge_agent.values import ValidRange
 
 
 class TextMode(StrEnum):
@@ -89,13 +90,18 @@ class Locator:
 
 @dataclass(frozen=True)
 class TextChannel:
-    """One number in a record; the published value is ``number * scale + offset``."""
+    """One number in a record; the published value is ``number * scale + offset``,
+    judged by the pipeline every driver kind shares (``edge_agent.values``):
+    ``sentinels`` are numbers as written in the record (before scaling) that mean "no
+    reading", ``valid_range`` is in engineering units (after scaling)."""
 
     name: str
     at: Locator
     scale: float = 1.0
     offset: float = 0.0
     unit: str = ""
+    valid_range: ValidRange | None = None
+    sentinels: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

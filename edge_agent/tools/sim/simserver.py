@@ -1,5 +1,5 @@
 """Simulated Modbus devices for the demo and the tests: a real pymodbus server (through
-``pymodbus_api``) whose answers come from plain register images.
+``pymodbus_server``) whose answers come from plain register images.
 
 A ``SimServer`` plays one TCP endpoint (Modbus TCP, RTU over TCP as a transparent
 serial-to-Ethernet gateway, or ASCII over TCP) or one serial bus on a pty path (RTU or
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from edge_agent.config.schema import LinkProtocol, RegisterKind
-from edge_agent.modbus.pymodbus_api import Reply, ServedRequest, ServerHandle, serve
+from edge_agent.modbus.pymodbus_server import Reply, ServedRequest, ServerHandle, serve
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 MAX_ENRON_VALUES = 63  # 4 bytes per value in a byte-counted answer of at most 255 bytes

@@ -1,0 +1,111 @@
+"""A raw number to the value, quality and reason every driver publishes. Pure; table-tested.
+
+Each driver kind decodes its own wire format (Modbus words, a field of a text record) to a
+raw number, then hands it here, so ``189 × 0.1`` is ``18.9`` and a sentinel or an
+out-of-range value is judged the same way whatever the instrument speaks. A driver kind
+imports this module (it sits in the core package next to ``model.py``, below the
+config schema and every protocol, so importing it can never make a cycle).
+
+Order of judgement, first match wins:
+
+1. NaN or infinity -> BAD ``not_a_number`` / ``infinite`` (no value: JSON has none),
+   also when a finite raw value only overflows once scaled (1e308 * 10);
+2. a sentinel the instrument sends for a broken loop (compared before scaling: the
+   manual gives it in raw counts) -> BAD ``sentinel``, no value;
+3. outside the channel's valid range (compared after scaling, in engineering units) ->
+   the range's quality (BAD by default, or SUSPECT) with reason ``out_of_range``; the value
+   is kept so a person can see how far out it was.
+
+Status flags (a Modbus status word, a text record's status field) come after and only
+lower a quality: see ``flagged``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge_agent.model import Quality
+
+Value = int | float | bool | str
+_RANK = {Quality.GOOD: 0, Quality.SUSPECT: 1, Quality.BAD: 2}
+
+
+@dataclass(frozen=True)
+class ValidRange:
+    """Values outside [low, high] get ``quality`` with reason ``out_of_range``."""
+
+    low: float | None
+    high: float | None
+    quality: Quality = Quality.BAD
+
+
+class NumberRules(Protocol):
+    """What a channel of any driver kind says about its number (Modbus ``Channel``,
+    serial-text ``TextChannel``)."""
+
+    @property
+    def scale(self) -> float: ...
+    @property
+    def offset(self) -> float: ...
+    @property
+    def valid_range(self) -> ValidRange | None: ...
+    @property
+    def sentinels(self) -> tuple[float, ...]: ...
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A channel's value as the driver publishes it, before status flags are applied.
+
+    ``raw`` is the number before scaling (Modbus status words are matched on it)."""
+
+    value: Value | None
+    quality: Quality
+    reason: str | None = None
+    raw: Value | None = None
+
+
+def scale_value(raw: int | float, scale: float, offset: float) -> int | float:
+    """Engineering value = raw * scale + offset, without binary noise (18.9, not
+    18.900000000000002: 15 significant digits is what a double holds exactly).
+    Without scaling the raw number is returned as it is (a whole number stays an int)."""
+    if scale == 1.0 and offset == 0.0:
+        return raw
+    return float(f"{raw * scale + offset:.15g}")
+
+
+def judge_number(rules: NumberRules, raw: int | float) -> Judged:
+    """Non-finite values, sentinels, scaling and the valid range for a decoded number."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return Judged(None, Quality.BAD, "not_a_number" if math.isnan(raw) else "infinite",
+                      raw)
+    if raw in rules.sentinels:
+        return Judged(None, Quality.BAD, "sentinel", raw)
+    value = scale_value(raw, rules.scale, rules.offset)
+    if isinstance(value, float) and not math.isfinite(value):  # a huge raw value, scaled
+        return Judged(None, Quality.BAD, "infinite", raw)
+    limits = rules.valid_range
+    if limits is not None and ((limits.low is not None and value < limits.low)
+                               or (limits.high is not None and value > limits.high)):
+        return Judged(value, limits.quality, "out_of_range", raw)
+    return Judged(value, Quality.GOOD, None, raw)
+
+
+def flagged(quality: Quality, reason: str | None,
+            flags: Iterable[tuple[Quality, str | None]]) -> tuple[Quality, str | None]:
+    """``quality`` and ``reason`` once status flags (quality, reason) are applied.
+
+    Flags only lower a quality, never raise it. A reading already BAD for its own reason
+    stays as it is. Otherwise the worst quality wins and the reasons are joined with
+    ``+``, the reading's own first, so a consumer sees every cause
+    (``out_of_range+calibrating``)."""
+    lowering = [(flag, why) for flag, why in flags if flag is not Quality.GOOD]
+    if not lowering or quality is Quality.BAD:
+        return quality, reason
+    worst = max([quality, *(flag for flag, _ in lowering)], key=_RANK.__getitem__)
+    reasons = [reason] if reason else []
+    reasons += [why for _, why in lowering if why]
+    return worst, "+".join(dict.fromkeys(reasons)) or None
