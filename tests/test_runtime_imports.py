@@ -5,6 +5,7 @@ gets is decided above the clients (link_clients.py), so link.py imports none of 
 
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from support.waiting import wait_until
 
-from edge_agent import toolbox
+from edge_agent import cli, toolbox
 from edge_agent.config.schema import Channel, Device, PollingPolicy, Retention, TcpLink
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.poller import LinkPoller
@@ -193,3 +194,23 @@ def test_the_agent_records_links_through_the_toolbox():
     """The agent's pollers (built without ``open_tap``) record what ``record:`` asks for."""
     default = inspect.signature(LinkPoller).parameters["open_tap"].default
     assert default is toolbox.record_link
+
+
+def test_the_command_word_is_found_after_the_global_options():
+    assert cli._command_word(["--log-level", "debug", "capture", "proxy"]) == "capture"
+    assert cli._command_word(["--log", "debug", "replay", "tcp", "x"]) == "replay"
+    assert cli._command_word(["--log-level=debug", "run", "station.yaml"]) == "run"
+    assert cli._command_word(["-h", "capture"]) is None  # the main help: every command
+    assert cli._command_word(["--version"]) is None
+    assert cli._command_word([]) is None
+
+
+def test_help_lists_every_tool_command_and_run_builds_none():
+    def commands(parser: argparse.ArgumentParser) -> list[str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return list(sub.choices)
+
+    assert commands(cli._parser(None)) == ["run", "check", *toolbox.TOOL_COMMANDS]
+    assert commands(cli._parser("bogus")) == ["run", "check", *toolbox.TOOL_COMMANDS]
+    assert commands(cli._parser("run")) == ["run", "check"]
+    assert commands(cli._parser("probe")) == ["run", "check", "probe"]
