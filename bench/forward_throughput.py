@@ -26,8 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.config.schema import MqttConfig, Retention
 from edge_agent.forward.forwarder import Forwarder
 from edge_agent.model import Quality, Reading, Sample, utc_now
-from edge_agent.sim.broker import Mosquitto
 from edge_agent.store.outbox import Outbox
+from edge_agent.tools.sim.broker import Mosquitto
 
 
 def _sample(index: int) -> Sample:

@@ -19,16 +19,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from edge_agent.capture_cli import add_capture_parser, add_replay_parser, add_simulate_parser
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import LoadedConfig, load_station
 from edge_agent.config.schema import StationConfig
-from edge_agent.ops.arguments import add_export_parser, add_status_parser
-from edge_agent.probe.arguments import add_probe_parser
 from edge_agent.provenance import version_line
+from edge_agent.toolbox import TOOL_COMMANDS, load
 
 EXIT_CONFIG = 2
-EXIT_PREREQUISITE = 3
+RUNTIME_COMMANDS = ("run", "check")  # the commands that load no tool
 
 
 def _setup_logging(level: str) -> None:
@@ -53,7 +51,11 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line for ``command`` (the first word after the options): a tool
+    command's parser comes from its tool, loaded by name (edge_agent/toolbox.py) when it is
+    that command, or when every command may be shown (help, none, an unknown one); ``run``
+    and ``check`` load no tool."""
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Poll field analyzers over Modbus, keep every sample in a local outbox, "
@@ -70,18 +72,26 @@ def _parser() -> argparse.ArgumentParser:
                           "report or a test fixture; see docs/capture-replay.md")
     check = sub.add_parser("check", help="validate a station file and list every problem")
     check.add_argument("config", type=Path, help="station YAML file")
-    demo = sub.add_parser("demo", help="run a simulated station with a private broker")
-    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                      help="stop after this many seconds (default: until Ctrl-C)")
-    demo.add_argument("--workdir", type=Path, default=None,
-                      help="where to keep the demo's files (default: a new temp folder)")
-    add_status_parser(sub)
-    add_export_parser(sub)
-    add_probe_parser(sub)
-    add_capture_parser(sub)
-    add_replay_parser(sub)
-    add_simulate_parser(sub)
+    for name, tool in TOOL_COMMANDS.items():
+        if command == name or command not in (*TOOL_COMMANDS, *RUNTIME_COMMANDS):
+            load(tool.add_parser)(sub)
     return parser
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command ``argv`` asks for (the first word that is not an option or the value
+    of ``--log-level``); None when help comes first or there is no command."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word == "-h" or (len(word) > 2 and "--help".startswith(word)):
+            return None
+        if len(word) > 2 and "--log-level".startswith(word):
+            next(words, None)  # its value
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _load(path: Path) -> LoadedConfig | None:
@@ -165,42 +175,12 @@ def _recording_every_link(config: StationConfig, folder: Path) -> StationConfig:
     return replace(config, links=links)
 
 
-def cmd_demo(duration_s: float | None, workdir: Path | None) -> int:
-    from edge_agent.demo import run_demo
-    from edge_agent.sim.broker import BrokerNotFound
-
-    try:
-        return run_demo(duration_s, workdir, sys.stdout)
-    except BrokerNotFound as err:
-        print(f"edge-agent demo: {err}", file=sys.stderr)
-        return EXIT_PREREQUISITE
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(_command_word(argv)).parse_args(argv)
     _setup_logging(args.log_level)
     if args.command == "check":
         return cmd_check(args.config)
     if args.command == "run":
         return cmd_run(args.config, args.record)
-    if args.command == "status":
-        from edge_agent.ops.status import run_status
-
-        return run_status(args)
-    if args.command == "export":
-        from edge_agent.ops.export import run_export
-
-        return run_export(args)
-    if args.command in ("capture", "replay"):
-        from edge_agent.capture.commands import run_capture, run_replay
-
-        return run_capture(args) if args.command == "capture" else run_replay(args)
-    if args.command == "simulate":
-        from edge_agent.sim.simulate import run_simulate
-
-        return run_simulate(args)
-    if args.command == "probe":
-        from edge_agent.probe.command import run_probe
-
-        return run_probe(args)
-    return cmd_demo(args.duration, args.workdir)
+    return load(TOOL_COMMANDS[args.command].run)(args)

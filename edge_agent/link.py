@@ -1,5 +1,6 @@
-"""What every link client has in common: typed errors the poller understands, and how a
-link's client is chosen from its protocol.
+"""What every link client has in common: typed errors the poller understands, and the tap
+a client shows its traffic to. Which client a link gets is decided above the clients, in
+link_clients.py: this module, which they build on, imports none of them.
 
 A poller owns one client per link and hands it to each device's driver in turn. Drivers
 raise (or let through) a ``LinkError``: ``transient`` errors are retried and backed off,
@@ -11,9 +12,10 @@ needs to know the protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from edge_agent.config.schema import Link, LinkProtocol
+from edge_agent.config.schema import Link
 
 
 class LinkError(Exception):
@@ -68,11 +70,12 @@ class TimeoutAdjustable(Protocol):
 
 class WireTap(Protocol):
     """Sees every byte a link client sends and receives, as it crosses the wire: the
-    recording of a link's traffic (``record:``, edge_agent/capture/recorder.py). Called
-    from the poller's thread, so every call but ``finish`` must return at once;
-    ``finish`` ends the recording when the client is closed for good, waiting (bounded)
-    until what was queued is written, so a reload's next recorder of the same file
-    starts after it."""
+    recording of a link's traffic (``record:``). Defined here, implemented by a tool
+    (edge_agent/tools/capture/recorder.py), given to the client by whoever opens it (the
+    poller, through ``OpenTap``). Called from the poller's thread, so every call but
+    ``finish`` must return at once; ``finish`` ends the recording when the client is
+    closed for good, waiting (bounded) until what was queued is written, so a reload's
+    next recorder of the same file starts after it."""
 
     def opened(self) -> None: ...
 
@@ -85,23 +88,6 @@ class WireTap(Protocol):
     def finish(self) -> None: ...
 
 
-def open_recorder(link: Link) -> WireTap | None:
-    """The recorder of ``link``'s traffic when its ``record`` setting names a capture file;
-    None otherwise. The capture code is loaded only then."""
-    if link.record is None:
-        return None
-    from edge_agent.capture.recorder import LinkRecorder
-
-    return LinkRecorder.for_link(link)
-
-
-def open_link_client(link: Link) -> LinkClient:
-    """The client for ``link``'s protocol. Opens nothing yet: clients connect on first use,
-    so a missing adapter or a dead gateway becomes BAD readings, not a failed start."""
-    if link.protocol is LinkProtocol.TEXT:
-        from edge_agent.textproto.client import TextLinkClient
-
-        return TextLinkClient(link)
-    from edge_agent.modbus.transport import ModbusLinkClient
-
-    return ModbusLinkClient(link)
+OpenTap = Callable[[Link], WireTap | None]
+"""Gives a link's client its tap when the poller opens it: None for a link that is not
+recorded (edge_agent/toolbox.py ``record_link`` is the agent's)."""

@@ -35,10 +35,12 @@ from enum import StrEnum
 
 from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
-from edge_agent.link import LinkClient, LinkError, TimeoutAdjustable, open_link_client
+from edge_agent.link import LinkClient, LinkError, OpenTap, TimeoutAdjustable
+from edge_agent.link_clients import open_link_client
 from edge_agent.model import Quality, Sample, utc_now
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.toolbox import record_link
 from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,12 @@ class LinkPoller:
     """Polls the devices of one link until ``stop`` is set."""
 
     def __init__(self, link: Link, drivers: Sequence[Driver], outbox: Outbox,
-                 policy: PollingPolicy, stop: threading.Event) -> None:
+                 policy: PollingPolicy, stop: threading.Event,
+                 open_tap: OpenTap = record_link) -> None:
+        """``open_tap`` gives the link's client its tap when the thread opens it: by
+        default the recorder of a link with ``record:`` (edge_agent/toolbox.py)."""
         self.link = link
+        self._open_tap = open_tap
         self.devices = [DeviceState(driver) for driver in drivers]
         self._outbox = outbox
         self._policy = policy
@@ -142,7 +148,7 @@ class LinkPoller:
 
     def _run(self) -> None:
         self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
-        client = open_link_client(self.link)
+        client = open_link_client(self.link, self._open_tap(self.link))
         start = time.monotonic()
         for state in self.devices:
             state.next_due = start

@@ -10,7 +10,7 @@ import pytest
 from support.collector import Collector
 from support.station import kill_leftover_agents
 
-from edge_agent.sim.broker import Mosquitto
+from edge_agent.tools.sim.broker import Mosquitto
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from edge_agent.driver import load_driver
 from edge_agent.link import BadResponse, DeviceTimeout
 from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent.poller import LinkPoller
-from edge_agent.sim.ptypair import PtyPair
 from edge_agent.store.outbox import Outbox
+from edge_agent.tools.sim.ptypair import PtyPair
 
 # behaviour -> (error raised, or None for a correct answer; what the message says)
 EXPECTED = {

@@ -25,9 +25,9 @@ from support.capture_session import (
 )
 from support.waiting import wait_until
 
-from edge_agent.capture.files import read_capture
 from edge_agent.link import LinkError
-from edge_agent.modbus.simserver import SimServer
+from edge_agent.tools.capture.files import read_capture
+from edge_agent.tools.sim.simserver import SimServer
 
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts
@@ -200,7 +200,7 @@ def test_capture_proxy_says_when_it_cannot_listen(tmp_path):
 
 
 
-HEAVY = ("edge_agent.capture", "edge_agent.replay", "dpkt")  # packages, and what is in them
+HEAVY = ("edge_agent.tools", "dpkt")  # packages, and what is in them
 LOADED_AT_EXIT = """\
 import atexit, sys
 atexit.register(lambda: print("LOADED", sorted(m for m in sys.modules if any(
@@ -228,8 +228,8 @@ def _station_without_devices_answering(tmp_path) -> str:
     return str(path)
 
 
-def test_check_and_run_do_not_load_the_capture_tools(tmp_path):
-    """``check`` and ``run`` start without the capture and replay code or dpkt."""
+def test_check_and_run_load_no_tool(tmp_path):
+    """``check`` and ``run`` start without any tool (edge_agent/tools/) or dpkt."""
     station = _station_without_devices_answering(tmp_path)
     check = subprocess.run(
         [sys.executable, "-c", LOADED_AT_EXIT.format(heavy=HEAVY, argv=["check", station])],

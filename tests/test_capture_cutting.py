@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.capture.cutting import AnswerCutter
-from edge_agent.capture.modbus_frames import encode_ascii, encode_rtu, encode_tcp
+from edge_agent.tools.capture.cutting import AnswerCutter
+from edge_agent.tools.capture.modbus_frames import encode_ascii, encode_rtu, encode_tcp
 
 RTU = [encode_rtu(7, bytes.fromhex("030c00000000000c002300040000")),
        encode_rtu(7, bytes.fromhex("8302")), encode_rtu(7, bytes.fromhex("0600010063"))]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.capture.files import CaptureError, CaptureWriter, read_capture, write_capture
-from edge_agent.capture.format import Event, Frame, Header, LinkInfo, header_line, record_line
-from edge_agent.capture.modbus_frames import FrameInfo, encode_rtu
+from edge_agent.tools.capture.files import CaptureError, CaptureWriter, read_capture, write_capture
+from edge_agent.tools.capture.format import Event, Frame, Header, LinkInfo, header_line, record_line
+from edge_agent.tools.capture.modbus_frames import FrameInfo, encode_rtu
 
 HEADER = Header(datetime(2026, 3, 1, 8, 30, tzinfo=UTC), "proxy",
                 (LinkInfo("gc", "modbus-tcp", "192.168.10.21:502", listen="0.0.0.0:1502"),

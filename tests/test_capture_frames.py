@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.capture.mbap_stream import MbapSplitter
-from edge_agent.capture.modbus_frames import (
+from edge_agent.tools.capture.mbap_stream import MbapSplitter
+from edge_agent.tools.capture.modbus_frames import (
     FrameInfo,
     crc16,
     decode_ascii,
@@ -19,7 +19,7 @@ from edge_agent.capture.modbus_frames import (
     lrc,
     rtu_frame_length,
 )
-from edge_agent.capture.tcp_reassembly import Chunk, Gap, Reassembler
+from edge_agent.tools.capture.tcp_reassembly import Chunk, Gap, Reassembler
 
 READ_REQ = bytes.fromhex("000100000006050300000003")  # unit 5, holding 0+3
 READ_ANS = bytes.fromhex("000100000009050306000b000c000d")

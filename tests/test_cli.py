@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.station import AgentProcess, write_station
 
-from edge_agent.modbus.transport import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts

@@ -24,7 +24,7 @@ from edge_agent.config import validate_devices
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, MAX_DEVICES, MAX_LINKS
 from edge_agent.config.loader import load_config, load_station
-from edge_agent.modbus.transport import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 CASES = Path(__file__).parent / "config_cases"
 HEAD = "station: {id: S1}\nmqtt: {host: 127.0.0.1}\n"
@@ -186,7 +186,7 @@ def test_reload_of_a_500_deep_file_keeps_the_agent_running_on_the_previous_confi
 
 def test_reload_keeps_the_previous_config_when_the_loader_fails_in_any_way(tmp_path, caplog):
     """A loader bug (any exception, not only ConfigError) must not end a running agent."""
-    from edge_agent.sim.broker import free_port
+    from edge_agent.tools.sim.broker import free_port
 
     path = write_station(
         tmp_path / "station.yaml", broker_port=free_port(),

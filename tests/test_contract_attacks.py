@@ -31,8 +31,8 @@ from support.collector import Collector
 from support.station import AgentProcess, accepted_seqs, write_station
 from support.waiting import wait_until
 
-from edge_agent.modbus.transport import SimServer, SimUnit
-from edge_agent.sim.broker import Mosquitto
+from edge_agent.tools.sim.broker import Mosquitto
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 # -- fixtures -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from support.station import AgentProcess, accepted_seqs, outbox_rows, write_station
 from support.waiting import wait_until
 
-from edge_agent.modbus.transport import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 KILLS = 8
 

@@ -15,10 +15,10 @@ from support.waiting import wait_until
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention
 from edge_agent.driver import load_driver
-from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.poller import DOWN_AFTER_FAILED_POLLS, DeviceHealth, LinkPoller, health_after
-from edge_agent.sim.ptypair import PtyPair
 from edge_agent.store.outbox import Outbox
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 INTERVAL_S = 0.1
 LIVE, DEAD = (1, 2), 3  # unit ids

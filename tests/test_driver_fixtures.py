@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 from edge_agent_drivers.modbus.settings import ReadLimits
 
-from edge_agent.capture.files import read_capture
-from edge_agent.capture.loopthread import InBackground
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Device, SerialLink, TcpLink
 from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
 from edge_agent.modbus.transport import ModbusLinkClient
-from edge_agent.replay.rtu_server import RtuReplayServer
-from edge_agent.replay.script import load_script
-from edge_agent.replay.strict import StrictReplay
-from edge_agent.replay.tcp_server import TcpReplayServer
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.capture.files import read_capture
+from edge_agent.tools.capture.loopthread import InBackground
+from edge_agent.tools.replay.rtu_server import RtuReplayServer
+from edge_agent.tools.replay.script import load_script
+from edge_agent.tools.replay.strict import StrictReplay
+from edge_agent.tools.replay.tcp_server import TcpReplayServer
+from edge_agent.tools.sim.ptypair import PtyPair
 
 DRIVERS = Path(__file__).resolve().parent.parent / "drivers"
 FIXTURES = sorted(DRIVERS.glob("*/fixtures/*.expected.json"))

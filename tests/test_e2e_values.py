@@ -12,8 +12,8 @@ from support.station import write_station
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.transport import SimServer, SimUnit
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 # (type, order, value as the instrument means it, struct code)
 TYPED_VALUES = {

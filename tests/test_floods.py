@@ -21,11 +21,11 @@ from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import LinkFlooded
 from edge_agent.modbus.pymodbus_client import READ_LIMIT_BYTES
 from edge_agent.modbus.transport import ModbusLinkClient
-from edge_agent.sim.ptypair import PtyPair
-from edge_agent.sim.textdevice import NoxAnalyzerSim, TextDeviceSim
 from edge_agent.textproto.client import TextLinkClient, read_budget
 from edge_agent.textproto.framing import Deframer, Frame
 from edge_agent.textproto.settings import Framing
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.textdevice import NoxAnalyzerSim, TextDeviceSim
 
 STREAM = {"mode": "stream", "framing": {"type": "line", "max_bytes": 256}, "delimiter": ",",
           "channels": [{"name": "v", "field": 1}]}

@@ -25,10 +25,10 @@ from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import HealthConfig, Retention
 from edge_agent.health.histogram import Histogram
-from edge_agent.modbus.simserver import SimServer
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.poller import DOWN_AFTER_FAILED_POLLS
 from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.tools.sim.simserver import SimServer
 
 CASES = Path(__file__).parent / "config_cases"
 UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)

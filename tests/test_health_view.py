@@ -15,7 +15,7 @@ from support.station import write_station
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.sim.broker import free_port
+from edge_agent.tools.sim.broker import free_port
 
 CHANNEL = {"name": "v", "address": 0, "type": "uint16"}
 

@@ -15,8 +15,7 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.transport import SimServer, SimUnit
-from edge_agent.sim.images import (
+from edge_agent.tools.sim.images import (
     FTIR_COMPONENTS,
     GC_COMPONENTS,
     DetectorState,
@@ -27,7 +26,8 @@ from edge_agent.sim.images import (
     gc_image,
     local_time,
 )
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 BEIJING_MIN = 480
 CLOCK_BEIJING = {"format": "fields", "utc_offset": "+08:00",

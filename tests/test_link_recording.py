@@ -22,24 +22,24 @@ from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.capture import recorder
-from edge_agent.capture.files import CaptureWriter, read_capture
-from edge_agent.capture.format import LinkInfo
-from edge_agent.capture.loopthread import InBackground
-from edge_agent.capture.recorder import flush_recordings
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.simserver import SimServer, SimUnit
-from edge_agent.replay.rtu_server import RtuReplayServer
-from edge_agent.replay.script import load_script
-from edge_agent.replay.strict import StrictReplay
-from edge_agent.sim.images import DetectorState, detector_image
-from edge_agent.sim.ptypair import PtyPair
-from edge_agent.sim.textdevice import NoxAnalyzerSim, TextDeviceSim
+from edge_agent.tools.capture import recorder
+from edge_agent.tools.capture.files import CaptureWriter, read_capture
+from edge_agent.tools.capture.format import LinkInfo
+from edge_agent.tools.capture.loopthread import InBackground
+from edge_agent.tools.capture.recorder import flush_recordings
+from edge_agent.tools.replay.rtu_server import RtuReplayServer
+from edge_agent.tools.replay.script import load_script
+from edge_agent.tools.replay.strict import StrictReplay
+from edge_agent.tools.sim.images import DetectorState, detector_image
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.textdevice import NoxAnalyzerSim, TextDeviceSim
 
 HOLDING = RegisterKind.HOLDING
 CST = timezone(timedelta(hours=8))
 DETECTOR = {"unit_id": 7, "profile": "generic-gas-detector", "interval_s": 0.05}
-RECORDER_LOG = "edge_agent.capture.recorder"
+RECORDER_LOG = "edge_agent.tools.capture.recorder"
 
 
 def run_agent(config: Path, until, what: str) -> None:  # noqa: ANN001 - a predicate

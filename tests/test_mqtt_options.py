@@ -14,8 +14,8 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.transport import SimServer, SimUnit
-from edge_agent.sim.broker import Mosquitto, free_port, port_open
+from edge_agent.tools.sim.broker import Mosquitto, free_port, port_open
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from support.station import AgentProcess, write_station
 from support.threadfreeze import FrozenThread, thread_named
 from support.waiting import wait_until
 
-from edge_agent.modbus.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 from edge_agent.watchdog import MQTT_NET_PASS_S
 
 WATCHDOG_USEC = 1_000_000  # keep-alives every 0.5 s, checks every 0.25 s

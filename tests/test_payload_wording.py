@@ -13,7 +13,7 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 KEEPALIVE_S = 5
 LIVE_WINDOW_S = 0.5

@@ -26,10 +26,10 @@ from support.pcap_files import (
     pcapng_offsets,
 )
 
-from edge_agent.capture.files import read_capture
-from edge_agent.capture.format import Event, Frame
-from edge_agent.capture.pcap_import import import_pcap
-from edge_agent.capture.pcap_read import PcapSummary, tcp_segments
+from edge_agent.tools.capture.files import read_capture
+from edge_agent.tools.capture.format import Event, Frame
+from edge_agent.tools.capture.pcap_import import import_pcap
+from edge_agent.tools.capture.pcap_read import PcapSummary, tcp_segments
 
 SESSION = Session("10.0.0.2", "10.0.0.9", exchanges=5)
 PACKETS = SESSION.packets(ETHERNET)  # 12 packets

@@ -21,11 +21,11 @@ from scapy.packet import Raw
 from scapy.utils import PcapNgWriter, rdpcap, wrpcap
 from support.capture_session import PUBLIC, public_capture
 
-from edge_agent.capture.files import read_capture, write_capture
-from edge_agent.capture.format import Event, Frame
-from edge_agent.capture.modbus_frames import encode_tcp, mbap_header_problem, tcp_adu
-from edge_agent.capture.pcap_import import Imported, import_pcap
-from edge_agent.capture.pcap_read import PcapError
+from edge_agent.tools.capture.files import read_capture, write_capture
+from edge_agent.tools.capture.format import Event, Frame
+from edge_agent.tools.capture.modbus_frames import encode_tcp, mbap_header_problem, tcp_adu
+from edge_agent.tools.capture.pcap_import import Imported, import_pcap
+from edge_agent.tools.capture.pcap_read import PcapError
 
 # -- the independent reader ---------------------------------------------------------------
 

@@ -30,9 +30,9 @@ from support.pcap_files import (
     pcapng_offsets,
 )
 
-from edge_agent.capture.format import Frame
-from edge_agent.capture.pcap_import import import_pcap
-from edge_agent.capture.pcap_records import Interface
+from edge_agent.tools.capture.format import Frame
+from edge_agent.tools.capture.pcap_import import import_pcap
+from edge_agent.tools.capture.pcap_records import Interface
 
 V4 = Session("10.0.0.2", "10.0.0.9", exchanges=5)
 V6 = Session("fd00::2", "fd00::9", exchanges=5)

@@ -29,10 +29,10 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import MqttProtocol, StationConfig
 from edge_agent.forward.mqtt import _Outgoing
 from edge_agent.forward.poison import MAX_REJECTIONS
-from edge_agent.modbus.simserver import SimServer, SimUnit
-from edge_agent.ops.status import live_lines
 from edge_agent.sdnotify import Notifier
-from edge_agent.sim.broker import Mosquitto
+from edge_agent.tools.ops.status import live_lines
+from edge_agent.tools.sim.broker import Mosquitto
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 from edge_agent.watchdog import ServiceSupervisor
 
 # Every test here starts real processes (builds, installers, the agent).

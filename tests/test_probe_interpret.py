@@ -12,15 +12,15 @@ from edge_agent_drivers.modbus.settings import RegisterKind
 from edge_agent_drivers.modbus.settings import WordOrder as WO
 
 from edge_agent.config.schema import LinkProtocol, Parity, SerialLink, TcpLink
-from edge_agent.probe import render
-from edge_agent.probe.interpret import (
+from edge_agent.tools.probe import render
+from edge_agent.tools.probe.interpret import (
     find,
     interpret,
     manual_number,
     parse_manual_number,
     range_text,
 )
-from edge_agent.probe.options import (
+from edge_agent.tools.probe.options import (
     SerialSettings,
     Target,
     build_link,

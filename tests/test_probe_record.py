@@ -14,9 +14,9 @@ from contextlib import contextmanager
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 
-from edge_agent.capture.files import read_capture
-from edge_agent.modbus.simserver import SimServer, SimUnit
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.capture.files import read_capture
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts

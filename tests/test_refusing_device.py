@@ -16,9 +16,9 @@ from support.waiting import wait_until
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.modbus.pymodbus_server import Reply, ServedRequest
-from edge_agent.modbus.simserver import SimServer, SimUnit
-from edge_agent.ops.status import live_lines
 from edge_agent.poller import DOWN_AFTER_FAILED_POLLS
+from edge_agent.tools.ops.status import live_lines
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 DEVICE_FAILURE = 0x04
 

@@ -16,8 +16,8 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.transport import SimServer, SimUnit
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_broker_outage_backlog_arrives_in_order_marked_historical(
 
 def test_samples_committed_from_first_poll_when_no_broker_was_ever_reached(
         tmp_path, broker, collector, devices):
-    from edge_agent.sim.broker import free_port
+    from edge_agent.tools.sim.broker import free_port
 
     port = free_port()  # nothing listens here until the "uplink" comes up
     config = station(tmp_path, port, devices, mqtt={"live_window_s": 0.5})

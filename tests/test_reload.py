@@ -19,7 +19,7 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.transport import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 
 def claimed_rows(outbox) -> int:
@@ -202,7 +202,7 @@ def test_reload_refuses_a_new_outbox_path_and_changes_nothing(tmp_path, broker, 
 
 def test_reload_applies_retention_in_place_without_restarting_any_poller(
         tmp_path, caplog, instruments):
-    from edge_agent.sim.broker import free_port
+    from edge_agent.tools.sim.broker import free_port
 
     caplog.set_level(logging.INFO, logger="edge_agent")
     path = station(tmp_path / "station.yaml", instruments, free_port())  # no broker: all

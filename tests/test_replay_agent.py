@@ -2,7 +2,7 @@
 it publishes exactly the values the capture's answers hold.
 
 Each capture is recorded in the test: the real agent polls a simulated instrument
-(``edge_agent.sim.images``) through the recording proxy while the instrument changes
+(``edge_agent.tools.sim.images``) through the recording proxy while the instrument changes
 state. The capture is then replayed (strictly by the ``edge-agent replay`` command, or
 from its register image with a clock the test moves) to a second agent with its own
 outbox, and what that agent publishes over a real Mosquitto is compared with what the
@@ -34,23 +34,23 @@ from support.station import write_station
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.capture.files import read_capture
-from edge_agent.capture.loopthread import InBackground
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.simserver import SimServer, SimUnit
-from edge_agent.replay.image import RegisterImage
-from edge_agent.replay.rtu_server import RtuReplayServer
-from edge_agent.replay.script import load_script
-from edge_agent.replay.serve import ImageReplay
-from edge_agent.replay.tcp_server import TcpReplayServer
-from edge_agent.sim.images import (
+from edge_agent.tools.capture.files import read_capture
+from edge_agent.tools.capture.loopthread import InBackground
+from edge_agent.tools.replay.image import RegisterImage
+from edge_agent.tools.replay.rtu_server import RtuReplayServer
+from edge_agent.tools.replay.script import load_script
+from edge_agent.tools.replay.serve import ImageReplay
+from edge_agent.tools.replay.tcp_server import TcpReplayServer
+from edge_agent.tools.sim.images import (
     GC_COMPONENTS,
     DetectorState,
     GcAnalysis,
     detector_image,
     gc_image,
 )
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 HOLDING = RegisterKind.HOLDING
 BEIJING = timezone(timedelta(hours=8))

@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 import pytest
 from support.capture_session import HOLDING, UNIT, gc_unit, recording_proxy, tcp_client
 
-from edge_agent.capture.files import Capture, read_capture
-from edge_agent.capture.format import Frame, Header, LinkInfo, decode_frame
-from edge_agent.capture.loopthread import InBackground
-from edge_agent.capture.modbus_frames import encode_tcp
-from edge_agent.modbus.simserver import SimServer
-from edge_agent.replay.image import RegisterImage
-from edge_agent.replay.script import Exchange, Script, load_script
-from edge_agent.replay.serve import ImageReplay, RecordingClock
-from edge_agent.replay.tcp_server import TcpReplayServer
+from edge_agent.tools.capture.files import Capture, read_capture
+from edge_agent.tools.capture.format import Frame, Header, LinkInfo, decode_frame
+from edge_agent.tools.capture.loopthread import InBackground
+from edge_agent.tools.capture.modbus_frames import encode_tcp
+from edge_agent.tools.replay.image import RegisterImage
+from edge_agent.tools.replay.script import Exchange, Script, load_script
+from edge_agent.tools.replay.serve import ImageReplay, RecordingClock
+from edge_agent.tools.replay.tcp_server import TcpReplayServer
+from edge_agent.tools.sim.simserver import SimServer
 
 
 def _frame(t: float, direction: str, xid: int, pdu: str) -> Frame:

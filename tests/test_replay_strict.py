@@ -22,16 +22,16 @@ from support.capture_session import (
     tcp_client,
 )
 
-from edge_agent.capture.files import read_capture
-from edge_agent.capture.loopthread import InBackground
-from edge_agent.capture.modbus_frames import encode_tcp
 from edge_agent.link import LinkError
-from edge_agent.modbus.simserver import SimServer
-from edge_agent.replay.rtu_server import RtuReplayServer
-from edge_agent.replay.script import load_script
-from edge_agent.replay.strict import Mismatch, StrictReplay
-from edge_agent.replay.tcp_server import TcpReplayServer
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.capture.files import read_capture
+from edge_agent.tools.capture.loopthread import InBackground
+from edge_agent.tools.capture.modbus_frames import encode_tcp
+from edge_agent.tools.replay.rtu_server import RtuReplayServer
+from edge_agent.tools.replay.script import load_script
+from edge_agent.tools.replay.strict import Mismatch, StrictReplay
+from edge_agent.tools.replay.tcp_server import TcpReplayServer
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer
 
 
 def _strict(path: Path) -> StrictReplay:

@@ -19,16 +19,16 @@ from support.station import write_station
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.capture.files import Capture, read_capture
-from edge_agent.capture.format import Frame, Header, LinkInfo
-from edge_agent.capture.loopthread import InBackground
-from edge_agent.capture.recorder import flush_recordings
 from edge_agent.config.loader import load_config
-from edge_agent.replay.script import ScriptError, load_script
-from edge_agent.replay.text import StrictTextReplay, load_text_script
-from edge_agent.replay.text_server import TextReplayServer
-from edge_agent.sim.ptypair import PtyPair
-from edge_agent.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
+from edge_agent.tools.capture.files import Capture, read_capture
+from edge_agent.tools.capture.format import Frame, Header, LinkInfo
+from edge_agent.tools.capture.loopthread import InBackground
+from edge_agent.tools.capture.recorder import flush_recordings
+from edge_agent.tools.replay.script import ScriptError, load_script
+from edge_agent.tools.replay.text import StrictTextReplay, load_text_script
+from edge_agent.tools.replay.text_server import TextReplayServer
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
 
 CST = timezone(timedelta(hours=8))
 EDGE_AGENT = [sys.executable, "-m", "edge_agent"]

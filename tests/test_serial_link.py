@@ -16,8 +16,9 @@ from support.station import write_station
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import SerialLink
-from edge_agent.modbus.transport import DeviceTimeout, ModbusLinkClient, SimServer, SimUnit
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.modbus.transport import DeviceTimeout, ModbusLinkClient
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 
 def test_unplugged_usb_adapter_reports_missing_port_then_recovers(

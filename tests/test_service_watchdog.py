@@ -18,7 +18,7 @@ from support.threadfreeze import FrozenThread, thread_named
 from support.waiting import wait_until
 
 from edge_agent.config.schema import MqttConfig
-from edge_agent.modbus.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 from edge_agent.watchdog import stop_budget_s
 
 WATCHDOG_USEC = 1_000_000  # keep-alives every 0.5 s, checks every 0.25 s

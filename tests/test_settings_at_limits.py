@@ -33,7 +33,7 @@ from edge_agent.config.names import (
     TOPIC_TEMPLATE_MAX,
     UNIT_MAX,
 )
-from edge_agent.modbus.transport import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 
 def _template(tail: str) -> str:

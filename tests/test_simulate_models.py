@@ -15,7 +15,7 @@ import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.errors import ConfigError
-from edge_agent.sim.models import (
+from edge_agent.tools.sim.models import (
     Common,
     DanielGcModel,
     DetectorModel,
@@ -24,8 +24,8 @@ from edge_agent.sim.models import (
     GcModel,
     Signal,
 )
-from edge_agent.sim.simconfig import load_sim_config
-from edge_agent.sim.simulate import Simulation
+from edge_agent.tools.sim.simconfig import load_sim_config
+from edge_agent.tools.sim.simulate import Simulation
 
 HOLDING, INPUT = RegisterKind.HOLDING, RegisterKind.INPUT
 START = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)

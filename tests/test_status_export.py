@@ -23,9 +23,9 @@ from support.waiting import wait_until
 
 from edge_agent.config.schema import Retention
 from edge_agent.model import Quality, Reading, Sample
-from edge_agent.ops.text import local_time
-from edge_agent.sim.broker import free_port
 from edge_agent.store.outbox import Outbox
+from edge_agent.tools.ops.text import local_time
+from edge_agent.tools.sim.broker import free_port
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STATION = "cp-east-03"

@@ -19,10 +19,10 @@ from support.station import AgentProcess, accepted_seqs, write_station
 from support.waiting import wait_until
 
 from edge_agent.config.schema import Retention
-from edge_agent.modbus.transport import SimServer, SimUnit
 from edge_agent.model import Quality, Reading, Sample
-from edge_agent.sim.broker import free_port
 from edge_agent.store.outbox import Outbox
+from edge_agent.tools.sim.broker import free_port
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 BACKLOG = 200
 

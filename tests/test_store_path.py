@@ -26,10 +26,10 @@ from support.waiting import wait_until
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention
-from edge_agent.modbus.transport import SimServer, SimUnit
 from edge_agent.store.lock import OutboxInUse
 from edge_agent.store.outbox import Outbox
 from edge_agent.store.pathcheck import APPLICATION_ID, StorePathRefused
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
 EXAMPLE = "e.g. /var/lib/edge-agent/outbox.sqlite3"

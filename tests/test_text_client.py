@@ -15,12 +15,12 @@ from edge_agent.config.schema import SerialLink, TcpLink
 from edge_agent.driver import load_driver
 from edge_agent.link import DeviceTimeout, LinkDown
 from edge_agent.model import utc_now
-from edge_agent.sim.broker import free_port
-from edge_agent.sim.ptypair import PtyPair
-from edge_agent.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
 from edge_agent.textproto.client import BadFrame, TextLinkClient
 from edge_agent.textproto.framing import Deframer
 from edge_agent.textproto.settings import Framing
+from edge_agent.tools.sim.broker import free_port
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
 
 FIXED = datetime(2024, 5, 6, 14, 30, tzinfo=timezone(timedelta(hours=8)))
 

@@ -13,8 +13,8 @@ from support.station import write_station
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.sim.ptypair import PtyPair
-from edge_agent.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
 
 CST = timezone(timedelta(hours=8))
 H2S_TEXT = {

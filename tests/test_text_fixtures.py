@@ -19,10 +19,10 @@ from support.textreplay import (
 from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
 from edge_agent.model import iso_utc
-from edge_agent.sim.ptypair import PtyPair
 from edge_agent.textproto.client import TextLinkClient
 from edge_agent.textproto.escapes import show
 from edge_agent.textproto.settings import TextMode
+from edge_agent.tools.sim.ptypair import PtyPair
 
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)
 FIXTURES = fixture_files()

@@ -16,7 +16,6 @@ from edge_agent_drivers.modbus.settings import RegisterKind
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import LinkError
-from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.modbus.transport import (
     BadResponse,
     DeviceTimeout,
@@ -25,7 +24,8 @@ from edge_agent.modbus.transport import (
     request_gap_s,
     rtu_frame_gap_s,
 )
-from edge_agent.sim.ptypair import PtyPair
+from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 HOLDING, INPUT = RegisterKind.HOLDING, RegisterKind.INPUT
 COIL, DISCRETE = RegisterKind.COIL, RegisterKind.DISCRETE

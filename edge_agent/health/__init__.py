@@ -7,5 +7,6 @@ read-only view of the running agent that the agent builds and hands to the serve
 (nothing here imports ``edge_agent.agent``); ``snapshot``: the workers' own counters, read
 through that view without stopping them; ``metrics``: the Prometheus text
 format; ``histogram``: the forwarder's acknowledgement latency. Metric names and labels:
-docs/metrics.md. The commands that read it (``edge-agent status``) are in edge_agent/ops.
+docs/metrics.md. The commands that read it (``edge-agent status``) are in
+edge_agent/tools/ops.
 """

@@ -3,9 +3,9 @@ against their requests, errors typed, requests paced.
 
 Transports, as the link's ``protocol`` says: Modbus TCP, Modbus RTU on a serial port, RTU
 framing over TCP (serial-to-Ethernet gateways in transparent mode), Modbus ASCII on a
-serial port or over TCP. pymodbus itself is reached only through ``pymodbus_client`` (the one
-module importing it); the simulator lives in ``simserver`` (``SimServer`` and ``SimUnit``
-stay importable from here).
+serial port or over TCP. pymodbus itself is reached only through ``pymodbus_client`` (the
+one module importing it on the client side). The simulator is a tool
+(edge_agent/tools/sim/simserver.py): nothing here loads it.
 
 Errors come out typed:
 
@@ -25,15 +25,15 @@ codes 05/06 (acknowledge / busy) and the gateway codes 0A/0B. After a timeout or
 answer, a late answer must not be read as the next request's: Modbus TCP drops the
 connection; RTU and ASCII (serial or TCP) wait until the line is quiet and discard it.
 
-With the link's ``record:`` setting, the wire client shows the link's recorder every
-byte sent and received (``pymodbus_client``'s tap; docs/capture-replay.md).
+Given a ``WireTap`` (the recorder of a link with ``record:``, which the poller passes in),
+the wire client shows it every byte sent and received (``pymodbus_client``'s tap;
+docs/capture-replay.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from edge_agent_drivers.modbus.settings import RegisterKind
 
@@ -45,7 +45,6 @@ from edge_agent.link import (
     LinkError,
     LinkFlooded,
     WireTap,
-    open_recorder,
 )
 from edge_agent.modbus.pymodbus_client import (
     Answer,
@@ -104,12 +103,13 @@ class ModbusLinkClient:
     limits, a bit table passed to a register read) are programming errors: ValueError.
     """
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, tap: WireTap | None = None) -> None:
+        """``tap`` sees every byte on the wire (a recording), and is finished by ``close``."""
         if not link.protocol.is_modbus:
             raise ValueError(f"link {link.name} speaks {link.protocol.value}, not Modbus")
         self.link = link
-        self.recorder = open_recorder(link)  # the link's ``record:`` capture, if any
-        self._wire = _make_wire(link, self.recorder)
+        self.tap = tap
+        self._wire = _make_wire(link, tap)
         self._timeout_ms = link.timeout_ms
         self._gap_s = request_gap_s(link)
         self._last_exchange_end = 0.0
@@ -271,8 +271,8 @@ class ModbusLinkClient:
         """Close the connection or port, and end the link's recording: the poller is done
         with the link. (After an error the connection alone is closed and reopened.)"""
         self._wire.close()
-        if self.recorder is not None:
-            self.recorder.finish()
+        if self.tap is not None:
+            self.tap.finish()
 
 
 def _make_wire(link: Link, tap: WireTap | None) -> WireClient:
@@ -300,12 +300,3 @@ def _describe(link: Link) -> str:
         return f"{link.host}:{link.port}"
     return f"{link.port} ({link.baudrate} {link.bytesize}{link.parity.value}{link.stopbits})"
 
-
-def __getattr__(name: str) -> Any:
-    """``SimServer``/``SimUnit`` moved to simserver.py; old imports keep working, and the
-    agent does not load the simulator unless something asks for it."""
-    if name in ("SimServer", "SimUnit"):
-        from edge_agent.modbus import simserver
-
-        return getattr(simserver, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,9 @@ half-read input forgotten, and the poller reopens it after the device's backoff.
 device streaming at network speed costs one budget of memory and CPU per backoff
 period, never more, and the other links' pollers keep their pace.
 
-With the link's ``record:`` setting, the stream is wrapped (``TappedStream``) so the
-link's recorder sees every byte written and read (docs/capture-replay.md).
+Given a ``WireTap`` (the recorder of a link with ``record:``, which the poller passes in),
+the stream is wrapped (``TappedStream``) so the tap sees every byte written and read
+(docs/capture-replay.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from edge_agent.config.schema import Link, SerialLink
-from edge_agent.link import LinkDown, LinkError, LinkFlooded, WireTap, open_recorder
+from edge_agent.link import LinkDown, LinkError, LinkFlooded, WireTap
 from edge_agent.serialports import open_serial_port
 from edge_agent.textproto.framing import Deframer, FrameEvent
 from edge_agent.textproto.settings import Framing
@@ -157,10 +158,11 @@ Read = Callable[[int], bytes]  # a read given the bytes it may return
 class TextLinkClient:
     """Bytes in and out of one link, for the devices polled on it in turn."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, tap: WireTap | None = None) -> None:
+        """``tap`` sees every byte on the wire (a recording), and is finished by ``close``."""
         self.link = link
         self._stream: ByteStream | None = None
-        self._recorder = open_recorder(link)  # the link's ``record:`` capture, if any
+        self._tap = tap
         self._last_write = 0.0
         self._unsettled = False
         self._left = 0  # bytes this poll may still read
@@ -199,8 +201,8 @@ class TextLinkClient:
         """Close the port or connection and end the link's recording: the poller is done
         with the link. (After an I/O error the connection alone is closed and reopened.)"""
         self._disconnect()
-        if self._recorder is not None:
-            self._recorder.finish()
+        if self._tap is not None:
+            self._tap.finish()
 
     def _disconnect(self) -> None:
         if self._stream is not None:
@@ -274,8 +276,8 @@ class TextLinkClient:
     def _connected(self) -> ByteStream:
         if self._stream is None:
             self._stream = self._open()
-            if self._recorder is not None:
-                self._stream = TappedStream(self._stream, self._recorder)
+            if self._tap is not None:
+                self._stream = TappedStream(self._stream, self._tap)
         return self._stream
 
     def _open(self) -> ByteStream:

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 
-from edge_agent.capture.files import CaptureWriter
-from edge_agent.capture.format import Header, LinkInfo
-from edge_agent.capture.loopthread import LoopThread
-from edge_agent.capture.proxy import RecordingProxy
 from edge_agent.config.schema import SerialLink, TcpLink
 from edge_agent.link import LinkError
-from edge_agent.modbus.simserver import SimServer, SimUnit
 from edge_agent.modbus.transport import ModbusLinkClient
+from edge_agent.tools.capture.files import CaptureWriter
+from edge_agent.tools.capture.format import Header, LinkInfo
+from edge_agent.tools.capture.loopthread import LoopThread
+from edge_agent.tools.capture.proxy import RecordingProxy
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 from support.waiting import wait_until
 
 TESTS = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import urllib.request
 from edge_agent_drivers.modbus.settings import RegisterKind
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_agent.modbus.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 _LISTENING = re.compile(r"health endpoint listening on http://127\.0\.0\.1:(\d+)")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -1,0 +1,32 @@
+"""The command line of ``edge-agent demo``: its options, and its exit statuses (3: no
+Mosquitto to start). What the demo does is loaded when it runs: ``station.py``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_PREREQUISITE = 3  # a missing prerequisite, e.g. no Mosquitto for the private broker
+
+
+def add_demo_parser(sub: Any) -> None:
+    """``demo [--duration SECONDS] [--workdir FOLDER]``."""
+    demo = sub.add_parser("demo", help="run a simulated station with a private broker")
+    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                      help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument("--workdir", type=Path, default=None,
+                      help="where to keep the demo's files (default: a new temp folder)")
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Run the demo until ``--duration`` ends or Ctrl-C; 3 when Mosquitto is missing."""
+    from edge_agent.tools.demo.station import run_demo
+    from edge_agent.tools.sim.broker import BrokerNotFound
+
+    try:
+        return run_demo(args.duration, args.workdir, sys.stdout)
+    except BrokerNotFound as err:
+        print(f"edge-agent demo: {err}", file=sys.stderr)
+        return EXIT_PREREQUISITE

@@ -1,0 +1,241 @@
+"""``edge-agent status [CONFIG]``: what a technician needs at a glance.
+
+From the running agent when its health endpoint answers (device states, last good
+reading and last error, broker link, backlog, drops since start); otherwise from the
+outbox file, read-only (backlog per device, oldest and newest waiting sample and the
+newest one's qualities, drops over the file's life). The first line says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config.schema import StationConfig
+from edge_agent.store.readonly import FileBacklog, OutboxUnreadable, open_read_only, read_backlog
+from edge_agent.tools.ops.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    AgentUnreachable,
+    ask_agent,
+    endpoint_url,
+    load_station,
+)
+from edge_agent.tools.ops.text import duration, parse_iso, plural, table, when
+
+
+def run_status(args: argparse.Namespace) -> int:
+    config = load_station(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        document = ask_agent(config.health)
+        if document.get("station") != config.station_id:
+            # Two station files on one PC, one endpoint port: that agent is not this one.
+            raise AgentUnreachable(
+                f"the agent answering at {endpoint_url(config.health)} is station "
+                f"{document.get('station')!r}, not {config.station_id!r} (two station files "
+                "with the same health port?)")
+    except AgentUnreachable as err:
+        reason = str(err)
+    else:
+        print("\n".join(live_lines(document, endpoint_url(config.health), time.time())))
+        return EXIT_OK
+    path = args.outbox or config.store.path
+    try:
+        conn = open_read_only(path)
+        try:
+            backlog = read_backlog(conn, path)
+        finally:
+            conn.close()
+    except OutboxUnreadable as err:
+        print(f"Station {config.station_id}: the agent is not answering: {reason}",
+              file=sys.stderr)
+        print(f"and the outbox cannot be read: {err}{_systemd_hint(args.outbox)}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print("\n".join(file_lines(config, backlog, reason, time.time())))
+    return EXIT_OK
+
+
+def _systemd_hint(given: Path | None) -> str:
+    if given is not None:
+        return ""
+    return ("\nUnder systemd a relative store.path is in the service's state directory: "
+            "add --outbox /var/lib/edge-agent/outbox.sqlite3 (or run with "
+            "STATE_DIRECTORY=/var/lib/edge-agent)")
+
+
+# -- from the running agent -----------------------------------------------------------
+
+def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
+    """The status document of a running agent, for a person."""
+    started = parse_iso(doc["started_at"]) or now
+    lines = [f"Station {doc['station']}: status from the RUNNING agent ({url})",
+             f"edge-agent {doc['version']}, running for {duration(now - started)}",
+             "Health: OK" if doc["healthy"] else "Health: PROBLEM: " + "; ".join(doc["problems"]),
+             ""]
+    rows = [[d["id"], d["link"], d["state"] if d["state"] == "ok" else d["state"].upper(),
+             when(t, now) if (t := parse_iso(d["last_good_at"])) else "none since start",
+             d["last_error"] or "-"] for d in doc["devices"]]
+    lines += table(["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"], rows)
+    notes = [note for d in doc["devices"] for note in _device_notes(d)]
+    lines += ["", *notes] if notes else []
+    lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
+              *_backlog_lines(doc["outbox"], now),
+              _drops_line(doc),
+              *_corrupt_lines(doc["outbox"].get("set_aside") or [],
+                              doc["outbox"].get("corrupt_lost_total"),
+                              "in this run; a new outbox took its place")]
+    return lines
+
+
+def _corrupt_lines(set_aside: list[str], lost_total: int | None, note: str) -> list[str]:
+    """Corrupt outbox files set aside (renamed, kept) and the samples lost with them."""
+    lines = [f"Corrupt:  outbox file set aside as {path} ({note}; kept for recovery by a "
+             "person)" for path in set_aside]
+    if lost_total:
+        lines.append(f"          {plural(lost_total, 'undelivered sample')} lost with corrupt "
+                     "outbox files over this outbox's life (announced as gap events)")
+    elif set_aside and lost_total is None:
+        lines.append("          samples lost with them: unknown (the outbox cannot be read)")
+    return lines
+
+
+def _device_notes(device: dict[str, Any]) -> list[str]:
+    notes = [f"  {device['id']}: channel {channel} {finding}"
+             for channel, finding in sorted(device["isolated_channels"].items())]
+    if device["errors"]:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in
+                            sorted(device["errors"].items(), key=lambda item: -item[1]))
+        failed = sum(device["errors"].values())
+        notes.append(f"  {device['id']}: {failed} of {plural(device['polls'], 'poll')} "
+                     f"failed since start ({reasons})")
+    return notes
+
+
+def _broker_line(broker: dict[str, Any], now: float) -> str:
+    since = parse_iso(broker["since"]) or now
+    where = f"Broker:   {broker['host']}:{broker['port']}"
+    if broker["connected"]:
+        median = broker["ack_latency_median_le_s"]
+        latency = f"; PUBACK median under {median:g} s" if median is not None else ""
+        return (f"{where} connected for {duration(now - since)}; "
+                f"{plural(broker['acknowledged'], 'message')} acknowledged since start, "
+                f"{broker['in_flight']} waiting for PUBACK{latency}")
+    error = f" (last error: {broker['last_error']})" if broker["last_error"] else ""
+    return (f"{where} NOT connected for {duration(now - since)}{error}; "
+            f"{plural(broker['connect_failures'], 'failed attempt')} since start")
+
+
+def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
+    """Messages set aside as poison (forward/poison.py); absent from older agents."""
+    messages = broker.get("unpublishable_messages") or 0
+    if not messages:
+        return []
+    samples = broker.get("unpublishable_samples") or 0
+    return [f"Set aside: {plural(messages, 'message')} ({plural(samples, 'sample')}) could "
+            "never be published (topic refused by the MQTT client, or rejected 5 times by "
+            "the broker) since start; announced as gap events (unpublishable), see the log"]
+
+
+def _backlog_lines(outbox: dict[str, Any], now: float) -> list[str]:
+    if outbox["error"]:
+        return [f"Backlog:  unknown: {outbox['error']}"]
+    samples, gaps = outbox["samples"], outbox["rows"] - outbox["samples"]
+    if samples == 0 and gaps == 0:
+        return ["Backlog:  nothing waiting"]
+    extra = f" (+ {plural(gaps, 'gap event')})" if gaps else ""
+    oldest = parse_iso(outbox["oldest_acquired_at"])
+    age = f"; oldest acquired {when(oldest, now)}" if oldest else ""
+    return [f"Backlog:  {plural(samples, 'sample')}{extra} waiting{age}"]
+
+
+def _drops_line(doc: dict[str, Any]) -> str:
+    outbox = doc["outbox"]
+    since = outbox["dropped_since_start"]
+    unstored = sum(doc["store_failures"].values())
+    if since is None:
+        parts = ["drops since start unknown"]
+    else:
+        dropped = "none" if since == 0 else plural(since, "sample")
+        parts = [f"{dropped} dropped by retention since start"]
+    if unstored:
+        parts.append(f"{plural(unstored, 'sample')} could not be stored (disk?)")
+    total = outbox["dropped_total"]
+    in_file = f" (this outbox file: {total} in total)" if total is not None else ""
+    return "Drops:    " + "; ".join(parts) + in_file
+
+
+# -- from the outbox file -------------------------------------------------------------
+
+def file_lines(config: StationConfig, backlog: FileBacklog, reason: str,
+               now: float) -> list[str]:
+    """What the outbox file can tell while no agent answers."""
+    lines = [f"Station {config.station_id}: the agent is NOT answering: {reason}",
+             f"Showing what the OUTBOX FILE holds: {backlog.path}",
+             "(device states, the broker link and drops since start are known only to a "
+             "running agent)", ""]
+    known = {device.id for device in config.devices}
+    in_file = {device.device_id: device for device in backlog.devices}
+    rows = []
+    for device_id in [d.id for d in config.devices] + sorted(set(in_file) - known):
+        device = in_file.get(device_id)
+        name = device_id if device_id in known else f"{device_id} (not in the station file)"
+        if device is None or device.samples == 0:
+            numbered = f"all delivered ({plural(device.last_seq, 'sample')} numbered)" \
+                if device is not None and device.last_seq else "no sample stored yet"
+            rows.append([name, "0", "-", "-", numbered])
+            continue
+        rows.append([name, str(device.samples), when(device.oldest_at or now, now),
+                     when(device.newest_at or now, now), _qualities(device.newest_body)])
+    lines += table(["DEVICE", "WAITING", "OLDEST WAITING", "NEWEST WAITING",
+                    "NEWEST WAITING SAMPLE"], rows)
+    dropped = plural(backlog.dropped_total, "sample") if backlog.dropped_total else "none"
+    lines += ["", *_file_backlog_lines(backlog, now),
+              f"Drops:    {dropped} dropped by retention over this outbox file's life",
+              *_corrupt_lines(_set_aside_beside(backlog.path), backlog.corrupt_lost_total,
+                              "found beside the outbox")]
+    return lines
+
+
+def _set_aside_beside(path: Path) -> list[str]:
+    """``<name>.corrupt-<time>`` files the agent left beside the outbox (store/corruption.py)."""
+    return sorted(str(found) for found in path.parent.glob(f"{path.name}.corrupt-*")
+                  if not found.name.endswith(("-wal", "-shm", "-journal")))
+
+
+def _file_backlog_lines(backlog: FileBacklog, now: float) -> list[str]:
+    if backlog.samples == 0 and backlog.gap_events == 0:
+        return ["Backlog:  nothing waiting"]
+    lost = sum(device.gap_samples for device in backlog.devices)
+    gaps = f" (+ {plural(backlog.gap_events, 'gap event')} announcing " \
+           f"{plural(lost, 'lost sample')})" if backlog.gap_events else ""
+    oldest = f"; oldest acquired {when(backlog.oldest_at, now)}" if backlog.oldest_at else ""
+    lines = [f"Backlog:  {plural(backlog.samples, 'sample')}{gaps} waiting{oldest}"]
+    if backlog.claimed_rows:
+        were = "was" if backlog.claimed_rows == 1 else "were"
+        lines.append(f"          {plural(backlog.claimed_rows, 'row')} {were} in a message "
+                     "not yet acknowledged when the agent stopped: sent again first")
+    return lines
+
+
+def _qualities(body: dict | None) -> str:
+    """'GOOD 2, BAD 1 (b: exception_02)': a sample's qualities, naming what is not GOOD."""
+    if not body:
+        return "-"
+    values = body.get("values", {})
+    counts: dict[str, int] = {}
+    for value in values.values():
+        counts[value["quality"]] = counts.get(value["quality"], 0) + 1
+    summary = ", ".join(f"{q} {counts[q]}" for q in ("GOOD", "SUSPECT", "BAD") if q in counts)
+    flagged = [f"{name}: {value['reason']}" for name, value in values.items()
+               if value["quality"] != "GOOD"]
+    if flagged:
+        more = f", +{len(flagged) - 3} more" if len(flagged) > 3 else ""
+        summary += f" ({', '.join(flagged[:3])}{more})"
+    return summary
