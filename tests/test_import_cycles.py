@@ -6,7 +6,7 @@ health endpoint that knew the whole ``Agent``). Read statically, without importi
 anything: every ``import`` and ``from ... import`` in a module counts, at module level,
 inside functions and under ``if TYPE_CHECKING:`` alike, since each of them is a
 dependency a reader has to follow. ``importlib.import_module("...")`` with a string (the
-driver registry) is a plug-in point, not an edge.
+toolbox reaching a tool by name) is a plug-in point, not an edge.
 
 An edge goes to the module named; ``from package import name`` goes to
 ``package.name`` when that is a module, to ``package`` otherwise.
