@@ -57,6 +57,9 @@ def endpoint(tmp_path) -> Iterator[Endpoint]:
         yield running
 
 
+OTHER_FDS_MARGIN = 8
+
+
 @pytest.mark.real_parts  # an agent process
 def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endpoint):
     fds_before = open_fds(endpoint.pid)
@@ -91,7 +94,10 @@ def test_slow_clients_are_capped_timed_out_and_healthz_answers_through_them(endp
     assert within_the_cap == (200, "ok\n")
     assert set(answers) <= {408, 503, None}, answers  # None: reset while trickling
     assert answers.count(503) >= len(held) - MAX_CONNECTIONS
-    assert max(most_fds) <= fds_before + MAX_CONNECTIONS + 1, most_fds
+    # The cap, plus a few descriptors the rest of the agent may open meanwhile (a broker
+    # reconnect, SQLite's journal; seen: +3 on a loaded machine); 132 held connections
+    # would be far above it.
+    assert max(most_fds) <= fds_before + MAX_CONNECTIONS + OTHER_FDS_MARGIN, most_fds
     assert after == (200, "ok\n")
     assert errors["busy"] >= len(held) - MAX_CONNECTIONS
     assert errors["request_timeout"] >= 1
