@@ -13,10 +13,10 @@ from edge_agent_drivers.modbus.driver import ModbusMapDriver
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.serialtext import reader as text_reader
 from edge_agent_drivers.serialtext.driver import SerialTextDriver
+from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 from edge_agent.config.schema import LinkProtocol
 from edge_agent.driverkind import DriverKind
-from edge_agent.textproto.settings import TextSettings
 
 #: The default kind, for a device that writes no ``driver:``.
 DEFAULT_KIND = "modbus"

@@ -6,8 +6,8 @@ A poller owns one client per link and hands it to each device's driver in turn. 
 raise (or let through) a ``LinkError``: ``transient`` errors are retried and backed off,
 the others become BAD readings with ``reason``. Every read is bounded: a device that
 sends more than a poll may read gets ``LinkFlooded`` (reason ``flood``). Protocol
-modules (modbus/transport.py, textproto/) subclass these errors so the poller never
-needs to know the protocol.
+modules (drivers/modbus/protocol/transport.py, drivers/serialtext/protocol/) subclass
+these errors so the poller never needs to know the protocol.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """A link's client, chosen from its protocol. This module sits above the protocol clients
-(modbus/transport.py, textproto/client.py) and imports both; link.py, which they build
-on, imports neither, so there is no import cycle between a base and its subclasses.
+(drivers/modbus/protocol/transport.py, drivers/serialtext/protocol/client.py) and imports
+both; link.py, which they build on, imports neither, so there is no import cycle between
+a base and its subclasses.
 """
 
 from __future__ import annotations
 
+from edge_agent_drivers.modbus.protocol.transport import ModbusLinkClient
+from edge_agent_drivers.serialtext.protocol.client import TextLinkClient
+
 from edge_agent.config.schema import Link, LinkProtocol
 from edge_agent.link import LinkClient, WireTap
-from edge_agent.modbus.transport import ModbusLinkClient
-from edge_agent.textproto.client import TextLinkClient
 
 
 def open_link_client(link: Link, tap: WireTap | None = None) -> LinkClient:

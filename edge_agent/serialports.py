@@ -53,7 +53,7 @@ class SerialPort:
     def read_waiting(self, limit: int) -> bytes:
         """What has arrived already, at most ``limit`` bytes, without waiting. The
         limit is what keeps a babbling device from filling memory (the caller's read
-        budget, see textproto/client.py)."""
+        budget, see drivers/serialtext/protocol/client.py)."""
         waiting = min(self._port.in_waiting, limit)
         return self._port.read(waiting) if waiting > 0 else b""
 

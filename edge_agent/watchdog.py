@@ -61,7 +61,7 @@ TRANSACTION_BOUND_S = 60.0
 WRITER_BOUND_S = 2 * TRANSACTION_BOUND_S
 #: A host name lookup (getaddrinfo has no timeout; glibc: 5 s x 2 attempts x 3 servers).
 NAME_LOOKUP_S = 30.0
-#: Writes on text links (serialports.py ``write_timeout``, textproto TCP send timeout).
+#: Writes on text links (serialports.py ``write_timeout``, the text client's TCP send timeout).
 TEXT_WRITE_S = 5.0
 #: paho's socket connect and TLS handshake timeout, and our longest CONNACK wait
 #: (forwarder ``_connect_timeout_s``).

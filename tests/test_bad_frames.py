@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from edge_agent_drivers.modbus.protocol.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.rawrtu import RawRtuSlave
 from support.station import write_station
@@ -23,7 +24,6 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention, SerialLink
 from edge_agent.driver import load_driver
 from edge_agent.link import BadResponse, DeviceTimeout
-from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent.poller import LinkPoller
 from edge_agent.store.outbox import Outbox
 from edge_agent.tools.sim.ptypair import PtyPair

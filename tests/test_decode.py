@@ -6,6 +6,7 @@ import math
 import struct
 
 import pytest
+from edge_agent_drivers.modbus.protocol.decode import DecodeError, decode_string, decode_words
 from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
@@ -15,7 +16,6 @@ from edge_agent_drivers.modbus.settings import (
 )
 from edge_agent_drivers.modbus.values import judge_words
 
-from edge_agent.modbus.decode import DecodeError, decode_string, decode_words
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange, scale_value
 

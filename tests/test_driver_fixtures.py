@@ -12,13 +12,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.protocol.transport import ModbusLinkClient
 from edge_agent_drivers.modbus.settings import ReadLimits
 
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Device, SerialLink, TcpLink
 from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
-from edge_agent.modbus.transport import ModbusLinkClient
 from edge_agent.tools.capture.files import read_capture
 from edge_agent.tools.capture.loopthread import InBackground
 from edge_agent.tools.replay.rtu_server import RtuReplayServer

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 from edge_agent_drivers import registry
+from edge_agent_drivers.serialtext.protocol.client import TextLinkClient
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, Frame, FrameEvent
+from edge_agent_drivers.serialtext.protocol.settings import Framing
 from support.station import write_station
 
 from edge_agent.config.errors import ConfigError
@@ -26,9 +29,6 @@ from edge_agent.driver import load_driver
 from edge_agent.driverkind import DeviceEntry, DriverKind
 from edge_agent.link import DeviceTimeout
 from edge_agent.model import Quality, Reading, Sample
-from edge_agent.textproto.client import TextLinkClient
-from edge_agent.textproto.framing import Deframer, Frame, FrameEvent
-from edge_agent.textproto.settings import Framing
 from edge_agent.tools.sim.ptypair import PtyPair
 
 # -- the third kind: a thermometer that answers "T?<CR>" with "21.5<CR><LF>" ----------------

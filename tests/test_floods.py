@@ -10,7 +10,12 @@ import threading
 import tracemalloc
 
 import pytest
+from edge_agent_drivers.modbus.protocol.pymodbus_client import READ_LIMIT_BYTES
+from edge_agent_drivers.modbus.protocol.transport import ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
+from edge_agent_drivers.serialtext.protocol.client import TextLinkClient, read_budget
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, Frame
+from edge_agent_drivers.serialtext.protocol.settings import Framing
 from support.floods import FloodingPty, FloodingTcpDevice
 from support.health import logged_port, status
 from support.rawmodbus import RawModbusDevice
@@ -19,11 +24,6 @@ from support.waiting import wait_until
 
 from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import LinkFlooded
-from edge_agent.modbus.pymodbus_client import READ_LIMIT_BYTES
-from edge_agent.modbus.transport import ModbusLinkClient
-from edge_agent.textproto.client import TextLinkClient, read_budget
-from edge_agent.textproto.framing import Deframer, Frame
-from edge_agent.textproto.settings import Framing
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.textdevice import NoxAnalyzerSim, TextDeviceSim
 
@@ -103,9 +103,9 @@ def test_flooding_devices_are_bad_flood_bounded_and_do_not_slow_another_link(
     nox = [r.sample["values"]["no"]["quality"] for r in collector.first_deliveries("nox-1")]
     assert nox and set(nox) == {"GOOD"}
     log = agent.log()
-    assert log.count("WARNING edge_agent.textproto.client") == 2, \
+    assert log.count("WARNING edge_agent_drivers.serialtext.protocol.client") == 2, \
         "each text link logs its flood once, then counts"
-    assert log.count("WARNING edge_agent.modbus.transport: plc: flood") == 1, \
+    assert log.count("WARNING edge_agent_drivers.modbus.protocol.transport: plc: flood") == 1, \
         "the Modbus link logs its flood once"
 
 

@@ -1,6 +1,6 @@
-"""Fuzzing the Modbus decoders: random and mutated answers on a real socket into the
-client the pollers use (Modbus TCP's MBAP framing and RTU framing, both through
-pymodbus behind modbus/pymodbus_client.py), then through the register-map driver, and
+"""Fuzzing the Modbus decoders: random and mutated answers on a real socket into the client
+the pollers use (Modbus TCP's MBAP framing and RTU framing, both through pymodbus behind
+drivers/modbus/protocol/pymodbus_client.py), then through the register-map driver, and
 random register words into the value decoding. Nothing but our documented outcomes may
 come out (a ``LinkError`` that makes the poll's readings BAD, or readings whose values
 are finite or None with a BAD reason), and memory stays bounded.
@@ -14,6 +14,7 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from edge_agent_drivers.modbus.protocol.transport import ModbusLinkClient
 from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
@@ -29,7 +30,6 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import LinkProtocol, TcpLink
 from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
-from edge_agent.modbus.transport import ModbusLinkClient
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 

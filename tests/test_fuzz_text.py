@@ -13,16 +13,14 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support.fuzzing import SEED, mutate, noise, peak_memory, rng, split
-from support.textreplay import fixture_device, fixture_files, load_fixture
-
-from edge_agent.driver import load_driver
-from edge_agent.link import LinkError
-from edge_agent.model import Quality
-from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
-from edge_agent.textproto.framing import Deframer, Frame, FrameFault, encode_frame
-from edge_agent.textproto.parse import RecordError, parse_record
-from edge_agent.textproto.settings import (
+from edge_agent_drivers.serialtext.protocol.checksums import (
+    ByteOrder,
+    ChecksumEncoding,
+    ChecksumKind,
+)
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, Frame, FrameFault, encode_frame
+from edge_agent_drivers.serialtext.protocol.parse import RecordError, parse_record
+from edge_agent_drivers.serialtext.protocol.settings import (
     Checksum,
     Covers,
     Framing,
@@ -34,6 +32,12 @@ from edge_agent.textproto.settings import (
     TextChannel,
     TimeField,
 )
+from support.fuzzing import SEED, mutate, noise, peak_memory, rng, split
+from support.textreplay import fixture_device, fixture_files, load_fixture
+
+from edge_agent.driver import load_driver
+from edge_agent.link import LinkError
+from edge_agent.model import Quality
 
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)
 MAX_BYTES = 64  # small, so overlong frames and overflow are common cases

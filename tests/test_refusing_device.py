@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+from edge_agent_drivers.modbus.protocol.pymodbus_server import Reply, ServedRequest
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.health import scrape, status
 from support.station import write_station
@@ -15,7 +16,6 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
-from edge_agent.modbus.pymodbus_server import Reply, ServedRequest
 from edge_agent.poller import DOWN_AFTER_FAILED_POLLS
 from edge_agent.tools.ops.status import live_lines
 from edge_agent.tools.sim.simserver import SimServer, SimUnit

@@ -118,8 +118,8 @@ def test_link_imports_no_protocol_client():
     imported = [node.module for node in ast.walk(ast.parse(path.read_text()))
                 if isinstance(node, ast.ImportFrom)]
     assert "edge_agent.config.schema" in imported
-    assert not [m for m in imported if m and m.startswith(("edge_agent.modbus",
-                                                           "edge_agent.textproto"))]
+    assert not [m for m in imported if m and m.startswith(("edge_agent_drivers.modbus.protocol",
+                                                           "edge_agent_drivers.serialtext.protocol"))]
 
 
 def test_a_link_without_record_gets_no_recorder(tmp_path):

@@ -10,13 +10,13 @@ import struct
 import threading
 
 import pytest
+from edge_agent_drivers.modbus.protocol.transport import DeviceTimeout, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.station import write_station
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import SerialLink
-from edge_agent.modbus.transport import DeviceTimeout, ModbusLinkClient
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 

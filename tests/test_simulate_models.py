@@ -228,8 +228,9 @@ def test_the_example_simulate_file_is_valid():
 
 
 def test_one_process_serves_many_devices_each_with_its_own_values(tmp_path):
+    from edge_agent_drivers.modbus.protocol.transport import ModbusLinkClient
+
     from edge_agent.config.schema import TcpLink
-    from edge_agent.modbus.transport import ModbusLinkClient
 
     path = tmp_path / "load.yaml"
     path.write_text("servers: {lan: {listen: '127.0.0.1:0'}}\ndevices:\n" + "".join(

@@ -4,8 +4,7 @@ and how a station file writes control bytes (tables, no I/O)."""
 from __future__ import annotations
 
 import pytest
-
-from edge_agent.textproto.checksums import (
+from edge_agent_drivers.serialtext.protocol.checksums import (
     ByteOrder,
     ChecksumEncoding,
     ChecksumKind,
@@ -14,7 +13,7 @@ from edge_agent.textproto.checksums import (
     encode,
     encoded_length,
 )
-from edge_agent.textproto.escapes import EscapeError, show, to_bytes
+from edge_agent_drivers.serialtext.protocol.escapes import EscapeError, show, to_bytes
 
 CHECK = b"123456789"
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from edge_agent_drivers.serialtext.protocol.client import BadFrame, TextLinkClient
+from edge_agent_drivers.serialtext.protocol.framing import Deframer
+from edge_agent_drivers.serialtext.protocol.settings import Framing
 from support.textreplay import sample_values
 from support.waiting import wait_until
 
@@ -15,9 +18,6 @@ from edge_agent.config.schema import SerialLink, TcpLink
 from edge_agent.driver import load_driver
 from edge_agent.link import DeviceTimeout, LinkDown
 from edge_agent.model import utc_now
-from edge_agent.textproto.client import BadFrame, TextLinkClient
-from edge_agent.textproto.framing import Deframer
-from edge_agent.textproto.settings import Framing
 from edge_agent.tools.sim.broker import free_port
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim

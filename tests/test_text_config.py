@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 from edge_agent_drivers.serialtext import config_record as validate_text_record
 from edge_agent_drivers.serialtext import config_text as validate_text
+from edge_agent_drivers.serialtext.protocol.checksums import ChecksumKind
+from edge_agent_drivers.serialtext.protocol.settings import (
+    Covers,
+    Framing,
+    FramingKind,
+    TextMode,
+    TextSettings,
+)
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
-from edge_agent.textproto.checksums import ChecksumKind
-from edge_agent.textproto.settings import Covers, Framing, FramingKind, TextMode, TextSettings
 
 REFERENCE = Path(__file__).resolve().parent.parent / "config" / "reference.yaml"
 STATION = """\

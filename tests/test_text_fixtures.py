@@ -8,6 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from edge_agent_drivers.serialtext.protocol.client import TextLinkClient
+from edge_agent_drivers.serialtext.protocol.escapes import show
+from edge_agent_drivers.serialtext.protocol.settings import TextMode
 from support.textreplay import (
     ReplayInstrument,
     fixture_device,
@@ -19,9 +22,6 @@ from support.textreplay import (
 from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
 from edge_agent.model import iso_utc
-from edge_agent.textproto.client import TextLinkClient
-from edge_agent.textproto.escapes import show
-from edge_agent.textproto.settings import TextMode
 from edge_agent.tools.sim.ptypair import PtyPair
 
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)

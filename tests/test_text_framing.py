@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import pytest
-
-from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
-from edge_agent.textproto.framing import Deframer, Frame, FrameFault, encode_frame
-from edge_agent.textproto.settings import Checksum, Covers, Framing, FramingKind
+from edge_agent_drivers.serialtext.protocol.checksums import (
+    ByteOrder,
+    ChecksumEncoding,
+    ChecksumKind,
+)
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, Frame, FrameFault, encode_frame
+from edge_agent_drivers.serialtext.protocol.settings import Checksum, Covers, Framing, FramingKind
 
 ANY_LINE = Framing()
 CRLF = Framing(terminator=b"\r\n")

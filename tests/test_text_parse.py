@@ -6,10 +6,13 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from edge_agent.model import Quality
-from edge_agent.textproto.parse import RecordError, accepts, parse_record, to_number
-from edge_agent.textproto.settings import (
+from edge_agent_drivers.serialtext.protocol.parse import (
+    RecordError,
+    accepts,
+    parse_record,
+    to_number,
+)
+from edge_agent_drivers.serialtext.protocol.settings import (
     Locator,
     RecordFormat,
     StatusField,
@@ -17,6 +20,8 @@ from edge_agent.textproto.settings import (
     TextChannel,
     TimeField,
 )
+
+from edge_agent.model import Quality
 
 GOOD, SUSPECT, BAD = Quality.GOOD, Quality.SUSPECT, Quality.BAD
 

@@ -11,12 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from edge_agent_drivers.modbus.settings import RegisterKind
-
-from edge_agent.config.loader import load_config
-from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
-from edge_agent.link import LinkError
-from edge_agent.modbus.transport import (
+from edge_agent_drivers.modbus.protocol.transport import (
     BadResponse,
     DeviceTimeout,
     ModbusExceptionReply,
@@ -24,6 +19,11 @@ from edge_agent.modbus.transport import (
     request_gap_s,
     rtu_frame_gap_s,
 )
+from edge_agent_drivers.modbus.settings import RegisterKind
+
+from edge_agent.config.loader import load_config
+from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
+from edge_agent.link import LinkError
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
@@ -222,8 +222,8 @@ def test_request_gap_never_goes_below_the_rtu_silence_on_a_serial_line():
     assert request_gap_s(gateway) == 0.02  # the gateway times its own serial side
 
 
-PYMODBUS_CLIENT = "edge_agent/modbus/pymodbus_client.py"
-PYMODBUS_SERVER = "edge_agent/modbus/pymodbus_server.py"
+PYMODBUS_CLIENT = "drivers/modbus/protocol/pymodbus_client.py"
+PYMODBUS_SERVER = "drivers/modbus/protocol/pymodbus_server.py"
 
 
 def _importers(prefix: str) -> set[str]:
@@ -247,10 +247,10 @@ def test_only_the_two_pymodbus_modules_import_pymodbus():
 
 def test_pymodbus_client_and_server_sides_share_no_module():
     """The runtime's client never loads the simulator's server adapter, and back."""
-    assert PYMODBUS_SERVER not in _importers("edge_agent.modbus.pymodbus_client")
-    assert PYMODBUS_CLIENT not in _importers("edge_agent.modbus.pymodbus_server")
-    assert "edge_agent/modbus/transport.py" not in _importers(
-        "edge_agent.modbus.pymodbus_server")
+    assert PYMODBUS_SERVER not in _importers("edge_agent_drivers.modbus.protocol.pymodbus_client")
+    assert PYMODBUS_CLIENT not in _importers("edge_agent_drivers.modbus.protocol.pymodbus_server")
+    assert "drivers/modbus/protocol/transport.py" not in _importers(
+        "edge_agent_drivers.modbus.protocol.pymodbus_server")
 
 
 def test_station_file_names_every_transport_and_device_polling():

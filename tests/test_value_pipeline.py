@@ -21,12 +21,12 @@ import pytest
 from edge_agent_drivers.modbus.status import apply_status
 from edge_agent_drivers.modbus.values import judge_words
 from edge_agent_drivers.serialtext.driver import SerialTextDriver
+from edge_agent_drivers.serialtext.protocol.framing import Frame
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Device
 from edge_agent.model import Quality, Reading
-from edge_agent.textproto.framing import Frame
 from edge_agent.values import ValidRange, flagged, judge_number, scale_value
 
 NOW = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from edge_agent_drivers.modbus.plan import ReadRequest, plan, split
+from edge_agent_drivers.modbus.protocol.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, RegisterKind, TriggerKind
 from edge_agent_drivers.modbus.status import apply_status
 from edge_agent_drivers.modbus.trigger import (
@@ -31,7 +32,6 @@ from edge_agent_drivers.modbus.values import Judged, judge_bits, judge_words
 
 from edge_agent.config.schema import Device
 from edge_agent.link import LinkError
-from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent.model import Quality, Reading, Sample
 
 log = logging.getLogger(__name__)

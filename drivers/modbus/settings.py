@@ -2,7 +2,7 @@
 
 ``ModbusSettings`` is the ``settings`` of a Modbus ``Device`` (config/schema.py holds
 what every kind shares). The types here are what reader.py produces from the station
-file and profiles and what the driver, the decoder (edge_agent/modbus/decode.py) and the
+file and profiles and what the driver, the decoder (drivers/modbus/protocol/decode.py) and the
 tools read; they are plain frozen values with no I/O, so any module may import them.
 Defaults are the ones documented in docs/configuration.md; change both together.
 """

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edge_agent_drivers.modbus.protocol.decode import (
+    DecodeError,
+    decode_bit,
+    decode_string,
+    decode_words,
+)
 from edge_agent_drivers.modbus.settings import Channel, DataType
 
-from edge_agent.modbus.decode import DecodeError, decode_bit, decode_string, decode_words
 from edge_agent.model import Quality
 from edge_agent.values import Judged, judge_number
 

@@ -17,6 +17,16 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from edge_agent_drivers.serialtext.protocol.escapes import EscapeError, to_bytes
+from edge_agent_drivers.serialtext.protocol.settings import (
+    Locator,
+    RecordFormat,
+    StatusField,
+    StatusRule,
+    TextChannel,
+    TimeField,
+)
+
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
 from edge_agent.config.value_fields import (
@@ -27,15 +37,6 @@ from edge_agent.config.value_fields import (
 )
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
 from edge_agent.model import Quality
-from edge_agent.textproto.escapes import EscapeError, to_bytes
-from edge_agent.textproto.settings import (
-    Locator,
-    RecordFormat,
-    StatusField,
-    StatusRule,
-    TextChannel,
-    TimeField,
-)
 
 CHANNEL_KEYS = ("name", "field", "group", "scale", "offset", "unit", "valid_range",
                 "sentinels")

@@ -22,14 +22,15 @@ import re
 import string
 
 from edge_agent_drivers.serialtext.config_record import read_record_format
-
-from edge_agent.config.fields import Section, as_section
-from edge_agent.config.yamlsource import ScalarNode
-from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
-from edge_agent.textproto.escapes import EscapeError, show, to_bytes
-from edge_agent.textproto.framing import Deframer, FrameFault, encode_frame
-from edge_agent.textproto.parse import RecordError, accepts, parse_record
-from edge_agent.textproto.settings import (
+from edge_agent_drivers.serialtext.protocol.checksums import (
+    ByteOrder,
+    ChecksumEncoding,
+    ChecksumKind,
+)
+from edge_agent_drivers.serialtext.protocol.escapes import EscapeError, show, to_bytes
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, FrameFault, encode_frame
+from edge_agent_drivers.serialtext.protocol.parse import RecordError, accepts, parse_record
+from edge_agent_drivers.serialtext.protocol.settings import (
     Checksum,
     Covers,
     Framing,
@@ -37,6 +38,9 @@ from edge_agent.textproto.settings import (
     TextMode,
     TextSettings,
 )
+
+from edge_agent.config.fields import Section, as_section
+from edge_agent.config.yamlsource import ScalarNode
 
 TEXT_DRIVER = "serial-text"
 TEXT_KEYS = ("mode", "request", "frame_request", "framing", "checksum", "accept",

@@ -23,14 +23,15 @@ import logging
 from collections import Counter
 from datetime import datetime
 
+from edge_agent_drivers.serialtext.protocol.client import BadFrame, TextLinkClient
+from edge_agent_drivers.serialtext.protocol.escapes import show
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, Frame, FrameEvent, FrameFault
+from edge_agent_drivers.serialtext.protocol.parse import Record, RecordError, accepts, parse_record
+from edge_agent_drivers.serialtext.protocol.settings import TextMode, TextSettings
+
 from edge_agent.config.schema import Device
 from edge_agent.link import DeviceTimeout
 from edge_agent.model import Quality, Reading, Sample
-from edge_agent.textproto.client import BadFrame, TextLinkClient
-from edge_agent.textproto.escapes import show
-from edge_agent.textproto.framing import Deframer, Frame, FrameEvent, FrameFault
-from edge_agent.textproto.parse import Record, RecordError, accepts, parse_record
-from edge_agent.textproto.settings import TextMode, TextSettings
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ Called through the registry (edge_agent_drivers.registry) by config/validate_dev
 from __future__ import annotations
 
 from edge_agent_drivers.serialtext.config_text import read_text_device, read_text_unit_id
+from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 from edge_agent.config.fields import Section
 from edge_agent.driverkind import DeviceEntry
-from edge_agent.textproto.settings import TextSettings
 
 #: Device-level keys only serial-text devices read.
 SERIAL_TEXT_KEYS = ("text",)

@@ -4,7 +4,7 @@ Nothing past the loader sees YAML or dicts. Units are in the field names. Defaul
 are the ones documented in docs/configuration.md; change both together. What only one
 driver kind reads lives in its folder: a ``Device``'s ``settings`` is a
 ``ModbusSettings`` (drivers/modbus/settings.py, with the register-map types) or a
-``TextSettings`` (edge_agent/textproto/settings.py).
+``TextSettings`` (drivers/serialtext/protocol/settings.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from edge_agent_drivers.modbus.settings import ModbusSettings
-
-from edge_agent.textproto.settings import TextSettings
+from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 
 class LinkProtocol(StrEnum):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edge_agent_drivers.serialtext.protocol.settings import TextMode, TextSettings
+
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Device
-from edge_agent.textproto.settings import TextMode, TextSettings
 
 
 @dataclass

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.protocol.transport import ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.schema import SerialLink, TcpLink
 from edge_agent.link import LinkError
-from edge_agent.modbus.transport import ModbusLinkClient
 from edge_agent.tools.capture.files import CaptureWriter
 from edge_agent.tools.capture.format import Header, LinkInfo
 from edge_agent.tools.capture.loopthread import LoopThread

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from edge_agent_drivers.serialtext.protocol.escapes import show
+
 from edge_agent import __version__
-from edge_agent.textproto.escapes import show
 from edge_agent.tools.capture.modbus_frames import FrameInfo, decode_ascii, decode_rtu, decode_tcp
 
 FORMAT_NAME = "edge-agent-capture"

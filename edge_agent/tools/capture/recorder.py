@@ -1,12 +1,13 @@
 """Record a link's traffic as the agent itself sends and receives it (link setting
 ``record:``), for serial RTU buses and text protocols, where no proxy can be inserted.
 
-The link's client (``modbus/pymodbus_client.py``, ``textproto/client.py``) shows a
-``LinkRecorder`` every byte it writes and reads (``edge_agent.link.WireTap``). Recording
-must never slow down or break polling, so the poller's thread only time-stamps the bytes
-and queues them; a thread of the recorder's own cuts them into frames
-(``cutting.AnswerCutter``), pairs answers with requests (``exchanges.Exchanges``) and
-writes one flushed line per record (``files.CaptureWriter``).
+The link's client (``drivers/modbus/protocol/pymodbus_client.py``,
+``drivers/serialtext/protocol/client.py``) shows a ``LinkRecorder`` every byte it writes
+and reads (``edge_agent.link.WireTap``). Recording must never slow down or break polling,
+so the poller's thread only time-stamps the bytes and queues them; a thread of the
+recorder's own cuts them into frames (``cutting.AnswerCutter``), pairs answers with
+requests (``exchanges.Exchanges``) and writes one flushed line per record
+(``files.CaptureWriter``).
 
 When something goes wrong, polling goes on and the recording says so once:
 

@@ -13,16 +13,16 @@ import sys
 from dataclasses import dataclass, replace
 from typing import TextIO
 
-from edge_agent_drivers.modbus.settings import RegisterKind
-
-from edge_agent.config.schema import Link, SerialLink
-from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError
-from edge_agent.modbus.transport import (
+from edge_agent_drivers.modbus.protocol.transport import (
     MAX_BITS,
     MAX_REGISTERS,
     ModbusExceptionReply,
     ModbusLinkClient,
 )
+from edge_agent_drivers.modbus.settings import RegisterKind
+
+from edge_agent.config.schema import Link, SerialLink
+from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError
 from edge_agent.tools.probe import render
 from edge_agent.tools.probe.arguments import (
     EXIT_BAD_ANSWER,

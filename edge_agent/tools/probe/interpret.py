@@ -3,8 +3,8 @@
 The probe does not know the device's register map. It decodes every type in every word
 order starting at every register, so the one that matches the number on the instrument's
 display can be picked out by eye or by ``find``. Byte layouts come from
-``edge_agent.modbus.decode.words_to_bytes``, so a word order the probe suggests means
-exactly what it means in a station file. Everything here is pure: tested with tables.
+``edge_agent_drivers.modbus.protocol.decode.words_to_bytes``, so a word order the probe
+suggests means exactly what it means in a station file. Everything here is pure: tested with tables.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from edge_agent_drivers.modbus.protocol.decode import shortest_float32, words_to_bytes
 from edge_agent_drivers.modbus.settings import RegisterKind, WordOrder
-
-from edge_agent.modbus.decode import shortest_float32, words_to_bytes
 
 ORDERS: tuple[WordOrder, ...] = tuple(WordOrder)
 

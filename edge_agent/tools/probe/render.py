@@ -13,9 +13,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from edge_agent_drivers.modbus.protocol.decode import shortest_float32
 from edge_agent_drivers.modbus.settings import RegisterKind, WordOrder
 
-from edge_agent.modbus.decode import shortest_float32
 from edge_agent.tools.probe.interpret import (
     ORDERS,
     WIDE_TYPES,

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from edge_agent_drivers.modbus.protocol.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.link import BadResponse, DeviceTimeout, LinkDown
-from edge_agent.modbus.transport import ModbusExceptionReply, ModbusLinkClient
 
 GATEWAY_CODES = {0x0A, 0x0B}
 

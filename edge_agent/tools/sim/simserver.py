@@ -27,10 +27,15 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from edge_agent_drivers.modbus.protocol.pymodbus_server import (
+    Reply,
+    ServedRequest,
+    ServerHandle,
+    serve,
+)
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.schema import LinkProtocol
-from edge_agent.modbus.pymodbus_server import Reply, ServedRequest, ServerHandle, serve
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 MAX_ENRON_VALUES = 63  # 4 bytes per value in a byte-counted answer of at most 255 bytes

@@ -12,7 +12,8 @@ streamed record), one per answer, in the order they were queued:
 * ``silent``: no answer at all.
 
 The models build their frames with their own few lines of code, not with
-edge_agent.textproto, so an end-to-end test compares two independent implementations.
+edge_agent_drivers.serialtext.protocol, so an end-to-end test compares two independent
+implementations.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_agent.textproto.checksums import compute, decode, encode, encoded_length
-from edge_agent.textproto.escapes import show
-from edge_agent.textproto.settings import Checksum, Framing, FramingKind
+from edge_agent_drivers.serialtext.protocol.checksums import compute, decode, encode, encoded_length
+from edge_agent_drivers.serialtext.protocol.escapes import show
+from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing, FramingKind
 
 _LINE_ENDS = b"\r\n"
 

@@ -35,6 +35,14 @@ from __future__ import annotations
 import logging
 import time
 
+from edge_agent_drivers.modbus.protocol.pymodbus_client import (
+    Answer,
+    Flooded,
+    NoAnswer,
+    Unusable,
+    WireClient,
+    WireClosed,
+)
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.schema import Link, LinkProtocol, SerialLink, TcpLink
@@ -45,14 +53,6 @@ from edge_agent.link import (
     LinkError,
     LinkFlooded,
     WireTap,
-)
-from edge_agent.modbus.pymodbus_client import (
-    Answer,
-    Flooded,
-    NoAnswer,
-    Unusable,
-    WireClient,
-    WireClosed,
 )
 from edge_agent.serialports import explain_missing
 

@@ -34,11 +34,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Protocol, TypeVar
 
+from edge_agent_drivers.serialtext.protocol.framing import Deframer, FrameEvent
+from edge_agent_drivers.serialtext.protocol.settings import Framing
+
 from edge_agent.config.schema import Link, SerialLink
 from edge_agent.link import LinkDown, LinkError, LinkFlooded, WireTap
 from edge_agent.serialports import open_serial_port
-from edge_agent.textproto.framing import Deframer, FrameEvent
-from edge_agent.textproto.settings import Framing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

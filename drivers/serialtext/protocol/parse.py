@@ -22,14 +22,15 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 
-from edge_agent.model import Quality
-from edge_agent.textproto.settings import (
+from edge_agent_drivers.serialtext.protocol.settings import (
     Locator,
     RecordFormat,
     StatusRule,
     TextChannel,
     TimeField,
 )
+
+from edge_agent.model import Quality
 from edge_agent.values import Judged, NumberRules, flagged, judge_number
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from edge_agent_drivers.serialtext.protocol.checksums import (
+    ByteOrder,
+    ChecksumEncoding,
+    ChecksumKind,
+)
+
 from edge_agent.model import Quality
-from edge_agent.textproto.checksums import ByteOrder, ChecksumEncoding, ChecksumKind
 from edge_agent.values import ValidRange
 
 
