@@ -66,9 +66,6 @@ MAX_REGISTERS = 125  # per read, Modbus limit (function 3/4)
 MAX_ENRON_VALUES = 63  # 32-bit registers per read: 4 bytes each in a 255-byte answer
 MAX_BITS = 2000  # per read, Modbus limit (function 1/2)
 
-# A Modbus failure is a LinkError; the names below are what drivers and tests import.
-ModbusError = LinkError
-
 
 class ModbusExceptionReply(LinkError):
     """The device answered with exception ``code`` (02: illegal data address, ...)."""
