@@ -32,9 +32,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.config.declare import allowed_keys, declared, default_of, filled, read_declared
 from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.fields import Checker, Mismatch, Section, as_section, read_path
-from edge_agent.config.limits import BACKOFF_INITIAL_S, BACKOFF_MAX_S, MAX_AGE_S
+from edge_agent.config.limits import MAX_AGE_S
 from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import ProfileLibrary, shipped_profile_dirs
 from edge_agent.config.schema import (
@@ -42,7 +43,6 @@ from edge_agent.config.schema import (
     Retention,
     StationConfig,
     StoreConfig,
-    Synchronous,
 )
 from edge_agent.config.validate_devices import read_devices
 from edge_agent.config.validate_health import read_health
@@ -52,11 +52,11 @@ from edge_agent.config.validate_store import check_store_place
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 
 TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
-POLLING_KEYS = ("retries", "retry_wait_s", "backoff_initial_s", "backoff_max_s")
-STORE_KEYS = ("path", "synchronous", "retention")
-RETENTION_KEYS = ("max_rows", "max_bytes", "max_age_s")
+POLLING_KEYS = allowed_keys(PollingPolicy)
+STORE_KEYS = allowed_keys(StoreConfig)
+RETENTION_KEYS = allowed_keys(Retention)
 DEFAULT_STORE_PATH = "outbox.sqlite3"
-MIN_STORE_BYTES = 1_000_000
+MIN_STORE_BYTES = int(declared(Retention)["max_bytes"].lo or 1)  # as declared there
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -163,32 +163,28 @@ def _read_station(ck: Checker, top: Section) -> str | None:
 
 
 def _read_polling(top: Section) -> PollingPolicy:
+    """Retries and back-off: keys, defaults and ranges as declared on ``PollingPolicy``;
+    only the order of the two back-off bounds is checked here."""
     sec = top.section("polling", POLLING_KEYS)
-    default = PollingPolicy()
     if sec is None:
-        return default
-    initial = sec.number("backoff_initial_s", default.backoff_initial_s, *BACKOFF_INITIAL_S)
-    maximum = sec.number("backoff_max_s", default.backoff_max_s, *BACKOFF_MAX_S)
+        return PollingPolicy()
+    values = {name: read_declared(sec, PollingPolicy, name) for name in declared(PollingPolicy)}
+    initial, maximum = values["backoff_initial_s"], values["backoff_max_s"]
     if initial is not None and maximum is not None and initial > maximum:
         key = "backoff_max_s" if sec.has("backoff_max_s") else "backoff_initial_s"
         message = f"backoff_initial_s ({initial:g}) must not be greater than backoff_max_s"
         sec.report(key, f"{message} ({maximum:g})")
-    return PollingPolicy(
-        retries=sec.integer("retries", default.retries, 0, 10) or 0,
-        retry_wait_s=sec.number("retry_wait_s", default.retry_wait_s, 0, 60) or 0.0,
-        backoff_initial_s=initial or default.backoff_initial_s,
-        backoff_max_s=maximum or default.backoff_max_s,
-    )
+    return PollingPolicy(**filled(PollingPolicy, values))
 
 
 def _read_store(top: Section, state_dir: Path) -> StoreConfig:
     sec = top.section("store", STORE_KEYS)
     if sec is None:
         return StoreConfig(path=state_dir / DEFAULT_STORE_PATH)
-    synchronous = {"FULL": Synchronous.FULL, "NORMAL": Synchronous.NORMAL}
     return StoreConfig(
         path=read_path(sec, "path", state_dir, DEFAULT_STORE_PATH) or state_dir,
-        synchronous=sec.choice("synchronous", synchronous, Synchronous.FULL) or Synchronous.FULL,
+        synchronous=read_declared(sec, StoreConfig, "synchronous")
+        or default_of(StoreConfig, "synchronous"),
         retention=_read_retention(sec),
     )
 
@@ -196,22 +192,21 @@ def _read_store(top: Section, state_dir: Path) -> StoreConfig:
 def _read_retention(store: Section) -> Retention:
     """Limits on undelivered data; an explicit ``null`` means no limit of that kind."""
     sec = store.section("retention", RETENTION_KEYS)
-    default = Retention()
     if sec is None:
-        return default
-    rows = _limit(sec, "max_rows", default.max_rows, "an integer >= 1", _rows)
-    size = _limit(sec, "max_bytes", default.max_bytes, "a size >= 1MB like 500MB or 2GiB", _size)
-    age = _limit(sec, "max_age_s", default.max_age_s, "a duration 1s..3650d like 86400, 12h or "
-                 "30d", _age)
-    return Retention(max_rows=rows, max_bytes=size, max_age_s=age)
+        return Retention()
+    converters = {"max_rows": _rows, "max_bytes": _size, "max_age_s": _age}
+    return Retention(**{name: _limit(sec, name, converters[name]) for name in converters})
 
 
-def _limit(sec: Section, key: str, default: object, expected: str, convert: Callable) -> object:
-    entry = sec.node.get(key)
+def _limit(sec: Section, name: str, convert: Callable) -> object:
+    """One limit of ``Retention``, as declared there; written null or ~ means none."""
+    meta = declared(Retention)[name]
+    entry = sec.node.get(meta.key)
     value = entry.value if entry else None
     if isinstance(value, ScalarNode) and value.value is None and value.text:
         return None  # written null or ~: no limit
-    return sec.get(key, default, f"{expected} (or null for no limit)", convert)
+    return sec.get(meta.key, default_of(Retention, name),
+                   f"{meta.expected()} (or null for no limit)", convert)
 
 
 def _rows(node: ScalarNode) -> int:
@@ -231,7 +226,7 @@ def _size(node: ScalarNode) -> int:
 def _age(node: ScalarNode) -> float:
     """Seconds from ``86400``, ``90m``, ``12h`` or ``30d`` (m is minutes)."""
     value = _with_unit(node, DURATION_UNITS)
-    if not MAX_AGE_S[0] <= value <= MAX_AGE_S[1]:
+    if not MAX_AGE_S[0] <= value <= MAX_AGE_S[1]:  # Retention.max_age_s's range
         raise Mismatch()
     return float(value)
 

@@ -16,6 +16,16 @@ from pathlib import Path
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
+from edge_agent.config.declare import setting
+from edge_agent.config.limits import (
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    LIVE_WINDOW_S,
+    MAX_AGE_S,
+    RECONNECT_MAX_S,
+    RECONNECT_MIN_S,
+)
+
 
 class LinkProtocol(StrEnum):
     """What is spoken on a link.
@@ -127,28 +137,33 @@ class PollingPolicy:
     ``backoff_initial_s`` up to ``backoff_max_s`` so a dead device cannot hog its bus.
     """
 
-    retries: int = 1
-    retry_wait_s: float = 0.2
-    backoff_initial_s: float = 2.0
-    backoff_max_s: float = 60.0
+    retries: int = setting("integer", 1, range=(0, 10))
+    retry_wait_s: float = setting("number", 0.2, range=(0, 60))
+    backoff_initial_s: float = setting("number", 2.0, range=BACKOFF_INITIAL_S)
+    backoff_max_s: float = setting("number", 60.0, range=BACKOFF_MAX_S)
 
 
 @dataclass(frozen=True)
 class Retention:
     """Limits on undelivered data; None means no limit of that kind."""
 
-    max_rows: int | None = 1_000_000
-    max_bytes: int | None = 1_000_000_000
-    max_age_s: float | None = 30 * 86400.0
+    max_rows: int | None = setting("limit", 1_000_000, range=(1, None),
+                                   hint="an integer >= 1")
+    max_bytes: int | None = setting("limit", 1_000_000_000, range=(1_000_000, None),
+                                    hint="a size >= 1MB like 500MB or 2GiB")
+    max_age_s: float | None = setting("limit", 30 * 86400.0, range=MAX_AGE_S,
+                                      hint="a duration 1s..3650d like 86400, 12h or 30d")
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     """Where and how durably the outbox is kept."""
 
-    path: Path
-    synchronous: Synchronous = Synchronous.FULL
-    retention: Retention = field(default_factory=Retention)
+    path: Path = setting("path", hint="the outbox file (default: outbox.sqlite3 in the "
+                         "state directory)")
+    synchronous: Synchronous = setting("choice", Synchronous.FULL,
+                                       choices={m.value: m for m in Synchronous})
+    retention: Retention = setting("section", default_factory=Retention)
 
 
 @dataclass(frozen=True)
@@ -165,42 +180,44 @@ class Secret:
 class TlsConfig:
     """TLS towards the broker. Without ``ca_file`` the system trust store is used."""
 
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
+    ca_file: Path | None = setting("path", None)
+    cert_file: Path | None = setting("path", None)
+    key_file: Path | None = setting("path", None)
+    insecure_skip_verify: bool = setting("flag", False)
 
 
 @dataclass(frozen=True)
 class Topics:
     """Topic templates; ``{station}`` and ``{device}`` are substituted."""
 
-    data: str = "edge/{station}/{device}/data"
-    gap: str = "edge/{station}/{device}/gap"
-    status: str = "edge/{station}/status"
+    data: str = setting("text", "edge/{station}/{device}/data")
+    gap: str = setting("text", "edge/{station}/{device}/gap")
+    status: str = setting("text", "edge/{station}/status")
 
 
 @dataclass(frozen=True)
 class MqttConfig:
     """Broker connection and forwarding limits."""
 
-    host: str
-    port: int = 1883
-    client_id: str = ""
-    protocol: MqttProtocol = MqttProtocol.V311
-    username: str | None = None
-    password: Secret | None = None
-    tls: TlsConfig | None = None
-    keepalive_s: int = 30
-    qos: int = 1
-    topics: Topics = field(default_factory=Topics)
-    max_inflight: int = 20
-    max_samples_per_message: int = 50
-    max_message_bytes: int = 256 * 1024
-    live_window_s: float = 30.0
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    shutdown_grace_s: float = 5.0
+    host: str = setting("text", hint="the broker's host name or IP address")
+    port: int = setting("integer", 1883, range=(1, 65535))  # 8883 with tls (read_mqtt)
+    client_id: str = setting("text", "", hint="the client id")  # "": edge-agent-STATION
+    protocol: MqttProtocol = setting("choice", MqttProtocol.V311, hint="3.1.1 or 5",
+                                     choices={"3.1.1": MqttProtocol.V311,
+                                              "5": MqttProtocol.V5, "5.0": MqttProtocol.V5})
+    username: str | None = setting("text", None, hint="the username")
+    password: Secret | None = setting("secret", None, key=("password_env", "password_file"))
+    tls: TlsConfig | None = setting("section", None)
+    keepalive_s: int = setting("integer", 30, range=(5, 3600))
+    qos: int = setting("integer", 1, range=(1, 1))
+    topics: Topics = setting("section", default_factory=Topics)
+    max_inflight: int = setting("integer", 20, range=(1, 1000))
+    max_samples_per_message: int = setting("integer", 50, range=(1, 10000))
+    max_message_bytes: int = setting("integer", 256 * 1024, range=(1024, 268435455))
+    live_window_s: float = setting("number", 30.0, range=LIVE_WINDOW_S)
+    reconnect_min_s: float = setting("number", 1.0, range=RECONNECT_MIN_S)
+    reconnect_max_s: float = setting("number", 60.0, range=RECONNECT_MAX_S)
+    shutdown_grace_s: float = setting("number", 5.0, range=(0, 300))
 
 
 @dataclass(frozen=True)
@@ -208,9 +225,12 @@ class HealthConfig:
     """The agent's local HTTP endpoint: ``/healthz``, ``/metrics`` (Prometheus) and
     ``/status`` (read by ``edge-agent status``). Port 0 takes any free port (tests)."""
 
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 9108
+    enabled: bool = setting("flag", True)
+    host: str = setting("text", "127.0.0.1", hint=(
+        "the IP address to listen on: 127.0.0.1 (this PC only), 0.0.0.0 (every network "
+        "interface), ::1, or localhost"))
+    port: int = setting("integer", 9108, range=(0, 65535),
+                        hint="an integer 1..65535 (or 0: any free port)")
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+from edge_agent.config.declare import allowed_keys, declared, filled, read_declared
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import HealthConfig
 from edge_agent.config.yamlsource import ScalarNode
 
-HEALTH_KEYS = ("enabled", "host", "port")
+HEALTH_KEYS = allowed_keys(HealthConfig)
 _LISTEN_HINT = ("write the address and the port as two settings, as for the broker: "
                 "host: 127.0.0.1 and port: 9108")
-_HOST_EXPECTED = ("the IP address to listen on: 127.0.0.1 (this PC only), 0.0.0.0 (every "
-                  "network interface), ::1, or localhost")
+_HOST_EXPECTED = declared(HealthConfig)["host"].hint
 
 
 def read_health(top: Section) -> HealthConfig:
@@ -31,21 +31,17 @@ def read_health(top: Section) -> HealthConfig:
     sec = top.section("health", HEALTH_KEYS, {"listen": _LISTEN_HINT})
     if sec is None:
         return default
-    enabled = sec.flag("enabled", default.enabled)
-    host = sec.text("host", default.host, what=_HOST_EXPECTED)
+    enabled = read_declared(sec, HealthConfig, "enabled")
+    host = read_declared(sec, HealthConfig, "host")
     if host is not None and not _bindable(host):
         sec.report("host", f"expected {_HOST_EXPECTED}, found '{host}'")
     elif host is not None and enabled is not False and _every_interface(host):
         sec.warn("host", f"the endpoint listens on every network interface ({host}) and "
                  "needs no password: anyone who can reach this PC can read /status; use "
                  "127.0.0.1 unless a monitoring server must reach it")
-    port = sec.integer("port", default.port, 0, 65535,
-                       expected="an integer 1..65535 (or 0: any free port)")
-    return HealthConfig(
-        enabled=default.enabled if enabled is None else enabled,
-        host=host or default.host,
-        port=default.port if port is None else port,
-    )
+    port = read_declared(sec, HealthConfig, "port")
+    return HealthConfig(**filled(HealthConfig, {"enabled": enabled, "host": host,
+                                                "port": port}))
 
 
 def _bindable(host: str) -> bool:

@@ -11,10 +11,17 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import MISSING
 from pathlib import Path
 
+from edge_agent.config.declare import (
+    allowed_keys,
+    declared,
+    default_of,
+    filled,
+    read_declared,
+)
 from edge_agent.config.fields import Checker, Section, as_section, read_path
-from edge_agent.config.limits import LIVE_WINDOW_S, RECONNECT_MAX_S, RECONNECT_MIN_S
 from edge_agent.config.names import (
     CONNECT_TEXT_MAX,
     TOPIC_TEMPLATE_MAX,
@@ -22,36 +29,21 @@ from edge_agent.config.names import (
     mqtt_topic_problem,
     template_text_problem,
 )
-from edge_agent.config.schema import MqttConfig, MqttProtocol, Secret, TlsConfig, Topics
+from edge_agent.config.schema import MqttConfig, Secret, TlsConfig, Topics
 from edge_agent.config.validate_links import check_host
 from edge_agent.config.yamlsource import MapNode, ScalarNode
 
-MQTT_KEYS = (
-    "host",
-    "port",
-    "client_id",
-    "protocol",
-    "username",
-    "password_env",
-    "password_file",
-    "tls",
-    "keepalive_s",
-    "qos",
-    "topics",
-    "max_inflight",
-    "max_samples_per_message",
-    "max_message_bytes",
-    "live_window_s",
-    "reconnect_min_s",
-    "reconnect_max_s",
-    "shutdown_grace_s",
-)
+MQTT_KEYS = allowed_keys(MqttConfig)
+TLS_PORT = 8883  # the default port when tls is on; MqttConfig declares the plain one
 _PLACEHOLDERS = {"data": ("station", "device"), "gap": ("station", "device"),
                  "status": ("station",)}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
-TOPIC_KEYS = ("data", "gap", "status")
-PROTOCOLS = {"3.1.1": MqttProtocol.V311, "5": MqttProtocol.V5, "5.0": MqttProtocol.V5}
+TLS_KEYS = allowed_keys(TlsConfig)
+TOPIC_KEYS = allowed_keys(Topics)
+PROTOCOLS = declared(MqttConfig)["protocol"].choices
+# Read as declared on MqttConfig, with no rule tying them to another setting.
+_PLAIN = ("keepalive_s", "max_inflight", "max_samples_per_message", "max_message_bytes",
+          "live_window_s", "shutdown_grace_s")
 PLAIN_PASSWORD = (
     "a plain 'password' is not allowed in the configuration file (files get copied into "
     "backups and tickets); put the password in an environment variable and name it with "
@@ -76,7 +68,7 @@ def read_mqtt(
     sec = as_section(ck, entry.value, "mqtt", entry.line, MQTT_KEYS, {"password": PLAIN_PASSWORD})
     if sec is None:
         return None
-    host = sec.text("host", what="the broker's host name or IP address")
+    host = read_declared(sec, MqttConfig, "host")
     if host is not None:
         check_host(sec, host)
     tls = _read_tls(sec, base)
@@ -85,46 +77,43 @@ def read_mqtt(
     password = _read_password(sec, username, env, base)
     if password is not None and tls is None and host is not None:
         _warn_plain_password(sec, host)
-    return MqttConfig(
-        host=host or "",
-        port=sec.integer("port", 8883 if tls else 1883, 1, 65535) or 1883,
-        client_id=_printable(sec, "client_id", "the client id") or f"edge-agent-{station_id}",
-        protocol=sec.choice("protocol", PROTOCOLS, MqttProtocol.V311, "3.1.1 or 5")
-        or MqttProtocol.V311,
-        username=username,
-        password=password,
-        tls=tls,
-        keepalive_s=sec.integer("keepalive_s", 30, 5, 3600) or 30,
-        qos=_read_qos(sec),
-        topics=_read_topics(sec),
-        max_inflight=sec.integer("max_inflight", 20, 1, 1000) or 20,
-        max_samples_per_message=sec.integer("max_samples_per_message", 50, 1, 10000) or 50,
-        max_message_bytes=sec.integer("max_message_bytes", 256 * 1024, 1024, 268435455) or 1024,
-        live_window_s=sec.number("live_window_s", 30.0, *LIVE_WINDOW_S) or 30.0,
-        reconnect_min_s=reconnect_min_s or 1.0,
-        reconnect_max_s=reconnect_max_s or 60.0,
-        shutdown_grace_s=sec.number("shutdown_grace_s", 5.0, 0, 300) or 0.0,
-    )
+    port = read_declared(sec, MqttConfig, "port", TLS_PORT if tls else MISSING)
+    client_id = _printable(sec, "client_id", "the client id") or f"edge-agent-{station_id}"
+    values = {name: read_declared(sec, MqttConfig, name) for name in _PLAIN}
+    return MqttConfig(**filled(MqttConfig, {
+        "host": host or "",
+        "port": port,
+        "client_id": client_id,
+        "protocol": read_declared(sec, MqttConfig, "protocol"),
+        "username": username,
+        "password": password,
+        "tls": tls,
+        "qos": _read_qos(sec),
+        "topics": _read_topics(sec),
+        "reconnect_min_s": reconnect_min_s,
+        "reconnect_max_s": reconnect_max_s,
+        **values,
+    }))
 
 
 def _printable(sec: Section, key: str, what: str) -> str | None:
     """Text the broker sees in CONNECT: printable, at most ``CONNECT_TEXT_MAX`` long."""
-    text = sec.text(key, None)
+    text = sec.text(key, None)  # null as absent, so a template can leave it empty
     if text is not None and (problem := label_problem(text, what, CONNECT_TEXT_MAX)):
         sec.report(key, problem)
     return text
 
 
 def _read_qos(sec: Section) -> int:
-    qos = sec.integer("qos", 1)
+    qos = sec.integer("qos", default_of(MqttConfig, "qos"))  # any integer: 0 and 2 get why not
     if qos is not None and qos != 1:
         sec.report("qos", f"only QoS 1 is supported, found {qos}: {QOS_WHY}")
     return 1
 
 
 def _read_reconnect(sec: Section) -> tuple[float | None, float | None]:
-    low = sec.number("reconnect_min_s", 1.0, *RECONNECT_MIN_S)
-    high = sec.number("reconnect_max_s", 60.0, *RECONNECT_MAX_S)
+    low = read_declared(sec, MqttConfig, "reconnect_min_s")
+    high = read_declared(sec, MqttConfig, "reconnect_max_s")
     if low is not None and high is not None and low > high:
         key = "reconnect_max_s" if sec.has("reconnect_max_s") else "reconnect_min_s"
         sec.report(
@@ -233,16 +222,13 @@ def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
     if tls.has("key_file") and not tls.has("cert_file"):
         message = "a key_file needs the cert_file (client certificate) it belongs to"
         tls.report("key_file", message, at_key=True)
-    return TlsConfig(
-        ca_file=_pem_file(tls, "ca_file", base),
-        cert_file=_pem_file(tls, "cert_file", base),
-        key_file=_pem_file(tls, "key_file", base),
-        insecure_skip_verify=_read_insecure(tls),
-    )
+    files = {name: _pem_file(tls, name, base) for name, meta in declared(TlsConfig).items()
+             if meta.kind == "path"}
+    return TlsConfig(**files, insecure_skip_verify=_read_insecure(tls))
 
 
 def _read_insecure(tls: Section) -> bool:
-    insecure = bool(tls.flag("insecure_skip_verify", False))
+    insecure = bool(read_declared(tls, TlsConfig, "insecure_skip_verify"))
     if insecure:
         tls.warn("insecure_skip_verify", "TLS certificate verification is off: anything on "
                  "the network path can pose as the broker and read the data and the "
@@ -277,11 +263,8 @@ def _read_topics(sec: Section) -> Topics:
     defaults = Topics()
     if topics is None:
         return defaults
-    return Topics(
-        data=_topic(topics, "data", defaults.data, _PLACEHOLDERS["data"]),
-        gap=_topic(topics, "gap", defaults.gap, _PLACEHOLDERS["gap"]),
-        status=_topic(topics, "status", defaults.status, _PLACEHOLDERS["status"]),
-    )
+    return Topics(**{key: _topic(topics, key, getattr(defaults, key), _PLACEHOLDERS[key])
+                     for key in TOPIC_KEYS})
 
 
 def _topic(sec: Section, key: str, default: str, allowed: tuple[str, ...]) -> str:

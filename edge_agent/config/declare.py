@@ -1,0 +1,138 @@
+"""Each setting of the station file declared once, on its dataclass field.
+
+A field made with ``setting(...)`` carries its YAML key(s), its kind, its range (from
+config/limits.py), its choices and the hint shown in messages; its default is the
+dataclass default and nowhere else. The section readers take allowed keys, defaults and
+ranges from here (``allowed_keys``, ``read_declared``), and the JSON Schema of the station
+file is generated from the same declarations (config/jsonschema.py). Only rules that tie
+several fields together stay hand-written in the readers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass
+from typing import Any
+
+from edge_agent.config.fields import REQUIRED, Section, describe_range, one_of
+
+_META = "edge_agent.setting"
+
+# What a setting holds; config/jsonschema.py maps each kind to a JSON Schema type.
+KINDS = ("integer", "number", "flag", "text", "choice", "path", "secret", "section",
+         "limit")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one field is written in the station file.
+
+    ``keys``: the YAML key(s); a secret is written as one of two keys (password_env or
+    password_file). ``lo``/``hi``: inclusive range (``above``: ``lo`` exclusive).
+    ``choices``: accepted words (case-insensitive) and the value each gives. ``hint``:
+    what is expected, as messages say it, when the range text is not enough.
+    """
+
+    keys: tuple[str, ...]
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    above: bool = False
+    choices: Mapping[str, object] | None = None
+    hint: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
+
+    def expected(self) -> str:
+        """'an integer 1..65535', or the hint: the 'expected ...' part of messages."""
+        if self.hint:
+            return self.hint
+        if self.kind == "integer":
+            return describe_range("an integer", self.lo, self.hi)
+        if self.kind == "number":
+            return describe_range("a number", self.lo, self.hi, self.above)
+        if self.kind == "choice" and self.choices:
+            return one_of(self.choices)
+        return {"flag": "true or false", "path": "a file path"}.get(self.kind, "text")
+
+
+def setting(
+    kind: str,
+    default: Any = MISSING,
+    *,
+    key: str | tuple[str, ...] | None = None,
+    range: tuple[float | None, float | None] | None = None,  # noqa: A002 - reads as the docs say it
+    above: bool = False,
+    choices: Mapping[str, object] | None = None,
+    hint: str = "",
+    default_factory: Any = MISSING,
+) -> Any:
+    """A dataclass field declared as a station-file setting (see ``Setting``); the key
+    defaults to the field's name (filled in by ``declared``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown setting kind {kind!r}")
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    lo, hi = range if range is not None else (None, None)
+    meta = Setting(keys, kind, lo, hi, above, choices, hint)
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata={_META: meta})
+    return dataclasses.field(default=default, metadata={_META: meta})
+
+
+def declared(cls: type) -> dict[str, Setting]:
+    """Field name -> its declaration, in field order (undeclared fields left out)."""
+    found: dict[str, Setting] = {}
+    for item in dataclasses.fields(cls):
+        meta = item.metadata.get(_META)
+        if meta is not None:
+            found[item.name] = meta if meta.keys else dataclasses.replace(meta, keys=(item.name,))
+    return found
+
+
+def allowed_keys(cls: type) -> tuple[str, ...]:
+    """Every YAML key of the section ``cls`` is read from, in the documented order."""
+    return tuple(key for meta in declared(cls).values() for key in meta.keys)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The dataclass default of field ``name``; MISSING when the setting is required."""
+    item = next(item for item in dataclasses.fields(cls) if item.name == name)
+    if item.default_factory is not MISSING:
+        return item.default_factory()
+    return item.default
+
+
+def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING) -> Any:
+    """The value of field ``name`` of ``cls`` from ``sec``, checked as declared; the
+    declared default when absent (``default`` overrides it where another setting decides,
+    e.g. the MQTT port with TLS). None after a reported problem."""
+    meta = declared(cls)[name]
+    if default is MISSING:
+        default = default_of(cls, name)
+    if default is MISSING:
+        default = REQUIRED
+    key = meta.key
+    if meta.kind == "integer":
+        lo = None if meta.lo is None else int(meta.lo)
+        hi = None if meta.hi is None else int(meta.hi)
+        return sec.integer(key, default, lo, hi, expected=meta.hint or None)
+    if meta.kind == "number":
+        return sec.number(key, default, meta.lo, meta.hi, above=meta.above)
+    if meta.kind == "flag":
+        return sec.flag(key, default)
+    if meta.kind == "choice":
+        return sec.choice(key, meta.choices or {}, default, meta.hint)
+    if meta.kind == "text":
+        return sec.text(key, default, what=meta.hint or "text")
+    raise ValueError(f"{cls.__name__}.{name} ({meta.kind}) has its own reader")
+
+
+def filled(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with each None (a value already reported as wrong) replaced by the
+    declared default, so a typed object can still be built while the loader goes on
+    collecting issues; the loader raises before such an object is used."""
+    return {name: default_of(cls, name) if value is None else value
+            for name, value in values.items()}

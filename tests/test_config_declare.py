@@ -1,0 +1,89 @@
+"""Settings declared once on their dataclass field (edge_agent/config/declare.py): the
+section readers take keys, defaults and ranges from the declarations, so a default or a
+range changed on the field changes what the loader accepts and says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import pytest
+
+from edge_agent.config.declare import (
+    allowed_keys,
+    declared,
+    default_of,
+    filled,
+    read_declared,
+    setting,
+)
+from edge_agent.config.fields import Checker, Section
+from edge_agent.config.schema import (
+    HealthConfig,
+    MqttConfig,
+    PollingPolicy,
+    Retention,
+    StoreConfig,
+    TlsConfig,
+    Topics,
+)
+from edge_agent.config.yamlsource import parse_yaml_bytes
+
+DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics)
+
+
+@dataclass(frozen=True)
+class Pump:
+    """A made-up section, to show a declaration drives the reader."""
+
+    speed: int = setting("integer", 7, range=(1, 9))
+    mode: str = setting("choice", "auto", choices={"auto": "auto", "hand": "hand"})
+    label: str = setting("text", "p1", hint="a short name")
+
+
+def _section(text: str) -> tuple[Checker, Section]:
+    ck = Checker("pump.yaml")
+    document = parse_yaml_bytes(text.encode(), "pump.yaml")
+    return ck, Section(ck, document.root, "pump", 1, allowed_keys(Pump))
+
+
+def test_a_declared_default_is_used_when_the_key_is_absent() -> None:
+    ck, sec = _section("label: x\n")
+    assert read_declared(sec, Pump, "speed") == 7
+    assert read_declared(sec, Pump, "mode") == "auto"
+    assert ck.issues == []
+
+
+def test_the_declared_range_and_choices_are_checked_and_said() -> None:
+    ck, sec = _section("speed: 12\nmode: Manual\nlabel: true\n")
+    for name in ("speed", "mode", "label"):
+        assert read_declared(sec, Pump, name) is None
+    messages = [issue.message for issue in ck.issues]
+    assert messages[0] == "expected an integer 1..9, found 12"
+    assert messages[1].startswith("expected auto or hand, found 'Manual'")
+    assert messages[2].startswith("expected a short name, found true")
+
+
+def test_an_undeclared_key_is_refused_with_the_declared_ones_listed() -> None:
+    ck, _ = _section("colour: red\n")
+    assert "known settings here: speed, mode, label" in ck.issues[0].message
+
+
+def test_filled_puts_the_declared_default_where_a_value_was_wrong() -> None:
+    assert Pump(**filled(Pump, {"speed": None, "mode": "hand", "label": None})) == \
+        Pump(mode="hand")
+
+
+@pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
+def test_every_field_of_a_declared_section_is_declared(cls: type) -> None:
+    assert list(declared(cls)) == [item.name for item in fields(cls)]
+
+
+def test_the_secret_is_written_as_either_of_two_keys() -> None:
+    keys = allowed_keys(MqttConfig)
+    assert keys[keys.index("username") + 1:keys.index("tls")] == ("password_env",
+                                                                  "password_file")
+
+
+def test_defaults_come_from_the_dataclass() -> None:
+    assert default_of(MqttConfig, "max_message_bytes") == MqttConfig(host="h").max_message_bytes
+    assert default_of(StoreConfig, "retention") == Retention()
