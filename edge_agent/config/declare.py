@@ -31,7 +31,8 @@ class Setting:
     ``keys``: the YAML key(s); a secret is written as one of two keys (password_env or
     password_file). ``lo``/``hi``: inclusive range (``above``: ``lo`` exclusive).
     ``choices``: accepted words (case-insensitive) and the value each gives. ``hint``:
-    what is expected, as messages say it, when the range text is not enough.
+    what is expected, as messages say it, when the range text is not enough. ``null_ok``:
+    null is accepted as "not set" (the reader then applies the default).
     """
 
     keys: tuple[str, ...]
@@ -41,6 +42,7 @@ class Setting:
     above: bool = False
     choices: Mapping[str, object] | None = None
     hint: str = ""
+    null_ok: bool = False  # null is taken as "not set" although the default is not None
 
     @property
     def key(self) -> str:
@@ -69,6 +71,7 @@ def setting(
     choices: Mapping[str, object] | None = None,
     hint: str = "",
     default_factory: Any = MISSING,
+    null_ok: bool = False,
 ) -> Any:
     """A dataclass field declared as a station-file setting (see ``Setting``); the key
     defaults to the field's name (filled in by ``declared``)."""
@@ -76,7 +79,7 @@ def setting(
         raise ValueError(f"unknown setting kind {kind!r}")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     lo, hi = range if range is not None else (None, None)
-    meta = Setting(keys, kind, lo, hi, above, choices, hint)
+    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok)
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={_META: meta})
     return dataclasses.field(default=default, metadata={_META: meta})

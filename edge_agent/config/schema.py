@@ -201,7 +201,8 @@ class MqttConfig:
 
     host: str = setting("text", hint="the broker's host name or IP address")
     port: int = setting("integer", 1883, range=(1, 65535))  # 8883 with tls (read_mqtt)
-    client_id: str = setting("text", "", hint="the client id")  # "": edge-agent-STATION
+    # "": edge-agent-STATION (read_mqtt); null as not set, so a template can leave it empty
+    client_id: str = setting("text", "", hint="the client id", null_ok=True)
     protocol: MqttProtocol = setting("choice", MqttProtocol.V311, hint="3.1.1 or 5",
                                      choices={"3.1.1": MqttProtocol.V311,
                                               "5": MqttProtocol.V5, "5.0": MqttProtocol.V5})

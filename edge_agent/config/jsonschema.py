@@ -1,0 +1,254 @@
+"""The JSON Schema of the station file, generated from the settings' declarations.
+
+Editors with the YAML language server complete and check station files against it
+(docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
+store, retention, polling, health, mqtt, tls, topics) give types, ranges, choices,
+defaults and descriptions; the sections still read from hand-kept key tuples (station,
+links, devices per driver kind from drivers/registry.py, channels, profiles) give their
+allowed keys only. The loader stays the judge: the schema may accept what ``check``
+refuses (cross-field rules, files that must exist), never the other way round for the
+files the project ships (tests/test_station_schema.py).
+
+Regenerate the checked-in copy with ``python -m edge_agent.config.jsonschema`` (or
+``scripts/station-schema``) after changing a setting; a test fails while it is stale.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from dataclasses import MISSING
+from pathlib import Path
+from typing import Any
+
+from edge_agent_drivers.modbus import config_acquisition, config_channels
+from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
+from edge_agent_drivers.serialtext import config_record, config_text
+
+from edge_agent.config.declare import Setting, declared, default_of
+from edge_agent.config.loader import TOP_KEYS
+from edge_agent.config.profiles import PROFILE_INFO_KEYS
+from edge_agent.config.schema import (
+    HealthConfig,
+    MqttConfig,
+    PollingPolicy,
+    Retention,
+    StoreConfig,
+    TlsConfig,
+    Topics,
+)
+from edge_agent.config.validate_devices import COMMON_KEYS
+from edge_agent.config.validate_links import SERIAL_KEYS, TCP_KEYS
+from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
+SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
+
+_TEXT = {"type": ["string", "number"]}  # a plain number is taken as written: id: 0042
+_ANY: dict[str, Any] = {}
+
+
+def _plain(value: Any) -> Any:
+    """A default as JSON writes it (enums by value, paths as text)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
+    """One declared field: its type, range, choices, default and hint."""
+    kind = meta.kind
+    schema: dict[str, Any]
+    if kind in ("integer", "number"):
+        schema = {"type": kind}
+        if meta.lo is not None:
+            schema["exclusiveMinimum" if meta.above else "minimum"] = meta.lo
+        if meta.hi is not None:
+            schema["maximum"] = meta.hi
+    elif kind == "flag":
+        schema = {"type": "boolean"}
+    elif kind == "choice":
+        words = [str(word) for word in meta.choices or {}]
+        cased = dict.fromkeys(w for word in words for w in (word, word.lower(), word.upper()))
+        schema = {"enum": [*cased, *(float(w) for w in words if _is_number(w))]}
+    elif kind in ("text", "path", "secret"):
+        schema = dict(_TEXT) if kind == "text" else {"type": "string"}
+    elif kind == "limit":
+        schema = {"type": ["integer", "number", "string", "null"]}
+        if meta.lo is not None:
+            schema["minimum"] = meta.lo
+        if meta.hi is not None:
+            schema["maximum"] = meta.hi
+    else:  # a section: filled in by the caller
+        schema = {}
+    default = default_of(cls, name)
+    if (default is None or meta.null_ok) and "type" in schema:  # null: not set, as the default
+        schema["type"] = [*_types(schema["type"]), "null"]
+    if default is not MISSING and kind not in ("section", "secret") and default is not None:
+        schema["default"] = _plain(default)
+    if meta.hint or kind not in ("section",):
+        schema["description"] = meta.expected()
+    return schema
+
+
+def _types(kind: str | list[str]) -> list[str]:
+    return [kind] if isinstance(kind, str) else [t for t in kind if t != "null"]
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def declared_section(cls: type, nested: dict[str, dict[str, Any]] | None = None
+                     ) -> dict[str, Any]:
+    """An object schema from the declarations of ``cls``; ``nested`` gives the schema of
+    its section-kind fields."""
+    properties: dict[str, Any] = {}
+    for name, meta in declared(cls).items():
+        for key in meta.keys:
+            if meta.kind == "section":
+                properties[key] = (nested or {}).get(name, _ANY)
+            else:
+                properties[key] = _field_schema(cls, name, meta)
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def keys_only(keys: tuple[str, ...], **known: dict[str, Any]) -> dict[str, Any]:
+    """An object schema that knows the keys of a section still read by hand (values
+    checked only by ``edge-agent check``), with ``known`` schemas for some of them."""
+    return {"type": ["object", "null"], "additionalProperties": False,
+            "properties": {key: known.get(key, _ANY) for key in keys}}
+
+
+def _items(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": schema}
+
+
+def _modbus_parts() -> dict[str, Any]:
+    return {
+        "channels": _items(keys_only(config_channels.CHANNEL_KEYS)),
+        "read": keys_only(config_acquisition.READ_KEYS, forbidden=_items(
+            keys_only(config_acquisition.ZONE_KEYS))),
+        "trigger": keys_only(config_acquisition.TRIGGER_KEYS),
+        "clock": keys_only(config_acquisition.CLOCK_KEYS),
+    }
+
+
+def _text_parts() -> dict[str, Any]:
+    text = keys_only(
+        config_text.TEXT_KEYS,
+        framing={"anyOf": [{"type": "string"}, keys_only(config_text.FRAMING_KEYS)]},
+        checksum={"anyOf": [{"type": ["string", "null"]},
+                            keys_only(config_text.CHECKSUM_KEYS)]},
+        time=keys_only(config_record.TIME_KEYS),
+        status={"anyOf": [keys_only(config_record.STATUS_KEYS),
+                          _items(keys_only(config_record.STATUS_KEYS))]},
+        channels=_items(keys_only(config_record.CHANNEL_KEYS)),
+    )
+    return {"text": text}
+
+
+def _kind_parts() -> dict[str, Any]:
+    """Schemas of the device keys of each registered kind that this module knows more
+    of than the key; other keys of a kind (a new kind's) are accepted as written."""
+    return {**_modbus_parts(), **_text_parts()}
+
+
+def _device(keys: tuple[str, ...]) -> dict[str, Any]:
+    parts = _kind_parts()
+    known = {key: parts[key] for key in keys if key in parts}
+    known["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
+                       "description": "the driver kind (drivers/registry.py)"}
+    known["interval_s"] = {"type": "number"}
+    known["profile"] = {"type": ["string", "null"]}
+    return keys_only(keys, **known)
+
+
+def device_schema() -> dict[str, Any]:
+    """A ``devices[]`` entry: the common keys, the device polling keys and the keys of
+    its driver kind (``driver:``); without ``driver:`` (the kind may come from the
+    profile) every kind's keys are allowed, as the loader's first pass allows them."""
+    common = (*COMMON_KEYS, *DEVICE_POLLING_KEYS)
+    branches = [{"if": {"required": ["driver"], "properties": {"driver": {"const": name}}},
+                 "then": {"$ref": f"#/$defs/device-{name}"}} for name in KINDS]
+    return {"type": "object", "properties": {"driver": {"enum": list(KINDS)}}, "allOf": [
+        {"if": {"not": {"required": ["driver"]}},
+         "then": {"$ref": "#/$defs/device-any"}}, *branches]}, {
+        "device-any": _device((*common, *kind_keys())),
+        **{f"device-{name}": _device((*common, *kind.keys)) for name, kind in KINDS.items()},
+    }
+
+
+def _link() -> dict[str, Any]:
+    def link(keys: tuple[str, ...], kind: str) -> dict[str, Any]:
+        return keys_only(keys, type={"enum": [kind, kind.upper(), kind.capitalize()]})
+    return {"type": "object", "required": ["type"], "if": {
+        "properties": {"type": {"enum": ["serial", "SERIAL", "Serial"]}}},
+        "then": link(SERIAL_KEYS, "serial"), "else": link(TCP_KEYS, "tcp")}
+
+
+def station_schema() -> dict[str, Any]:
+    """The whole schema: a station file, and under ``$defs.profile`` a profile file."""
+    device, device_defs = device_schema()
+    tls = declared_section(TlsConfig)
+    mqtt = declared_section(MqttConfig, {
+        "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]},
+        "topics": declared_section(Topics)})
+    mqtt["required"] = ["host"]
+    mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
+                                      "password_env or password_file"}
+    sections = {
+        "station": keys_only(("id",), id=_TEXT),
+        "links": {"type": "object", "additionalProperties": _link(), "minProperties": 1},
+        "devices": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/device"}},
+        "polling": declared_section(PollingPolicy),
+        "store": declared_section(StoreConfig, {"retention": declared_section(Retention)}),
+        "mqtt": mqtt,
+        "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
+    }
+    profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
+        **_kind_parts(), "driver": {"enum": list(KINDS)}, "interval_s": {"type": "number"}})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "edge-agent station file",
+        "description": "Generated by edge_agent/config/jsonschema.py; do not edit. "
+                       "docs/configuration.md describes every setting.",
+        "type": "object",
+        "required": ["station", "links", "devices", "mqtt"],
+        "additionalProperties": False,
+        "properties": {key: sections[key] for key in TOP_KEYS},
+        "$defs": {"device": device, **device_defs, "profile": profile},
+    }
+
+
+def render() -> str:
+    """The schema as checked in: sorted keys would scatter sections, so insertion order."""
+    return json.dumps(station_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the schema (or, with ``--check``, exit 1 when the checked-in copy is stale)."""
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--check" in args:
+        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
+        if current != text:
+            print(f"{SCHEMA_PATH} is stale: run python -m edge_agent.config.jsonschema")
+            return 1
+        return 0
+    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+    SCHEMA_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

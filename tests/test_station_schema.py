@@ -1,0 +1,97 @@
+"""The JSON Schema of the station file (edge_agent/schema/station-v1.schema.json): it is
+generated from the settings' declarations, the checked-in copy is current, and every
+station file and profile the project ships passes it, so an editor using it never flags
+a file ``edge-agent check`` accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from edge_agent.config import jsonschema as station_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+STATION_FILES = sorted(path for path in (ROOT / "config").glob("*.yaml")
+                       if path.name != "simulate.example.yaml")  # the simulator's own file
+PROFILE_FILES = sorted(path for path in (ROOT / "drivers").rglob("*.yaml")
+                       if "fixtures" not in path.parts)
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads(station_schema.SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _problems(validator: jsonschema.Draft202012Validator, document: object) -> list[str]:
+    return [f"{list(err.absolute_path)}: {err.message}"
+            for err in validator.iter_errors(document)]
+
+
+def test_the_checked_in_schema_is_current() -> None:
+    assert station_schema.SCHEMA_PATH.read_text(encoding="utf-8") == station_schema.render(), \
+        "stale: run .venv/bin/python scripts/station-schema"
+
+
+def test_the_check_option_tells_a_stale_copy(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = tmp_path / "station.schema.json"
+    stale.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setattr(station_schema, "SCHEMA_PATH", stale)
+    assert station_schema.main(["--check"]) == 1
+    assert station_schema.main([]) == 0
+    assert station_schema.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("path", STATION_FILES, ids=lambda path: path.name)
+def test_every_shipped_station_file_passes(path: Path) -> None:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert _problems(_validator(_schema()), document) == []
+
+
+@pytest.mark.parametrize("path", PROFILE_FILES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_shipped_profile_passes_the_profile_definition(path: Path) -> None:
+    schema = {**_schema(), "$ref": "#/$defs/profile"}
+    for key in ("required", "properties", "additionalProperties", "type"):
+        schema.pop(key)
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert _problems(_validator(schema), document) == []
+
+
+def test_there_are_files_to_check() -> None:
+    assert len(STATION_FILES) >= 3 and len(PROFILE_FILES) >= 4
+
+
+def _minimal(**mqtt: object) -> dict[str, Any]:
+    return {"station": {"id": "ST01"}, "links": {"bus": {"type": "tcp", "host": "h"}},
+            "devices": [{"id": "d1", "link": "bus", "unit_id": 1, "interval_s": 1,
+                         "channels": [{"name": "a", "address": 0}]}],
+            "mqtt": {"host": "broker", **mqtt}}
+
+
+def test_declared_ranges_choices_and_keys_reach_the_schema() -> None:
+    validator = _validator(_schema())
+    assert _problems(validator, _minimal()) == []
+    assert _problems(validator, _minimal(max_message_bytes=100))  # declared 1024..
+    assert _problems(validator, _minimal(protocol="4"))
+    assert _problems(validator, _minimal(password="secret"))
+    assert _problems(validator, _minimal(portt=1883))
+    assert _problems(validator, _minimal(protocol="5.0", tls=True, port=8883)) == []
+
+
+def test_a_device_is_checked_against_the_keys_of_its_driver_kind() -> None:
+    validator = _validator(_schema())
+    text_device = _minimal()
+    text_device["devices"][0]["driver"] = "serial-text"
+    assert any("channels" in problem for problem in _problems(validator, text_device))
+    unknown = _minimal()
+    unknown["devices"][0]["driver"] = "snmp"
+    assert _problems(validator, unknown)
