@@ -95,3 +95,15 @@ def test_a_device_is_checked_against_the_keys_of_its_driver_kind() -> None:
     unknown = _minimal()
     unknown["devices"][0]["driver"] = "snmp"
     assert _problems(validator, unknown)
+
+
+def test_links_are_checked_as_declared_for_their_type() -> None:
+    validator = _validator(_schema())
+    serial = _minimal()
+    serial["links"]["bus"] = {"type": "Serial", "port": "/dev/ttyUSB0", "baudrate": 9600,
+                              "parity": "E", "protocol": "modbus-rtu"}
+    assert _problems(validator, serial) == []
+    serial["links"]["bus"]["baudrate"] = 12345
+    assert _problems(validator, serial)
+    serial["links"]["bus"] = {"type": "serial", "port": "/dev/ttyUSB0", "host": "h"}
+    assert _problems(validator, serial)  # a TCP setting on a serial link

@@ -2,12 +2,12 @@
 
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
-store, retention, polling, health, mqtt, tls, topics) give types, ranges, choices,
-defaults and descriptions; the sections still read from hand-kept key tuples (station,
-links, devices per driver kind from drivers/registry.py, channels, profiles) give their
-allowed keys only. The loader stays the judge: the schema may accept what ``check``
-refuses (cross-field rules, files that must exist), never the other way round for the
-files the project ships (tests/test_station_schema.py).
+store, retention, polling, health, mqtt, tls, topics, links, a device's timeout_ms and
+retries) give types, ranges, choices, defaults and descriptions; the sections still read
+from hand-kept key tuples (station, devices per driver kind from drivers/registry.py,
+channels, profiles) give their allowed keys only. The loader stays the judge: the schema
+may accept what ``check`` refuses (cross-field rules, files that must exist), never the
+other way round for the files the project ships (tests/test_station_schema.py).
 
 Regenerate the checked-in copy with ``python -m edge_agent.config.jsonschema`` (or
 ``scripts/station-schema``) after changing a setting; a test fails while it is stale.
@@ -26,21 +26,22 @@ from edge_agent_drivers.modbus import config_acquisition, config_channels
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 from edge_agent_drivers.serialtext import config_record, config_text
 
-from edge_agent.config.declare import Setting, declared, default_of
+from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
 from edge_agent.config.loader import TOP_KEYS
 from edge_agent.config.profiles import PROFILE_INFO_KEYS
 from edge_agent.config.schema import (
+    DevicePolling,
     HealthConfig,
     MqttConfig,
     PollingPolicy,
     Retention,
+    SerialLink,
     StoreConfig,
+    TcpLink,
     TlsConfig,
     Topics,
 )
 from edge_agent.config.validate_devices import COMMON_KEYS
-from edge_agent.config.validate_links import SERIAL_KEYS, TCP_KEYS
-from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
 SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
@@ -168,6 +169,7 @@ def _device(keys: tuple[str, ...]) -> dict[str, Any]:
                        "description": "the driver kind (drivers/registry.py)"}
     known["interval_s"] = {"type": "number"}
     known["profile"] = {"type": ["string", "null"]}
+    known.update(declared_section(DevicePolling)["properties"])
     return keys_only(keys, **known)
 
 
@@ -175,7 +177,7 @@ def device_schema() -> dict[str, Any]:
     """A ``devices[]`` entry: the common keys, the device polling keys and the keys of
     its driver kind (``driver:``); without ``driver:`` (the kind may come from the
     profile) every kind's keys are allowed, as the loader's first pass allows them."""
-    common = (*COMMON_KEYS, *DEVICE_POLLING_KEYS)
+    common = (*COMMON_KEYS, *allowed_keys(DevicePolling))
     branches = [{"if": {"required": ["driver"], "properties": {"driver": {"const": name}}},
                  "then": {"$ref": f"#/$defs/device-{name}"}} for name in KINDS]
     return {"type": "object", "properties": {"driver": {"enum": list(KINDS)}}, "allOf": [
@@ -187,11 +189,15 @@ def device_schema() -> dict[str, Any]:
 
 
 def _link() -> dict[str, Any]:
-    def link(keys: tuple[str, ...], kind: str) -> dict[str, Any]:
-        return keys_only(keys, type={"enum": [kind, kind.upper(), kind.capitalize()]})
+    """A link: the TCP or serial declarations, chosen by ``type`` (any case)."""
+    def link(cls: type, kind: str) -> dict[str, Any]:
+        schema = declared_section(cls)
+        schema["properties"] = {"type": {"enum": [kind, kind.upper(), kind.capitalize()]},
+                                **schema["properties"]}
+        return schema
     return {"type": "object", "required": ["type"], "if": {
         "properties": {"type": {"enum": ["serial", "SERIAL", "Serial"]}}},
-        "then": link(SERIAL_KEYS, "serial"), "else": link(TCP_KEYS, "tcp")}
+        "then": link(SerialLink, "serial"), "else": link(TcpLink, "tcp")}
 
 
 def station_schema() -> dict[str, Any]:

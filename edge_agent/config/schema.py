@@ -55,6 +55,15 @@ class Parity(StrEnum):
     ODD = "O"
 
 
+BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
+PARITY_WORDS = {"N": Parity.NONE, "E": Parity.EVEN, "O": Parity.ODD,
+                "none": Parity.NONE, "even": Parity.EVEN, "odd": Parity.ODD}
+TIMEOUT_MS = (10, 60000)  # a link's (or a device's) answer timeout
+CONNECT_PAUSE_MS = (0, 60000)
+REQUEST_GAP_MS = (0, 10000)
+RETRIES = (0, 10)  # polling.retries, and a device's own
+
+
 class Synchronous(StrEnum):
     """SQLite ``synchronous`` for the outbox; FULL is the only setting that survives power loss."""
 
@@ -73,31 +82,34 @@ class MqttProtocol(StrEnum):
 class TcpLink:
     """A Modbus TCP endpoint. Several unit ids may sit behind one endpoint (gateways)."""
 
-    name: str
-    host: str
-    port: int = 502
-    protocol: LinkProtocol = LinkProtocol.MODBUS_TCP
-    timeout_ms: int = 1000
-    connect_pause_ms: int = 0
-    request_gap_ms: int = 0
-    record: Path | None = None  # capture file of every frame sent and received
+    name: str  # the key under links:, not a setting
+    host: str = setting("text", hint="a host name or IP address")
+    port: int = setting("integer", 502, range=(1, 65535))
+    protocol: LinkProtocol = setting("choice", LinkProtocol.MODBUS_TCP,
+                                     choices={p.value: p for p in LinkProtocol})
+    timeout_ms: int = setting("integer", 1000, range=TIMEOUT_MS)
+    connect_pause_ms: int = setting("integer", 0, range=CONNECT_PAUSE_MS)
+    request_gap_ms: int = setting("integer", 0, range=REQUEST_GAP_MS)
+    record: Path | None = setting("path", None)  # capture file of every frame sent and received
 
 
 @dataclass(frozen=True)
 class SerialLink:
     """An RS-485/RS-232 port (Modbus RTU by default). Devices on it are polled in turn."""
 
-    name: str
-    port: str
-    protocol: LinkProtocol = LinkProtocol.MODBUS_RTU
-    baudrate: int = 9600
-    bytesize: int = 8
-    parity: Parity = Parity.NONE
-    stopbits: int = 1
-    timeout_ms: int = 1000
-    request_gap_ms: int = 10
-    connect_pause_ms: int = 0
-    record: Path | None = None  # capture file of every frame sent and received
+    name: str  # the key under links:, not a setting
+    port: str = setting("text", hint="a serial device such as /dev/ttyUSB0")
+    protocol: LinkProtocol = setting("choice", LinkProtocol.MODBUS_RTU, choices={
+        p.value: p for p in LinkProtocol if p is not LinkProtocol.MODBUS_TCP})
+    baudrate: int = setting("choice", 9600, choices={str(rate): rate for rate in BAUDRATES})
+    bytesize: int = setting("choice", 8, choices={"7": 7, "8": 8})
+    parity: Parity = setting("choice", Parity.NONE, choices=PARITY_WORDS,
+                             hint="N, E, O (or none, even, odd)")
+    stopbits: int = setting("choice", 1, choices={"1": 1, "2": 2})
+    timeout_ms: int = setting("integer", 1000, range=TIMEOUT_MS)
+    request_gap_ms: int = setting("integer", 10, range=REQUEST_GAP_MS)
+    connect_pause_ms: int = setting("integer", 0, range=CONNECT_PAUSE_MS)
+    record: Path | None = setting("path", None)  # capture file of every frame sent and received
 
 
 Link = TcpLink | SerialLink
@@ -108,8 +120,8 @@ class DevicePolling:
     """A device's own answer timeout and retries (a slow GC on a bus of fast detectors);
     None keeps the link's ``timeout_ms`` and the station's ``polling.retries``."""
 
-    timeout_ms: int | None = None
-    retries: int | None = None
+    timeout_ms: int | None = setting("integer", None, range=TIMEOUT_MS)  # as a link's
+    retries: int | None = setting("integer", None, range=RETRIES)  # as polling.retries
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,7 @@ class PollingPolicy:
     ``backoff_initial_s`` up to ``backoff_max_s`` so a dead device cannot hog its bus.
     """
 
-    retries: int = setting("integer", 1, range=(0, 10))
+    retries: int = setting("integer", 1, range=RETRIES)
     retry_wait_s: float = setting("number", 0.2, range=(0, 60))
     backoff_initial_s: float = setting("number", 2.0, range=BACKOFF_INITIAL_S)
     backoff_max_s: float = setting("number", 60.0, range=BACKOFF_MAX_S)

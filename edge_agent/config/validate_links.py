@@ -8,42 +8,30 @@ without the hardware.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edge_agent.config.declare import allowed_keys, declared, default_of, filled, read_declared
 from edge_agent.config.fields import Checker, Section, as_section, join, one_of, read_path
 from edge_agent.config.limits import MAX_LINKS, count_problem
 from edge_agent.config.names import id_problem
-from edge_agent.config.schema import Link, LinkProtocol, Parity, SerialLink, TcpLink
+from edge_agent.config.schema import (
+    Link,
+    LinkProtocol,
+    SerialLink,
+    TcpLink,
+)
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
 
-TCP_KEYS = ("type", "host", "port", "protocol", "timeout_ms", "connect_pause_ms",
-            "request_gap_ms", "record")
-SERIAL_KEYS = (
-    "type",
-    "port",
-    "protocol",
-    "baudrate",
-    "bytesize",
-    "parity",
-    "stopbits",
-    "timeout_ms",
-    "request_gap_ms",
-    "connect_pause_ms",
-    "record",
-)
-BAUDRATES = (300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
-PARITY_WORDS = {
-    "N": Parity.NONE,
-    "E": Parity.EVEN,
-    "O": Parity.ODD,
-    "none": Parity.NONE,
-    "even": Parity.EVEN,
-    "odd": Parity.ODD,
-}
-TCP_PROTOCOLS = {protocol.value: protocol for protocol in LinkProtocol}
-SERIAL_PROTOCOLS = {protocol.value: protocol for protocol in LinkProtocol
-                    if protocol is not LinkProtocol.MODBUS_TCP}
+TCP_KEYS = ("type", *allowed_keys(TcpLink))
+SERIAL_KEYS = ("type", *allowed_keys(SerialLink))
+TCP_PROTOCOLS = declared(TcpLink)["protocol"].choices or {}
+SERIAL_PROTOCOLS = declared(SerialLink)["protocol"].choices or {}
+# Read as declared on the dataclass, with no rule tying them to another setting.
+_TCP_PLAIN = ("port", "timeout_ms", "connect_pause_ms", "request_gap_ms")
+_SERIAL_PLAIN = ("baudrate", "parity", "stopbits", "timeout_ms", "request_gap_ms",
+                 "connect_pause_ms")
 _SERIAL_PATH = re.compile(r"^(/\S+|COM[0-9]+|\\\\\.\\COM[0-9]+|[a-z0-9]+://\S+)$", re.IGNORECASE)
 _NETWORK_ADDRESS = re.compile(r"^[\w.-]+:[0-9]+$|^[0-9]+(\.[0-9]+){3}$")
 
@@ -156,15 +144,9 @@ def _read_tcp(sec: Section, name: str) -> TcpLink:
     host = sec.text("host", what="a host name or IP address")
     if host is not None:
         check_host(sec, host)
-    return TcpLink(
-        name=name,
-        host=host or "",
-        port=sec.integer("port", 502, 1, 65535) or 502,
-        protocol=_protocol(sec, TCP_PROTOCOLS, LinkProtocol.MODBUS_TCP),
-        timeout_ms=sec.integer("timeout_ms", 1000, 10, 60000) or 1000,
-        connect_pause_ms=sec.integer("connect_pause_ms", 0, 0, 60000) or 0,
-        request_gap_ms=sec.integer("request_gap_ms", 0, 0, 10000) or 0,
-    )
+    values = {name: read_declared(sec, TcpLink, name) for name in _TCP_PLAIN}
+    return TcpLink(name=name, host=host or "", **filled(TcpLink, {
+        "protocol": _protocol(sec, TCP_PROTOCOLS, default_of(TcpLink, "protocol")), **values}))
 
 
 def check_host(sec: Section, host: str) -> None:
@@ -182,25 +164,14 @@ def _read_serial(sec: Section, name: str) -> SerialLink:
     port = sec.text("port", empty_ok=True, what="a serial device such as /dev/ttyUSB0")
     if port is not None:
         _check_serial_port(sec, port)
-    bauds = {str(rate): rate for rate in BAUDRATES}
-    parity_shown = "N, E, O (or none, even, odd)"
     protocol = _serial_protocol(sec)
-    bytesize = sec.choice("bytesize", {"7": 7, "8": 8}, 8) or 8
+    bytesize = read_declared(sec, SerialLink, "bytesize")
     if bytesize == 7 and protocol is LinkProtocol.MODBUS_RTU:
         sec.report("bytesize", "Modbus RTU needs 8 data bits: expected 8, found 7 (7 data "
                    "bits go with protocol: modbus-ascii)")
-    return SerialLink(
-        name=name,
-        port=port or "",
-        protocol=protocol,
-        baudrate=sec.choice("baudrate", bauds, 9600) or 9600,
-        bytesize=bytesize,
-        parity=sec.choice("parity", PARITY_WORDS, Parity.NONE, parity_shown) or Parity.NONE,
-        stopbits=sec.choice("stopbits", {"1": 1, "2": 2}, 1) or 1,
-        timeout_ms=sec.integer("timeout_ms", 1000, 10, 60000) or 1000,
-        request_gap_ms=sec.integer("request_gap_ms", 10, 0, 10000) or 0,
-        connect_pause_ms=sec.integer("connect_pause_ms", 0, 0, 60000) or 0,
-    )
+    values = {name: read_declared(sec, SerialLink, name) for name in _SERIAL_PLAIN}
+    return SerialLink(name=name, port=port or "", **filled(SerialLink, {
+        "protocol": protocol, "bytesize": bytesize, **values}))
 
 
 def _serial_protocol(sec: Section) -> LinkProtocol:
@@ -210,11 +181,11 @@ def _serial_protocol(sec: Section) -> LinkProtocol:
         sec.report("protocol", "modbus-tcp runs over a network, not a serial port: use "
                    "modbus-rtu (the usual RS-485 protocol) or modbus-ascii here, or a link "
                    "with type: tcp")
-        return LinkProtocol.MODBUS_RTU
-    return _protocol(sec, SERIAL_PROTOCOLS, LinkProtocol.MODBUS_RTU)
+        return default_of(SerialLink, "protocol")
+    return _protocol(sec, SERIAL_PROTOCOLS, default_of(SerialLink, "protocol"))
 
 
-def _protocol(sec: Section, allowed: dict[str, LinkProtocol],
+def _protocol(sec: Section, allowed: Mapping[str, object],
               default: LinkProtocol) -> LinkProtocol:
     """The link's protocol; the short names technicians use (rtu, ascii, tcp) get a
     pointed hint, which a spelling suggestion cannot give for such short words."""
@@ -226,7 +197,7 @@ def _protocol(sec: Section, allowed: dict[str, LinkProtocol],
             sec.report("protocol", f"expected {one_of(allowed)}, found '{entry.value.text}' "
                        f"(write {full})")
             return default
-    return sec.choice("protocol", allowed, default) or default
+    return sec.choice("protocol", allowed, default) or default  # type: ignore[return-value]
 
 
 def _check_serial_port(sec: Section, port: str) -> None:

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from edge_agent.config.declare import allowed_keys, declared, read_declared
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Device, DevicePolling
 
-DEVICE_POLLING_KEYS = ("timeout_ms", "retries")
-TIMEOUT_MS_RANGE = (10, 60000)  # as a link's timeout_ms
-RETRIES_RANGE = (0, 10)  # as polling.retries
+DEVICE_POLLING_KEYS = allowed_keys(DevicePolling)
 
 
 def read_device_polling(sec: Section) -> DevicePolling:
     """The device's ``timeout_ms`` and ``retries``; absent (or null) keeps the link's
     timeout and the station's retries."""
-    return DevicePolling(
-        timeout_ms=sec.integer("timeout_ms", None, *TIMEOUT_MS_RANGE),
-        retries=sec.integer("retries", None, *RETRIES_RANGE),
-    )
+    return DevicePolling(**{name: read_declared(sec, DevicePolling, name)
+                            for name in declared(DevicePolling)})
 
 
 def with_device_polling(sec: Section, device: Device | None) -> Device | None:
