@@ -3,18 +3,16 @@
 The file layout (the public format; every field is described in docs/configuration.md)::
 
     station:  {id}                                    required
-    links:    {NAME: {type: tcp, host, port, ...}     required, at least one
-               NAME: {type: serial, port, baudrate, parity, ...}}
-    devices:  [{id, link, unit_id, interval_s, driver, word_order,
-                channels: [{name, address, register, type, word_order,
-                            scale, offset, unit}]}]    required, at least one
-    polling:  {retries, retry_wait_s, backoff_initial_s, backoff_max_s}
-    store:    {path, synchronous, retention: {max_rows, max_bytes, max_age_s}}
-    mqtt:     {host, port, client_id, protocol, username, password_env | password_file,
-               tls: {ca_file, cert_file, key_file, insecure_skip_verify}, keepalive_s, qos,
-               topics: {data, gap, status}, max_inflight, max_samples_per_message,
-               max_message_bytes, reconnect_min_s, reconnect_max_s, shutdown_grace_s}
-    health:   {enabled, host, port}                   local /healthz, /metrics, /status
+    links:    {NAME: {type: tcp | serial, ...}}       required, at least one
+    devices:  [{id, link, unit_id, interval_s, driver, profile, ...}]   required
+    polling:  {...}
+    store:    {...}
+    mqtt:     {host, ...}                             required
+    health:   {...}                                   local /healthz, /metrics, /status
+
+The keys of each section are not listed here, where they drifted: they are declared on
+the fields of config/schema.py (config/declare.py) or, for what is still read by hand,
+in the key tuples of the readers; edge_agent/schema/station-v1.schema.json shows them all.
 
 Everything is checked before anything is returned, and every problem is collected: the
 caller gets either a complete config or one ``ConfigError`` listing all issues by line.
