@@ -26,12 +26,12 @@ def _schema() -> dict[str, Any]:
     return json.loads(station_schema.SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft7Validator:
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
-def _problems(validator: jsonschema.Draft202012Validator, document: object) -> list[str]:
+def _problems(validator: jsonschema.Draft7Validator, document: object) -> list[str]:
     return [f"{list(err.absolute_path)}: {err.message}"
             for err in validator.iter_errors(document)]
 
@@ -59,7 +59,7 @@ def test_every_shipped_station_file_passes(path: Path) -> None:
 
 @pytest.mark.parametrize("path", PROFILE_FILES, ids=lambda path: str(path.relative_to(ROOT)))
 def test_every_shipped_profile_passes_the_profile_definition(path: Path) -> None:
-    schema = {**_schema(), "$ref": "#/$defs/profile"}
+    schema = {**_schema(), "$ref": "#/definitions/profile"}
     for key in ("required", "properties", "additionalProperties", "type"):
         schema.pop(key)
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
