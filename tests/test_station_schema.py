@@ -107,3 +107,10 @@ def test_links_are_checked_as_declared_for_their_type() -> None:
     assert _problems(validator, serial)
     serial["links"]["bus"] = {"type": "serial", "port": "/dev/ttyUSB0", "host": "h"}
     assert _problems(validator, serial)  # a TCP setting on a serial link
+
+
+def test_an_empty_section_is_accepted_where_the_loader_reads_it_as_absent() -> None:
+    validator = _validator(_schema())
+    document = {**_minimal(), "polling": None, "store": None, "health": None}
+    assert _problems(validator, document) == []
+    assert _problems(validator, {**_minimal(), "mqtt": None})

@@ -121,7 +121,9 @@ def declared_section(cls: type, nested: dict[str, dict[str, Any]] | None = None
                 properties[key] = (nested or {}).get(name, _ANY)
             else:
                 properties[key] = _field_schema(cls, name, meta)
-    return {"type": "object", "properties": properties, "additionalProperties": False}
+    # an empty section (null) is read as absent: every default
+    return {"type": ["object", "null"], "properties": properties,
+            "additionalProperties": False}
 
 
 def keys_only(keys: tuple[str, ...], **known: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +213,7 @@ def station_schema() -> dict[str, Any]:
         "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]},
         "topics": declared_section(Topics)})
     mqtt["required"] = ["host"]
+    mqtt["type"] = "object"  # mqtt: needs at least host
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
     sections = {
