@@ -107,6 +107,10 @@ def test_links_are_checked_as_declared_for_their_type() -> None:
     assert _problems(validator, serial)
     serial["links"]["bus"] = {"type": "serial", "port": "/dev/ttyUSB0", "host": "h"}
     assert _problems(validator, serial)  # a TCP setting on a serial link
+    tcp = _minimal()
+    tcp["links"]["bus"] = {"type": "tcp", "port": 502}
+    assert any("'host' is a required property" in problem
+               for problem in _problems(validator, tcp))
 
 
 def test_an_empty_section_is_accepted_where_the_loader_reads_it_as_absent() -> None:

@@ -199,6 +199,9 @@ def _link() -> dict[str, Any]:
         schema = declared_section(cls)
         schema["properties"] = {"type": {"enum": [kind, kind.upper(), kind.capitalize()]},
                                 **schema["properties"]}
+        schema["type"] = "object"
+        schema["required"] = ["type", *(meta.key for name, meta in declared(cls).items()
+                                        if default_of(cls, name) is MISSING)]
         return schema
     return {"type": "object", "required": ["type"], "if": {
         "properties": {"type": {"enum": ["serial", "SERIAL", "Serial"]}}},
