@@ -18,17 +18,20 @@ from edge_agent.config.declare import (
 )
 from edge_agent.config.fields import Checker, Section
 from edge_agent.config.schema import (
+    Device,
     DevicePolling,
     HealthConfig,
     MqttConfig,
     PollingPolicy,
     Retention,
     SerialLink,
+    StationConfig,
     StoreConfig,
     TcpLink,
     TlsConfig,
     Topics,
 )
+from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
@@ -92,3 +95,18 @@ def test_the_secret_is_written_as_either_of_two_keys() -> None:
 def test_defaults_come_from_the_dataclass() -> None:
     assert default_of(MqttConfig, "max_message_bytes") == MqttConfig(host="h").max_message_bytes
     assert default_of(StoreConfig, "retention") == Retention()
+
+
+def test_the_station_section_and_a_devices_common_keys_are_declared() -> None:
+    assert allowed_keys(StationConfig) == ("id",)
+    assert COMMON_KEYS == allowed_keys(Device) == (
+        "id", "link", "unit_id", "interval_s", "driver", "profile")
+    assert default_of(Device, "driver") == "modbus"
+    assert [name for name in declared(Device)] == [
+        item.name for item in fields(Device) if item.name not in ("settings", "polling")]
+
+
+def test_a_choice_known_only_at_run_time_is_given_to_the_reader() -> None:
+    ck, sec = _section("mode: snmp\n")
+    assert read_declared(sec, Pump, "mode", choices={"snmp": "snmp"}) == "snmp"
+    assert ck.issues == []

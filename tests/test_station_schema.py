@@ -97,6 +97,19 @@ def test_a_device_is_checked_against_the_keys_of_its_driver_kind() -> None:
     assert _problems(validator, unknown)
 
 
+def test_the_station_and_a_devices_common_keys_are_checked_as_declared() -> None:
+    validator = _validator(_schema())
+    slow = _minimal()
+    slow["devices"][0]["interval_s"] = 0  # declared 0.001..86400
+    assert any("'interval_s']" in problem and "minimum" in problem
+               for problem in _problems(validator, slow))
+    fractional = _minimal()
+    fractional["devices"][0]["unit_id"] = 1.5
+    assert _problems(validator, fractional)
+    assert _schema()["properties"]["station"]["properties"]["id"]["description"] == \
+        "the station's id, e.g. ST01"
+
+
 def test_links_are_checked_as_declared_for_their_type() -> None:
     validator = _validator(_schema())
     serial = _minimal()

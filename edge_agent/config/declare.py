@@ -108,11 +108,16 @@ def default_of(cls: type, name: str) -> Any:
     return item.default
 
 
-def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING) -> Any:
+def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
+                  choices: Mapping[str, object] | None = None) -> Any:
     """The value of field ``name`` of ``cls`` from ``sec``, checked as declared; the
     declared default when absent (``default`` overrides it where another setting decides,
-    e.g. the MQTT port with TLS). None after a reported problem."""
+    e.g. the MQTT port with TLS). ``choices`` gives a choice's words where they are only
+    known at run time (a device's ``driver``: the registered kinds). None after a
+    reported problem."""
     meta = declared(cls)[name]
+    if choices is not None:
+        meta = dataclasses.replace(meta, choices=choices)
     if default is MISSING:
         default = default_of(cls, name)
     if default is MISSING:

@@ -2,9 +2,10 @@
 
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
-store, retention, polling, health, mqtt, tls, topics, links, a device's timeout_ms and
-retries) give types, ranges, choices, defaults and descriptions; the sections still read
-from hand-kept key tuples (station, devices per driver kind from drivers/registry.py,
+station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
+keys, timeout_ms and retries) give types, ranges, choices, defaults and descriptions; the
+sections still read from hand-kept key tuples (the keys of each driver kind from
+drivers/registry.py,
 channels, profiles) give their allowed keys only. The loader stays the judge: the schema
 may accept what ``check`` refuses (cross-field rules, files that must exist), never the
 other way round for the files the project ships (tests/test_station_schema.py).
@@ -33,18 +34,19 @@ from edge_agent.config.declare import Setting, allowed_keys, declared, default_o
 from edge_agent.config.loader import TOP_KEYS
 from edge_agent.config.profiles import PROFILE_INFO_KEYS
 from edge_agent.config.schema import (
+    Device,
     DevicePolling,
     HealthConfig,
     MqttConfig,
     PollingPolicy,
     Retention,
     SerialLink,
+    StationConfig,
     StoreConfig,
     TcpLink,
     TlsConfig,
     Topics,
 )
-from edge_agent.config.validate_devices import COMMON_KEYS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
 SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
@@ -167,13 +169,19 @@ def _kind_parts() -> dict[str, Any]:
     return {**_modbus_parts(), **_text_parts()}
 
 
+def _common() -> dict[str, Any]:
+    """What every device (and profile) may write, from the declarations of ``Device``;
+    ``driver``'s words are the registered kinds."""
+    common = declared_section(Device)["properties"]
+    common["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
+                        "description": "the driver kind (drivers/registry.py)"}
+    return common
+
+
 def _device(keys: tuple[str, ...]) -> dict[str, Any]:
     parts = _kind_parts()
     known = {key: parts[key] for key in keys if key in parts}
-    known["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
-                       "description": "the driver kind (drivers/registry.py)"}
-    known["interval_s"] = {"type": "number"}
-    known["profile"] = {"type": ["string", "null"]}
+    known.update(_common())
     known.update(declared_section(DevicePolling)["properties"])
     return keys_only(keys, **known)
 
@@ -182,7 +190,7 @@ def device_schema() -> dict[str, Any]:
     """A ``devices[]`` entry: the common keys, the device polling keys and the keys of
     its driver kind (``driver:``); without ``driver:`` (the kind may come from the
     profile) every kind's keys are allowed, as the loader's first pass allows them."""
-    common = (*COMMON_KEYS, *allowed_keys(DevicePolling))
+    common = (*allowed_keys(Device), *allowed_keys(DevicePolling))
     branches = [{"if": {"required": ["driver"], "properties": {"driver": {"const": name}}},
                  "then": {"$ref": f"#/definitions/device-{name}"}} for name in KINDS]
     return {"type": "object", "properties": {"driver": {"enum": list(KINDS)}}, "allOf": [
@@ -220,7 +228,7 @@ def station_schema() -> dict[str, Any]:
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
     sections = {
-        "station": keys_only(("id",), id=_TEXT),
+        "station": declared_section(StationConfig),
         "links": {"type": "object", "additionalProperties": _link(), "minProperties": 1},
         "devices": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/device"}},
         "polling": declared_section(PollingPolicy),
@@ -229,7 +237,8 @@ def station_schema() -> dict[str, Any]:
         "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
-        **_kind_parts(), "driver": {"enum": list(KINDS)}, "interval_s": {"type": "number"}})
+        **_kind_parts(), **{key: schema for key, schema in _common().items()
+                            if key in ("driver", "interval_s")}})
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
