@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import pytest
+from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
 
 from edge_agent.config.declare import (
     allowed_keys,
@@ -35,7 +36,7 @@ from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
-            TcpLink, SerialLink, DevicePolling)
+            TcpLink, SerialLink, DevicePolling, Framing, Checksum)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,26 @@ def test_the_station_and_a_devices_common_keys_are_checked_as_declared() -> None
         "the station's id, e.g. ST01"
 
 
+def _text_device(**text: object) -> dict[str, Any]:
+    document = _minimal()
+    document["devices"][0] = {"id": "d1", "link": "bus", "interval_s": 1,
+                              "driver": "serial-text",
+                              "text": {"request": "RD<CR>", "channels": [], **text}}
+    return document
+
+
+def test_a_text_blocks_framing_and_checksum_are_checked_as_declared() -> None:
+    validator = _validator(_schema())
+    good = _text_device(framing={"type": "stx-etx", "max_bytes": 512},
+                        checksum={"type": "xor8", "covers": "body+end"})
+    assert _problems(validator, good) == []
+    assert _problems(validator, _text_device(framing="stx-etx", checksum="crc16-modbus")) == []
+    assert _problems(validator, _text_device(framing={"max_bytes": 8}))  # declared 16..65536
+    assert _problems(validator, _text_device(framing="ring"))
+    assert _problems(validator, _text_device(checksum="crc16"))
+    assert _problems(validator, _text_device(checksum={"type": "xor8", "covers": "all"}))
+
+
 def test_links_are_checked_as_declared_for_their_type() -> None:
     validator = _validator(_schema())
     serial = _minimal()

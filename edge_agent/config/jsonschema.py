@@ -3,10 +3,10 @@
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
 station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries) give types, ranges, choices, defaults and descriptions; the
-sections still read from hand-kept key tuples (the keys of each driver kind from
-drivers/registry.py,
-channels, profiles) give their allowed keys only. The loader stays the judge: the schema
+keys, timeout_ms and retries, a text block's framing and checksum) give types, ranges,
+choices, defaults and descriptions; the parts still read from hand-kept key tuples (the
+rest of each driver kind's keys from drivers/registry.py, channels, profiles) give their
+allowed keys only. The loader stays the judge: the schema
 may accept what ``check`` refuses (cross-field rules, files that must exist), never the
 other way round for the files the project ships (tests/test_station_schema.py).
 
@@ -29,6 +29,7 @@ from typing import Any
 from edge_agent_drivers.modbus import config_acquisition, config_channels
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 from edge_agent_drivers.serialtext import config_record, config_text
+from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
 
 from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
 from edge_agent.config.loader import TOP_KEYS
@@ -80,7 +81,7 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
         words = [str(word) for word in meta.choices or {}]
         cased = dict.fromkeys(w for word in words for w in (word, word.lower(), word.upper()))
         schema = {"enum": [*cased, *(float(w) for w in words if _is_number(w))]}
-    elif kind in ("text", "path", "secret"):
+    elif kind in ("text", "path", "secret", "bytes"):
         schema = dict(_TEXT) if kind == "text" else {"type": "string"}
     elif kind == "limit":
         schema = {"type": ["integer", "number", "string", "null"]}
@@ -93,7 +94,8 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
     default = default_of(cls, name)
     if (default is None or meta.null_ok) and "type" in schema:  # null: not set, as the default
         schema["type"] = [*_types(schema["type"]), "null"]
-    if default is not MISSING and kind not in ("section", "secret") and default is not None:
+    if default is not MISSING and kind not in ("section", "secret", "bytes") \
+            and default is not None:  # bytes: "" may mean "any line end", not empty
         schema["default"] = _plain(default)
     if meta.hint or kind not in ("section",):
         schema["description"] = meta.expected()
@@ -152,9 +154,11 @@ def _modbus_parts() -> dict[str, Any]:
 def _text_parts() -> dict[str, Any]:
     text = keys_only(
         config_text.TEXT_KEYS,
-        framing={"anyOf": [{"type": "string"}, keys_only(config_text.FRAMING_KEYS)]},
-        checksum={"anyOf": [{"type": ["string", "null"]},
-                            keys_only(config_text.CHECKSUM_KEYS)]},
+        framing={"anyOf": [_field_schema(Framing, "kind", declared(Framing)["kind"]),
+                           declared_section(Framing)]},
+        checksum={"anyOf": [{"type": "null"},
+                            _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
+                            declared_section(Checksum)]},
         time=keys_only(config_record.TIME_KEYS),
         status={"anyOf": [keys_only(config_record.STATUS_KEYS),
                           _items(keys_only(config_record.STATUS_KEYS))]},

@@ -19,6 +19,7 @@ from edge_agent_drivers.serialtext.protocol.checksums import (
     ChecksumKind,
 )
 
+from edge_agent.config.declare import setting
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
@@ -60,27 +61,37 @@ class Covers(StrEnum):
 
 @dataclass(frozen=True)
 class Framing:
-    """Where records begin and end. ``terminator`` b"" means any line end (CR, LF or
-    CR LF); ``max_bytes`` bounds a record so garbage without a terminator cannot grow
-    the buffer forever."""
+    """Where records begin and end (``framing:`` of a text block, each field declared as
+    written there). ``terminator`` b"" means any line end (CR, LF or CR LF);
+    ``max_bytes`` bounds a record so garbage without a terminator cannot grow the buffer
+    forever. ``start``/``end`` default to <STX>/<ETX> for stx-etx (config_text.py)."""
 
-    kind: FramingKind = FramingKind.LINE
-    start: bytes = b""
-    end: bytes = b""
-    terminator: bytes = b""
-    max_bytes: int = 4096
+    kind: FramingKind = setting("choice", FramingKind.LINE, key="type",
+                                choices={kind.value: kind for kind in FramingKind})
+    start: bytes = setting("bytes", b"", hint="the start marker, e.g. <STX> or '$'")
+    end: bytes = setting("bytes", b"", hint="the end marker, e.g. <ETX>")
+    terminator: bytes = setting("bytes", b"",
+                                hint="CR, LF, CRLF, any, or text such as '<ETX>'")
+    max_bytes: int = setting("integer", 4096, range=(16, 65536))
 
 
 @dataclass(frozen=True)
 class Checksum:
-    """A frame's checksum: algorithm, how it is written, what it covers. ``separator``
-    (line framing only) stands between the body and the checksum, like NMEA's ``*``."""
+    """A frame's checksum (``checksum:`` of a text block, declared as written there):
+    algorithm, how it is written, what it covers. ``separator`` (line framing only)
+    stands between the body and the checksum, like NMEA's ``*``."""
 
-    kind: ChecksumKind
-    encoding: ChecksumEncoding = ChecksumEncoding.HEX
-    byte_order: ByteOrder = ByteOrder.BIG
-    covers: Covers = Covers.BODY
-    separator: bytes = b""
+    kind: ChecksumKind = setting("choice", key="type",
+                                 choices={kind.value: kind for kind in ChecksumKind})
+    encoding: ChecksumEncoding = setting("choice", ChecksumEncoding.HEX, choices={
+        encoding.value: encoding for encoding in ChecksumEncoding})
+    byte_order: ByteOrder = setting("choice", ByteOrder.BIG,
+                                    choices={order.value: order for order in ByteOrder})
+    covers: Covers = setting("choice", Covers.BODY, choices={c.value: c for c in Covers},
+                             hint="body, start+body, body+end or start+body+end (end: the "
+                                  "end marker; in line framing, the separator)")
+    separator: bytes = setting("bytes", b"",
+                               hint="the text between record and checksum, e.g. '*'")
 
 
 @dataclass(frozen=True)
