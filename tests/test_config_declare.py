@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import pytest
+from edge_agent_drivers.modbus.config_channels import CHANNEL_KEYS
+from edge_agent_drivers.modbus.settings import Channel
 from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
 
 from edge_agent.config.declare import (
@@ -111,3 +113,11 @@ def test_a_choice_known_only_at_run_time_is_given_to_the_reader() -> None:
     ck, sec = _section("mode: snmp\n")
     assert read_declared(sec, Pump, "mode", choices={"snmp": "snmp"}) == "snmp"
     assert ck.issues == []
+
+
+def test_a_channels_keys_are_its_declared_fields_and_two_more() -> None:
+    assert set(CHANNEL_KEYS) - set(allowed_keys(Channel)) == {"number", "enabled"}
+    assert [name for name in declared(Channel)] == [
+        item.name for item in fields(Channel) if item.name != "enron"]  # enron: the device's
+    assert declared(Channel)["data_type"].key == "type"
+    assert default_of(Channel, "length") == 1

@@ -110,6 +110,24 @@ def test_the_station_and_a_devices_common_keys_are_checked_as_declared() -> None
         "the station's id, e.g. ST01"
 
 
+def test_a_channel_is_checked_as_declared() -> None:
+    validator = _validator(_schema())
+
+    def with_channel(**channel: object) -> dict[str, Any]:
+        document = _minimal()
+        document["devices"][0]["channels"] = [{"name": "a", "address": 0, **channel}]
+        return document
+
+    good = with_channel(type="float32", word_order="CDAB", scale=0.1, register="input",
+                        valid_range={"min": 0, "max": 100}, sentinels=[65535])
+    assert _problems(validator, good) == []
+    assert _problems(validator, with_channel(address=70000))  # declared 0..65535
+    assert _problems(validator, with_channel(type="float"))
+    assert _problems(validator, with_channel(type="string", length=200))  # 1..125
+    assert _problems(validator, with_channel(type="bool", bit=16))  # 0..15
+    assert _problems(validator, with_channel(scale="ten"))
+
+
 def _text_device(**text: object) -> dict[str, Any]:
     document = _minimal()
     document["devices"][0] = {"id": "d1", "link": "bus", "interval_s": 1,

@@ -15,7 +15,6 @@ from edge_agent_drivers.modbus.config_acquisition import (
     read_trigger,
 )
 from edge_agent_drivers.modbus.config_channels import (
-    WORD_ORDERS,
     ChannelNotes,
     read_channels,
     without_disabled_targets,
@@ -23,6 +22,7 @@ from edge_agent_drivers.modbus.config_channels import (
 from edge_agent_drivers.modbus.overlaps import check_overlaps
 from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
 
+from edge_agent.config.declare import read_declared
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
@@ -64,7 +64,8 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
         entry.section.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
     layers = entry.layers
     device = layers.pick("id")
-    order = layers.pick("word_order").choice("word_order", WORD_ORDERS, WordOrder.ABCD)
+    # the default of every channel's word_order, declared on Channel
+    order = read_declared(layers.pick("word_order"), Channel, "word_order")
     enron = layers.pick("enron").flag("enron", False)
     start = len(device.ck.issues)
     notes = ChannelNotes()

@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from edge_agent.config.declare import setting
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
+
+MAX_STRING_REGISTERS = 125  # a string channel's length: what one read can fetch
 
 
 class RegisterKind(StrEnum):
@@ -124,22 +127,38 @@ class Channel:
     ``quality_values`` make this channel a status word that flags other channels.
     """
 
-    name: str
-    address: int
-    register: RegisterKind = RegisterKind.HOLDING
-    data_type: DataType = DataType.UINT16
-    word_order: WordOrder = WordOrder.ABCD
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    bit: int | None = None
-    length: int = 1
-    string_layout: StringLayout = StringLayout.AB
-    valid_range: ValidRange | None = None
-    sentinels: tuple[float, ...] = ()
-    quality_bits: tuple[tuple[int, QualityRule], ...] = ()
-    quality_values: tuple[tuple[int, QualityRule], ...] = ()
-    enron: bool = False
+    # Each setting of a ``channels:`` entry is declared here (config_channels.py reads
+    # them; a profile's channel gives the defaults of the station's channel of that name).
+    # Kind "custom": read by its own reader (edge_agent/config/value_fields.py,
+    # config_quality.py), the schema knows the key only.
+    name: str = setting("custom", hint="the channel's name")
+    address: int = setting("integer", range=(0, 65535))
+    register: RegisterKind = setting("choice", RegisterKind.HOLDING,
+                                     choices={item.value: item for item in RegisterKind})
+    # bool on coils and discrete inputs (config_channels.py)
+    data_type: DataType = setting("choice", DataType.UINT16, key="type",
+                                  choices={item.value: item for item in DataType})
+    # the device's word_order when the channel has none
+    word_order: WordOrder = setting("choice", WordOrder.ABCD,
+                                    choices={item.value: item for item in WordOrder})
+    scale: float = setting("number", 1.0)
+    offset: float = setting("number", 0.0)
+    unit: str = setting("custom", "", hint="the unit, e.g. ppm")
+    bit: int | None = setting("integer", None, range=(0, 15),
+                              hint="the bit number 0..15 (0 = least significant)")
+    length: int = setting("integer", 1, range=(1, MAX_STRING_REGISTERS),
+                          hint="the number of registers the text occupies, 1..125")
+    string_layout: StringLayout = setting("choice", StringLayout.AB,
+                                          choices={item.value: item for item in StringLayout})
+    valid_range: ValidRange | None = setting("custom", None,
+                                             hint="{min, max, quality} in engineering units")
+    sentinels: tuple[float, ...] = setting("custom", (),
+                                           hint="raw values that mean 'no reading'")
+    quality_bits: tuple[tuple[int, QualityRule], ...] = setting(
+        "custom", (), hint="bit number: quality (this channel is a status word)")
+    quality_values: tuple[tuple[int, QualityRule], ...] = setting(
+        "custom", (), hint="value: quality (this channel is a status word)")
+    enron: bool = False  # from the device's enron: and the address, not written here
 
     @property
     def span(self) -> int:

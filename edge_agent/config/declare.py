@@ -22,8 +22,10 @@ _META = "edge_agent.setting"
 # What a setting holds; config/jsonschema.py maps each kind to a JSON Schema type.
 # "bytes": text with escapes such as <STX> or \x02, turned into bytes by the driver
 # kind's own reader (the escapes belong to the kind).
+# "custom": a value with its own reader (a list, a mapping); declared for its key, hint
+# and default, the schema knows the key only.
 KINDS = ("integer", "number", "flag", "text", "choice", "path", "secret", "section",
-         "limit", "bytes")
+         "limit", "bytes", "custom")
 
 
 @dataclass(frozen=True)

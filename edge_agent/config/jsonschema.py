@@ -3,10 +3,10 @@
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
 station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries, a text block's framing and checksum) give types, ranges,
-choices, defaults and descriptions; the parts still read from hand-kept key tuples (the
-rest of each driver kind's keys from drivers/registry.py, channels, profiles) give their
-allowed keys only. The loader stays the judge: the schema
+keys, timeout_ms and retries, a text block's framing and checksum, a Modbus channel)
+give types, ranges, choices, defaults and descriptions; the parts still read from
+hand-kept key tuples (the rest of each driver kind's keys from drivers/registry.py,
+profiles) give their allowed keys only. The loader stays the judge: the schema
 may accept what ``check`` refuses (cross-field rules, files that must exist), never the
 other way round for the files the project ships (tests/test_station_schema.py).
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent_drivers.modbus import config_acquisition, config_channels
+from edge_agent_drivers.modbus.settings import Channel
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 from edge_agent_drivers.serialtext import config_record, config_text
 from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
@@ -94,7 +95,7 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
     default = default_of(cls, name)
     if (default is None or meta.null_ok) and "type" in schema:  # null: not set, as the default
         schema["type"] = [*_types(schema["type"]), "null"]
-    if default is not MISSING and kind not in ("section", "secret", "bytes") \
+    if default is not MISSING and kind not in ("section", "secret", "bytes", "custom") \
             and default is not None:  # bytes: "" may mean "any line end", not empty
         schema["default"] = _plain(default)
     if meta.hint or kind not in ("section",):
@@ -143,7 +144,8 @@ def _items(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _modbus_parts() -> dict[str, Any]:
     return {
-        "channels": _items(keys_only(config_channels.CHANNEL_KEYS)),
+        "channels": _items(keys_only(config_channels.CHANNEL_KEYS,
+                                     **declared_section(Channel)["properties"])),
         "read": keys_only(config_acquisition.READ_KEYS, forbidden=_items(
             keys_only(config_acquisition.ZONE_KEYS))),
         "trigger": keys_only(config_acquisition.TRIGGER_KEYS),
