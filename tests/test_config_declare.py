@@ -7,8 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import pytest
+from edge_agent_drivers.modbus.config_acquisition import (
+    CLOCK_KEYS,
+    READ_KEYS,
+    TRIGGER_KEYS,
+    ZONE_KEYS,
+)
 from edge_agent_drivers.modbus.config_channels import CHANNEL_KEYS
-from edge_agent_drivers.modbus.settings import Channel
+from edge_agent_drivers.modbus.settings import (
+    AddressRange,
+    Channel,
+    InstrumentClock,
+    ReadLimits,
+    Trigger,
+)
 from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
 
 from edge_agent.config.declare import (
@@ -38,7 +50,8 @@ from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
-            TcpLink, SerialLink, DevicePolling, Framing, Checksum)
+            TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
+            Trigger, InstrumentClock)
 
 
 @dataclass(frozen=True)
@@ -121,3 +134,11 @@ def test_a_channels_keys_are_its_declared_fields_and_two_more() -> None:
         item.name for item in fields(Channel) if item.name != "enron"]  # enron: the device's
     assert declared(Channel)["data_type"].key == "type"
     assert default_of(Channel, "length") == 1
+
+
+def test_read_trigger_and_clock_keys_come_from_their_declarations() -> None:
+    assert READ_KEYS == ("max_registers", "max_bits", "max_gap", "forbidden")
+    assert ZONE_KEYS == ("register", "first", "last")
+    assert TRIGGER_KEYS == ("kind", "channel", "clear_flag")
+    assert CLOCK_KEYS == ("format", "channels", "utc_offset")  # utc_offset_min, in minutes
+    assert default_of(ReadLimits, "max_registers") == ReadLimits().max_registers == 125

@@ -128,6 +128,24 @@ def test_a_channel_is_checked_as_declared() -> None:
     assert _problems(validator, with_channel(scale="ten"))
 
 
+def test_read_trigger_and_clock_are_checked_as_declared() -> None:
+    validator = _validator(_schema())
+
+    def with_device(**keys: object) -> dict[str, Any]:
+        document = _minimal()
+        document["devices"][0].update(keys)
+        return document
+
+    good = with_device(read={"max_registers": 60, "forbidden": [{"first": 90, "last": 99}]},
+                       trigger={"kind": "counter", "channel": "a"},
+                       clock={"format": "unix", "channels": ["a"], "utc_offset": "+08:00"})
+    assert _problems(validator, good) == []
+    assert _problems(validator, with_device(read={"max_registers": 126}))  # 1..125
+    assert _problems(validator, with_device(read={"forbidden": [{"first": -1}]}))
+    assert _problems(validator, with_device(trigger={"kind": "edge", "channel": "a"}))
+    assert _problems(validator, with_device(clock={"format": "iso", "channels": ["a"]}))
+
+
 def _text_device(**text: object) -> dict[str, Any]:
     document = _minimal()
     document["devices"][0] = {"id": "d1", "link": "bus", "interval_s": 1,

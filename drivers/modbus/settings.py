@@ -178,11 +178,13 @@ class Channel:
 
 @dataclass(frozen=True)
 class AddressRange:
-    """Addresses ``first``..``last`` (0-based, inclusive) of one table."""
+    """Addresses ``first``..``last`` (0-based, inclusive) of one table: an item of
+    ``read.forbidden``, declared as written there (``register`` holding and ``last`` =
+    ``first`` when left out: config_acquisition.py, the fields keep their order)."""
 
-    register: RegisterKind
-    first: int
-    last: int
+    register: RegisterKind = setting("choice", choices={r.value: r for r in RegisterKind})
+    first: int = setting("integer", range=(0, 65535))
+    last: int = setting("integer", range=(0, 65535))
 
 
 @dataclass(frozen=True)
@@ -193,10 +195,11 @@ class ReadLimits:
     away to save a request; ``forbidden`` addresses are never read, gap or not.
     """
 
-    max_registers: int = 125
-    max_bits: int = 2000
-    max_gap: int = 0
-    forbidden: tuple[AddressRange, ...] = ()
+    max_registers: int = setting("integer", 125, range=(1, 125))
+    max_bits: int = setting("integer", 2000, range=(1, 2000))
+    max_gap: int = setting("integer", 0, range=(0, 124))
+    forbidden: tuple[AddressRange, ...] = setting(
+        "custom", (), hint="a list of '{register: holding, first: 90, last: 99}' items")
 
     def per_request(self, register: RegisterKind, enron: bool) -> int:
         """The most addresses one request may cover: the Modbus limits (125 registers,
@@ -225,9 +228,11 @@ class TimeFormat(StrEnum):
 class InstrumentClock:
     """Where the instrument's timestamp is, and its zone (instruments rarely run UTC)."""
 
-    format: TimeFormat
-    channels: tuple[str, ...]
-    utc_offset_min: int = 0
+    format: TimeFormat = setting("choice", choices={f.value: f for f in TimeFormat})
+    channels: tuple[str, ...] = setting("custom", hint="a list of channel names")
+    # written as "+08:00" (config_acquisition.py turns it into minutes)
+    utc_offset_min: int = setting("custom", 0, key="utc_offset",
+                                  hint='an offset from UTC such as "+08:00"')
 
 
 @dataclass(frozen=True)
@@ -238,9 +243,9 @@ class Trigger:
     instruments that expect it, because two masters would steal each other's results.
     """
 
-    kind: TriggerKind
-    channel: str
-    clear_flag: bool = False
+    kind: TriggerKind = setting("choice", choices={k.value: k for k in TriggerKind})
+    channel: str = setting("text", hint="the name of the flag or counter channel")
+    clear_flag: bool = setting("flag", False)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
 station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries, a text block's framing and checksum, a Modbus channel)
+keys, timeout_ms and retries, a text block's framing and checksum, a Modbus channel,
+read, trigger and clock)
 give types, ranges, choices, defaults and descriptions; the parts still read from
 hand-kept key tuples (the rest of each driver kind's keys from drivers/registry.py,
 profiles) give their allowed keys only. The loader stays the judge: the schema
@@ -26,8 +27,14 @@ from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
-from edge_agent_drivers.modbus import config_acquisition, config_channels
-from edge_agent_drivers.modbus.settings import Channel
+from edge_agent_drivers.modbus import config_channels
+from edge_agent_drivers.modbus.settings import (
+    AddressRange,
+    Channel,
+    InstrumentClock,
+    ReadLimits,
+    Trigger,
+)
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 from edge_agent_drivers.serialtext import config_record, config_text
 from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
@@ -143,13 +150,14 @@ def _items(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _modbus_parts() -> dict[str, Any]:
+    read = declared_section(ReadLimits)
+    read["properties"]["forbidden"] = _items(declared_section(AddressRange))
     return {
         "channels": _items(keys_only(config_channels.CHANNEL_KEYS,
                                      **declared_section(Channel)["properties"])),
-        "read": keys_only(config_acquisition.READ_KEYS, forbidden=_items(
-            keys_only(config_acquisition.ZONE_KEYS))),
-        "trigger": keys_only(config_acquisition.TRIGGER_KEYS),
-        "clock": keys_only(config_acquisition.CLOCK_KEYS),
+        "read": read,
+        "trigger": declared_section(Trigger),
+        "clock": declared_section(InstrumentClock),
     }
 
 
