@@ -21,7 +21,15 @@ from edge_agent_drivers.modbus.settings import (
     ReadLimits,
     Trigger,
 )
-from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
+from edge_agent_drivers.serialtext.config_record import CHANNEL_KEYS as TEXT_CHANNEL_KEYS
+from edge_agent_drivers.serialtext.config_record import STATUS_KEYS, TIME_KEYS
+from edge_agent_drivers.serialtext.protocol.settings import (
+    Checksum,
+    Framing,
+    StatusField,
+    TextChannel,
+    TimeField,
+)
 
 from edge_agent.config.declare import (
     allowed_keys,
@@ -51,7 +59,7 @@ from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
             TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
-            Trigger, InstrumentClock)
+            Trigger, InstrumentClock, TextChannel, TimeField, StatusField)
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,8 @@ def test_filled_puts_the_declared_default_where_a_value_was_wrong() -> None:
 
 @pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
 def test_every_field_of_a_declared_section_is_declared(cls: type) -> None:
-    settings = [item.name for item in fields(cls) if item.name != "name"]  # a link's key
+    settings = [item.name for item in fields(cls)  # a link's name is its key under links:
+                if item.name != "name" or cls not in (TcpLink, SerialLink)]
     assert list(declared(cls)) == settings
 
 
@@ -142,3 +151,10 @@ def test_read_trigger_and_clock_keys_come_from_their_declarations() -> None:
     assert TRIGGER_KEYS == ("kind", "channel", "clear_flag")
     assert CLOCK_KEYS == ("format", "channels", "utc_offset")  # utc_offset_min, in minutes
     assert default_of(ReadLimits, "max_registers") == ReadLimits().max_registers == 125
+
+
+def test_a_text_records_keys_come_from_their_declarations() -> None:
+    assert TEXT_CHANNEL_KEYS == ("name", "field", "group", "scale", "offset", "unit",
+                                 "valid_range", "sentinels")  # at: written as field or group
+    assert TIME_KEYS == ("field", "group", "format", "utc_offset")
+    assert STATUS_KEYS == ("field", "group", "values", "otherwise", "channels")

@@ -164,6 +164,11 @@ def test_a_text_blocks_framing_and_checksum_are_checked_as_declared() -> None:
     assert _problems(validator, _text_device(framing="ring"))
     assert _problems(validator, _text_device(checksum="crc16"))
     assert _problems(validator, _text_device(checksum={"type": "xor8", "covers": "all"}))
+    channel = {"name": "no2", "field": 2, "scale": 0.1, "sentinels": [-9999]}
+    assert _problems(validator, _text_device(channels=[channel],
+                                             time={"field": [1, 2], "format": "%Y"})) == []
+    assert _problems(validator, _text_device(channels=[{**channel, "scale": "x"}]))
+    assert _problems(validator, _text_device(time={"field": 1, "format": "%Y", "zone": 8}))
 
 
 def test_links_are_checked_as_declared_for_their_type() -> None:

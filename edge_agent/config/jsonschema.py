@@ -3,8 +3,8 @@
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
 station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries, a text block's framing and checksum, a Modbus channel,
-read, trigger and clock)
+keys, timeout_ms and retries, a text block's framing, checksum, channels, time and
+status, a Modbus channel, read, trigger and clock)
 give types, ranges, choices, defaults and descriptions; the parts still read from
 hand-kept key tuples (the rest of each driver kind's keys from drivers/registry.py,
 profiles) give their allowed keys only. The loader stays the judge: the schema
@@ -36,8 +36,14 @@ from edge_agent_drivers.modbus.settings import (
     Trigger,
 )
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
-from edge_agent_drivers.serialtext import config_record, config_text
-from edge_agent_drivers.serialtext.protocol.settings import Checksum, Framing
+from edge_agent_drivers.serialtext import config_text
+from edge_agent_drivers.serialtext.protocol.settings import (
+    Checksum,
+    Framing,
+    StatusField,
+    TextChannel,
+    TimeField,
+)
 
 from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
 from edge_agent.config.loader import TOP_KEYS
@@ -169,10 +175,10 @@ def _text_parts() -> dict[str, Any]:
         checksum={"anyOf": [{"type": "null"},
                             _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
                             declared_section(Checksum)]},
-        time=keys_only(config_record.TIME_KEYS),
-        status={"anyOf": [keys_only(config_record.STATUS_KEYS),
-                          _items(keys_only(config_record.STATUS_KEYS))]},
-        channels=_items(keys_only(config_record.CHANNEL_KEYS)),
+        time=declared_section(TimeField),
+        status={"anyOf": [declared_section(StatusField),
+                          _items(declared_section(StatusField))]},
+        channels=_items(declared_section(TextChannel)),
     )
     return {"text": text}
 

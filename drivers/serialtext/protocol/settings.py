@@ -94,6 +94,11 @@ class Checksum:
                                hint="the text between record and checksum, e.g. '*'")
 
 
+# A value's place in a record: ``field`` (1-based, or a list) or ``group`` (of pattern:),
+# one Locator read from either key (config_record.py).
+_AT = "a 1-based field number (or a list of them), or a named group of pattern"
+
+
 @dataclass(frozen=True)
 class Locator:
     """Where a value sits in a record: 1-based ``fields`` (several are joined with a
@@ -111,13 +116,15 @@ class TextChannel:
     ``sentinels`` are numbers as written in the record (before scaling) that mean "no
     reading", ``valid_range`` is in engineering units (after scaling)."""
 
-    name: str
-    at: Locator
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    valid_range: ValidRange | None = None
-    sentinels: tuple[float, ...] = ()
+    name: str = setting("custom", hint="the channel's name")
+    at: Locator = setting("custom", key=("field", "group"), hint=_AT)
+    scale: float = setting("number", 1.0)
+    offset: float = setting("number", 0.0)
+    unit: str = setting("custom", "", hint="the unit, e.g. ppm")
+    valid_range: ValidRange | None = setting("custom", None,
+                                             hint="{min, max, quality} in engineering units")
+    sentinels: tuple[float, ...] = setting("custom", (),
+                                           hint="numbers as written that mean 'no reading'")
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,10 @@ class TimeField:
     """The instrument's timestamp: ``format`` is a strptime format; the instrument's
     clock runs ``utc_offset`` ahead of UTC (+08:00 in China)."""
 
-    at: Locator
-    format: str
-    utc_offset: timedelta = timedelta(0)
+    at: Locator = setting("custom", key=("field", "group"), hint=_AT)
+    format: str = setting("text", hint="a time format such as '%Y-%m-%d %H:%M:%S'")
+    utc_offset: timedelta = setting("custom", timedelta(0),
+                                    hint="an offset such as +08:00, -05:00 or Z")
 
 
 @dataclass(frozen=True)
@@ -144,10 +152,13 @@ class StatusField:
     A value not in ``values`` gets ``otherwise``. Values are matched exactly, after
     removing spaces around them."""
 
-    at: Locator
-    values: tuple[tuple[str, StatusRule], ...]
-    otherwise: StatusRule = StatusRule(Quality.SUSPECT, "unknown_status")
-    channels: tuple[str, ...] = ()
+    at: Locator = setting("custom", key=("field", "group"), hint=_AT)
+    values: tuple[tuple[str, StatusRule], ...] = setting(
+        "custom", hint="status value: quality (and reason)")
+    otherwise: StatusRule = setting("custom", StatusRule(Quality.SUSPECT, "unknown_status"),
+                                    hint="the quality of a value not listed")
+    channels: tuple[str, ...] = setting("custom", (), hint="the channels it applies to "
+                                                           "(all when left out)")
 
     def rule_for(self, text: str) -> StatusRule:
         return dict(self.values).get(text, self.otherwise)
