@@ -18,6 +18,7 @@ from edge_agent_drivers.modbus.settings import (
     AddressRange,
     Channel,
     InstrumentClock,
+    ModbusSettings,
     ReadLimits,
     Trigger,
 )
@@ -59,7 +60,7 @@ from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
             TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
-            Trigger, InstrumentClock, TextChannel, TimeField, StatusField)
+            Trigger, InstrumentClock, TextChannel, TimeField, StatusField, ModbusSettings)
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,9 @@ def test_a_text_records_keys_come_from_their_declarations() -> None:
                                  "valid_range", "sentinels")  # at: written as field or group
     assert TIME_KEYS == ("field", "group", "format", "utc_offset")
     assert STATUS_KEYS == ("field", "group", "values", "otherwise", "channels")
+
+
+def test_a_modbus_devices_keys_are_its_settings_and_the_channel_defaults() -> None:
+    from edge_agent_drivers.modbus.reader import MODBUS_KEYS
+    assert MODBUS_KEYS == ("word_order", "enron", "channels", "read", "trigger", "clock",
+                           "stream_channel")

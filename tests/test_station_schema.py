@@ -144,6 +144,9 @@ def test_read_trigger_and_clock_are_checked_as_declared() -> None:
     assert _problems(validator, with_device(read={"forbidden": [{"first": -1}]}))
     assert _problems(validator, with_device(trigger={"kind": "edge", "channel": "a"}))
     assert _problems(validator, with_device(clock={"format": "iso", "channels": ["a"]}))
+    assert _problems(validator, with_device(enron="yes"))
+    assert _problems(validator, with_device(word_order="ABDC"))
+    assert _problems(validator, with_device(stream_channel=["a"]))
 
 
 def _text_device(**text: object) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Defaults are the ones documented in docs/configuration.md; change both together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from edge_agent.config.declare import setting
@@ -254,8 +254,8 @@ class ModbusSettings:
     shape acquisition (read limits, a new-result trigger, the instrument's clock, a
     stream channel). Read by drivers/modbus/reader.py."""
 
-    channels: tuple[Channel, ...]
-    limits: ReadLimits = field(default_factory=ReadLimits)
-    trigger: Trigger | None = None
-    clock: InstrumentClock | None = None
-    stream_channel: str | None = None
+    channels: tuple[Channel, ...] = setting("custom", hint="a list of channels")
+    limits: ReadLimits = setting("section", key="read", default_factory=ReadLimits)
+    trigger: Trigger | None = setting("section", None)
+    clock: InstrumentClock | None = setting("section", None)
+    stream_channel: str | None = setting("text", None, hint="the name of the stream channel")

@@ -32,6 +32,7 @@ from edge_agent_drivers.modbus.settings import (
     AddressRange,
     Channel,
     InstrumentClock,
+    ModbusSettings,
     ReadLimits,
     Trigger,
 )
@@ -158,13 +159,15 @@ def _items(schema: dict[str, Any]) -> dict[str, Any]:
 def _modbus_parts() -> dict[str, Any]:
     read = declared_section(ReadLimits)
     read["properties"]["forbidden"] = _items(declared_section(AddressRange))
-    return {
-        "channels": _items(keys_only(config_channels.CHANNEL_KEYS,
-                                     **declared_section(Channel)["properties"])),
-        "read": read,
-        "trigger": declared_section(Trigger),
-        "clock": declared_section(InstrumentClock),
-    }
+    parts = declared_section(ModbusSettings, {
+        "limits": read, "trigger": declared_section(Trigger),
+        "clock": declared_section(InstrumentClock)})["properties"]
+    parts["channels"] = _items(keys_only(config_channels.CHANNEL_KEYS,
+                                         **declared_section(Channel)["properties"]))
+    parts["word_order"] = declared_section(Channel)["properties"]["word_order"]
+    parts["enron"] = {"type": "boolean", "default": False,
+                      "description": "Daniel/Enron 32-bit register ranges"}
+    return parts
 
 
 def _text_parts() -> dict[str, Any]:
