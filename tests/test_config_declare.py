@@ -7,6 +7,30 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import pytest
+from edge_agent_drivers.modbus.config_acquisition import (
+    CLOCK_KEYS,
+    READ_KEYS,
+    TRIGGER_KEYS,
+    ZONE_KEYS,
+)
+from edge_agent_drivers.modbus.config_channels import CHANNEL_KEYS
+from edge_agent_drivers.modbus.settings import (
+    AddressRange,
+    Channel,
+    InstrumentClock,
+    ModbusSettings,
+    ReadLimits,
+    Trigger,
+)
+from edge_agent_drivers.serialtext.config_record import CHANNEL_KEYS as TEXT_CHANNEL_KEYS
+from edge_agent_drivers.serialtext.config_record import STATUS_KEYS, TIME_KEYS
+from edge_agent_drivers.serialtext.protocol.settings import (
+    Checksum,
+    Framing,
+    StatusField,
+    TextChannel,
+    TimeField,
+)
 
 from edge_agent.config.declare import (
     allowed_keys,
@@ -18,21 +42,25 @@ from edge_agent.config.declare import (
 )
 from edge_agent.config.fields import Checker, Section
 from edge_agent.config.schema import (
+    Device,
     DevicePolling,
     HealthConfig,
     MqttConfig,
     PollingPolicy,
     Retention,
     SerialLink,
+    StationConfig,
     StoreConfig,
     TcpLink,
     TlsConfig,
     Topics,
 )
+from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
-            TcpLink, SerialLink, DevicePolling)
+            TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
+            Trigger, InstrumentClock, TextChannel, TimeField, StatusField, ModbusSettings)
 
 
 @dataclass(frozen=True)
@@ -79,7 +107,8 @@ def test_filled_puts_the_declared_default_where_a_value_was_wrong() -> None:
 
 @pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
 def test_every_field_of_a_declared_section_is_declared(cls: type) -> None:
-    settings = [item.name for item in fields(cls) if item.name != "name"]  # a link's key
+    settings = [item.name for item in fields(cls)  # a link's name is its key under links:
+                if item.name != "name" or cls not in (TcpLink, SerialLink)]
     assert list(declared(cls)) == settings
 
 
@@ -92,3 +121,47 @@ def test_the_secret_is_written_as_either_of_two_keys() -> None:
 def test_defaults_come_from_the_dataclass() -> None:
     assert default_of(MqttConfig, "max_message_bytes") == MqttConfig(host="h").max_message_bytes
     assert default_of(StoreConfig, "retention") == Retention()
+
+
+def test_the_station_section_and_a_devices_common_keys_are_declared() -> None:
+    assert allowed_keys(StationConfig) == ("id",)
+    assert COMMON_KEYS == allowed_keys(Device) == (
+        "id", "link", "unit_id", "interval_s", "driver", "profile")
+    assert default_of(Device, "driver") == "modbus"
+    assert [name for name in declared(Device)] == [
+        item.name for item in fields(Device) if item.name not in ("settings", "polling")]
+
+
+def test_a_choice_known_only_at_run_time_is_given_to_the_reader() -> None:
+    ck, sec = _section("mode: snmp\n")
+    assert read_declared(sec, Pump, "mode", choices={"snmp": "snmp"}) == "snmp"
+    assert ck.issues == []
+
+
+def test_a_channels_keys_are_its_declared_fields_and_two_more() -> None:
+    assert set(CHANNEL_KEYS) - set(allowed_keys(Channel)) == {"number", "enabled"}
+    assert [name for name in declared(Channel)] == [
+        item.name for item in fields(Channel) if item.name != "enron"]  # enron: the device's
+    assert declared(Channel)["data_type"].key == "type"
+    assert default_of(Channel, "length") == 1
+
+
+def test_read_trigger_and_clock_keys_come_from_their_declarations() -> None:
+    assert READ_KEYS == ("max_registers", "max_bits", "max_gap", "forbidden")
+    assert ZONE_KEYS == ("register", "first", "last")
+    assert TRIGGER_KEYS == ("kind", "channel", "clear_flag")
+    assert CLOCK_KEYS == ("format", "channels", "utc_offset")  # utc_offset_min, in minutes
+    assert default_of(ReadLimits, "max_registers") == ReadLimits().max_registers == 125
+
+
+def test_a_text_records_keys_come_from_their_declarations() -> None:
+    assert TEXT_CHANNEL_KEYS == ("name", "field", "group", "scale", "offset", "unit",
+                                 "valid_range", "sentinels")  # at: written as field or group
+    assert TIME_KEYS == ("field", "group", "format", "utc_offset")
+    assert STATUS_KEYS == ("field", "group", "values", "otherwise", "channels")
+
+
+def test_a_modbus_devices_keys_are_its_settings_and_the_channel_defaults() -> None:
+    from edge_agent_drivers.modbus.reader import MODBUS_KEYS
+    assert MODBUS_KEYS == ("word_order", "enron", "channels", "read", "trigger", "clock",
+                           "stream_channel")

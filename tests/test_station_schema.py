@@ -97,6 +97,83 @@ def test_a_device_is_checked_against_the_keys_of_its_driver_kind() -> None:
     assert _problems(validator, unknown)
 
 
+def test_the_station_and_a_devices_common_keys_are_checked_as_declared() -> None:
+    validator = _validator(_schema())
+    slow = _minimal()
+    slow["devices"][0]["interval_s"] = 0  # declared 0.001..86400
+    assert any("'interval_s']" in problem and "minimum" in problem
+               for problem in _problems(validator, slow))
+    fractional = _minimal()
+    fractional["devices"][0]["unit_id"] = 1.5
+    assert _problems(validator, fractional)
+    assert _schema()["properties"]["station"]["properties"]["id"]["description"] == \
+        "the station's id, e.g. ST01"
+
+
+def test_a_channel_is_checked_as_declared() -> None:
+    validator = _validator(_schema())
+
+    def with_channel(**channel: object) -> dict[str, Any]:
+        document = _minimal()
+        document["devices"][0]["channels"] = [{"name": "a", "address": 0, **channel}]
+        return document
+
+    good = with_channel(type="float32", word_order="CDAB", scale=0.1, register="input",
+                        valid_range={"min": 0, "max": 100}, sentinels=[65535])
+    assert _problems(validator, good) == []
+    assert _problems(validator, with_channel(address=70000))  # declared 0..65535
+    assert _problems(validator, with_channel(type="float"))
+    assert _problems(validator, with_channel(type="string", length=200))  # 1..125
+    assert _problems(validator, with_channel(type="bool", bit=16))  # 0..15
+    assert _problems(validator, with_channel(scale="ten"))
+
+
+def test_read_trigger_and_clock_are_checked_as_declared() -> None:
+    validator = _validator(_schema())
+
+    def with_device(**keys: object) -> dict[str, Any]:
+        document = _minimal()
+        document["devices"][0].update(keys)
+        return document
+
+    good = with_device(read={"max_registers": 60, "forbidden": [{"first": 90, "last": 99}]},
+                       trigger={"kind": "counter", "channel": "a"},
+                       clock={"format": "unix", "channels": ["a"], "utc_offset": "+08:00"})
+    assert _problems(validator, good) == []
+    assert _problems(validator, with_device(read={"max_registers": 126}))  # 1..125
+    assert _problems(validator, with_device(read={"forbidden": [{"first": -1}]}))
+    assert _problems(validator, with_device(trigger={"kind": "edge", "channel": "a"}))
+    assert _problems(validator, with_device(clock={"format": "iso", "channels": ["a"]}))
+    assert _problems(validator, with_device(enron="yes"))
+    assert _problems(validator, with_device(word_order="ABDC"))
+    assert _problems(validator, with_device(stream_channel=["a"]))
+
+
+def _text_device(**text: object) -> dict[str, Any]:
+    document = _minimal()
+    document["devices"][0] = {"id": "d1", "link": "bus", "interval_s": 1,
+                              "driver": "serial-text",
+                              "text": {"request": "RD<CR>", "channels": [], **text}}
+    return document
+
+
+def test_a_text_blocks_framing_and_checksum_are_checked_as_declared() -> None:
+    validator = _validator(_schema())
+    good = _text_device(framing={"type": "stx-etx", "max_bytes": 512},
+                        checksum={"type": "xor8", "covers": "body+end"})
+    assert _problems(validator, good) == []
+    assert _problems(validator, _text_device(framing="stx-etx", checksum="crc16-modbus")) == []
+    assert _problems(validator, _text_device(framing={"max_bytes": 8}))  # declared 16..65536
+    assert _problems(validator, _text_device(framing="ring"))
+    assert _problems(validator, _text_device(checksum="crc16"))
+    assert _problems(validator, _text_device(checksum={"type": "xor8", "covers": "all"}))
+    channel = {"name": "no2", "field": 2, "scale": 0.1, "sentinels": [-9999]}
+    assert _problems(validator, _text_device(channels=[channel],
+                                             time={"field": [1, 2], "format": "%Y"})) == []
+    assert _problems(validator, _text_device(channels=[{**channel, "scale": "x"}]))
+    assert _problems(validator, _text_device(time={"field": 1, "format": "%Y", "zone": 8}))
+
+
 def test_links_are_checked_as_declared_for_their_type() -> None:
     validator = _validator(_schema())
     serial = _minimal()

@@ -30,17 +30,17 @@ from edge_agent_drivers.modbus.settings import (
     TriggerKind,
 )
 
-from edge_agent.config.fields import REQUIRED, Section, as_section
+from edge_agent.config.declare import allowed_keys, declared, filled, read_declared
+from edge_agent.config.fields import Section, as_section
 from edge_agent.config.layers import Layers
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 
-READ_KEYS = ("max_registers", "max_bits", "max_gap", "forbidden")
-ZONE_KEYS = ("register", "first", "last")
-TRIGGER_KEYS = ("kind", "channel", "clear_flag")
-CLOCK_KEYS = ("format", "channels", "utc_offset")
-TRIGGERS = {item.value: item for item in TriggerKind}
-TIME_FORMATS = {item.value: item for item in TimeFormat}
-REGISTERS = {item.value: item for item in RegisterKind}
+# read:, its forbidden: items, trigger: and clock: are declared on ReadLimits,
+# AddressRange, Trigger and InstrumentClock (settings.py)
+READ_KEYS = allowed_keys(ReadLimits)
+ZONE_KEYS = allowed_keys(AddressRange)
+TRIGGER_KEYS = allowed_keys(Trigger)
+CLOCK_KEYS = allowed_keys(InstrumentClock)
 _OFFSET = re.compile(r"^([+-])([01][0-9]|2[0-3]):?([0-5][0-9])$")
 
 
@@ -49,12 +49,9 @@ def read_limits(layers: Layers) -> ReadLimits:
     rd = layers.block("read", READ_KEYS)
     if rd is None:
         return ReadLimits()
-    return ReadLimits(
-        max_registers=rd.pick("max_registers").integer("max_registers", 125, 1, 125) or 125,
-        max_bits=rd.pick("max_bits").integer("max_bits", 2000, 1, 2000) or 2000,
-        max_gap=rd.pick("max_gap").integer("max_gap", 0, 0, 124) or 0,
-        forbidden=_read_zones(rd.pick("forbidden")),
-    )
+    numbers = {name: read_declared(rd.pick(name), ReadLimits, name)
+               for name in ("max_registers", "max_bits", "max_gap")}
+    return ReadLimits(**filled(ReadLimits, numbers), forbidden=_read_zones(rd.pick("forbidden")))
 
 
 def _read_zones(rd: Section) -> tuple[AddressRange, ...]:
@@ -62,8 +59,8 @@ def _read_zones(rd: Section) -> tuple[AddressRange, ...]:
     if entry is None:
         return ()
     if not isinstance(entry.value, SeqNode):
-        rd.report("forbidden", "expected a list of '{register: holding, first: 90, last: 99}' "
-                               f"items, found {kind(entry.value)}")
+        rd.report("forbidden", f"expected {declared(ReadLimits)['forbidden'].hint}, "
+                               f"found {kind(entry.value)}")
         return ()
     zones = []
     for index, node in enumerate(entry.value.items):
@@ -71,9 +68,9 @@ def _read_zones(rd: Section) -> tuple[AddressRange, ...]:
                           ZONE_KEYS)
         if zone is None:
             continue
-        register = zone.choice("register", REGISTERS, RegisterKind.HOLDING)
-        first = zone.integer("first", REQUIRED, 0, 65535)
-        last = zone.integer("last", first, 0, 65535)
+        register = read_declared(zone, AddressRange, "register", RegisterKind.HOLDING)
+        first = read_declared(zone, AddressRange, "first")
+        last = read_declared(zone, AddressRange, "last", first)
         if first is not None and last is not None and last < first:
             zone.report("last", f"last ({last}) is before first ({first})")
         elif register is not None and first is not None and last is not None:
@@ -85,16 +82,15 @@ def read_trigger(layers: Layers) -> Trigger | None:
     tr = layers.block("trigger", TRIGGER_KEYS)
     if tr is None:
         return None
-    trigger_kind = tr.pick("kind").choice("kind", TRIGGERS)
+    trigger_kind = read_declared(tr.pick("kind"), Trigger, "kind")
     if trigger_kind is TriggerKind.TIMESTAMP:
         if tr.pick("channel").has("channel"):
             tr.report("channel", "a timestamp trigger uses the device's clock: remove "
                                  "channel and set clock:")
         channel = ""
     else:
-        channel = tr.pick("channel").text("channel",
-                                          what="the name of the flag or counter channel")
-    clear = tr.pick("clear_flag").flag("clear_flag", False)
+        channel = read_declared(tr.pick("channel"), Trigger, "channel")
+    clear = read_declared(tr.pick("clear_flag"), Trigger, "clear_flag")
     if clear and trigger_kind is not TriggerKind.FLAG:
         tr.pick("clear_flag").report("clear_flag", "only a flag trigger can be cleared")
     if trigger_kind is None or channel is None or clear is None:
@@ -106,7 +102,7 @@ def read_clock(layers: Layers) -> InstrumentClock | None:
     ck = layers.block("clock", CLOCK_KEYS)
     if ck is None:
         return None
-    time_format = ck.pick("format").choice("format", TIME_FORMATS)
+    time_format = read_declared(ck.pick("format"), InstrumentClock, "format")
     names = _names(ck.pick("channels"), "channels")
     offset = _utc_offset(ck.pick("utc_offset"))
     if time_format is None or names is None or offset is None:

@@ -20,18 +20,18 @@ is in the profile takes the profile's settings as defaults and overrides what it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, replace
 
 from edge_agent_drivers.modbus.config_quality import read_quality_rules
 from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
     RegisterKind,
-    StringLayout,
     WordOrder,
     article,
 )
 
+from edge_agent.config.declare import allowed_keys, read_declared
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
 from edge_agent.config.value_fields import (
@@ -42,15 +42,11 @@ from edge_agent.config.value_fields import (
 )
 from edge_agent.config.yamlsource import SeqNode, kind
 
-CHANNEL_KEYS = ("name", "address", "number", "register", "type", "word_order", "scale",
-                "offset", "unit", "bit", "length", "string_layout", "valid_range",
-                "sentinels", "quality_bits", "quality_values", "enabled")
-REGISTERS = {item.value: item for item in RegisterKind}
-DATA_TYPES = {item.value: item for item in DataType}
-WORD_ORDERS = {item.value: item for item in WordOrder}
-LAYOUTS = {item.value: item for item in StringLayout}
+# Declared on Channel (settings.py); besides them, ``number`` (the manual's register
+# number instead of address) and ``enabled`` (false removes a profile's channel).
+_DECLARED = allowed_keys(Channel)
+CHANNEL_KEYS = (*_DECLARED[:2], "number", *_DECLARED[2:], "enabled")
 _NUMERIC_ONLY = ("word_order", "scale", "offset", "valid_range", "sentinels")
-_MAX_STRING_REGISTERS = 125
 # Daniel/Enron-style ranges: each address holds one 32-bit value (int32 / float32).
 ENRON_RANGES = ((5001, 5999), (7001, 7999))
 _ENRON_TYPES = (DataType.INT32, DataType.UINT32, DataType.FLOAT32)
@@ -147,7 +143,8 @@ def read_channel(sec: Section, name: str, default_order: WordOrder, enron: bool,
     register = place[0] if place else None
     default_type = DataType.BOOL if register is not None and register.is_bit \
         else DataType.UINT16
-    data_type = sec.choice("type", DATA_TYPES, base.data_type if base else default_type)
+    data_type = read_declared(sec, Channel, "data_type",
+                              base.data_type if base else default_type)
     if place is None or register is None or data_type is None:
         return None
     address = place[1]
@@ -169,15 +166,14 @@ def _finish(sec: Section, name: str, register: RegisterKind, address: int,
     _refuse_unused(sec, data_type, numeric)
     start = len(sec.ck.issues)
     fields = dict(
-        word_order=sec.choice("word_order", WORD_ORDERS,
-                              base.word_order if base else default_order),
-        scale=sec.number("scale", base.scale if base else 1.0),
-        offset=sec.number("offset", base.offset if base else 0.0),
+        word_order=read_declared(sec, Channel, "word_order",
+                                 base.word_order if base else default_order),
+        scale=_declared(sec, "scale", base),
+        offset=_declared(sec, "offset", base),
         unit=read_unit(sec, base.unit if base else ""),
         bit=_read_bit(sec, data_type, base),
         length=_read_length(sec, data_type, address, register, base),
-        string_layout=sec.choice("string_layout", LAYOUTS,
-                                 base.string_layout if base else StringLayout.AB),
+        string_layout=_declared(sec, "string_layout", base),
         valid_range=read_valid_range(sec, base.valid_range if base else None),
         sentinels=read_sentinels(sec, data_type, base.sentinels if base else ()),
         quality_bits=read_quality_rules(sec, "quality_bits", data_type,
@@ -199,6 +195,12 @@ def _finish(sec: Section, name: str, register: RegisterKind, address: int,
     return channel
 
 
+def _declared(sec: Section, name: str, base: Channel | None) -> object:
+    """Channel setting ``name`` as declared; the profile's channel (``base``) gives the
+    default when there is one."""
+    return read_declared(sec, Channel, name, getattr(base, name) if base else MISSING)
+
+
 def _read_place(sec: Section, base: Channel | None) -> tuple[RegisterKind, int] | None:
     """Table and wire address, from ``address`` (+ ``register``) or a manual ``number``."""
     if sec.has("number"):
@@ -216,15 +218,14 @@ def _read_place(sec: Section, base: Channel | None) -> tuple[RegisterKind, int] 
                                  "(coils), 10001.. (discrete inputs), 30001.. (input "
                                  "registers) or 40001.. (holding registers), 5 or 6 digits")
             return None
-        written = sec.choice("register", REGISTERS, place[0])
+        written = read_declared(sec, Channel, "register", place[0])
         if written is not None and written is not place[0]:
             sec.report("register", f"register number {number} is in the {place[0].value} "
                                    f"table, but register says {written.value}")
             return None
         return place
-    register = sec.choice("register", REGISTERS,
-                          base.register if base else RegisterKind.HOLDING)
-    address = sec.integer("address", base.address if base else REQUIRED, 0, 65535)
+    register = _declared(sec, "register", base)
+    address = _declared(sec, "address", base)
     if register is None or address is None:
         return None
     return register, address
@@ -259,8 +260,7 @@ def _read_bit(sec: Section, data_type: DataType, base: Channel | None) -> int | 
             sec.has("number") and not sec.has("bit")):
         return None
     default = base.bit if base is not None and base.bit is not None else REQUIRED
-    return sec.integer("bit", default, 0, 15,
-                       expected="the bit number 0..15 (0 = least significant)")
+    return read_declared(sec, Channel, "bit", default)
 
 
 def _read_length(sec: Section, data_type: DataType, address: int, register: RegisterKind,
@@ -269,8 +269,7 @@ def _read_length(sec: Section, data_type: DataType, address: int, register: Regi
         return 1
     default = base.length if base is not None and base.data_type is DataType.STRING \
         else REQUIRED
-    length = sec.integer("length", default, 1, _MAX_STRING_REGISTERS,
-                         expected="the number of registers the text occupies, 1..125")
+    length = read_declared(sec, Channel, "length", default)
     return length or 1
 
 

@@ -15,7 +15,6 @@ from edge_agent_drivers.modbus.config_acquisition import (
     read_trigger,
 )
 from edge_agent_drivers.modbus.config_channels import (
-    WORD_ORDERS,
     ChannelNotes,
     read_channels,
     without_disabled_targets,
@@ -23,13 +22,14 @@ from edge_agent_drivers.modbus.config_channels import (
 from edge_agent_drivers.modbus.overlaps import check_overlaps
 from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
 
+from edge_agent.config.declare import allowed_keys, read_declared
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
 
-#: Device-level keys only Modbus devices read.
-MODBUS_KEYS = ("word_order", "enron", "read", "trigger", "clock", "stream_channel",
-               "channels")
+#: Device-level keys only Modbus devices read: those declared on ModbusSettings, and
+#: word_order and enron, which give each channel's defaults (Channel.word_order, .enron).
+MODBUS_KEYS = ("word_order", "enron", *allowed_keys(ModbusSettings))
 TEXT_DRIVER = "serial-text"
 
 
@@ -64,7 +64,8 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
         entry.section.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
     layers = entry.layers
     device = layers.pick("id")
-    order = layers.pick("word_order").choice("word_order", WORD_ORDERS, WordOrder.ABCD)
+    # the default of every channel's word_order, declared on Channel
+    order = read_declared(layers.pick("word_order"), Channel, "word_order")
     enron = layers.pick("enron").flag("enron", False)
     start = len(device.ck.issues)
     notes = ChannelNotes()
@@ -77,8 +78,7 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     check_overlaps(device, channels, notes.placed)
     trigger = read_trigger(layers)
     clock = read_clock(layers)
-    stream = layers.pick("stream_channel").text("stream_channel", None,
-                                                what="the name of the stream channel")
+    stream = read_declared(layers.pick("stream_channel"), ModbusSettings, "stream_channel")
     check_references(layers.pick, channels, trigger, clock, stream, notes)
     if trigger is not None and trigger.kind.value == "timestamp" and clock is None:
         layers.report("trigger", "a timestamp trigger needs clock: (where the analysis time "

@@ -9,11 +9,14 @@ Defaults are the ones documented in docs/configuration.md; change both together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
+from edge_agent.config.declare import setting
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
+
+MAX_STRING_REGISTERS = 125  # a string channel's length: what one read can fetch
 
 
 class RegisterKind(StrEnum):
@@ -124,22 +127,38 @@ class Channel:
     ``quality_values`` make this channel a status word that flags other channels.
     """
 
-    name: str
-    address: int
-    register: RegisterKind = RegisterKind.HOLDING
-    data_type: DataType = DataType.UINT16
-    word_order: WordOrder = WordOrder.ABCD
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    bit: int | None = None
-    length: int = 1
-    string_layout: StringLayout = StringLayout.AB
-    valid_range: ValidRange | None = None
-    sentinels: tuple[float, ...] = ()
-    quality_bits: tuple[tuple[int, QualityRule], ...] = ()
-    quality_values: tuple[tuple[int, QualityRule], ...] = ()
-    enron: bool = False
+    # Each setting of a ``channels:`` entry is declared here (config_channels.py reads
+    # them; a profile's channel gives the defaults of the station's channel of that name).
+    # Kind "custom": read by its own reader (edge_agent/config/value_fields.py,
+    # config_quality.py), the schema knows the key only.
+    name: str = setting("custom", hint="the channel's name")
+    address: int = setting("integer", range=(0, 65535))
+    register: RegisterKind = setting("choice", RegisterKind.HOLDING,
+                                     choices={item.value: item for item in RegisterKind})
+    # bool on coils and discrete inputs (config_channels.py)
+    data_type: DataType = setting("choice", DataType.UINT16, key="type",
+                                  choices={item.value: item for item in DataType})
+    # the device's word_order when the channel has none
+    word_order: WordOrder = setting("choice", WordOrder.ABCD,
+                                    choices={item.value: item for item in WordOrder})
+    scale: float = setting("number", 1.0)
+    offset: float = setting("number", 0.0)
+    unit: str = setting("custom", "", hint="the unit, e.g. ppm")
+    bit: int | None = setting("integer", None, range=(0, 15),
+                              hint="the bit number 0..15 (0 = least significant)")
+    length: int = setting("integer", 1, range=(1, MAX_STRING_REGISTERS),
+                          hint="the number of registers the text occupies, 1..125")
+    string_layout: StringLayout = setting("choice", StringLayout.AB,
+                                          choices={item.value: item for item in StringLayout})
+    valid_range: ValidRange | None = setting("custom", None,
+                                             hint="{min, max, quality} in engineering units")
+    sentinels: tuple[float, ...] = setting("custom", (),
+                                           hint="raw values that mean 'no reading'")
+    quality_bits: tuple[tuple[int, QualityRule], ...] = setting(
+        "custom", (), hint="bit number: quality (this channel is a status word)")
+    quality_values: tuple[tuple[int, QualityRule], ...] = setting(
+        "custom", (), hint="value: quality (this channel is a status word)")
+    enron: bool = False  # from the device's enron: and the address, not written here
 
     @property
     def span(self) -> int:
@@ -159,11 +178,13 @@ class Channel:
 
 @dataclass(frozen=True)
 class AddressRange:
-    """Addresses ``first``..``last`` (0-based, inclusive) of one table."""
+    """Addresses ``first``..``last`` (0-based, inclusive) of one table: an item of
+    ``read.forbidden``, declared as written there (``register`` holding and ``last`` =
+    ``first`` when left out: config_acquisition.py, the fields keep their order)."""
 
-    register: RegisterKind
-    first: int
-    last: int
+    register: RegisterKind = setting("choice", choices={r.value: r for r in RegisterKind})
+    first: int = setting("integer", range=(0, 65535))
+    last: int = setting("integer", range=(0, 65535))
 
 
 @dataclass(frozen=True)
@@ -174,10 +195,11 @@ class ReadLimits:
     away to save a request; ``forbidden`` addresses are never read, gap or not.
     """
 
-    max_registers: int = 125
-    max_bits: int = 2000
-    max_gap: int = 0
-    forbidden: tuple[AddressRange, ...] = ()
+    max_registers: int = setting("integer", 125, range=(1, 125))
+    max_bits: int = setting("integer", 2000, range=(1, 2000))
+    max_gap: int = setting("integer", 0, range=(0, 124))
+    forbidden: tuple[AddressRange, ...] = setting(
+        "custom", (), hint="a list of '{register: holding, first: 90, last: 99}' items")
 
     def per_request(self, register: RegisterKind, enron: bool) -> int:
         """The most addresses one request may cover: the Modbus limits (125 registers,
@@ -206,9 +228,11 @@ class TimeFormat(StrEnum):
 class InstrumentClock:
     """Where the instrument's timestamp is, and its zone (instruments rarely run UTC)."""
 
-    format: TimeFormat
-    channels: tuple[str, ...]
-    utc_offset_min: int = 0
+    format: TimeFormat = setting("choice", choices={f.value: f for f in TimeFormat})
+    channels: tuple[str, ...] = setting("custom", hint="a list of channel names")
+    # written as "+08:00" (config_acquisition.py turns it into minutes)
+    utc_offset_min: int = setting("custom", 0, key="utc_offset",
+                                  hint='an offset from UTC such as "+08:00"')
 
 
 @dataclass(frozen=True)
@@ -219,9 +243,9 @@ class Trigger:
     instruments that expect it, because two masters would steal each other's results.
     """
 
-    kind: TriggerKind
-    channel: str
-    clear_flag: bool = False
+    kind: TriggerKind = setting("choice", choices={k.value: k for k in TriggerKind})
+    channel: str = setting("text", hint="the name of the flag or counter channel")
+    clear_flag: bool = setting("flag", False)
 
 
 @dataclass(frozen=True)
@@ -230,8 +254,8 @@ class ModbusSettings:
     shape acquisition (read limits, a new-result trigger, the instrument's clock, a
     stream channel). Read by drivers/modbus/reader.py."""
 
-    channels: tuple[Channel, ...]
-    limits: ReadLimits = field(default_factory=ReadLimits)
-    trigger: Trigger | None = None
-    clock: InstrumentClock | None = None
-    stream_channel: str | None = None
+    channels: tuple[Channel, ...] = setting("custom", hint="a list of channels")
+    limits: ReadLimits = setting("section", key="read", default_factory=ReadLimits)
+    trigger: Trigger | None = setting("section", None)
+    clock: InstrumentClock | None = setting("section", None)
+    stream_channel: str | None = setting("text", None, hint="the name of the stream channel")

@@ -27,6 +27,7 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TimeField,
 )
 
+from edge_agent.config.declare import allowed_keys, read_declared
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
 from edge_agent.config.value_fields import (
@@ -38,10 +39,10 @@ from edge_agent.config.value_fields import (
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
 from edge_agent.model import Quality
 
-CHANNEL_KEYS = ("name", "field", "group", "scale", "offset", "unit", "valid_range",
-                "sentinels")
-TIME_KEYS = ("field", "group", "format", "utc_offset")
-STATUS_KEYS = ("field", "group", "values", "otherwise", "channels")
+# declared on TextChannel, TimeField and StatusField (protocol/settings.py)
+CHANNEL_KEYS = allowed_keys(TextChannel)
+TIME_KEYS = allowed_keys(TimeField)
+STATUS_KEYS = allowed_keys(StatusField)
 MAX_FIELD = 1000
 _OFFSET = re.compile(r"([+-])([0-9]{2}):?([0-9]{2})")
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -208,10 +209,10 @@ def _written_names(block: Section) -> list[str]:
 def _read_channel(sec: Section, reader: _LocatorReader) -> TextChannel | None:
     name = read_channel_name(sec, "no2")
     at = reader.read(sec, default_group=name) if name is not None else None
-    scale = sec.number("scale", 1.0)
+    scale = read_declared(sec, TextChannel, "scale")
     if scale == 0:
         sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
-    offset = sec.number("offset", 0.0)
+    offset = read_declared(sec, TextChannel, "offset")
     unit = read_unit(sec, "")
     before = len(sec.ck.issues)
     valid_range = read_valid_range(sec, None)
@@ -227,7 +228,7 @@ def _read_time(block: Section, reader: _LocatorReader) -> TimeField | None:
     if sec is None:
         return None
     at = reader.read(sec, several=True)
-    fmt = sec.text("format", what="a time format such as '%Y-%m-%d %H:%M:%S'")
+    fmt = read_declared(sec, TimeField, "format")
     if fmt is not None and (problem := _format_problem(fmt)):
         sec.report("format", problem)
         fmt = None

@@ -25,7 +25,6 @@ from edge_agent_drivers.serialtext.config_record import read_record_format
 from edge_agent_drivers.serialtext.protocol.checksums import (
     ByteOrder,
     ChecksumEncoding,
-    ChecksumKind,
 )
 from edge_agent_drivers.serialtext.protocol.escapes import EscapeError, show, to_bytes
 from edge_agent_drivers.serialtext.protocol.framing import Deframer, FrameFault, encode_frame
@@ -39,6 +38,7 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TextSettings,
 )
 
+from edge_agent.config.declare import allowed_keys, declared, default_of, read_declared
 from edge_agent.config.fields import Section, as_section
 from edge_agent.config.yamlsource import ScalarNode
 
@@ -47,14 +47,10 @@ TEXT_KEYS = ("mode", "request", "frame_request", "framing", "checksum", "accept"
              "delimiter", "pattern", "field_count", "time", "status", "channels", "example")
 MODBUS_ONLY_KEYS = ("channels", "word_order", "enron", "read", "trigger", "clock",
                     "stream_channel")
-FRAMING_KEYS = ("type", "start", "end", "terminator", "max_bytes")
-CHECKSUM_KEYS = ("type", "encoding", "byte_order", "covers", "separator")
+# framing: and checksum: are declared on Framing and Checksum (protocol/settings.py)
+FRAMING_KEYS = allowed_keys(Framing)
+CHECKSUM_KEYS = allowed_keys(Checksum)
 MODES = {mode.value: mode for mode in TextMode}
-FRAMINGS = {kind.value: kind for kind in FramingKind}
-CHECKSUMS = {kind.value: kind for kind in ChecksumKind}
-ENCODINGS = {encoding.value: encoding for encoding in ChecksumEncoding}
-BYTE_ORDERS = {order.value: order for order in ByteOrder}
-COVERS = {covers.value: covers for covers in Covers}
 TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
 ADDRESS_RANGE = (0, 65535)
 # Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
@@ -154,35 +150,47 @@ def _bytes(sec: Section, key: str, default: bytes, what: str) -> bytes | None:
         return None
 
 
+_MAX_BYTES = Framing().max_bytes
+
+
+def _declared_bytes(sec: Section, name: str, default: bytes | None = None,
+                    cls: type = Framing) -> bytes | None:
+    """A ``bytes`` setting of ``cls`` with its declared key, hint and (unless ``default``
+    says otherwise: stx-etx markers) default."""
+    meta = declared(cls)[name]
+    return _bytes(sec, meta.key, default_of(cls, name) if default is None else default,
+                  meta.hint)
+
+
 def _read_framing(block: Section) -> Framing | None:
     """``framing:`` settings, or just its type (``framing: stx-etx``)."""
     entry = block.node.get("framing")
     if entry is not None and isinstance(entry.value, ScalarNode):
-        kind = block.choice("framing", FRAMINGS, FramingKind.LINE)
+        kind = read_declared(block, Framing, "kind", key="framing")
         return None if kind is None else _default_framing(kind)
     sec = block.section("framing", FRAMING_KEYS)
     if sec is None:
         return Framing()
-    kind = sec.choice("type", FRAMINGS, FramingKind.LINE)
+    kind = read_declared(sec, Framing, "kind")
     if kind is None:
         return None
-    max_bytes = sec.integer("max_bytes", 4096, 16, 65536)
+    max_bytes = read_declared(sec, Framing, "max_bytes")
     if kind is FramingKind.STX_ETX:
         if sec.has("terminator"):
             sec.report("terminator", "stx-etx frames end with end: and the checksum; bytes "
                        "after them (such as CR LF) are skipped: remove terminator", at_key=True)
-        start = _bytes(sec, "start", b"\x02", "the start marker, e.g. <STX>")
-        end = _bytes(sec, "end", b"\x03", "the end marker, e.g. <ETX>")
+        start = _declared_bytes(sec, "start", b"\x02")
+        end = _declared_bytes(sec, "end", b"\x03")
         if start is not None and start == end:
             sec.report("end", "the end marker must differ from the start marker")
         # After an issue, defaults stand in so the checksum checks still run.
-        return Framing(kind, start or b"\x02", end or b"\x03", b"", max_bytes or 4096)
+        return Framing(kind, start or b"\x02", end or b"\x03", b"", max_bytes or _MAX_BYTES)
     if sec.has("end"):
         sec.report("end", "end: is for framing type stx-etx; a line ends with terminator:",
                    at_key=True)
-    start = _bytes(sec, "start", b"", "the start marker, e.g. '$'")
+    start = _declared_bytes(sec, "start")
     terminator = _read_terminator(sec)
-    return Framing(kind, start or b"", b"", terminator or b"", max_bytes or 4096)
+    return Framing(kind, start or b"", b"", terminator or b"", max_bytes or _MAX_BYTES)
 
 
 def _default_framing(kind: FramingKind) -> Framing:
@@ -193,7 +201,7 @@ def _default_framing(kind: FramingKind) -> Framing:
 
 def _read_terminator(sec: Section) -> bytes | None:
     """CR, LF, CRLF, any (CR, LF or CR LF; the default), or any text with escapes."""
-    text = sec.text("terminator", None, what="CR, LF, CRLF, any, or text such as '<ETX>'")
+    text = sec.text("terminator", None, what=declared(Framing)["terminator"].hint)
     if text is None:
         return b"" if not sec.has("terminator") else None
     if text.lower() in TERMINATOR_WORDS:
@@ -207,7 +215,7 @@ def _read_checksum(block: Section, framing: Framing | None) -> Checksum | None:
     if entry is None or (isinstance(entry.value, ScalarNode) and entry.value.value is None):
         return None
     if isinstance(entry.value, ScalarNode):
-        kind = block.choice("checksum", CHECKSUMS)
+        kind = read_declared(block, Checksum, "kind", key="checksum")
         checksum = None if kind is None else Checksum(kind)
     else:
         sec = block.section("checksum", CHECKSUM_KEYS)
@@ -218,13 +226,9 @@ def _read_checksum(block: Section, framing: Framing | None) -> Checksum | None:
 
 
 def _read_checksum_settings(sec: Section) -> Checksum | None:
-    kind = sec.choice("type", CHECKSUMS)
-    encoding = sec.choice("encoding", ENCODINGS, ChecksumEncoding.HEX)
-    order = sec.choice("byte_order", BYTE_ORDERS, ByteOrder.BIG)
-    covers = sec.choice("covers", COVERS, Covers.BODY, "body, start+body, body+end or "
-                        "start+body+end (end: the end marker; in line framing, the separator)")
-    separator = _bytes(sec, "separator", b"", "the text between record and checksum, "
-                                              "e.g. '*'")
+    kind, encoding, order, covers = (read_declared(sec, Checksum, name) for name in
+                                     ("kind", "encoding", "byte_order", "covers"))
+    separator = _declared_bytes(sec, "separator", cls=Checksum)
     if kind is not None and kind.width_bytes == 1 and sec.has("byte_order"):
         sec.report("byte_order", f"byte_order only matters for 16-bit checksums (crc16-...); "
                    f"{kind.value} is one byte: remove it", at_key=True)

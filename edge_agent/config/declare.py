@@ -20,8 +20,12 @@ from edge_agent.config.fields import REQUIRED, Section, describe_range, one_of
 _META = "edge_agent.setting"
 
 # What a setting holds; config/jsonschema.py maps each kind to a JSON Schema type.
+# "bytes": text with escapes such as <STX> or \x02, turned into bytes by the driver
+# kind's own reader (the escapes belong to the kind).
+# "custom": a value with its own reader (a list, a mapping); declared for its key, hint
+# and default, the schema knows the key only.
 KINDS = ("integer", "number", "flag", "text", "choice", "path", "secret", "section",
-         "limit")
+         "limit", "bytes", "custom")
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class Setting:
             return describe_range("a number", self.lo, self.hi, self.above)
         if self.kind == "choice" and self.choices:
             return one_of(self.choices)
-        return {"flag": "true or false", "path": "a file path"}.get(self.kind, "text")
+        return {"flag": "true or false", "path": "a file path",
+                "bytes": "text (<CR>, <STX>, \\r, \\x02 escapes)"}.get(self.kind, "text")
 
 
 def setting(
@@ -108,11 +113,20 @@ def default_of(cls: type, name: str) -> Any:
     return item.default
 
 
-def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING) -> Any:
+def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
+                  choices: Mapping[str, object] | None = None, key: str | None = None
+                  ) -> Any:
     """The value of field ``name`` of ``cls`` from ``sec``, checked as declared; the
     declared default when absent (``default`` overrides it where another setting decides,
-    e.g. the MQTT port with TLS). None after a reported problem."""
+    e.g. the MQTT port with TLS). ``choices`` gives a choice's words where they are only
+    known at run time (a device's ``driver``: the registered kinds); ``key`` reads it
+    from another key (``framing: stx-etx`` short for ``framing: {type: stx-etx}``). None
+    after a reported problem."""
     meta = declared(cls)[name]
+    if choices is not None:
+        meta = dataclasses.replace(meta, choices=choices)
+    if key is not None:
+        meta = dataclasses.replace(meta, keys=(key,))
     if default is MISSING:
         default = default_of(cls, name)
     if default is MISSING:

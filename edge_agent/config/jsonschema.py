@@ -2,10 +2,12 @@
 
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
-store, retention, polling, health, mqtt, tls, topics, links, a device's timeout_ms and
-retries) give types, ranges, choices, defaults and descriptions; the sections still read
-from hand-kept key tuples (station, devices per driver kind from drivers/registry.py,
-channels, profiles) give their allowed keys only. The loader stays the judge: the schema
+station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
+keys, timeout_ms and retries, a text block's framing, checksum, channels, time and
+status, a Modbus channel, read, trigger and clock)
+give types, ranges, choices, defaults and descriptions; the parts still read from
+hand-kept key tuples (the rest of each driver kind's keys from drivers/registry.py,
+profiles) give their allowed keys only. The loader stays the judge: the schema
 may accept what ``check`` refuses (cross-field rules, files that must exist), never the
 other way round for the files the project ships (tests/test_station_schema.py).
 
@@ -25,26 +27,42 @@ from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
-from edge_agent_drivers.modbus import config_acquisition, config_channels
+from edge_agent_drivers.modbus import config_channels
+from edge_agent_drivers.modbus.settings import (
+    AddressRange,
+    Channel,
+    InstrumentClock,
+    ModbusSettings,
+    ReadLimits,
+    Trigger,
+)
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
-from edge_agent_drivers.serialtext import config_record, config_text
+from edge_agent_drivers.serialtext import config_text
+from edge_agent_drivers.serialtext.protocol.settings import (
+    Checksum,
+    Framing,
+    StatusField,
+    TextChannel,
+    TimeField,
+)
 
 from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
 from edge_agent.config.loader import TOP_KEYS
 from edge_agent.config.profiles import PROFILE_INFO_KEYS
 from edge_agent.config.schema import (
+    Device,
     DevicePolling,
     HealthConfig,
     MqttConfig,
     PollingPolicy,
     Retention,
     SerialLink,
+    StationConfig,
     StoreConfig,
     TcpLink,
     TlsConfig,
     Topics,
 )
-from edge_agent.config.validate_devices import COMMON_KEYS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
 SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
@@ -78,7 +96,7 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
         words = [str(word) for word in meta.choices or {}]
         cased = dict.fromkeys(w for word in words for w in (word, word.lower(), word.upper()))
         schema = {"enum": [*cased, *(float(w) for w in words if _is_number(w))]}
-    elif kind in ("text", "path", "secret"):
+    elif kind in ("text", "path", "secret", "bytes"):
         schema = dict(_TEXT) if kind == "text" else {"type": "string"}
     elif kind == "limit":
         schema = {"type": ["integer", "number", "string", "null"]}
@@ -91,7 +109,8 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
     default = default_of(cls, name)
     if (default is None or meta.null_ok) and "type" in schema:  # null: not set, as the default
         schema["type"] = [*_types(schema["type"]), "null"]
-    if default is not MISSING and kind not in ("section", "secret") and default is not None:
+    if default is not MISSING and kind not in ("section", "secret", "bytes", "custom") \
+            and default is not None:  # bytes: "" may mean "any line end", not empty
         schema["default"] = _plain(default)
     if meta.hint or kind not in ("section",):
         schema["description"] = meta.expected()
@@ -138,25 +157,31 @@ def _items(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _modbus_parts() -> dict[str, Any]:
-    return {
-        "channels": _items(keys_only(config_channels.CHANNEL_KEYS)),
-        "read": keys_only(config_acquisition.READ_KEYS, forbidden=_items(
-            keys_only(config_acquisition.ZONE_KEYS))),
-        "trigger": keys_only(config_acquisition.TRIGGER_KEYS),
-        "clock": keys_only(config_acquisition.CLOCK_KEYS),
-    }
+    read = declared_section(ReadLimits)
+    read["properties"]["forbidden"] = _items(declared_section(AddressRange))
+    parts = declared_section(ModbusSettings, {
+        "limits": read, "trigger": declared_section(Trigger),
+        "clock": declared_section(InstrumentClock)})["properties"]
+    parts["channels"] = _items(keys_only(config_channels.CHANNEL_KEYS,
+                                         **declared_section(Channel)["properties"]))
+    parts["word_order"] = declared_section(Channel)["properties"]["word_order"]
+    parts["enron"] = {"type": "boolean", "default": False,
+                      "description": "Daniel/Enron 32-bit register ranges"}
+    return parts
 
 
 def _text_parts() -> dict[str, Any]:
     text = keys_only(
         config_text.TEXT_KEYS,
-        framing={"anyOf": [{"type": "string"}, keys_only(config_text.FRAMING_KEYS)]},
-        checksum={"anyOf": [{"type": ["string", "null"]},
-                            keys_only(config_text.CHECKSUM_KEYS)]},
-        time=keys_only(config_record.TIME_KEYS),
-        status={"anyOf": [keys_only(config_record.STATUS_KEYS),
-                          _items(keys_only(config_record.STATUS_KEYS))]},
-        channels=_items(keys_only(config_record.CHANNEL_KEYS)),
+        framing={"anyOf": [_field_schema(Framing, "kind", declared(Framing)["kind"]),
+                           declared_section(Framing)]},
+        checksum={"anyOf": [{"type": "null"},
+                            _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
+                            declared_section(Checksum)]},
+        time=declared_section(TimeField),
+        status={"anyOf": [declared_section(StatusField),
+                          _items(declared_section(StatusField))]},
+        channels=_items(declared_section(TextChannel)),
     )
     return {"text": text}
 
@@ -167,13 +192,19 @@ def _kind_parts() -> dict[str, Any]:
     return {**_modbus_parts(), **_text_parts()}
 
 
+def _common() -> dict[str, Any]:
+    """What every device (and profile) may write, from the declarations of ``Device``;
+    ``driver``'s words are the registered kinds."""
+    common = declared_section(Device)["properties"]
+    common["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
+                        "description": "the driver kind (drivers/registry.py)"}
+    return common
+
+
 def _device(keys: tuple[str, ...]) -> dict[str, Any]:
     parts = _kind_parts()
     known = {key: parts[key] for key in keys if key in parts}
-    known["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
-                       "description": "the driver kind (drivers/registry.py)"}
-    known["interval_s"] = {"type": "number"}
-    known["profile"] = {"type": ["string", "null"]}
+    known.update(_common())
     known.update(declared_section(DevicePolling)["properties"])
     return keys_only(keys, **known)
 
@@ -182,7 +213,7 @@ def device_schema() -> dict[str, Any]:
     """A ``devices[]`` entry: the common keys, the device polling keys and the keys of
     its driver kind (``driver:``); without ``driver:`` (the kind may come from the
     profile) every kind's keys are allowed, as the loader's first pass allows them."""
-    common = (*COMMON_KEYS, *allowed_keys(DevicePolling))
+    common = (*allowed_keys(Device), *allowed_keys(DevicePolling))
     branches = [{"if": {"required": ["driver"], "properties": {"driver": {"const": name}}},
                  "then": {"$ref": f"#/definitions/device-{name}"}} for name in KINDS]
     return {"type": "object", "properties": {"driver": {"enum": list(KINDS)}}, "allOf": [
@@ -220,7 +251,7 @@ def station_schema() -> dict[str, Any]:
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
     sections = {
-        "station": keys_only(("id",), id=_TEXT),
+        "station": declared_section(StationConfig),
         "links": {"type": "object", "additionalProperties": _link(), "minProperties": 1},
         "devices": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/device"}},
         "polling": declared_section(PollingPolicy),
@@ -229,7 +260,8 @@ def station_schema() -> dict[str, Any]:
         "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
-        **_kind_parts(), "driver": {"enum": list(KINDS)}, "interval_s": {"type": "number"}})
+        **_kind_parts(), **{key: schema for key, schema in _common().items()
+                            if key in ("driver", "interval_s")}})
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,

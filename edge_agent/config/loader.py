@@ -150,10 +150,10 @@ def _read_station(ck: Checker, top: Section) -> str | None:
     if entry is None:
         top.missing("station", "station: with the station's id")
         return None
-    sec = as_section(ck, entry.value, "station", entry.line, ("id",))
+    sec = as_section(ck, entry.value, "station", entry.line, allowed_keys(StationConfig))
     if sec is None:
         return None
-    station_id = sec.text("id", what="the station's id, e.g. ST01")
+    station_id = read_declared(sec, StationConfig, "station_id")
     if station_id is not None and (problem := id_problem(station_id, "station id")):
         sec.report("id", problem)
         return None

@@ -20,6 +20,7 @@ from edge_agent.config.declare import setting
 from edge_agent.config.limits import (
     BACKOFF_INITIAL_S,
     BACKOFF_MAX_S,
+    INTERVAL_S,
     LIVE_WINDOW_S,
     MAX_AGE_S,
     RECONNECT_MAX_S,
@@ -128,15 +129,18 @@ class DevicePolling:
 class Device:
     """One instrument on a link: what every driver kind has in common, and ``settings``,
     the part only its kind reads (``driver`` names the kind, see
-    edge_agent_drivers.registry)."""
+    edge_agent_drivers.registry). ``driver``'s choices are the registered kinds, given by
+    the reader (the registry imports this module)."""
 
-    id: str
-    link: str
-    unit_id: int
-    interval_s: float
+    id: str = setting("text", hint="the device's id, e.g. gc-1")
+    link: str = setting("text", hint="the name of a link under links:")
+    # its range depends on the driver kind, which reads it (DriverKind.read_unit_id)
+    unit_id: int = setting("integer", hint="the device's address on its link")
+    interval_s: float = setting("number", range=INTERVAL_S)
     settings: ModbusSettings | TextSettings
-    driver: str = "modbus"
-    profile: str | None = None
+    driver: str = setting("choice", "modbus")  # the message lists the registered kinds
+    profile: str | None = setting("text", None,
+                                  hint="a profile name such as generic-gc, or a file")
     polling: DevicePolling = field(default_factory=DevicePolling)
 
 
@@ -248,9 +252,10 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class StationConfig:
-    """Everything one station's agent needs, validated."""
+    """Everything one station's agent needs, validated. ``station_id`` is the one key of
+    the ``station:`` section."""
 
-    station_id: str
+    station_id: str = setting("text", key="id", hint="the station's id, e.g. ST01")
     links: dict[str, Link]
     devices: tuple[Device, ...]
     store: StoreConfig

@@ -14,10 +14,10 @@ from __future__ import annotations
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 
+from edge_agent.config.declare import allowed_keys, read_declared
 from edge_agent.config.fields import Checker, Section, as_section
 from edge_agent.config.layers import Layers
 from edge_agent.config.limits import (
-    INTERVAL_S,
     MAX_CHANNELS_PER_STATION,
     MAX_DEVICES,
     count_problem,
@@ -31,7 +31,8 @@ from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 from edge_agent.driverkind import DeviceEntry, DriverKind
 
-COMMON_KEYS = ("id", "link", "unit_id", "interval_s", "driver", "profile")
+# declared on config/schema.py's Device: id, link, unit_id, interval_s, driver, profile
+COMMON_KEYS = allowed_keys(Device)
 
 
 def device_keys() -> tuple[str, ...]:
@@ -76,7 +77,7 @@ def read_devices(ck: Checker, top: Section, links: LinkTable,
 
 
 def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> Device | None:
-    device_id = sec.text("id", what="the device's id, e.g. gc-1")
+    device_id = read_declared(sec, Device, "id")
     if device_id is not None and (problem := id_problem(device_id, "device id")):
         sec.report("id", problem)
     link = _read_link_name(sec, links)
@@ -87,10 +88,9 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     layers = Layers(sec, profile.section() if profile else None)
     kind_of = _kind(layers.pick("driver"))  # what else is read depends on the kind
     unit_id = kind_of.read_unit_id(sec, links.kinds.get(link or ""))
-    interval_s = layers.pick("interval_s").number("interval_s", lo=INTERVAL_S[0],
-                                                  hi=INTERVAL_S[1])
-    driver = layers.pick("driver").choice("driver", {name: name for name in KINDS},
-                                          DEFAULT_KIND)
+    interval_s = read_declared(layers.pick("interval_s"), Device, "interval_s")
+    driver = read_declared(layers.pick("driver"), Device, "driver",
+                           choices={name: name for name in KINDS})
     link_settings = links.links.get(link or "")
     if problem := kind_of.link_problem(link_settings):
         sec.report("link", problem)
@@ -148,7 +148,7 @@ def _read_profile(sec: Section, profiles: ProfileLibrary) -> Profile | _Missing 
     entry = sec.node.get("profile")
     if entry is None or (isinstance(entry.value, ScalarNode) and entry.value.value is None):
         return None
-    reference = sec.text("profile", what="a profile name such as generic-gc, or a file")
+    reference = read_declared(sec, Device, "profile")
     if reference is None:  # not text: reported
         return _NO_PROFILE
     found = profiles.find(reference)
@@ -161,7 +161,7 @@ def _read_profile(sec: Section, profiles: ProfileLibrary) -> Profile | _Missing 
 
 
 def _read_link_name(sec: Section, links: LinkTable) -> str | None:
-    name = sec.text("link", what="the name of a link under links:")
+    name = read_declared(sec, Device, "link")
     if name is None or name in links.kinds:
         return name
     if links.kinds:  # with no links at all, the links: section's own issue says it all

@@ -19,6 +19,7 @@ from edge_agent_drivers.serialtext.protocol.checksums import (
     ChecksumKind,
 )
 
+from edge_agent.config.declare import setting
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
@@ -60,27 +61,42 @@ class Covers(StrEnum):
 
 @dataclass(frozen=True)
 class Framing:
-    """Where records begin and end. ``terminator`` b"" means any line end (CR, LF or
-    CR LF); ``max_bytes`` bounds a record so garbage without a terminator cannot grow
-    the buffer forever."""
+    """Where records begin and end (``framing:`` of a text block, each field declared as
+    written there). ``terminator`` b"" means any line end (CR, LF or CR LF);
+    ``max_bytes`` bounds a record so garbage without a terminator cannot grow the buffer
+    forever. ``start``/``end`` default to <STX>/<ETX> for stx-etx (config_text.py)."""
 
-    kind: FramingKind = FramingKind.LINE
-    start: bytes = b""
-    end: bytes = b""
-    terminator: bytes = b""
-    max_bytes: int = 4096
+    kind: FramingKind = setting("choice", FramingKind.LINE, key="type",
+                                choices={kind.value: kind for kind in FramingKind})
+    start: bytes = setting("bytes", b"", hint="the start marker, e.g. <STX> or '$'")
+    end: bytes = setting("bytes", b"", hint="the end marker, e.g. <ETX>")
+    terminator: bytes = setting("bytes", b"",
+                                hint="CR, LF, CRLF, any, or text such as '<ETX>'")
+    max_bytes: int = setting("integer", 4096, range=(16, 65536))
 
 
 @dataclass(frozen=True)
 class Checksum:
-    """A frame's checksum: algorithm, how it is written, what it covers. ``separator``
-    (line framing only) stands between the body and the checksum, like NMEA's ``*``."""
+    """A frame's checksum (``checksum:`` of a text block, declared as written there):
+    algorithm, how it is written, what it covers. ``separator`` (line framing only)
+    stands between the body and the checksum, like NMEA's ``*``."""
 
-    kind: ChecksumKind
-    encoding: ChecksumEncoding = ChecksumEncoding.HEX
-    byte_order: ByteOrder = ByteOrder.BIG
-    covers: Covers = Covers.BODY
-    separator: bytes = b""
+    kind: ChecksumKind = setting("choice", key="type",
+                                 choices={kind.value: kind for kind in ChecksumKind})
+    encoding: ChecksumEncoding = setting("choice", ChecksumEncoding.HEX, choices={
+        encoding.value: encoding for encoding in ChecksumEncoding})
+    byte_order: ByteOrder = setting("choice", ByteOrder.BIG,
+                                    choices={order.value: order for order in ByteOrder})
+    covers: Covers = setting("choice", Covers.BODY, choices={c.value: c for c in Covers},
+                             hint="body, start+body, body+end or start+body+end (end: the "
+                                  "end marker; in line framing, the separator)")
+    separator: bytes = setting("bytes", b"",
+                               hint="the text between record and checksum, e.g. '*'")
+
+
+# A value's place in a record: ``field`` (1-based, or a list) or ``group`` (of pattern:),
+# one Locator read from either key (config_record.py).
+_AT = "a 1-based field number (or a list of them), or a named group of pattern"
 
 
 @dataclass(frozen=True)
@@ -100,13 +116,15 @@ class TextChannel:
     ``sentinels`` are numbers as written in the record (before scaling) that mean "no
     reading", ``valid_range`` is in engineering units (after scaling)."""
 
-    name: str
-    at: Locator
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    valid_range: ValidRange | None = None
-    sentinels: tuple[float, ...] = ()
+    name: str = setting("custom", hint="the channel's name")
+    at: Locator = setting("custom", key=("field", "group"), hint=_AT)
+    scale: float = setting("number", 1.0)
+    offset: float = setting("number", 0.0)
+    unit: str = setting("custom", "", hint="the unit, e.g. ppm")
+    valid_range: ValidRange | None = setting("custom", None,
+                                             hint="{min, max, quality} in engineering units")
+    sentinels: tuple[float, ...] = setting("custom", (),
+                                           hint="numbers as written that mean 'no reading'")
 
 
 @dataclass(frozen=True)
@@ -114,9 +132,10 @@ class TimeField:
     """The instrument's timestamp: ``format`` is a strptime format; the instrument's
     clock runs ``utc_offset`` ahead of UTC (+08:00 in China)."""
 
-    at: Locator
-    format: str
-    utc_offset: timedelta = timedelta(0)
+    at: Locator = setting("custom", key=("field", "group"), hint=_AT)
+    format: str = setting("text", hint="a time format such as '%Y-%m-%d %H:%M:%S'")
+    utc_offset: timedelta = setting("custom", timedelta(0),
+                                    hint="an offset such as +08:00, -05:00 or Z")
 
 
 @dataclass(frozen=True)
@@ -133,10 +152,13 @@ class StatusField:
     A value not in ``values`` gets ``otherwise``. Values are matched exactly, after
     removing spaces around them."""
 
-    at: Locator
-    values: tuple[tuple[str, StatusRule], ...]
-    otherwise: StatusRule = StatusRule(Quality.SUSPECT, "unknown_status")
-    channels: tuple[str, ...] = ()
+    at: Locator = setting("custom", key=("field", "group"), hint=_AT)
+    values: tuple[tuple[str, StatusRule], ...] = setting(
+        "custom", hint="status value: quality (and reason)")
+    otherwise: StatusRule = setting("custom", StatusRule(Quality.SUSPECT, "unknown_status"),
+                                    hint="the quality of a value not listed")
+    channels: tuple[str, ...] = setting("custom", (), hint="the channels it applies to "
+                                                           "(all when left out)")
 
     def rule_for(self, text: str) -> StatusRule:
         return dict(self.values).get(text, self.otherwise)
