@@ -24,11 +24,16 @@ from edge_agent_drivers.modbus.settings import (
 )
 from edge_agent_drivers.serialtext.config_record import CHANNEL_KEYS as TEXT_CHANNEL_KEYS
 from edge_agent_drivers.serialtext.config_record import STATUS_KEYS, TIME_KEYS
+from edge_agent_drivers.serialtext.config_text import TEXT_KEYS, read_text_settings
 from edge_agent_drivers.serialtext.protocol.settings import (
     Checksum,
     Framing,
+    FramingKind,
+    RecordFormat,
     StatusField,
     TextChannel,
+    TextMode,
+    TextSettings,
     TimeField,
 )
 
@@ -60,7 +65,8 @@ from edge_agent.config.yamlsource import parse_yaml_bytes
 
 DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
             TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
-            Trigger, InstrumentClock, TextChannel, TimeField, StatusField, ModbusSettings)
+            Trigger, InstrumentClock, TextChannel, TimeField, StatusField, ModbusSettings,
+            RecordFormat)
 
 
 @dataclass(frozen=True)
@@ -163,5 +169,55 @@ def test_a_text_records_keys_come_from_their_declarations() -> None:
 
 def test_a_modbus_devices_keys_are_its_settings_and_the_channel_defaults() -> None:
     from edge_agent_drivers.modbus.reader import MODBUS_KEYS
-    assert MODBUS_KEYS == ("word_order", "enron", "channels", "read", "trigger", "clock",
-                           "stream_channel")
+    assert MODBUS_KEYS == allowed_keys(ModbusSettings) == (
+        "channels", "word_order", "enron", "read", "trigger", "clock", "stream_channel")
+    assert default_of(ModbusSettings, "word_order") == default_of(Channel, "word_order")
+
+
+def test_a_text_blocks_keys_are_its_declared_settings_with_the_records_inline() -> None:
+    assert TEXT_KEYS == allowed_keys(TextSettings) == (
+        "mode", "request", "frame_request", "framing", "checksum", "accept", "delimiter",
+        "pattern", "field_count", "time", "status", "channels", "example")
+    assert declared(TextSettings)["record"].keys == allowed_keys(RecordFormat)
+    assert "address" not in declared(TextSettings)  # the device's unit_id, not written here
+
+
+def _text_block(text: str) -> tuple[Checker, Section]:
+    ck = Checker("text.yaml")
+    document = parse_yaml_bytes(text.encode(), "text.yaml")
+    return ck, Section(ck, document.root, "text", 1, TEXT_KEYS)
+
+
+def test_a_text_block_takes_defaults_and_ranges_from_its_declarations() -> None:
+    ck, block = _text_block("request: RD<CR>\ndelimiter: ','\n"
+                            "channels: [{name: a, field: 1}]\nexample: 'x,1<CR>'\n")
+    settings = read_text_settings(block, None)
+    assert ck.issues == []
+    assert settings is not None
+    assert settings.mode is default_of(TextSettings, "mode") is TextMode.REQUEST
+    assert settings.frame_request is default_of(TextSettings, "frame_request") is False
+    assert settings.example == b"x,1\r"
+    ck, block = _text_block("mode: listen\nrequest: RD\nfield_count: 1001\n"
+                            "channels: [{name: a, field: 1}]\n")
+    assert read_text_settings(block, None) is None
+    messages = [issue.message for issue in ck.issues]
+    assert messages[0].startswith("expected request or stream, found 'listen'")
+    assert "expected an integer 1..1000, found 1001" in messages
+
+
+def test_an_stx_etx_frames_markers_are_its_types_own() -> None:
+    assert FramingKind.STX_ETX.markers == (b"\x02", b"\x03")
+    assert FramingKind.LINE.markers == (default_of(Framing, "start"), default_of(Framing, "end"))
+    ck, block = _text_block("request: RD\nframing: stx-etx\ndelimiter: ','\n"
+                            "channels: [{name: a, field: 1}]\n")
+    settings = read_text_settings(block, None)
+    assert settings is not None and (settings.framing.start, settings.framing.end) == \
+        FramingKind.STX_ETX.markers
+
+
+def test_a_profile_may_write_its_own_settings_and_the_layered_device_settings() -> None:
+    from edge_agent.config.declare import layered_keys
+    from edge_agent.config.profiles import PROFILE_INFO_KEYS, ProfileInfo
+    assert layered_keys(Device) == ("interval_s", "driver")
+    assert PROFILE_INFO_KEYS == (*allowed_keys(ProfileInfo), "interval_s", "driver") == (
+        "profile", "description", "manufacturer", "model", "interval_s", "driver")

@@ -27,10 +27,9 @@ from edge_agent.config.fields import Section
 from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
 
-#: Device-level keys only Modbus devices read: those declared on ModbusSettings, and
-#: word_order and enron, which give each channel's defaults (Channel.word_order, .enron).
-MODBUS_KEYS = ("word_order", "enron", *allowed_keys(ModbusSettings))
-TEXT_DRIVER = "serial-text"
+#: Device-level keys only Modbus devices read, all declared on ModbusSettings (word_order
+#: and enron give each channel's defaults).
+MODBUS_KEYS = allowed_keys(ModbusSettings)
 
 
 def read_unit_id(sec: Section, link_type: str | None) -> int | None:
@@ -51,22 +50,25 @@ def read_unit_id(sec: Section, link_type: str | None) -> int | None:
     return None
 
 
-def wrong_link(link: Link) -> str:
-    """A Modbus device on a text link: say which driver that link is for."""
-    return (f"link '{link.name}' has protocol: text (an instrument's own ASCII protocol); "
-            f"use driver: {TEXT_DRIVER} for this device, or a Modbus protocol on the link")
+def wrong_link(link: Link, speaker: str | None) -> str:
+    """A Modbus device on a link of another protocol: say which driver that link is for
+    (``speaker``, from the registry)."""
+    what = " (an instrument's own ASCII protocol)" if link.protocol.value == "text" else ""
+    use = f"use driver: {speaker} for this device, or " if speaker else "use "
+    return (f"link '{link.name}' has protocol: {link.protocol.value}{what}; {use}a Modbus "
+            "protocol on the link")
 
 
 def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     """Channels and the settings that shape acquisition, profile first, station on top.
     None after an issue (or when no channel is left)."""
-    if entry.section.has("text"):
-        entry.section.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
+    for key, owner in entry.owners.items():
+        if entry.section.has(key):
+            entry.section.report(key, f"{key}: is only for driver: {owner}", at_key=True)
     layers = entry.layers
     device = layers.pick("id")
-    # the default of every channel's word_order, declared on Channel
-    order = read_declared(layers.pick("word_order"), Channel, "word_order")
-    enron = layers.pick("enron").flag("enron", False)
+    order = read_declared(layers.pick("word_order"), ModbusSettings, "word_order")
+    enron = read_declared(layers.pick("enron"), ModbusSettings, "enron")
     start = len(device.ck.issues)
     notes = ChannelNotes()
     base: dict[str, Channel] = {}
@@ -88,5 +90,5 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     failed = len(device.ck.issues) > start or not channels
     if order is None or enron is None or failed:
         return None
-    return ModbusSettings(channels=channels, limits=limits, trigger=trigger, clock=clock,
-                          stream_channel=stream)
+    return ModbusSettings(channels=channels, word_order=order, enron=enron, limits=limits,
+                          trigger=trigger, clock=clock, stream_channel=stream)

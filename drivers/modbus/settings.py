@@ -252,9 +252,16 @@ class Trigger:
 class ModbusSettings:
     """What a ``driver: modbus`` device reads: its register map and the settings that
     shape acquisition (read limits, a new-result trigger, the instrument's clock, a
-    stream channel). Read by drivers/modbus/reader.py."""
+    stream channel). Read by drivers/modbus/reader.py.
+
+    ``word_order`` and ``enron`` are written on the device and give each channel's
+    defaults (``Channel.word_order``, ``Channel.enron``); they are kept here as written.
+    """
 
     channels: tuple[Channel, ...] = setting("custom", hint="a list of channels")
+    word_order: WordOrder = setting("choice", WordOrder.ABCD,
+                                    choices={item.value: item for item in WordOrder})
+    enron: bool = setting("flag", False)
     limits: ReadLimits = setting("section", key="read", default_factory=ReadLimits)
     trigger: Trigger | None = setting("section", None)
     clock: InstrumentClock | None = setting("section", None)

@@ -24,8 +24,10 @@ _META = "edge_agent.setting"
 # kind's own reader (the escapes belong to the kind).
 # "custom": a value with its own reader (a list, a mapping); declared for its key, hint
 # and default, the schema knows the key only.
+# "inline": a dataclass whose settings are written at this field's level, not under a
+# key of their own (a text block's record settings: ``of`` names the dataclass).
 KINDS = ("integer", "number", "flag", "text", "choice", "path", "secret", "section",
-         "limit", "bytes", "custom")
+         "limit", "bytes", "custom", "inline")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Setting:
     choices: Mapping[str, object] | None = None
     hint: str = ""
     null_ok: bool = False  # null is taken as "not set" although the default is not None
+    of: type | None = None  # kind "inline": the dataclass whose keys are written here
+    layered: bool = False  # a profile may give it; the station's device overrides it
 
     @property
     def key(self) -> str:
@@ -77,14 +81,18 @@ def setting(
     hint: str = "",
     default_factory: Any = MISSING,
     null_ok: bool = False,
+    of: type | None = None,
+    layered: bool = False,
 ) -> Any:
     """A dataclass field declared as a station-file setting (see ``Setting``); the key
     defaults to the field's name (filled in by ``declared``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown setting kind {kind!r}")
+    if (kind == "inline") != (of is not None):
+        raise ValueError("an inline setting, and only one, names its dataclass (of=...)")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     lo, hi = range if range is not None else (None, None)
-    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok)
+    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok, of, layered)
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={_META: meta})
     return dataclasses.field(default=default, metadata={_META: meta})
@@ -95,14 +103,22 @@ def declared(cls: type) -> dict[str, Setting]:
     found: dict[str, Setting] = {}
     for item in dataclasses.fields(cls):
         meta = item.metadata.get(_META)
-        if meta is not None:
+        if meta is not None and meta.kind == "inline":
+            found[item.name] = dataclasses.replace(meta, keys=allowed_keys(meta.of))
+        elif meta is not None:
             found[item.name] = meta if meta.keys else dataclasses.replace(meta, keys=(item.name,))
     return found
 
 
 def allowed_keys(cls: type) -> tuple[str, ...]:
-    """Every YAML key of the section ``cls`` is read from, in the documented order."""
+    """Every YAML key of the section ``cls`` is read from, in the documented order (an
+    inline field's keys where the field stands)."""
     return tuple(key for meta in declared(cls).values() for key in meta.keys)
+
+
+def layered_keys(cls: type) -> tuple[str, ...]:
+    """The keys of ``cls`` that a profile may give too (declared ``layered``)."""
+    return tuple(key for meta in declared(cls).values() if meta.layered for key in meta.keys)
 
 
 def default_of(cls: type, name: str) -> Any:

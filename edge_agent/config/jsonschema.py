@@ -3,13 +3,13 @@
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
 station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries, a text block's framing, checksum, channels, time and
-status, a Modbus channel, read, trigger and clock)
-give types, ranges, choices, defaults and descriptions; the parts still read from
-hand-kept key tuples (the rest of each driver kind's keys from drivers/registry.py,
-profiles) give their allowed keys only. The loader stays the judge: the schema
-may accept what ``check`` refuses (cross-field rules, files that must exist), never the
-other way round for the files the project ships (tests/test_station_schema.py).
+keys, timeout_ms and retries, a text block with its framing, checksum, channels, time
+and status, a Modbus device with its channels, read, trigger and clock, a profile's own
+keys) give types, ranges, choices, defaults and descriptions; keys a kind registers
+without declaring them (drivers/registry.py: a new kind's) are accepted as written.
+The loader stays the judge: the schema may accept what ``check`` refuses (cross-field
+rules, files that must exist), never the other way round for the files the project
+ships (tests/test_station_schema.py).
 
 It is JSON Schema draft-07, the draft the YAML language server supports fully (2019-09
 and 2020-12 only in part).
@@ -37,18 +37,18 @@ from edge_agent_drivers.modbus.settings import (
     Trigger,
 )
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
-from edge_agent_drivers.serialtext import config_text
 from edge_agent_drivers.serialtext.protocol.settings import (
     Checksum,
     Framing,
     StatusField,
     TextChannel,
+    TextSettings,
     TimeField,
 )
 
 from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
 from edge_agent.config.loader import TOP_KEYS
-from edge_agent.config.profiles import PROFILE_INFO_KEYS
+from edge_agent.config.profiles import PROFILE_INFO_KEYS, ProfileInfo
 from edge_agent.config.schema import (
     Device,
     DevicePolling,
@@ -132,12 +132,17 @@ def _is_number(word: str) -> bool:
 def declared_section(cls: type, nested: dict[str, dict[str, Any]] | None = None
                      ) -> dict[str, Any]:
     """An object schema from the declarations of ``cls``; ``nested`` gives the schema of
-    its section-kind fields."""
+    fields by name (every section-kind field, custom fields known here); the fields of
+    an inline dataclass stand at its place."""
+    nested = nested or {}
     properties: dict[str, Any] = {}
     for name, meta in declared(cls).items():
+        if meta.kind == "inline" and meta.of is not None:
+            properties.update(declared_section(meta.of, nested)["properties"])
+            continue
         for key in meta.keys:
-            if meta.kind == "section":
-                properties[key] = (nested or {}).get(name, _ANY)
+            if meta.kind == "section" or name in nested:
+                properties[key] = nested.get(name, _ANY)
             else:
                 properties[key] = _field_schema(cls, name, meta)
     # an empty section (null) is read as absent: every default
@@ -164,25 +169,21 @@ def _modbus_parts() -> dict[str, Any]:
         "clock": declared_section(InstrumentClock)})["properties"]
     parts["channels"] = _items(keys_only(config_channels.CHANNEL_KEYS,
                                          **declared_section(Channel)["properties"]))
-    parts["word_order"] = declared_section(Channel)["properties"]["word_order"]
-    parts["enron"] = {"type": "boolean", "default": False,
-                      "description": "Daniel/Enron 32-bit register ranges"}
     return parts
 
 
 def _text_parts() -> dict[str, Any]:
-    text = keys_only(
-        config_text.TEXT_KEYS,
-        framing={"anyOf": [_field_schema(Framing, "kind", declared(Framing)["kind"]),
-                           declared_section(Framing)]},
-        checksum={"anyOf": [{"type": "null"},
-                            _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
-                            declared_section(Checksum)]},
-        time=declared_section(TimeField),
-        status={"anyOf": [declared_section(StatusField),
-                          _items(declared_section(StatusField))]},
-        channels=_items(declared_section(TextChannel)),
-    )
+    text = declared_section(TextSettings, {
+        "framing": {"anyOf": [_field_schema(Framing, "kind", declared(Framing)["kind"]),
+                              declared_section(Framing)]},
+        "checksum": {"anyOf": [{"type": "null"},
+                               _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
+                               declared_section(Checksum)]},
+        "time": declared_section(TimeField),
+        "status": {"anyOf": [declared_section(StatusField),
+                             _items(declared_section(StatusField))]},
+        "channels": _items(declared_section(TextChannel)),
+    })
     return {"text": text}
 
 
@@ -260,8 +261,8 @@ def station_schema() -> dict[str, Any]:
         "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
-        **_kind_parts(), **{key: schema for key, schema in _common().items()
-                            if key in ("driver", "interval_s")}})
+        **_kind_parts(), **declared_section(ProfileInfo)["properties"],
+        **{key: schema for key, schema in _common().items() if key in PROFILE_INFO_KEYS}})
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
