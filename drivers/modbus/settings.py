@@ -64,6 +64,22 @@ class DataType(StrEnum):
         return _INTEGER_RANGES.get(self.value)
 
 
+# What manuals and PLC programs call a type (IEC 61131-3, C, vendors' tables), and the
+# type(s) each may be here. Refused with this hint, not accepted: "int" is 16 bits in a
+# PLC manual and 32 in C, "float" is 64 bits in some software, so a silent guess could
+# publish plausible but wrong values; the hint costs one edit at `check`.
+MANUAL_TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "float": ("float32",), "real": ("float32",), "single": ("float32",),
+    "double": ("float64",), "lreal": ("float64",),
+    "int": ("int16", "int32"), "short": ("int16",), "word": ("int16", "uint16"),
+    "uint": ("uint16", "uint32"), "ushort": ("uint16",),
+    "dint": ("int32",), "long": ("int32",), "udint": ("uint32",),
+    "dword": ("uint32",), "lint": ("int64",), "ulint": ("uint64",), "lword": ("uint64",),
+    "bit": ("bool",), "boolean": ("bool",), "bcd": ("bcd16", "bcd32"),
+    "ascii": ("string",), "str": ("string",), "text": ("string",), "char": ("string",),
+}
+
+
 def article(word: str) -> str:
     """ "an int16", "a uint16": messages about types read as sentences."""
     return f"{'an' if word[0] in 'aeio' else 'a'} {word}"
@@ -137,7 +153,8 @@ class Channel:
                                      choices={item.value: item for item in RegisterKind})
     # bool on coils and discrete inputs (config_channels.py)
     data_type: DataType = setting("choice", DataType.UINT16, key="type",
-                                  choices={item.value: item for item in DataType})
+                                  choices={item.value: item for item in DataType},
+                                  other_words=MANUAL_TYPE_WORDS)
     # the device's word_order when the channel has none
     word_order: WordOrder = setting("choice", WordOrder.ABCD,
                                     choices={item.value: item for item in WordOrder})

@@ -38,7 +38,10 @@ class Setting:
     password_file). ``lo``/``hi``: inclusive range (``above``: ``lo`` exclusive).
     ``choices``: accepted words (case-insensitive) and the value each gives. ``hint``:
     what is expected, as messages say it, when the range text is not enough. ``null_ok``:
-    null is accepted as "not set" (the reader then applies the default).
+    null is accepted as "not set" (the reader then applies the default). ``layered``: a
+    device's profile may give it. ``other_words``: what manuals call a choice (``real``
+    for float32), answered "did you mean 'float32'?" rather than accepted, because the
+    same word means different widths in different manuals.
     """
 
     keys: tuple[str, ...]
@@ -51,6 +54,8 @@ class Setting:
     null_ok: bool = False  # null is taken as "not set" although the default is not None
     of: type | None = None  # kind "inline": the dataclass whose keys are written here
     layered: bool = False  # a profile may give it; the station's device overrides it
+    # a choice's other names (a manual's words), refused with what they may mean
+    other_words: Mapping[str, tuple[str, ...]] | None = None
 
     @property
     def key(self) -> str:
@@ -83,6 +88,7 @@ def setting(
     null_ok: bool = False,
     of: type | None = None,
     layered: bool = False,
+    other_words: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Any:
     """A dataclass field declared as a station-file setting (see ``Setting``); the key
     defaults to the field's name (filled in by ``declared``)."""
@@ -92,7 +98,8 @@ def setting(
         raise ValueError("an inline setting, and only one, names its dataclass (of=...)")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     lo, hi = range if range is not None else (None, None)
-    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok, of, layered)
+    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok, of, layered,
+                   other_words)
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={_META: meta})
     return dataclasses.field(default=default, metadata={_META: meta})
@@ -157,7 +164,7 @@ def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
     if meta.kind == "flag":
         return sec.flag(key, default)
     if meta.kind == "choice":
-        return sec.choice(key, meta.choices or {}, default, meta.hint)
+        return sec.choice(key, meta.choices or {}, default, meta.hint, meta.other_words)
     if meta.kind == "text":
         return sec.text(key, default, what=meta.hint or "text")
     raise ValueError(f"{cls.__name__}.{name} ({meta.kind}) has its own reader")
