@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.config.declare import Setting
 from edge_agent.config.fields import Section
 from edge_agent.config.layers import Layers
 from edge_agent.config.schema import Device, Link, LinkProtocol
@@ -64,6 +65,7 @@ class DriverKind:
     link_protocols: frozenset[LinkProtocol]
     wrong_link: Callable[[Link, str | None], str] | None = None
     refuses_other_keys: bool = False
+    unit_id: Setting | None = None  # unit_id as this kind declares it (None: Device's)
 
     def link_problem(self, link: Link | None, speaker: str | None = None) -> str | None:
         """Why this kind cannot use ``link`` (None: it can, or the link is unknown);

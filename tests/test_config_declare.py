@@ -221,3 +221,26 @@ def test_a_profile_may_write_its_own_settings_and_the_layered_device_settings() 
     assert layered_keys(Device) == ("interval_s", "driver")
     assert PROFILE_INFO_KEYS == (*allowed_keys(ProfileInfo), "interval_s", "driver") == (
         "profile", "description", "manufacturer", "model", "interval_s", "driver")
+
+
+def test_per_kind_and_per_item_settings_are_declared_where_the_reader_and_schema_look() -> None:
+    from edge_agent_drivers.modbus import config_channels
+    from edge_agent_drivers.modbus.config_quality import RULE_KEYS
+    from edge_agent_drivers.modbus.reader import UNIT_ID
+    from edge_agent_drivers.modbus.settings import QualityRule, RegisterKind
+    from edge_agent_drivers.registry import KINDS
+    from edge_agent_drivers.serialtext.config_text import ADDRESS
+
+    from edge_agent.config.jsonschema import station_schema
+    definitions = station_schema()["definitions"]
+    assert KINDS["modbus"].unit_id is UNIT_ID and KINDS["serial-text"].unit_id is ADDRESS
+    assert definitions["device-modbus"]["properties"]["unit_id"]["maximum"] == UNIT_ID.hi == 255
+    assert definitions["device-serial-text"]["properties"]["unit_id"]["maximum"] == 65535
+    channel = definitions["device-modbus"]["properties"]["channels"]["items"]["properties"]
+    assert channel["number"]["maximum"] == config_channels.NUMBER.hi == 400001 + 65535
+    assert channel["enabled"]["default"] is True
+    assert RULE_KEYS == allowed_keys(QualityRule) == ("quality", "reason", "channels")
+    assert default_of(AddressRange, "register") is RegisterKind.HOLDING
+    ck = Checker("zone.yaml")
+    zone = Section(ck, parse_yaml_bytes(b"first: 3\n", "zone.yaml").root, "z", 1, ZONE_KEYS)
+    assert read_declared(zone, AddressRange, "register") is RegisterKind.HOLDING

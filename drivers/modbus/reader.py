@@ -7,6 +7,8 @@ come from the profile first, the station file on top (config/layers.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edge_agent_drivers.modbus.config_acquisition import (
     check_limits,
     check_references,
@@ -22,7 +24,7 @@ from edge_agent_drivers.modbus.config_channels import (
 from edge_agent_drivers.modbus.overlaps import check_overlaps
 from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
 
-from edge_agent.config.declare import allowed_keys, read_declared
+from edge_agent.config.declare import Setting, allowed_keys, read_declared, read_setting
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
@@ -32,20 +34,27 @@ from edge_agent.driverkind import DeviceEntry
 MODBUS_KEYS = allowed_keys(ModbusSettings)
 
 
+#: A Modbus unit id as the protocol allows it (0..255 over TCP); on a serial bus only
+#: 1..247 answer (0 is broadcast): a rule across unit_id and the link's type.
+UNIT_ID = Setting(("unit_id",), "integer", 0, 255)
+SERIAL_UNIT_IDS = (1, 247)
+
+
 def read_unit_id(sec: Section, link_type: str | None) -> int | None:
     """Modbus unit id: 1..247 on a serial bus (0 is broadcast), 0..255 over TCP."""
     serial = link_type == "serial"
-    shown = "an integer 1..247 on a serial link" if serial else None
-    unit_id = sec.integer("unit_id", lo=0, hi=255, expected=shown)
-    if unit_id is None or not serial or 1 <= unit_id <= 247:
+    low, high = SERIAL_UNIT_IDS
+    shown = f"an integer {low}..{high} on a serial link" if serial else ""
+    unit_id = read_setting(sec, replace(UNIT_ID, hint=shown))
+    if unit_id is None or not serial or low <= unit_id <= high:
         return unit_id
     if unit_id == 0:
         message = (
             "unit id 0 is the broadcast address on a serial bus and no device answers it; "
-            "use the device's own address 1..247"
+            f"use the device's own address {low}..{high}"
         )
     else:
-        message = f"expected an integer 1..247 on a serial link, found {unit_id}"
+        message = f"expected {shown}, found {unit_id}"
     sec.report("unit_id", message)
     return None
 

@@ -123,14 +123,16 @@ class StringLayout(StrEnum):
 
 @dataclass(frozen=True)
 class QualityRule:
-    """Quality that a status or alarm condition imposes on channels.
+    """Quality that a status or alarm condition imposes on channels (an item of
+    ``quality_bits`` / ``quality_values``, declared as written there).
 
     ``channels`` empty means every channel of the device except the status channel.
     """
 
-    quality: Quality
-    reason: str
-    channels: tuple[str, ...] = ()
+    quality: Quality = setting("choice", choices={q.value: q for q in Quality})
+    reason: str = setting("text", hint="a reason word such as calibrating, maintenance, "
+                                       "fault, warmup")
+    channels: tuple[str, ...] = setting("custom", (), hint="a list of channel names")
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ class AddressRange:
     ``read.forbidden``, declared as written there (``register`` holding and ``last`` =
     ``first`` when left out: config_acquisition.py, the fields keep their order)."""
 
-    register: RegisterKind = setting("choice", choices={r.value: r for r in RegisterKind})
+    register: RegisterKind = setting("choice", RegisterKind.HOLDING, kw_only=True,
+                                     choices={r.value: r for r in RegisterKind})
     first: int = setting("integer", range=(0, 65535))
     last: int = setting("integer", range=(0, 65535))
 

@@ -39,7 +39,14 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TextSettings,
 )
 
-from edge_agent.config.declare import allowed_keys, declared, default_of, read_declared
+from edge_agent.config.declare import (
+    Setting,
+    allowed_keys,
+    declared,
+    default_of,
+    read_declared,
+    read_setting,
+)
 from edge_agent.config.fields import Section, as_section
 from edge_agent.config.yamlsource import ScalarNode
 
@@ -49,7 +56,10 @@ TEXT_KEYS = allowed_keys(TextSettings)
 FRAMING_KEYS = allowed_keys(Framing)
 CHECKSUM_KEYS = allowed_keys(Checksum)
 TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
-ADDRESS_RANGE = (0, 65535)
+#: A text instrument's own address (unit_id): optional, used only as {address}.
+ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=(
+    "an integer 0..65535 (for serial-text: the instrument's address, used as {address} "
+    "in the request; leave it out when there is none)"))
 # Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
 # (02d, 03d, 02X). Anything else is refused before it is tried: a spec such as
 # '>99999999999' would otherwise ask Python for a string of 100 GB (MemoryError).
@@ -61,11 +71,7 @@ ADDRESS_FORMATS_EXPECTED = ("{address}, or {address:d}, {address:x} or {address:
 
 def read_text_unit_id(sec: Section) -> int | None:
     """A text instrument's address: optional (0 when absent); None after an issue."""
-    if not sec.has("unit_id"):
-        return 0
-    return sec.integer("unit_id", lo=ADDRESS_RANGE[0], hi=ADDRESS_RANGE[1], expected=(
-        "an integer 0..65535 (for serial-text: the instrument's address, used as "
-        "{address} in the request; leave it out when there is none)"))
+    return read_setting(sec, ADDRESS, 0)
 
 
 def read_text_device(sec: Section, holder: Section, unit_id: int | None,

@@ -89,9 +89,11 @@ def setting(
     of: type | None = None,
     layered: bool = False,
     other_words: Mapping[str, tuple[str, ...]] | None = None,
+    kw_only: bool = False,
 ) -> Any:
     """A dataclass field declared as a station-file setting (see ``Setting``); the key
-    defaults to the field's name (filled in by ``declared``)."""
+    defaults to the field's name (filled in by ``declared``). ``kw_only``: a default
+    that stands before required fields (the keys keep the fields' order)."""
     if kind not in KINDS:
         raise ValueError(f"unknown setting kind {kind!r}")
     if (kind == "inline") != (of is not None):
@@ -100,9 +102,12 @@ def setting(
     lo, hi = range if range is not None else (None, None)
     meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok, of, layered,
                    other_words)
+    # kw_only=False would override a class's own kw_only=True: pass it only when asked
+    extra: dict[str, Any] = {"kw_only": True} if kw_only else {}
     if default_factory is not MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata={_META: meta})
-    return dataclasses.field(default=default, metadata={_META: meta})
+        return dataclasses.field(default_factory=default_factory, metadata={_META: meta},
+                                 **extra)
+    return dataclasses.field(default=default, metadata={_META: meta}, **extra)
 
 
 def declared(cls: type) -> dict[str, Setting]:
@@ -152,6 +157,15 @@ def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
         meta = dataclasses.replace(meta, keys=(key,))
     if default is MISSING:
         default = default_of(cls, name)
+    try:
+        return read_setting(sec, meta, default)
+    except ValueError:
+        raise ValueError(f"{cls.__name__}.{name} ({meta.kind}) has its own reader") from None
+
+
+def read_setting(sec: Section, meta: Setting, default: Any = MISSING) -> Any:
+    """The value of one declared setting from ``sec`` (``read_declared`` without a
+    dataclass: a setting whose range belongs to a kind, e.g. a Modbus unit id)."""
     if default is MISSING:
         default = REQUIRED
     key = meta.key
@@ -167,7 +181,7 @@ def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
         return sec.choice(key, meta.choices or {}, default, meta.hint, meta.other_words)
     if meta.kind == "text":
         return sec.text(key, default, what=meta.hint or "text")
-    raise ValueError(f"{cls.__name__}.{name} ({meta.kind}) has its own reader")
+    raise ValueError(f"a {meta.kind} setting has its own reader")
 
 
 def filled(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:

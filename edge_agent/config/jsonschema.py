@@ -63,6 +63,7 @@ from edge_agent.config.schema import (
     TlsConfig,
     Topics,
 )
+from edge_agent.driverkind import DriverKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
 SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
@@ -82,6 +83,11 @@ def _plain(value: Any) -> Any:
 
 def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
     """One declared field: its type, range, choices, default and hint."""
+    return setting_schema(meta, default_of(cls, name))
+
+
+def setting_schema(meta: Setting, default: Any = MISSING) -> dict[str, Any]:
+    """One declared setting, with its default (MISSING: required or none)."""
     kind = meta.kind
     schema: dict[str, Any]
     if kind in ("integer", "number"):
@@ -106,7 +112,6 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
             schema["maximum"] = meta.hi
     else:  # a section: filled in by the caller
         schema = {}
-    default = default_of(cls, name)
     if (default is None or meta.null_ok) and "type" in schema:  # null: not set, as the default
         schema["type"] = [*_types(schema["type"]), "null"]
     if default is not MISSING and kind not in ("section", "secret", "bytes", "custom") \
@@ -167,8 +172,10 @@ def _modbus_parts() -> dict[str, Any]:
     parts = declared_section(ModbusSettings, {
         "limits": read, "trigger": declared_section(Trigger),
         "clock": declared_section(InstrumentClock)})["properties"]
-    parts["channels"] = _items(keys_only(config_channels.CHANNEL_KEYS,
-                                         **declared_section(Channel)["properties"]))
+    parts["channels"] = _items(keys_only(
+        config_channels.CHANNEL_KEYS, **declared_section(Channel)["properties"],
+        number=setting_schema(config_channels.NUMBER),
+        enabled=setting_schema(config_channels.ENABLED, True)))
     return parts
 
 
@@ -202,10 +209,14 @@ def _common() -> dict[str, Any]:
     return common
 
 
-def _device(keys: tuple[str, ...]) -> dict[str, Any]:
+def _device(keys: tuple[str, ...], kind: DriverKind | None = None) -> dict[str, Any]:
+    """A device entry of ``kind`` (None: of any kind) with ``keys``; the kind's own
+    declaration of unit_id replaces the common one."""
     parts = _kind_parts()
     known = {key: parts[key] for key in keys if key in parts}
     known.update(_common())
+    if kind is not None and kind.unit_id is not None:
+        known["unit_id"] = setting_schema(kind.unit_id)
     known.update(declared_section(DevicePolling)["properties"])
     return keys_only(keys, **known)
 
@@ -221,7 +232,8 @@ def device_schema() -> dict[str, Any]:
         {"if": {"not": {"required": ["driver"]}},
          "then": {"$ref": "#/definitions/device-any"}}, *branches]}, {
         "device-any": _device((*common, *kind_keys())),
-        **{f"device-{name}": _device((*common, *kind.keys)) for name, kind in KINDS.items()},
+        **{f"device-{name}": _device((*common, *kind.keys), kind)
+           for name, kind in KINDS.items()},
     }
 
 
