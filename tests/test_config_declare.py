@@ -4,6 +4,7 @@ range changed on the field changes what the loader accepts and says."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 
 import pytest
@@ -46,6 +47,7 @@ from edge_agent.config.declare import (
     setting,
 )
 from edge_agent.config.fields import Checker, Section
+from edge_agent.config.jsonschema import declared_sections, station_schema
 from edge_agent.config.schema import (
     Device,
     DevicePolling,
@@ -63,10 +65,16 @@ from edge_agent.config.schema import (
 from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
 
-DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
-            TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
-            Trigger, InstrumentClock, TextChannel, TimeField, StatusField, ModbusSettings,
-            RecordFormat)
+# Fields a declared class keeps without a key of their own: the station's sections are
+# the file's top-level keys (the loader's TOP_KEYS), a link's name is its key under
+# links:, a device's settings and polling are read by its kind and from its keys, a
+# text block's address is the device's unit_id, a channel's enron follows from the
+# device's enron: and the address.
+UNDECLARED = {StationConfig: {"links", "devices", "store", "mqtt", "polling", "source",
+                              "health"},
+              TcpLink: {"name"}, SerialLink: {"name"}, Device: {"settings", "polling"},
+              TextSettings: {"address"}, Channel: {"enron"}}
+DECLARED = declared_sections()
 
 
 @dataclass(frozen=True)
@@ -113,9 +121,22 @@ def test_filled_puts_the_declared_default_where_a_value_was_wrong() -> None:
 
 @pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
 def test_every_field_of_a_declared_section_is_declared(cls: type) -> None:
-    settings = [item.name for item in fields(cls)  # a link's name is its key under links:
-                if item.name != "name" or cls not in (TcpLink, SerialLink)]
+    settings = [item.name for item in fields(cls) if item.name not in UNDECLARED.get(cls, ())]
     assert list(declared(cls)) == settings
+
+
+def test_the_walk_from_the_schemas_roots_reaches_every_declared_section() -> None:
+    assert {StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig,
+            Topics, TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits,
+            AddressRange, Trigger, InstrumentClock, TextChannel, TimeField, StatusField,
+            ModbusSettings, RecordFormat, TextSettings, Channel, Device} <= set(DECLARED)
+
+
+@pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
+def test_the_json_schema_knows_every_key_of_every_declared_section(cls: type) -> None:
+    text = json.dumps(station_schema())
+    for key in allowed_keys(cls):
+        assert f'"{key}":' in text, f"{cls.__name__}.{key}"
 
 
 def test_the_secret_is_written_as_either_of_two_keys() -> None:
@@ -231,7 +252,6 @@ def test_per_kind_and_per_item_settings_are_declared_where_the_reader_and_schema
     from edge_agent_drivers.registry import KINDS
     from edge_agent_drivers.serialtext.config_text import ADDRESS
 
-    from edge_agent.config.jsonschema import station_schema
     definitions = station_schema()["definitions"]
     assert KINDS["modbus"].unit_id is UNIT_ID and KINDS["serial-text"].unit_id is ADDRESS
     assert definitions["device-modbus"]["properties"]["unit_id"]["maximum"] == UNIT_ID.hi == 255

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-import typing
 from collections.abc import Iterator
 from dataclasses import MISSING
 from pathlib import Path
@@ -25,7 +24,7 @@ from edge_agent_drivers.serialtext.config_text import TERMINATOR_WORDS
 from edge_agent_drivers.serialtext.protocol.escapes import to_bytes
 from edge_agent_drivers.serialtext.protocol.settings import TextChannel, TextSettings
 
-from edge_agent.config.declare import Setting, declared, default_of
+from edge_agent.config.declare import Setting, declared, default_of, section_type
 from edge_agent.config.schema import (
     Device,
     DevicePolling,
@@ -92,15 +91,6 @@ def _node(root: MapNode, path: tuple[str | int, ...]) -> Node | None:
     return node
 
 
-def _section_type(cls: type, name: str) -> type | None:
-    """The dataclass a section-kind field holds (``Trigger | None`` -> Trigger)."""
-    hint = typing.get_type_hints(cls)[name]
-    for option in (*typing.get_args(hint), hint):
-        if dataclasses.is_dataclass(option):
-            return option  # type: ignore[return-value]
-    return None
-
-
 def _fields(cls: type) -> Iterator[tuple[str, Setting]]:
     """Declared fields, an inline dataclass's fields at its place."""
     for name, meta in declared(cls).items():
@@ -162,7 +152,7 @@ def _check(root: MapNode, text: str, region: str, path: tuple[str | int, ...],
                 found.append(f"{where}.{key}: not in the reference")
         entry = node.get(meta.key) if isinstance(node, MapNode) else None
         if meta.kind == "section":
-            inner = _section_type(owner, name)
+            inner = section_type(owner, name)
             if inner is not None:
                 found += _check(root, text, region, (*path, meta.key), inner)
             continue

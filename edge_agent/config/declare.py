@@ -11,7 +11,8 @@ several fields together stay hand-written in the readers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any
 
@@ -126,6 +127,43 @@ def allowed_keys(cls: type) -> tuple[str, ...]:
     """Every YAML key of the section ``cls`` is read from, in the documented order (an
     inline field's keys where the field stands)."""
     return tuple(key for meta in declared(cls).values() for key in meta.keys)
+
+
+def section_type(cls: type, name: str) -> type | None:
+    """The declared dataclass field ``name`` of ``cls`` holds, found in its type hint
+    (``Trigger | None`` -> Trigger, ``tuple[Channel, ...]`` -> Channel); None when it
+    holds none."""
+    found = _declared_in(typing.get_type_hints(cls)[name])
+    return next(found, None)
+
+
+def _declared_in(hint: Any) -> Iterator[type]:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if declared(hint):
+            yield hint
+        return
+    for argument in typing.get_args(hint):
+        yield from _declared_in(argument)
+
+
+def sections(*roots: type) -> tuple[type, ...]:
+    """``roots`` and every declared dataclass reachable from them through their
+    declared fields (a section, a list of items, an inline part), each once, in the
+    order met: what the readers, the JSON Schema and the tests walk."""
+    seen: dict[type, None] = {}
+
+    def visit(cls: type) -> None:
+        if cls in seen:
+            return
+        seen[cls] = None
+        for name in declared(cls):
+            inner = section_type(cls, name)
+            if inner is not None:
+                visit(inner)
+
+    for root in roots:
+        visit(root)
+    return tuple(seen)
 
 
 def layered_keys(cls: type) -> tuple[str, ...]:

@@ -31,10 +31,9 @@ from edge_agent_drivers.modbus import config_channels
 from edge_agent_drivers.modbus.settings import (
     AddressRange,
     Channel,
-    InstrumentClock,
     ModbusSettings,
+    QualityRule,
     ReadLimits,
-    Trigger,
 )
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 from edge_agent_drivers.serialtext.protocol.settings import (
@@ -43,10 +42,16 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     StatusField,
     TextChannel,
     TextSettings,
-    TimeField,
 )
 
-from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
+from edge_agent.config.declare import (
+    Setting,
+    allowed_keys,
+    declared,
+    default_of,
+    section_type,
+    sections,
+)
 from edge_agent.config.loader import TOP_KEYS
 from edge_agent.config.profiles import PROFILE_INFO_KEYS, ProfileInfo
 from edge_agent.config.schema import (
@@ -55,18 +60,31 @@ from edge_agent.config.schema import (
     HealthConfig,
     MqttConfig,
     PollingPolicy,
-    Retention,
     SerialLink,
     StationConfig,
     StoreConfig,
     TcpLink,
     TlsConfig,
-    Topics,
 )
 from edge_agent.driverkind import DriverKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
 SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
+
+# Where the station file's declarations start: each top-level section, a link, a
+# device with its polling and each registered kind's settings, a profile's own keys.
+# Every other declared section is reached from these (declare.sections).
+def roots() -> tuple[type, ...]:
+    """The declared classes the schema starts from (kinds from the registry)."""
+    kinds = tuple(kind.settings_type for kind in KINDS.values() if declared(kind.settings_type))
+    return (StationConfig, TcpLink, SerialLink, Device, DevicePolling, *kinds, PollingPolicy,
+            StoreConfig, MqttConfig, HealthConfig, ProfileInfo)
+
+
+def declared_sections() -> tuple[type, ...]:
+    """Every declared section of a station or profile file, each once."""
+    return sections(*roots())
+
 
 _TEXT = {"type": ["string", "number"]}  # a plain number is taken as written: id: 0042
 _ANY: dict[str, Any] = {}
@@ -137,8 +155,9 @@ def _is_number(word: str) -> bool:
 def declared_section(cls: type, nested: dict[str, dict[str, Any]] | None = None
                      ) -> dict[str, Any]:
     """An object schema from the declarations of ``cls``; ``nested`` gives the schema of
-    fields by name (every section-kind field, custom fields known here); the fields of
-    an inline dataclass stand at its place."""
+    fields by name where the declarations do not say it all (a list of items, a section
+    also written as one word); other sections are walked into, and the fields of an
+    inline dataclass stand at its place."""
     nested = nested or {}
     properties: dict[str, Any] = {}
     for name, meta in declared(cls).items():
@@ -146,8 +165,11 @@ def declared_section(cls: type, nested: dict[str, dict[str, Any]] | None = None
             properties.update(declared_section(meta.of, nested)["properties"])
             continue
         for key in meta.keys:
-            if meta.kind == "section" or name in nested:
-                properties[key] = nested.get(name, _ANY)
+            if name in nested:
+                properties[key] = nested[name]
+            elif meta.kind == "section":
+                inner = section_type(cls, name)
+                properties[key] = declared_section(inner) if inner is not None else _ANY
             else:
                 properties[key] = _field_schema(cls, name, meta)
     # an empty section (null) is read as absent: every default
@@ -169,11 +191,12 @@ def _items(schema: dict[str, Any]) -> dict[str, Any]:
 def _modbus_parts() -> dict[str, Any]:
     read = declared_section(ReadLimits)
     read["properties"]["forbidden"] = _items(declared_section(AddressRange))
-    parts = declared_section(ModbusSettings, {
-        "limits": read, "trigger": declared_section(Trigger),
-        "clock": declared_section(InstrumentClock)})["properties"]
+    parts = declared_section(ModbusSettings, {"limits": read})["properties"]
+    rules = {"type": "object", "additionalProperties": declared_section(QualityRule),
+             "description": "bit number or value: {quality, reason, channels}"}
+    channel = declared_section(Channel, {"quality_bits": rules, "quality_values": rules})
     parts["channels"] = _items(keys_only(
-        config_channels.CHANNEL_KEYS, **declared_section(Channel)["properties"],
+        config_channels.CHANNEL_KEYS, **channel["properties"],
         number=setting_schema(config_channels.NUMBER),
         enabled=setting_schema(config_channels.ENABLED, True)))
     return parts
@@ -186,7 +209,6 @@ def _text_parts() -> dict[str, Any]:
         "checksum": {"anyOf": [{"type": "null"},
                                _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
                                declared_section(Checksum)]},
-        "time": declared_section(TimeField),
         "status": {"anyOf": [declared_section(StatusField),
                              _items(declared_section(StatusField))]},
         "channels": _items(declared_section(TextChannel)),
@@ -257,8 +279,7 @@ def station_schema() -> dict[str, Any]:
     device, device_defs = device_schema()
     tls = declared_section(TlsConfig)
     mqtt = declared_section(MqttConfig, {
-        "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]},
-        "topics": declared_section(Topics)})
+        "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]}})
     mqtt["required"] = ["host"]
     mqtt["type"] = "object"  # mqtt: needs at least host
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
@@ -268,7 +289,7 @@ def station_schema() -> dict[str, Any]:
         "links": {"type": "object", "additionalProperties": _link(), "minProperties": 1},
         "devices": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/device"}},
         "polling": declared_section(PollingPolicy),
-        "store": declared_section(StoreConfig, {"retention": declared_section(Retention)}),
+        "store": declared_section(StoreConfig),
         "mqtt": mqtt,
         "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
     }
