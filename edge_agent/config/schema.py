@@ -136,9 +136,10 @@ class Device:
     link: str = setting("text", hint="the name of a link under links:")
     # its range depends on the driver kind, which reads it (DriverKind.read_unit_id)
     unit_id: int = setting("integer", hint="the device's address on its link")
-    interval_s: float = setting("number", range=INTERVAL_S)
+    # interval_s and driver may come from the device's profile (config/profiles.py)
+    interval_s: float = setting("number", range=INTERVAL_S, layered=True)
     settings: ModbusSettings | TextSettings
-    driver: str = setting("choice", "modbus")  # the message lists the registered kinds
+    driver: str = setting("choice", "modbus", layered=True)  # the message lists the kinds
     profile: str | None = setting("text", None,
                                   hint="a profile name such as generic-gc, or a file")
     polling: DevicePolling = field(default_factory=DevicePolling)
