@@ -1,12 +1,15 @@
 """Rough edges a new technician met while commissioning (issue 14, item 5): what
-bootstrap says while it installs, the start-up line's counts, and where the
-``password_env`` message sends the technician."""
+bootstrap says while it installs, the start-up line's counts, where the ``password_env``
+message sends the technician, and the units and registers replay and simulate serve."""
 
 from __future__ import annotations
 
 import logging
 import re
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from edge_agent.agent import Agent
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.validate_mqtt import SECRETS_FILE
+from edge_agent.tools.sim.ranges import ranges_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,3 +81,60 @@ def test_password_env_message_names_the_secrets_file_the_installer_creates(tmp_p
     assert "ETC=$ROOT/etc/edge-agent" in installer  # $ROOT: empty, or a test's root
     assert f"EnvironmentFile=-{SECRETS_FILE}" in \
         (ROOT / "systemd/edge-agent.service").read_text()
+
+
+# -- replay and simulate say which units and registers they answer -----------------------
+
+
+@pytest.mark.parametrize(("addresses", "expected"), [
+    ({"holding": [0, 1, 2, 5]}, "holding 0-2, 5"),
+    ({"holding": [7, 3, 4, 3]}, "holding 3-4, 7"),
+    ({"holding": [], "input": [10]}, "input 10"),
+    ({"coil": [0], "input": range(0, 58)}, "coil 0; input 0-57"),
+    ({}, "no registers"),
+])
+def test_register_ranges_are_joined_runs_of_addresses(addresses, expected):
+    assert ranges_text(addresses) == expected
+
+
+@contextmanager
+def first_lines(args: list[str], until: str) -> Iterator[list[str]]:
+    """The lines ``edge-agent ARGS`` prints up to and including the one starting with
+    ``until``; the process is killed after."""
+    process = subprocess.Popen([sys.executable, "-m", "edge_agent", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith(until):
+            line = process.stdout.readline()
+            assert line, (lines, process.stderr.read())
+            lines.append(line.rstrip("\n"))
+        yield lines
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.mark.real_parts
+def test_replay_prints_each_unit_and_the_register_ranges_it_answers():
+    capture = ROOT / "drivers/gas_detector/fixtures/generic-gas-detector-faults.capture.jsonl"
+    with first_lines(["replay", "rtu", str(capture), "--pty"], "  unit ") as lines:
+        assert "(link gas_detector, 2 requests, strict mode) as Modbus RTU on" in lines[0]
+        assert lines[1] == "  unit 4: holding 0-5, 16-19"
+
+
+@pytest.mark.real_parts
+def test_simulate_prints_each_unit_and_the_register_ranges_it_serves(tmp_path):
+    config = tmp_path / "sim.yaml"
+    config.write_text(
+        "servers:\n  lan: {listen: '127.0.0.1:0'}\n"
+        "devices:\n"
+        "  - {id: gc-1, server: lan, unit_id: 1, profile: generic-gc}\n"
+        "  - {id: ng-gc, server: lan, unit_id: 2, profile: daniel-enron-gc}\n")
+    with first_lines(["simulate", str(config)], "simulating") as lines:
+        assert lines[1:3] == [
+            "  unit 1 (gc-1): values at holding 0-19; addresses 0-1023 of every table answer "
+            "(0 where no value)",
+            "  unit 2 (ng-gc): values at holding 3001-3003, 5001, 7001-7005, 7020 (32-bit "
+            "Enron registers: 5001-5999, 7001-7999); addresses 0-7999 of every table answer "
+            "(0 where no value)"]
