@@ -24,6 +24,7 @@ from support.waiting import wait_until
 from edge_agent.config.schema import Retention
 from edge_agent.forward.mqtt import Subscriber
 from edge_agent.model import Quality, Reading, Sample
+from edge_agent.store.lock import OutboxLock
 from edge_agent.store.outbox import Outbox
 from edge_agent.tools.sim.models import ENRON_RANGES
 from edge_agent.tools.sim.ptypair import PtyPair
@@ -113,7 +114,7 @@ def test_a_silent_device_fails_the_poll_and_the_others_are_still_printed(tmp_pat
     assert f"det-9  unit 9 on link dead (modbus-tcp 127.0.0.1:{dead})  NO ANSWER" \
         in result.stdout
     assert f"hint: 127.0.0.1:{dead} refused the connection" in result.stdout
-    assert "accepts only one Modbus TCP connection" in result.stdout
+    assert "accepts only one TCP connection refuses or ignores a second one" in result.stdout
     assert table_row(result.stdout, "det-9", "co") == ["co", "-", "ppm", "BAD",
                                                        "no_connection"]
     assert table_row(result.stdout, "det-1", "co") == ["co", "3", "ppm", "GOOD"]
@@ -308,3 +309,25 @@ def test_poll_writes_no_outbox_and_publishes_nothing(tmp_path, broker, detectors
     assert result.returncode == 0, result.stdout + result.stderr
     assert heard == ["test/marker"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["broker", "station.yaml"]
+
+
+def test_a_tcp_device_taken_by_the_running_service_is_said_so(tmp_path):
+    """A device with one connection slot, taken: the handshake completes (the kernel's
+    backlog) but nothing ever answers. The service of this station runs (it holds the
+    outbox's lock), so poll says the service may have the device's only connection."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        config = write_station(tmp_path / "station.yaml", links={
+            "lan": tcp_link(taken.getsockname()[1], timeout_ms=200)}, devices=[
+            {"id": "ftir-1", "link": "lan", "unit_id": 3, "profile": "generic-ftir"}],
+            broker_port=NO_BROKER, polling={"retries": 0})
+        service = OutboxLock(tmp_path / "outbox.sqlite3")
+        try:
+            result = poll(config)
+        finally:
+            service.release()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ftir-1  unit 3 on link lan" in result.stdout and "NO ANSWER" in result.stdout
+    assert "hint: the edge-agent service of this station is running: a device that " \
+           "accepts only one TCP connection gives it to the service" in result.stdout

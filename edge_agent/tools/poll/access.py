@@ -28,11 +28,11 @@ PORT_HELD_BY_OTHER = (
     "terminal program, probe?); poll does not share a port. Close that program first")
 TCP_SERVICE_RUNNING = (
     "the edge-agent service of this station is running: a device that accepts only one "
-    "Modbus TCP connection gives it to the service and refuses or ignores poll's "
-    "(stop the service to poll it: sudo systemctl stop edge-agent)")
+    "TCP connection gives it to the service and refuses or ignores poll's (stop the "
+    "service to poll it: sudo systemctl stop edge-agent)")
 TCP_ONE_CONNECTION = (
     "if another program is connected to it (an edge-agent service, a SCADA), a device "
-    "that accepts only one Modbus TCP connection refuses or ignores a second one")
+    "that accepts only one TCP connection refuses or ignores a second one")
 
 
 def serial_port_held(port: str) -> bool:

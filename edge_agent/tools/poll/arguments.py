@@ -9,11 +9,13 @@ from typing import Any
 EXIT_ALL_ANSWERED = 0
 EXIT_SOME_SILENT = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 EXIT_HELP = """\
 exit status:
   0  every device polled answered
   1  at least one device did not answer (or its port or connection is taken)
   2  invalid station file, or no device with the --device id
+  130  interrupted (Ctrl-C)
 """
 EXAMPLES = """\
 examples:

@@ -16,7 +16,12 @@ import time
 
 from edge_agent.cli import _load
 from edge_agent.config.schema import Device, StationConfig
-from edge_agent.tools.poll.arguments import EXIT_ALL_ANSWERED, EXIT_CONFIG, EXIT_SOME_SILENT
+from edge_agent.tools.poll.arguments import (
+    EXIT_ALL_ANSWERED,
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_SOME_SILENT,
+)
 from edge_agent.tools.poll.once import DeviceResult, poll_link
 from edge_agent.tools.poll.render import render_device, summary
 
@@ -25,6 +30,7 @@ HEADER = ("station {station}: polling {devices} device{ds} on {links} link{ls} o
           "(from {source})")
 UNKNOWN_DEVICE = "{path}: no device with id '{wanted}' (devices: {known})"
 DONE = "polled in {seconds:.1f} s"
+INTERRUPTED = "interrupted: nothing was stored or published"
 
 
 def run_poll(args: argparse.Namespace) -> int:
@@ -43,18 +49,28 @@ def run_poll(args: argparse.Namespace) -> int:
                         ls="s" * (len(links) != 1), source=args.config))
     started = time.monotonic()
     results: list[DeviceResult] = []
+    try:
+        _poll_links(config, links, devices, args.raw, results)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print()
+    print(summary(results))
+    print(DONE.format(seconds=time.monotonic() - started))
+    return EXIT_ALL_ANSWERED if all(result.answered for result in results) \
+        else EXIT_SOME_SILENT
+
+
+def _poll_links(config: StationConfig, links: list[str], devices: list[Device], raw: bool,
+                results: list[DeviceResult]) -> None:
+    """Poll ``links`` in turn, printing each device as soon as it is done."""
     for name in links:
         on_link = [device for device in devices if device.link == name]
         for result in poll_link(config.links[name], on_link, config.polling,
                                 config.store.path):
             results.append(result)
             print()
-            print("\n".join(render_device(result, args.raw)), flush=True)
-    print()
-    print(summary(results))
-    print(DONE.format(seconds=time.monotonic() - started))
-    return EXIT_ALL_ANSWERED if all(result.answered for result in results) \
-        else EXIT_SOME_SILENT
+            print("\n".join(render_device(result, raw)), flush=True)
 
 
 def _chosen(config: StationConfig, wanted: list[str]) -> list[Device] | None:

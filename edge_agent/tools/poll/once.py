@@ -9,8 +9,9 @@ stored and nothing is written to the device (readlog.py withholds the writes).
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from edge_agent.tools.poll.rawtext import modbus_raw, text_raw
 from edge_agent.tools.poll.readlog import KeptText, ModbusReads, ReadOnlyModbus, ReplayedModbus
 from edge_agent.tools.probe.diagnose import tcp_problem
 
+log = logging.getLogger(__name__)
+
 # Technician-facing text of this module, in one place.
 NEW_RESULT = "new result: yes, the service has not published it yet ({what}{last})"
 NEW_RESULT_NO_OUTBOX = ("new result: yes ({what}; no outbox here to compare with, so any "
@@ -38,6 +41,8 @@ NEW_RESULT_NO_OUTBOX = ("new result: yes ({what}; no outbox here to compare with
 NOT_NEW = "new result: no, the service published it already ({what}{last})"
 NOT_NEW_FLAG = "new result: no, the new-result flag '{flag}' is not set"
 NEW_UNKNOWN = "new result: unknown ({error})"
+AGENT_ERROR = ("agent_error: unexpected error while polling ({error}); the service would "
+               "flag the readings BAD (agent_error): please report it with --log-level debug")
 LAST_PUBLISHED = "; last published: {key}"
 WITHHELD = "not written (poll never writes to a device; the service does): {writes}"
 
@@ -62,15 +67,18 @@ class DeviceResult:
 
 
 def poll_link(link: Link, devices: Sequence[Device], policy: PollingPolicy,
-              outbox: Path) -> list[DeviceResult]:
-    """Poll ``devices`` (all on ``link``) once each, in turn; the link is opened for this
-    and closed after. A serial port another process holds is not opened at all."""
+              outbox: Path) -> Iterator[DeviceResult]:
+    """Poll ``devices`` (all on ``link``) once each, in turn, each result as soon as it
+    is known; the link is opened for this and closed after. A serial port another
+    process holds is not opened at all."""
     if isinstance(link, SerialLink) and serial_port_held(link.port):
         message = held_port_message(link.port, outbox)
-        return [DeviceResult(device, link, error=message) for device in devices]
+        yield from (DeviceResult(device, link, error=message) for device in devices)
+        return
     client = open_link_client(link)
     try:
-        return [_poll_device(client, link, device, policy, outbox) for device in devices]
+        for device in devices:
+            yield _poll_device(client, link, device, policy, outbox)
     finally:
         client.close()
 
@@ -93,6 +101,9 @@ def _poll_device(client: LinkClient, link: Link, device: Device, policy: Polling
         if isinstance(link, TcpLink) and isinstance(err, LinkDown | DeviceTimeout):
             why = tcp_problem(link.host, link.port, link.timeout_ms / 1000)
             result.hints += [*([why] if why else []), tcp_hint(outbox)]
+    except Exception as err:  # a bug must not hide the other devices' values
+        log.debug("unexpected error while polling %s", device.id, exc_info=True)
+        result.error = AGENT_ERROR.format(error=repr(err))
     result.elapsed_ms = (time.monotonic() - started) * 1000
     return result
 
@@ -120,7 +131,11 @@ def _poll_modbus(client: LinkClient, device: Device, attempts: int, policy: Poll
     if refused is not None:
         result.error = f"{refused.reason}: {refused}"
     elif settings.trigger is not None:
-        result.notes.append(_newness(client, device, reads, sample, outbox))
+        try:
+            result.notes.append(_newness(client, device, reads, sample, outbox))
+        except LinkError as err:  # the service's poll fails the same way (BAD readings)
+            result.notes.append(NEW_UNKNOWN.format(error=err))
+            result.error = f"{err.reason}: {err}"
     if reads.withheld:
         result.notes.append(WITHHELD.format(writes="; ".join(reads.withheld)))
 
@@ -128,17 +143,15 @@ def _poll_modbus(client: LinkClient, device: Device, attempts: int, policy: Poll
 def _newness(client: LinkClient, device: Device, reads: ModbusReads, sample: Sample,
              outbox: Path) -> str:
     """Whether the current result is new, as the service's driver decides it (trigger.py)
-    against what the service committed last (the outbox's driver state)."""
+    against what the service committed last (the outbox's driver state). Raises the
+    driver's ``TriggerUnreadable`` when that cannot be told."""
     settings = device.settings
     assert isinstance(settings, ModbusSettings) and settings.trigger is not None
     trigger = settings.trigger
     saved = published_state(outbox, device.id)
     driver = ModbusMapDriver(device)
     driver.restore(saved)
-    try:
-        new = driver.poll(ReplayedModbus(client, reads), sample.acquired_at)
-    except LinkError as err:
-        return NEW_UNKNOWN.format(error=err)
+    new = driver.poll(ReplayedModbus(client, reads), sample.acquired_at)
     values = {reading.channel: reading.value for reading in sample.readings}
     if trigger.kind is TriggerKind.TIMESTAMP:
         when = sample.instrument_time
