@@ -127,7 +127,8 @@ function deviceCard(device, onlyProblems) {
     el("dt", {}, t("last_error")), el("dd", { "data-field": "last-error" }, device.last_error || "-"));
   return el("article", { class: `device device-${device.state}`, "data-device": device.id },
     el("h3", {}, el("a", { href: `#device/${encodeURIComponent(device.id)}` }, device.id), " ",
-      stateWord(device.state)),
+      stateWord(device.state), " ",
+      el("a", { href: `#device/${encodeURIComponent(device.id)}`, class: "details" }, t("details"))),
     facts, valuesTable(device, onlyProblems));
 }
 
