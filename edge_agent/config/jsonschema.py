@@ -274,6 +274,13 @@ def _link() -> dict[str, Any]:
         "then": link(SerialLink, "serial"), "else": link(TcpLink, "tcp")}
 
 
+def _health() -> dict[str, Any]:
+    health = declared_section(HealthConfig)
+    health["properties"]["token"] = {"not": {}, "description": "not allowed: use "
+                                     "token_env or token_file"}
+    return health
+
+
 def station_schema() -> dict[str, Any]:
     """The whole schema: a station file, and under ``definitions.profile`` a profile file."""
     device, device_defs = device_schema()
@@ -291,7 +298,7 @@ def station_schema() -> dict[str, Any]:
         "polling": declared_section(PollingPolicy),
         "store": declared_section(StoreConfig),
         "mqtt": mqtt,
-        "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
+        "health": {"anyOf": [{"type": "boolean"}, _health()]},
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
         **_kind_parts(), **declared_section(ProfileInfo)["properties"],

@@ -249,6 +249,10 @@ class HealthConfig:
         "interface), ::1, or localhost"))
     port: int = setting("integer", 9108, range=(0, 65535),
                         hint="an integer 1..65535 (or 0: any free port)")
+    # Required (for everything but /healthz) when host is not this PC's loopback.
+    token: Secret | None = setting("secret", None, key=("token_env", "token_file"), hint=(
+        "the NAME of an environment variable holding the token (token_env), or the path "
+        "of a file holding it (token_file)"))
 
 
 @dataclass(frozen=True)
