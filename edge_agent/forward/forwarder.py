@@ -26,6 +26,10 @@ Guarantees (reliability contract items 2-4):
   as a gap event with the reason ``unpublishable`` (forward/poison.py).
 * Reconnects back off exponentially with jitter (tenacity) from ``reconnect_min_s`` to
   ``reconnect_max_s``. A broken connection is logged once; the reconnection once.
+* Failover: with several ``mqtt.brokers``, a failed connect or a lost session moves to
+  the next node at once; the backoff comes after a full round (forward/brokers.py). What
+  was in flight on the old node is released and re-sent on the new one with the same ids
+  and bytes, as after any disconnect; a node change is logged once, with its reason.
 * New settings (``reconfigure``, a reload): claiming stops, in-flight messages get
   ``shutdown_grace_s`` to be acknowledged, the session ends cleanly (offline status), and
   the next session uses the new settings. What was still in flight is released and
@@ -43,7 +47,8 @@ from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 
 from edge_agent import __version__
-from edge_agent.config.schema import MqttConfig
+from edge_agent.config.schema import BrokerAddress, MqttConfig
+from edge_agent.forward.brokers import BrokerRotation
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
 from edge_agent.forward.poison import Poison
 from edge_agent.health.histogram import Histogram
@@ -72,7 +77,9 @@ class ForwarderStats:
     ``state_since`` (unix s): when ``connected`` last changed, or the forwarder started.
     ``ack_latency``: seconds from handing a message to the MQTT session to its PUBACK.
     ``unpublishable_*``: messages set aside as poison in this run, and the samples they
-    held (forward/poison.py).
+    held (forward/poison.py). ``node``: the broker node of the live session, or the one
+    being tried; ``nodes``: every configured address; ``failovers``: sessions opened on
+    another node than the session before.
     """
 
     connected: bool = False
@@ -87,6 +94,9 @@ class ForwarderStats:
     state_since: float = field(default_factory=time.time)
     last_error: str | None = None
     ack_latency: Histogram = field(default_factory=Histogram)
+    node: BrokerAddress | None = None
+    nodes: tuple[str, ...] = ()
+    failovers: int = 0
 
 
 class Forwarder:
@@ -108,8 +118,9 @@ class Forwarder:
         self._settings_lock = threading.Lock()
         self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
         self._outbox_failing = False
-        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self.stats = ForwarderStats()
+        self._rotation = self._new_rotation(config)
+        self._last_node: BrokerAddress | None = None  # of the last session opened
         self.poison = Poison(outbox, self.stats)
         self._session: MqttSession | None = None  # the live one, for the watchdog
         self.status_topic = config.topics.status.format(station=station_id)
@@ -159,18 +170,13 @@ class Forwarder:
     # -- session loop -----------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
         while not self._stopping.is_set():
             self.heartbeat.beat(forwarder_connect_bound_s(self.config))
-            if self._take_new_settings():
-                failures = 0
-            session = self._try_connect(failures)
+            self._take_new_settings()
+            session = self._try_connect()
             if session is None:
-                failures += 1
-                self._pause(self._backoff.delay_s(failures))
+                self._pause(self._rotation.moved(failed=True))
                 continue
-            if failures or self.stats.sessions > 1:
-                log.info("connected to broker %s:%d again", self.config.host, self.config.port)
             started = time.monotonic()
             self._session = session
             try:
@@ -178,13 +184,29 @@ class Forwarder:
             except Exception:  # a bug must not end forwarding: drop the session, go on
                 log.exception("unexpected error while forwarding; reconnecting")
                 self._lost_reason = "agent error"
+            lost = self._lost_reason
             self._end_session(session)
+            if self._stopping.is_set() or (lost is None and self._new_settings is not None):
+                continue  # a stop, or new settings: a new rotation starts at the first node
             # A session that ended quickly (rejected publish, broker kicking us out) counts
             # as a failure, so reconnects back off instead of storming the broker.
             short = time.monotonic() - started < _STABLE_SESSION_S
-            failures = failures + 1 if short and not self._stopping.is_set() else 0
-            if failures:
-                self._pause(self._backoff.delay_s(failures))
+            self._leaving(lost or "session ended")
+            self._pause(self._rotation.moved(failed=short))
+
+    def _new_rotation(self, config: MqttConfig) -> BrokerRotation:
+        """A rotation over ``config``'s nodes, starting at the first (start, reload)."""
+        rotation = BrokerRotation(config.addresses,
+                                  Backoff(config.reconnect_min_s, config.reconnect_max_s))
+        self.stats.nodes = tuple(str(address) for address in config.addresses)
+        self.stats.node = rotation.current
+        return rotation
+
+    def _leaving(self, reason: str) -> None:
+        """Log, once, that the session on a node ended and where the agent goes next."""
+        if len(self._rotation.addresses) > 1:
+            log.warning("failover: leaving broker node %s (%s); connecting to %s next",
+                        self._rotation.current, reason, self._rotation.next)
 
     def _pause(self, delay_s: float) -> None:
         """Back off before reconnecting; a stop or new settings end the pause at once."""
@@ -200,18 +222,22 @@ class Forwarder:
         if settings is None:
             return False
         self.station_id, self.config = settings
-        self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        self._rotation = self._new_rotation(self.config)
         self.status_topic = self.config.topics.status.format(station=self.station_id)
-        log.info("forwarder: connecting to broker %s:%d with the new settings",
-                 self.config.host, self.config.port)
+        log.info("forwarder: connecting to broker %s with the new settings",
+                 self._rotation.current)
         return True
 
-    def _try_connect(self, failures: int) -> MqttSession | None:
+    def _try_connect(self) -> MqttSession | None:
+        """A session with the rotation's current node, or None (logged, counted)."""
         self._lost_reason = None
         session = None
+        rotation = self._rotation
+        node = rotation.current
+        self.stats.node = node
         try:
             session = MqttSession(self.config, self.status_topic, self._status(False),
-                                  self._on_ack, self._on_lost, self._on_refused)
+                                  self._on_ack, self._on_lost, self._on_refused, address=node)
             session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
                             abort=self._stopping)
             session.publish_status(self.status_topic, self._status(True))
@@ -220,16 +246,40 @@ class Forwarder:
                 session.close()
             self.stats.connect_failures += 1
             self.stats.last_error = str(err)
-            level = logging.WARNING if failures == 0 else logging.DEBUG
-            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
-                    "with backoff", err)
+            self._log_connect_failure(err)
             return None
         self.stats.sessions += 1
         self.stats.connected = True
         self.stats.state_since = time.time()
-        if self.stats.sessions == 1:
-            log.info("connected to broker %s:%d", self.config.host, self.config.port)
+        self._log_connected(node)
         return session
+
+    def _log_connect_failure(self, err: Exception) -> None:
+        """The first round of failures after a working session at WARNING (each node
+        once), later rounds at DEBUG: a broker down for days is not a log flood."""
+        rotation = self._rotation
+        level = logging.DEBUG if rotation.round_failed else logging.WARNING
+        if len(rotation.addresses) == 1:
+            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
+                    "with backoff", err)
+            return
+        log.log(level, "failover: broker node %s unavailable (%s); trying %s next",
+                rotation.current, err, rotation.next)
+        if rotation.failures + 1 == len(rotation.addresses):  # this one completes a round
+            log.warning("no broker node answers (%d tried); samples stay in the outbox, "
+                        "retrying with backoff", len(rotation.addresses))
+
+    def _log_connected(self, node: BrokerAddress) -> None:
+        total = len(self._rotation.addresses)
+        where = f"{node}" + (f" (node {self._rotation.position} of {total})" if total > 1 else "")
+        previous, self._last_node = self._last_node, node
+        if previous is not None and previous != node:
+            self.stats.failovers += 1
+            log.warning("failover: connected to broker %s, was on %s", where, previous)
+        elif previous is None:
+            log.info("connected to broker %s", where)
+        else:
+            log.info("connected to broker %s again", where)
 
     def _on_lost(self, reason: str) -> None:
         self._lost_reason = reason
