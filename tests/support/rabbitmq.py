@@ -175,6 +175,14 @@ class RabbitCluster:
             node.process.wait(timeout=60)
             node.process = None
 
+    def kill_node(self, node: RabbitNode) -> None:
+        """SIGKILL the node's whole process group (a crash: no clean close of anything).
+        Nothing acknowledged is lost by it: the MQTT plugin sends PUBACK only once the
+        queues the message was routed to have confirmed it."""
+        if node.process is not None:
+            _end_group(node.process, wait_s=0)
+            node.process = None
+
     def start_node(self, node: RabbitNode) -> None:
         """Boot a stopped node again; it rejoins the cluster it belonged to."""
         self._spawn(node)
@@ -233,10 +241,11 @@ class RabbitCluster:
         self.stop()
 
 
-def _end_group(process: subprocess.Popen[bytes]) -> None:
-    """The server script's whole process group (the script, beam.smp, its helpers)."""
+def _end_group(process: subprocess.Popen[bytes], wait_s: float = 30) -> None:
+    """The server script's whole process group (the script, beam.smp, its helpers),
+    SIGKILLed if it has not ended within ``wait_s``."""
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
+        process.wait(timeout=wait_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
