@@ -112,6 +112,8 @@ def test_node_killed_mid_backlog_every_sample_arrives_once_by_id_and_agent_ends_
     for device in DEVICES:
         seqs = sorted(r.sample["seq"] for r in collector_samples if r.device == device)
         assert seqs == list(range(1, accepted[device] + 1)), f"{device}: hole or extra"
+    queues = cluster.ctl(third, "list_queues", "name", "type", "--quiet")
+    assert "mqtt-subscription-platform-on-node-3qos1\tquorum" in queues, queues
     log = agent.log()
     assert log.count("failover: leaving broker node") == 1, log[-3000:]
     assert cluster.running_nodes(third) == sorted(n.name for n in cluster.nodes)
