@@ -143,8 +143,8 @@ def _broker_line(broker: dict[str, Any], now: float) -> str:
 
 
 def _node_of(broker: dict[str, Any]) -> str:
-    """' (node 2 of 3, 1 failover)' with several mqtt.brokers; '' with one (or from an
-    agent older than failover)."""
+    """' (node 2 of 3, 1 failover since start)' with several mqtt.brokers; '' with one (or
+    from an agent older than failover)."""
     nodes = broker.get("nodes") or []
     if len(nodes) < 2:
         return ""
