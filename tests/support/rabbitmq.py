@@ -13,7 +13,9 @@ nothing when one node stops.
 
 Start-up: the nodes boot in parallel, then the second and third join the first with
 ``rabbitmqctl join_cluster`` (about 25 s on a busy two-core machine). ``stop()`` stops
-every node and the private epmd, and checks that no process of the cluster is left.
+every node and the private epmd, and checks that no process of the cluster is left. If
+the test process itself is killed (a CI timeout), a small reaper process it started
+kills the cluster's processes (found by their ``ERL_EPMD_PORT``) once it is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +70,7 @@ class RabbitCluster:
         self.nodes = [RabbitNode(f"edgetest{i}@localhost", self.workdir / f"node{i}")
                       for i in range(1, size + 1)]
         self.started_in_s: float | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     # -- environment ------------------------------------------------------------------
 
@@ -131,6 +135,9 @@ class RabbitCluster:
         cookie = self.home / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16).upper())
         cookie.chmod(0o400)
+        self._reaper = subprocess.Popen(
+            [sys.executable, __file__, "--reap", str(os.getpid()), str(self.epmd_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             for node in self.nodes:
                 self._write_node_files(node)
@@ -221,25 +228,16 @@ class RabbitCluster:
         leftovers = self.leftover_processes()
         for pid in leftovers:
             _kill(pid)
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
 
     def leftover_processes(self) -> list[int]:
         """Processes of this cluster still running: beam.smp of its nodes, its epmd."""
         marks = [f"-port {self.epmd_port}", *(f" {node.name} " for node in self.nodes),
                  *(str(node.workdir) for node in self.nodes)]
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace")
-                env = (proc / "environ").read_bytes()
-            except OSError:
-                continue
-            mine = f"ERL_EPMD_PORT={self.epmd_port}".encode() in env.split(b"\0")
-            if mine or any(mark in f" {cmdline} " for mark in marks):
-                found.append(int(proc.name))
-        return found
+        return cluster_processes(self.epmd_port, marks)
 
     def __enter__(self) -> RabbitCluster:
         return self.start()
@@ -261,3 +259,38 @@ def _end_group(process: subprocess.Popen[bytes], wait_s: float = 30) -> None:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def cluster_processes(epmd_port: int, marks: list[str] | None = None) -> list[int]:
+    """Processes started for the cluster whose epmd listens on ``epmd_port``: each has
+    ``ERL_EPMD_PORT`` in its environment (or one of ``marks`` in its command line)."""
+    tag = f"ERL_EPMD_PORT={epmd_port}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if tag in env.split(b"\0") or any(mark in f" {cmdline} " for mark in marks or ()):
+            found.append(int(proc.name))
+    return found
+
+
+def _reap(parent_pid: int, epmd_port: int) -> None:
+    """Wait for the test process to end, then kill what its cluster left running."""
+    while True:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)  # a watchdog's poll, not a test's synchronisation
+    for pid in cluster_processes(epmd_port):
+        _kill(pid)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--reap"]:
+    _reap(int(sys.argv[2]), int(sys.argv[3]))
