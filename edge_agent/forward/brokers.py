@@ -14,13 +14,18 @@ written for the station engineer (docs/failover.md):
   growing by round. With one address this is the single-broker behaviour: a backoff
   after each failed connect, none after a long session ends.
 
-Pure bookkeeping, no I/O: the forwarder does the connecting and the logging.
+Bookkeeping and its log lines (each move logged once, with its reason); the forwarder
+does the connecting.
 """
 
 from __future__ import annotations
 
+import logging
+
 from edge_agent.config.schema import BrokerAddress
 from edge_agent.retry import Backoff
+
+log = logging.getLogger(__name__)
 
 
 class BrokerRotation:
@@ -68,3 +73,36 @@ class BrokerRotation:
         if self.failures == 0 or self.failures % len(self.addresses):
             return 0.0
         return self._backoff.delay_s(self.failures // len(self.addresses))
+
+    # -- log lines (the forwarder calls these; docs/failover.md quotes them) ----------
+
+    def log_leaving(self, reason: str) -> None:
+        """The session on ``current`` ended: say why and where the agent goes next."""
+        if len(self.addresses) > 1:
+            log.warning("failover: leaving broker node %s (%s); connecting to %s next",
+                        self.current, reason, self.next)
+
+    def log_connect_failure(self, err: Exception) -> None:
+        """The first round of failures after a working session at WARNING (each node
+        once), later rounds at DEBUG: a broker down for days is not a log flood."""
+        level = logging.DEBUG if self.round_failed else logging.WARNING
+        if len(self.addresses) == 1:
+            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
+                    "with backoff", err)
+            return
+        log.log(level, "failover: broker node %s unavailable (%s); trying %s next",
+                self.current, err, self.next)
+        if self.failures + 1 == len(self.addresses):  # this one completes a round
+            log.warning("no broker node answers (%d tried); samples stay in the outbox, "
+                        "retrying with backoff", len(self.addresses))
+
+    def log_connected(self, previous: BrokerAddress | None) -> bool:
+        """A session on ``current`` is up; True when it is a failover (``previous``,
+        the node of the session before, was another one)."""
+        total = len(self.addresses)
+        where = f"{self.current}" + (f" (node {self.position} of {total})" if total > 1 else "")
+        if previous is not None and previous != self.current:
+            log.warning("failover: connected to broker %s, was on %s", where, previous)
+            return True
+        log.info("connected to broker %s%s", where, "" if previous is None else " again")
+        return False

@@ -192,7 +192,7 @@ class Forwarder:
             # A session that ended quickly (rejected publish, broker kicking us out) counts
             # as a failure, so reconnects back off instead of storming the broker.
             short = time.monotonic() - started < _STABLE_SESSION_S
-            self._leaving(lost or "session ended")
+            self._rotation.log_leaving(lost or "session ended")
             self._pause(self._rotation.moved(failed=short))
 
     def _new_rotation(self, config: MqttConfig) -> BrokerRotation:
@@ -202,12 +202,6 @@ class Forwarder:
         self.stats.nodes = tuple(str(address) for address in config.addresses)
         self.stats.node = rotation.current
         return rotation
-
-    def _leaving(self, reason: str) -> None:
-        """Log, once, that the session on a node ended and where the agent goes next."""
-        if len(self._rotation.addresses) > 1:
-            log.warning("failover: leaving broker node %s (%s); connecting to %s next",
-                        self._rotation.current, reason, self._rotation.next)
 
     def _pause(self, delay_s: float) -> None:
         """Back off before reconnecting; a stop or new settings end the pause at once."""
@@ -247,40 +241,15 @@ class Forwarder:
                 session.close()
             self.stats.connect_failures += 1
             self.stats.last_error = str(err)
-            self._log_connect_failure(err)
+            self._rotation.log_connect_failure(err)
             return None
         self.stats.sessions += 1
         self.stats.connected = True
         self.stats.state_since = time.time()
-        self._log_connected(node)
-        return session
-
-    def _log_connect_failure(self, err: Exception) -> None:
-        """The first round of failures after a working session at WARNING (each node
-        once), later rounds at DEBUG: a broker down for days is not a log flood."""
-        rotation = self._rotation
-        level = logging.DEBUG if rotation.round_failed else logging.WARNING
-        if len(rotation.addresses) == 1:
-            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
-                    "with backoff", err)
-            return
-        log.log(level, "failover: broker node %s unavailable (%s); trying %s next",
-                rotation.current, err, rotation.next)
-        if rotation.failures + 1 == len(rotation.addresses):  # this one completes a round
-            log.warning("no broker node answers (%d tried); samples stay in the outbox, "
-                        "retrying with backoff", len(rotation.addresses))
-
-    def _log_connected(self, node: BrokerAddress) -> None:
-        total = len(self._rotation.addresses)
-        where = f"{node}" + (f" (node {self._rotation.position} of {total})" if total > 1 else "")
-        previous, self._last_node = self._last_node, node
-        if previous is not None and previous != node:
+        if self._rotation.log_connected(self._last_node):
             self.stats.failovers += 1
-            log.warning("failover: connected to broker %s, was on %s", where, previous)
-        elif previous is None:
-            log.info("connected to broker %s", where)
-        else:
-            log.info("connected to broker %s again", where)
+        self._last_node = node
+        return session
 
     def _on_lost(self, reason: str) -> None:
         self._lost_reason = reason
