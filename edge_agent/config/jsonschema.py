@@ -287,8 +287,16 @@ def station_schema() -> dict[str, Any]:
     tls = declared_section(TlsConfig)
     mqtt = declared_section(MqttConfig, {
         "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]}})
-    mqtt["required"] = ["host"]
-    mqtt["type"] = "object"  # mqtt: needs at least host
+    mqtt["anyOf"] = [{"required": ["host"]}, {"required": ["brokers"]}]
+    mqtt["type"] = "object"  # mqtt: needs at least host, or brokers
+    address = {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[^\s/\[\]@:]+)(:[0-9]+)?$"}
+    mqtt["properties"]["brokers"] = {
+        "type": "array", "minItems": 1, "uniqueItems": True,
+        "description": mqtt["properties"]["brokers"]["description"],
+        "items": {"anyOf": [address, {
+            "type": "object", "required": ["host"], "additionalProperties": False,
+            "properties": {"host": mqtt["properties"]["host"],
+                           "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}]}}
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
     sections = {

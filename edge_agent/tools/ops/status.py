@@ -129,7 +129,8 @@ def _device_notes(device: dict[str, Any]) -> list[str]:
 
 def _broker_line(broker: dict[str, Any], now: float) -> str:
     since = parse_iso(broker["since"]) or now
-    where = f"Broker:   {broker['host']}:{broker['port']}"
+    host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
+    where = f"Broker:   {host}:{broker['port']}{_node_of(broker)}"
     if broker["connected"]:
         median = broker["ack_latency_median_le_s"]
         latency = f"; PUBACK median under {median:g} s" if median is not None else ""
@@ -139,6 +140,20 @@ def _broker_line(broker: dict[str, Any], now: float) -> str:
     error = f" (last error: {broker['last_error']})" if broker["last_error"] else ""
     return (f"{where} NOT connected for {duration(now - since)}{error}; "
             f"{plural(broker['connect_failures'], 'failed attempt')} since start")
+
+
+def _node_of(broker: dict[str, Any]) -> str:
+    """' (node 2 of 3, 1 failover since start)' with several mqtt.brokers; '' with one (or
+    from an agent older than failover)."""
+    nodes = broker.get("nodes") or []
+    if len(nodes) < 2:
+        return ""
+    host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
+    address = f"{host}:{broker['port']}"
+    place = f"node {nodes.index(address) + 1} of {len(nodes)}" if address in nodes \
+        else f"one of {len(nodes)} nodes"
+    failovers = broker.get("failovers") or 0
+    return f" ({place}, {plural(failovers, 'failover')} since start)"
 
 
 def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
