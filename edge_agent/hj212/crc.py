@@ -1,0 +1,71 @@
+"""CRC16 of an HJ 212 packet, and the variants real devices send instead.
+
+HJ 212-2017 and 2025 Appendix A: init 0xFFFF, per byte ``crc = (crc >> 8) ^ byte``, then
+eight shifts with 0xA001, printed as four hex digits, high byte first. It is *not* the
+Modbus CRC (which does ``crc ^= byte``), but some devices send the Modbus one, printed
+either way round (/work/shared/hj212/README.md B.13). The parser recognises those and
+reports them by name, so a station engineer learns which variant a platform or device
+uses instead of seeing a bare mismatch.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CrcVariant(StrEnum):
+    """Which CRC a packet carries. Only ``HJ212`` is what the standards define."""
+
+    HJ212 = "hj212"  # Appendix A, high byte first
+    MODBUS_HIGH_FIRST = "modbus-high-first"  # Modbus CRC-16 printed high byte first
+    MODBUS_LOW_FIRST = "modbus-low-first"  # Modbus CRC-16 printed low byte first
+
+
+def hj212_crc16(data: bytes) -> int:
+    """The Appendix A CRC of ``data`` (the UTF-8 bytes of the data segment)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ byte
+        for _ in range(8):
+            lsb = crc & 1
+            crc >>= 1
+            if lsb:
+                crc ^= 0xA001
+    return crc
+
+
+def modbus_crc16(data: bytes) -> int:
+    """The Modbus RTU CRC-16 of ``data`` (as a number; on a Modbus wire it goes low first)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            lsb = crc & 1
+            crc >>= 1
+            if lsb:
+                crc ^= 0xA001
+    return crc
+
+
+def crc_text(data: bytes) -> str:
+    """The four uppercase hex digits the agent sends after the data segment."""
+    return f"{hj212_crc16(data):04X}"
+
+
+def crc_variant_of(data: bytes, given: str) -> CrcVariant | None:
+    """Which variant's CRC of ``data`` equals the four hex digits ``given`` (either case);
+    None when none does."""
+    try:
+        value = int(given, 16)
+    except ValueError:
+        return None
+    if len(given) != 4:
+        return None
+    if hj212_crc16(data) == value:
+        return CrcVariant.HJ212
+    modbus = modbus_crc16(data)
+    if modbus == value:
+        return CrcVariant.MODBUS_HIGH_FIRST
+    if ((modbus & 0xFF) << 8 | modbus >> 8) == value:
+        return CrcVariant.MODBUS_LOW_FIRST
+    return None
