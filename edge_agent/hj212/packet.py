@@ -200,15 +200,16 @@ def parse(raw: str | bytes, options: ParseOptions | None = None) -> ParsedPacket
             raise PacketError(ErrorKind.FRAMING, f"not UTF-8 at byte {err.start}") from None
     notes: list[str] = []
     text = raw[:-2] if raw.endswith("\r\n") else raw
-    if not text.startswith("##"):
-        raise PacketError(ErrorKind.FRAMING, f"packet must start with ##, starts {text[:6]!r}")
+    if len(text) < 10 or not text.startswith("##"):
+        raise PacketError(ErrorKind.FRAMING, "expected ## + 4-digit length + data segment + "
+                          f"CRC, got {text[:12]!r}")
     length_text = text[2:6]
     if not (len(length_text) == 4 and length_text.isdigit()):
         raise PacketError(ErrorKind.FRAMING,
                           f"length field {length_text!r}: expected 4 decimal digits after ##")
     sent_segment, crc_given = text[6:-4], text[-4:]
-    if len(text) < 10:
-        raise PacketError(ErrorKind.FRAMING, "packet too short for length, segment and CRC")
+    if "CP=&&{0x" not in sent_segment:  # plaintext: a wrong length is said first
+        _check_length(int(length_text), sent_segment, sent_segment, notes)
     encrypted, plain_segment = _plaintext(sent_segment, options, notes)
     _check_length(int(length_text), sent_segment, plain_segment, notes)
     data = plain_segment.encode("utf-8")

@@ -145,18 +145,19 @@ class Platform:
         line, fields = describe(parsed)
         self.log.event("packet", f"<- {peer} {line}", raw, peer=peer, **fields)
         packet = parsed.packet
-        if connection.station is None:
+        first = connection.station is None
+        if first:
             version = packet.flag.version if packet.flag else Version.HJT212_2005
             connection.station = Station(packet.st, packet.pw, packet.mn, version)
-            if not self.behaviour.blackhole:
-                for command in self.behaviour.commands:
-                    self.send_command(connection, command)
         whole = connection.reassembler.add(packet)
         if whole is not None and whole is not packet:
             self.log.event("reassembled", f"<- {peer} reassembled CN={whole.cn} "
                            f"QN={whole.qn} | {whole.cp}", peer=peer, cn=whole.cn, qn=whole.qn,
                            cp=whole.cp)
         self._answer(connection, parsed)
+        if first and not self.behaviour.blackhole:
+            for command in self.behaviour.commands:
+                self.send_command(connection, command)
 
     def _answer(self, connection: _Connection, parsed: ParsedPacket) -> None:
         packet = parsed.packet
