@@ -66,7 +66,8 @@ class CodeTable(Mapping[str, PollutantCode]):
 def shipped_table() -> CodeTable:
     """The table shipped in the package (``codes.yaml``)."""
     data = resources.files("edge_agent.hj212").joinpath(SHIPPED).read_bytes()
-    return CodeTable({c.code: c for c in codes_in(parse_yaml_bytes(data, SHIPPED), SHIPPED)})
+    name = f"edge_agent/hj212/{SHIPPED}"
+    return CodeTable({c.code: c for c in codes_in(parse_yaml_bytes(data, name), name)})
 
 
 def read_codes(path: Path, file: str | None = None) -> list[PollutantCode]:
