@@ -31,6 +31,8 @@ class PacketStream:
                 self.discarded_bytes += len(self._buffer) - keep
                 del self._buffer[: len(self._buffer) - keep]
                 return packets
+            while self._buffer[start + 2:start + 3] == b"#":  # "###0123": the last ## starts
+                start += 1
             if start:
                 self.discarded_bytes += start
                 del self._buffer[:start]
