@@ -154,3 +154,17 @@ def test_a_period_without_any_number_has_no_values_only_its_flag():
 def test_expected_must_be_at_least_one():
     with pytest.raises(ValueError, match="expected samples must be at least 1"):
         period_stats([], expected=0)
+
+
+def test_a_period_becomes_the_items_of_a_minute_record():
+    from edge_agent.hj212.cp import build_region
+    from edge_agent.hj212.stats import stats_factor
+    stats = period_stats(_samples("NNNN", [0.0104, 0.0125, 0.0131, 0.014]))
+    factors = [stats_factor("a25002", stats, decimals=3),
+               stats_factor("a00000", period_stats(_samples("NN", [2.0, 3.0])),
+                            with_total=True),
+               stats_factor("a21028", period_stats(_samples("BB", [None, None])))]
+    assert build_region([("DataTime", "20260315101400")], factors) == (
+        "DataTime=20260315101400;a25002-Min=0.010,a25002-Avg=0.013,a25002-Max=0.014,"
+        "a25002-Flag=N;a00000-Min=2,a00000-Avg=2.5,a00000-Max=3,a00000-Cou=5,"
+        "a00000-Flag=N;a21028-Flag=D")

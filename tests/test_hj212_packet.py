@@ -204,3 +204,23 @@ def test_cp_region_items_factors_and_stray_fields():
         parse_region("DataTime=20260101000000;a25002-Rtd")
     with pytest.raises(PacketError, match=r"a25002-Rtd='--': expected a number"):
         parse_region("a25002-Rtd=--").factors()[0].number("Rtd")
+
+
+def test_qns_from_the_clock_never_repeat_even_in_one_millisecond_or_a_step_back():
+    from edge_agent.hj212.packet import QnClock
+    clock = QnClock()
+    moment = datetime(2026, 3, 15, 10, 15, 0, 999500)
+    assert [clock.next(moment), clock.next(moment), clock.next(datetime(2026, 3, 15, 10))] == [
+        "20260315101500999", "20260315101501000", "20260315101501001"]
+
+
+def test_realtime_items_and_number_formatting():
+    from edge_agent.hj212.cp import format_number, realtime_factor
+    assert realtime_factor("a24088", 1.25, "N", decimals=3).values == (
+        ("Rtd", "1.250"), ("Flag", "N"))
+    assert realtime_factor("a21028", None, "B").values == (("Flag", "B"),)
+    assert realtime_factor("a21028", float("nan"), "D").values == (("Flag", "D"),)
+    assert [format_number(v) for v in (2.0, 0.1, 1e-7, 123456789.5)] == [
+        "2", "0.1", "0.0000001", "123456789.5"]
+    with pytest.raises(ValueError, match="cannot be sent"):
+        format_number(float("inf"))

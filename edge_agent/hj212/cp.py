@@ -138,3 +138,12 @@ def build_region(fields: list[tuple[str, str]], factors: list[Factor]) -> str:
     groups += [",".join(f"{factor.code}-{key}={text}" for key, text in factor.values)
                for factor in factors]
     return ";".join(groups)
+
+
+def realtime_factor(code: str, value: float | None, flag: str,
+                    decimals: int | None = None) -> Factor:
+    """The items of one code in a 2011 record: ``-Rtd`` (left out when there is no value
+    or it is not finite) and ``-Flag``."""
+    if value is None or not math.isfinite(value):
+        return Factor(code, (("Flag", flag),))
+    return Factor(code, (("Rtd", format_number(value, decimals)), ("Flag", flag)))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
 from edge_agent.hj212 import sm4
@@ -141,6 +141,22 @@ def qn_for(moment: datetime) -> str:
     """The 17-digit QN ``YYYYMMDDhhmmsszzz`` of ``moment`` as given (the uplink passes the
     platform's local time)."""
     return moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
+
+
+class QnClock:
+    """Gives each packet a QN from the time, strictly increasing: two packets in the same
+    millisecond (or a clock stepped back) still get different QNs, since a platform pairs
+    its 9014 with the upload by QN alone."""
+
+    def __init__(self) -> None:
+        self._last: datetime | None = None
+
+    def next(self, now: datetime) -> str:
+        now = now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(milliseconds=1)
+        self._last = now
+        return qn_for(now)
 
 
 def qn_time(qn: str) -> datetime:

@@ -18,6 +18,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge_agent.hj212.cp import Factor, format_number
+
 VALID_SHARE = 0.75  # HJ 212-2017 App. C: N when >= 75 % of the inputs are normal
 
 
@@ -55,3 +57,18 @@ def period_stats(samples: Sequence[PeriodSample], expected: int | None = None) -
         return PeriodStats(None, None, None, None, flag, len(normal), len(samples))
     return PeriodStats(min(used), math.fsum(used) / len(used), max(used), math.fsum(used),
                        flag, len(normal), len(samples))
+
+
+def stats_factor(code: str, stats: PeriodStats, decimals: int | None = None,
+                 with_total: bool = False) -> Factor:
+    """The items of one code in a 2051/2061/2031 record: ``-Min``, ``-Avg``, ``-Max``
+    (``-Cou`` when ``with_total``) and ``-Flag``; only the flag when there is no value."""
+    values: list[tuple[str, str]] = []
+    if stats.minimum is not None and stats.average is not None and stats.maximum is not None:
+        values += [("Min", format_number(stats.minimum, decimals)),
+                   ("Avg", format_number(stats.average, decimals)),
+                   ("Max", format_number(stats.maximum, decimals))]
+        if with_total and stats.total is not None:
+            values.append(("Cou", format_number(stats.total, decimals)))
+    values.append(("Flag", stats.flag))
+    return Factor(code, tuple(values))

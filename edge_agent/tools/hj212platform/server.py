@@ -56,6 +56,13 @@ class Behaviour:
     options: ParseOptions = field(default_factory=ParseOptions)
 
 
+class _Server(socketserver.ThreadingTCPServer):
+    """One thread per station; those threads do not keep the process alive at exit."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 class _Connection:
     """One station's socket and what is known about it; ``send`` is thread-safe."""
 
@@ -86,9 +93,7 @@ class Platform:
             def handle(self) -> None:
                 platform._serve(self.request, self.client_address)
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        socketserver.ThreadingTCPServer.daemon_threads = True
-        self.server = socketserver.ThreadingTCPServer((host, port), Handler)
+        self.server = _Server((host, port), Handler)
 
     @property
     def port(self) -> int:
