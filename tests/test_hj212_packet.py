@@ -3,6 +3,7 @@ for 2017 and 2025, and the errors a station engineer reads."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -224,3 +225,41 @@ def test_realtime_items_and_number_formatting():
         "2", "0.1", "0.0000001", "123456789.5"]
     with pytest.raises(ValueError, match="cannot be sent"):
         format_number(float("inf"))
+
+
+@pytest.mark.parametrize("given", ["+140", " 140", "1_40"])
+def test_a_crc_field_must_be_four_hex_digits(given):
+    """#13's CRC is 0140: Python's int(…, 16) reads each of these as 0x140 too."""
+    assert public(13).endswith("0140")
+    with pytest.raises(PacketError, match=re.escape(f"CRC expected 0140, got {given}")):
+        parse(public(13)[:-4] + given)
+
+
+def test_garbled_packets_raise_packet_error_and_nothing_else():
+    """Mutated public packets, their length and CRC made right again so the damage reaches
+    the fields and the region: every outcome is a packet or a PacketError."""
+    import random
+
+    rng = random.Random(212)
+    alphabet = "#;=,&{}0123456789ABCDEFx-\r\n\x00é"
+    outcomes = {"parsed": 0, "refused": 0}
+    for _ in range(3000):
+        segment = list(rng.choice(PACKETS)[6:-4])
+        for _ in range(rng.randint(1, 3)):
+            position = rng.randrange(len(segment))
+            choice = rng.random()
+            if choice < 0.4:
+                segment[position] = rng.choice(alphabet)
+            elif choice < 0.7:
+                del segment[position]
+            else:
+                segment.insert(position, rng.choice(alphabet))
+        text = "".join(segment)
+        raw = f"##{len(text.encode()):04d}{text}{crc_text(text.encode())}\r\n"
+        try:
+            region = parse_region(parse(raw, ParseOptions(sm4_key=KEY)).packet.cp)
+            region.factors()
+            outcomes["parsed"] += 1
+        except PacketError:
+            outcomes["refused"] += 1
+    assert outcomes["parsed"] > 500 and outcomes["refused"] > 500, outcomes

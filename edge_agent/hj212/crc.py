@@ -55,12 +55,9 @@ def crc_text(data: bytes) -> str:
 def crc_variant_of(data: bytes, given: str) -> CrcVariant | None:
     """Which variant's CRC of ``data`` equals the four hex digits ``given`` (either case);
     None when none does."""
-    try:
-        value = int(given, 16)
-    except ValueError:
-        return None
-    if len(given) != 4:
-        return None
+    if len(given) != 4 or any(char not in "0123456789abcdefABCDEF" for char in given):
+        return None  # int(..., 16) would also take "+1AB", " 1AB" and "1_AB"
+    value = int(given, 16)
     if hj212_crc16(data) == value:
         return CrcVariant.HJ212
     modbus = modbus_crc16(data)

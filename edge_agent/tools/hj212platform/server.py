@@ -120,7 +120,13 @@ class Platform:
                     break
                 for raw in stream.feed(data):
                     received += 1
-                    self._handle(connection, raw)
+                    try:
+                        self._handle(connection, raw)
+                    except Exception as err:  # a bug must not end the station's session
+                        self._count("internal_errors")
+                        self.log.event("internal_error", f"{peer} internal error on a "
+                                       f"packet: {err!r}", raw.decode("utf-8", "replace"),
+                                       peer=peer, error=repr(err))
                     if self.behaviour.close_after and received >= self.behaviour.close_after:
                         reason = f"--close-after {self.behaviour.close_after}"
                         return
