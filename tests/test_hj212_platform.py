@@ -269,3 +269,22 @@ def test_an_endless_line_is_discarded_not_kept():
     assert stream.discarded_bytes == 502
     packet = encode(upload(1, True)).encode()
     assert stream.feed(packet) == [packet]
+
+
+@pytest.mark.real_parts
+def test_notices_get_9013_and_a_resent_2025_upload_is_logged_as_resent(start):
+    platform = start()
+    station = StationSocket(platform.port)
+    heartbeat = Packet(st="27", cn="9015", pw="123456", mn=MN, qn="20260315101500001",
+                       flag=Flag(Version.HJ212_2025, ack=True))
+    calibration = replace(heartbeat, cn="1013", qn="20260315101500002", cp="PolId=a25002")
+    resent = upload(3, True, Version.HJ212_2025, rf=True)
+    for packet in (heartbeat, calibration, resent):
+        station.send(encode(packet))
+    answers = [station.read().packet for _ in range(3)]
+    assert [(a.cn, a.qn, a.flag.value) for a in answers] == [
+        ("9013", heartbeat.qn, 8), ("9013", calibration.qn, 8), ("9014", resent.qn, 8)]
+    assert [e["rf"] for e in platform.events("packet")] == [False, False, True]
+    station.close()
+    wait_until(lambda: platform.events("closed"), DEADLINE_S, "the close to be logged")
+    assert "RF=1 (re-sent)" in platform.stop()
