@@ -263,3 +263,27 @@ def test_garbled_packets_raise_packet_error_and_nothing_else():
         except PacketError:
             outcomes["refused"] += 1
     assert outcomes["parsed"] > 500 and outcomes["refused"] > 500, outcomes
+
+
+def _appendix_a_loop(data: bytes, modbus: bool = False) -> int:
+    """The CRC loops as the standard (and the Modbus spec) write them, bit by bit."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = crc ^ byte if modbus else (crc >> 8) ^ byte
+        for _ in range(8):
+            lsb = crc & 1
+            crc >>= 1
+            if lsb:
+                crc ^= 0xA001
+    return crc
+
+
+def test_the_table_driven_crcs_equal_the_loops_as_written():
+    import random
+
+    rng = random.Random(16)
+    samples = [line[6:-4].encode() for line in PACKETS]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(300))) for _ in range(200)]
+    for data in samples:
+        assert hj212_crc16(data) == _appendix_a_loop(data)
+        assert modbus_crc16(data) == _appendix_a_loop(data, modbus=True)

@@ -21,16 +21,27 @@ class CrcVariant(StrEnum):
     MODBUS_LOW_FIRST = "modbus-low-first"  # Modbus CRC-16 printed low byte first
 
 
+def _eight_shifts(value: int) -> int:
+    for _ in range(8):
+        lsb = value & 1
+        value >>= 1
+        if lsb:
+            value ^= 0xA001
+    return value
+
+
+# Both CRCs shift eight times with 0xA001 per byte; tabulating those shifts makes them
+# about eight times faster (tests compare with the Appendix A loop written out).
+_SHIFTED = tuple(_eight_shifts(value) for value in range(256))
+
+
 def hj212_crc16(data: bytes) -> int:
-    """The Appendix A CRC of ``data`` (the UTF-8 bytes of the data segment)."""
+    """The Appendix A CRC of ``data`` (the UTF-8 bytes of the data segment): init 0xFFFF,
+    per byte ``crc = (crc >> 8) ^ byte`` then eight shifts with 0xA001. The value shifted
+    is below 256, so the eight shifts are one table lookup."""
     crc = 0xFFFF
     for byte in data:
-        crc = (crc >> 8) ^ byte
-        for _ in range(8):
-            lsb = crc & 1
-            crc >>= 1
-            if lsb:
-                crc ^= 0xA001
+        crc = _SHIFTED[(crc >> 8) ^ byte]
     return crc
 
 
@@ -38,12 +49,7 @@ def modbus_crc16(data: bytes) -> int:
     """The Modbus RTU CRC-16 of ``data`` (as a number; on a Modbus wire it goes low first)."""
     crc = 0xFFFF
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            lsb = crc & 1
-            crc >>= 1
-            if lsb:
-                crc ^= 0xA001
+        crc = (crc >> 8) ^ _SHIFTED[(crc ^ byte) & 0xFF]
     return crc
 
 
