@@ -287,3 +287,11 @@ def test_the_table_driven_crcs_equal_the_loops_as_written():
     for data in samples:
         assert hj212_crc16(data) == _appendix_a_loop(data)
         assert modbus_crc16(data) == _appendix_a_loop(data, modbus=True)
+
+
+def test_the_appendix_a_crc_takes_only_256_values_as_docs_hj212_md_says():
+    import random
+
+    rng = random.Random(256)
+    values = {hj212_crc16(bytes(rng.randrange(256) for _ in range(20))) for _ in range(8000)}
+    assert len(values) == 256
