@@ -168,3 +168,23 @@ def test_a_period_becomes_the_items_of_a_minute_record():
         "DataTime=20260315101400;a25002-Min=0.010,a25002-Avg=0.013,a25002-Max=0.014,"
         "a25002-Flag=N;a00000-Min=2,a00000-Avg=2.5,a00000-Max=3,a00000-Cou=5,"
         "a00000-Flag=N;a21028-Flag=D")
+
+
+def test_the_inputs_of_a_period_come_from_readings_with_their_qualities():
+    from datetime import UTC, datetime
+
+    from edge_agent.hj212.stats import period_samples
+    from edge_agent.model import Reading
+    at = datetime(2026, 3, 15, 2, 15, tzinfo=UTC)
+
+    def reading(value, quality, reason=None):
+        return Reading("gc-1", "benzene", value, "mg/m3", quality, at, reason)
+
+    samples = period_samples([reading(0.01, Quality.GOOD), reading(2, Quality.GOOD),
+                              reading(None, Quality.BAD, "timeout"),
+                              reading(0.5, Quality.SUSPECT, "calibrating"),
+                              reading(True, Quality.GOOD)])
+    assert samples == [PeriodSample(0.01, "N"), PeriodSample(2.0, "N"),
+                       PeriodSample(None, "B"), PeriodSample(0.5, "C"), PeriodSample(None, "N")]
+    stats = period_stats(samples)
+    assert (stats.flag, stats.valid, stats.count, stats.maximum) == ("D", 2, 5, 2.0)

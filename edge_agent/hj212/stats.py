@@ -15,10 +15,12 @@ are the whole.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edge_agent.hj212.cp import Factor, format_number
+from edge_agent.hj212.flags import flag_for
+from edge_agent.model import Reading
 
 VALID_SHARE = 0.75  # HJ 212-2017 App. C: N when >= 75 % of the inputs are normal
 
@@ -42,6 +44,20 @@ class PeriodStats:
     flag: str
     valid: int
     count: int
+
+
+def period_samples(readings: Iterable[Reading],
+                   profile_flags: Mapping[str, str] | None = None) -> list[PeriodSample]:
+    """The inputs of a period from the agent's readings: the flag from quality and reason
+    (flags.flag_for), the value when it is a number (a bool or text is no number)."""
+    found = []
+    for reading in readings:
+        value = reading.value
+        number = (float(value) if isinstance(value, int | float) and not isinstance(value, bool)
+                  else None)
+        found.append(PeriodSample(number, flag_for(reading.quality, reading.reason,
+                                                   profile_flags)))
+    return found
 
 
 def period_stats(samples: Sequence[PeriodSample], expected: int | None = None) -> PeriodStats:
