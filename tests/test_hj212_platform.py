@@ -288,3 +288,17 @@ def test_notices_get_9013_and_a_resent_2025_upload_is_logged_as_resent(start):
     station.close()
     wait_until(lambda: platform.events("closed"), DEADLINE_S, "the close to be logged")
     assert "RF=1 (re-sent)" in platform.stop()
+
+
+@pytest.mark.real_parts
+def test_an_upload_with_a_qn_we_cannot_echo_is_logged_unanswered(start):
+    from edge_agent.hj212.crc import crc_text
+    platform = start("--close-after", "1")
+    station = StationSocket(platform.port)
+    segment = upload(1, True).segment().replace("QN=20260315101501001", "QN=1617937097417")
+    station.send(f"##{len(segment):04d}{segment}{crc_text(segment.encode())}\r\n")
+    assert station.read_to_end() == b""
+    wait_until(lambda: platform.events("closed"), DEADLINE_S, "the close to be logged")
+    assert platform.events("packet")[0]["notes"] == ["13-digit millisecond QN"]
+    assert platform.events("unanswered")[0]["cn"] == "9014"
+    station.close()
