@@ -48,6 +48,9 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
                           "edge_agent.tools.capture.commands:run_replay"),
     "simulate": ToolCommand("edge_agent.tools.sim.arguments:add_simulate_parser",
                             "edge_agent.tools.sim.simulate:run_simulate"),
+    "sparkplug-host": ToolCommand(
+        "edge_agent.tools.sparkplughost.arguments:add_sparkplughost_parser",
+        "edge_agent.tools.sparkplughost.command:run_host"),
 }
 
 # Builds the recorder of one link: f(Link) -> WireTap.
