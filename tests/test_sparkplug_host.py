@@ -55,7 +55,7 @@ def test_host_names_ddata_metrics_through_the_birth_aliases():
     assert [(e.verb, e.device, e.name, e.value, e.datatype) for e in events] == [
         ("DDATA", "gc-1", "benzene", 0.75, "Float"), ("DDATA", "gc-1", "toluene", 1.5, "Float")]
     assert events[0].properties["Quality"] == 192 and model.rule_breaks == 0
-    assert line(events[0]) == ("DDATA plant/cp-east-03/gc-1 seq=2 benzene = 0.75 [Float] "
+    assert line(events[0]) == ("DDATA plant/cp-east-03/gc-1 seq=2 benzene = 0.75 mg/m3 [Float] "
                                "quality=GOOD(192) t=2026-11-23T18:24:30.769Z")
 
 

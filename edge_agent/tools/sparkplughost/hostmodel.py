@@ -57,7 +57,7 @@ class Event:
 class _Node:
     bd_seq: int | None
     last_seq: int | None
-    aliases: dict[int, tuple[str, int]] = field(default_factory=dict)
+    aliases: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
     online: bool = True
 
@@ -157,10 +157,12 @@ class HostModel:
     def _learn(node: _Node, message: pb.Payload) -> None:
         for metric in message.metrics:
             if metric.HasField("alias"):
-                node.aliases[metric.alias] = (metric.name, metric.datatype)
+                unit = metric_properties(metric).get("engUnit")
+                node.aliases[metric.alias] = (metric.name, metric.datatype,
+                                              unit if isinstance(unit, str) else None)
 
     def _metrics(self, name: TopicName, message: pb.Payload,
-                 aliases: dict[int, tuple[str, int]]) -> list[Event]:
+                 aliases: dict[int, tuple[str, int, str | None]]) -> list[Event]:
         seq = message.seq if message.HasField("seq") else None
         if not message.metrics:
             return [Event("message", verb=name.verb, node=name.node_key, device=name.device,
@@ -168,8 +170,8 @@ class HostModel:
         events = []
         for metric in message.metrics:
             metric_name, datatype = metric.name, metric.datatype
+            known = aliases.get(metric.alias) if metric.HasField("alias") else None
             if not metric.HasField("datatype") or not metric_name:
-                known = aliases.get(metric.alias) if metric.HasField("alias") else None
                 if known is None and not metric.HasField("datatype"):
                     events.append(self._rule("unknown_alias", name.node_key,
                                              f"{name.verb}: alias {metric.alias} is in no birth"))
@@ -177,10 +179,13 @@ class HostModel:
                 if known is not None:
                     metric_name = metric_name or known[0]
                     datatype = datatype if metric.HasField("datatype") else known[1]
+            properties = metric_properties(metric)
+            if known is not None and known[2] and "engUnit" not in properties:
+                properties["engUnit"] = known[2]  # as the birth said
             events.append(Event(
                 "metric", verb=name.verb, node=name.node_key, device=name.device, seq=seq,
-                name=metric_name, value=metric_value(metric, datatype),
-                datatype=datatype_name(datatype), properties=metric_properties(metric),
+                name=metric_name, value=_shown(metric_value(metric, datatype), datatype),
+                datatype=datatype_name(datatype), properties=properties,
                 timestamp_ms=metric.timestamp if metric.HasField("timestamp") else None,
                 historical=metric.is_historical))
         return events
@@ -188,3 +193,11 @@ class HostModel:
     def _rule(self, rule: str, where: str | None, detail: str) -> Event:
         self.rule_breaks += 1
         return Event("rule", node=where, rule=rule, detail=detail)
+
+
+def _shown(value: object, datatype: int) -> object:
+    """A Float as the decimal it stands for (7 significant digits: 0.572, not the
+    0.5720000267028809 its 32 bits widen to); other values as they are."""
+    if datatype == pb.Float and isinstance(value, float):
+        return float(f"{value:.7g}")
+    return value
