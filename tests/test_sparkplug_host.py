@@ -17,7 +17,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from esio_spb_builder.core import sparkplug_b_pb2 as tahu
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from support.waiting import wait_until
 
 from edge_agent.forward.mqtt import Subscriber
@@ -113,7 +115,7 @@ class EdgeNode:
     def __init__(self, port: int, session: EdgeNodeSession) -> None:
         self.session = session
         self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id="test-edge-node")
+                                  client_id="test-edge-node", protocol=MQTTProtocolVersion.MQTTv5)
         will = session.will(datetime.now(UTC))
         self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.connect("127.0.0.1", port)
@@ -125,8 +127,11 @@ class EdgeNode:
             self.client.publish(message.topic, message.payload, qos=message.qos,
                                 retain=message.retain).wait_for_publish(10)
 
-    def stop(self) -> None:
-        self.client.disconnect()
+    def die(self) -> None:
+        """MQTT 5 'Disconnect with Will Message' (reason 0x04): the broker publishes the
+        NDEATH registered at CONNECT (tck-id-payloads-ndeath-will-message-publisher-
+        disconnect-mqtt50)."""
+        self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
         self.client.loop_stop()
 
 
@@ -192,8 +197,8 @@ def test_host_process_prints_births_data_and_deaths_and_flags_a_seq_gap(broker, 
         node.send(session.device_data(sample(0.6), T0))
         session.device_data(sample(0.7), T0)  # never sent: a gap the host must see
         node.send(session.device_data(sample(None, "timeout"), T0))
-        node.send(session.device_death("gc-1", T0), session.will(T0))
-        node.stop()
+        node.send(session.device_death("gc-1", T0))
+        node.die()
         records.wait_for(lambda r: r.get("verb") == "NDEATH", "the NDEATH")
         host.send_signal(signal.SIGTERM)
         out, _err = host.communicate(timeout=30)

@@ -32,7 +32,7 @@ from datetime import datetime
 
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.sparkplug import sparkplug_b_pb2 as pb
-from edge_agent.sparkplug.datatypes import ValueTypeError
+from edge_agent.sparkplug.datatypes import ValueTypeError, set_value
 from edge_agent.sparkplug.metrics import Property, add_metric, add_properties, new_payload
 from edge_agent.sparkplug.model import ChannelSpec, EdgeNodeSpec
 from edge_agent.sparkplug.quality import (
@@ -270,8 +270,7 @@ class EdgeNodeSession:
                  reason: str | None) -> tuple[object, Quality, str | None]:
         """The value as sent: one that does not fit the datatype becomes null, BAD."""
         try:
-            add_metric(pb.Payload(), name="", alias=0, datatype=metric.channel.datatype,
-                       timestamp=datetime.fromtimestamp(0), value=value, birth=False)
+            set_value(pb.Payload.Metric(), metric.channel.datatype, value)
         except ValueTypeError as err:
             self.counters.type_mismatches += 1
             log.warning("Sparkplug: channel %s: %s; sent as null", metric.channel.name, err)
