@@ -274,3 +274,35 @@ def test_host_process_refuses_a_malformed_rebirth_node(tmp_path):
                            "--rebirth", "plant"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--rebirth 'plant': expected GROUP/EDGE_NODE" in done.stderr
+
+
+@pytest.mark.real_parts
+def test_host_process_answers_an_offline_state_of_its_own_with_online(broker, tmp_path):
+    """An offline STATE for this host as new as its run (its will sent while it still
+    runs): it publishes online again. A STATE of an earlier run is left alone."""
+    states = Watcher(broker.port, "spBv1.0/STATE/scada-1")
+    writer = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    writer.connect("127.0.0.1", broker.port)
+    writer.loop_start()
+    try:
+        records = Records(tmp_path / "host.jsonl")
+        with host_process(broker.port, records.path) as host:
+            records.wait_for(lambda r: r["kind"] == "ready", "the host to be online")
+            wait_until(lambda: states.states() == [(True, False)], 30, "STATE online")
+            old = json.dumps({"online": False, "timestamp": 1}).encode()
+            writer.publish("spBv1.0/STATE/scada-1", old, qos=1, retain=True).wait_for_publish(10)
+            now_ms = int(datetime.now(UTC).timestamp() * 1000) + 1000
+            new = json.dumps({"online": False, "timestamp": now_ms}).encode()
+            writer.publish("spBv1.0/STATE/scada-1", new, qos=1, retain=True).wait_for_publish(10)
+            records.wait_for(lambda r: r["kind"] == "state_republished", "online again")
+            wait_until(lambda: len(states.states()) == 4, 30, "the republished STATE")
+            assert states.states() == [(True, False), (False, False), (False, False),
+                                       (True, False)]
+            assert len([r for r in records.all() if r["kind"] == "state_republished"]) == 1
+            host.send_signal(signal.SIGTERM)
+            host.communicate(timeout=30)
+            assert host.returncode == 0
+    finally:
+        writer.disconnect()
+        writer.loop_stop()
+        states.stop()

@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import TextIO
 
 from edge_agent.model import utc_now
@@ -60,6 +61,15 @@ def _rebirth_topics(nodes: list[str]) -> list[tuple[str, str]]:
     return topics
 
 
+def _denies_us(events: list[Event], host_id: str, born_at: datetime) -> bool:
+    """True for an offline STATE of this host, as new as this run: the broker sent our
+    will while we still run (a connection it thought dead), or another client wrote it.
+    A primary host answers with its online STATE again; an offline STATE of an earlier
+    run (older timestamp, retained) is history and left alone."""
+    return any(event.kind == "state" and event.node == host_id and event.value is False
+               and (event.timestamp_ms or 0) >= epoch_ms(born_at) for event in events)
+
+
 def run_host(args: argparse.Namespace) -> int:
     """Run the host until Ctrl-C or SIGTERM; the exit status (arguments.py lists them)."""
     try:
@@ -77,9 +87,18 @@ def run_host(args: argparse.Namespace) -> int:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
     born_at = utc_now()  # the birth STATE repeats the will's timestamp
+    ready = threading.Event()
+
+    def received(topic: str, payload: bytes, _retained: bool) -> None:
+        events = model.receive(topic, payload)
+        output.show(events)
+        if ready.is_set() and not stop.is_set() and _denies_us(events, args.host_id, born_at):
+            link.publish_soon(own_state, encode_state(True, utc_now()), qos=1, retain=True)
+            output.note({"kind": "state_republished", "host_id": args.host_id},
+                        f"STATE {args.host_id} said offline while running: online again")
+
     link = HostLink(args.broker, args.port, args.host_id, encode_state(False, born_at),
-                    lambda topic, payload, _retained: output.show(model.receive(topic, payload)),
-                    username=args.username, password=password)
+                    received, username=args.username, password=password)
     try:
         link.start(args.connect_timeout)
     except HostLinkError as err:
@@ -89,6 +108,7 @@ def run_host(args: argparse.Namespace) -> int:
         link.publish(own_state, encode_state(True, born_at), qos=1, retain=True)
         output.note({"kind": "ready", "host_id": args.host_id},
                     f"READY host {args.host_id} online on {args.broker}:{args.port}")
+        ready.set()
         for node, topic in rebirths:
             link.publish(topic, rebirth_command(epoch_ms(utc_now())), qos=0)
             output.note({"kind": "rebirth_sent", "node": node}, f"NCMD {node} rebirth sent")

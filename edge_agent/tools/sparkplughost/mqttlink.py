@@ -61,6 +61,11 @@ class HostLink:
         info.wait_for_publish(timeout_s)
         return info.is_published()
 
+    def publish_soon(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        """Queue a publish without waiting: the one way to publish from a callback
+        (waiting there for the acknowledgement would block the thread that reads it)."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
     def close(self, final_topic: str, final_payload: bytes) -> None:
         """Publish the offline STATE (retained, QoS 1), then disconnect cleanly."""
         try:
