@@ -183,6 +183,21 @@ def test_tck_id_operational_behavior_data_commands_rebirth_action_3():
     assert by_name(decoded(again[1]))["benzene"].float_value == 4.0
 
 
+def test_a_rebirth_without_samples_carries_the_values_last_sent():
+    """A host that asks for a rebirth gets the current values with their own times, not
+    nulls: the session remembers what this connection sent."""
+    session, _ = born()
+    later = T0 + timedelta(minutes=1)
+    session.device_data(gc_sample(benzene=0.9, at=later), later)
+    again = session.births(T0 + timedelta(minutes=2))
+    benzene = by_name(decoded(again[1]))["benzene"]
+    assert benzene.float_value == pytest.approx(0.9)
+    assert benzene.timestamp == T0_MS + 60000
+    assert not by_name(decoded(again[2]))["h2s"].HasField("int_value")  # never read: null
+    assert by_name(decoded(again[2]))["h2s"].is_null
+    assert session.device_data(gc_sample(benzene=0.9, at=later), later) is None
+
+
 # -- aliases and datatypes ----------------------------------------------------------------
 
 def test_tck_id_payloads_alias_uniqueness_and_birth_requirement():

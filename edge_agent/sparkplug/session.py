@@ -119,7 +119,9 @@ class EdgeNodeSession:
             self._device_metrics[device.device_id] = metrics
         self._seq: int | None = None  # None: no NBIRTH yet on this connection
         self._born: set[str] = set()
+        # what this connection last sent per (device, channel), and that reading's time
         self._sent: dict[tuple[str, str], _Sent] = {}
+        self._sent_at: dict[tuple[str, str], datetime] = {}
 
     # -- the edge node ------------------------------------------------------------------
 
@@ -148,10 +150,10 @@ class EdgeNodeSession:
                last_samples: Mapping[str, Sample] | None = None) -> list[Message]:
         """NBIRTH, then one DBIRTH per device: on connecting, and again on a rebirth
         request (same bdSeq, seq from 0). ``last_samples`` gives each device's newest
-        sample for the births' values; a device without one is born with null values."""
+        sample for the births' values; without one a device is born with the values this
+        connection last sent (a rebirth), else null (see ``device_birth``)."""
         self._seq = None
         self._born.clear()
-        self._sent.clear()
         messages = [self._node_birth(now)]
         for device in self.node.devices:
             sample = (last_samples or {}).get(device.device_id)
@@ -193,7 +195,7 @@ class EdgeNodeSession:
                 stamp = reading.acquired_at
             elif remembered is not None:
                 value, quality, reason = remembered.value, remembered.quality, remembered.reason
-                stamp = now
+                stamp = self._sent_at.get((device_id, name), now)
             else:
                 value, quality, reason, stamp = None, Quality.BAD, NOT_READ_YET, now
             value, quality, reason = self._fitting(metric, value, quality, reason)
@@ -206,6 +208,7 @@ class EdgeNodeSession:
             props += _sample_properties(sample if reading else None, analysis)
             add_properties(added, props)
             self._sent[(device_id, name)] = _Sent(value, quality, reason, _ms(analysis))
+            self._sent_at[(device_id, name)] = stamp
         self._born.add(device_id)
         return self._message(Verb.DBIRTH, payload, device_id)
 
@@ -216,6 +219,7 @@ class EdgeNodeSession:
         self._born.discard(device_id)
         for name in self._metrics_of(device_id):
             self._sent.pop((device_id, name), None)
+            self._sent_at.pop((device_id, name), None)
         return self._message(Verb.DDEATH, new_payload(now, self._next_seq()), device_id)
 
     def device_data(self, sample: Sample, now: datetime,
@@ -245,6 +249,7 @@ class EdgeNodeSession:
             chosen.append((metric, reading, value, quality, reason, quality_changed))
             if not historical:
                 self._sent[(device_id, reading.channel)] = now_sent
+                self._sent_at[(device_id, reading.channel)] = reading.acquired_at
         if not chosen:
             return None
         payload = new_payload(now, self._next_seq())
