@@ -269,11 +269,17 @@ def test_host_process_sends_a_rebirth_the_edge_node_decodes(broker, tmp_path):
 
 
 @pytest.mark.real_parts
-def test_host_process_refuses_a_malformed_rebirth_node(tmp_path):
+def test_host_process_refuses_a_malformed_rebirth_node_or_password_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "edge_agent", "sparkplug-host",
                            "--rebirth", "plant"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--rebirth 'plant': expected GROUP/EDGE_NODE" in done.stderr
+    missing = tmp_path / "no-such-file"
+    done = subprocess.run([sys.executable, "-m", "edge_agent", "sparkplug-host",
+                           "--password-file", str(missing)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"--password-file {missing}: cannot be read" in done.stderr
 
 
 @pytest.mark.real_parts

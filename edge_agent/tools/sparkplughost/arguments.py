@@ -13,7 +13,8 @@ EXIT_HELP = """\
 exit status:
   0  stopped by Ctrl-C or SIGTERM (the offline STATE was published)
   1  the broker could not be reached or refused the host
-  2  a wrong argument (a --rebirth that is not GROUP/EDGE_NODE, a bad host id)
+  2  a wrong argument (a --rebirth that is not GROUP/EDGE_NODE, a bad host id,
+     a --password-file that cannot be read)
 """
 EXAMPLES = """\
 examples:

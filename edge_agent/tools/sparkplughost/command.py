@@ -80,7 +80,12 @@ def run_host(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     password = None
     if args.password_file is not None:
-        password = args.password_file.read_text().strip()
+        try:
+            password = args.password_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            print(f"sparkplug-host: --password-file {args.password_file}: cannot be read "
+                  f"({err})", file=sys.stderr)
+            return EXIT_USAGE
     jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
     output, model = _Output(jsonl), HostModel()
     stop = threading.Event()
