@@ -28,6 +28,7 @@ from edge_agent.sparkplug.commands import decode_node_command
 from edge_agent.sparkplug.model import ChannelSpec, DeviceSpec, EdgeNodeSpec
 from edge_agent.sparkplug.session import EdgeNodeSession, Message
 from edge_agent.sparkplug.state import parse_state
+from edge_agent.tools.sim.broker import free_port
 from edge_agent.tools.sparkplughost.hostmodel import HostModel
 from edge_agent.tools.sparkplughost.render import line
 
@@ -312,3 +313,13 @@ def test_host_process_answers_an_offline_state_of_its_own_with_online(broker, tm
         writer.disconnect()
         writer.loop_stop()
         states.stop()
+
+
+@pytest.mark.real_parts
+def test_host_process_without_a_broker_exits_1_naming_it(tmp_path):
+    port = free_port()  # nothing listens there
+    done = subprocess.run([sys.executable, "-m", "edge_agent", "sparkplug-host", "--port",
+                           str(port), "--connect-timeout", "5"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"cannot connect to 127.0.0.1:{port}" in done.stderr
