@@ -51,6 +51,9 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
     "hj212-platform": ToolCommand(
         "edge_agent.tools.hj212platform.arguments:add_hj212_platform_parser",
         "edge_agent.tools.hj212platform.arguments:run_hj212_platform"),
+    "sparkplug-host": ToolCommand(
+        "edge_agent.tools.sparkplughost.arguments:add_sparkplughost_parser",
+        "edge_agent.tools.sparkplughost.command:run_host"),
 }
 
 # Builds the recorder of one link: f(Link) -> WireTap.
