@@ -1,7 +1,9 @@
 """CPU per reading on the poll -> append path: the real driver against a real simulator.
 
 Run: ``.venv/bin/python bench/profile_poll.py [--polls 200] [--profile]``. Prints CPU
-seconds per 1 000 readings (``time.process_time`` of this process) and, with ``--profile``,
+seconds per 1 000 readings (``time.process_time`` of this process), split into the polling
+thread's (read, decode, judge, build the sample) and the rest (the outbox's writer thread:
+encoding, SQL, commit), and, with ``--profile``,
 the cProfile top list by own CPU time (``time.thread_time``) of the polling thread and
 the outbox's writer thread together. Nothing here asserts a time (shared machines are noisy).
 
@@ -113,7 +115,7 @@ class _ThreadProfiles:
         profile.enable()  # replaces this hook in this thread
 
 
-def run(devices: int, tags: int, polls: int, profile: bool) -> None:
+def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35) -> None:
     channels = _channels(tags)
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -134,7 +136,7 @@ def run(devices: int, tags: int, polls: int, profile: bool) -> None:
             for state in poller.devices:  # warm up: connect, plan, first commit
                 poller._poll(client, state)
             profiler = cProfile.Profile(time.thread_time) if profile else None
-            started = time.process_time()
+            started, started_thread = time.process_time(), time.thread_time()
             if profiler:
                 profiler.enable()
             for _ in range(polls):
@@ -143,6 +145,7 @@ def run(devices: int, tags: int, polls: int, profile: bool) -> None:
             if profiler:
                 profiler.disable()
             cpu_s = time.process_time() - started
+            poll_s = time.thread_time() - started_thread
             stored = sum(state.samples_stored for state in poller.devices)
         finally:
             client.close()
@@ -152,11 +155,13 @@ def run(devices: int, tags: int, polls: int, profile: bool) -> None:
     readings = polls * devices * tags
     assert stored == (polls + 1) * devices, f"{stored} samples stored"
     print(f"{devices} devices x {tags} tags, {polls} polls each: {readings} readings, "
-          f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.3f} CPU s per 1 000 readings")
+          f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
+          f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
+          f"{1000 * (cpu_s - poll_s) / readings:.4f})")
     if profiler:
         for other in threads.profiles:
             other.disable()  # harmless from another thread: its stats are complete
-        pstats.Stats(profiler, *threads.profiles).sort_stats("tottime").print_stats(35)
+        pstats.Stats(profiler, *threads.profiles).sort_stats("tottime").print_stats(top)
 
 
 def main() -> None:
@@ -165,8 +170,9 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=25)
     parser.add_argument("--polls", type=int, default=100, help="polls of each device")
     parser.add_argument("--profile", action="store_true", help="print a cProfile top list")
+    parser.add_argument("--top", type=int, default=35, help="functions in that list")
     args = parser.parse_args()
-    run(args.devices, args.tags, args.polls, args.profile)
+    run(args.devices, args.tags, args.polls, args.profile, args.top)
 
 
 if __name__ == "__main__":

@@ -56,16 +56,23 @@ class NumberRules(Protocol):
     def sentinels(self) -> tuple[float, ...]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Judged:
     """A channel's value as the driver publishes it, before status flags are applied.
 
-    ``raw`` is the number before scaling (Modbus status words are matched on it)."""
+    ``raw`` is the number before scaling (Modbus status words are matched on it).
+    ``__init__`` is written out to set all fields at once, for the reason and under the
+    test given in ``model.Reading``'s docstring."""
 
     value: Value | None
     quality: Quality
     reason: str | None = None
     raw: Value | None = None
+
+    def __init__(self, value: Value | None, quality: Quality, reason: str | None = None,
+                 raw: Value | None = None) -> None:
+        object.__setattr__(self, "__dict__", {"value": value, "quality": quality,
+                                              "reason": reason, "raw": raw})
 
 
 def scale_value(raw: int | float, scale: float, offset: float) -> int | float:

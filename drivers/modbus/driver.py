@@ -73,9 +73,11 @@ class ModbusMapDriver:
         """This poll's sample, or None when a triggered device has no new analysis."""
         judged = self._read_all(link)
         raw = {name: result.raw for name, result in judged.items()}
-        readings = [Reading(self.device.id, ch.name, judged[ch.name].value, ch.unit,
-                            judged[ch.name].quality, now, judged[ch.name].reason)
-                    for ch in self.settings.channels]
+        readings: list[Reading] = []
+        for channel in self.settings.channels:
+            result = judged[channel.name]
+            readings.append(Reading(self.device.id, channel.name, result.value, channel.unit,
+                                    result.quality, now, result.reason))
         readings = apply_status(readings, self.settings.channels, raw)
         when = self._instrument_time(raw)
         extra = self._stream(raw)
