@@ -91,9 +91,13 @@ def judge_number(rules: NumberRules, raw: int | float) -> Judged:
                       raw)
     if raw in rules.sentinels:
         return Judged(None, Quality.BAD, "sentinel", raw)
-    value = scale_value(raw, rules.scale, rules.offset)
-    if isinstance(value, float) and not math.isfinite(value):  # a huge raw value, scaled
-        return Judged(None, Quality.BAD, "infinite", raw)
+    scale, offset = rules.scale, rules.offset
+    if scale == 1.0 and offset == 0.0:
+        value = raw  # finite: checked above (scale_value would return it as it is)
+    else:
+        value = scale_value(raw, scale, offset)
+        if not math.isfinite(value):  # a huge raw value, scaled
+            return Judged(None, Quality.BAD, "infinite", raw)
     limits = rules.valid_range
     if limits is not None and ((limits.low is not None and value < limits.low)
                                or (limits.high is not None and value > limits.high)):
