@@ -11,7 +11,7 @@ import struct
 
 import pytest
 from edge_agent_drivers.modbus.plan import ReadRequest, plan
-from edge_agent_drivers.modbus.protocol.decode import shortest_float32
+from edge_agent_drivers.modbus.protocol.decode import BlockLayout, number_slot, shortest_float32
 from edge_agent_drivers.modbus.settings import (
     Channel,
     DataType,
@@ -196,3 +196,33 @@ def test_shortest_float32_is_the_shortest_search_for_every_kind_of_float32():
 def test_shortest_float32_edges(bits, shown):
     (value,) = struct.unpack(">f", bytes.fromhex(bits))
     assert repr(shortest_float32(value)) == shown
+
+
+def test_overlapping_channels_of_one_word_order_judge_as_channel_by_channel():
+    """Channels reading the same registers in the same order (a float and each of its
+    words) cannot share one struct: each overlap starts another."""
+    rand = random.Random(2222)
+    for _ in range(200):
+        channels = []
+        for index in range(rand.randint(2, 10)):
+            data_type = rand.choice(NUMBERS[:8])
+            channels.append(Channel(f"c{index}", rand.randint(0, 12), data_type=data_type,
+                                    word_order=rand.choice([WordOrder.ABCD, WordOrder.CDAB])))
+        (request,) = plan(channels, ReadLimits(max_gap=12))
+        data = [rand.getrandbits(16) for _ in range(request.count)]
+        same(request.judge.judge(data), one_by_one(request, data))
+
+
+def test_numbers_of_one_word_order_are_unpacked_by_one_struct():
+    layout = BlockLayout([number_slot(DataType.FLOAT32, WordOrder.CDAB, 2 * n)
+                          for n in range(25)]
+                         + [number_slot(DataType.INT16, WordOrder.ABCD, 60),
+                            number_slot(DataType.UINT16, WordOrder.ABCD, 0)])
+    assert len(layout.order) == 27
+    assert layout.calls == 2  # the CDAB floats, then the ABCD integers (which do not overlap)
+    straight = struct.pack(">61H", *range(61))
+    swapped = struct.pack("<61H", *range(61))
+    numbers = layout.unpack(straight, swapped)
+    by_slot = dict(zip(layout.order, numbers, strict=True))
+    assert by_slot[25] == 60 and by_slot[26] == 0
+    assert struct.pack(">f", by_slot[1]) == struct.pack(">HH", 3, 2)  # CDAB: low word first

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from edge_agent_drivers.modbus.settings import DataType, StringLayout, WordOrder
 
@@ -67,21 +66,25 @@ def decode_words(words: Sequence[int], data_type: DataType, order: WordOrder) ->
 
 @dataclass(frozen=True)
 class NumberSlot:
-    """Where one number lies in a read's answer and how to unpack it, worked out once
-    per planned read (``number_slot``) so that a poll costs one ``unpack_from`` per
-    channel instead of re-deriving the layout from type and word order every time.
+    """Where one number lies in a read's answer and how its bytes are ordered, worked
+    out once per planned read (``number_slot``), not per channel per poll.
 
     Every word order is one struct byte order applied to one of two byte strings of
-    the answer (``WordBlock``): the words as sent (``straight``) or with the two bytes
-    of each word swapped (``swapped``). ABCD is big-endian on the straight bytes, DCBA
-    little-endian on them; BADC is big-endian on the swapped bytes, CDAB little-endian
-    on them (reversing the bytes of the swapped words reverses the words).
+    the answer: the words as sent (straight) or with the two bytes of each word swapped.
+    ABCD is big-endian on the straight bytes, DCBA little-endian on them; BADC is
+    big-endian on the swapped bytes, CDAB little-endian on them (reversing the bytes of
+    the swapped words reverses the words).
     """
 
     byte_offset: int
     swapped: bool
-    unpack_from: Callable[[bytes, int], tuple[Any, ...]]
-    float32: bool
+    little: bool
+    code: str  # struct format character: h H i I q Q f d
+
+    @property
+    def end(self) -> int:
+        """First byte after the number."""
+        return self.byte_offset + struct.calcsize(self.code)
 
 
 def number_slot(data_type: DataType, order: WordOrder, word_offset: int) -> NumberSlot | None:
@@ -91,34 +94,62 @@ def number_slot(data_type: DataType, order: WordOrder, word_offset: int) -> Numb
     code = _STRUCT_CODES.get(data_type)
     if code is None:
         return None
-    little = order in (WordOrder.CDAB, WordOrder.DCBA)
-    swapped = order in (WordOrder.CDAB, WordOrder.BADC)
-    unpacker = struct.Struct(("<" if little else ">") + code[1:])
-    return NumberSlot(2 * word_offset, swapped, unpacker.unpack_from,
-                      data_type is DataType.FLOAT32)
+    return NumberSlot(2 * word_offset, swapped=order in (WordOrder.CDAB, WordOrder.BADC),
+                      little=order in (WordOrder.CDAB, WordOrder.DCBA), code=code[1:])
 
 
-class WordBlock:
-    """The bytes of a read's answer, packed once for all its channels (``NumberSlot``).
+class BlockLayout:
+    """Unpacks the numbers of many slots of one answer in a few struct calls.
 
-    Raises ``struct.error`` when a word is not 0..65535 or the answer does not have
-    ``count`` words; callers then decode channel by channel, which reports it as before.
+    Slots that share a byte string and a byte order and do not overlap become one
+    ``struct.Struct`` with pad bytes between them (``>4xf2xi``): a read of 25 floats in one
+    word order is one ``unpack_from``. A slot overlapping another of its kind (a register
+    read on its own and as half of a float) starts a further struct.
     """
 
-    __slots__ = ("straight", "swapped")
+    def __init__(self, slots: Sequence[NumberSlot]) -> None:
+        chains: list[tuple[NumberSlot, list[int]]] = []  # (last slot, slot indices)
+        for index in sorted(range(len(slots)), key=lambda i: slots[i].byte_offset):
+            slot = slots[index]
+            for position, (last, indices) in enumerate(chains):
+                if (last.swapped, last.little) == (slot.swapped, slot.little) \
+                        and last.end <= slot.byte_offset:
+                    indices.append(index)
+                    chains[position] = (slot, indices)
+                    break
+            else:
+                chains.append((slot, [index]))
+        #: slot indices in the order ``unpack`` returns their numbers
+        self.order: tuple[int, ...] = tuple(i for _, indices in chains for i in indices)
+        self.needs_swapped = any(slot.swapped for slot in slots)
+        self._unpackers = [(slots[indices[0]].swapped,
+                            _chain_struct([slots[i] for i in indices]).unpack_from)
+                           for _, indices in chains]
 
-    def __init__(self, words: Sequence[int], big: struct.Struct,
-                 little: struct.Struct | None) -> None:
-        """``big`` and ``little`` pack ``count`` words (``>{count}H``, ``<{count}H``);
-        ``little`` is None when no channel of the read needs the swapped bytes."""
-        self.straight: bytes = big.pack(*words)
-        self.swapped: bytes = little.pack(*words) if little is not None else b""
+    @property
+    def calls(self) -> int:
+        """Struct calls one ``unpack`` makes."""
+        return len(self._unpackers)
 
-    def number(self, slot: NumberSlot) -> int | float:
-        """The raw number in ``slot`` (no scaling), as ``decode_words`` would give it."""
-        (value,) = slot.unpack_from(self.swapped if slot.swapped else self.straight,
-                                    slot.byte_offset)
-        return shortest_float32(value) if slot.float32 else value
+    def unpack(self, straight: bytes, swapped: bytes) -> list[int | float]:
+        """The raw numbers (float32 still widened, no scaling) in ``order``. Raises
+        ``struct.error`` when the answer is shorter than the slots."""
+        numbers: list[int | float] = []
+        for use_swapped, unpack_from in self._unpackers:
+            numbers += unpack_from(swapped if use_swapped else straight)
+        return numbers
+
+
+def _chain_struct(slots: Sequence[NumberSlot]) -> struct.Struct:
+    """One struct for non-overlapping slots of one byte string and order, by offset."""
+    parts = ["<" if slots[0].little else ">"]
+    position = 0
+    for slot in slots:
+        if slot.byte_offset > position:
+            parts.append(f"{slot.byte_offset - position}x")
+        parts.append(slot.code)
+        position = slot.end
+    return struct.Struct("".join(parts))
 
 
 def decode_bcd(raw: bytes) -> int:
