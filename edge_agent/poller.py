@@ -36,7 +36,7 @@ from typing import cast
 
 from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
-from edge_agent.link import LinkClient, LinkError, OpenTap, TimeoutAdjustable
+from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
 from edge_agent.model import Quality, Sample, utc_now
 from edge_agent.retry import Backoff, retry_call
@@ -92,6 +92,11 @@ class DeviceState:
 
     ``entered`` counts how often the device became degraded or down (a flapping device
     shows up here even when it happens to be ``ok`` when someone looks).
+
+    ``last_sample`` is the sample the last poll produced (stored or not), replaced by one
+    reference assignment per poll: the health endpoint reads each channel's last value
+    from it (an immutable Sample), so the hot path builds nothing and takes no lock.
+    ``exchanges`` are the link client's wire counts credited to this device.
     """
 
     driver: Driver
@@ -105,6 +110,9 @@ class DeviceState:
     errors: Counter[str] = field(default_factory=Counter)
     last_good_at: float | None = None
     last_error: str | None = None
+    last_error_at: float | None = None
+    last_sample: Sample | None = None
+    exchanges: ExchangeCounts = field(default_factory=ExchangeCounts)
 
     @property
     def device_id(self) -> str:
@@ -191,7 +199,8 @@ class LinkPoller:
             log.exception("unexpected error while polling %s; the poller goes on and flags "
                           "its readings BAD (agent_error)", state.device_id)
         try:
-            self._store(state, state.driver.failed_sample(utc_now(), "agent_error"))
+            state.last_sample = state.driver.failed_sample(utc_now(), "agent_error")
+            self._store(state, state.last_sample)
         except Exception:
             log.debug("could not record the agent_error sample", exc_info=True)
         self._schedule(state)
@@ -209,6 +218,8 @@ class LinkPoller:
         adjustable = self._adjustable(client)
         if adjustable is not None:
             adjustable.set_timeout_ms(state.driver.device.polling.timeout_ms)
+        counts: ExchangeCounts | None = getattr(client, "counts", None)
+        before = counts.copy() if counts is not None else None
         try:
             sample = retry_call(
                 lambda: state.driver.poll(client, now),
@@ -226,6 +237,10 @@ class LinkPoller:
                 self._mark_answering(state)
             else:
                 self._mark_failed(state, refused)
+        if counts is not None and before is not None:
+            state.exchanges.add_since(before, counts)
+        if sample is not None:
+            state.last_sample = sample
         # None: an instrument-triggered device (GC) answered and has no new analysis.
         if sample is not None and self._store(state, sample):
             after_commit = getattr(state.driver, "after_commit", None)
@@ -247,6 +262,7 @@ class LinkPoller:
         state.consecutive_failures += 1
         state.errors[err.reason] += 1
         state.last_error = f"{err.reason}: {err}"
+        state.last_error_at = time.time()
         if state.down_since is None:
             state.down_since = time.monotonic()
         self._set_health(state, health_after(state.consecutive_failures), err, attempts)

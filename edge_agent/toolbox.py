@@ -38,6 +38,8 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
                           "edge_agent.tools.ops.status:run_status"),
     "export": ToolCommand("edge_agent.tools.ops.arguments:add_export_parser",
                           "edge_agent.tools.ops.export:run_export"),
+    "poll": ToolCommand("edge_agent.tools.poll.arguments:add_poll_parser",
+                        "edge_agent.tools.poll.command:run_poll"),
     "probe": ToolCommand("edge_agent.tools.probe.arguments:add_probe_parser",
                          "edge_agent.tools.probe.command:run_probe"),
     "capture": ToolCommand("edge_agent.tools.capture.arguments:add_capture_parser",

@@ -58,6 +58,7 @@ class ModbusMapDriver:
         self.settings: ModbusSettings = device.settings
         self.requests = plan(self.settings.channels, self.settings.limits)
         self.isolated: dict[str, str] = {}  # channel -> what isolation found, for status
+        self.split_reads = 0  # merged reads split after exception 02 (status, the page)
         self._position = {ch.name: index for index, ch in enumerate(self.settings.channels)}
         self._trigger_state = TriggerState()
         self._pending: Decision | None = None
@@ -140,6 +141,7 @@ class ModbusMapDriver:
             if err.code == _ILLEGAL_ADDRESS:
                 pieces = split(request, self.settings.limits)
                 if pieces != [request]:
+                    self.split_reads += 1
                     return [kept for piece in pieces
                             for kept in self._read(link, piece, results)]
             for channel in request.channels:

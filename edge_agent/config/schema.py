@@ -136,9 +136,10 @@ class Device:
     link: str = setting("text", hint="the name of a link under links:")
     # its range depends on the driver kind, which reads it (DriverKind.read_unit_id)
     unit_id: int = setting("integer", hint="the device's address on its link")
-    interval_s: float = setting("number", range=INTERVAL_S)
+    # interval_s and driver may come from the device's profile (config/profiles.py)
+    interval_s: float = setting("number", range=INTERVAL_S, layered=True)
     settings: ModbusSettings | TextSettings
-    driver: str = setting("choice", "modbus")  # the message lists the registered kinds
+    driver: str = setting("choice", "modbus", layered=True)  # the message lists the kinds
     profile: str | None = setting("text", None,
                                   hint="a profile name such as generic-gc, or a file")
     polling: DevicePolling = field(default_factory=DevicePolling)
@@ -248,6 +249,10 @@ class HealthConfig:
         "interface), ::1, or localhost"))
     port: int = setting("integer", 9108, range=(0, 65535),
                         hint="an integer 1..65535 (or 0: any free port)")
+    # Required (for everything but /healthz) when host is not this PC's loopback.
+    token: Secret | None = setting("secret", None, key=("token_env", "token_file"), hint=(
+        "the NAME of an environment variable holding the token (token_env), or the path "
+        "of a file holding it (token_file)"))
 
 
 @dataclass(frozen=True)

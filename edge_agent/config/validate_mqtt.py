@@ -54,6 +54,9 @@ QOS_WHY = (
     "never sends; QoS 2 adds a round trip for nothing, since every message carries an id "
     "the platform de-duplicates by"
 )
+# Where scripts/install and the .deb put the service's secrets (EnvironmentFile= of
+# systemd/edge-agent.service; docs/install.md).
+SECRETS_FILE = "/etc/edge-agent/edge-agent.env"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -158,8 +161,10 @@ def _password_from_env(sec: Section, name: str, env: Mapping[str, str]) -> str |
     if value is None:
         sec.report(
             "password_env",
-            f"environment variable '{name}' is not set; set it where the agent starts "
-            "(systemd: Environment= or EnvironmentFile= in the service)",
+            f"environment variable '{name}' is not set; the service reads it from the "
+            f"secrets file the installer creates, {SECRETS_FILE}: add the line "
+            f"{name}=<password> there (sudoedit {SECRETS_FILE}); elsewhere, set it where "
+            "the agent starts",
         )
     elif not value:
         sec.report("password_env", f"environment variable '{name}' is set but empty")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from edge_agent_drivers.modbus.settings import DataType, article
 
+from edge_agent.config.declare import default_of
 from edge_agent.config.fields import Section, found
 from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
 from edge_agent.config.yamlsource import SeqNode
@@ -44,12 +45,13 @@ def read_valid_range(sec: Section, default: ValidRange | None) -> ValidRange | N
         return default
     low = rng.number("min", None)
     high = rng.number("max", None)
-    quality = rng.choice("quality", RANGE_QUALITIES, Quality.BAD)
+    default = default_of(ValidRange, "quality")  # the pipeline's own default
+    quality = rng.choice("quality", RANGE_QUALITIES, default)
     if low is None and high is None and not rng.has("min") and not rng.has("max"):
         sec.report("valid_range", "expected min, max or both")
     elif low is not None and high is not None and low > high:
         rng.report("min", f"min {low:g} is above max {high:g}")
-    return ValidRange(low, high, quality or Quality.BAD)
+    return ValidRange(low, high, quality or default)
 
 
 def read_sentinels(sec: Section, data_type: DataType | None,

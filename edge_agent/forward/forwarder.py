@@ -86,6 +86,7 @@ class ForwarderStats:
     unpublishable_samples: int = 0
     state_since: float = field(default_factory=time.time)
     last_error: str | None = None
+    last_ack_at: float | None = None  # unix s of the last PUBACK that removed rows
     ack_latency: Histogram = field(default_factory=Histogram)
 
 
@@ -338,6 +339,7 @@ class Forwarder:
         try:
             self._outbox.ack_many(msg_ids)
             self.stats.acknowledged += len(msg_ids)
+            self.stats.last_ack_at = time.time()
         except OutboxError as err:
             # Rows stay and will be re-sent with the same ids (a duplicate, not a loss);
             # forgetting them here keeps the window from filling with acked messages.

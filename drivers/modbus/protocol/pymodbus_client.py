@@ -27,13 +27,18 @@ What this relies on in 3.16 (checked against its source, re-check on an upgrade)
   and calls ``recv``), and open and close through ``connect``/``close``: a subclass that
   overrides them sees the raw traffic, which is how a link is recorded (``WireTap``) and
   how the bytes read per request are capped (an exception raised in ``recv`` leaves
-  ``sync_execute`` unchanged: it catches only timeouts).
+  ``sync_execute`` unchanged: it catches only timeouts);
+- ``ModbusTcpClient.connect`` opens ``socket.create_connection`` with ``comm_params``'s
+  host, port, ``timeout_connect`` and ``source_address``, and only logs why it failed:
+  our TCP client opens the socket the same way and keeps the reason ("connection
+  refused"), which the technician needs more than "cannot connect".
 """
 
 from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import struct
 import time
 from dataclasses import dataclass
@@ -136,6 +141,12 @@ class WireClient:
     @property
     def connected(self) -> bool:
         return bool(self._client.connected)
+
+    @property
+    def connect_error(self) -> str | None:
+        """Why the last ``connect`` of a TCP link failed ("connection refused"); None for
+        a serial port or after a success."""
+        return getattr(self._client, "connect_error", None)
 
     def connect(self) -> bool:
         """Open the connection or port; False (never an exception) when it cannot."""
@@ -245,7 +256,23 @@ class _Capped:
 
 
 class _CappedTcpClient(_Capped, ModbusTcpClient):
-    pass
+    """Opens its socket as pymodbus does, keeping why it could not (``connect_error``)."""
+
+    connect_error: str | None = None
+
+    def connect(self) -> bool:
+        if self.socket:
+            return True
+        params = self.comm_params
+        try:
+            self.socket = socket.create_connection(
+                (params.host, params.port), timeout=params.timeout_connect,
+                source_address=params.source_address)
+            self.connect_error = None
+        except OSError as err:
+            self.connect_error = os_reason(err)
+            self.close()
+        return self.socket is not None
 
 
 class _CappedSerialClient(_Capped, ModbusSerialClient):
@@ -289,6 +316,14 @@ class _TappedTcpClient(_Tapped, _CappedTcpClient):
 
 class _TappedSerialClient(_Tapped, _CappedSerialClient):
     pass
+
+
+def os_reason(err: OSError) -> str:
+    """'connection refused', 'timed out', 'no route to host': the OS's words, lower case."""
+    text = err.strerror or str(err) or type(err).__name__
+    if isinstance(err, TimeoutError) and not err.strerror:
+        text = "timed out"
+    return text[:1].lower() + text[1:]
 
 
 def _drain_serial(port: Any, quiet_s: float, deadline: float) -> None:

@@ -25,6 +25,12 @@ from edge_agent.tools.ops.common import (
     endpoint_url,
     load_station,
 )
+from edge_agent.tools.ops.livevalues import (
+    agent_and_devices_lines,
+    counter_lines,
+    printable,
+    value_lines,
+)
 from edge_agent.tools.ops.text import duration, parse_iso, plural, table, when
 
 
@@ -77,14 +83,17 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     started = parse_iso(doc["started_at"]) or now
     lines = [f"Station {doc['station']}: status from the RUNNING agent ({url})",
              f"edge-agent {doc['version']}, running for {duration(now - started)}",
-             "Health: OK" if doc["healthy"] else "Health: PROBLEM: " + "; ".join(doc["problems"]),
-             ""]
+             *agent_and_devices_lines(doc), ""]
     rows = [[d["id"], d["link"], d["state"] if d["state"] == "ok" else d["state"].upper(),
              when(t, now) if (t := parse_iso(d["last_good_at"])) else "none since start",
-             d["last_error"] or "-"] for d in doc["devices"]]
+             printable(d["last_error"] or "-")] for d in doc["devices"]]
     lines += table(["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"], rows)
     notes = [note for d in doc["devices"] for note in _device_notes(d)]
     lines += ["", *notes] if notes else []
+    values = value_lines(doc, now)
+    lines += ["", *values] if values else []
+    wire = counter_lines(doc)
+    lines += ["", *wire] if wire else []
     lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
               _drops_line(doc),
