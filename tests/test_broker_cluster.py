@@ -123,10 +123,12 @@ def _settle(collector: Collector, outbox: Path) -> list:
     """The subscriber's samples once everything accepted has arrived, de-duplicated by
     the sample id (a message in flight at the crash may arrive twice)."""
     accepted = accepted_seqs(outbox)
+    waiting = outbox_rows(outbox)  # left after the clean stop: named if a wait fails
     try:
         for device, last in accepted.items():
             collector.wait_for(lambda c, d=device, n=last: c.has_seqs(d, n), 120,
-                               f"{device} seqs 1..{last} at the subscriber on node 3")
+                               f"{device} seqs 1..{last} at the subscriber on node 3 "
+                               f"({waiting} rows still in the outbox at the stop)")
     finally:
         collector.stop()
     return [r for device in DEVICES for r in collector.first_deliveries(device)]
