@@ -219,13 +219,14 @@ def prefill(spec: Spec, samples: int, readings: int, device: str, acquired_at: f
     conn = open_db(spec.db, "OFF")
     values = {tag_name(i): 1.0 + i * 0.25 for i in range(readings)}
     conn.execute("BEGIN")
-    rows = []
-    for seq in range(1, samples + 1):
-        sample_id = uuid.uuid4().hex
-        rows.append(("sample", device, seq, sample_id, acquired_at,
-                     body(seq, sample_id, acquired_at, values)))
-    conn.executemany("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
+    for first in range(1, samples + 1, 50_000):  # in chunks: 1 M rows at once is ~0.5 GB
+        rows = []
+        for seq in range(first, min(first + 50_000, samples + 1)):
+            sample_id = uuid.uuid4().hex
+            rows.append(("sample", device, seq, sample_id, acquired_at,
+                         body(seq, sample_id, acquired_at, values)))
+        conn.executemany("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, "
+                         "body) VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.execute("INSERT INTO device_seq VALUES (?, ?)", (device, samples))
     conn.execute("COMMIT")
     conn.close()

@@ -333,7 +333,8 @@ def settings_table(rows: list[dict]) -> str:
         rate = f"{row['readings_per_s']:.0f}" if "readings_per_s" in row else "-"
         lines.append(f"{row['setting']:<26} {row['value']!s:>8} {row['workload']:<8} "
                      f"{cpu:>7} {med:>9.1f} {p99:>9.1f} {rate:>17} {row['lost']:>5}")
-    lines.append("agent only, one run per value (no rounds): compare values within this table")
+    lines.append("agent only, one run per value (no rounds): compare values within this table; "
+                 "drain rows: latency of the live device during the drain")
     return "\n".join(lines)
 
 
