@@ -339,12 +339,16 @@ def settings_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="The issue-11 workloads, edge-agent against a bare pipeline, side by "
+                    "side; prints medians, spread, ratios and targets (docs/performance.md). "
+                    "Without --short or --tiny: the full form (about an hour).")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--short", action="store_const", const="short", dest="profile",
-                      help="the developer's form: under five minutes")
+                      help="the developer's form: 4-5 minutes")
     form.add_argument("--tiny", action="store_const", const="tiny", dest="profile",
-                      help="seconds; only proves the bench runs (the smoke test)")
+                      help="about a minute; only proves the bench runs (the smoke test)")
     parser.add_argument("--json", type=Path, help="also write the raw runs here")
     parser.add_argument("--keep", type=Path, help="keep logs and databases in this folder")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
