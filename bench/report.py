@@ -124,9 +124,10 @@ def header(profile: str) -> list[str]:
             f"{platform.python_version()}"]
 
 
-def table(results: Results, profile: str, sizes: str = "") -> str:
+def table(results: Results, head: list[str]) -> str:
+    """``head``: the header lines, taken when the run started (the commit measured)."""
     derive(results)
-    lines = header(profile) + ([sizes] if sizes else [])
+    lines = list(head)
     lines.append(f"{'workload':<44} {'edge-agent':>24} {'bare pipeline':>24} "
                  f"{'agent/bare':>10}  target")
     for row in ROWS:

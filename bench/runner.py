@@ -363,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile or "full"]
     started = time.monotonic()
+    head = header(profile.name)  # the commit and load as the run starts, not as it ends
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         workdir = args.keep or Path(tmp)
@@ -372,10 +373,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             results = run_all(profile, workdir, log)
     if args.settings:
-        text = "\n".join([*header(profile.name), settings_table(rows)])
+        text = "\n".join([*head, settings_table(rows)])
         results = {"settings": rows}  # type: ignore[dict-item]
     else:
-        text = table(results, profile.name, sizes(profile))
+        text = table(results, [*head, sizes(profile)])
     print(text)
     print(f"bench took {time.monotonic() - started:.0f} s")
     if args.json:
