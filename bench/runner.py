@@ -1,0 +1,384 @@
+"""``python -m bench [--short|--tiny] [--json FILE]``: the issue-11 workloads, agent vs bare.
+
+Every workload runs both pipelines in turn on fresh simulators, a fresh private Mosquitto
+and a fresh outbox, the order rotated each round (agent first in even rounds, bare first
+in odd ones). Figures are medians over rounds with the spread [min-max]; the ratio
+column is agent / bare from the same run. See docs/performance.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.measure import Arrivals, cpu_seconds, latency_ms, memory_mib
+from bench.pipelines import ROOT, PipelineProcess, accepted_seqs, outbox_rows, waiting_keys
+from bench.prefill import agent_backlog
+from bench.report import header, table
+from bench.spec import Link, Spec
+from edge_agent.tools.sim.broker import Mosquitto
+
+KINDS = ("agent", "bare")
+BACKLOG_DEVICE = "backlog"
+# Mosquitto's default caps a subscriber's queue at 1000 messages and drops the rest; the
+# counting subscriber must see everything, however fast a drain publishes.
+DRAIN_LIVE_INTERVAL_S = 0.2  # the live device during a drain: several samples per second
+BROKER_OPTIONS = "max_queued_messages 0\nmax_queued_bytes 0\n"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one form of the bench."""
+
+    name: str
+    rounds: int            # W1
+    step_rounds: int       # the sustained-rate search and overload
+    drain_rounds: int      # drains and W1 with a backlog
+    warmup_s: float
+    window_s: float
+    step_window_s: float
+    links: int
+    units_per_link: int
+    tags: int
+    w1_interval_s: float
+    rates: tuple[float, ...]  # tags/s tried, in order, for the sustained rate
+    backlog_readings: int      # each drain shape holds this many readings
+    settle_s: float
+
+
+PROFILES = {
+    "full": Profile("full", 3, 2, 2, 10, 30, 15, 4, 5, 25, 1.0,
+                    (1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000),
+                    1_000_000, 60),
+    "short": Profile("short", 2, 1, 1, 3, 8, 5, 4, 5, 25, 1.0,
+                     (2000, 4000, 8000, 16000, 24000, 32000), 50_000, 20),
+    "tiny": Profile("tiny", 1, 1, 1, 1, 2, 2, 1, 2, 5, 0.5, (40,), 500, 20),
+}
+
+
+class SimHost:
+    """bench/simhost.py in a child process."""
+
+    def __init__(self, links: int, units: int, tags: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.simhost", str(links), str(units), str(tags)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True)
+        assert self.process.stdout is not None
+        self.ports = json.loads(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _spec(sim: SimHost, profile: Profile, units: int, interval_s: float, broker_port: int,
+          db: Path, settings: dict | None = None) -> Spec:
+    links = tuple(Link(port, tuple(range(1, units + 1))) for port in sim.ports)
+    return Spec(links, profile.tags, interval_s, broker_port, str(db), **(settings or {}))
+
+
+def _prefill(kind: str, spec: Spec, workdir: Path, samples: int, readings: int) -> float:
+    acquired_at = time.time() - 3600
+    if kind == "agent":
+        return agent_backlog(Path(spec.db), samples, readings, BACKLOG_DEVICE, acquired_at)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bench.bare_pipeline",
+                    str(spec.save(workdir / "spec.json")), "--prefill", str(samples),
+                    "--readings", str(readings), "--device", BACKLOG_DEVICE,
+                    "--acquired-at", str(acquired_at)], cwd=ROOT, check=True)
+    return time.monotonic() - started
+
+
+def _account(proc: PipelineProcess, arrivals: Arrivals) -> dict:
+    """After the process stopped: accepted, delivered, still waiting, lost (by id)."""
+    arrivals.wait_quiet()
+    accepted = accepted_seqs(proc.spec.db)
+    waiting = waiting_keys(proc.spec.db)
+    delivered = {(a.device, a.seq) for a in arrivals.snapshot()}
+    lost = sum(1 for device, last in accepted.items() for seq in range(1, last + 1)
+               if (device, seq) not in delivered and (device, seq) not in waiting)
+    return {"accepted": sum(accepted.values()), "delivered": len(delivered),
+            "waiting_after_stop": len(waiting), "lost": lost,
+            "duplicates": arrivals.duplicates}
+
+
+def run_steady(kind: str, profile: Profile, workdir: Path, interval_s: float, units: int,
+               window_s: float, backlog_samples: int = 0, settle: bool = True,
+               settings: dict | None = None) -> dict:
+    """Poll ``units`` devices per link every ``interval_s`` and measure one window."""
+    workdir.mkdir(parents=True)
+    sim = SimHost(profile.links, units, profile.tags)
+    broker = Mosquitto(workdir / "broker", listener_options=BROKER_OPTIONS).start()
+    arrivals = Arrivals(broker.port, f"count-{uuid.uuid4().hex[:8]}").start()
+    spec = _spec(sim, profile, units, interval_s, broker.port, workdir / "outbox.sqlite3",
+                 settings)
+    result: dict = {"offered_tags_per_s": spec.offered_tags_per_s(), "tags": profile.tags}
+    if backlog_samples:
+        result["prefill_s"] = _prefill(kind, spec, workdir, backlog_samples, 1)
+    proc = PipelineProcess(kind, spec, workdir)
+    try:
+        proc.wait_ready()
+        time.sleep(profile.warmup_s)
+        live = set(spec.device_ids())
+        cpu0, rows0, acc0 = cpu_seconds(proc.pid), outbox_rows(spec.db), accepted_seqs(spec.db)
+        t0 = time.time()
+        time.sleep(window_s)
+        t1 = time.time()
+        cpu1, (rss, hwm) = cpu_seconds(proc.pid), memory_mib(proc.pid)
+        rows1, acc1 = outbox_rows(spec.db), accepted_seqs(spec.db)
+        acc1_live = {d: n for d, n in acc1.items() if d in live}
+        deadline = time.monotonic() + (profile.settle_s if settle else 0)
+        while arrivals.missing(acc1_live) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result["behind_at_window_end"] = arrivals.missing(acc1_live)
+    finally:
+        proc.stop()
+    result.update(_account(proc, arrivals))
+    in_window = [a for a in arrivals.snapshot() if t0 <= a.at < t1 and a.device in live]
+    median, p99 = latency_ms(in_window)
+    stored = sum(acc1_live.values()) - sum(n for d, n in acc0.items() if d in live)
+    result.update({
+        "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "rss_mib": rss, "hwm_mib": hwm,
+        "latency_median_ms": median, "latency_p99_ms": p99,
+        "stored_tags_per_s": stored * profile.tags / (t1 - t0),
+        "delivered_tags_per_s": sum(a.readings for a in in_window) / (t1 - t0),
+        "outbox_growth_per_s": (rows1 - rows0) / (t1 - t0),
+        "outbox_rows_at_window_end": rows1,
+    })
+    arrivals.stop()
+    broker.stop()
+    sim.stop()
+    return result
+
+
+def sustained(run: dict) -> bool:
+    """Keeping up: stores and delivers what is offered, the outbox does not grow, and
+    samples arrive within a second."""
+    offered = run["offered_tags_per_s"]
+    return (run["stored_tags_per_s"] >= 0.95 * offered
+            and run["delivered_tags_per_s"] >= 0.95 * run["stored_tags_per_s"]
+            and run["outbox_growth_per_s"] * run["tags"] <= max(0.05 * offered, run["tags"])
+            and run["latency_median_ms"] < 1000)
+
+
+def run_drain(kind: str, profile: Profile, workdir: Path, readings_per_sample: int,
+              settings: dict | None = None) -> dict:
+    """A backlog in place, broker down; start the pipeline with one live device, start
+    the broker, time until the last backlog sample has arrived."""
+    workdir.mkdir(parents=True)
+    samples = profile.backlog_readings // readings_per_sample
+    broker = Mosquitto(workdir / "broker", persistence=True,
+                       listener_options=BROKER_OPTIONS).start()
+    client_id = f"count-{uuid.uuid4().hex[:8]}"
+    Arrivals(broker.port, client_id).start().stop()  # the session, kept by the broker
+    broker.stop()
+    sim = SimHost(1, 1, profile.tags)
+    spec = _spec(sim, profile, 1, DRAIN_LIVE_INTERVAL_S, broker.port,
+                 workdir / "outbox.sqlite3", settings)
+    result: dict = {"samples": samples, "readings": samples * readings_per_sample,
+                    "prefill_s": _prefill(kind, spec, workdir, samples, readings_per_sample)}
+    proc = PipelineProcess(kind, spec, workdir)
+    try:
+        proc.wait_ready()
+        t0 = time.time()
+        broker.start()
+        arrivals = Arrivals(broker.port, client_id).start()
+        deadline = time.monotonic() + max(120.0, samples / 500)
+        while (arrivals.count({BACKLOG_DEVICE}) < samples and time.monotonic() < deadline
+               and proc.process.poll() is None):
+            time.sleep(0.05)
+        # Live samples accepted by now must arrive too (behind a FIFO they come last).
+        live_accepted = {d: n for d, n in accepted_seqs(spec.db).items() if d != BACKLOG_DEVICE}
+        deadline = time.monotonic() + profile.settle_s
+        while arrivals.missing(live_accepted) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.stop()
+    backlog = [a for a in arrivals.snapshot() if a.device == BACKLOG_DEVICE]
+    t_end = max((a.at for a in backlog), default=time.time())
+    drain_s = t_end - t0
+    # Live samples acquired while the backlog drained, whenever they arrived: behind a
+    # FIFO (bare) they wait for the backlog, in a live lane they do not.
+    live = [a for a in arrivals.snapshot()
+            if a.device != BACKLOG_DEVICE and t0 <= a.at - a.latency_s <= t_end]
+    median, p99 = latency_ms(live)
+    result.update({"drain_s": drain_s, "readings_per_s": result["readings"] / drain_s,
+                   "backlog_delivered": len(backlog), "live_median_ms": median,
+                   "live_p99_ms": p99})
+    result.update(_account(proc, arrivals))
+    arrivals.stop()
+    broker.stop()
+    sim.stop()
+    return result
+
+
+def _order(round_index: int) -> tuple[str, ...]:
+    return KINDS if round_index % 2 == 0 else KINDS[::-1]
+
+
+def run_all(profile: Profile, workdir: Path, log=print) -> dict:
+    """Every workload, every round; returns raw results per workload and pipeline."""
+    results: dict[str, dict[str, list[dict]]] = {}
+
+    def record(workload: str, kind: str, run: dict) -> None:
+        results.setdefault(workload, {}).setdefault(kind, []).append(run)
+        log(f"  {workload} {kind}: " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items()))
+
+    def where(*parts: object) -> Path:
+        return workdir / "-".join(str(p) for p in parts)
+
+    p = profile
+    for r in range(p.rounds):
+        for kind in _order(r):
+            record("w1", kind, run_steady(kind, p, where("w1", kind, r), p.w1_interval_s,
+                                          p.units_per_link, p.window_s))
+    devices = p.links * p.units_per_link
+    best: dict[str, list[float]] = {}
+    for r in range(p.step_rounds):
+        for kind in _order(r):
+            top = 0.0
+            for rate in p.rates:
+                interval = devices * p.tags / rate
+                # A failed step is run once more before the search stops: on a shared
+                # machine one slow window is not yet a limit.
+                for attempt in range(2):
+                    run = run_steady(kind, p, where("step", kind, r, int(rate), attempt),
+                                     interval, p.units_per_link, p.step_window_s,
+                                     settle=False)
+                    run["sustained"] = sustained(run)
+                    record(f"step-{int(rate)}", kind, run)
+                    if run["sustained"]:
+                        break
+                if not run["sustained"]:
+                    break
+                top = rate
+            best.setdefault(kind, []).append(top)
+    results["sustained"] = {kind: [{"tags_per_s": v} for v in values]
+                            for kind, values in best.items()}
+    agent_top = statistics.median(best["agent"]) or p.rates[0]
+    for factor in (1.5, 2.0):
+        for r in range(p.step_rounds):
+            for kind in _order(r):
+                interval = devices * p.tags / (factor * agent_top)
+                run = run_steady(kind, p, where("over", factor, kind, r), interval,
+                                 p.units_per_link, p.step_window_s, settle=False)
+                run["sustained_tags_per_s"] = statistics.median(best[kind])
+                record(f"overload-{factor}", kind, run)
+    for shape, readings in (("drain25", p.tags), ("drain1", 1)):
+        for r in range(p.drain_rounds):
+            for kind in _order(r):
+                record(shape, kind, run_drain(kind, p, where(shape, kind, r), readings))
+    for r in range(p.drain_rounds):
+        for kind in _order(r):
+            record("backlog", kind, run_steady(kind, p, where("backlog", kind, r),
+                                               p.w1_interval_s, p.units_per_link, p.window_s,
+                                               backlog_samples=p.backlog_readings))
+    return results
+
+
+# What each setting costs or buys, agent only: (setting, values, workload). The default
+# comes first. W1 figures for settings on the acquisition side, drain figures for those
+# that shape forwarding.
+SETTINGS = (
+    ("synchronous", ("FULL", "NORMAL"), "w1"),
+    ("synchronous", ("FULL", "NORMAL"), "drain1"),
+    ("max_samples_per_message", (50, 1, 10, 200), "drain1"),
+    ("max_inflight", (20, 1, 100), "drain1"),
+    ("interval_s", (1.0, 0.25), "w1"),
+)
+
+
+def sizes(p: Profile) -> str:
+    return (f"sizes: W1 {p.links * p.units_per_link} devices x {p.tags} tags every "
+            f"{p.w1_interval_s} s on {p.links} simulated endpoints; backlogs of "
+            f"{p.backlog_readings} readings; windows {p.window_s} s (steps {p.step_window_s} s); "
+            f"rounds W1 {p.rounds}, steps {p.step_rounds}, drains {p.drain_rounds}")
+
+
+def run_settings(profile: Profile, workdir: Path, log=print) -> list[dict]:
+    """The agent with one setting changed at a time; one run per value."""
+    rows = []
+    for setting, values, workload in SETTINGS:
+        for value in values:
+            where = workdir / f"setting-{setting}-{value}-{workload}"
+            if setting == "interval_s":
+                run = run_steady("agent", profile, where, float(value), profile.units_per_link,
+                                 profile.window_s)
+            elif workload == "w1":
+                run = run_steady("agent", profile, where, profile.w1_interval_s,
+                                 profile.units_per_link, profile.window_s,
+                                 settings={setting: value})
+            else:
+                run = run_drain("agent", profile, where, 1, settings={setting: value})
+            rows.append({"setting": setting, "value": value, "workload": workload, **run})
+            log(f"  {setting}={value} {workload}: {run}")
+    return rows
+
+
+def settings_table(rows: list[dict]) -> str:
+    lines = [f"{'setting':<26} {'value':>8} {'workload':<8} {'CPU %':>7} {'lat. med':>9} "
+             f"{'lat. p99':>9} {'drain readings/s':>17} {'lost':>5}"]
+    for row in rows:
+        cpu = f"{row['cpu_pct']:.1f}" if "cpu_pct" in row else "-"
+        med = row.get("latency_median_ms", row.get("live_median_ms", float("nan")))
+        p99 = row.get("latency_p99_ms", row.get("live_p99_ms", float("nan")))
+        rate = f"{row['readings_per_s']:.0f}" if "readings_per_s" in row else "-"
+        lines.append(f"{row['setting']:<26} {row['value']!s:>8} {row['workload']:<8} "
+                     f"{cpu:>7} {med:>9.1f} {p99:>9.1f} {rate:>17} {row['lost']:>5}")
+    lines.append("agent only, one run per value (no rounds): compare values within this table; "
+                 "drain rows: latency of the live device during the drain")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="The issue-11 workloads, edge-agent against a bare pipeline, side by "
+                    "side; prints medians, spread, ratios and targets (docs/performance.md). "
+                    "Without --short or --tiny: the full form (about 40 minutes).")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--short", action="store_const", const="short", dest="profile",
+                      help="the developer's form: 4-5 minutes")
+    form.add_argument("--tiny", action="store_const", const="tiny", dest="profile",
+                      help="about a minute; only proves the bench runs (the smoke test)")
+    parser.add_argument("--json", type=Path, help="also write the raw runs here")
+    parser.add_argument("--keep", type=Path, help="keep logs and databases in this folder")
+    parser.add_argument("--quiet", action="store_true", help="print only the table")
+    parser.add_argument("--settings", action="store_true",
+                        help="instead: what each agent setting costs or buys (agent only)")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile or "full"]
+    started = time.monotonic()
+    head = header(profile.name)  # the commit and load as the run starts, not as it ends
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if args.settings:
+            rows = run_settings(profile, workdir, log)
+        else:
+            results = run_all(profile, workdir, log)
+    if args.settings:
+        text = "\n".join([*head, settings_table(rows)])
+        results = {"settings": rows}  # type: ignore[dict-item]
+    else:
+        text = table(results, [*head, sizes(profile)])
+    print(text)
+    print(f"bench took {time.monotonic() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"profile": asdict(profile), "results": results,
+                                         "table": text}, indent=1, default=str))
