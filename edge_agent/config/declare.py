@@ -65,7 +65,7 @@ class Setting:
 
     def expected(self) -> str:
         """'an integer 1..65535', or the hint: the 'expected ...' part of messages."""
-        if self.hint:  # extracted for translation by scripts/translations (hints())
+        if self.hint:  # extracted for translation by scripts/translations (declared_hints)
             return _(self.hint)
         if self.kind == "integer":
             return describe_range(_("an integer"), self.lo, self.hi)
@@ -216,13 +216,14 @@ def read_setting(sec: Section, meta: Setting, default: Any = MISSING) -> Any:
     if meta.kind == "integer":
         lo = None if meta.lo is None else int(meta.lo)
         hi = None if meta.hi is None else int(meta.hi)
-        return sec.integer(key, default, lo, hi, expected=meta.hint or None)
+        return sec.integer(key, default, lo, hi, expected=_(meta.hint) if meta.hint else None)
     if meta.kind == "number":
         return sec.number(key, default, meta.lo, meta.hi, above=meta.above)
     if meta.kind == "flag":
         return sec.flag(key, default)
     if meta.kind == "choice":
-        return sec.choice(key, meta.choices or {}, default, meta.hint, meta.other_words)
+        return sec.choice(key, meta.choices or {}, default, _(meta.hint) if meta.hint else "",
+                          meta.other_words)
     if meta.kind == "text":
         return sec.text(key, default, what=_(meta.hint) if meta.hint else "text")
     raise ValueError(f"a {meta.kind} setting has its own reader")
