@@ -92,7 +92,7 @@ def _check_command(case: Path, argv: list[str], capsys: pytest.CaptureFixture[st
     out, err = capsys.readouterr()
     lines = err.rstrip("\n").split("\n") if err else []
     if status != 0:
-        assert status == 2 and "个问题；未启动任何内容" in lines.pop()
+        assert status == 2 and lines.pop().endswith(("nothing was started", "未启动任何内容"))
     return "\n".join([*lines, *out.rstrip("\n").split("\n")]).strip("\n")
 
 
