@@ -161,3 +161,32 @@ def test_lang_option_is_taken_from_anywhere_on_the_line() -> None:
     assert take_lang(["--lang=en", "status"]) == ("en", ["status"])
     assert take_lang(["poll", "--", "--lang", "zh"]) == (None, ["poll", "--", "--lang", "zh"])
     assert take_lang(["--lang", "fr", "check"]) == ("fr", ["--lang", "fr", "check"])
+
+
+def _script_output(*argv: str, env: dict[str, str] | None = None) -> str:
+    import os
+    import subprocess
+
+    clean = {key: value for key, value in os.environ.items()
+             if key not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    done = subprocess.run([str(ROOT / "scripts" / argv[0]), *argv[1:]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**clean, **(env or {})})
+    return done.stdout + done.stderr
+
+
+def test_installer_scripts_speak_chinese_from_lang_or_their_option(tmp_path: Path) -> None:
+    """The scripts' say/die/step lines come from the same catalog: bootstrap's steps,
+    uninstall's report on an empty root, install's refusal of an unknown argument."""
+    steps = _script_output("bootstrap", "--dry-run", "--lang", "zh").splitlines()
+    assert steps[0] == ("bootstrap: 正在检查 Python 3.11+、venv、Mosquitto、systemd 工具、"
+                        "dpkg-dev 和 lintian")
+    assert steps[-1] == "bootstrap: 演练模式：没有安装任何内容"
+    gone = _script_output("uninstall", "--root", str(tmp_path), "--no-systemctl",
+                          env={"LANG": "zh_CN.UTF-8"})
+    assert gone.strip() == f"uninstall: edge-agent 已从 {tmp_path} 卸载"
+    refused = _script_output("install", "--lang", "zh", "--bogus", "--root", str(tmp_path))
+    assert "install: 未知参数：--bogus" in refused
+    english = _script_output("install", "--bogus", "--root", str(tmp_path),
+                             env={"LANG": "en_US.UTF-8"})
+    assert "install: unknown argument: --bogus" in english
