@@ -175,6 +175,7 @@ def _script_output(*argv: str, env: dict[str, str] | None = None) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.real_parts
 def test_installer_scripts_speak_chinese_from_lang_or_their_option(tmp_path: Path) -> None:
     """The scripts' say/die/step lines come from the same catalog: bootstrap's steps,
     uninstall's report on an empty root, install's refusal of an unknown argument."""

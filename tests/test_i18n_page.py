@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from support.browser import chromium, screenshot, wait_for
 from support.station import write_station
 from support.waiting import wait_until
@@ -57,6 +58,7 @@ def _agent_with_one_reading(tmp_path: Path) -> Agent:
 HEADINGS = "return [...document.querySelectorAll('h2')].map((h) => h.textContent);"
 
 
+@pytest.mark.real_parts
 def test_page_speaks_the_agents_language_and_switches_by_its_link(tmp_path: Path) -> None:
     i18n.use("zh")  # as `edge-agent --lang zh run` or LANG=zh_CN.UTF-8 sets it
     agent = _agent_with_one_reading(tmp_path)
