@@ -106,7 +106,7 @@ def test_translations_are_chinese_and_use_the_glossary_terms(catalog: Catalog) -
 
 
 # Words that are names (of the program, its commands), not English to translate.
-_NAMES = {"edge", "agent", "export", "demo"}
+_NAMES = {"edge", "agent", "export", "demo", "probe"}
 
 
 def _is_symbols_only(text: str | tuple[str, ...]) -> bool:
