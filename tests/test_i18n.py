@@ -191,3 +191,40 @@ def test_installer_scripts_speak_chinese_from_lang_or_their_option(tmp_path: Pat
     english = _script_output("install", "--bogus", "--root", str(tmp_path),
                              env={"LANG": "en_US.UTF-8"})
     assert "install: unknown argument: --bogus" in english
+
+
+def test_polling_in_chinese_never_asks_the_catalog(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run path's CPU is measured per poll: with Chinese chosen, an agent polling a
+    real pymodbus server (good answers and a dead unit's timeouts) calls no gettext."""
+    from support.station import write_station
+    from support.waiting import wait_until
+
+    from edge_agent.agent import Agent
+    from edge_agent.config.loader import load_config
+    from edge_agent.tools.sim.broker import free_port
+    from edge_agent.tools.sim.simserver import SimServer, SimUnit
+
+    server = SimServer([SimUnit(1, holding={0: 7})]).start()
+    config = write_station(
+        tmp_path / "station.yaml", broker_port=free_port(),
+        links={"gw": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
+                      "timeout_ms": 100}},
+        devices=[{"id": unit, "link": "gw", "unit_id": number, "interval_s": 0.05,
+                  "channels": [{"name": "co", "address": 0}]}
+                 for number, unit in ((1, "det-1"), (9, "det-9"))])
+    i18n.use("zh")
+    agent = Agent(load_config(config, env={}))
+    asked: list[str] = []
+    monkeypatch.setattr(i18n, "_gettext", lambda message: asked.append(message) or message)
+    monkeypatch.setattr(i18n, "_ngettext", lambda one, many, n: asked.append(one) or one)
+    agent.start()
+    try:
+        states = agent.pollers[0].devices
+        wait_until(lambda: all(state.last_sample is not None for state in states)
+                   and sum(1 for state in states if state.last_error) >= 1, 30,
+                   "a good poll and a timeout")
+    finally:
+        agent.stop()
+        server.stop()
+    assert asked == []
