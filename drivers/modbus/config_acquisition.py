@@ -153,7 +153,7 @@ def check_references(pick: Callable[[str], Section], channels: Iterable[Channel]
     section (station file or profile) the setting came from, where a problem is shown.
     Channels that failed validation are not mentioned again (their error says it)."""
     by_name = {channel.name: channel for channel in channels}
-    known = ", ".join(by_name) or "none"
+    known = ", ".join(by_name) or _("none")
     wanted: list[tuple[str, str]] = []
     if trigger is not None and trigger.channel:
         wanted.append(("trigger", trigger.channel))

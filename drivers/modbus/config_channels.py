@@ -41,13 +41,13 @@ from edge_agent.config.value_fields import (
     read_valid_range,
 )
 from edge_agent.config.yamlsource import SeqNode, kind
-from edge_agent.i18n import _
+from edge_agent.i18n import N_, _
 
 # Declared on Channel (settings.py); besides them, ``number`` (the manual's register
 # number instead of address: 1..9999 coils up to 400001 + 65535 holding) and ``enabled``
 # (false removes a profile's channel), declared here: neither is kept on the Channel.
 NUMBER = Setting(("number",), "integer", 1, 465536,
-                 hint="a register number such as 40001 or 300001")
+                 hint=N_("a register number such as 40001 or 300001"))
 ENABLED = Setting(("enabled",), "flag")
 _DECLARED = allowed_keys(Channel)
 CHANNEL_KEYS = (*_DECLARED[:2], NUMBER.key, *_DECLARED[2:], ENABLED.key)

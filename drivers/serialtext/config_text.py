@@ -58,7 +58,7 @@ FRAMING_KEYS = allowed_keys(Framing)
 CHECKSUM_KEYS = allowed_keys(Checksum)
 TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
 #: A text instrument's own address (unit_id): optional, used only as {address}.
-ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=(
+ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=N_(
     "an integer 0..65535 (for serial-text: the instrument's address, used as {address} "
     "in the request; leave it out when there is none)"))
 # Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
