@@ -48,6 +48,12 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
                           "edge_agent.tools.capture.commands:run_replay"),
     "simulate": ToolCommand("edge_agent.tools.sim.arguments:add_simulate_parser",
                             "edge_agent.tools.sim.simulate:run_simulate"),
+    "hj212-platform": ToolCommand(
+        "edge_agent.tools.hj212platform.arguments:add_hj212_platform_parser",
+        "edge_agent.tools.hj212platform.arguments:run_hj212_platform"),
+    "sparkplug-host": ToolCommand(
+        "edge_agent.tools.sparkplughost.arguments:add_sparkplughost_parser",
+        "edge_agent.tools.sparkplughost.command:run_host"),
 }
 
 # Builds the recorder of one link: f(Link) -> WireTap.

@@ -66,6 +66,7 @@ from edge_agent.config.schema import (
     TcpLink,
     TlsConfig,
 )
+from edge_agent.config.value_fields import ValidRangeSetting
 from edge_agent.driverkind import DriverKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
@@ -194,12 +195,19 @@ def _modbus_parts() -> dict[str, Any]:
     parts = declared_section(ModbusSettings, {"limits": read})["properties"]
     rules = {"type": "object", "additionalProperties": declared_section(QualityRule),
              "description": "bit number or value: {quality, reason, channels}"}
-    channel = declared_section(Channel, {"quality_bits": rules, "quality_values": rules})
+    channel = declared_section(Channel, {"quality_bits": rules, "quality_values": rules,
+                                         "valid_range": _valid_range()})
     parts["channels"] = _items(keys_only(
         config_channels.CHANNEL_KEYS, **channel["properties"],
         number=setting_schema(config_channels.NUMBER),
         enabled=setting_schema(config_channels.ENABLED, True)))
     return parts
+
+
+def _valid_range() -> dict[str, Any]:
+    schema = declared_section(ValidRangeSetting)
+    schema["description"] = "{min, max, quality} in engineering units"
+    return schema
 
 
 def _text_parts() -> dict[str, Any]:
@@ -211,7 +219,7 @@ def _text_parts() -> dict[str, Any]:
                                declared_section(Checksum)]},
         "status": {"anyOf": [declared_section(StatusField),
                              _items(declared_section(StatusField))]},
-        "channels": _items(declared_section(TextChannel)),
+        "channels": _items(declared_section(TextChannel, {"valid_range": _valid_range()})),
     })
     return {"text": text}
 
@@ -287,8 +295,16 @@ def station_schema() -> dict[str, Any]:
     tls = declared_section(TlsConfig)
     mqtt = declared_section(MqttConfig, {
         "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]}})
-    mqtt["required"] = ["host"]
-    mqtt["type"] = "object"  # mqtt: needs at least host
+    mqtt["anyOf"] = [{"required": ["host"]}, {"required": ["brokers"]}]
+    mqtt["type"] = "object"  # mqtt: needs at least host, or brokers
+    address = {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[^\s/\[\]@:]+)(:[0-9]+)?$"}
+    mqtt["properties"]["brokers"] = {
+        "type": "array", "minItems": 1, "uniqueItems": True,
+        "description": mqtt["properties"]["brokers"]["description"],
+        "items": {"anyOf": [address, {
+            "type": "object", "required": ["host"], "additionalProperties": False,
+            "properties": {"host": mqtt["properties"]["host"],
+                           "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}]}}
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
     sections = {

@@ -86,6 +86,8 @@ class BrokerView:
     unpublishable_messages: int = 0  # set aside as poison in this run (forward/poison.py)
     unpublishable_samples: int = 0
     last_ack_at: float | None = None
+    nodes: tuple[str, ...] = ()  # every configured broker address (mqtt.brokers), in order
+    failovers: int = 0  # sessions opened on another node than the one before
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Snapshot:
                 "unpublishable_samples": broker.unpublishable_samples,
                 "ack_latency_median_le_s": median_bound(broker.ack_latency),
                 "last_puback_at": _iso(broker.last_ack_at),
+                "nodes": list(broker.nodes), "failovers": broker.failovers,
             },
             "outbox": {
                 "path": self.outbox.path,
@@ -189,7 +192,9 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             problems.append(f"outbox not answering: {err}")
     links = list(agent.links())  # a reload may swap the pollers; take them once
     stats = agent.forwarder_stats()
-    host, port = agent.broker_address()
+    # the node of the live session, or the one being tried (failover); host and port
+    # as configured before the forwarder has picked one
+    host, port = (stats.node.host, stats.node.port) if stats.node else agent.broker_address()
     return Snapshot(
         station=agent.station_id(),
         version=__version__,
@@ -204,7 +209,7 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
             stats.rejected, stats.in_flight, stats.ack_latency.snapshot(),
             stats.unpublishable_messages, stats.unpublishable_samples,
-            stats.last_ack_at),
+            stats.last_ack_at, stats.nodes, stats.failovers),
         outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
                           agent.outbox_set_aside()),
     )

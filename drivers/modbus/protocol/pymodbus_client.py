@@ -41,7 +41,6 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,18 +171,9 @@ class WireClient:
     def request(self, unit_id: int, function_code: int, address: int, *, count: int = 1,
                 value: int | bool = 0) -> Answer:
         """Send one request (function 1, 2, 3, 4, 5 or 6) and return its decoded answer."""
-        client = self._client
-        calls: dict[int, Callable[[], ModbusPDU]] = {
-            1: lambda: client.read_coils(address, count=count, device_id=unit_id),
-            2: lambda: client.read_discrete_inputs(address, count=count, device_id=unit_id),
-            3: lambda: client.read_holding_registers(address, count=count, device_id=unit_id),
-            4: lambda: client.read_input_registers(address, count=count, device_id=unit_id),
-            5: lambda: client.write_coil(address, bool(value), device_id=unit_id),
-            6: lambda: client.write_register(address, int(value), device_id=unit_id),
-        }
         self._received = b""
         try:
-            pdu = calls[function_code]()
+            pdu = self._call(unit_id, function_code, address, count, value)
         except _OverLimit as err:
             raise Flooded(err.received) from None
         except ConnectionException as err:
@@ -198,9 +188,28 @@ class WireClient:
             unit_id=int(pdu.dev_id), function_code=int(pdu.function_code),
             exception_code=int(getattr(pdu, "exception_code", 0) or 0),
             address=getattr(pdu, "address", None),
-            registers=tuple(int(word) for word in (pdu.registers or ())),
-            bits=tuple(bool(bit) for bit in (pdu.bits or ())),
+            registers=tuple(map(int, pdu.registers or ())),
+            bits=tuple(map(bool, pdu.bits or ())),
         )
+
+    def _call(self, unit_id: int, function_code: int, address: int, count: int,
+              value: int | bool) -> ModbusPDU:
+        """pymodbus's method for ``function_code``, called (a chain of ifs, not a table of
+        lambdas built per request: this runs for every read of every poll)."""
+        client = self._client
+        if function_code == 3:
+            return client.read_holding_registers(address, count=count, device_id=unit_id)
+        if function_code == 4:
+            return client.read_input_registers(address, count=count, device_id=unit_id)
+        if function_code == 1:
+            return client.read_coils(address, count=count, device_id=unit_id)
+        if function_code == 2:
+            return client.read_discrete_inputs(address, count=count, device_id=unit_id)
+        if function_code == 5:
+            return client.write_coil(address, bool(value), device_id=unit_id)
+        if function_code == 6:
+            return client.write_register(address, int(value), device_id=unit_id)
+        raise KeyError(function_code)
 
     def drain(self, quiet_s: float, limit_s: float) -> None:
         """Discard input until nothing arrived for ``quiet_s`` (at most ``limit_s``), so a

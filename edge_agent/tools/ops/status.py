@@ -138,7 +138,9 @@ def _device_notes(device: dict[str, Any]) -> list[str]:
 
 def _broker_line(broker: dict[str, Any], now: float) -> str:
     since = parse_iso(broker["since"]) or now
-    where = _("Broker:   {host}:{port}").format(host=broker["host"], port=broker["port"])
+    host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
+    where = _("Broker:   {host}:{port}").format(host=host, port=broker["port"]) \
+        + _node_of(broker)
     if broker["connected"]:
         median = broker["ack_latency_median_le_s"]
         latency = _("; PUBACK median under {median:g} s").format(median=median) \
@@ -153,6 +155,22 @@ def _broker_line(broker: dict[str, Any], now: float) -> str:
     return _("{where} NOT connected for {duration}{error}; {failures} since start").format(
         where=where, duration=duration(now - since), error=error,
         failures=plural(broker["connect_failures"], "failed attempt"))
+
+
+def _node_of(broker: dict[str, Any]) -> str:
+    """' (node 2 of 3, 1 failover since start)' with several mqtt.brokers; '' with one (or
+    from an agent older than failover)."""
+    nodes = broker.get("nodes") or []
+    if len(nodes) < 2:
+        return ""
+    host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
+    address = f"{host}:{broker['port']}"
+    place = _("node {number} of {count}").format(number=nodes.index(address) + 1,
+                                                  count=len(nodes)) if address in nodes \
+        else _("one of {count} nodes").format(count=len(nodes))
+    failovers = broker.get("failovers") or 0
+    return _(" ({place}, {failovers} since start)").format(
+        place=place, failovers=plural(failovers, "failover"))
 
 
 def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ _COUNTED: dict[str, Callable[[int], str]] = {
     "lost sample": lambda n: ngettext("{count} lost sample", "{count} lost samples", n),
     "poll": lambda n: ngettext("{count} poll", "{count} polls", n),
     "message": lambda n: ngettext("{count} message", "{count} messages", n),
+    "failover": lambda n: ngettext("{count} failover", "{count} failovers", n),
     "failed attempt": lambda n: ngettext("{count} failed attempt", "{count} failed attempts", n),
     "gap event": lambda n: ngettext("{count} gap event", "{count} gap events", n),
     "row": lambda n: ngettext("{count} row", "{count} rows", n),
