@@ -22,6 +22,7 @@ from pathlib import Path
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import LoadedConfig, load_station
 from edge_agent.config.schema import StationConfig
+from edge_agent.i18n import LANGUAGES, _, choose, ngettext, use
 from edge_agent.provenance import version_line
 from edge_agent.toolbox import TOOL_COMMANDS, load
 
@@ -63,6 +64,11 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--lang", choices=sorted(LANGUAGES),
+                        help="language of the messages for the technician: zh (Simplified "
+                             "Chinese) or en; default from LANGUAGE, LC_ALL, LC_MESSAGES or "
+                             "LANG (zh_CN.UTF-8: Chinese), else English; allowed anywhere on "
+                             "the line (docs/i18n.md)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the agent with a station file until stopped")
     run.add_argument("config", type=Path, help="station YAML file")
@@ -100,8 +106,9 @@ def _load(path: Path) -> LoadedConfig | None:
     except ConfigError as err:
         count = len(err.issues)
         print(str(err), file=sys.stderr)
-        print(f"{path}: {count} problem{'s' if count != 1 else ''} found; "
-              "nothing was started", file=sys.stderr)
+        print(ngettext("{path}: {count} problem found; nothing was started",
+                       "{path}: {count} problems found; nothing was started", count).format(
+                           path=path, count=count), file=sys.stderr)
         return None
 
 
@@ -110,12 +117,19 @@ def cmd_check(path: Path) -> int:
     if loaded is None:
         return EXIT_CONFIG
     for warning in loaded.warnings:  # risky but valid: said, never refused
-        print(f"warning: {warning}", file=sys.stderr)
-    config = loaded.config
-    devices, links = len(config.devices), len(config.links)
-    print(f"OK: {path}: station {config.station_id}, {devices} device{'s' * (devices != 1)} "
-          f"on {links} link{'s' * (links != 1)}")
+        print(_("warning: {warning}").format(warning=warning), file=sys.stderr)
+    print(ok_line(path, loaded.config))
     return 0
+
+
+def ok_line(path: Path, config: StationConfig) -> str:
+    """``check``'s last line for a valid file: the station, its devices and links."""
+    devices, links = len(config.devices), len(config.links)
+    counted = _("{devices} on {links}").format(
+        devices=ngettext("{count} device", "{count} devices", devices).format(count=devices),
+        links=ngettext("{count} link", "{count} links", links).format(count=links))
+    return _("OK: {path}: station {station}, {counted}").format(
+        path=path, station=config.station_id, counted=counted)
 
 
 def cmd_run(path: Path, record: Path | None = None) -> int:
@@ -151,10 +165,12 @@ def cmd_run(path: Path, record: Path | None = None) -> int:
     try:
         agent = Agent(config, reload_config)
     except (OutboxInUse, StorePathRefused, ForeignDatabase) as err:
-        print(f"{config.store.path}: cannot open the outbox: {err}", file=sys.stderr)
+        print(_("{path}: cannot open the outbox: {error}").format(
+            path=config.store.path, error=err), file=sys.stderr)
         return EXIT_CONFIG
     except (SchemaError, OutboxError, OSError) as err:
-        print(f"{config.store.path}: cannot open the outbox: {err}", file=sys.stderr)
+        print(_("{path}: cannot open the outbox: {error}").format(
+            path=config.store.path, error=err), file=sys.stderr)
         return 1
     return run_until_signalled(agent, stop, reload)
 
@@ -175,8 +191,32 @@ def _recording_every_link(config: StationConfig, folder: Path) -> StationConfig:
     return replace(config, links=links)
 
 
+def take_lang(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--lang zh`` (or ``--lang=zh``) taken out of ``argv`` wherever it stands before a
+    ``--``, so it works on every command, a tool's included; the rest of ``argv``."""
+    rest: list[str] = []
+    lang: str | None = None
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            rest += [word, *words]
+            break
+        if word == "--lang":
+            lang = next(words, "")
+        elif word.startswith("--lang="):
+            lang = word.split("=", 1)[1]
+        else:
+            rest.append(word)
+            continue
+        if lang not in LANGUAGES:
+            rest += ["--lang", lang]  # the parser says what is allowed
+    return lang, rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    lang, argv = take_lang(argv)
+    use(choose(lang if lang in LANGUAGES else None, os.environ))
     args = _parser(_command_word(argv)).parse_args(argv)
     _setup_logging(args.log_level)
     if args.command == "check":

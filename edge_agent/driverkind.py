@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.config.declare import Setting
-from edge_agent.config.fields import Section
+from edge_agent.config.fields import Section, one_of
 from edge_agent.config.layers import Layers
 from edge_agent.config.schema import Device, Link, LinkProtocol
+from edge_agent.i18n import _
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class DriverKind:
             return None
         if self.wrong_link is not None:
             return self.wrong_link(link, speaker)
-        wanted = " or ".join(sorted(protocol.value for protocol in self.link_protocols))
-        other = f" (or use driver: {speaker} for this device)" if speaker else ""
-        return (f"link '{link.name}' speaks {link.protocol.value}; driver {self.name} "
-                f"needs a link with protocol: {wanted}{other}")
+        wanted = one_of(sorted(protocol.value for protocol in self.link_protocols))
+        other = _(" (or use driver: {driver} for this device)").format(driver=speaker) \
+            if speaker else ""
+        return _("link '{link}' speaks {protocol}; driver {driver} needs a link with protocol: "
+                 "{wanted}").format(link=link.name, protocol=link.protocol.value,
+                                    driver=self.name, wanted=wanted) + other

@@ -10,6 +10,7 @@ import pytest
 from support.collector import Collector
 from support.station import kill_leftover_agents
 
+from edge_agent import i18n
 from edge_agent.tools.sim.broker import Mosquitto
 
 
@@ -96,3 +97,11 @@ def fast_run_starts_no_process(request: pytest.FixtureRequest,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     if request.config.getoption("--fast"):
         monkeypatch.setattr(subprocess, "Popen", _ProcessStartedInFastRun)
+
+
+@pytest.fixture(autouse=True)
+def messages_in_english_again() -> Iterator[None]:
+    """A test that chose Chinese (``edge-agent --lang zh``, ``i18n.use``) leaves English
+    behind: the language is process state, and the next test expects the source text."""
+    yield
+    i18n.use("en")

@@ -81,6 +81,17 @@ def test_demo_shows_readings_from_every_simulated_instrument(tmp_path):
     assert "station demo-station is online" in result.stdout
 
 
+def test_demo_speaks_chinese_with_lang_zh(tmp_path):
+    """The demo's own lines in Chinese; the payload's words (online, GOOD) stay as sent."""
+    result = edge_agent("--lang", "zh", "demo", "--duration", "6", "--workdir", str(tmp_path),
+                        timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("demo：MQTT 服务器在 127.0.0.1:")
+    assert "站点 demo-station 状态：online" in result.stdout
+    assert any(" gc-1 " in line for line in result.stdout.splitlines())
+    assert result.stdout.rstrip().splitlines()[-1].startswith("demo：收到 ")
+
+
 def test_demo_without_mosquitto_says_how_to_install_it(tmp_path):
     result = edge_agent("demo", "--duration", "1", "--workdir", str(tmp_path),
                         env={"EDGE_AGENT_MOSQUITTO": str(tmp_path / "none")})

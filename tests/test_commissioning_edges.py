@@ -48,7 +48,7 @@ def test_bootstrap_refuses_an_unknown_option_before_doing_anything():
     result = subprocess.run([str(ROOT / "scripts/bootstrap"), "--dryrun"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == \
-        (2, "", "usage: scripts/bootstrap [--dry-run]\n")
+        (2, "", "usage: scripts/bootstrap [--dry-run] [--lang zh|en]\n")
 
 
 def test_startup_line_counts_one_device_on_one_link(tmp_path, broker, caplog):

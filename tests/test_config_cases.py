@@ -1,8 +1,9 @@
 """The station-file loader, proven by a table of case folders plus focused unit tests.
 
-Each folder in ``tests/config_cases/`` holds a ``station.yaml`` (and any files it names)
-and ``expected.txt``: the complete output, every issue on its own line, with ``{file}``
-standing for the station file's path and ``{dir}`` for the case folder. A case named
+Each folder in ``tests/config_cases/`` holds a ``station.yaml`` (and any files it names),
+``expected.txt`` and ``expected.zh.txt`` (the same in Simplified Chinese, docs/i18n.md):
+the complete output, every issue on its own line, with ``{file}`` standing for the station
+file's path and ``{dir}`` for the case folder. A case named
 after a mistake proves that exact mistake gets that exact message, and that no other
 issue is added or lost. Files whose bytes an editor would "fix" (BOM, UTF-16, GBK, tabs)
 are written by ``config_cases/make_binary_cases.py``.
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 from edge_agent_drivers.modbus.settings import DataType, RegisterKind, WordOrder
 
+from edge_agent import i18n
+from edge_agent.cli import main, ok_line
 from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.loader import load_config, load_station
 from edge_agent.config.schema import (
@@ -60,20 +63,55 @@ def check_output(path: Path, env: dict[str, str]) -> str:
         loaded = load_station(str(path), env=env)
     except ConfigError as err:
         return str(err)
-    config = loaded.config
-    warnings = "".join(f"warning: {warning}\n" for warning in loaded.warnings)
-    return (
-        f"{warnings}OK: {path}: station {config.station_id}, {len(config.devices)} devices on "
-        f"{len(config.links)} links"
-    )
+    warnings = "".join(i18n._("warning: {warning}").format(warning=warning) + "\n"
+                       for warning in loaded.warnings)
+    return warnings + ok_line(path, loaded.config)
+
+
+def _expected(case: Path, name: str = "expected.txt") -> str:
+    expected = (case / name).read_text(encoding="utf-8").rstrip("\n")
+    station = case / "station.yaml"
+    return expected.replace("{file}", str(station)).replace("{dir}", str(case.absolute()))
 
 
 @pytest.mark.parametrize("case", _case_dirs(), ids=lambda path: path.name)
 def test_config_case_reports_exactly_the_expected_issues(case: Path) -> None:
-    station = case / "station.yaml"
-    expected = (case / "expected.txt").read_text(encoding="utf-8").rstrip("\n")
-    expected = expected.replace("{file}", str(station)).replace("{dir}", str(case.absolute()))
-    assert check_output(station, CASE_ENV) == expected
+    assert check_output(case / "station.yaml", CASE_ENV) == _expected(case)
+
+
+@pytest.mark.parametrize("case", _case_dirs(), ids=lambda path: path.name)
+def test_config_case_reports_the_same_issues_in_chinese(case: Path) -> None:
+    i18n.use("zh")
+    assert check_output(case / "station.yaml", CASE_ENV) == _expected(case, "expected.zh.txt")
+
+
+def _check_command(case: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What ``edge-agent [argv] check STATION`` prints, stdout after stderr, without the
+    count of problems that ends a failed check."""
+    status = main([*argv, "check", str(case / "station.yaml")])
+    out, err = capsys.readouterr()
+    lines = err.rstrip("\n").split("\n") if err else []
+    if status != 0:
+        assert status == 2 and lines.pop().endswith(("nothing was started", "未启动任何内容"))
+    return "\n".join([*lines, *out.rstrip("\n").split("\n")]).strip("\n")
+
+
+@pytest.mark.parametrize("case", _case_dirs(), ids=lambda path: path.name)
+def test_check_speaks_chinese_from_lang_and_from_the_option(
+    case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LANG=zh_CN.UTF-8 edge-agent check`` and ``edge-agent --lang zh check`` (with an
+    English LANG, which the option overrides) both print the Chinese golden output."""
+    for name, value in CASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(variable, raising=False)
+    expected = _expected(case, "expected.zh.txt")
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    assert _check_command(case, [], capsys) == expected
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    assert _check_command(case, ["--lang", "zh"], capsys) == expected
+    assert _check_command(case, [], capsys) == _expected(case)
 
 
 def test_case_table_covers_at_least_25_cases() -> None:

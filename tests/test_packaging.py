@@ -44,6 +44,18 @@ def test_every_file_of_the_page_is_package_data():
     assert set((health / "page").iterdir()) <= shipped  # nothing there left out
 
 
+def test_every_compiled_message_catalog_is_package_data():
+    """edge_agent/i18n.py opens locale/<locale>/LC_MESSAGES/edge_agent.mo: a wheel (and so
+    the .deb and the offline bundle, which install the wheel) without it cannot speak
+    Chinese."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["edge_agent"]
+    package = ROOT / "edge_agent"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    catalogs = set((package / "locale").glob("*/LC_MESSAGES/*.mo"))
+    assert catalogs and catalogs <= shipped
+
+
 # Each third-party library of the agent is imported in exactly one module of ours, so an
 # API change between versions touches one file (the rule in docs and style guide);
 # pymodbus in one module per side: the client the pollers use, the simulator's server.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -99,6 +100,23 @@ def test_modbus_tcp_devices_are_printed_one_table_each(tmp_path, detectors):
     assert table_row(result.stdout, "det-2", "co") == ["co", "17", "ppm", "GOOD"]
     assert table_row(result.stdout, "det-1", "model") == ["model", "MGD4", "-", "GOOD"]
     assert "2 of 2 devices answered; nothing was stored or published" in result.stdout
+
+
+def test_poll_speaks_chinese_when_lang_says_zh_cn(tmp_path, detectors):
+    """LANG=zh_CN.UTF-8: the same tables with Chinese headings and sentences; channel
+    names, units, values and quality words stay as the station file and payload have them."""
+    config = detector_station(tmp_path, detectors.tcp_port)
+    env = {**os.environ, "LANG": "zh_CN.UTF-8", "LANGUAGE": "", "LC_ALL": "",
+           "LC_MESSAGES": ""}
+    result = subprocess.run([sys.executable, "-m", "edge_agent", "poll", str(config)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("站点 test-station：轮询 2 台设备（1 条链路）一次")
+    assert f"det-1  单元号 1，链路 lan（modbus-tcp 127.0.0.1:{detectors.tcp_port}）  " \
+        in result.stdout
+    assert table_row(result.stdout, "det-1", "通道") == ["通道", "值", "单位", "质量", "原因"]
+    assert table_row(result.stdout, "det-1", "o2") == ["o2", "20.9", "vol%", "GOOD"]
+    assert "2 台设备中 2 台应答；没有存储或发布任何内容" in result.stdout
 
 
 def test_a_silent_device_fails_the_poll_and_the_others_are_still_printed(tmp_path,

@@ -97,6 +97,20 @@ def test_find_prints_only_the_matching_readings(gc_over_tcp):
     assert len(lines) == 7  # no table, no profile (no shipped map has these)
 
 
+def test_probe_speaks_chinese_with_lang_zh(gc_over_tcp):
+    """--lang zh: the title, the match sentence and the station-file hint in Chinese; the
+    numbers, types and the settings to copy stay as the station file wants them."""
+    result = probe("read", f"127.0.0.1:{gc_over_tcp.tcp_port}", "--ref", "40011",
+                   "--count", "4", "--find", "12.5", "--lang", "zh")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (f"127.0.0.1:{gc_over_tcp.tcp_port} (modbus-tcp) 上的单元 1："
+                        "保持寄存器 40011-40014（线路地址 10-13，功能码 3）")
+    assert lines[2].startswith("显示值 12.5（±0.05）： 有 2 个读法吻合")
+    assert lines[3].split() == ["40011", "线路", "10", "float32", "CDAB", "=", "12.5"]
+    assert lines[4].strip() == "站点配置文件：{address: 10, type: float32, word_order: CDAB}"
+
+
 def test_a_match_where_a_shipped_profile_has_that_channel_names_the_profile():
     """generic-gc keeps benzene as a CDAB float32 at wire 12 (drivers/gc/profile.yaml)."""
     server = SimServer([SimUnit(1, holding={0: 0, **words_at(12, f32(1.25, "CDAB"))})]

@@ -321,3 +321,28 @@ def test_export_refuses_what_would_surprise_a_technician(tmp_path):
         assert "Traceback" not in result.stderr
     assert existing.read_text() == "keep me\n"
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.real_parts
+def test_status_and_export_speak_chinese_with_lang_zh(tmp_path):
+    """``--lang zh``: status read from the outbox file (no agent answers) and export's
+    summary in Chinese; device ids, paths, qualities and reasons stay as they are."""
+    outbox = tmp_path / "outbox.sqlite3"
+    _known_backlog(outbox)
+    config = _export_station(tmp_path, outbox)
+    before = file_state(outbox)
+    status = edge_agent("--lang", "zh", "status", config)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith(f"站点 {STATION}：采集代理没有应答：")
+    assert lines[1] == f"以下是发件箱文件中的内容：{outbox}"
+    assert columns(lines[4])[:3] == ["设备", "待发送", "最早待发送"]
+    assert row_of(status.stdout, "gc-1")[:2] == ["gc-1", "9"]
+    assert "积压：    18 个样本（另有 2 个缺口事件，通告 2 个丢失的样本） 待发送" in status.stdout
+    export = edge_agent("export", config, "--out", tmp_path / "all.jsonl", "--lang", "zh",
+                        env={"LANG": "en_US.UTF-8"})
+    assert export.returncode == 0, export.stderr
+    assert export.stdout.startswith("已从 ")
+    assert "  gc-1：" not in export.stdout and "  gc-1: 9 个样本 + 1 个缺口事件" in export.stdout
+    assert export.stdout.rstrip().endswith("平台按样本 id 去重。")
+    assert file_state(outbox) == before

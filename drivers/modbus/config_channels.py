@@ -41,12 +41,13 @@ from edge_agent.config.value_fields import (
     read_valid_range,
 )
 from edge_agent.config.yamlsource import SeqNode, kind
+from edge_agent.i18n import N_, _
 
 # Declared on Channel (settings.py); besides them, ``number`` (the manual's register
 # number instead of address: 1..9999 coils up to 400001 + 65535 holding) and ``enabled``
 # (false removes a profile's channel), declared here: neither is kept on the Channel.
 NUMBER = Setting(("number",), "integer", 1, 465536,
-                 hint="a register number such as 40001 or 300001")
+                 hint=N_("a register number such as 40001 or 300001"))
 ENABLED = Setting(("enabled",), "flag")
 _DECLARED = allowed_keys(Channel)
 CHANNEL_KEYS = (*_DECLARED[:2], NUMBER.key, *_DECLARED[2:], ENABLED.key)
@@ -90,13 +91,14 @@ def read_channels(sec: Section, default_order: WordOrder, enron: bool,
     entry = sec.node.get("channels")
     if entry is None:
         if not base:
-            sec.missing("channels", "a list of channels, each starting with '- name:'")
+            sec.missing("channels", _("a list of channels, each starting with '- name:'"))
         return tuple(base.values())
     if not isinstance(entry.value, SeqNode) or not entry.value.items:
-        message = f"expected a list of channels ('- name: ...' items), found {kind(entry.value)}"
+        message = _("expected a list of channels ('- name: ...' items), found {found}").format(
+            found=kind(entry.value))
         sec.report("channels", message)
         return tuple(base.values())
-    if problem := count_problem(len(entry.value.items), MAX_CHANNELS_PER_LIST, "channels"):
+    if problem := count_problem(len(entry.value.items), MAX_CHANNELS_PER_LIST, _("channels")):
         sec.report("channels", problem, at_key=True)
         return tuple(base.values())
     merged: dict[str, Channel | None] = dict(base)
@@ -108,8 +110,8 @@ def read_channels(sec: Section, default_order: WordOrder, enron: bool,
             continue
         name = read_channel_name(channel_sec)
         if name is not None and name in lines:
-            channel_sec.report("name", f"channel '{name}' is already defined at line "
-                                       f"{lines[name]}")
+            channel_sec.report("name", _("channel '{name}' is already defined at line {line}")
+                               .format(name=name, line=lines[name]))
             continue
         if name is not None:
             lines[name] = channel_sec.value_line("name")
@@ -134,8 +136,9 @@ def _read_listed(sec: Section, name: str | None, default_order: WordOrder, enron
     known = base.get(name) if name is not None else None
     if base and known is None and name is not None and not (
             sec.has("address") or sec.has("number")):
-        sec.report("name", f"'{name}' is not a channel of the profile (its channels: "
-                           f"{', '.join(base)}); a new channel needs an address or number")
+        sec.report("name", _("'{name}' is not a channel of the profile (its channels: "
+                             "{channels}); a new channel needs an address or number").format(
+                                 name=name, channels=", ".join(base)))
         return None
     return read_channel(sec, name or "?", default_order, enron, known)
 
@@ -156,9 +159,9 @@ def read_channel(sec: Section, name: str, default_order: WordOrder, enron: bool,
         return None
     is_enron = enron and not register.is_bit and is_enron_address(address)
     if is_enron and data_type not in _ENRON_TYPES:
-        sec.report("type", f"address {address} is in a Daniel/Enron 32-bit range (device "
-                           f"enron: true): expected int32, uint32 or float32, found "
-                           f"{data_type.value}")
+        sec.report("type", _("address {address} is in a Daniel/Enron 32-bit range (device "
+                             "enron: true): expected int32, uint32 or float32, found {type}")
+                   .format(address=address, type=data_type.value))
         return None
     return _finish(sec, name, register, address, data_type, default_order, is_enron, base)
 
@@ -186,15 +189,18 @@ def _finish(sec: Section, name: str, register: RegisterKind, address: int,
                                           base.quality_values if base else ()),
     )
     if fields["scale"] == 0:
-        sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
+        sec.report("scale", _("scale 0 would turn every value into 0; use 1 for no scaling"))
     if len(sec.ck.issues) > start or any(value is None for key, value in fields.items()
                                          if key not in ("bit", "valid_range")):
         return None
     channel = Channel(name, address, register, data_type, enron=is_enron,
                       **fields)  # type: ignore[arg-type]
     if address + channel.span > 65536:
-        sec.report("address", f"{article(data_type.value)} needs {channel.span} registers: "
-                              f"expected an address 0..{65536 - channel.span}, found {address}")
+        sec.report("address", _("{type} needs {span} registers: expected an address 0..{last}, "
+                                "found {address}").format(type=article(data_type.value),
+                                                          span=channel.span,
+                                                          last=65536 - channel.span,
+                                                          address=address))
         return None
     return channel
 
@@ -209,22 +215,25 @@ def _read_place(sec: Section, base: Channel | None) -> tuple[RegisterKind, int] 
     """Table and wire address, from ``address`` (+ ``register``) or a manual ``number``."""
     if sec.has("number"):
         if sec.has("address"):
-            sec.report("number", "give either address (0-based, as sent on the wire) or "
-                                 "number (the manual's 1-based register number), not both")
+            sec.report("number", _("give either address (0-based, as sent on the wire) or "
+                                   "number (the manual's 1-based register number), not both"))
             return None
         number = read_setting(sec, NUMBER)
         if number is None:
             return None
         place = modicon_number(number)
         if place is None:
-            sec.report("number", f"{number} is not a register number: expected 1..9999 "
-                                 "(coils), 10001.. (discrete inputs), 30001.. (input "
-                                 "registers) or 40001.. (holding registers), 5 or 6 digits")
+            sec.report("number", _("{number} is not a register number: expected 1..9999 "
+                                   "(coils), 10001.. (discrete inputs), 30001.. (input "
+                                   "registers) or 40001.. (holding registers), 5 or 6 digits")
+                       .format(number=number))
             return None
         written = read_declared(sec, Channel, "register", place[0])
         if written is not None and written is not place[0]:
-            sec.report("register", f"register number {number} is in the {place[0].value} "
-                                   f"table, but register says {written.value}")
+            sec.report("register", _("register number {number} is in the {table} table, but "
+                                     "register says {written}").format(
+                                         number=number, table=place[0].value,
+                                         written=written.value))
             return None
         return place
     register = _declared(sec, "register", base)
@@ -236,8 +245,8 @@ def _read_place(sec: Section, base: Channel | None) -> tuple[RegisterKind, int] 
 
 def _type_fits_register(sec: Section, register: RegisterKind, data_type: DataType) -> bool:
     if register.is_bit and data_type is not DataType.BOOL:
-        sec.report("type", f"{register.value}s hold single bits: expected bool, found "
-                           f"{data_type.value}")
+        sec.report("type", _("{register}s hold single bits: expected bool, found {type}").format(
+            register=register.value, type=data_type.value))
         return False
     return True
 
@@ -250,7 +259,8 @@ def _refuse_unused(sec: Section, data_type: DataType, numeric: bool) -> None:
     if data_type is not DataType.STRING:
         unused += [key for key in ("length", "string_layout") if sec.has(key)]
     for key in unused:
-        sec.report(key, f"'{key}' does not apply to {data_type.value} channels", at_key=True)
+        sec.report(key, _("'{key}' does not apply to {type} channels").format(
+            key=key, type=data_type.value), at_key=True)
 
 
 def _read_bit(sec: Section, data_type: DataType, base: Channel | None) -> int | None:

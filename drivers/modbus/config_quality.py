@@ -21,6 +21,7 @@ from edge_agent_drivers.modbus.settings import DataType, QualityRule, article
 from edge_agent.config.declare import allowed_keys, read_declared
 from edge_agent.config.fields import Section, as_section
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
+from edge_agent.i18n import _
 
 # declared on QualityRule (settings.py)
 RULE_KEYS = allowed_keys(QualityRule)
@@ -37,12 +38,12 @@ def read_quality_rules(sec: Section, key: str, data_type: DataType, default: Rul
     if entry is None:
         return default
     if data_type not in _WIDTH:
-        sec.report(key, f"a status word must be an integer or bool channel, this one is "
-                        f"{data_type.value}", at_key=True)
+        sec.report(key, _("a status word must be an integer or bool channel, this one is {type}")
+                   .format(type=data_type.value), at_key=True)
         return default
     if not isinstance(entry.value, MapNode) or not entry.value.entries:
-        sec.report(key, f"expected entries such as '3: {{quality: SUSPECT, reason: "
-                        f"calibrating}}', found {kind(entry.value)}")
+        sec.report(key, _("expected entries such as '3: {{quality: SUSPECT, reason: "
+                          "calibrating}}', found {found}").format(found=kind(entry.value)))
         return default
     bits = key == "quality_bits"
     rules = []
@@ -66,19 +67,20 @@ def _condition(sec: Section, key: str, text: str, line: int, bits: bool,
     if bits:
         if number is None or not 0 <= number < width:
             sec.ck.report(line, f"{sec.path_of(key)}.{text}",
-                          f"expected a bit number 0..{width - 1} of this {data_type.value}, "
-                          f"found '{text}'")
+                          _("expected a bit number 0..{last} of this {type}, found '{found}'")
+                          .format(last=width - 1, type=data_type.value, found=text))
             return None
     elif number is None:
         sec.ck.report(line, f"{sec.path_of(key)}.{text}",
-                      f"expected a whole value of the status word (e.g. 2 or 0x10), found "
-                      f"'{text}'")
+                      _("expected a whole value of the status word (e.g. 2 or 0x10), found "
+                        "'{found}'").format(found=text))
     else:
         limits = data_type.integer_range
         if limits is not None and not limits[0] <= number <= limits[1]:
             sec.ck.report(line, f"{sec.path_of(key)}.{text}",
-                          f"{article(data_type.value)} never holds {number} ({limits[0]}.."
-                          f"{limits[1]}): this rule could never apply")
+                          _("{type} never holds {number} ({low}..{high}): this rule could "
+                            "never apply").format(type=article(data_type.value), number=number,
+                                                  low=limits[0], high=limits[1]))
             return None
     return number
 
@@ -87,8 +89,8 @@ def _read_rule(sec: Section) -> QualityRule | None:
     quality = read_declared(sec, QualityRule, "quality")
     reason = read_declared(sec, QualityRule, "reason")
     if reason is not None and not _REASON.match(reason):
-        sec.report("reason", f"expected a lower-case word with letters, digits and '_' "
-                             f"(e.g. calibrating), found '{reason}'")
+        sec.report("reason", _("expected a lower-case word with letters, digits and '_' "
+                               "(e.g. calibrating), found '{found}'").format(found=reason))
         return None
     channels = _read_names(sec, "channels")
     if quality is None or reason is None or channels is None:
@@ -104,7 +106,8 @@ def _read_names(sec: Section, key: str) -> tuple[str, ...] | None:
     names = []
     for item in items:
         if not isinstance(item, ScalarNode) or not isinstance(item.value, str | int):
-            sec.report(key, f"expected a list of channel names, found {kind(item)}")
+            sec.report(key, _("expected a list of channel names, found {found}").format(
+                found=kind(item)))
             return None
         names.append(str(item.value))
     return tuple(names)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from edge_agent_drivers.modbus.settings import Channel, DataType
 
 from edge_agent.config.fields import Section
+from edge_agent.i18n import _
 
 
 def check_overlaps(sec: Section, channels: tuple[Channel, ...],
@@ -22,15 +23,18 @@ def check_overlaps(sec: Section, channels: tuple[Channel, ...],
         clashes = [channels[i] for i in near_before(index) if _clash(channel, channels[i])]
         if not clashes:
             continue
-        listing = " and ".join(f"{_describe(other)} (line {placed[other.name][1]})"
-                               if other.name in placed else _describe(other)
-                               for other in clashes)
+        listing = _(" and ").join(
+            _("{channel} (line {line})").format(channel=_describe(other),
+                                                line=placed[other.name][1])
+            if other.name in placed else _describe(other) for other in clashes)
+        message = _("{channel} overlaps {others}").format(channel=_describe(channel),
+                                                          others=listing)
         where = placed.get(channel.name)
         if where is None:
-            sec.report("channels", f"{_describe(channel)} overlaps {listing}", at_key=True)
+            sec.report("channels", message, at_key=True)
             continue
         key = "number" if where[0].has("number") else "address"
-        where[0].report(key, f"{_describe(channel)} overlaps {listing}")
+        where[0].report(key, message)
 
 
 def _near_before(channels: tuple[Channel, ...]) -> Callable[[int], list[int]]:
@@ -68,7 +72,9 @@ def _describe(channel: Channel) -> str:
     """ "float32 'toluene' at holding 101..102" for overlap messages."""
     first, last = _span(channel)
     where = f"{first}" if first == last else f"{first}..{last}"
-    return f"{channel.data_type.value} '{channel.name}' at {channel.register.value} {where}"
+    return _("{type} '{name}' at {register} {where}").format(
+        type=channel.data_type.value, name=channel.name, register=channel.register.value,
+        where=where)
 
 
 def _span(channel: Channel) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from edge_agent.config.declare import Setting, allowed_keys, read_declared, read
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
+from edge_agent.i18n import _
 
 #: Device-level keys only Modbus devices read, all declared on ModbusSettings (word_order
 #: and enron give each channel's defaults).
@@ -44,17 +45,16 @@ def read_unit_id(sec: Section, link_type: str | None) -> int | None:
     """Modbus unit id: 1..247 on a serial bus (0 is broadcast), 0..255 over TCP."""
     serial = link_type == "serial"
     low, high = SERIAL_UNIT_IDS
-    shown = f"an integer {low}..{high} on a serial link" if serial else ""
+    shown = _("an integer {low}..{high} on a serial link").format(low=low, high=high) \
+        if serial else ""
     unit_id = read_setting(sec, replace(UNIT_ID, hint=shown))
     if unit_id is None or not serial or low <= unit_id <= high:
         return unit_id
     if unit_id == 0:
-        message = (
-            "unit id 0 is the broadcast address on a serial bus and no device answers it; "
-            f"use the device's own address {low}..{high}"
-        )
+        message = _("unit id 0 is the broadcast address on a serial bus and no device answers "
+                    "it; use the device's own address {low}..{high}").format(low=low, high=high)
     else:
-        message = f"expected {shown}, found {unit_id}"
+        message = _("expected {expected}, found {found}").format(expected=shown, found=unit_id)
     sec.report("unit_id", message)
     return None
 
@@ -62,10 +62,14 @@ def read_unit_id(sec: Section, link_type: str | None) -> int | None:
 def wrong_link(link: Link, speaker: str | None) -> str:
     """A Modbus device on a link of another protocol: say which driver that link is for
     (``speaker``, from the registry)."""
-    what = " (an instrument's own ASCII protocol)" if link.protocol.value == "text" else ""
-    use = f"use driver: {speaker} for this device, or " if speaker else "use "
-    return (f"link '{link.name}' has protocol: {link.protocol.value}{what}; {use}a Modbus "
-            "protocol on the link")
+    what = _(" (an instrument's own ASCII protocol)") if link.protocol.value == "text" else ""
+    if speaker:
+        use = _("use driver: {driver} for this device, or a Modbus protocol on the link").format(
+            driver=speaker)
+    else:
+        use = _("use a Modbus protocol on the link")
+    return _("link '{link}' has protocol: {protocol}").format(
+        link=link.name, protocol=link.protocol.value) + what + _("; ") + use
 
 
 def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
@@ -73,7 +77,8 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     None after an issue (or when no channel is left)."""
     for key, owner in entry.owners.items():
         if entry.section.has(key):
-            entry.section.report(key, f"{key}: is only for driver: {owner}", at_key=True)
+            entry.section.report(key, _("{key}: is only for driver: {owner}").format(
+                key=key, owner=owner), at_key=True)
     layers = entry.layers
     device = layers.pick("id")
     order = read_declared(layers.pick("word_order"), ModbusSettings, "word_order")
@@ -92,8 +97,8 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     stream = read_declared(layers.pick("stream_channel"), ModbusSettings, "stream_channel")
     check_references(layers.pick, channels, trigger, clock, stream, notes)
     if trigger is not None and trigger.kind.value == "timestamp" and clock is None:
-        layers.report("trigger", "a timestamp trigger needs clock: (where the analysis time "
-                                 "is)")
+        layers.report("trigger", _("a timestamp trigger needs clock: (where the analysis time "
+                                   "is)"))
     limits = read_limits(layers)
     check_limits(device, channels, limits, notes)
     failed = len(device.ck.issues) > start or not channels

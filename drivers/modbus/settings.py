@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from edge_agent.config.declare import setting
+from edge_agent.i18n import _
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
@@ -82,7 +83,9 @@ MANUAL_TYPE_WORDS: dict[str, tuple[str, ...]] = {
 
 def article(word: str) -> str:
     """ "an int16", "a uint16": messages about types read as sentences."""
-    return f"{'an' if word[0] in 'aeio' else 'a'} {word}"
+    if word[0] in "aeio":
+        return _("an {type}").format(type=word)
+    return _("a {type}").format(type=word)
 
 
 _INTEGER_RANGES = {"int16": (-2**15, 2**15 - 1), "uint16": (0, 2**16 - 1),

@@ -38,6 +38,7 @@ from edge_agent.config.value_fields import (
     read_valid_range,
 )
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
+from edge_agent.i18n import N_, _
 from edge_agent.model import Quality
 
 # declared on TextChannel, TimeField and StatusField (protocol/settings.py)
@@ -46,8 +47,8 @@ TIME_KEYS = allowed_keys(TimeField)
 STATUS_KEYS = allowed_keys(StatusField)
 _OFFSET = re.compile(r"([+-])([0-9]{2}):?([0-9]{2})")
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
-_FIELD_EXPECTED = f"a field number 1..{MAX_FIELD} (the first field is 1)"
-_RULE_EXPECTED = ("GOOD, or SUSPECT or BAD followed by a reason, e.g. 'SUSPECT calibrating' "
+_FIELD_EXPECTED = N_("a field number 1..{last} (the first field is 1)")
+_RULE_EXPECTED = N_("GOOD, or SUSPECT or BAD followed by a reason, e.g. 'SUSPECT calibrating' "
                   "or {quality: SUSPECT, reason: calibrating}")
 
 
@@ -59,8 +60,8 @@ def read_record_format(block: Section) -> RecordFormat | None:
     delimiter = _read_delimiter(block, by_pattern)
     field_count = None
     if by_pattern and block.has("field_count"):
-        block.report("field_count", "field_count is for records cut by a delimiter; a "
-                     "pattern says the record's shape itself", at_key=True)
+        block.report("field_count", _("field_count is for records cut by a delimiter; a "
+                                      "pattern says the record's shape itself"), at_key=True)
     elif not by_pattern:
         field_count = read_declared(block, RecordFormat, "field_count")
     accept = _regex(block, "accept")
@@ -75,14 +76,14 @@ def read_record_format(block: Section) -> RecordFormat | None:
 
 
 def _regex(block: Section, key: str) -> re.Pattern[str] | None:
-    text = block.text(key, None, what=declared(RecordFormat)[key].hint)
+    text = block.text(key, None, what=_(declared(RecordFormat)[key].hint))
     if text is None:
         return None
     try:
         return re.compile(text)
     except re.error as err:
-        block.report(key, f"not a valid regular expression: {err.msg} at position {err.pos} "
-                     f"of {text!r}")
+        block.report(key, _("not a valid regular expression: {error} at position {position} of "
+                            "{text}").format(error=err.msg, position=err.pos, text=repr(text)))
         return None
 
 
@@ -90,10 +91,11 @@ def _read_delimiter(block: Section, by_pattern: bool) -> str | None:
     """The field separator; ``spaces`` (any run of spaces and tabs) gives None."""
     if by_pattern:
         if block.has("delimiter"):
-            block.report("delimiter", "give either delimiter or pattern, not both", at_key=True)
+            block.report("delimiter", _("give either delimiter or pattern, not both"),
+                         at_key=True)
         return None
     # required unless pattern: is given (a rule across two settings, so written here)
-    text = block.text("delimiter", what=declared(RecordFormat)["delimiter"].hint)
+    text = block.text("delimiter", what=_(declared(RecordFormat)["delimiter"].hint))
     if text is None or text.lower() == "spaces":
         return None
     try:
@@ -115,22 +117,23 @@ class _LocatorReader:
              several: bool = False) -> Locator | None:
         wrong = "field" if self.by_pattern else "group"
         if sec.has(wrong):
-            hint = ("with a pattern, values are named groups: use group" if self.by_pattern
-                    else "group is for records read with a pattern; use field (1 = first)")
+            hint = (_("with a pattern, values are named groups: use group") if self.by_pattern
+                    else _("group is for records read with a pattern; use field (1 = first)"))
             sec.report(wrong, hint, at_key=True)
             return None
         return self._group(sec, default_group) if self.by_pattern else self._fields(sec, several)
 
     def _group(self, sec: Section, default: str | None) -> Locator | None:
         group = sec.text("group", REQUIRED if default is None else default,
-                         what="the name of a group of the pattern, (?P<name>...)")
+                         what=_("the name of a group of the pattern, (?P<name>...)"))
         if group is None or self.pattern is None:
             return None
         if group not in self.pattern.groupindex:
             known = ", ".join(self.pattern.groupindex) or "none"
             where = "group" if sec.has("group") else "name"
-            sec.report(where, f"the pattern has no group named '{group}' (its named groups: "
-                       f"{known}); write (?P<{group}>...) in the pattern or set group")
+            sec.report(where, _("the pattern has no group named '{group}' (its named groups: "
+                                "{known}); write (?P<{group}>...) in the pattern or set group")
+                       .format(group=group, known=known))
             return None
         return Locator(group=group)
 
@@ -139,19 +142,20 @@ class _LocatorReader:
         if several and entry is not None and isinstance(entry.value, SeqNode):
             listed = [self._list_item(sec, item) for item in entry.value.items]
             if not listed:
-                sec.report("field", f"expected {_FIELD_EXPECTED} or a list of them, found []")
+                sec.report("field", _("expected {expected} or a list of them, found []").format(
+                    expected=_field_expected()))
             found = tuple(field for field in listed if field is not None)
             if not listed or len(found) != len(listed):
                 return None
         else:
-            number = sec.integer("field", lo=1, hi=MAX_FIELD, expected=_FIELD_EXPECTED)
+            number = sec.integer("field", lo=1, hi=MAX_FIELD, expected=_field_expected())
             if number is None:
                 return None
             found = (number,)
         beyond = [field for field in found if self.field_count and field > self.field_count]
         if beyond:
-            sec.report("field", f"field {beyond[0]} is beyond field_count "
-                       f"({self.field_count})")
+            sec.report("field", _("field {field} is beyond field_count ({count})").format(
+                field=beyond[0], count=self.field_count))
             return None
         return Locator(fields=found)
 
@@ -162,18 +166,19 @@ class _LocatorReader:
             return value
         shown = kind(item) if isinstance(item, ScalarNode | SeqNode | MapNode) else "?"
         line = item.line if isinstance(item, ScalarNode | SeqNode | MapNode) else sec.line
-        sec.ck.report(line, sec.path_of("field"), f"expected {_FIELD_EXPECTED}, found {shown}")
+        sec.ck.report(line, sec.path_of("field"), _("expected {expected}, found {found}").format(
+            expected=_field_expected(), found=shown))
         return None
 
 
 def _read_channels(block: Section, reader: _LocatorReader) -> tuple[TextChannel, ...]:
     entry = block.node.get("channels")
     if entry is None:
-        block.missing("channels", "a list of channels, each starting with '- name:'")
+        block.missing("channels", _("a list of channels, each starting with '- name:'"))
         return ()
     if not isinstance(entry.value, SeqNode) or not entry.value.items:
-        block.report("channels", "expected a list of channels ('- name: ...' items), found "
-                     f"{kind(entry.value)}")
+        block.report("channels", _("expected a list of channels ('- name: ...' items), found "
+                                   "{found}").format(found=kind(entry.value)))
         return ()
     if problem := count_problem(len(entry.value.items), MAX_CHANNELS_PER_LIST, "channels"):
         block.report("channels", problem, at_key=True)
@@ -187,8 +192,8 @@ def _read_channels(block: Section, reader: _LocatorReader) -> tuple[TextChannel,
         if sec is None or channel is None:
             continue
         if channel.name in names:
-            sec.report("name", f"channel '{channel.name}' is already defined at line "
-                       f"{names[channel.name]}")
+            sec.report("name", _("channel '{name}' is already defined at line {line}").format(
+                name=channel.name, line=names[channel.name]))
             continue
         names[channel.name] = sec.value_line("name")
         channels.append(channel)
@@ -212,7 +217,7 @@ def _read_channel(sec: Section, reader: _LocatorReader) -> TextChannel | None:
     at = reader.read(sec, default_group=name) if name is not None else None
     scale = read_declared(sec, TextChannel, "scale")
     if scale == 0:
-        sec.report("scale", "scale 0 would turn every value into 0; use 1 for no scaling")
+        sec.report("scale", _("scale 0 would turn every value into 0; use 1 for no scaling"))
     offset = read_declared(sec, TextChannel, "offset")
     unit = read_unit(sec, "")
     before = len(sec.ck.issues)
@@ -243,26 +248,28 @@ def _format_problem(fmt: str) -> str | None:
     """Why ``fmt`` cannot read an instrument's date and time, or None."""
     if not any(code in fmt for code in ("%Y", "%y")) or not any(
             code in fmt for code in ("%d", "%j")):
-        return (f"'{fmt}' has no full date: it needs the year (%Y or %y) and the day (%d or "
-                "%j), e.g. '%Y-%m-%d %H:%M:%S'")
+        return _("'{format}' has no full date: it needs the year (%Y or %y) and the day (%d or "
+                 "%j), e.g. '%Y-%m-%d %H:%M:%S'").format(format=fmt)
     sample = datetime(2024, 12, 31, 23, 59, 58)
     try:
         datetime.strptime(sample.strftime(fmt), fmt)
     except ValueError as err:
-        return f"'{fmt}' cannot read back the time it describes ({err})"
+        return _("'{format}' cannot read back the time it describes ({error})").format(
+            format=fmt, error=err)
     return None
 
 
 def _read_utc_offset(sec: Section) -> timedelta | None:
-    text = sec.text("utc_offset", "+00:00", what="an offset such as +08:00, -05:00 or Z")
+    text = sec.text("utc_offset", "+00:00", what=_("an offset such as +08:00, -05:00 or Z"))
     if text is None:
         return None
     if text.upper() in ("Z", "UTC"):
         return timedelta(0)
     match = _OFFSET.fullmatch(text.strip())
     if match is None or int(match.group(2)) > 14 or int(match.group(3)) > 59:
-        sec.report("utc_offset", f"expected an offset such as +08:00, -05:00 or Z, found "
-                   f"'{text}' (the instrument clock's difference to UTC)")
+        sec.report("utc_offset", _("expected an offset such as +08:00, -05:00 or Z, found "
+                                   "'{found}' (the instrument clock's difference to UTC)").format(
+                                       found=text))
         return None
     minutes = int(match.group(2)) * 60 + int(match.group(3))
     return timedelta(minutes=minutes if match.group(1) == "+" else -minutes)
@@ -302,11 +309,12 @@ def _read_status_field(sec: Section, reader: _LocatorReader,
 def _read_status_values(sec: Section) -> tuple[tuple[str, StatusRule], ...] | None:
     entry = sec.node.get("values")
     if entry is None:
-        sec.missing("values", "status values and their quality, e.g. 'A: GOOD'")
+        sec.missing("values", _("status values and their quality, e.g. 'A: GOOD'"))
         return None
     if not isinstance(entry.value, MapNode) or not entry.value.entries:
-        sec.report("values", "expected status values and their quality ('A: GOOD', "
-                   f"'C: SUSPECT calibrating' lines), found {kind(entry.value)}")
+        sec.report("values", _("expected status values and their quality ('A: GOOD', "
+                               "'C: SUSPECT calibrating' lines), found {found}").format(
+                                   found=kind(entry.value)))
         return None
     rules = [(item.key, _rule(sec, join("values", item.key), item, None))
              for item in entry.value.entries]
@@ -332,14 +340,15 @@ def _rule(sec: Section, key: str, entry: object, default: str | None) -> StatusR
     if quality is not None and (good_ok or other_ok):
         return StatusRule(quality, reason)
     shown = f"'{text}'" if text else kind(node) if isinstance(node, ScalarNode | SeqNode
-                                                                   | MapNode) else "nothing"
+                                                                   | MapNode) else _("nothing")
     line = node.line if isinstance(node, ScalarNode | SeqNode | MapNode) else sec.line
     extra = ""
     if quality not in (None, Quality.GOOD) and len(words) == 1:
-        extra = f" (give the reason after {words[0]}, in lower case)"
+        extra = _(" (give the reason after {word}, in lower case)").format(word=words[0])
     elif reason is not None and quality not in (None, Quality.GOOD):
-        extra = " (the reason is one lower-case word: letters, digits and _)"
-    sec.ck.report(line, sec.path_of(key), f"expected {_RULE_EXPECTED}, found {shown}{extra}")
+        extra = _(" (the reason is one lower-case word: letters, digits and _)")
+    sec.ck.report(line, sec.path_of(key), _("expected {expected}, found {found}").format(
+        expected=_(_RULE_EXPECTED), found=shown) + extra)
     return None
 
 
@@ -362,12 +371,18 @@ def _read_channel_names(sec: Section, channels: list[str]) -> tuple[str, ...] | 
              if isinstance(item, ScalarNode) and item.value is not None
              and not isinstance(item.value, bool)]
     if not items or len(names) != len(items):
-        sec.report("channels", f"expected a list of channel names such as [no, no2], found "
-                   f"{kind(entry.value)}")
+        sec.report("channels", _("expected a list of channel names such as [no, no2], found "
+                                 "{found}").format(found=kind(entry.value)))
         return None
     unknown = [name for name in names if name not in channels]
     if unknown:
-        sec.report("channels", f"'{unknown[0]}' is not a channel of this device (channels: "
-                   f"{', '.join(channels)})")
+        sec.report("channels", _("'{name}' is not a channel of this device (channels: "
+                                 "{channels})").format(name=unknown[0],
+                                                       channels=", ".join(channels)))
         return None
     return tuple(names)
+
+
+def _field_expected() -> str:
+    """'a field number 1..99 (the first field is 1)', in the chosen language."""
+    return _(_FIELD_EXPECTED).format(last=MAX_FIELD)

@@ -49,6 +49,7 @@ from edge_agent.config.declare import (
 )
 from edge_agent.config.fields import Section, as_section
 from edge_agent.config.yamlsource import ScalarNode
+from edge_agent.i18n import N_, _
 
 # text: (its record settings at the same level), framing: and checksum: are declared on
 # TextSettings, RecordFormat, Framing and Checksum (protocol/settings.py)
@@ -57,14 +58,14 @@ FRAMING_KEYS = allowed_keys(Framing)
 CHECKSUM_KEYS = allowed_keys(Checksum)
 TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
 #: A text instrument's own address (unit_id): optional, used only as {address}.
-ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=(
+ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=N_(
     "an integer 0..65535 (for serial-text: the instrument's address, used as {address} "
     "in the request; leave it out when there is none)"))
 # Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
 # (02d, 03d, 02X). Anything else is refused before it is tried: a spec such as
 # '>99999999999' would otherwise ask Python for a string of 100 GB (MemoryError).
 ADDRESS_FORMAT = re.compile(r"0?[1-8]?[dxX]")
-ADDRESS_FORMATS_EXPECTED = ("{address}, or {address:d}, {address:x} or {address:X} with "
+ADDRESS_FORMATS_EXPECTED = N_("{address}, or {address:d}, {address:x} or {address:X} with "
                             "an optional width of up to 8 digits before the letter (02d, "
                             "03d, 02X)")
 
@@ -84,14 +85,18 @@ def read_text_device(sec: Section, holder: Section, unit_id: int | None,
     for layer in {id(sec): sec, id(holder): holder}.values():
         for key, owner in owners.items():
             if layer.has(key):
-                why = ("go under text: (they name fields, not registers)" if key == "channels"
-                       else f"is a {_title(owner)} setting; it does not apply to a text "
-                            "protocol")
-                layer.report(key, f"for driver {kind}, {key} {why}", at_key=True)
+                if key == "channels":
+                    message = _("for driver {driver}, channels go under text: (they name "
+                                "fields, not registers)").format(driver=kind)
+                else:
+                    message = _("for driver {driver}, {key} is a {owner} setting; it does not "
+                                "apply to a text protocol").format(driver=kind, key=key,
+                                                                   owner=_title(owner))
+                layer.report(key, message, at_key=True)
     entry = holder.node.get("text")
     if entry is None:
-        holder.missing("text", "the instrument's protocol: a text: block (see "
-                       "docs/serial-text.md), here or in the device's profile")
+        holder.missing("text", _("the instrument's protocol: a text: block (see "
+                                 "docs/serial-text.md), here or in the device's profile"))
         return None
     block = as_section(holder.ck, entry.value, holder.path_of("text"), entry.line, TEXT_KEYS)
     if block is None:
@@ -134,12 +139,13 @@ def _check_example(block: Section, settings: TextSettings) -> None:
     events = deframer.feed(data)
     if not events and settings.framing.kind is FramingKind.LINE:
         events = deframer.feed(settings.framing.terminator or b"\r")  # line end left out
-    problem = "it holds no complete record" if not events else None
+    problem = _("it holds no complete record") if not events else None
     for event in events:
         if isinstance(event, FrameFault):
             problem = f"{event.reason}: {event.detail}"
         elif not accepts(event.body, settings.record):
-            problem = f"the record {show(event.body)} does not match accept"
+            problem = _("the record {record} does not match accept").format(
+                record=show(event.body))
         else:
             try:
                 parse_record(event.body, settings.record)
@@ -148,8 +154,8 @@ def _check_example(block: Section, settings: TextSettings) -> None:
         if problem:
             break
     if problem:
-        block.report("example", f"the example does not give a record with these settings: "
-                     f"{problem}")
+        block.report("example", _("the example does not give a record with these settings: "
+                                  "{problem}").format(problem=problem))
 
 
 def _bytes(sec: Section, key: str, default: bytes, what: str) -> bytes | None:
@@ -191,17 +197,18 @@ def _read_framing(block: Section) -> Framing | None:
     max_bytes = read_declared(sec, Framing, "max_bytes")
     if kind is FramingKind.STX_ETX:
         if sec.has("terminator"):
-            sec.report("terminator", "stx-etx frames end with end: and the checksum; bytes "
-                       "after them (such as CR LF) are skipped: remove terminator", at_key=True)
+            sec.report("terminator", _("stx-etx frames end with end: and the checksum; bytes "
+                                       "after them (such as CR LF) are skipped: remove "
+                                       "terminator"), at_key=True)
         first, last = kind.markers
         start = _declared_bytes(sec, "start", first)
         end = _declared_bytes(sec, "end", last)
         if start is not None and start == end:
-            sec.report("end", "the end marker must differ from the start marker")
+            sec.report("end", _("the end marker must differ from the start marker"))
         # After an issue, defaults stand in so the checksum checks still run.
         return Framing(kind, start or first, end or last, b"", max_bytes or _MAX_BYTES)
     if sec.has("end"):
-        sec.report("end", "end: is for framing type stx-etx; a line ends with terminator:",
+        sec.report("end", _("end: is for framing type stx-etx; a line ends with terminator:"),
                    at_key=True)
     start = _declared_bytes(sec, "start")
     terminator = _read_terminator(sec)
@@ -215,7 +222,7 @@ def _default_framing(kind: FramingKind) -> Framing:
 
 def _read_terminator(sec: Section) -> bytes | None:
     """CR, LF, CRLF, any (CR, LF or CR LF; the default), or any text with escapes."""
-    text = sec.text("terminator", None, what=declared(Framing)["terminator"].hint)
+    text = sec.text("terminator", None, what=_(declared(Framing)["terminator"].hint))
     if text is None:
         return b"" if not sec.has("terminator") else None
     if text.lower() in TERMINATOR_WORDS:
@@ -244,8 +251,9 @@ def _read_checksum_settings(sec: Section) -> Checksum | None:
                                      ("kind", "encoding", "byte_order", "covers"))
     separator = _declared_bytes(sec, "separator", cls=Checksum)
     if kind is not None and kind.width_bytes == 1 and sec.has("byte_order"):
-        sec.report("byte_order", f"byte_order only matters for 16-bit checksums (crc16-...); "
-                   f"{kind.value} is one byte: remove it", at_key=True)
+        sec.report("byte_order", _("byte_order only matters for 16-bit checksums (crc16-...); "
+                                   "{kind} is one byte: remove it").format(kind=kind.value),
+                   at_key=True)
     if kind is None:
         return None
     # After other issues, go on with defaults so the checks against the framing still run.
@@ -257,17 +265,18 @@ def _check_checksum_fits(sec: Section, checksum: Checksum, framing: Framing) -> 
     """Combinations of checksum and framing that cannot work on the wire."""
     line = framing.kind is FramingKind.LINE
     if not line and sec.has("separator"):
-        sec.report("separator", "separator is for line framing; in stx-etx frames the "
-                   "checksum follows the end marker", at_key=True)
+        sec.report("separator", _("separator is for line framing; in stx-etx frames the "
+                                  "checksum follows the end marker"), at_key=True)
     if line and checksum.encoding is ChecksumEncoding.RAW:
-        sec.report("encoding", "a raw (binary) checksum can contain the line end and cut "
-                   "the record; use encoding: hex, or framing type: stx-etx")
+        sec.report("encoding", _("a raw (binary) checksum can contain the line end and cut "
+                                 "the record; use encoding: hex, or framing type: stx-etx"))
     if checksum.covers.with_start and not framing.start:
-        sec.report("covers", f"covers {checksum.covers.value} includes the start marker, "
-                   "but framing has no start:")
+        sec.report("covers", _("covers {covers} includes the start marker, but framing has "
+                               "no start:").format(covers=checksum.covers.value))
     if checksum.covers.with_end and line and not checksum.separator:
-        sec.report("covers", f"covers {checksum.covers.value} includes the end, which in "
-                   "line framing is the separator, and no separator: is set")
+        sec.report("covers", _("covers {covers} includes the end, which in line framing is "
+                               "the separator, and no separator: is set").format(
+                                   covers=checksum.covers.value))
 
 
 def _read_request(block: Section, mode: TextMode | None, address: int | None,
@@ -278,11 +287,11 @@ def _read_request(block: Section, mode: TextMode | None, address: int | None,
     if mode is TextMode.STREAM:
         for key in ("request", "frame_request"):
             if block.has(key):
-                block.report(key, f"a stream instrument sends on its own; remove {key} "
-                             "(or set mode: request)", at_key=True)
+                block.report(key, _("a stream instrument sends on its own; remove {key} (or set "
+                                    "mode: request)").format(key=key), at_key=True)
         return b""
     # required in request mode (a rule across two settings, so written here)
-    text = block.text("request", what=declared(TextSettings)["request"].hint)
+    text = block.text("request", what=_(declared(TextSettings)["request"].hint))
     if text is None:
         return None
     formatted = _with_address(block, text, address)
@@ -307,22 +316,23 @@ def _with_address(block: Section, text: str, address: int | None) -> str | None:
         names = {name for name, _, _ in fields}
         unknown = sorted(names - {"address"})
         if unknown:
-            block.report("request", f"unknown placeholder {{{unknown[0]}}}; only {{address}} "
-                         "(the device's unit_id) exists; write {{ and }} for braces")
+            block.report("request", _("unknown placeholder {{{name}}}; only {{address}} (the "
+                                      "device's unit_id) exists; write {{{{ and }}}} for "
+                                      "braces").format(name=unknown[0]))
             return None
         refused = next((f for f in fields if not _address_format_allowed(*f[1:])), None)
         if refused is not None:
-            block.report("request", f"expected {ADDRESS_FORMATS_EXPECTED}, found "
-                         f"{_placeholder(*refused)}")
+            block.report("request", _("expected {expected}, found {found}").format(
+                expected=_(ADDRESS_FORMATS_EXPECTED), found=_placeholder(*refused)))
             return None
         if names and address is None:
-            block.report("request", "the request uses {address}: set unit_id on the device "
-                         "to the instrument's address")
+            block.report("request", _("the request uses {address}: set unit_id on the device "
+                                      "to the instrument's address"))
             return None
         return text.format(address=address or 0)
     except (ValueError, IndexError) as err:
-        block.report("request", f"{err}; a brace is written {{{{ or }}}}, the address as "
-                     "{address} or {address:02d}")
+        block.report("request", _("{error}; a brace is written {{{{ or }}}}, the address as "
+                                  "{{address}} or {{address:02d}}").format(error=err))
         return None
 
 

@@ -17,6 +17,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 from edge_agent.config.fields import REQUIRED, Section, describe_range, one_of
+from edge_agent.i18n import _
 
 _META = "edge_agent.setting"
 
@@ -64,16 +65,21 @@ class Setting:
 
     def expected(self) -> str:
         """'an integer 1..65535', or the hint: the 'expected ...' part of messages."""
-        if self.hint:
-            return self.hint
+        if self.hint:  # extracted for translation by scripts/translations (declared_hints)
+            return _(self.hint)
         if self.kind == "integer":
-            return describe_range("an integer", self.lo, self.hi)
+            return describe_range(_("an integer"), self.lo, self.hi)
         if self.kind == "number":
-            return describe_range("a number", self.lo, self.hi, self.above)
+            return describe_range(_("a number"), self.lo, self.hi, self.above)
         if self.kind == "choice" and self.choices:
             return one_of(self.choices)
-        return {"flag": "true or false", "path": "a file path",
-                "bytes": "text (<CR>, <STX>, \\r, \\x02 escapes)"}.get(self.kind, "text")
+        if self.kind == "flag":
+            return _("true or false")
+        if self.kind == "path":
+            return _("a file path")
+        if self.kind == "bytes":
+            return _("text (<CR>, <STX>, \\r, \\x02 escapes)")
+        return _("text")
 
 
 def setting(
@@ -210,15 +216,16 @@ def read_setting(sec: Section, meta: Setting, default: Any = MISSING) -> Any:
     if meta.kind == "integer":
         lo = None if meta.lo is None else int(meta.lo)
         hi = None if meta.hi is None else int(meta.hi)
-        return sec.integer(key, default, lo, hi, expected=meta.hint or None)
+        return sec.integer(key, default, lo, hi, expected=_(meta.hint) if meta.hint else None)
     if meta.kind == "number":
         return sec.number(key, default, meta.lo, meta.hi, above=meta.above)
     if meta.kind == "flag":
         return sec.flag(key, default)
     if meta.kind == "choice":
-        return sec.choice(key, meta.choices or {}, default, meta.hint, meta.other_words)
+        return sec.choice(key, meta.choices or {}, default, _(meta.hint) if meta.hint else "",
+                          meta.other_words)
     if meta.kind == "text":
-        return sec.text(key, default, what=meta.hint or "text")
+        return sec.text(key, default, what=_(meta.hint) if meta.hint else "text")
     raise ValueError(f"a {meta.kind} setting has its own reader")
 
 

@@ -22,6 +22,7 @@ from typing import Final, TypeVar
 
 from edge_agent.config.errors import ConfigIssue
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode, kind
+from edge_agent.i18n import _
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ def found(node: Node) -> str:
     """What the technician wrote, for 'found ...', with a hint for quoted numbers."""
     text = kind(node)
     if isinstance(node, ScalarNode) and not node.plain and _is_number(node.text):
-        return f"{text} (in quotes, so it is text: remove the quotes)"
+        return _("{value} (in quotes, so it is text: remove the quotes)").format(value=text)
     return text
 
 
@@ -88,7 +89,7 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 def did_you_mean(words: Iterable[str]) -> str:
     """`` (did you mean 'a' or 'b'?)``: the hint appended to a message."""
     quoted = [f"'{word}'" for word in words]
-    return f" (did you mean {one_of(quoted)}?)"
+    return _(" (did you mean {choices}?)").format(choices=one_of(quoted))
 
 
 def _similarity(word: str, choice: str) -> float:
@@ -99,7 +100,9 @@ def _similarity(word: str, choice: str) -> float:
 def one_of(names: Iterable[str]) -> str:
     """'a, b or c' for messages listing allowed values."""
     items = list(names)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+    if len(items) == 1:
+        return items[0]
+    return _("{items} or {last}").format(items=_(", ").join(items[:-1]), last=items[-1])
 
 
 def describe_range(noun: str, lo: float | None, hi: float | None, above: bool = False) -> str:
@@ -151,10 +154,11 @@ class Section:
                 message = hints[entry.key]
             else:
                 near = suggest(entry.key, self.allowed)
-                listing = "" if near else f"; known settings here: {', '.join(self.allowed)}"
-                message = f"unknown setting{near}{listing}"
+                listing = "" if near else _("; known settings here: {keys}").format(
+                    keys=", ".join(self.allowed))
+                message = _("unknown setting{hint}").format(hint=near + listing)
                 if near:
-                    self._suggested.add(near.split("'")[1])
+                    self._suggested.add(near.split("'")[1])  # the hint quotes it, any language
             self.ck.report(entry.line, join(self.path, entry.key), message)
 
     def has(self, key: str) -> bool:
@@ -190,7 +194,8 @@ class Section:
         """
         if key in self._suggested:
             return
-        self.ck.report(self.line, self.path_of(key), f"required setting is missing ({expected})")
+        self.ck.report(self.line, self.path_of(key),
+                       _("required setting is missing ({expected})").format(expected=expected))
 
     def get(
         self, key: str, default: object, expected: str, convert: Callable[[ScalarNode], T]
@@ -199,7 +204,7 @@ class Section:
         entry = self.node.get(key)
         if entry is None:
             if default is REQUIRED:
-                self.missing(key, "expected " + expected)
+                self.missing(key, _("expected {expected}").format(expected=expected))
                 return None
             return default  # type: ignore[return-value]
         node = entry.value
@@ -210,7 +215,8 @@ class Section:
                 raise Mismatch()
             return convert(node)
         except Mismatch as err:
-            self.report(key, f"expected {expected}, found {found(node)}{err.hint}")
+            self.report(key, _("expected {expected}, found {found}").format(
+                expected=expected, found=found(node)) + err.hint)
             return None
 
     def text(
@@ -218,8 +224,10 @@ class Section:
     ) -> str | None:
         """Text; a plain number is taken as written (``id: 0042`` is "0042").
 
-        ``what`` names the expected text in messages ("a host name or IP address").
+        ``what`` names the expected text in messages ("a host name or IP address"),
+        already translated; the default, "text", is translated here.
         """
+        what = _("text") if what == "text" else what
         return self.get(key, default, what, lambda node: _text(node, empty_ok))
 
     def integer(
@@ -227,7 +235,7 @@ class Section:
         expected: str | None = None,
     ) -> int | None:
         """An integer in lo..hi; ``expected`` overrides the range shown in messages."""
-        expected = expected or describe_range("an integer", lo, hi)
+        expected = expected or describe_range(_("an integer"), lo, hi)
         return self.get(key, default, expected, lambda node: _integer(node, lo, hi))
 
     def number(
@@ -240,11 +248,11 @@ class Section:
         above: bool = False,
     ) -> float | None:
         """A finite number; ``above`` makes ``lo`` exclusive (``> 0``)."""
-        expected = describe_range("a number", lo, hi, above)
+        expected = describe_range(_("a number"), lo, hi, above)
         return self.get(key, default, expected, lambda node: _number(node, lo, hi, above))
 
     def flag(self, key: str, default: object = REQUIRED) -> bool | None:
-        return self.get(key, default, "true or false", _flag)
+        return self.get(key, default, _("true or false"), _flag)
 
     def choice(
         self, key: str, options: Mapping[str, T], default: object = REQUIRED, shown: str = "",
@@ -286,7 +294,8 @@ def as_section(
     """A Section for ``node`` if it is a mapping; otherwise report what was found."""
     if isinstance(node, MapNode):
         return Section(ck, node, path, line, allowed, hints)
-    ck.report(node.line, path, f"expected 'key: value' settings, found {found(node)}")
+    ck.report(node.line, path,
+              _("expected 'key: value' settings, found {found}").format(found=found(node)))
     return None
 
 
@@ -302,14 +311,15 @@ def _text(node: ScalarNode, empty_ok: bool) -> str:
     if isinstance(node.value, bool) or node.value is None:
         if node.value is None and empty_ok:
             return ""
-        word = "" if node.value is None else f' (write "{node.text}" in quotes for the word)'
+        word = "" if node.value is None else _(' (write "{word}" in quotes for the word)').format(
+            word=node.text)
         raise Mismatch(word)
     text = node.value if isinstance(node.value, str) else node.text
     if not text.strip() and not empty_ok:
-        raise Mismatch(" (empty text)")
+        raise Mismatch(_(" (empty text)"))
     if any(0xD800 <= ord(char) <= 0xDFFF for char in text):
-        raise Mismatch(" (it holds a lone surrogate escape such as \\ud800, which is not a "
-                       "character and cannot be sent or stored; retype the value)")
+        raise Mismatch(_(" (it holds a lone surrogate escape such as \\ud800, which is not a "
+                         "character and cannot be sent or stored; retype the value)"))
     return text
 
 
@@ -351,9 +361,10 @@ def read_path(sec: Section, key: str, base: Path, default: object = None) -> Pat
     if text is None:
         return None
     if text.startswith("~"):
-        sec.report(key, f"'~' is not expanded here; write the full path instead of '{text}'")
+        sec.report(key, _("'~' is not expanded here; write the full path instead of '{path}'")
+                   .format(path=text))
         return None
     if "\x00" in text:
-        sec.report(key, "a path cannot contain a NUL character; retype the path")
+        sec.report(key, _("a path cannot contain a NUL character; retype the path"))
         return None
     return base / text

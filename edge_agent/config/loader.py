@@ -48,6 +48,7 @@ from edge_agent.config.validate_links import read_links
 from edge_agent.config.validate_mqtt import check_expanded_topics, read_mqtt
 from edge_agent.config.validate_store import check_store_place
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
+from edge_agent.i18n import _
 
 TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
 POLLING_KEYS = allowed_keys(PollingPolicy)
@@ -148,13 +149,13 @@ def _systemd_dir(env: Mapping[str, str], name: str) -> Path | None:
 def _read_station(ck: Checker, top: Section) -> str | None:
     entry = top.node.get("station")
     if entry is None:
-        top.missing("station", "station: with the station's id")
+        top.missing("station", _("station: with the station's id"))
         return None
     sec = as_section(ck, entry.value, "station", entry.line, allowed_keys(StationConfig))
     if sec is None:
         return None
     station_id = read_declared(sec, StationConfig, "station_id")
-    if station_id is not None and (problem := id_problem(station_id, "station id")):
+    if station_id is not None and (problem := id_problem(station_id, _("station id"))):
         sec.report("id", problem)
         return None
     return station_id
@@ -170,8 +171,8 @@ def _read_polling(top: Section) -> PollingPolicy:
     initial, maximum = values["backoff_initial_s"], values["backoff_max_s"]
     if initial is not None and maximum is not None and initial > maximum:
         key = "backoff_max_s" if sec.has("backoff_max_s") else "backoff_initial_s"
-        message = f"backoff_initial_s ({initial:g}) must not be greater than backoff_max_s"
-        sec.report(key, f"{message} ({maximum:g})")
+        sec.report(key, _("backoff_initial_s ({initial:g}) must not be greater than "
+                          "backoff_max_s ({maximum:g})").format(initial=initial, maximum=maximum))
     return PollingPolicy(**filled(PollingPolicy, values))
 
 
@@ -204,7 +205,8 @@ def _limit(sec: Section, name: str, convert: Callable) -> object:
     if isinstance(value, ScalarNode) and value.value is None and value.text:
         return None  # written null or ~: no limit
     return sec.get(meta.key, default_of(Retention, name),
-                   f"{meta.expected()} (or null for no limit)", convert)
+                   _("{expected} (or null for no limit)").format(expected=meta.expected()),
+                   convert)
 
 
 def _rows(node: ScalarNode) -> int:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from edge_agent.i18n import N_, _
+
 ID_MAX = 64
 LABEL_MAX = 64  # a channel's name
 UNIT_MAX = 32
@@ -26,28 +28,31 @@ MQTT_TOPIC_MAX_BYTES = 65535  # MQTT 3.1.1 and 5: a UTF-8 string has a 2-byte le
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TEMPLATE_TEXT = re.compile(r"[A-Za-z0-9_./-]*")
-ID_RULE = "ASCII letters, digits, '-', '_' and '.', starting with a letter or digit"
-TEMPLATE_RULE = "ASCII letters, digits, '-', '_', '.', '/' and the placeholders"
+ID_RULE = N_("ASCII letters, digits, '-', '_' and '.', starting with a letter or digit")
+TEMPLATE_RULE = N_("ASCII letters, digits, '-', '_', '.', '/' and the placeholders")
 
 
 def id_problem(value: str, what: str) -> str | None:
     """Why ``value`` cannot be a station, device or link id, or None."""
     if len(value) > ID_MAX:
-        return f"{what} is {len(value)} characters long; at most {ID_MAX} are allowed"
+        return _too_long(what, len(value), ID_MAX)
     if not _ID.fullmatch(value):
         bad = _first_outside(value, _ID_CHARS)
-        where = f" ({describe_char(bad)} is not)" if bad else f" (it starts with '{value[:1]}')"
-        return f"{what} '{value}' may contain only {ID_RULE}{where}"
+        where = _(" ({char} is not)").format(char=describe_char(bad)) if bad \
+            else _(" (it starts with '{char}')").format(char=value[:1])
+        return _("{what} '{value}' may contain only {rule}").format(
+            what=what, value=value, rule=_(ID_RULE)) + where
     return None
 
 
 def label_problem(value: str, what: str, limit: int) -> str | None:
     """Why ``value`` cannot be a channel name or unit (printable text, bounded), or None."""
     if len(value) > limit:
-        return f"{what} is {len(value)} characters long; at most {limit} are allowed"
+        return _too_long(what, len(value), limit)
     for char in value:
         if not char.isprintable():
-            return f"{what} may contain only printable characters ({describe_char(char)} is not)"
+            return _("{what} may contain only printable characters ({char} is not)").format(
+                what=what, char=describe_char(char))
     return None
 
 
@@ -55,21 +60,23 @@ def template_text_problem(literal: str) -> str | None:
     """Why the fixed text of a topic template (placeholders removed) is not allowed."""
     if not _TEMPLATE_TEXT.fullmatch(literal):
         bad = _first_outside(literal, _TEMPLATE_CHARS)
-        return f"a topic may contain only {TEMPLATE_RULE} ({describe_char(bad or '?')} is not)"
+        return _("a topic may contain only {rule} ({char} is not)").format(
+            rule=_(TEMPLATE_RULE), char=describe_char(bad or "?"))
     return None
 
 
 def mqtt_topic_problem(topic: str) -> str | None:
     """Why ``topic`` is not a valid MQTT publish topic, or None (MQTT 3.1.1 section 4.7)."""
     if not topic:
-        return "the topic is empty"
+        return _("the topic is empty")
     if "\x00" in topic or any(0xD800 <= ord(char) <= 0xDFFF for char in topic):
-        return "the topic holds a NUL or an invalid character"
+        return _("the topic holds a NUL or an invalid character")
     if "+" in topic or "#" in topic:
-        return "'+' and '#' are MQTT wildcards and cannot be used in a topic"
+        return _("'+' and '#' are MQTT wildcards and cannot be used in a topic")
     size = len(topic.encode("utf-8"))
     if size > MQTT_TOPIC_MAX_BYTES:
-        return f"the topic is {size} bytes long; MQTT allows at most {MQTT_TOPIC_MAX_BYTES}"
+        return _("the topic is {size} bytes long; MQTT allows at most {limit}").format(
+            size=size, limit=MQTT_TOPIC_MAX_BYTES)
     return None
 
 
@@ -77,7 +84,14 @@ def describe_char(char: str) -> str:
     """A character as a technician can find it: 'x' when visible, else its code point."""
     if char.isprintable() and char != " ":
         return f"'{char}'"
-    return "a space" if char == " " else f"the invisible character U+{ord(char):04X}"
+    if char == " ":
+        return _("a space")
+    return _("the invisible character U+{code:04X}").format(code=ord(char))
+
+
+def _too_long(what: str, length: int, limit: int) -> str:
+    return _("{what} is {length} characters long; at most {limit} are allowed").format(
+        what=what, length=length, limit=limit)
 
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")

@@ -25,6 +25,7 @@ from edge_agent.config.errors import ConfigIssue
 from edge_agent.config.fields import Checker, Section, suggest
 from edge_agent.config.schema import Device
 from edge_agent.config.yamlsource import MapNode, ScalarNode, read_yaml_file
+from edge_agent.i18n import _
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,14 @@ class ProfileLibrary:
         if "/" in reference or "\\" in reference or reference.endswith((".yaml", ".yml")):
             path = (self.base_dir / reference).resolve()
             if not path.is_file():
-                return f"profile file {path} does not exist"
+                return _("profile file {path} does not exist").format(path=path)
             return self._load(path)
         shipped = self.shipped()
         if reference not in shipped:
             near = suggest(reference, shipped)
-            listing = f" (known: {', '.join(sorted(shipped))})" if not near else ""
-            return f"unknown profile '{reference}'{near}{listing}"
+            listing = _(" (known: {known})").format(known=", ".join(sorted(shipped))) \
+                if not near else ""
+            return _("unknown profile '{name}'").format(name=reference) + near + listing
         return self._load(shipped[reference])
 
     def shipped(self) -> dict[str, Path]:

@@ -12,6 +12,7 @@ from edge_agent_drivers.serialtext.protocol.settings import TextMode, TextSettin
 
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Device
+from edge_agent.i18n import _
 
 
 @dataclass
@@ -32,8 +33,9 @@ def check_text_link_sharing(sec: Section, device: Device | None,
     for other, other_line in users:
         problem = _sharing_problem(device, other)
         if problem is not None:
-            sec.report("link", f"link '{device.link}' is also used by device '{other.id}' "
-                       f"(line {other_line}): {problem}")
+            sec.report("link", _("link '{link}' is also used by device '{other}' (line {line}): "
+                                 "{problem}").format(link=device.link, other=other.id,
+                                                     line=other_line, problem=problem))
             return None
     users.append((device, sec.line))
     return device
@@ -44,9 +46,9 @@ def _sharing_problem(device: Device, other: Device) -> str | None:
             if isinstance(one.settings, TextSettings)]
     for device_id, settings in pair:
         if settings.mode is TextMode.STREAM:
-            return f"'{device_id}' streams on its own and needs a link to itself"
+            return _("'{id}' streams on its own and needs a link to itself").format(id=device_id)
     for device_id, settings in pair:
         if settings.address is None:
-            return (f"'{device_id}' has no unit_id; devices sharing a text link each need "
-                    "their address as unit_id")
+            return _("'{id}' has no unit_id; devices sharing a text link each need their "
+                     "address as unit_id").format(id=device_id)
     return None

@@ -14,6 +14,7 @@ import re
 from edge_agent.config.fields import Section, found
 from edge_agent.config.schema import BROKERS_HINT, BrokerAddress
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode, SeqNode
+from edge_agent.i18n import _
 
 PLAIN_PORT, TLS_PORT = 1883, 8883
 _HOST = re.compile(r"[^\s/\[\]@:]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # a name, IPv4, or IPv6
@@ -27,16 +28,17 @@ def read_brokers(sec: Section, tls: bool) -> tuple[BrokerAddress, ...] | None:
         return ()
     for key in ("host", "port"):
         if sec.has(key):
-            sec.report(key, f"give either '{key}' or 'brokers', not both: with several "
-                       "brokers, write every address (with its port) in the brokers list",
-                       at_key=True)
+            sec.report(key, _("give either '{key}' or 'brokers', not both: with several "
+                              "brokers, write every address (with its port) in the brokers "
+                              "list").format(key=key), at_key=True)
     node = entry.value
     if not isinstance(node, SeqNode):
-        sec.report("brokers", f"expected {BROKERS_HINT}, found {found(node)}")
+        sec.report("brokers", _("expected {expected}, found {found}").format(
+            expected=_(BROKERS_HINT), found=found(node)))
         return None
     if not node.items:
-        sec.report("brokers", "the list is empty: give at least one broker address, or "
-                   "use host (and port) for a single broker")
+        sec.report("brokers", _("the list is empty: give at least one broker address, or "
+                                "use host (and port) for a single broker"))
         return None
     default_port = TLS_PORT if tls else PLAIN_PORT
     addresses: list[BrokerAddress] = []
@@ -50,8 +52,9 @@ def read_brokers(sec: Section, tls: bool) -> tuple[BrokerAddress, ...] | None:
             continue
         key = (address.host.lower(), address.port)
         if key in first_at:
-            sec.ck.report(item.line, path, f"{address} is listed twice (also brokers"
-                          f"[{first_at[key]}]); list each broker once")
+            sec.ck.report(item.line, path, _("{address} is listed twice (also brokers[{index}]); "
+                                             "list each broker once").format(
+                                                 address=address, index=first_at[key]))
             ok = False
             continue
         first_at[key] = index
@@ -69,15 +72,16 @@ def _read_item(sec: Section, item: Node, path: str, default_port: int
         if problem is not None:
             sec.ck.report(item.line, path, problem)
         return address
-    sec.ck.report(item.line, path, f"expected a broker address such as broker-1:1883 or "
-                  f"'{{host: broker-1, port: 1883}}', found {found(item)}")
+    sec.ck.report(item.line, path, _("expected a broker address such as broker-1:1883 or "
+                                     "'{{host: broker-1, port: 1883}}', found {found}").format(
+                                         found=found(item)))
     return None
 
 
 def _read_mapping(sec: Section, item: MapNode, path: str, default_port: int
                   ) -> BrokerAddress | None:
     sub = Section(sec.ck, item, path, item.line, _ITEM_KEYS)
-    host = sub.text("host", what="the broker's host name or IP address")
+    host = sub.text("host", what=_("the broker's host name or IP address"))
     port = sub.integer("port", default_port, 1, 65535)
     if host is None or port is None:
         return None
@@ -96,13 +100,14 @@ def parse_address(text: str, default_port: int) -> tuple[BrokerAddress | None, s
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            return None, f"expected [IPv6 address]:port such as [fd00::1]:1883, found '{text}'"
+            return None, _("expected [IPv6 address]:port such as [fd00::1]:1883, found "
+                           "'{found}'").format(found=text)
         port_text = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     elif text.count(":") > 1:
-        return None, (f"write an IPv6 address in brackets, [{text}] or [{text}]:1883, or "
-                      f"as '{{host: \"{text}\", port: 1883}}'")
+        return None, _("write an IPv6 address in brackets, [{text}] or [{text}]:1883, or as "
+                       "'{{host: \"{text}\", port: 1883}}'").format(text=text)
     else:
         host = text
     if problem := host_problem(host):
@@ -110,17 +115,18 @@ def parse_address(text: str, default_port: int) -> tuple[BrokerAddress | None, s
     if port_text is None:
         return BrokerAddress(host, default_port), None
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        return None, f"expected a port 1..65535 after ':', found '{port_text}' in '{text}'"
+        return None, _("expected a port 1..65535 after ':', found '{port}' in '{text}'").format(
+            port=port_text, text=text)
     return BrokerAddress(host, int(port_text)), None
 
 
 def host_problem(host: str) -> str | None:
     """Why ``host`` is not a host name or IP address (as ``mqtt.host`` is checked)."""
     if "://" in host:
-        return ("write only the host name or IP address and port, without "
-                f"'{host.split('://')[0]}://'")
+        return _("write only the host name or IP address and port, without '{scheme}://'"
+                 ).format(scheme=host.split("://")[0])
     if not host or not _HOST.fullmatch(host) or not host.isprintable():
-        return f"expected a host name or IP address, found '{host}'"
+        return _("expected a host name or IP address, found '{host}'").format(host=host)
     return None
 
 
@@ -128,10 +134,12 @@ def _warn_port(sec: Section, item: Node, path: str, address: BrokerAddress,
                tls: bool) -> None:
     """The usual mix-up: the plain port with tls on, or the TLS port without it."""
     if tls and address.port == PLAIN_PORT:
-        sec.ck.warn(item.line, path, f"{address}: port {PLAIN_PORT} is MQTT's plain "
-                    f"(unencrypted) port, but tls is on; brokers usually take TLS on "
-                    f"{TLS_PORT}")
+        sec.ck.warn(item.line, path, _("{address}: port {plain} is MQTT's plain (unencrypted) "
+                                       "port, but tls is on; brokers usually take TLS on "
+                                       "{tls}").format(address=address, plain=PLAIN_PORT,
+                                                       tls=TLS_PORT))
     elif not tls and address.port == TLS_PORT:
-        sec.ck.warn(item.line, path, f"{address}: port {TLS_PORT} is MQTT's TLS port, but "
-                    "tls is off; turn tls on, or give the broker's plain port")
+        sec.ck.warn(item.line, path, _("{address}: port {tls} is MQTT's TLS port, but tls is "
+                                       "off; turn tls on, or give the broker's plain port")
+                    .format(address=address, tls=TLS_PORT))
 

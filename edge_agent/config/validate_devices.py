@@ -30,6 +30,7 @@ from edge_agent.config.validate_links import LinkTable
 from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
 from edge_agent.driverkind import DeviceEntry, DriverKind
+from edge_agent.i18n import _
 
 # declared on config/schema.py's Device: id, link, unit_id, interval_s, driver, profile
 COMMON_KEYS = allowed_keys(Device)
@@ -45,13 +46,14 @@ def read_devices(ck: Checker, top: Section, links: LinkTable,
     """Every device under ``devices:`` (required, at least one), cross-checked."""
     entry = top.node.get("devices")
     if entry is None:
-        top.missing("devices", "a list of devices, each starting with '- id:'")
+        top.missing("devices", _("a list of devices, each starting with '- id:'"))
         return ()
     if not isinstance(entry.value, SeqNode) or not entry.value.items:
         found = kind(entry.value)
-        top.report("devices", f"expected a list of devices ('- id: ...' items), found {found}")
+        top.report("devices", _("expected a list of devices ('- id: ...' items), found {found}")
+                   .format(found=found))
         return ()
-    if problem := count_problem(len(entry.value.items), MAX_DEVICES, "devices"):
+    if problem := count_problem(len(entry.value.items), MAX_DEVICES, _("devices")):
         top.report("devices", problem, at_key=True)
         return ()
     devices: list[Device] = []
@@ -71,14 +73,14 @@ def read_devices(ck: Checker, top: Section, links: LinkTable,
             devices.append(device)
     channels = sum(len(device.settings.channels) for device in devices
                    if isinstance(device.settings, ModbusSettings))
-    if problem := count_problem(channels, MAX_CHANNELS_PER_STATION, "channels in all"):
+    if problem := count_problem(channels, MAX_CHANNELS_PER_STATION, _("channels in all")):
         top.report("devices", problem, at_key=True)
     return tuple(devices)
 
 
 def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> Device | None:
     device_id = read_declared(sec, Device, "id")
-    if device_id is not None and (problem := id_problem(device_id, "device id")):
+    if device_id is not None and (problem := id_problem(device_id, _("device id"))):
         sec.report("id", problem)
     link = _read_link_name(sec, links)
     profile = _read_profile(sec, profiles)
@@ -148,8 +150,9 @@ def _refuse_other_keys(layers: Layers, kind_of: DriverKind, owners: dict[str, st
                   if one is not None}.values():
         for key, owner in owners.items():
             if layer.has(key):
-                layer.report(key, f"{key} is a setting of driver {owner}; driver "
-                                  f"{kind_of.name} does not read it", at_key=True)
+                layer.report(key, _("{key} is a setting of driver {owner}; driver {driver} "
+                                    "does not read it").format(key=key, owner=owner,
+                                                               driver=kind_of.name), at_key=True)
 
 
 class _Missing:
@@ -180,7 +183,8 @@ def _read_link_name(sec: Section, links: LinkTable) -> str | None:
     if name is None or name in links.kinds:
         return name
     if links.kinds:  # with no links at all, the links: section's own issue says it all
-        sec.report("link", f"'{name}' is not defined (known: {', '.join(links.kinds)})")
+        sec.report("link", _("'{name}' is not defined (known: {known})").format(
+            name=name, known=", ".join(links.kinds)))
     return None
 
 
@@ -189,7 +193,8 @@ def _check_unique_id(sec: Section, device: Device | None, ids: dict[str, int | N
     if device_id is None:
         return
     if device_id in ids:
-        sec.report("id", f"device id '{device_id}' is already used at line {ids[device_id]}")
+        sec.report("id", _("device id '{id}' is already used at line {line}").format(
+            id=device_id, line=ids[device_id]))
     else:
         ids[device_id] = sec.value_line("id")
 
@@ -205,8 +210,8 @@ def _check_unit_id_free(
         other, line = units[key]
         sec.report(
             "unit_id",
-            f"unit id {device.unit_id} on link '{device.link}' is already used by device "
-            f"'{other}' (line {line})",
+            _("unit id {unit_id} on link '{link}' is already used by device '{other}' (line "
+              "{line})").format(unit_id=device.unit_id, link=device.link, other=other, line=line),
         )
     else:
         units[key] = (device.id, sec.value_line("unit_id"))

@@ -21,12 +21,13 @@ from edge_agent.config.declare import allowed_keys, declared, filled, read_decla
 from edge_agent.config.fields import Section, read_path
 from edge_agent.config.schema import HealthConfig, Secret
 from edge_agent.config.yamlsource import ScalarNode
+from edge_agent.i18n import N_, _
 
 HEALTH_KEYS = allowed_keys(HealthConfig)
-_LISTEN_HINT = ("write the address and the port as two settings, as for the broker: "
+_LISTEN_HINT = N_("write the address and the port as two settings, as for the broker: "
                 "host: 127.0.0.1 and port: 9108")
 _HOST_EXPECTED = declared(HealthConfig)["host"].hint
-_TOKEN_HINT = ("never write the token in the station file: name an environment variable "
+_TOKEN_HINT = N_("never write the token in the station file: name an environment variable "
                "with token_env, or a file with token_file")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRETS_FILE = "/etc/edge-agent/edge-agent.env"  # what the installer creates (docs/install.md)
@@ -43,22 +44,25 @@ def read_health(top: Section, env: Mapping[str, str] | None = None,
     if entry is not None and isinstance(entry.value, ScalarNode) \
             and isinstance(entry.value.value, bool):
         return replace(default, enabled=entry.value.value)  # health: false, like tls: false
-    sec = top.section("health", HEALTH_KEYS, {"listen": _LISTEN_HINT, "token": _TOKEN_HINT,
-                                              "password": _TOKEN_HINT})
+    token_hint = _(_TOKEN_HINT)
+    sec = top.section("health", HEALTH_KEYS, {"listen": _(_LISTEN_HINT), "token": token_hint,
+                                              "password": token_hint})
     if sec is None:
         return default
     enabled = read_declared(sec, HealthConfig, "enabled")
     host = read_declared(sec, HealthConfig, "host")
     token = _read_token(sec, env or {}, base or Path("."))
     if host is not None and not _bindable(host):
-        sec.report("host", f"expected {_HOST_EXPECTED}, found '{host}'")
+        sec.report("host", _("expected {expected}, found '{found}'").format(
+            expected=_(_HOST_EXPECTED), found=host))
     elif host is not None and enabled is not False and not is_loopback(host) \
             and token is None and not sec.has("token_env") and not sec.has("token_file"):
-        where = "every network interface" if _every_interface(host) else "the network"
-        sec.warn("host", f"the endpoint listens on {where} ({host}) and no token is set: "
-                 "/status, /metrics and the page answer 403 until you set "
-                 f"health.token_env (the variable in {SECRETS_FILE}) or health.token_file; "
-                 "use 127.0.0.1 unless a monitoring server must reach it")
+        where = _("every network interface") if _every_interface(host) else _("the network")
+        sec.warn("host", _("the endpoint listens on {where} ({host}) and no token is set: "
+                           "/status, /metrics and the page answer 403 until you set "
+                           "health.token_env (the variable in {secrets}) or health.token_file; "
+                           "use 127.0.0.1 unless a monitoring server must reach it").format(
+                               where=where, host=host, secrets=SECRETS_FILE))
     port = read_declared(sec, HealthConfig, "port")
     return HealthConfig(**filled(HealthConfig, {"enabled": enabled, "host": host,
                                                 "port": port}), token=token)
@@ -79,7 +83,8 @@ def _read_token(sec: Section, env: Mapping[str, str], base: Path) -> Secret | No
     own text); None when neither is given or after a reported problem."""
     name = sec.text("token_env", None)
     if name is not None and sec.text("token_file", None) is not None:
-        sec.report("token_file", "give either token_env or token_file, not both", at_key=True)
+        sec.report("token_file", _("give either token_env or token_file, not both"),
+                   at_key=True)
         return None
     if name is not None:
         return _token_from_env(sec, name, env)
@@ -91,25 +96,26 @@ def _read_token(sec: Section, env: Mapping[str, str], base: Path) -> Secret | No
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
-        sec.report("token_file", f"cannot read {path}: {getattr(err, 'strerror', None) or err}")
+        sec.report("token_file", _("cannot read {path}: {error}").format(
+            path=path, error=getattr(err, "strerror", None) or err))
         return None
     if not text:
-        sec.report("token_file", f"{path} is empty; write the token in it")
+        sec.report("token_file", _("{path} is empty; write the token in it").format(path=path))
         return None
     return Secret(text)
 
 
 def _token_from_env(sec: Section, name: str, env: Mapping[str, str]) -> Secret | None:
     if not _ENV_NAME.fullmatch(name):
-        sec.report("token_env", "expected the NAME of an environment variable (letters, "
-                   "digits and _), not the token itself")
+        sec.report("token_env", _("expected the NAME of an environment variable (letters, "
+                                  "digits and _), not the token itself"))
         return None
     value = env.get(name)
     if not value:
-        state = "is not set" if value is None else "is set but empty"
-        sec.report("token_env", f"environment variable '{name}' {state}; put "
-                   f"{name}=... in {SECRETS_FILE} (the service reads it) or set it where "
-                   "the agent starts")
+        state = _("is not set") if value is None else _("is set but empty")
+        sec.report("token_env", _("environment variable '{name}' {state}; put {name}=... in "
+                                  "{secrets} (the service reads it) or set it where the agent "
+                                  "starts").format(name=name, state=state, secrets=SECRETS_FILE))
         return None
     return Secret(value)
 

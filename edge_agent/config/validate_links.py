@@ -23,6 +23,7 @@ from edge_agent.config.schema import (
     TcpLink,
 )
 from edge_agent.config.yamlsource import MapNode, Node, ScalarNode
+from edge_agent.i18n import _
 
 TCP_KEYS = ("type", *allowed_keys(TcpLink))
 SERIAL_KEYS = ("type", *allowed_keys(SerialLink))
@@ -55,15 +56,15 @@ def read_links(ck: Checker, top: Section, state_dir: Path = Path(".")) -> LinkTa
     table = LinkTable()
     entry = top.node.get("links")
     if entry is None:
-        top.missing("links", "at least one tcp or serial link")
+        top.missing("links", _("at least one tcp or serial link"))
         return table
     names = [item.key for item in entry.value.entries] if isinstance(entry.value, MapNode) else []
     section = as_section(ck, entry.value, "links", entry.line, names)
     if section is None:
         return table
     if not section.node.entries:
-        top.report("links", "expected at least one link (a name with type: tcp or serial)")
-    if problem := count_problem(len(section.node.entries), MAX_LINKS, "links"):
+        top.report("links", _("expected at least one link (a name with type: tcp or serial)"))
+    if problem := count_problem(len(section.node.entries), MAX_LINKS, _("links")):
         top.report("links", problem, at_key=True)
         return table
     ports: dict[str, str] = {}
@@ -72,7 +73,7 @@ def read_links(ck: Checker, top: Section, state_dir: Path = Path(".")) -> LinkTa
         name = link_entry.key
         kind = table.kinds[name] = _kind(link_entry.value)
         path = join("links", name)
-        if problem := id_problem(name, "link id"):
+        if problem := id_problem(name, _("link id")):
             ck.report(link_entry.line, path, problem)
         sec = as_section(ck, link_entry.value, path, link_entry.line, _allowed(kind), _hints(kind))
         if sec is None:
@@ -96,8 +97,8 @@ def _with_record(sec: Section, link: Link, state_dir: Path, recorded: dict[Path,
         return link
     if path in recorded:
         shown = path.relative_to(state_dir) if path.is_relative_to(state_dir) else path
-        sec.report("record", f"'{shown}' is already recorded by link '{recorded[path]}'; "
-                   "give each link a file of its own")
+        sec.report("record", _("'{path}' is already recorded by link '{link}'; give each link "
+                               "a file of its own").format(path=shown, link=recorded[path]))
         return link
     recorded[path] = link.name
     return replace(link, record=path)
@@ -126,7 +127,8 @@ def _hints(kind: str | None) -> dict[str, str]:
         return {}
     other, keys = ("serial", SERIAL_KEYS) if kind == "tcp" else ("tcp", TCP_KEYS)
     return {
-        key: f"'{key}' is a {other}-link setting; this link is type {kind}"
+        key: _("'{key}' is a {other}-link setting; this link is type {kind}").format(
+            key=key, other=other, kind=kind)
         for key in keys
         if key not in _allowed(kind)
     }
@@ -141,7 +143,7 @@ def _read_link(sec: Section, name: str, kind: str | None) -> Link | None:
 
 
 def _read_tcp(sec: Section, name: str) -> TcpLink:
-    host = sec.text("host", what="a host name or IP address")
+    host = sec.text("host", what=_("a host name or IP address"))
     if host is not None:
         check_host(sec, host)
     values = {name: read_declared(sec, TcpLink, name) for name in _TCP_PLAIN}
@@ -152,23 +154,26 @@ def _read_tcp(sec: Section, name: str) -> TcpLink:
 def check_host(sec: Section, host: str) -> None:
     """Catch the usual ways a host gets written with extra parts."""
     if "://" in host:
-        sec.report("host", f"write only the host name or IP address, without '{host[:6]}...'")
+        sec.report("host", _("write only the host name or IP address, without '{start}...'")
+                   .format(start=host[:6]))
     elif re.fullmatch(r"[^:\s]+:[0-9]+", host):
         address, port = host.rsplit(":", 1)
-        sec.report("host", f"write the port separately: host: {address} and port: {port}")
+        sec.report("host", _("write the port separately: host: {address} and port: {port}")
+                   .format(address=address, port=port))
     elif not re.fullmatch(r"[^\s/]+", host) or not host.isprintable():
-        sec.report("host", f"expected a host name or IP address, found '{host}'")
+        sec.report("host", _("expected a host name or IP address, found '{host}'").format(
+            host=host))
 
 
 def _read_serial(sec: Section, name: str) -> SerialLink:
-    port = sec.text("port", empty_ok=True, what="a serial device such as /dev/ttyUSB0")
+    port = sec.text("port", empty_ok=True, what=_("a serial device such as /dev/ttyUSB0"))
     if port is not None:
         _check_serial_port(sec, port)
     protocol = _serial_protocol(sec)
     bytesize = read_declared(sec, SerialLink, "bytesize")
     if bytesize == 7 and protocol is LinkProtocol.MODBUS_RTU:
-        sec.report("bytesize", "Modbus RTU needs 8 data bits: expected 8, found 7 (7 data "
-                   "bits go with protocol: modbus-ascii)")
+        sec.report("bytesize", _("Modbus RTU needs 8 data bits: expected 8, found 7 (7 data "
+                                 "bits go with protocol: modbus-ascii)"))
     values = {name: read_declared(sec, SerialLink, name) for name in _SERIAL_PLAIN}
     return SerialLink(name=name, port=port or "", **filled(SerialLink, {
         "protocol": protocol, "bytesize": bytesize, **values}))
@@ -178,9 +183,9 @@ def _serial_protocol(sec: Section) -> LinkProtocol:
     entry = sec.node.get("protocol")
     if entry is not None and isinstance(entry.value, ScalarNode) \
             and str(entry.value.text).lower() == LinkProtocol.MODBUS_TCP.value:
-        sec.report("protocol", "modbus-tcp runs over a network, not a serial port: use "
-                   "modbus-rtu (the usual RS-485 protocol) or modbus-ascii here, or a link "
-                   "with type: tcp")
+        sec.report("protocol", _("modbus-tcp runs over a network, not a serial port: use "
+                                 "modbus-rtu (the usual RS-485 protocol) or modbus-ascii here, "
+                                 "or a link with type: tcp"))
         return default_of(SerialLink, "protocol")
     return _protocol(sec, SERIAL_PROTOCOLS, default_of(SerialLink, "protocol"))
 
@@ -194,8 +199,8 @@ def _protocol(sec: Section, allowed: Mapping[str, object],
         written = str(entry.value.text).lower()
         full = f"modbus-{written}"
         if written in ("rtu", "ascii", "tcp") and full in allowed:
-            sec.report("protocol", f"expected {one_of(allowed)}, found '{entry.value.text}' "
-                       f"(write {full})")
+            sec.report("protocol", _("expected {expected}, found '{found}' (write {full})")
+                       .format(expected=one_of(allowed), found=entry.value.text, full=full))
             return default
     return sec.choice("protocol", allowed, default) or default  # type: ignore[return-value]
 
@@ -203,20 +208,22 @@ def _protocol(sec: Section, allowed: Mapping[str, object],
 def _check_serial_port(sec: Section, port: str) -> None:
     """A plausible device path; the port is not opened (check runs without hardware)."""
     if not port.strip():
-        sec.report("port", "expected a serial device such as /dev/ttyUSB0 or COM3, found nothing")
+        sec.report("port",
+                   _("expected a serial device such as /dev/ttyUSB0 or COM3, found nothing"))
     elif port != port.strip():
-        sec.report("port", f"'{port}' has spaces at the start or end; remove them")
+        sec.report("port", _("'{port}' has spaces at the start or end; remove them").format(
+            port=port))
     elif _NETWORK_ADDRESS.match(port):
         sec.report(
             "port",
-            f"'{port}' looks like a network address; for Modbus TCP use a link with "
-            "type: tcp, host and port",
+            _("'{port}' looks like a network address; for Modbus TCP use a link with "
+              "type: tcp, host and port").format(port=port),
         )
     elif not _SERIAL_PATH.match(port):
         sec.report(
             "port",
-            f"expected a serial device such as /dev/ttyUSB0, /dev/serial/by-id/... or COM3, "
-            f"found '{port}'",
+            _("expected a serial device such as /dev/ttyUSB0, /dev/serial/by-id/... or COM3, "
+              "found '{port}'").format(port=port),
         )
 
 
@@ -225,8 +232,8 @@ def _check_shared_port(sec: Section, link: SerialLink, ports: dict[str, str]) ->
     if link.port in ports:
         sec.report(
             "port",
-            f"'{link.port}' is already used by link '{ports[link.port]}'; put all devices "
-            "of one bus on one link",
+            _("'{port}' is already used by link '{link}'; put all devices of one bus on one "
+              "link").format(port=link.port, link=ports[link.port]),
         )
     else:
         ports[link.port] = link.name

@@ -33,6 +33,7 @@ from edge_agent.config.schema import MqttConfig, Secret, TlsConfig, Topics
 from edge_agent.config.validate_brokers import TLS_PORT, read_brokers
 from edge_agent.config.validate_links import check_host
 from edge_agent.config.yamlsource import MapNode, ScalarNode
+from edge_agent.i18n import N_, _
 
 MQTT_KEYS = allowed_keys(MqttConfig)
 _PLACEHOLDERS = {"data": ("station", "device"), "gap": ("station", "device"),
@@ -44,12 +45,12 @@ PROTOCOLS = declared(MqttConfig)["protocol"].choices
 # Read as declared on MqttConfig, with no rule tying them to another setting.
 _PLAIN = ("keepalive_s", "max_inflight", "max_samples_per_message", "max_message_bytes",
           "live_window_s", "shutdown_grace_s")
-PLAIN_PASSWORD = (
+PLAIN_PASSWORD = N_(
     "a plain 'password' is not allowed in the configuration file (files get copied into "
     "backups and tickets); put the password in an environment variable and name it with "
     "password_env, or in a file and name it with password_file"
 )
-QOS_WHY = (
+QOS_WHY = N_(
     "a sample leaves the outbox only when the broker's PUBACK confirms it, which QoS 0 "
     "never sends; QoS 2 adds a round trip for nothing, since every message carries an id "
     "the platform de-duplicates by"
@@ -66,9 +67,10 @@ def read_mqtt(
     """The broker settings; ``base`` is where relative TLS and password files are."""
     entry = top.node.get("mqtt")
     if entry is None:
-        top.missing("mqtt", "the broker settings, at least 'host' (or 'brokers')")
+        top.missing("mqtt", _("the broker settings, at least 'host' (or 'brokers')"))
         return None
-    sec = as_section(ck, entry.value, "mqtt", entry.line, MQTT_KEYS, {"password": PLAIN_PASSWORD})
+    sec = as_section(ck, entry.value, "mqtt", entry.line, MQTT_KEYS,
+                     {"password": _(PLAIN_PASSWORD)})
     if sec is None:
         return None
     tls = _read_tls(sec, base)
@@ -81,12 +83,12 @@ def read_mqtt(
         if host is not None:
             check_host(sec, host)
         port = read_declared(sec, MqttConfig, "port", TLS_PORT if tls else MISSING)
-    username = _printable(sec, "username", "the username")
+    username = _printable(sec, "username", _("the username"))
     reconnect_min_s, reconnect_max_s = _read_reconnect(sec)
     password = _read_password(sec, username, env, base)
     if password is not None and tls is None and host:
         _warn_plain_password(sec, [a.host for a in brokers] if brokers else [host])
-    client_id = _printable(sec, "client_id", "the client id") or f"edge-agent-{station_id}"
+    client_id = _printable(sec, "client_id", _("the client id")) or f"edge-agent-{station_id}"
     values = {name: read_declared(sec, MqttConfig, name) for name in _PLAIN}
     return MqttConfig(**filled(MqttConfig, {
         "host": host or "",
@@ -116,7 +118,8 @@ def _printable(sec: Section, key: str, what: str) -> str | None:
 def _read_qos(sec: Section) -> int:
     qos = sec.integer("qos", default_of(MqttConfig, "qos"))  # any integer: 0 and 2 get why not
     if qos is not None and qos != 1:
-        sec.report("qos", f"only QoS 1 is supported, found {qos}: {QOS_WHY}")
+        sec.report("qos", _("only QoS 1 is supported, found {qos}: {why}").format(
+            qos=qos, why=_(QOS_WHY)))
     return 1
 
 
@@ -126,7 +129,8 @@ def _read_reconnect(sec: Section) -> tuple[float | None, float | None]:
     if low is not None and high is not None and low > high:
         key = "reconnect_max_s" if sec.has("reconnect_max_s") else "reconnect_min_s"
         sec.report(
-            key, f"reconnect_min_s ({low:g}) must not be greater than reconnect_max_s ({high:g})"
+            key, _("reconnect_min_s ({low:g}) must not be greater than reconnect_max_s "
+                   "({high:g})").format(low=low, high=high)
         )
     return low, high
 
@@ -141,7 +145,7 @@ def _read_password(
     env_name = sec.text("password_env", None)
     file_given = sec.text("password_file", None) is not None
     if env_name is not None and file_given:
-        message = "give either password_env or password_file, not both"
+        message = _("give either password_env or password_file, not both")
         sec.report("password_file", message, at_key=True)
         return None
     if env_name is not None:
@@ -151,7 +155,7 @@ def _read_password(
     else:
         return None
     if value is not None and username is None:
-        sec.report(key, "a password needs a username: add mqtt.username", at_key=True)
+        sec.report(key, _("a password needs a username: add mqtt.username"), at_key=True)
     return None if value is None else Secret(value)
 
 
@@ -159,21 +163,22 @@ def _password_from_env(sec: Section, name: str, env: Mapping[str, str]) -> str |
     if not _ENV_NAME.fullmatch(name):
         sec.report(
             "password_env",
-            "expected the NAME of an environment variable (letters, digits and _), "
-            "not the password itself",
+            _("expected the NAME of an environment variable (letters, digits and _), "
+              "not the password itself"),
         )
         return None
     value = env.get(name)
     if value is None:
         sec.report(
             "password_env",
-            f"environment variable '{name}' is not set; the service reads it from the "
-            f"secrets file the installer creates, {SECRETS_FILE}: add the line "
-            f"{name}=<password> there (sudoedit {SECRETS_FILE}); elsewhere, set it where "
-            "the agent starts",
+            _("environment variable '{name}' is not set; the service reads it from the "
+              "secrets file the installer creates, {secrets}: add the line "
+              "{name}=<password> there (sudoedit {secrets}); elsewhere, set it where "
+              "the agent starts").format(name=name, secrets=SECRETS_FILE),
         )
     elif not value:
-        sec.report("password_env", f"environment variable '{name}' is set but empty")
+        sec.report("password_env", _("environment variable '{name}' is set but empty").format(
+            name=name))
         return None
     return value
 
@@ -183,15 +188,15 @@ def _password_from_file(sec: Section, base: Path) -> str | None:
     found = _read_file(sec, "password_file", base)
     if found is None:
         return None
-    _, data = found
+    _path, data = found
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        sec.report("password_file", "the password file is not UTF-8 text; save it as UTF-8")
+        sec.report("password_file", _("the password file is not UTF-8 text; save it as UTF-8"))
         return None
     text = text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
     if not text:
-        sec.report("password_file", "the password file is empty")
+        sec.report("password_file", _("the password file is empty"))
         return None
     return text
 
@@ -204,13 +209,13 @@ def _read_file(sec: Section, key: str, base: Path) -> tuple[Path, bytes] | None:
     try:
         return path, path.read_bytes()
     except FileNotFoundError:
-        message = f"file not found: {path}"
+        message = _("file not found: {path}").format(path=path)
     except IsADirectoryError:
-        message = f"{path} is a directory, not a file"
+        message = _("{path} is a directory, not a file").format(path=path)
     except PermissionError:
-        message = f"cannot read {path}: permission denied for this user"
+        message = _("cannot read {path}: permission denied for this user").format(path=path)
     except OSError as err:
-        message = f"cannot read {path}: {err.strerror or err}"
+        message = _("cannot read {path}: {error}").format(path=path, error=err.strerror or err)
     sec.report(key, message)
     return None
 
@@ -224,14 +229,14 @@ def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
     if isinstance(node, ScalarNode) and (node.value is None or isinstance(node.value, bool)):
         return TlsConfig() if node.value else None
     if isinstance(node, ScalarNode):
-        sec.report("tls", f"expected true, false, or settings such as 'ca_file: ca.pem', "
-                   f"found {node.value!r}")
+        sec.report("tls", _("expected true, false, or settings such as 'ca_file: ca.pem', "
+                            "found {found}").format(found=repr(node.value)))
         return None
     tls = as_section(sec.ck, node, "mqtt.tls", entry.line, TLS_KEYS)
     if tls is None:
         return TlsConfig()
     if tls.has("key_file") and not tls.has("cert_file"):
-        message = "a key_file needs the cert_file (client certificate) it belongs to"
+        message = _("a key_file needs the cert_file (client certificate) it belongs to")
         tls.report("key_file", message, at_key=True)
     files = {name: _pem_file(tls, name, base) for name, meta in declared(TlsConfig).items()
              if meta.kind == "path"}
@@ -241,9 +246,10 @@ def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
 def _read_insecure(tls: Section) -> bool:
     insecure = bool(read_declared(tls, TlsConfig, "insecure_skip_verify"))
     if insecure:
-        tls.warn("insecure_skip_verify", "TLS certificate verification is off: anything on "
-                 "the network path can pose as the broker and read the data and the "
-                 "password; give the broker's CA in ca_file instead")
+        tls.warn("insecure_skip_verify", _("TLS certificate verification is off: anything on "
+                                           "the network path can pose as the broker and read "
+                                           "the data and the password; give the broker's CA "
+                                           "in ca_file instead"))
     return insecure
 
 
@@ -253,8 +259,9 @@ def _warn_plain_password(sec: Section, hosts: list[str]) -> None:
     if not remote:
         return
     key = "password_env" if sec.has("password_env") else "password_file"
-    sec.warn(key, f"the password is sent unencrypted to {', '.join(remote)} (plain MQTT, "
-             "no tls): anyone on the network path can read it; turn on tls")
+    sec.warn(key, _("the password is sent unencrypted to {host} (plain MQTT, no tls): anyone "
+                    "on the network path can read it; turn on tls").format(
+                        host=", ".join(remote)))
 
 
 def _pem_file(sec: Section, key: str, base: Path) -> Path | None:
@@ -266,7 +273,8 @@ def _pem_file(sec: Section, key: str, base: Path) -> Path | None:
         return None
     path, data = found
     if b"-----BEGIN " not in data:
-        sec.report(key, f"{path} is not a PEM file (it should contain a '-----BEGIN ...' line)")
+        sec.report(key, _("{path} is not a PEM file (it should contain a '-----BEGIN ...' line)")
+                   .format(path=path))
     return path
 
 
@@ -295,28 +303,29 @@ def template_problem(template: str, allowed: tuple[str, ...]) -> str | None:
     The last placeholder of ``allowed`` must appear: data and gap topics need
     ``{device}`` so each device has its own topic; the status topic is per station.
     """
-    shown = " and ".join("{" + name + "}" for name in allowed)
+    shown = _(" and ").join("{" + name + "}" for name in allowed)
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError:
-        return f"unmatched '{{' or '}}'; placeholders are written {shown}"
-    for _, name, spec, conversion in parts:
+        return _("unmatched '{{' or '}}'; placeholders are written {shown}").format(shown=shown)
+    for _text, name, spec, conversion in parts:
         if name == "device" and name not in allowed:
-            return "the status topic is one per station, so it cannot use {device}"
+            return _("the status topic is one per station, so it cannot use {device}")
         if name is not None and (name not in allowed or spec or conversion):
-            return f"unknown placeholder '{{{name}}}'; only {shown} can be used here"
+            return _("unknown placeholder '{{{name}}}'; only {shown} can be used here").format(
+                name=name, shown=shown)
     literal = "".join(text for text, *_ in parts)
     if "+" in literal or "#" in literal:
-        return "'+' and '#' are MQTT wildcards and cannot be used in a topic"
+        return _("'+' and '#' are MQTT wildcards and cannot be used in a topic")
     if template.startswith("$"):
-        return "topics starting with '$' are reserved for the broker"
+        return _("topics starting with '$' are reserved for the broker")
     if len(template) > TOPIC_TEMPLATE_MAX:
-        return f"the template is {len(template)} characters long; at most " \
-               f"{TOPIC_TEMPLATE_MAX} are allowed"
+        return _("{what} is {length} characters long; at most {limit} are allowed").format(
+            what=_("the template"), length=len(template), limit=TOPIC_TEMPLATE_MAX)
     if problem := template_text_problem(literal):
         return problem
     if allowed[-1] not in [name for _, name, *_ in parts]:
-        return f"the topic must contain {{{allowed[-1]}}}"
+        return _("the topic must contain {{{name}}}").format(name=allowed[-1])
     return None
 
 

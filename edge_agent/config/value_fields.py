@@ -16,6 +16,7 @@ from edge_agent.config.declare import allowed_keys, default_of, read_declared, s
 from edge_agent.config.fields import Section, found
 from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
 from edge_agent.config.yamlsource import SeqNode
+from edge_agent.i18n import _
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
@@ -38,8 +39,8 @@ class ValidRangeSetting:
 
 def read_channel_name(sec: Section, example: str = "benzene") -> str | None:
     """A channel's name: printable text of at most ``LABEL_MAX`` characters."""
-    name = sec.text("name", what=f"the channel's name, e.g. {example}")
-    if name is not None and (problem := label_problem(name, "the channel's name", LABEL_MAX)):
+    name = sec.text("name", what=_("the channel's name, e.g. {example}").format(example=example))
+    if name is not None and (problem := label_problem(name, _("the channel's name"), LABEL_MAX)):
         sec.report("name", problem)
         return None
     return name
@@ -48,7 +49,7 @@ def read_channel_name(sec: Section, example: str = "benzene") -> str | None:
 def read_unit(sec: Section, default: str) -> str | None:
     """A unit as it goes into every reading (``ppm``, ``mg/m³``): printable, short."""
     unit = sec.text("unit", default, empty_ok=True)
-    if unit is not None and (problem := label_problem(unit, "the unit", UNIT_MAX)):
+    if unit is not None and (problem := label_problem(unit, _("the unit"), UNIT_MAX)):
         sec.report("unit", problem)
         return None
     return unit
@@ -64,9 +65,9 @@ def read_valid_range(sec: Section, default: ValidRange | None) -> ValidRange | N
     quality = read_declared(rng, ValidRangeSetting, "quality")
     # cross-field rules: at least one bound, and the bounds in order
     if low is None and high is None and not rng.has("min") and not rng.has("max"):
-        sec.report("valid_range", "expected min, max or both")
+        sec.report("valid_range", _("expected min, max or both"))
     elif low is not None and high is not None and low > high:
-        rng.report("min", f"min {low:g} is above max {high:g}")
+        rng.report("min", _("min {low:g} is above max {high:g}").format(low=low, high=high))
     return ValidRange(low, high, quality or default_of(ValidRangeSetting, "quality"))
 
 
@@ -84,7 +85,8 @@ def read_sentinels(sec: Section, data_type: DataType | None,
         value = getattr(item, "value", None)
         if isinstance(value, bool) or not isinstance(value, int | float):
             sec.ck.report(item.line, sec.path_of("sentinels"),
-                          f"expected raw numbers such as [65535, -9999], found {found(item)}")
+                          _("expected raw numbers such as [65535, -9999], found {found}")
+                          .format(found=found(item)))
             continue
         problem = out_of_type_range(value, data_type) if data_type is not None else None
         if problem:
@@ -101,10 +103,13 @@ def out_of_type_range(value: float, data_type: DataType) -> str | None:
         return None
     low, high = limits
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:g} can never be read from {article(data_type.value)} (whole numbers only)"
+        return _("{value:g} can never be read from {type} (whole numbers only)").format(
+            value=value, type=article(data_type.value))
     if low <= value <= high:
         return None
     hint = ""
     if data_type.value.startswith("int") and 0 <= value < 2 * (high + 1):
-        hint = f"; the same bits read as {data_type.value} are {int(value) - 2 * (high + 1)}"
-    return f"{value:g} can never be read from {article(data_type.value)} ({low}..{high}){hint}"
+        hint = _("; the same bits read as {type} are {value}").format(
+            type=data_type.value, value=int(value) - 2 * (high + 1))
+    return _("{value:g} can never be read from {type} ({low}..{high})").format(
+        value=value, type=article(data_type.value), low=low, high=high) + hint

@@ -26,12 +26,13 @@ import yaml
 from edge_agent.config.errors import ConfigIssue
 from edge_agent.config.limits import MAX_DEPTH, MAX_FILE_BYTES, size_text
 from edge_agent.config.yamlsyntax import describe_syntax_error, tab_issues
+from edge_agent.i18n import N_, _
 
 Value = str | int | float | bool | None
 
 _TAG = "tag:yaml.org,2002:"
 _BOM_UTF8 = b"\xef\xbb\xbf"
-_UTF16_MESSAGE = (
+_UTF16_MESSAGE = N_(
     "the file is saved as UTF-16 ('Unicode' in Notepad); save it as UTF-8 "
     "(Notepad: File > Save As > Encoding: UTF-8)"
 )
@@ -131,19 +132,22 @@ def read_yaml_file(path: Path, file: str) -> YamlDocument:
             data = stream.read(MAX_FILE_BYTES + 1)
             size = os.fstat(stream.fileno()).st_size
     except FileNotFoundError:
-        message = "file not found; check the path and the file name"
+        message = _("file not found; check the path and the file name")
     except IsADirectoryError:
-        message = "this is a directory, not a configuration file"
+        message = _("this is a directory, not a configuration file")
     except PermissionError:
-        message = "permission denied: this user may not read the file (check its owner and mode)"
+        message = _("permission denied: this user may not read the file (check its owner and "
+                    "mode)")
     except OSError as err:
-        message = f"cannot read the file: {err.strerror or err}"
+        message = _("cannot read the file: {error}").format(error=err.strerror or err)
     else:
         if len(data) <= MAX_FILE_BYTES:
             return parse_yaml_bytes(data, file)
-        shown = f"{size_text(size)}, more" if size > MAX_FILE_BYTES else "more"  # /dev/zero
-        message = (f"the file is {shown} than the {size_text(MAX_FILE_BYTES)} (1 MiB) a "
-                   "configuration file may have; is it the right file?")
+        shown = _("{size}, more").format(size=size_text(size)) if size > MAX_FILE_BYTES \
+            else _("more")  # /dev/zero
+        message = _("the file is {size} than the {limit} (1 MiB) a configuration file may "
+                    "have; is it the right file?").format(size=shown,
+                                                          limit=size_text(MAX_FILE_BYTES))
     return YamlDocument(None, (ConfigIssue(file, None, "", message),))
 
 
@@ -156,8 +160,9 @@ def parse_yaml_bytes(data: bytes, file: str) -> YamlDocument:
         raw = _compose(text)
     except _TooDeep as err:
         line = err.mark.line + 1
-        message = (f"the settings are nested more than {MAX_DEPTH} levels deep here; a "
-                   "station file needs far fewer: check the indentation and brackets")
+        message = _("the settings are nested more than {depth} levels deep here; a station "
+                    "file needs far fewer: check the indentation and brackets").format(
+                        depth=MAX_DEPTH)
         return YamlDocument(None, (ConfigIssue(file, line, "", message),))
     except yaml.MarkedYAMLError as err:
         found = tab_issues(err, text, file) or [describe_syntax_error(err, text, file)]
@@ -165,12 +170,14 @@ def parse_yaml_bytes(data: bytes, file: str) -> YamlDocument:
     except yaml.reader.ReaderError as err:
         return YamlDocument(None, (_reader_issue(err, text, file),))
     if raw is None:
-        message = "the file is empty or contains only comments (expected 'key: value' settings)"
+        message = _("the file is empty or contains only comments (expected 'key: value' "
+                    "settings)")
         return YamlDocument(None, (ConfigIssue(file, None, "", message),))
     converter = _Converter(file)
     root = converter.convert(raw, "")
     if not isinstance(root, MapNode):
-        message = f"the top level must be 'key: value' settings (a mapping), found {kind(root)}"
+        message = _("the top level must be 'key: value' settings (a mapping), found {found}"
+                    ).format(found=kind(root))
         converter.issues.append(ConfigIssue(file, root.line, "", message))
         return YamlDocument(None, tuple(converter.issues))
     return YamlDocument(root, tuple(converter.issues))
@@ -214,11 +221,11 @@ def _compose(text: str) -> yaml.Node | None:
 def kind(node: Node) -> str:
     """How a technician would describe what they wrote, for 'found ...' messages."""
     if isinstance(node, MapNode):
-        return "a mapping ('key: value' lines)"
+        return _("a mapping ('key: value' lines)")
     if isinstance(node, SeqNode):
-        return "a list ('- ' items)"
+        return _("a list ('- ' items)")
     if node.value is None:
-        return "nothing (empty value)"
+        return _("nothing (empty value)")
     if isinstance(node.value, bool):
         return "true" if node.value else "false"
     if isinstance(node.value, int | float):
@@ -229,10 +236,10 @@ def kind(node: Node) -> str:
 def _decode(data: bytes, file: str) -> tuple[str | None, list[ConfigIssue]]:
     """UTF-8 text of ``data``, accepting a BOM (Windows Notepad writes one) and nothing else."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
-        return None, [ConfigIssue(file, None, "", _UTF16_MESSAGE)]
+        return None, [ConfigIssue(file, None, "", _(_UTF16_MESSAGE))]
     if b"\x00" in data:
         line = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        message = "the file contains NUL bytes: it is not a text file (or it is damaged)"
+        message = _("the file contains NUL bytes: it is not a text file (or it is damaged)")
         return None, [ConfigIssue(file, line, "", message)]
     if data.startswith(_BOM_UTF8):
         data = data[len(_BOM_UTF8) :]
@@ -263,13 +270,15 @@ def _encoding_issues(data: bytes, file: str) -> list[ConfigIssue]:
             if bad_lines > _MAX_ENCODING_LINES:
                 continue
             message = (
-                f"byte 0x{raw_line[err.start]:02X} is not UTF-8 text: the file was saved in "
-                "another encoding (e.g. GBK or Latin-1); save the file as UTF-8"
+                _("byte 0x{byte:02X} is not UTF-8 text: the file was saved in another encoding "
+                  "(e.g. GBK or Latin-1); save the file as UTF-8").format(
+                      byte=raw_line[err.start])
             )
             issues.append(ConfigIssue(file, number, "", message))
     if bad_lines > _MAX_ENCODING_LINES:
         more = bad_lines - _MAX_ENCODING_LINES
-        issues.append(ConfigIssue(file, None, "", f"{more} more lines have non-UTF-8 bytes"))
+        issues.append(ConfigIssue(file, None, "", _("{count} more lines have non-UTF-8 bytes")
+                                  .format(count=more)))
     return issues
 
 
@@ -279,8 +288,9 @@ def _reader_issue(err: yaml.reader.ReaderError, text: str, file: str) -> ConfigI
     line = text.count("\n", 0, position) + 1
     column = position - (text.rfind("\n", 0, position) + 1) + 1
     message = (
-        f"invisible control character U+{err.character:04X} at column {column} is not "
-        "allowed in a YAML file; delete it (retype the line if you cannot see it)"
+        _("invisible control character U+{code:04X} at column {column} is not allowed in a "
+          "YAML file; delete it (retype the line if you cannot see it)").format(
+              code=err.character, column=column)
     )
     return ConfigIssue(file, line, "", message)
 
@@ -304,11 +314,12 @@ class _Converter:
             return self._done[id(node)]
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         if id(node) in self._active:
-            self._report(line, path, "this alias ('*name') refers to itself; remove the loop")
+            self._report(line, path, _("this alias ('*name') refers to itself; remove the loop"))
             return ScalarNode(line, column, None, "", True)
         if len(self._active) >= MAX_DEPTH:  # aliases nest what each anchor nests
-            self._report(line, path, f"aliases ('*name') here nest the settings more than "
-                         f"{MAX_DEPTH} levels deep; write the settings out instead")
+            self._report(line, path, _("aliases ('*name') here nest the settings more than "
+                                       "{depth} levels deep; write the settings out instead")
+                         .format(depth=MAX_DEPTH))
             return ScalarNode(line, column, None, "", True)
         self._active.add(id(node))
         if isinstance(node, yaml.MappingNode):
@@ -330,18 +341,21 @@ class _Converter:
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                self._report(key_line, path, "a key must be a plain name, not a list or mapping")
+                self._report(key_line, path,
+                             _("a key must be a plain name, not a list or mapping"))
                 continue
             key = key_node.value
             key_path = f"{path}.{key}" if path else key
             if key == "<<" and key_node.style is None:
-                message = "merge keys ('<<') are not supported; write the settings out in full"
+                message = _("merge keys ('<<') are not supported; write the settings out in full")
                 self._report(key_line, key_path, message)
                 continue
             if key in first_line:
-                message = f"duplicate key '{key}' (first at line {first_line[key]}); keep only one"
+                message = _("duplicate key '{key}' (first at line {line}); keep only one").format(
+                    key=key, line=first_line[key])
                 if first_line[key] == key_line:
-                    message = f"duplicate key '{key}' (twice on this line); keep only one"
+                    message = _("duplicate key '{key}' (twice on this line); keep only one"
+                                ).format(key=key)
                 self._report(key_line, key_path, message)
             first_line.setdefault(key, key_line)
             entries.append(Entry(key, key_line, self.convert(value_node, key_path)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge_agent.config.errors import ConfigIssue
+from edge_agent.i18n import N_, _
 
 
 class _Mark(Protocol):
@@ -24,7 +25,7 @@ class _Mark(Protocol):
 
 
 _MISSING_SPACE = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w.-]*):([^\s:/].*?)\s*$")
-_INDENTATION = (
+_INDENTATION = N_(
     "this line's indentation does not line up with the lines above: settings of one "
     "mapping, and '- ' items of one list, must start in the same column"
 )
@@ -43,13 +44,14 @@ def tab_issues(err: Any, text: str, file: str) -> list[ConfigIssue]:
     for number, line in enumerate(text.split("\n"), start=1):
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         if "\t" in indent:
-            note = " (the line looks empty but holds a tab)" if not line.strip() else ""
-            message = f"tab character at line {number}: YAML indentation must use spaces{note}"
+            note = _(" (the line looks empty but holds a tab)") if not line.strip() else ""
+            message = _("tab character at line {line}: YAML indentation must use spaces").format(
+                line=number) + note
             issues.append(ConfigIssue(file, number, "", message))
     if not any(issue.line == mark.line + 1 for issue in issues):
         message = (
-            f"tab character at line {mark.line + 1}, column {mark.column + 1}: YAML allows "
-            "only spaces here; replace the tab with a space"
+            _("tab character at line {line}, column {column}: YAML allows only spaces here; "
+              "replace the tab with a space").format(line=mark.line + 1, column=mark.column + 1)
         )
         issues.append(ConfigIssue(file, mark.line + 1, "", message))
     return issues
@@ -60,10 +62,11 @@ def describe_syntax_error(err: Any, text: str, file: str) -> ConfigIssue:
     lines = text.split("\n")
     mark, plain = _explain(err, lines)
     if mark is None:
-        return ConfigIssue(file, None, "", f"YAML syntax error: {plain}")
+        return ConfigIssue(file, None, "", _("YAML syntax error: {detail}").format(detail=plain))
     line, column = _clamp(mark, lines)
     return ConfigIssue(
-        file, line, "", f"YAML syntax error at line {line}, column {column}: {plain}"
+        file, line, "", _("YAML syntax error at line {line}, column {column}: {detail}").format(
+            line=line, column=column, detail=plain)
     )
 
 
@@ -97,7 +100,8 @@ def _missing_space(lines: list[str], *indexes: int) -> tuple[_Mark, str] | None:
         if found:
             key, rest = found.groups()
             mark = _AtLine(index, len(line) - len(line.lstrip()))
-            return mark, f"missing space after ':' in '{key}:{rest}'; write '{key}: {rest}'"
+            return mark, _("missing space after ':' in '{key}:{rest}'; write '{key}: {rest}'"
+                           ).format(key=key, rest=rest)
     return None
 
 
@@ -105,8 +109,8 @@ def _colon(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | No
     """'mapping values are not allowed here': usually 'key:value' or bad indentation."""
     return _missing_space(lines, pm.line - 1, pm.line) or (
         pm,
-        "a ':' is not allowed here; check this line's indentation against the line above, "
-        "and put a value that contains ': ' in quotes",
+        _("a ':' is not allowed here; check this line's indentation against the line above, "
+          "and put a value that contains ': ' in quotes"),
     )
 
 
@@ -115,52 +119,54 @@ def _no_colon(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark |
     mark = cm or pm
     return _missing_space(lines, mark.line) or (
         mark,
-        "this line is not a 'key: value' setting (no ':' found); add the ':' or fix the "
-        "indentation",
+        _("this line is not a 'key: value' setting (no ':' found); add the ':' or fix the "
+          "indentation"),
     )
 
 
 def _open_quote(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
-    quote = lines[cm.line][cm.column] if cm.column < len(lines[cm.line]) else "quote"
-    return cm, f"the {quote} opened here is never closed; add the closing {quote}"
+    quote = lines[cm.line][cm.column] if cm.column < len(lines[cm.line]) else _("quote")
+    return cm, _("the {quote} opened here is never closed; add the closing {quote}").format(
+        quote=quote)
 
 
 def _open_bracket(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
     opening = lines[cm.line][cm.column] if cm.column < len(lines[cm.line]) else "["
     closing = {"[": "]", "{": "}"}.get(opening, "]")
     return cm, (
-        f"the '{opening}' opened here is not closed with '{closing}' "
-        "(or a ',' between items is missing)"
+        _("the '{opening}' opened here is not closed with '{closing}' (or a ',' between items "
+          "is missing)").format(opening=opening, closing=closing)
     )
 
 
 def _indent(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
-    return pm, _INDENTATION
+    return pm, _(_INDENTATION)
 
 
 def _bad_start(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
     found = re.search(r"found character '(.+?)'", problem)
-    char = found.group(1) if found else "this character"
-    return pm, f"a value cannot start with '{char}'; put the whole value in quotes"
+    char = found.group(1) if found else _("this character")
+    return pm, _("a value cannot start with '{char}'; put the whole value in quotes").format(
+        char=char)
 
 
 def _alias(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
     return cm or pm, (
-        "'*' and '&' at the start of a value have a special meaning in YAML; "
-        "put the value in quotes"
+        _("'*' and '&' at the start of a value have a special meaning in YAML; put the value "
+          "in quotes")
     )
 
 
 def _undefined(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
     name = problem.rsplit(" ", 1)[-1]
     return pm, (
-        f"'*{name.strip(chr(39))}' refers to an anchor '&{name.strip(chr(39))}' that is not "
-        "defined above; if this is text, put it in quotes"
+        _("'*{name}' refers to an anchor '&{name}' that is not defined above; if this is text, "
+          "put it in quotes").format(name=name.strip(chr(39)))
     )
 
 
 def _two_documents(problem: str, pm: Any, cm: Any, lines: list[str]) -> tuple[_Mark | None, str]:
-    return pm, "a second YAML document starts here ('---'); the file must hold exactly one"
+    return pm, _("a second YAML document starts here ('---'); the file must hold exactly one")
 
 
 @dataclass(frozen=True)

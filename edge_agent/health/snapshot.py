@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.health.histogram import HistogramSnapshot
+from edge_agent.i18n import current
 from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
 from edge_agent.watchdog import stuck_workers
 
@@ -141,6 +142,7 @@ class Snapshot:
             "started_at": _iso(self.started_at),
             "taken_at": _iso(self.taken_at),
             "healthy": self.healthy,
+            "lang": current(),  # the agent's language: the page's default (docs/i18n.md)
             "problems": list(self.problems),
             "devices": [_device_json(device) for device in self.devices],
             "store_failures": self.store_failures,

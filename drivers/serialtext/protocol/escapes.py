@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from edge_agent.i18n import _
+
 CONTROL_NAMES = (
     "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF",
     "CR", "SO", "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM",
@@ -44,8 +46,8 @@ def to_bytes(text: str) -> bytes:
     resolved = "".join(out)
     wide = [char for char in resolved if ord(char) > 0xFF]
     if wide:
-        raise EscapeError(f"'{wide[0]}' is not a single byte; protocols here are ASCII "
-                          "(write other bytes as \\xHH)")
+        raise EscapeError(_("'{char}' is not a single byte; protocols here are ASCII (write "
+                            "other bytes as \\xHH)").format(char=wide[0]))
     return resolved.encode("latin-1")
 
 
@@ -59,10 +61,10 @@ def _resolve(match: re.Match[str]) -> str:
     if escape in _SIMPLE:
         return _SIMPLE[escape]
     if escape == "x":
-        raise EscapeError("\\x needs two hex digits, e.g. \\x02")
-    shown = f"\\{escape}" if escape else "\\ at the end"
-    raise EscapeError(f"unknown escape {shown}; use \\r, \\n, \\t, \\xHH, <CR>, <STX>... "
-                      "or \\\\ for a backslash")
+        raise EscapeError(_("\\x needs two hex digits, e.g. \\x02"))
+    shown = f"\\{escape}" if escape else _("\\ at the end")
+    raise EscapeError(_("unknown escape {escape}; use \\r, \\n, \\t, \\xHH, <CR>, <STX>... "
+                        "or \\\\ for a backslash").format(escape=shown))
 
 
 def show(data: bytes, limit: int = 80) -> str:

@@ -5,8 +5,40 @@
 "use strict";
 
 const REFRESH_MS = 3000;
-const TEXTS = window.EDGE_TEXTS.en;
+const LANG_KEY = "edge-agent-lang";
+let TEXTS = window.EDGE_TEXTS.en;
 const view = { doc: null, lastOk: null, error: null, onlyProblems: false };
+
+// The page's language: the switch on the page (remembered by this browser), else Chinese
+// when the browser or the agent (/status "lang", from LANG or --lang) asks for it, else
+// English. docs/i18n.md.
+function chosenLanguage() {
+  let saved = null;
+  try { saved = window.localStorage.getItem(LANG_KEY); } catch (err) { saved = null; }
+  if (saved && window.EDGE_TEXTS[saved]) return saved;
+  const browser = (navigator.languages || [navigator.language || ""]).join(",").toLowerCase();
+  if (browser.startsWith("zh")) return "zh";
+  const agent = view.doc && view.doc.lang;
+  return agent && window.EDGE_TEXTS[agent] ? agent : "en";
+}
+
+function languageSwitch(current) {
+  const names = window.EDGE_LANGUAGE_NAMES;
+  const links = Object.keys(window.EDGE_TEXTS).map((lang) => {
+    if (lang === current) return el("strong", { "data-lang": lang }, names[lang]);
+    const link = el("a", { href: "", "data-lang": lang }, names[lang]);
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      try { window.localStorage.setItem(LANG_KEY, lang); } catch (err) { /* kept for this view */ }
+      TEXTS = window.EDGE_TEXTS[lang];
+      draw(lang);
+    });
+    return link;
+  });
+  const parts = [t("language"), ": "];
+  links.forEach((link, i) => parts.push(...(i ? [" | ", link] : [link])));
+  return el("p", { id: "language" }, ...parts);
+}
 
 function t(id, params) {
   const template = TEXTS[id] === undefined ? id : TEXTS[id];
@@ -180,9 +212,13 @@ function route() {
   return match ? decodeURIComponent(match[1]) : null;
 }
 
-function draw() {
+function draw(forced) {
+  const lang = forced || chosenLanguage();
+  TEXTS = window.EDGE_TEXTS[lang];
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
   const main = document.getElementById("main");
-  const parts = [];
+  const parts = [languageSwitch(lang)];
   if (view.error) {
     parts.push(el("p", { id: "not-answering", class: "banner" }, t("not_answering", {
       error: view.error, time: view.lastOk ? localTime(view.lastOk) : t("never") })));
@@ -211,6 +247,5 @@ async function refresh() {
   window.setTimeout(refresh, REFRESH_MS);
 }
 
-document.title = t("title");
-window.addEventListener("hashchange", draw);
+window.addEventListener("hashchange", () => draw());
 refresh();

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_agent.i18n import _
+
 EXIT_PREREQUISITE = 3  # a missing prerequisite, e.g. no Mosquitto for the private broker
 
 
@@ -28,5 +30,5 @@ def run_demo_command(args: argparse.Namespace) -> int:
     try:
         return run_demo(args.duration, args.workdir, sys.stdout)
     except BrokerNotFound as err:
-        print(f"edge-agent demo: {err}", file=sys.stderr)
+        print(_("edge-agent demo: {problem}").format(problem=err), file=sys.stderr)
         return EXIT_PREREQUISITE

@@ -20,6 +20,7 @@ from typing import TextIO
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.forward.mqtt import Subscriber
+from edge_agent.i18n import _
 from edge_agent.tools.sim.broker import Mosquitto
 from edge_agent.tools.sim.instruments import DETECTOR_UNITS, DemoEndpoints, DemoInstruments
 
@@ -93,9 +94,10 @@ class MessagePrinter:
 
     def _format(self, topic: str, message: dict) -> str:
         if "state" in message:
-            return f"[{topic}] station {message['station']} is {message['state']}"
+            return _("[{topic}] station {station} is {state}").format(
+                topic=topic, station=message["station"], state=message["state"])
         if message.get("type") == "gap":
-            return f"[{topic}] GAP {message['gaps']}"
+            return _("[{topic}] GAP {gaps}").format(topic=topic, gaps=message["gaps"])
         lines = []
         for sample in message.get("samples", []):
             self.samples += 1
@@ -113,11 +115,11 @@ def _format_sample(message: dict, sample: dict) -> str:
     more = len(sample["values"]) - len(shown)
     context = ""
     if sample.get("instrument_time"):
-        context += f" analysed {sample['instrument_time'][11:19]}Z"
+        context += _(" analysed {time}Z").format(time=sample["instrument_time"][11:19])
     if "stream" in sample:
-        context += f" stream {sample['stream']}"
-    flag = " (historical)" if message.get("historical") else ""
-    tail = f"  (+{more} more)" if more > 0 else ""
+        context += _(" stream {stream}").format(stream=sample["stream"])
+    flag = _(" (historical)") if message.get("historical") else ""
+    tail = _("  (+{count} more)").format(count=more) if more > 0 else ""
     return (f"{sample['acquired_at'][11:23]}  {message['device']:<11} #{sample['seq']:<4}"
             f"{context}  {'  '.join(shown)}{tail}{flag}")
 
@@ -148,9 +150,10 @@ def run_demo(duration_s: float | None, workdir: Path | None, out: TextIO) -> int
         config_path = base / "station.yaml"
         config_path.write_text(station_yaml(ends, broker.port, base / "outbox.sqlite3"))
         config = load_config(config_path)
-        out.write(f"demo: broker on 127.0.0.1:{broker.port}, station file {config_path}\n"
-                  f"demo: GC and FTIR on Modbus TCP, detectors on {ends.detector_serial_port}"
-                  " (Modbus RTU); Ctrl-C stops\n")
+        out.write(_("demo: broker on 127.0.0.1:{port}, station file {path}").format(
+            port=broker.port, path=config_path) + "\n")
+        out.write(_("demo: GC and FTIR on Modbus TCP, detectors on {port} (Modbus RTU); Ctrl-C "
+                    "stops").format(port=ends.detector_serial_port) + "\n")
         subscriber = Subscriber("127.0.0.1", broker.port, "edge/#", printer).start()
         agent = Agent(config)
         _wait(agent, duration_s)
@@ -161,8 +164,9 @@ def run_demo(duration_s: float | None, workdir: Path | None, out: TextIO) -> int
             subscriber.stop()
         instruments.stop()
         broker.stop()
-    out.write(f"demo: received {printer.messages} messages with {printer.samples} samples; "
-              f"files kept in {base}\n")
+    out.write(_("demo: received {messages} messages with {samples} samples; files kept in "
+                "{path}").format(messages=printer.messages, samples=printer.samples, path=base)
+              + "\n")
     return 0
 
 

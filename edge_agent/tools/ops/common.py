@@ -21,6 +21,7 @@ from pathlib import Path
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import HealthConfig, StationConfig
+from edge_agent.i18n import ngettext
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2  # 2: as `check`, or a wrong command line
 DEFAULT_CONFIG = Path("/etc/edge-agent/station.yaml")
@@ -56,7 +57,8 @@ def load_station(path: Path) -> StationConfig | None:
     except ConfigError as err:
         count = len(err.issues)
         print(str(err), file=sys.stderr)
-        print(f"{path}: {count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        print(ngettext("{path}: {count} problem found", "{path}: {count} problems found",
+                       count).format(path=path, count=count), file=sys.stderr)
         return None
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from edge_agent.i18n import _
 from edge_agent.payload import Message, encode_message
 from edge_agent.store.readonly import OutboxUnreadable, Row, iter_rows, open_read_only
 from edge_agent.tools.ops.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_station
@@ -60,23 +61,25 @@ def run_export(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     problem = _check_arguments(args)
     if problem:
-        print(f"edge-agent export: {problem}", file=sys.stderr)
+        print(_("edge-agent export: {problem}").format(problem=problem), file=sys.stderr)
         return EXIT_CONFIG
     path = args.outbox or config.store.path
     try:
         conn = open_read_only(path)
     except OutboxUnreadable as err:
-        print(f"edge-agent export: {err}", file=sys.stderr)
+        print(_("edge-agent export: {problem}").format(problem=err), file=sys.stderr)
         return EXIT_FAILED
     try:
         unknown = _unknown_devices(conn, args.device, {d.id for d in config.devices})
         if unknown:
-            print(f"edge-agent export: {unknown}", file=sys.stderr)
+            print(_("edge-agent export: {problem}").format(problem=unknown), file=sys.stderr)
             return EXIT_CONFIG
         rows = iter_rows(conn, args.start, args.end, args.device)
         result = _write(rows, args.out, _format(args), config.station_id)
     except OSError as err:
-        print(f"edge-agent export: cannot write {args.out}: {err}", file=sys.stderr)
+        print(_("edge-agent export: cannot write {path}: {error}").format(path=args.out,
+                                                                          error=err),
+              file=sys.stderr)
         return EXIT_FAILED
     finally:
         conn.close()
@@ -90,12 +93,13 @@ def _format(args: argparse.Namespace) -> str:
 
 def _check_arguments(args: argparse.Namespace) -> str | None:
     if _format(args) not in FORMATS:
-        return (f"say --format csv or --format jsonl (the name {args.out.name} does not "
-                "end in .csv or .jsonl)")
+        return _("say --format csv or --format jsonl (the name {name} does not end in .csv or "
+                 ".jsonl)").format(name=args.out.name)
     if args.start is not None and args.end is not None and args.start >= args.end:
         return "--from must be earlier than --to"
     if args.out.exists() and not args.force:
-        return f"{args.out} exists; choose another name, or add --force to replace it"
+        return _("{path} exists; choose another name, or add --force to replace it").format(
+            path=args.out)
     return None
 
 
@@ -107,8 +111,9 @@ def _unknown_devices(conn: sqlite3.Connection, wanted: list[str],
     unknown = [name for name in wanted if name not in known]
     if not unknown:
         return None
-    return (f"--device {', '.join(unknown)}: no such device in the station file or the "
-            f"outbox (known: {', '.join(sorted(known)) or 'none'})")
+    return _("--device {devices}: no such device in the station file or the outbox (known: "
+             "{known})").format(devices=", ".join(unknown),
+                                known=", ".join(sorted(known)) or _("none"))
 
 
 def _write(rows: Iterable[Row], out: Path, fmt: str, station: str) -> _Result:
@@ -173,24 +178,29 @@ def _cell(value: object) -> str:
 def _summary(result: _Result, args: argparse.Namespace, path: Path) -> list[str]:
     samples = sum(t.samples for t in result.per_device.values())
     gaps = sum(t.gaps for t in result.per_device.values())
-    span = (f"from {local_time(args.start) if args.start is not None else 'the oldest'} "
-            f"to {local_time(args.end) if args.end is not None else 'the newest'}")
-    what = f"{plural(samples, 'sample')}" + (f" and {plural(gaps, 'gap event')}" if gaps else "")
-    lines = [f"Exported {what} ({span}) from {path}",
-             f"to {args.out} ({_format(args).upper()}, {plural(result.lines, 'line')})"]
+    span = _("from {start} to {end}").format(
+        start=local_time(args.start) if args.start is not None else _("the oldest"),
+        end=local_time(args.end) if args.end is not None else _("the newest"))
+    what = plural(samples, "sample") + (_(" and {gaps}").format(gaps=plural(gaps, "gap event"))
+                                        if gaps else "")
+    lines = [_("Exported {what} ({span}) from {path}").format(what=what, span=span, path=path),
+             _("to {out} ({format}, {lines})").format(out=args.out, format=_format(args).upper(),
+                                                      lines=plural(result.lines, "line"))]
     for device, tally in sorted(result.per_device.items()):
         if tally.samples or tally.gaps:
-            times = f", acquired {local_time(tally.first_at)} .. {local_time(tally.last_at)}" \
+            times = _(", acquired {first} .. {last}").format(
+                first=local_time(tally.first_at), last=local_time(tally.last_at)) \
                 if tally.first_at is not None and tally.last_at is not None else ""
             gap_text = f" + {plural(tally.gaps, 'gap event')}" if tally.gaps else ""
             lines.append(f"  {device}: {plural(tally.samples, 'sample')}{gap_text}{times}")
     for device in args.device:
         if device not in result.per_device or not result.per_device[device].samples:
-            lines.append(f"  {device}: no undelivered samples in this range")
+            lines.append(_("  {device}: no undelivered samples in this range").format(
+                device=device))
     if result.gaps_left_out:
-        lines.append(f"{plural(result.gaps_left_out, 'gap event')} (samples dropped by "
-                     "retention) in this range cannot be written as CSV rows; export "
-                     "--format jsonl to carry them too")
-    lines.append("The outbox is unchanged: these samples are still sent when the uplink "
-                 "returns; the platform de-duplicates them by sample id.")
+        lines.append(_("{gaps} (samples dropped by retention) in this range cannot be written "
+                       "as CSV rows; export --format jsonl to carry them too").format(
+                           gaps=plural(result.gaps_left_out, "gap event")))
+    lines.append(_("The outbox is unchanged: these samples are still sent when the uplink "
+                   "returns; the platform de-duplicates them by sample id."))
     return lines

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_agent.i18n import N_, _
 from edge_agent.tools.ops.text import duration, parse_iso, plural, table
 
 #: counter key -> (singular, plural) as printed; the order of the line.
+#: Device states as status prints them (the /status words, upper case when not ok).
+STATES = {"ok": N_("ok"), "degraded": N_("DEGRADED"), "down": N_("DOWN")}
 COUNTERS = (("requests", "request", "requests"), ("answers", "answer", "answers"),
             ("timeouts", "timeout", "timeouts"), ("exceptions", "exception", "exceptions"),
             ("split_reads", "split read", "split reads"))
@@ -20,17 +23,23 @@ COUNTERS = (("requests", "request", "requests"), ("answers", "answer", "answers"
 def agent_and_devices_lines(doc: dict[str, Any]) -> list[str]:
     """The agent's own health apart from its devices': a dead device is not a sick agent,
     and a healthy agent with every device down must not read as 'all fine'."""
-    agent = "Agent:    OK (worker threads alive, outbox answering)" if doc["healthy"] \
-        else "Agent:    PROBLEM: " + "; ".join(doc["problems"])
+    agent = _("Agent:    OK (worker threads alive, outbox answering)") if doc["healthy"] \
+        else _("Agent:    PROBLEM: {problems}").format(problems="; ".join(doc["problems"]))
     devices = doc["devices"]
-    bad = [f"{d['id']} {d['state'].upper()}" for d in devices if d["state"] != "ok"]
+    bad = [f"{d['id']} {state_word(d['state'])}" for d in devices if d["state"] != "ok"]
     if not devices:
-        state = "Devices:  none configured"
+        state = _("Devices:  none configured")
     elif bad:
-        state = f"Devices:  {len(bad)} of {len(devices)} not ok: {', '.join(bad)}"
+        state = _("Devices:  {bad} of {total} not ok: {which}").format(
+            bad=len(bad), total=len(devices), which=", ".join(bad))
     else:
-        state = f"Devices:  all {len(devices)} ok"
+        state = _("Devices:  all {total} ok").format(total=len(devices))
     return [agent, state]
+
+
+def state_word(state: str) -> str:
+    """'ok', 'DOWN', 'DEGRADED' (or their translation); an unknown state as it came."""
+    return _(STATES[state]) if state in STATES else state.upper()
 
 
 def value_lines(doc: dict[str, Any], now: float) -> list[str]:
@@ -40,8 +49,9 @@ def value_lines(doc: dict[str, Any], now: float) -> list[str]:
             for device in doc["devices"] for v in device.get("values") or []]
     if not rows:
         return []
-    header = ["DEVICE", "CHANNEL", "VALUE", "UNIT", "QUALITY", "REASON", "READ"]
-    return ["Last values:", *("  " + line for line in table(header, rows))]
+    header = [_("DEVICE"), _("CHANNEL"), _("VALUE"), _("UNIT"), _("QUALITY"), _("REASON"),
+              _("READ")]
+    return [_("Last values:"), *("  " + line for line in table(header, rows))]
 
 
 def counter_lines(doc: dict[str, Any]) -> list[str]:
@@ -52,8 +62,9 @@ def counter_lines(doc: dict[str, Any]) -> list[str]:
         if not counters:
             continue
         parts = [plural(counters.get(key, 0), one, many) for key, one, many in COUNTERS]
-        lines.append(f"  {device['id']}: {', '.join(parts)} since start")
-    return ["Wire:", *lines] if lines else []
+        lines.append(_("  {device}: {counts} since start").format(
+            device=device["id"], counts=_(", ").join(parts)))
+    return [_("Wire:"), *lines] if lines else []
 
 
 def shown_value(value: object) -> str:
@@ -75,4 +86,4 @@ def printable(text: str) -> str:
 
 def _age(at_text: str | None, now: float) -> str:
     at = parse_iso(at_text)
-    return f"{duration(now - at)} ago" if at is not None else "-"
+    return _("{age} ago").format(age=duration(now - at)) if at is not None else "-"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config.schema import StationConfig
+from edge_agent.i18n import _, ngettext
 from edge_agent.store.readonly import FileBacklog, OutboxUnreadable, open_read_only, read_backlog
 from edge_agent.tools.ops.common import (
     EXIT_CONFIG,
@@ -29,6 +30,7 @@ from edge_agent.tools.ops.livevalues import (
     agent_and_devices_lines,
     counter_lines,
     printable,
+    state_word,
     value_lines,
 )
 from edge_agent.tools.ops.text import duration, parse_iso, plural, table, when
@@ -42,10 +44,11 @@ def run_status(args: argparse.Namespace) -> int:
         document = ask_agent(config.health)
         if document.get("station") != config.station_id:
             # Two station files on one PC, one endpoint port: that agent is not this one.
-            raise AgentUnreachable(
-                f"the agent answering at {endpoint_url(config.health)} is station "
-                f"{document.get('station')!r}, not {config.station_id!r} (two station files "
-                "with the same health port?)")
+            raise AgentUnreachable(_(
+                "the agent answering at {url} is station {other}, not {station} (two station "
+                "files with the same health port?)").format(
+                    url=endpoint_url(config.health), other=repr(document.get("station")),
+                    station=repr(config.station_id)))
     except AgentUnreachable as err:
         reason = str(err)
     else:
@@ -59,10 +62,10 @@ def run_status(args: argparse.Namespace) -> int:
         finally:
             conn.close()
     except OutboxUnreadable as err:
-        print(f"Station {config.station_id}: the agent is not answering: {reason}",
-              file=sys.stderr)
-        print(f"and the outbox cannot be read: {err}{_systemd_hint(args.outbox)}",
-              file=sys.stderr)
+        print(_("Station {station}: the agent is not answering: {reason}").format(
+            station=config.station_id, reason=reason), file=sys.stderr)
+        print(_("and the outbox cannot be read: {error}").format(error=err)
+              + _systemd_hint(args.outbox), file=sys.stderr)
         return EXIT_FAILED
     print("\n".join(file_lines(config, backlog, reason, time.time())))
     return EXIT_OK
@@ -71,9 +74,9 @@ def run_status(args: argparse.Namespace) -> int:
 def _systemd_hint(given: Path | None) -> str:
     if given is not None:
         return ""
-    return ("\nUnder systemd a relative store.path is in the service's state directory: "
-            "add --outbox /var/lib/edge-agent/outbox.sqlite3 (or run with "
-            "STATE_DIRECTORY=/var/lib/edge-agent)")
+    return "\n" + _("Under systemd a relative store.path is in the service's state directory: "
+                    "add --outbox /var/lib/edge-agent/outbox.sqlite3 (or run with "
+                    "STATE_DIRECTORY=/var/lib/edge-agent)")
 
 
 # -- from the running agent -----------------------------------------------------------
@@ -81,13 +84,16 @@ def _systemd_hint(given: Path | None) -> str:
 def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     """The status document of a running agent, for a person."""
     started = parse_iso(doc["started_at"]) or now
-    lines = [f"Station {doc['station']}: status from the RUNNING agent ({url})",
-             f"edge-agent {doc['version']}, running for {duration(now - started)}",
+    lines = [_("Station {station}: status from the RUNNING agent ({url})").format(
+                 station=doc["station"], url=url),
+             _("edge-agent {version}, running for {uptime}").format(
+                 version=doc["version"], uptime=duration(now - started)),
              *agent_and_devices_lines(doc), ""]
-    rows = [[d["id"], d["link"], d["state"] if d["state"] == "ok" else d["state"].upper(),
-             when(t, now) if (t := parse_iso(d["last_good_at"])) else "none since start",
+    rows = [[d["id"], d["link"], state_word(d["state"]),
+             when(t, now) if (t := parse_iso(d["last_good_at"])) else _("none since start"),
              printable(d["last_error"] or "-")] for d in doc["devices"]]
-    lines += table(["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"], rows)
+    lines += table([_("DEVICE"), _("LINK"), _("STATE"), _("LAST GOOD READING"),
+                    _("LAST ERROR")], rows)
     notes = [note for d in doc["devices"] for note in _device_notes(d)]
     lines += ["", *notes] if notes else []
     values = value_lines(doc, now)
@@ -99,47 +105,56 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
                               doc["outbox"].get("corrupt_lost_total"),
-                              "in this run; a new outbox took its place")]
+                              _("in this run; a new outbox took its place"))]
     return lines
 
 
 def _corrupt_lines(set_aside: list[str], lost_total: int | None, note: str) -> list[str]:
     """Corrupt outbox files set aside (renamed, kept) and the samples lost with them."""
-    lines = [f"Corrupt:  outbox file set aside as {path} ({note}; kept for recovery by a "
-             "person)" for path in set_aside]
+    lines = [_("Corrupt:  outbox file set aside as {path} ({note}; kept for recovery by a "
+               "person)").format(path=path, note=note) for path in set_aside]
     if lost_total:
-        lines.append(f"          {plural(lost_total, 'undelivered sample')} lost with corrupt "
-                     "outbox files over this outbox's life (announced as gap events)")
+        lines.append(_("          {lost} lost with corrupt outbox files over this outbox's "
+                       "life (announced as gap events)").format(
+                           lost=plural(lost_total, "undelivered sample")))
     elif set_aside and lost_total is None:
-        lines.append("          samples lost with them: unknown (the outbox cannot be read)")
+        lines.append(_("          samples lost with them: unknown (the outbox cannot be read)"))
     return lines
 
 
 def _device_notes(device: dict[str, Any]) -> list[str]:
-    notes = [f"  {device['id']}: channel {channel} {finding}"
+    notes = [_("  {device}: channel {channel} {finding}").format(
+                 device=device["id"], channel=channel, finding=finding)
              for channel, finding in sorted(device["isolated_channels"].items())]
     if device["errors"]:
         reasons = ", ".join(f"{reason} {count}" for reason, count in
                             sorted(device["errors"].items(), key=lambda item: -item[1]))
         failed = sum(device["errors"].values())
-        notes.append(f"  {device['id']}: {failed} of {plural(device['polls'], 'poll')} "
-                     f"failed since start ({reasons})")
+        notes.append(_("  {device}: {failed} of {polls} failed since start ({reasons})").format(
+            device=device["id"], failed=failed, polls=plural(device["polls"], "poll"),
+            reasons=reasons))
     return notes
 
 
 def _broker_line(broker: dict[str, Any], now: float) -> str:
     since = parse_iso(broker["since"]) or now
     host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
-    where = f"Broker:   {host}:{broker['port']}{_node_of(broker)}"
+    where = _("Broker:   {host}:{port}").format(host=host, port=broker["port"]) \
+        + _node_of(broker)
     if broker["connected"]:
         median = broker["ack_latency_median_le_s"]
-        latency = f"; PUBACK median under {median:g} s" if median is not None else ""
-        return (f"{where} connected for {duration(now - since)}; "
-                f"{plural(broker['acknowledged'], 'message')} acknowledged since start, "
-                f"{broker['in_flight']} waiting for PUBACK{latency}")
-    error = f" (last error: {broker['last_error']})" if broker["last_error"] else ""
-    return (f"{where} NOT connected for {duration(now - since)}{error}; "
-            f"{plural(broker['connect_failures'], 'failed attempt')} since start")
+        latency = _("; PUBACK median under {median:g} s").format(median=median) \
+            if median is not None else ""
+        return _("{where} connected for {duration}; {acknowledged} acknowledged since start, "
+                 "{in_flight} waiting for PUBACK").format(
+                     where=where, duration=duration(now - since),
+                     acknowledged=plural(broker["acknowledged"], "message"),
+                     in_flight=broker["in_flight"]) + latency
+    error = _(" (last error: {error})").format(error=broker["last_error"]) \
+        if broker["last_error"] else ""
+    return _("{where} NOT connected for {duration}{error}; {failures} since start").format(
+        where=where, duration=duration(now - since), error=error,
+        failures=plural(broker["connect_failures"], "failed attempt"))
 
 
 def _node_of(broker: dict[str, Any]) -> str:
@@ -150,10 +165,12 @@ def _node_of(broker: dict[str, Any]) -> str:
         return ""
     host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
     address = f"{host}:{broker['port']}"
-    place = f"node {nodes.index(address) + 1} of {len(nodes)}" if address in nodes \
-        else f"one of {len(nodes)} nodes"
+    place = _("node {number} of {count}").format(number=nodes.index(address) + 1,
+                                                  count=len(nodes)) if address in nodes \
+        else _("one of {count} nodes").format(count=len(nodes))
     failovers = broker.get("failovers") or 0
-    return f" ({place}, {plural(failovers, 'failover')} since start)"
+    return _(" ({place}, {failovers} since start)").format(
+        place=place, failovers=plural(failovers, "failover"))
 
 
 def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
@@ -162,21 +179,23 @@ def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
     if not messages:
         return []
     samples = broker.get("unpublishable_samples") or 0
-    return [f"Set aside: {plural(messages, 'message')} ({plural(samples, 'sample')}) could "
-            "never be published (topic refused by the MQTT client, or rejected 5 times by "
-            "the broker) since start; announced as gap events (unpublishable), see the log"]
+    return [_("Set aside: {messages} ({samples}) could never be published (topic refused by "
+              "the MQTT client, or rejected 5 times by the broker) since start; announced as "
+              "gap events (unpublishable), see the log").format(
+                  messages=plural(messages, "message"), samples=plural(samples, "sample"))]
 
 
 def _backlog_lines(outbox: dict[str, Any], now: float) -> list[str]:
     if outbox["error"]:
-        return [f"Backlog:  unknown: {outbox['error']}"]
+        return [_("Backlog:  unknown: {error}").format(error=outbox["error"])]
     samples, gaps = outbox["samples"], outbox["rows"] - outbox["samples"]
     if samples == 0 and gaps == 0:
-        return ["Backlog:  nothing waiting"]
-    extra = f" (+ {plural(gaps, 'gap event')})" if gaps else ""
+        return [_("Backlog:  nothing waiting")]
+    extra = _(" (+ {gaps})").format(gaps=plural(gaps, "gap event")) if gaps else ""
     oldest = parse_iso(outbox["oldest_acquired_at"])
-    age = f"; oldest acquired {when(oldest, now)}" if oldest else ""
-    return [f"Backlog:  {plural(samples, 'sample')}{extra} waiting{age}"]
+    age = _("; oldest acquired {when}").format(when=when(oldest, now)) if oldest else ""
+    return [_("Backlog:  {samples}{extra} waiting").format(
+        samples=plural(samples, "sample"), extra=extra) + age]
 
 
 def _drops_line(doc: dict[str, Any]) -> str:
@@ -184,15 +203,17 @@ def _drops_line(doc: dict[str, Any]) -> str:
     since = outbox["dropped_since_start"]
     unstored = sum(doc["store_failures"].values())
     if since is None:
-        parts = ["drops since start unknown"]
+        parts = [_("drops since start unknown")]
     else:
-        dropped = "none" if since == 0 else plural(since, "sample")
-        parts = [f"{dropped} dropped by retention since start"]
+        dropped = _("none") if since == 0 else plural(since, "sample")
+        parts = [_("{dropped} dropped by retention since start").format(dropped=dropped)]
     if unstored:
-        parts.append(f"{plural(unstored, 'sample')} could not be stored (disk?)")
+        parts.append(_("{samples} could not be stored (disk?)").format(
+            samples=plural(unstored, "sample")))
     total = outbox["dropped_total"]
-    in_file = f" (this outbox file: {total} in total)" if total is not None else ""
-    return "Drops:    " + "; ".join(parts) + in_file
+    in_file = _(" (this outbox file: {total} in total)").format(total=total) \
+        if total is not None else ""
+    return _("Drops:    {drops}").format(drops=_("; ").join(parts)) + in_file
 
 
 # -- from the outbox file -------------------------------------------------------------
@@ -200,30 +221,34 @@ def _drops_line(doc: dict[str, Any]) -> str:
 def file_lines(config: StationConfig, backlog: FileBacklog, reason: str,
                now: float) -> list[str]:
     """What the outbox file can tell while no agent answers."""
-    lines = [f"Station {config.station_id}: the agent is NOT answering: {reason}",
-             f"Showing what the OUTBOX FILE holds: {backlog.path}",
-             "(device states, the broker link and drops since start are known only to a "
-             "running agent)", ""]
+    lines = [_("Station {station}: the agent is NOT answering: {reason}").format(
+                 station=config.station_id, reason=reason),
+             _("Showing what the OUTBOX FILE holds: {path}").format(path=backlog.path),
+             _("(device states, the broker link and drops since start are known only to a "
+               "running agent)"), ""]
     known = {device.id for device in config.devices}
     in_file = {device.device_id: device for device in backlog.devices}
     rows = []
     for device_id in [d.id for d in config.devices] + sorted(set(in_file) - known):
         device = in_file.get(device_id)
-        name = device_id if device_id in known else f"{device_id} (not in the station file)"
+        name = device_id if device_id in known \
+            else _("{device} (not in the station file)").format(device=device_id)
         if device is None or device.samples == 0:
-            numbered = f"all delivered ({plural(device.last_seq, 'sample')} numbered)" \
-                if device is not None and device.last_seq else "no sample stored yet"
+            numbered = _("all delivered ({samples} numbered)").format(
+                samples=plural(device.last_seq, "sample")) \
+                if device is not None and device.last_seq else _("no sample stored yet")
             rows.append([name, "0", "-", "-", numbered])
             continue
         rows.append([name, str(device.samples), when(device.oldest_at or now, now),
                      when(device.newest_at or now, now), _qualities(device.newest_body)])
-    lines += table(["DEVICE", "WAITING", "OLDEST WAITING", "NEWEST WAITING",
-                    "NEWEST WAITING SAMPLE"], rows)
-    dropped = plural(backlog.dropped_total, "sample") if backlog.dropped_total else "none"
+    lines += table([_("DEVICE"), _("WAITING"), _("OLDEST WAITING"), _("NEWEST WAITING"),
+                    _("NEWEST WAITING SAMPLE")], rows)
+    dropped = plural(backlog.dropped_total, "sample") if backlog.dropped_total else _("none")
     lines += ["", *_file_backlog_lines(backlog, now),
-              f"Drops:    {dropped} dropped by retention over this outbox file's life",
+              _("Drops:    {dropped} dropped by retention over this outbox file's life").format(
+                  dropped=dropped),
               *_corrupt_lines(_set_aside_beside(backlog.path), backlog.corrupt_lost_total,
-                              "found beside the outbox")]
+                              _("found beside the outbox"))]
     return lines
 
 
@@ -235,16 +260,22 @@ def _set_aside_beside(path: Path) -> list[str]:
 
 def _file_backlog_lines(backlog: FileBacklog, now: float) -> list[str]:
     if backlog.samples == 0 and backlog.gap_events == 0:
-        return ["Backlog:  nothing waiting"]
+        return [_("Backlog:  nothing waiting")]
     lost = sum(device.gap_samples for device in backlog.devices)
-    gaps = f" (+ {plural(backlog.gap_events, 'gap event')} announcing " \
-           f"{plural(lost, 'lost sample')})" if backlog.gap_events else ""
-    oldest = f"; oldest acquired {when(backlog.oldest_at, now)}" if backlog.oldest_at else ""
-    lines = [f"Backlog:  {plural(backlog.samples, 'sample')}{gaps} waiting{oldest}"]
+    gaps = _(" (+ {gaps} announcing {lost})").format(
+        gaps=plural(backlog.gap_events, "gap event"), lost=plural(lost, "lost sample")) \
+        if backlog.gap_events else ""
+    oldest = _("; oldest acquired {when}").format(when=when(backlog.oldest_at, now)) \
+        if backlog.oldest_at else ""
+    lines = [_("Backlog:  {samples}{extra} waiting").format(
+        samples=plural(backlog.samples, "sample"), extra=gaps) + oldest]
     if backlog.claimed_rows:
-        were = "was" if backlog.claimed_rows == 1 else "were"
-        lines.append(f"          {plural(backlog.claimed_rows, 'row')} {were} in a message "
-                     "not yet acknowledged when the agent stopped: sent again first")
+        lines.append(ngettext(
+            "          {rows} was in a message not yet acknowledged when the agent stopped: "
+            "sent again first",
+            "          {rows} were in a message not yet acknowledged when the agent stopped: "
+            "sent again first", backlog.claimed_rows).format(
+                rows=plural(backlog.claimed_rows, "row")))
     return lines
 
 
@@ -260,6 +291,6 @@ def _qualities(body: dict | None) -> str:
     flagged = [f"{name}: {value['reason']}" for name, value in values.items()
                if value["quality"] != "GOOD"]
     if flagged:
-        more = f", +{len(flagged) - 3} more" if len(flagged) > 3 else ""
+        more = _(", +{count} more").format(count=len(flagged) - 3) if len(flagged) > 3 else ""
         summary += f" ({', '.join(flagged[:3])}{more})"
     return summary

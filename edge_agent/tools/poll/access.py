@@ -16,21 +16,22 @@ import fcntl
 import os
 from pathlib import Path
 
+from edge_agent.i18n import N_, _
 from edge_agent.store.pathcheck import lock_path
 
 # Technician-facing text of this module, in one place.
-PORT_HELD_BY_SERVICE = (
+PORT_HELD_BY_SERVICE = N_(
     "serial port {port} is held by the running edge-agent service of this station (it "
     "keeps the port open while it runs); poll cannot share it. To poll: sudo systemctl "
     "stop edge-agent, run poll, then sudo systemctl start edge-agent")
-PORT_HELD_BY_OTHER = (
+PORT_HELD_BY_OTHER = N_(
     "serial port {port} is held by another program (a running edge-agent service, a "
     "terminal program, probe?); poll does not share a port. Close that program first")
-TCP_SERVICE_RUNNING = (
+TCP_SERVICE_RUNNING = N_(
     "the edge-agent service of this station is running: a device that accepts only one "
     "TCP connection gives it to the service and refuses or ignores poll's (stop the "
     "service to poll it: sudo systemctl stop edge-agent)")
-TCP_ONE_CONNECTION = (
+TCP_ONE_CONNECTION = N_(
     "if another program is connected to it (an edge-agent service, a SCADA), a device "
     "that accepts only one TCP connection refuses or ignores a second one")
 
@@ -75,9 +76,9 @@ def service_running(outbox: Path) -> bool:
 def held_port_message(port: str, outbox: Path) -> str:
     """What to tell about ``port``, which another process holds."""
     template = PORT_HELD_BY_SERVICE if service_running(outbox) else PORT_HELD_BY_OTHER
-    return template.format(port=port)
+    return _(template).format(port=port)
 
 
 def tcp_hint(outbox: Path) -> str:
     """The one-connection hint after a Modbus TCP connect was refused or timed out."""
-    return TCP_SERVICE_RUNNING if service_running(outbox) else TCP_ONE_CONNECTION
+    return _(TCP_SERVICE_RUNNING) if service_running(outbox) else _(TCP_ONE_CONNECTION)

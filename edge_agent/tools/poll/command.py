@@ -16,6 +16,7 @@ import time
 
 from edge_agent.cli import _load
 from edge_agent.config.schema import Device, StationConfig
+from edge_agent.i18n import N_, _, ngettext
 from edge_agent.tools.poll.arguments import (
     EXIT_ALL_ANSWERED,
     EXIT_CONFIG,
@@ -26,11 +27,10 @@ from edge_agent.tools.poll.once import DeviceResult, poll_link
 from edge_agent.tools.poll.render import render_device, summary
 
 # Technician-facing text of this module, in one place.
-HEADER = ("station {station}: polling {devices} device{ds} on {links} link{ls} once "
-          "(from {source})")
-UNKNOWN_DEVICE = "{path}: no device with id '{wanted}' (devices: {known})"
-DONE = "polled in {seconds:.1f} s"
-INTERRUPTED = "interrupted: nothing was stored or published"
+HEADER = N_("station {station}: polling {devices} on {links} once (from {source})")
+UNKNOWN_DEVICE = N_("{path}: no device with id '{wanted}' (devices: {known})")
+DONE = N_("polled in {seconds:.1f} s")
+INTERRUPTED = N_("interrupted: nothing was stored or published")
 
 
 def run_poll(args: argparse.Namespace) -> int:
@@ -38,25 +38,27 @@ def run_poll(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(_("warning: {warning}").format(warning=warning), file=sys.stderr)
     config = loaded.config
     devices = _chosen(config, args.device or [])
     if devices is None:
         return EXIT_CONFIG
     links = list(dict.fromkeys(device.link for device in devices))
-    print(HEADER.format(station=config.station_id, devices=len(devices),
-                        ds="s" * (len(devices) != 1), links=len(links),
-                        ls="s" * (len(links) != 1), source=args.config))
+    print(_(HEADER).format(
+        station=config.station_id, source=args.config,
+        devices=ngettext("{count} device", "{count} devices", len(devices)).format(
+            count=len(devices)),
+        links=ngettext("{count} link", "{count} links", len(links)).format(count=len(links))))
     started = time.monotonic()
     results: list[DeviceResult] = []
     try:
         _poll_links(config, links, devices, args.raw, results)
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
+        print(_(INTERRUPTED), file=sys.stderr)
         return EXIT_INTERRUPTED
     print()
     print(summary(results))
-    print(DONE.format(seconds=time.monotonic() - started))
+    print(_(DONE).format(seconds=time.monotonic() - started))
     return EXIT_ALL_ANSWERED if all(result.answered for result in results) \
         else EXIT_SOME_SILENT
 
@@ -81,7 +83,7 @@ def _chosen(config: StationConfig, wanted: list[str]) -> list[Device] | None:
     known = [device.id for device in config.devices]
     for name in wanted:
         if name not in known:
-            print(UNKNOWN_DEVICE.format(path=config.source or "station file", wanted=name,
+            print(_(UNKNOWN_DEVICE).format(path=config.source or _("station file"), wanted=name,
                                         known=", ".join(known)), file=sys.stderr)
             return None
     return [device for device in config.devices if device.id in wanted]

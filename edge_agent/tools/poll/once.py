@@ -21,6 +21,7 @@ from edge_agent_drivers.modbus.trigger import TriggerState
 from edge_agent_drivers.serialtext.driver import SerialTextDriver
 
 from edge_agent.config.schema import Device, Link, PollingPolicy, SerialLink, TcpLink
+from edge_agent.i18n import N_, _
 from edge_agent.link import DeviceTimeout, LinkClient, LinkDown, LinkError, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
 from edge_agent.model import Reading, Sample, utc_now
@@ -35,16 +36,16 @@ from edge_agent.tools.probe.diagnose import tcp_problem
 log = logging.getLogger(__name__)
 
 # Technician-facing text of this module, in one place.
-NEW_RESULT = "new result: yes, the service has not published it yet ({what}{last})"
-NEW_RESULT_NO_OUTBOX = ("new result: yes ({what}; no outbox here to compare with, so any "
+NEW_RESULT = N_("new result: yes, the service has not published it yet ({what}{last})")
+NEW_RESULT_NO_OUTBOX = N_("new result: yes ({what}; no outbox here to compare with, so any "
                         "result counts as new)")
-NOT_NEW = "new result: no, the service published it already ({what}{last})"
-NOT_NEW_FLAG = "new result: no, the new-result flag '{flag}' is not set"
-NEW_UNKNOWN = "new result: unknown ({error})"
-AGENT_ERROR = ("agent_error: unexpected error while polling ({error}); the service would "
+NOT_NEW = N_("new result: no, the service published it already ({what}{last})")
+NOT_NEW_FLAG = N_("new result: no, the new-result flag '{flag}' is not set")
+NEW_UNKNOWN = N_("new result: unknown ({error})")
+AGENT_ERROR = N_("agent_error: unexpected error while polling ({error}); the service would "
                "flag the readings BAD (agent_error): please report it with --log-level debug")
-LAST_PUBLISHED = "; last published: {key}"
-WITHHELD = "not written (poll never writes to a device; the service does): {writes}"
+LAST_PUBLISHED = N_("; last published: {key}")
+WITHHELD = N_("not written (poll never writes to a device; the service does): {writes}")
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _poll_device(client: LinkClient, link: Link, device: Device, policy: Polling
             result.hints += [*([why] if why else []), tcp_hint(outbox)]
     except Exception as err:  # a bug must not hide the other devices' values
         log.debug("unexpected error while polling %s", device.id, exc_info=True)
-        result.error = AGENT_ERROR.format(error=repr(err))
+        result.error = _(AGENT_ERROR).format(error=repr(err))
     result.elapsed_ms = (time.monotonic() - started) * 1000
     return result
 
@@ -134,10 +135,10 @@ def _poll_modbus(client: LinkClient, device: Device, attempts: int, policy: Poll
         try:
             result.notes.append(_newness(client, device, reads, sample, outbox))
         except LinkError as err:  # the service's poll fails the same way (BAD readings)
-            result.notes.append(NEW_UNKNOWN.format(error=err))
+            result.notes.append(_(NEW_UNKNOWN).format(error=err))
             result.error = f"{err.reason}: {err}"
     if reads.withheld:
-        result.notes.append(WITHHELD.format(writes="; ".join(reads.withheld)))
+        result.notes.append(_(WITHHELD).format(writes="; ".join(reads.withheld)))
 
 
 def _newness(client: LinkClient, device: Device, reads: ModbusReads, sample: Sample,
@@ -155,17 +156,17 @@ def _newness(client: LinkClient, device: Device, reads: ModbusReads, sample: Sam
     values = {reading.channel: reading.value for reading in sample.readings}
     if trigger.kind is TriggerKind.TIMESTAMP:
         when = sample.instrument_time
-        what = f"analysis time {when.isoformat() if when else '?'}"
+        what = _("analysis time {time}").format(time=when.isoformat() if when else "?")
     else:
         what = f"{trigger.kind.value} '{trigger.channel}' = {values.get(trigger.channel)}"
     key = TriggerState.load(saved).key
-    last = LAST_PUBLISHED.format(key=key) if key is not None else ""
+    last = _(LAST_PUBLISHED).format(key=key) if key is not None else ""
     if new is not None:
-        return NEW_RESULT.format(what=what, last=last) if saved is not None \
-            else NEW_RESULT_NO_OUTBOX.format(what=what)
+        return _(NEW_RESULT).format(what=what, last=last) if saved is not None \
+            else _(NEW_RESULT_NO_OUTBOX).format(what=what)
     if trigger.kind is TriggerKind.FLAG and not values.get(trigger.channel):
-        return NOT_NEW_FLAG.format(flag=trigger.channel)
-    return NOT_NEW.format(what=what, last=last)
+        return _(NOT_NEW_FLAG).format(flag=trigger.channel)
+    return _(NOT_NEW).format(what=what, last=last)
 
 
 def _poll_text(client: LinkClient, device: Device, attempts: int, policy: PollingPolicy,

@@ -4,18 +4,20 @@ the device, its address, its link and how long it took."""
 from __future__ import annotations
 
 from edge_agent.config.schema import Link, SerialLink
+from edge_agent.i18n import N_, _, ngettext
 from edge_agent.model import Reading
 from edge_agent.tools.poll.once import DeviceResult
 
 # Technician-facing text of this module, in one place.
-HEADINGS = ("channel", "value", "unit", "quality", "reason")
-RAW_HEADING = "raw"
-ANSWERED = "answered in {ms:.0f} ms"
-NO_ANSWER = "NO ANSWER ({ms:.0f} ms)"
-RECORD = "record: {text}"
-HINT = "hint: {text}"
-SUMMARY = ("{answered} of {total} device{s} answered; nothing was stored or published "
-           "(poll never writes to the outbox or the broker)")
+HEADINGS = (N_("channel"), N_("value"), N_("unit"), N_("quality"), N_("reason"))
+RAW_HEADING = N_("raw")
+DEVICE_LINE = N_("{device}  unit {unit} on {link}  {state}")
+LINK_SERIAL = N_("link {name} ({protocol} {port} {baudrate} {frame})")
+LINK_TCP = N_("link {name} ({protocol} {host}:{port})")
+ANSWERED = N_("answered in {ms:.0f} ms")
+NO_ANSWER = N_("NO ANSWER ({ms:.0f} ms)")
+RECORD = N_("record: {text}")
+HINT = N_("hint: {text}")
 NO_VALUE = "-"
 
 
@@ -23,9 +25,10 @@ def link_text(link: Link) -> str:
     """``link rs485-1 (modbus-rtu /dev/ttyUSB0 9600 8N1)`` or ``(modbus-tcp host:port)``."""
     if isinstance(link, SerialLink):
         frame = f"{link.bytesize}{link.parity.value[0].upper()}{link.stopbits}"
-        return (f"link {link.name} ({link.protocol.value} {link.port} {link.baudrate} "
-                f"{frame})")
-    return f"link {link.name} ({link.protocol.value} {link.host}:{link.port})"
+        return _(LINK_SERIAL).format(name=link.name, protocol=link.protocol.value,
+                                     port=link.port, baudrate=link.baudrate, frame=frame)
+    return _(LINK_TCP).format(name=link.name, protocol=link.protocol.value, host=link.host,
+                              port=link.port)
 
 
 def value_text(value: object) -> str:
@@ -50,16 +53,18 @@ def render_device(result: DeviceResult, raw: bool) -> list[str]:
     """The header line, the notes and hints, and the channel table of one device."""
     device = result.device
     state = ANSWERED if result.answered else NO_ANSWER
-    lines = [f"{device.id}  unit {device.unit_id} on {link_text(result.link)}  "
-             f"{state.format(ms=result.elapsed_ms)}"]
+    lines = [_(DEVICE_LINE).format(device=device.id, unit=device.unit_id,
+                                   link=link_text(result.link),
+                                   state=_(state).format(ms=result.elapsed_ms))]
     if result.error:
         lines.append(f"  {result.error}")
-    lines += [f"  {HINT.format(text=hint)}" for hint in result.hints]
+    lines += [f"  {_(HINT).format(text=hint)}" for hint in result.hints]
     lines += [f"  {note}" for note in result.notes]
     if raw and result.record is not None:
-        lines.append(f"  {RECORD.format(text=result.record)}")
+        lines.append(f"  {_(RECORD).format(text=result.record)}")
     if result.readings:
-        rows = [(*HEADINGS, RAW_HEADING) if raw else HEADINGS]
+        headings = tuple(_(heading) for heading in HEADINGS)
+        rows = [(*headings, _(RAW_HEADING)) if raw else headings]
         rows += [_row(reading, result.raw.get(reading.channel, NO_VALUE), raw)
                  for reading in result.readings]
         lines += [f"  {line}" for line in table(rows)]
@@ -74,5 +79,8 @@ def _row(reading: Reading, raw_text: str, raw: bool) -> tuple[str, ...]:
 
 def summary(results: list[DeviceResult]) -> str:
     total = len(results)
-    return SUMMARY.format(answered=sum(result.answered for result in results), total=total,
-                          s="s" if total != 1 else "")
+    return ngettext("{answered} of {total} device answered; nothing was stored or published "
+                    "(poll never writes to the outbox or the broker)",
+                    "{answered} of {total} devices answered; nothing was stored or published "
+                    "(poll never writes to the outbox or the broker)", total).format(
+        answered=sum(result.answered for result in results), total=total)

@@ -22,6 +22,7 @@ from edge_agent_drivers.modbus.protocol.transport import (
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.config.schema import Link, SerialLink
+from edge_agent.i18n import N_, _
 from edge_agent.link import BadResponse, DeviceTimeout, LinkDown, LinkError
 from edge_agent.tools.probe import render
 from edge_agent.tools.probe.arguments import (
@@ -62,7 +63,7 @@ def run_probe(args: argparse.Namespace) -> int:
         print(f"edge-agent probe {args.probe_command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while waiting for a slow device: no traceback
-        print("edge-agent probe: interrupted", file=sys.stderr)
+        print(_("edge-agent probe: interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -124,7 +125,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         values = _read_range(client, plan)
     except LinkError as err:
         message, status = explain_failure(err, plan)
-        print(f"edge-agent probe: {message}", file=sys.stderr)
+        print(_("edge-agent probe: {problem}").format(problem=message), file=sys.stderr)
         return status
     finally:
         _close(client)
@@ -175,54 +176,59 @@ def explain_failure(err: LinkError, plan: ReadPlan) -> tuple[str, int]:
     """One line saying what failed and what to check, and the exit status for it."""
     where = describe_link(plan.link)
     last = plan.start + plan.count - 1
-    what = (f"{plan.kind.value} {manual_number(plan.kind, plan.start)}-"
-            f"{manual_number(plan.kind, last)} (wire {plan.start}-{last})")
+    what = _("{table} {first}-{last} (wire {start}-{end})").format(
+        table=plan.kind.value, first=manual_number(plan.kind, plan.start),
+        last=manual_number(plan.kind, last), start=plan.start, end=last)
     if isinstance(err, ModbusExceptionReply):
-        return (f"unit {plan.unit_id} at {where} answered the read of {what} with exception "
-                f"{render.exception_name(err.code)}{_exception_hint(err.code)}",
-                EXIT_EXCEPTION)
+        return (_("unit {unit} at {link} answered the read of {what} with exception "
+                  "{exception}").format(unit=plan.unit_id, link=where, what=what,
+                                        exception=render.exception_name(err.code))
+                + _exception_hint(err.code), EXIT_EXCEPTION)
     if isinstance(err, DeviceTimeout):
-        return (f"no answer from unit {plan.unit_id} at {where} within "
-                f"{plan.link.timeout_ms} ms: {_silence_hint(plan.link)}", EXIT_NO_ANSWER)
+        return (_("no answer from unit {unit} at {link} within {timeout} ms: {hint}").format(
+            unit=plan.unit_id, link=where, timeout=plan.link.timeout_ms,
+            hint=_silence_hint(plan.link)), EXIT_NO_ANSWER)
     if isinstance(err, BadResponse):
         detail = str(err).removeprefix(f"unit {plan.unit_id}: ")
-        return (f"unusable answer from unit {plan.unit_id} at {where}: {detail} "
-                f"({_garbled_hint(plan.link)})", EXIT_BAD_ANSWER)
+        return (_("unusable answer from unit {unit} at {link}: {detail} ({hint})").format(
+            unit=plan.unit_id, link=where, detail=detail, hint=_garbled_hint(plan.link)),
+            EXIT_BAD_ANSWER)
     if isinstance(err, LinkDown):
         return link_problem(plan.link) or _dropped(where), EXIT_LINK
     return str(err), 1
 
 
 def _exception_hint(code: int) -> str:
-    return {
-        0x01: ": the device does not read this table; try --table input or --table holding",
-        0x02: ": the device has no register there; check the address (the manual's 40001 "
-              "is wire address 0: use --ref 40001), the table, or read fewer (--count)",
-        0x03: ": the device refuses this request; read fewer registers at once (--count)",
-        0x0A: ": the gateway has no path to this unit; check the gateway's configuration",
-        0x0B: ": the gateway got no answer from this unit; check the unit id and the "
-              "gateway's serial settings and wiring",
-    }.get(code, "")
+    hint = {
+        0x01: N_(": the device does not read this table; try --table input or --table holding"),
+        0x02: N_(": the device has no register there; check the address (the manual's 40001 "
+                 "is wire address 0: use --ref 40001), the table, or read fewer (--count)"),
+        0x03: N_(": the device refuses this request; read fewer registers at once (--count)"),
+        0x0A: N_(": the gateway has no path to this unit; check the gateway's configuration"),
+        0x0B: N_(": the gateway got no answer from this unit; check the unit id and the "
+                 "gateway's serial settings and wiring"),
+    }.get(code)
+    return _(hint) if hint else ""
 
 
 def _silence_hint(link: Link) -> str:
     if isinstance(link, SerialLink):
-        return ("check the unit id (edge-agent probe scan finds it), the baud rate and "
-                "parity set on the device, and the wiring (A/B swapped?)")
-    return ("check the unit id (some devices answer only 1, 0 or 255: try --unit 255) "
-            "and, behind a gateway, the gateway's serial settings")
+        return _("check the unit id (edge-agent probe scan finds it), the baud rate and "
+                 "parity set on the device, and the wiring (A/B swapped?)")
+    return _("check the unit id (some devices answer only 1, 0 or 255: try --unit 255) "
+             "and, behind a gateway, the gateway's serial settings")
 
 
 def _garbled_hint(link: Link) -> str:
-    causes = ("wrong baud rate or parity, or two devices with the same unit id?"
-              if isinstance(link, SerialLink) else "a gateway answering out of turn?")
-    return (f"{causes} Twice the registers asked for: a Daniel/Enron range, 32 bits per "
-            "address, which the probe does not read")
+    causes = (_("wrong baud rate or parity, or two devices with the same unit id?")
+              if isinstance(link, SerialLink) else _("a gateway answering out of turn?"))
+    return _("{causes} Twice the registers asked for: a Daniel/Enron range, 32 bits per "
+             "address, which the probe does not read").format(causes=causes)
 
 
 def _dropped(where: str) -> str:
-    return (f"{where} closed the connection (some devices do when the unit id is wrong; "
-            "try --unit 1, 0 or 255)")
+    return _("{link} closed the connection (some devices do when the unit id is wrong; try "
+             "--unit 1, 0 or 255)").format(link=where)
 
 
 def _client(link: Link) -> ModbusLinkClient:
@@ -303,11 +309,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
             progress.show(report)
     except LinkUnusable as err:
         progress.clear()
-        print(f"edge-agent probe: {err}", file=sys.stderr)
+        print(_("edge-agent probe: {problem}").format(problem=err), file=sys.stderr)
         return EXIT_LINK
     except KeyboardInterrupt:
         progress.clear()
-        print(f"interrupted after {report.tried} unit ids", file=sys.stderr)
+        print(_("interrupted after {count} unit ids").format(count=report.tried),
+              file=sys.stderr)
         _scan_result(where, report, args.format)
         return EXIT_INTERRUPTED
     finally:

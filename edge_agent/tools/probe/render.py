@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from edge_agent_drivers.modbus.protocol.decode import shortest_float32
 from edge_agent_drivers.modbus.settings import RegisterKind, WordOrder
 
+from edge_agent.i18n import N_, _, ngettext
 from edge_agent.tools.probe.interpret import (
     ORDERS,
     WIDE_TYPES,
@@ -33,8 +34,12 @@ EXCEPTION_NAMES = {
     0x08: "memory parity error", 0x0A: "gateway path unavailable",
     0x0B: "gateway target device failed to respond",
 }
-_TABLE_NAMES = {RegisterKind.HOLDING: "holding registers", RegisterKind.INPUT: "input registers",
-                RegisterKind.COIL: "coils", RegisterKind.DISCRETE: "discrete inputs"}
+_TABLE_NAMES = {RegisterKind.HOLDING: N_("holding registers"),
+                RegisterKind.INPUT: N_("input registers"),
+                RegisterKind.COIL: N_("coils"), RegisterKind.DISCRETE: N_("discrete inputs")}
+_ONE_OF_TABLE = {RegisterKind.HOLDING: N_("holding register"),
+                 RegisterKind.INPUT: N_("input register"),
+                 RegisterKind.COIL: N_("coil"), RegisterKind.DISCRETE: N_("discrete input")}
 _WIDTHS = {"float32": 15, "int32": 13, "uint32": 13, "float64": 19}
 _LEAD = f"{'wire':>7} {'manual':>7}"
 
@@ -66,9 +71,11 @@ def exception_name(code: int) -> str:
 
 def title(source: ReadSource) -> str:
     last = source.start + source.count - 1
-    return (f"unit {source.unit_id} at {source.link}: {_TABLE_NAMES[source.kind]} "
-            f"{manual_number(source.kind, source.start)}-{manual_number(source.kind, last)} "
-            f"(wire {source.start}-{last}, function {source.kind.function_code})")
+    return _("unit {unit} at {link}: {table} {first}-{last} (wire {start}-{end}, function "
+             "{function})").format(
+        unit=source.unit_id, link=source.link, table=_(_TABLE_NAMES[source.kind]),
+        first=manual_number(source.kind, source.start), last=manual_number(source.kind, last),
+        start=source.start, end=last, function=source.kind.function_code)
 
 
 def registers_table(source: ReadSource, views: Sequence[RegisterView], find: FindSpec | None,
@@ -148,25 +155,27 @@ def _marked_cells(matches: Sequence[Match]) -> set[tuple[int, str, WordOrder | N
 
 def _match_lines(kind: RegisterKind, find: FindSpec, matches: Sequence[Match],
                  hints: Hints | None = None) -> list[str]:
-    head = f"display value {find.text} (±{find.tolerance:g}):"
+    head = _("display value {value} (±{tolerance:g}):").format(value=find.text,
+                                                              tolerance=find.tolerance)
     if not matches:
-        return [f"{head} no reading of these registers is that close. Try the other table "
-                "(--table input / holding), another --address or a larger --count."]
-    lines = [f"{head} 1 reading matches" if len(matches) == 1 else
-             f"{head} {len(matches)} readings match (when the instrument shows another "
-             "value, probe again: the right one follows it)"]
+        return [head + _(" no reading of these registers is that close. Try the other table "
+                         "(--table input / holding), another --address or a larger --count.")]
+    lines = [head + (_(" 1 reading matches") if len(matches) == 1 else
+                     _(" {count} readings match (when the instrument shows another value, probe "
+                       "again: the right one follows it)").format(count=len(matches)))]
     for match in matches[:MAX_MATCH_LINES]:
         how = match.type_name + (f" {match.order.value}" if match.order else "")
         if match.divisor != 1:
             how += f" / {match.divisor}"
-        wire = f"wire {match.address}"
+        wire = _("wire {address}").format(address=match.address)
         value = format_value(match.config_type, match.value)
         lines += [f"  {manual_number(kind, match.address):>6}  {wire:<10}  {how:<26} = {value}",
-                  f"{'':>20}station file: {{{config_fields(kind, match)}}}"]
+                  " " * 20 + _("station file: {fields}").format(
+                      fields="{" + config_fields(kind, match) + "}")]
         lines += [f"{'':>20}{hint}" for hint in (hints(match) if hints else [])]
     if len(matches) > MAX_MATCH_LINES:
-        lines.append(f"  ... and {len(matches) - MAX_MATCH_LINES} more (--format json "
-                     "lists them all)")
+        lines.append(_("  ... and {count} more (--format json lists them all)").format(
+            count=len(matches) - MAX_MATCH_LINES))
     return lines
 
 
@@ -266,34 +275,42 @@ def _json_number(type_name: str, value: int | float) -> int | float | str:
 
 def scan_banner(link: str, units: Sequence[int], kind: RegisterKind, address: int,
                 timeout_ms: int) -> str:
-    return (f"scanning {len(units)} unit id{'s' if len(units) != 1 else ''} "
-            f"({_ranges(units)}) at {link}, {timeout_ms} ms each, reading "
-            f"{_TABLE_NAMES[kind][:-1]} {manual_number(kind, address)} (wire {address})")
+    return ngettext("scanning {count} unit id ({ranges}) at {link}, {timeout} ms each, reading "
+                    "{table} {number} (wire {address})",
+                    "scanning {count} unit ids ({ranges}) at {link}, {timeout} ms each, reading "
+                    "{table} {number} (wire {address})", len(units)).format(
+        count=len(units), ranges=_ranges(units), link=link, timeout=timeout_ms,
+        table=_(_ONE_OF_TABLE[kind]), number=manual_number(kind, address), address=address)
 
 
 def scan_line(outcome: UnitOutcome) -> str:
     """One line per unit that answered, printed as soon as it does."""
     if outcome.answer is Answer.DATA:
-        return f"unit {outcome.unit_id:>3}: answered with value {outcome.value}"
+        return _("unit {unit:>3}: answered with value {value}").format(unit=outcome.unit_id,
+                                                                       value=outcome.value)
     if outcome.answer is Answer.EXCEPTION:
         assert outcome.code is not None
-        return (f"unit {outcome.unit_id:>3}: answered with exception "
-                f"{exception_name(outcome.code)} (a device is there)")
-    return (f"unit {outcome.unit_id:>3}: something answered, unusably ({outcome.detail}); "
-            "wrong baud rate or parity, or two units with this id?")
+        return _("unit {unit:>3}: answered with exception {exception} (a device is there)"
+                 ).format(unit=outcome.unit_id, exception=exception_name(outcome.code))
+    return _("unit {unit:>3}: something answered, unusably ({detail}); wrong baud rate or "
+             "parity, or two units with this id?").format(unit=outcome.unit_id,
+                                                          detail=outcome.detail)
 
 
 def scan_summary(report: ScanReport) -> str:
     present = [outcome.unit_id for outcome in report.present]
     if present:
-        text = (f"{len(present)} unit{'s' if len(present) != 1 else ''} answered: "
-                f"{', '.join(map(str, present))} ({report.tried} unit ids tried)")
+        text = ngettext("{count} unit answered: {units} ({tried} unit ids tried)",
+                        "{count} units answered: {units} ({tried} unit ids tried)",
+                        len(present)).format(count=len(present),
+                                             units=", ".join(map(str, present)),
+                                             tried=report.tried)
     else:
-        text = (f"no unit answered ({report.tried} unit ids tried): check the wiring (A/B "
-                "swapped?), the baud rate and parity, and the bus termination")
+        text = _("no unit answered ({tried} unit ids tried): check the wiring (A/B swapped?), "
+                 "the baud rate and parity, and the bus termination").format(tried=report.tried)
     if report.gateway_replies:
-        text += (f"; the gateway answered for {report.gateway_replies} unit ids that have "
-                 "no device behind it (exception 0A/0B)")
+        text += _("; the gateway answered for {count} unit ids that have no device behind it "
+                  "(exception 0A/0B)").format(count=report.gateway_replies)
     return text
 
 
