@@ -102,6 +102,10 @@ def fast_run_starts_no_process(request: pytest.FixtureRequest,
 @pytest.fixture(autouse=True)
 def messages_in_english_again() -> Iterator[None]:
     """A test that chose Chinese (``edge-agent --lang zh``, ``i18n.use``) leaves English
-    behind: the language is process state, and the next test expects the source text."""
+    behind: the language is process state, and the next test expects the source text.
+    Set before each test too: a monkeypatch of ``i18n._gettext`` is undone after this
+    fixture's teardown (the autouse monkeypatch above is set up first), and its undo
+    would bring the Chinese catalog back."""
+    i18n.use("en")
     yield
     i18n.use("en")
