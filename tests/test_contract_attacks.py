@@ -127,8 +127,10 @@ def claimed_messages(outbox: Path) -> dict[str, list[tuple[str, int, str]]]:
     """Messages claimed (published or about to be) and not acknowledged: msg id -> rows."""
     claimed: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
     for msg_id, device, seq, entry_id in query(
-            outbox, "SELECT msg_id, device_id, seq, entry_id FROM outbox "
-                    "WHERE msg_id IS NOT NULL AND kind = 'sample' ORDER BY id"):
+            outbox, "SELECT c.msg_id, o.device_id, o.seq, o.entry_id FROM outbox o "
+                    "JOIN claims c ON c.device_id = o.device_id "
+                    "AND o.id BETWEEN c.first_row AND c.last_row "
+                    "WHERE o.kind = 'sample' ORDER BY o.id"):
         claimed[msg_id].append((device, seq, entry_id))
     return dict(claimed)
 
@@ -661,7 +663,9 @@ def test_gap_after_flapping_uplink_never_covers_delivered_samples(
         outage_2_start = committed(outbox)
         delivered_live = [s for s in collector.seqs("dev-1") if s > outage_1_end]
         backlog_left = [s for d, s in query(
-            outbox, "SELECT device_id, seq FROM outbox WHERE kind = 'sample' AND msg_id IS NULL")
+            outbox, "SELECT device_id, seq FROM outbox WHERE kind = 'sample' AND NOT EXISTS "
+                    "(SELECT 1 FROM claims c WHERE c.device_id = outbox.device_id "
+                    "AND outbox.id BETWEEN c.first_row AND c.last_row)")
             if d == "dev-1" and s <= outage_1_end]
         assert dropped_total(outbox) == 0, "retention dropped before outage 2: no scenario"
         assert backlog_left, "the backlog drained before outage 2: no scenario"

@@ -12,10 +12,15 @@ Guarantees (reliability contract items 2-4):
 * Live and historical lanes: rows acquired more than ``mqtt.live_window_s`` before the
   current session began (the backlog left by an outage or a restart) are sent marked
   ``historical: true``; newer rows are live and are claimed first, so live data keeps
-  flowing while the backlog drains. Within each lane, messages of a device go out in
-  acquisition order; across lanes a consumer orders by ``seq``. The flag is fixed when a
-  message is claimed: one re-sent after a disconnect keeps ``historical: false`` however
-  late it arrives (docs/payload.md).
+  flowing while the backlog drains. Past the limit (samples arrive faster than the broker
+  takes them), live rows that fall more than ``live_window_s`` behind move to the
+  historical lane at the next claim instead of queuing in front of new ones; the episode
+  is logged once when it begins and once when it ends, and counted (forward/overload.py).
+  Within each lane, messages of a device go out in acquisition order; across lanes a
+  consumer orders by ``seq``. The flag is fixed when a message is claimed: one re-sent
+  after a disconnect keeps ``historical: false`` however late it arrives (docs/payload.md).
+* Claims: each fill of the window claims all its free places in one outbox transaction
+  (store/claims.py), so a drain costs one commit per window, not one per message.
 * Message size: a backlog message holds at most ``max_samples_per_message`` samples of one
   device, and stops adding samples before ``max_message_bytes`` would be exceeded (a
   single sample larger than that still goes alone).
@@ -45,6 +50,7 @@ from queue import Empty, SimpleQueue
 from edge_agent import __version__
 from edge_agent.config.schema import MqttConfig
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
+from edge_agent.forward.overload import Overload
 from edge_agent.forward.poison import Poison
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
@@ -72,7 +78,9 @@ class ForwarderStats:
     ``state_since`` (unix s): when ``connected`` last changed, or the forwarder started.
     ``ack_latency``: seconds from handing a message to the MQTT session to its PUBACK.
     ``unpublishable_*``: messages set aside as poison in this run, and the samples they
-    held (forward/poison.py).
+    held (forward/poison.py). ``overloaded``: live samples are falling behind the live
+    window; ``overload_moved``: samples moved to the historical lane for it, this run
+    (forward/overload.py).
     """
 
     connected: bool = False
@@ -84,6 +92,8 @@ class ForwarderStats:
     in_flight: int = 0
     unpublishable_messages: int = 0
     unpublishable_samples: int = 0
+    overloaded: bool = False
+    overload_moved: int = 0
     state_since: float = field(default_factory=time.time)
     last_error: str | None = None
     ack_latency: Histogram = field(default_factory=Histogram)
@@ -104,6 +114,8 @@ class Forwarder:
         self._drain_deadline: float | None = None
         self._in_flight: set[str] = set()
         self._lost_reason: str | None = None
+        self._boundary = 0  # the session's backlog boundary (a row id), see _pump
+        self.overload = Overload(config.live_window_s)
         self._new_settings: tuple[str, MqttConfig] | None = None  # from reconfigure()
         self._settings_lock = threading.Lock()
         self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
@@ -201,6 +213,7 @@ class Forwarder:
             return False
         self.station_id, self.config = settings
         self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        self.overload.window_s = self.config.live_window_s
         self.status_topic = self.config.topics.status.format(station=self.station_id)
         log.info("forwarder: connecting to broker %s:%d with the new settings",
                  self.config.host, self.config.port)
@@ -245,7 +258,7 @@ class Forwarder:
         self._wake.set()
 
     def _pump(self, session: MqttSession) -> None:
-        boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
+        self._boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
         while self._lost_reason is None:
             self.heartbeat.beat(forwarder_session_bound_s(self.config))
             self._process_acks(session)
@@ -253,25 +266,38 @@ class Forwarder:
                 if not self._in_flight or time.monotonic() >= (self._drain_deadline or 0):
                     return
             else:
-                self._fill_window(session, boundary)
+                self._fill_window(session)
             self._wake.wait(_IDLE_WAIT_S)
             self._wake.clear()
         self.stats.last_error = self._lost_reason
         log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
                     "again", self._lost_reason, len(self._in_flight))
 
-    def _fill_window(self, session: MqttSession, boundary: int) -> None:
-        while len(self._in_flight) < self.config.max_inflight and self._lost_reason is None:
-            try:
-                message = self._outbox.claim(boundary, self.config.max_samples_per_message,
-                                             self._max_body_bytes())
-            except OutboxError as err:
-                self._outbox_trouble(err)
-                return
-            if self._outbox_failing:
-                self._outbox_failing = False
-                log.info("reading the outbox again")
-            if message is None or not self._publish(session, message):
+    def _fill_window(self, session: MqttSession) -> None:
+        """Claim the whole free part of the window in one outbox transaction, publish it.
+        Live rows older than ``live_window_s`` move to the historical lane first."""
+        free = self.config.max_inflight - len(self._in_flight)
+        if free <= 0 or self._lost_reason is not None:
+            return
+        try:
+            claimed = self._outbox.claim_batch(
+                self._boundary, free, self.config.max_samples_per_message,
+                self._max_body_bytes(), live_cutoff=time.time() - self.config.live_window_s)
+        except OutboxError as err:
+            self._outbox_trouble(err)
+            return
+        if self._outbox_failing:
+            self._outbox_failing = False
+            log.info("reading the outbox again")
+        self._boundary = claimed.boundary
+        self.overload.observe(claimed.moved, time.monotonic())
+        self.stats.overloaded = self.overload.active
+        self.stats.overload_moved = self.overload.moved_total
+        for index, message in enumerate(claimed.messages):
+            if not self._publish(session, message):
+                # Not handed to the session: offered again by the next claim, same id.
+                self._outbox.forget_in_flight([m.msg_id for m in claimed.messages[index:]
+                                               if m.msg_id not in self._in_flight])
                 return
 
     def _outbox_trouble(self, err: OutboxError) -> None:

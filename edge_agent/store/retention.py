@@ -1,9 +1,10 @@
 """Retention: what the outbox drops, on purpose and counted, when a limit is reached.
 
 Runs inside the writer's transaction (see outbox.py for the guarantees). Only samples
-that were never claimed for a message are dropped, oldest first: a claimed row may already
-be at the broker, and counting it as dropped would be a lie. Every drop is merged into
-one unsent gap row per device, which the forwarder publishes like any sample.
+that no uplink has claimed for a message (claims.py) are dropped, oldest first: a
+claimed row may already be at the broker, and counting it as dropped would be a lie.
+Every drop is merged into one unsent gap row per device, which the forwarder publishes
+like any sample.
 
 One transaction deletes at most ``MAX_DROPS_PER_TRANSACTION`` samples: a large excess
 (``max_rows`` lowered by a reload, ``max_age_s`` after a long power-off) is removed over
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from edge_agent.config.schema import Retention
 from edge_agent.model import iso_utc
 from edge_agent.payload import encode_gap_body
+from edge_agent.store.claims import UNCLAIMED
 
 log = logging.getLogger("edge_agent.store.outbox")
 
@@ -73,7 +75,7 @@ def merge_gap(
     Samples lost before storage have no sequence numbers; they merge with each other.
     True when a new gap row was inserted (the caller counts rows, see ``Enforcer``)."""
     row = conn.execute(
-        "SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND msg_id IS NULL "
+        f"SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND {UNCLAIMED} "
         "ORDER BY id DESC LIMIT 1",
         [device_id],
     ).fetchone()
@@ -205,7 +207,7 @@ class Enforcer:
             limit = min(_AGE_CHUNK, self._budget)
             rows = conn.execute(
                 "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
-                "AND msg_id IS NULL ORDER BY id LIMIT ?",
+                f"AND {UNCLAIMED} ORDER BY id LIMIT ?",
                 [limit],
             ).fetchall()
             expired = []
@@ -224,7 +226,7 @@ class Enforcer:
         take = min(count, self._budget)
         rows = conn.execute(
             "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
-            "AND msg_id IS NULL ORDER BY id LIMIT ?",
+            f"AND {UNCLAIMED} ORDER BY id LIMIT ?",
             [take],
         ).fetchall()
         self._drop_rows(conn, rows, reason)
