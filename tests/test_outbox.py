@@ -373,3 +373,21 @@ def test_retention_excess_is_worked_off_by_the_writer_without_more_appends(path,
     assert stats.dropped_total == 331
     [gap] = [json.loads(e.body) for m in messages if m.kind == "gap" for e in m.entries]
     assert (gap["first_seq"], gap["last_seq"], gap["count"]) == (1, 331, 331)
+
+
+def test_run_path_does_not_load_sqlite_utils_for_a_current_outbox(path):
+    """sqlite-utils (with click, pluggy, dateutil: about 6 MiB) serves creating and
+    migrating the file only; an agent restarting on its outbox never loads it."""
+    import subprocess
+    import sys
+
+    Outbox(path, UNLIMITED).close()  # created (and so migrated) by another process
+    code = ("import sys; from pathlib import Path; import edge_agent.agent, edge_agent.cli; "
+            "from edge_agent.config.schema import Retention; "
+            "from edge_agent.store.outbox import Outbox; "
+            f"Outbox(Path({str(path)!r}), Retention()).close(); "
+            "print(sorted(m for m in ('sqlite_utils', 'click', 'pluggy', 'dateutil') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -66,6 +66,8 @@ class BrokerView:
     ack_latency: HistogramSnapshot
     unpublishable_messages: int = 0  # set aside as poison in this run (forward/poison.py)
     unpublishable_samples: int = 0
+    overloaded: bool = False  # live samples falling behind the live window (overload.py)
+    overload_moved: int = 0  # samples moved to the historical lane for it, this run
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Snapshot:
                 "rejected": broker.rejected, "in_flight": broker.in_flight,
                 "unpublishable_messages": broker.unpublishable_messages,
                 "unpublishable_samples": broker.unpublishable_samples,
+                "overloaded": broker.overloaded, "overload_moved": broker.overload_moved,
                 "ack_latency_median_le_s": median_bound(broker.ack_latency),
             },
             "outbox": {
@@ -180,7 +183,8 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             host, port, stats.connected, stats.state_since, stats.last_error,
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
             stats.rejected, stats.in_flight, stats.ack_latency.snapshot(),
-            stats.unpublishable_messages, stats.unpublishable_samples),
+            stats.unpublishable_messages, stats.unpublishable_samples,
+            stats.overloaded, stats.overload_moved),
         outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
                           agent.outbox_set_aside()),
     )

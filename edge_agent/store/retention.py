@@ -140,6 +140,8 @@ class Enforcer:
         self._dropping = False
         self._episode_drops = 0
         self._next_age_check = 0.0
+        self._grew = True  # rows were added since the last check (see ``enforce``)
+        self._checked_limits: Retention | None = None
         self._budget = MAX_DROPS_PER_TRANSACTION  # drops left in this transaction
         #: The last ``enforce`` stopped at the per-transaction cap with more to drop.
         self.behind = False
@@ -148,6 +150,7 @@ class Enforcer:
         """Count rows once at start-up; afterwards the counts are kept incrementally."""
         counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))
         self._samples, self._gaps = counts.get("sample", 0), counts.get("gap", 0)
+        self._grew = True
 
     reload_after_rollback = load
 
@@ -163,18 +166,35 @@ class Enforcer:
 
     def note_appended(self, count: int) -> None:
         self._samples += count
+        self._grew = True
 
     def note_gap_added(self) -> None:
         self._gaps += 1
+        self._grew = True
 
     def note_deleted(self, count: int, gaps: int = 0) -> None:
         self._samples -= count
         self._gaps -= gaps
 
+    def _due(self) -> bool:
+        """Whether this transaction can have crossed a limit. Only added rows (and new
+        limits) can cross the row and byte limits; a transaction that only claimed or
+        deleted skips their checks (issue 11: three PRAGMAs per acknowledgement batch).
+        The age limit is checked once a second regardless; an episode being dropped is
+        checked every time, for its end."""
+        limits = self.limits
+        return (self._grew or self.behind or self._dropping
+                or limits is not self._checked_limits
+                or (limits.max_age_s is not None
+                    and time.monotonic() >= self._next_age_check))
+
     def enforce(self, conn: sqlite3.Connection) -> None:
         """Drop what the limits require, inside the caller's transaction, at most
         ``MAX_DROPS_PER_TRANSACTION`` samples; sets ``behind`` when more is due."""
+        if not self._due():
+            return
         limits = self.limits
+        self._grew, self._checked_limits = False, limits
         self._budget = MAX_DROPS_PER_TRANSACTION
         age_behind, self.behind = self.behind, False
         if limits.max_rows is not None and self._samples > limits.max_rows:

@@ -86,6 +86,7 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     notes = [note for d in doc["devices"] for note in _device_notes(d)]
     lines += ["", *notes] if notes else []
     lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
+              *_overload_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
@@ -130,6 +131,19 @@ def _broker_line(broker: dict[str, Any], now: float) -> str:
     error = f" (last error: {broker['last_error']})" if broker["last_error"] else ""
     return (f"{where} NOT connected for {duration(now - since)}{error}; "
             f"{plural(broker['connect_failures'], 'failed attempt')} since start")
+
+
+def _overload_lines(broker: dict[str, Any]) -> list[str]:
+    """Live samples falling behind (forward/overload.py); absent from older agents."""
+    moved = broker.get("overload_moved") or 0
+    if broker.get("overloaded"):
+        return [f"Overload: samples arrive faster than the broker takes them; "
+                f"{plural(moved, 'sample')} older than the live window moved to the "
+                "historical lane since start (none lost)"]
+    if moved:
+        return [f"Overload: none now; {plural(moved, 'sample')} were sent as historical "
+                "after falling behind the live window since start (none lost)"]
+    return []
 
 
 def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
