@@ -261,31 +261,37 @@ class Forwarder:
         self._boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
         while self._lost_reason is None:
             self.heartbeat.beat(forwarder_session_bound_s(self.config))
-            self._process_acks(session)
+            acked = self._process_acks(session)
             if self._stopping.is_set() or self._new_settings is not None:
+                self._acknowledge(acked)
                 if not self._in_flight or time.monotonic() >= (self._drain_deadline or 0):
                     return
             else:
-                self._fill_window(session)
+                self._fill_window(session, acked)
             self._wake.wait(_IDLE_WAIT_S)
             self._wake.clear()
         self.stats.last_error = self._lost_reason
         log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
                     "again", self._lost_reason, len(self._in_flight))
 
-    def _fill_window(self, session: MqttSession) -> None:
-        """Claim the whole free part of the window in one outbox transaction, publish it.
-        Live rows older than ``live_window_s`` move to the historical lane first."""
-        free = self.config.max_inflight - len(self._in_flight)
+    def _fill_window(self, session: MqttSession, acked: list[str]) -> None:
+        """Delete what was ``acked`` and claim the whole free part of the window, in one
+        outbox transaction; publish the claims. Live rows older than ``live_window_s``
+        move to the historical lane first."""
+        free = self.config.max_inflight - len(self._in_flight.difference(acked))
         if free <= 0 or self._lost_reason is not None:
+            self._acknowledge(acked)
             return
         try:
             claimed = self._outbox.claim_batch(
                 self._boundary, free, self.config.max_samples_per_message,
-                self._max_body_bytes(), live_cutoff=time.time() - self.config.live_window_s)
+                self._max_body_bytes(), live_cutoff=time.time() - self.config.live_window_s,
+                acked=acked)
         except OutboxError as err:
+            self._acknowledged(acked, err)
             self._outbox_trouble(err)
             return
+        self._acknowledged(acked)
         if self._outbox_failing:
             self._outbox_failing = False
             log.info("reading the outbox again")
@@ -329,8 +335,10 @@ class Forwarder:
         self.stats.in_flight = len(self._in_flight)
         return True
 
-    def _process_acks(self, session: MqttSession) -> None:
-        accepted_ids = []
+    def _process_acks(self, session: MqttSession) -> list[str]:
+        """Handle what the broker answered; returns the accepted message ids, to be
+        deleted from the outbox by the caller."""
+        accepted_ids: list[str] = []
         while True:
             try:
                 msg_id, outcome, reason, acked_at = self._acks.get_nowait()
@@ -351,8 +359,7 @@ class Forwarder:
                     self._settled(msg_id)
                 else:
                     self._on_lost(f"publish rejected: {reason}")
-        if accepted_ids:
-            self._acknowledge(accepted_ids)
+        return accepted_ids
 
     def _settled(self, msg_id: str) -> None:
         """``msg_id`` needs no acknowledgement any more (set aside, or to be offered
@@ -361,15 +368,25 @@ class Forwarder:
         self.stats.in_flight = len(self._in_flight)
 
     def _acknowledge(self, msg_ids: list[str]) -> None:
+        """Delete acknowledged messages from the outbox on their own (no claim with them)."""
+        if not msg_ids:
+            return
         try:
             self._outbox.ack_many(msg_ids)
-            self.stats.acknowledged += len(msg_ids)
         except OutboxError as err:
+            self._acknowledged(msg_ids, err)
+            return
+        self._acknowledged(msg_ids)
+
+    def _acknowledged(self, msg_ids: list[str], error: OutboxError | None = None) -> None:
+        """The outbox deleted ``msg_ids`` (or failed to: ``error``); they leave the window."""
+        if error is None:
+            self.stats.acknowledged += len(msg_ids)
+        elif msg_ids:
             # Rows stay and will be re-sent with the same ids (a duplicate, not a loss);
             # forgetting them here keeps the window from filling with acked messages.
-            log.error("cannot remove acknowledged messages from the outbox: %s", err)
-        for msg_id in msg_ids:
-            self._in_flight.discard(msg_id)
+            log.error("cannot remove acknowledged messages from the outbox: %s", error)
+        self._in_flight.difference_update(msg_ids)
         self.stats.in_flight = len(self._in_flight)
 
     def _end_session(self, session: MqttSession) -> None:

@@ -469,13 +469,23 @@ class Outbox:
 
     def claim_batch(self, boundary_row_id: int, max_messages: int, max_entries: int,
                     max_body_bytes: int, live_cutoff: float | None = None,
-                    uplink: str = DEFAULT_UPLINK) -> claims.Claimed:
+                    uplink: str = DEFAULT_UPLINK, acked: list[str] | None = None,
+                    ) -> claims.Claimed:
         """Claim up to ``max_messages`` messages in one transaction and return them; each
         is in flight from then until ``ack_many``, ``set_aside_unpublishable`` or
         ``release_in_flight``. Claims not in flight come first (re-sent as they are), then
         live rows, then backlog rows; ``live_cutoff`` moves live rows acquired before it
-        to the backlog (claims.py)."""
+        to the backlog (claims.py).
+
+        ``acked``: messages the broker acknowledged, deleted first in the same
+        transaction (as ``ack_many`` would), so a drain commits once per turn of the
+        window, not twice. On OutboxError nothing is claimed nor deleted, and the acked
+        messages leave the in-flight set all the same (offered again: a duplicate with
+        the same id, never a loss)."""
+        acked = acked or []
+
         def run(conn: sqlite3.Connection) -> claims.Claimed:
+            self._delete_acknowledged(conn, acked, uplink)
             with self._in_flight_lock:
                 in_flight = frozenset(self._in_flight)
             scan = self._scans.setdefault(uplink, claims.Scan())
@@ -486,7 +496,7 @@ class Outbox:
                 scan.reset()  # its claims are rolled back with it: look again from 0
                 raise
 
-        claimed = self._submit(run)
+        claimed = self._settle(acked, run)
         with self._in_flight_lock:
             self._in_flight.update(message.msg_id for message in claimed.messages)
         return claimed
@@ -501,18 +511,20 @@ class Outbox:
         returns rows deleted. Either way the messages stop being in flight: if the delete
         failed, the next claim re-sends them (a duplicate with the same id, never a loss).
         """
-        def run(conn: sqlite3.Connection) -> int:
-            deleted = 0
-            for msg_id in msg_ids:
-                kind, rows = claims.acknowledge(conn, uplink, msg_id)
-                deleted += rows
-                if kind == "sample":
-                    self._retention.note_deleted(rows)
-                else:
-                    self._retention.note_deleted(0, rows)
-            return deleted
+        return self._settle(msg_ids,
+                            lambda conn: self._delete_acknowledged(conn, msg_ids, uplink))
 
-        return self._settle(msg_ids, run)
+    def _delete_acknowledged(self, conn: sqlite3.Connection, msg_ids: list[str],
+                             uplink: str) -> int:
+        deleted = 0
+        for msg_id in msg_ids:
+            kind, rows = claims.acknowledge(conn, uplink, msg_id)
+            deleted += rows
+            if kind == "sample":
+                self._retention.note_deleted(rows)
+            else:
+                self._retention.note_deleted(0, rows)
+        return deleted
 
     def set_aside_unpublishable(self, msg_id: str,
                                 uplink: str = DEFAULT_UPLINK) -> unpublishable.SetAside:

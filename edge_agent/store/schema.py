@@ -213,3 +213,5 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    if version == 0:  # a new file: no pages left free by the steps (v3 drops v1's index)
+        conn.execute("VACUUM")
