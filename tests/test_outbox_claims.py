@@ -4,6 +4,7 @@ backlog (forward/overload.py tells the operator)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -128,3 +129,42 @@ def test_overload_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
     assert (overload.moved_total, overload.episodes) == (150, 1)
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
     assert "150 samples were moved" in caplog.records[1].getMessage()
+
+
+def test_counts_stay_exact_when_a_bad_operation_reruns_its_batch(box):
+    """A bad operation makes the writer roll back and run the batch again (writer.py):
+    the appends of that batch must be counted once, not twice."""
+    import threading
+
+    from support.waiting import wait_until
+
+    gate, inside = threading.Event(), threading.Event()
+
+    def hold(conn) -> None:
+        inside.set()
+        gate.wait(60)
+
+    def bad(conn) -> None:
+        raise ValueError("bad operation")
+
+    writer = box._writer
+    threads = [threading.Thread(target=writer.submit, args=(hold,), daemon=True)]
+    threads[0].start()
+    assert inside.wait(10)
+    for target in (lambda: box.append(sample("a", 1)), lambda: writer.submit(bad),
+                   lambda: box.append(sample("a", 2))):
+        before = writer._ops.qsize()
+        thread = threading.Thread(target=lambda t=target: _swallow(t), daemon=True)
+        thread.start()
+        threads.append(thread)
+        wait_until(lambda b=before: writer._ops.qsize() > b, 10, "the operation to queue")
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    depth, stats = box.depth(), box.stats()
+    assert (depth.rows, depth.samples) == (stats.rows, stats.samples) == (2, 2)
+
+
+def _swallow(call) -> None:
+    with contextlib.suppress(ValueError):
+        call()

@@ -267,6 +267,8 @@ class Outbox:
     def _begin(self, conn: sqlite3.Connection, writes: bool) -> None:
         """A reload's new ``store.synchronous`` applies from the next transaction on."""
         self._apply_synchronous(conn)
+        if writes:
+            self._retention.begin()
 
     def _before_commit(self, conn: sqlite3.Connection) -> None:
         """Every write transaction also records the samples that could not be stored
@@ -284,6 +286,7 @@ class Outbox:
     def _rolled_back(self) -> None:
         self._restore_unstored(self._txn_unstored)
         self._scans.clear()  # a hint only; a rolled-back claim must not move it
+        self._retention.rollback()
         self._retention.behind = False  # the next operation's transaction goes on
         self._end_transaction()
 

@@ -141,6 +141,7 @@ class Enforcer:
         self._episode_drops = 0
         self._next_age_check = 0.0
         self._grew = True  # rows were added since the last check (see ``enforce``)
+        self._saved = (0, 0, True)  # counts at the start of the write transaction
         self._checked_limits: Retention | None = None
         self._budget = MAX_DROPS_PER_TRANSACTION  # drops left in this transaction
         #: The last ``enforce`` stopped at the per-transaction cap with more to drop.
@@ -153,6 +154,14 @@ class Enforcer:
         self._grew = True
 
     reload_after_rollback = load
+
+    def begin(self) -> None:
+        """A write transaction begins: remember the counts it may have to give back."""
+        self._saved = (self._samples, self._gaps, self._grew)
+
+    def rollback(self) -> None:
+        """The transaction rolled back: its operations' counts are void."""
+        self._samples, self._gaps, self._grew = self._saved
 
     @property
     def samples(self) -> int:
