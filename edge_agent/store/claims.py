@@ -81,15 +81,26 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
     if scan.boundary != boundary:
         scan.reset(boundary)
     moved = 0
-    if live_cutoff is not None and len(messages) < wanted:
-        boundary, moved = _move_late_rows(conn, scan, ranges, boundary, live_cutoff)
+    if len(messages) >= wanted:
+        return Claimed(tuple(messages), boundary, moved)
+    devices = _devices(conn)
     for historical, lane in _LANES:
+        if len(messages) >= wanted:
+            break
+        heads = _Heads(conn, scan, ranges, historical, lane, devices)
+        if not historical and live_cutoff is not None:
+            head = heads.first()
+            if head is not None and head[3] < live_cutoff:
+                boundary, moved = _move_late_rows(conn, scan, ranges, boundary, live_cutoff)
+                heads = _Heads(conn, scan, ranges, historical, lane, devices)
         while len(messages) < wanted:
-            head = _next_head(conn, scan, ranges, historical, lane)
+            head = heads.first()
             if head is None:
                 break
-            messages.append(_claim_run(conn, uplink, head, lane, scan.boundary, historical,
-                                       ranges, max_entries, max_bytes))
+            message = _claim_run(conn, uplink, head, lane, scan.boundary, historical, ranges,
+                                 max_entries, max_bytes)
+            messages.append(message)
+            heads.claimed(message.device_id, message.entries[-1].row_id)
     return Claimed(tuple(messages), boundary, moved)
 
 
@@ -97,22 +108,59 @@ def _inside(ranges: Ranges, device_id: str, row_id: int) -> bool:
     return any(first <= row_id <= last for first, last in ranges.get(device_id, ()))
 
 
-def _next_head(conn: sqlite3.Connection, scan: Scan, ranges: Ranges, historical: bool,
-               lane: str) -> tuple[int, str, str, float] | None:
-    """The lowest unclaimed row of the lane: (id, device, kind, acquired_at)."""
-    start = scan.frontier.get(historical, 0)
+def _devices(conn: sqlite3.Connection) -> list[str]:
+    """Devices with rows in the outbox: one seek of ``outbox_device`` per device."""
+    return [device for (device,) in conn.execute(
+        "WITH RECURSIVE d(device) AS (SELECT MIN(device_id) FROM outbox UNION ALL "
+        "SELECT (SELECT MIN(device_id) FROM outbox WHERE device_id > d.device) FROM d "
+        "WHERE d.device IS NOT NULL) SELECT device FROM d WHERE device IS NOT NULL")]
+
+
+def _device_head(conn: sqlite3.Connection, device_id: str, start: int, ranges: Ranges,
+                 lane: str, boundary: int) -> tuple[int, str, str, float] | None:
+    """The device's lowest unclaimed row of the lane at or above ``start``, by seeks of
+    ``outbox_device`` that jump over the device's claimed ranges."""
+    at = start
     while True:
-        rows = conn.execute(
-            f"SELECT id, device_id, kind, acquired_at FROM outbox WHERE {lane} AND id >= ? "
-            "ORDER BY id LIMIT ?", [scan.boundary, start, _SCAN_CHUNK]).fetchall()
-        for row in rows:
-            if not _inside(ranges, row[1], row[0]):
-                scan.frontier[historical] = row[0]
-                return row
-        if len(rows) < _SCAN_CHUNK:
-            scan.frontier[historical] = rows[-1][0] + 1 if rows else start
+        row = conn.execute(
+            f"SELECT id FROM outbox WHERE device_id = ? AND id >= ? AND {lane} "
+            "ORDER BY id LIMIT 1", [device_id, at, boundary]).fetchone()
+        if row is None:
             return None
-        start = rows[-1][0] + 1
+        covering = [last for first, last in ranges.get(device_id, ()) if first <= row[0] <= last]
+        if not covering:
+            kind, acquired_at = conn.execute("SELECT kind, acquired_at FROM outbox WHERE id = ?",
+                                             [row[0]]).fetchone()
+            return row[0], device_id, kind, acquired_at
+        at = covering[0] + 1
+
+
+class _Heads:
+    """Each device's next unclaimed row of one lane, looked up once per claim call and
+    again only for the device just claimed (a scan of the rows themselves read every
+    message in flight again: 2.4 s of a 6.4 s drain of 25-reading samples)."""
+
+    def __init__(self, conn: sqlite3.Connection, scan: Scan, ranges: Ranges,
+                 historical: bool, lane: str, devices: list[str]) -> None:
+        self._conn, self._scan, self._ranges = conn, scan, ranges
+        self._historical, self._lane = historical, lane
+        start = scan.frontier.get(historical, 0)
+        self._heads = {device: _device_head(conn, device, start, ranges, lane, scan.boundary)
+                       for device in devices}
+
+    def first(self) -> tuple[int, str, str, float] | None:
+        """The lane's lowest unclaimed row: (id, device, kind, acquired_at)."""
+        heads = [head for head in self._heads.values() if head is not None]
+        if not heads:
+            return None
+        head = min(heads)
+        self._scan.frontier[self._historical] = head[0]  # all below: claimed or gone
+        return head
+
+    def claimed(self, device_id: str, last_row: int) -> None:
+        """``device_id``'s rows up to ``last_row`` were just claimed."""
+        self._heads[device_id] = _device_head(self._conn, device_id, last_row + 1,
+                                              self._ranges, self._lane, self._scan.boundary)
 
 
 def _move_late_rows(conn: sqlite3.Connection, scan: Scan, ranges: Ranges, boundary: int,
@@ -121,9 +169,6 @@ def _move_late_rows(conn: sqlite3.Connection, scan: Scan, ranges: Ranges, bounda
     backlog (the boundary moves up), so they no longer queue in front of new samples.
     Returns the new boundary and how many unclaimed rows moved. At most one scan chunk
     per call; what is left moves with the next claim."""
-    head = _next_head(conn, scan, ranges, False, "id > ?")
-    if head is None or head[3] >= cutoff:
-        return boundary, 0
     rows = conn.execute("SELECT id, device_id, acquired_at FROM outbox WHERE id > ? "
                         "ORDER BY id LIMIT ?", [boundary, _SCAN_CHUNK * 8]).fetchall()
     new_boundary, moved = boundary, 0
