@@ -43,6 +43,7 @@ from edge_agent.store.outbox import Outbox
 DEVICES = 20
 WINDOW = 20
 PER_MESSAGE = 50
+UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
 SHAPES = {"wide": (40_000, 25), "narrow": (1_000_000, 1)}
 
 
@@ -83,6 +84,7 @@ def bare_drain(port: int, path: Path, rows: list) -> float:
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO q (device, body) VALUES (?, ?)", [(r[0], r[4]) for r in rows])
     conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # like the agent's file: filled, closed
     acks: list[int] = []  # message ids acknowledged, handled by the main thread
     ready = threading.Condition()
     pending: dict[int, tuple[str, int, int, int]] = {}
@@ -188,7 +190,7 @@ class LiveProbe:
 def agent_drain(port: int, path: Path, rows: list) -> tuple[float, list[float]]:
     """Seconds for the agent to drain the backlog, and live-lane latencies (ms) meanwhile."""
     _fill_outbox(path, rows)
-    outbox = Outbox(path, Retention())
+    outbox = Outbox(path, UNLIMITED)  # the default max_rows (1 M) would drop samples
     config = MqttConfig("127.0.0.1", port, client_id="bench-agent", max_inflight=WINDOW,
                         max_samples_per_message=PER_MESSAGE)
     forwarder = Forwarder("bench", config, outbox)

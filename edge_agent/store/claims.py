@@ -76,6 +76,9 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
         if msg_id not in in_flight and len(messages) < wanted:
             entries = conn.execute(f"{_ROWS} WHERE device_id = ? AND id BETWEEN ? AND ? "
                                    "ORDER BY id", [device_id, first, last]).fetchall()
+            if not entries:  # nothing left to send (never expected): the claim goes
+                remove(conn, uplink, msg_id)
+                continue
             messages.append(Message(msg_id, kind, device_id, bool(historical),
                                     tuple(StoredEntry(*row) for row in entries)))
     if scan.boundary != boundary:
