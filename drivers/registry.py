@@ -26,10 +26,12 @@ KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (
                modbus_reader.read_unit_id, modbus_reader.read_settings, ModbusMapDriver,
                frozenset({LinkProtocol.MODBUS_TCP, LinkProtocol.MODBUS_RTU,
                           LinkProtocol.MODBUS_ASCII}),
-               wrong_link=modbus_reader.wrong_link, refuses_other_keys=True),
-    DriverKind("serial-text", TextSettings, text_reader.SERIAL_TEXT_KEYS,
+               wrong_link=modbus_reader.wrong_link, refuses_other_keys=True,
+               unit_id=modbus_reader.UNIT_ID),
+    DriverKind(text_reader.KIND, TextSettings, text_reader.SERIAL_TEXT_KEYS,
                text_reader.read_unit_id, text_reader.read_settings, SerialTextDriver,
-               frozenset({LinkProtocol.TEXT}), refuses_other_keys=True),
+               frozenset({LinkProtocol.TEXT}), refuses_other_keys=True,
+               unit_id=text_reader.ADDRESS),
 )}
 
 

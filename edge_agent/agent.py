@@ -73,9 +73,10 @@ class Agent:
         self.forwarder.start()
         for poller in self.pollers:
             poller.start()
-        log.info("edge-agent running for station %s: %d devices on %d links, outbox %s",
-                 self.config.station_id, len(self.config.devices), len(self.pollers),
-                 self.config.store.path)
+        devices, links = len(self.config.devices), len(self.pollers)
+        log.info("edge-agent running for station %s: %d device%s on %d link%s, outbox %s",
+                 self.config.station_id, devices, "s" * (devices != 1), links,
+                 "s" * (links != 1), self.config.store.path)
 
     def dead_threads(self) -> list[str]:
         """Names of started worker threads that have ended although nothing stopped them

@@ -11,10 +11,11 @@ and the drivers can import it without a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.config.declare import Setting
 from edge_agent.config.fields import Section
 from edge_agent.config.layers import Layers
 from edge_agent.config.schema import Device, Link, LinkProtocol
@@ -28,12 +29,16 @@ class DeviceEntry:
     from there or from the device's profile (issues then name the profile's file);
     ``link`` is the device's link when it is defined and valid (None otherwise: its own
     issue is already reported); ``unit_id`` is what the kind's ``read_unit_id`` gave.
+    ``owners`` maps each device-level key of the other registered kinds to the kind that
+    reads it, so a reader that refuses them itself names the right kind (the registry
+    is the one list of kinds).
     """
 
     section: Section
     layers: Layers
     link: Link | None
     unit_id: int | None
+    owners: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,9 @@ class DriverKind:
     itself, in words that help more (modbus and serial-text do).
     ``read_unit_id(section, link_type)`` reads ``unit_id`` (``link_type`` is "tcp",
     "serial" or None, from validate_links.LinkTable.kinds); ``read_settings`` returns the
-    kind's settings, or None after reporting an issue. ``wrong_link(link)`` is the message
-    for a link whose protocol the kind does not speak (None: a generic one).
+    kind's settings, or None after reporting an issue. ``wrong_link(link, speaker)`` is
+    the message for a link whose protocol the kind does not speak, ``speaker`` being the
+    registered kind that does speak it (None: a generic message).
     """
 
     name: str
@@ -57,18 +63,21 @@ class DriverKind:
     read_settings: Callable[[DeviceEntry], Any]
     driver: Callable[[Device], Any]
     link_protocols: frozenset[LinkProtocol]
-    wrong_link: Callable[[Link], str] | None = None
+    wrong_link: Callable[[Link, str | None], str] | None = None
     refuses_other_keys: bool = False
+    unit_id: Setting | None = None  # unit_id as this kind declares it (None: Device's)
 
-    def link_problem(self, link: Link | None) -> str | None:
-        """Why this kind cannot use ``link`` (None: it can, or the link is unknown).
+    def link_problem(self, link: Link | None, speaker: str | None = None) -> str | None:
+        """Why this kind cannot use ``link`` (None: it can, or the link is unknown);
+        ``speaker``: the registered kind that speaks the link's protocol, if any.
 
         The link's protocol decides which client owns the port, so a device speaking
         another protocol would never be answered."""
         if link is None or link.protocol in self.link_protocols:
             return None
         if self.wrong_link is not None:
-            return self.wrong_link(link)
+            return self.wrong_link(link, speaker)
         wanted = " or ".join(sorted(protocol.value for protocol in self.link_protocols))
+        other = f" (or use driver: {speaker} for this device)" if speaker else ""
         return (f"link '{link.name}' speaks {link.protocol.value}; driver {self.name} "
-                f"needs a link with protocol: {wanted}")
+                f"needs a link with protocol: {wanted}{other}")

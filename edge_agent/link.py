@@ -13,6 +13,7 @@ these errors so the poller never needs to know the protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
 from edge_agent.config.schema import Link
@@ -54,8 +55,41 @@ class LinkFlooded(BadResponse):
     transient = False
 
 
+@dataclass
+class ExchangeCounts:
+    """What a link client did on the wire, for the technician's diagnostics (``status``,
+    the page): requests sent, answers received (an exception reply is an answer),
+    requests that got no answer in time, and Modbus exception replies among the answers.
+
+    Written by the poller thread that owns the client (plain int increments); the poller
+    credits the difference over one poll to the device it polled."""
+
+    requests: int = 0
+    answers: int = 0
+    timeouts: int = 0
+    exceptions: int = 0
+
+    def copy(self) -> ExchangeCounts:
+        return ExchangeCounts(self.requests, self.answers, self.timeouts, self.exceptions)
+
+    def add_since(self, before: ExchangeCounts, now: ExchangeCounts) -> None:
+        """Add what happened between the two readings ``before`` and ``now`` (spelled out:
+        this runs once per poll, and a loop over the fields cost twice as much)."""
+        self.requests += now.requests - before.requests
+        self.answers += now.answers - before.answers
+        self.timeouts += now.timeouts - before.timeouts
+        self.exceptions += now.exceptions - before.exceptions
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _COUNT_NAMES}
+
+
+_COUNT_NAMES = tuple(f.name for f in fields(ExchangeCounts))
+
+
 class LinkClient(Protocol):
-    """The part of a link client the poller uses; drivers use the protocol's own API."""
+    """The part of a link client the poller uses; drivers use the protocol's own API.
+    A client may also keep ``counts`` (``ExchangeCounts``); the poller reads it when present."""
 
     def close(self) -> None: ...
 

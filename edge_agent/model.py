@@ -18,13 +18,18 @@ class Quality(StrEnum):
     BAD = "BAD"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Reading:
     """One channel's value from one poll.
 
     ``value`` is None exactly when the read failed; ``reason`` then says why
     (``timeout``, ``exception_02``, ``no_connection``...). ``instrument_time`` is the
     instrument's own timestamp where it provides one.
+
+    Frozen, but with ``__init__`` written out: one is built per channel per poll, and
+    the generated frozen ``__init__`` (one ``object.__setattr__`` per field) cost twice
+    as much as setting all fields at once (issue 11). Its parameters are the fields, in
+    order, with the same defaults (tests/test_model.py holds them together).
     """
 
     device_id: str
@@ -35,6 +40,14 @@ class Reading:
     acquired_at: datetime
     reason: str | None = None
     instrument_time: datetime | None = None
+
+    def __init__(self, device_id: str, channel: str, value: float | int | bool | str | None,
+                 unit: str, quality: Quality, acquired_at: datetime,
+                 reason: str | None = None, instrument_time: datetime | None = None) -> None:
+        object.__setattr__(self, "__dict__", {
+            "device_id": device_id, "channel": channel, "value": value, "unit": unit,
+            "quality": quality, "acquired_at": acquired_at, "reason": reason,
+            "instrument_time": instrument_time})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Two shapes are needed:
 * ``retry_call``: re-run a callable a few times with a short wait (a device read inside
-  one poll). The wait sleeps through ``sleep``, which callers make interruptible.
+  one poll). The wait sleeps through ``sleep``, which callers make interruptible. The
+  first attempt is a plain call, so the successful poll never builds a ``Retrying``.
 * ``Backoff``: exponential delay with jitter as a function of consecutive failures, for
   loops that must not block on tenacity (a poller skipping a dead device's slots, the
   forwarder's reconnects).
@@ -31,12 +32,43 @@ def retry_call(
     ``sleep`` waits between attempts; when it returns True (``threading.Event.wait`` on a
     stop event that was set) no further attempt is made and the last error is raised:
     a stopping poller must not spend its stop time re-reading a dead device.
+
+    The first attempt is a plain call: a poll that succeeds (nearly all of them) builds
+    no retry machinery, which cost about 5 % of a poll's CPU (issue 11). Only after a
+    failure worth retrying does tenacity take over, counting that failure as its first
+    attempt, so waits, stops and the error raised are the same as if it had run them all.
     """
+    try:
+        return func()
+    except BaseException as err:
+        if attempts <= 1 or not retry_if(err):
+            raise
+        first_error = err
+    return _retry_after(first_error, func, attempts=attempts, wait_s=wait_s,
+                        retry_if=retry_if, sleep=sleep)
+
+
+def _retry_after(
+    first_error: BaseException,
+    func: Callable[[], T],
+    *,
+    attempts: int,
+    wait_s: float,
+    retry_if: Callable[[BaseException], bool],
+    sleep: Callable[[float], bool | None],
+) -> T:
+    """Attempts 2.. of ``retry_call``; tenacity's first attempt re-raises ``first_error``
+    (the call that already failed) instead of calling ``func`` again."""
     interrupted = False
-    errors: list[BaseException] = []
+    errors: list[BaseException] = [first_error]
+    replayed = False
 
     def attempt() -> T:
-        if interrupted and errors:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise errors[-1]
+        if interrupted:
             raise errors[-1]
         try:
             return func()
@@ -50,7 +82,7 @@ def retry_call(
             interrupted = True
 
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_any(tenacity.stop_after_attempt(max(1, attempts)),
+        stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts),
                                lambda _state: interrupted),
         wait=tenacity.wait_fixed(wait_s),
         retry=tenacity.retry_if_exception(retry_if),

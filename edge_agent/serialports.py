@@ -68,11 +68,14 @@ class SerialPort:
 
 def open_serial_port(path: str, baudrate: int, bytesize: int, parity: str,
                      stopbits: int) -> SerialPort:
-    """Open ``path`` (8N1 and so on as given). Raises OSError naming the port, with the
-    ports that exist when ``path`` does not."""
+    """Open ``path`` (8N1 and so on as given), holding an exclusive ``flock`` on it while
+    open, as pymodbus does for RTU ports: a second program (another agent, ``poll``)
+    sees that the port is taken instead of stealing bytes. Raises OSError naming the
+    port, with the ports that exist when ``path`` does not."""
     try:
         port = serial.Serial(path, baudrate=baudrate, bytesize=bytesize, parity=parity,
-                             stopbits=stopbits, timeout=_READ_SLICE_S, write_timeout=5)
+                             stopbits=stopbits, timeout=_READ_SLICE_S, write_timeout=5,
+                             exclusive=True)
     except (OSError, ValueError) as err:
         raise OSError(explain_missing(path) or f"cannot open serial port {path}: {err}") \
             from err

@@ -38,6 +38,8 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
                           "edge_agent.tools.ops.status:run_status"),
     "export": ToolCommand("edge_agent.tools.ops.arguments:add_export_parser",
                           "edge_agent.tools.ops.export:run_export"),
+    "poll": ToolCommand("edge_agent.tools.poll.arguments:add_poll_parser",
+                        "edge_agent.tools.poll.command:run_poll"),
     "probe": ToolCommand("edge_agent.tools.probe.arguments:add_probe_parser",
                          "edge_agent.tools.probe.command:run_probe"),
     "capture": ToolCommand("edge_agent.tools.capture.arguments:add_capture_parser",
@@ -46,6 +48,12 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
                           "edge_agent.tools.capture.commands:run_replay"),
     "simulate": ToolCommand("edge_agent.tools.sim.arguments:add_simulate_parser",
                             "edge_agent.tools.sim.simulate:run_simulate"),
+    "hj212-platform": ToolCommand(
+        "edge_agent.tools.hj212platform.arguments:add_hj212_platform_parser",
+        "edge_agent.tools.hj212platform.arguments:run_hj212_platform"),
+    "sparkplug-host": ToolCommand(
+        "edge_agent.tools.sparkplughost.arguments:add_sparkplughost_parser",
+        "edge_agent.tools.sparkplughost.command:run_host"),
 }
 
 # Builds the recorder of one link: f(Link) -> WireTap.

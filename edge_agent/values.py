@@ -56,16 +56,23 @@ class NumberRules(Protocol):
     def sentinels(self) -> tuple[float, ...]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Judged:
     """A channel's value as the driver publishes it, before status flags are applied.
 
-    ``raw`` is the number before scaling (Modbus status words are matched on it)."""
+    ``raw`` is the number before scaling (Modbus status words are matched on it).
+    ``__init__`` is written out to set all fields at once, for the reason and under the
+    test given in ``model.Reading``'s docstring."""
 
     value: Value | None
     quality: Quality
     reason: str | None = None
     raw: Value | None = None
+
+    def __init__(self, value: Value | None, quality: Quality, reason: str | None = None,
+                 raw: Value | None = None) -> None:
+        object.__setattr__(self, "__dict__", {"value": value, "quality": quality,
+                                              "reason": reason, "raw": raw})
 
 
 def scale_value(raw: int | float, scale: float, offset: float) -> int | float:
@@ -84,9 +91,13 @@ def judge_number(rules: NumberRules, raw: int | float) -> Judged:
                       raw)
     if raw in rules.sentinels:
         return Judged(None, Quality.BAD, "sentinel", raw)
-    value = scale_value(raw, rules.scale, rules.offset)
-    if isinstance(value, float) and not math.isfinite(value):  # a huge raw value, scaled
-        return Judged(None, Quality.BAD, "infinite", raw)
+    scale, offset = rules.scale, rules.offset
+    if scale == 1.0 and offset == 0.0:
+        value = raw  # finite: checked above (scale_value would return it as it is)
+    else:
+        value = scale_value(raw, scale, offset)
+        if not math.isfinite(value):  # a huge raw value, scaled
+            return Judged(None, Quality.BAD, "infinite", raw)
     limits = rules.valid_range
     if limits is not None and ((limits.low is not None and value < limits.low)
                                or (limits.high is not None and value > limits.high)):

@@ -48,14 +48,19 @@ REAL_PART_FIXTURES = frozenset({"broker", "collector", "spawn", "installed"})
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--fast", action="store_true",
-        help="leave out the tests that start real processes (marked real_parts); "
-             "a test that starts one anyway fails and names the mark it needs")
+        help="leave out the tests that start real processes (marked real_parts) and the "
+             "exhaustive sweeps (marked sweep); a test that starts a process anyway fails "
+             "and names the mark it needs")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "real_parts: starts real processes (broker, agent, installer); "
                    "`scripts/test --fast` leaves it out")
+    config.addinivalue_line(
+        "markers", "sweep: an exhaustive sweep (fuzzing, every single-line edit of a file, "
+                   "whole public captures) that starts no process but takes seconds; "
+                   "`scripts/test --fast` leaves it out, `scripts/test` runs it")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,11 +69,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.real_parts)
     if not config.getoption("--fast"):
         return
-    kept = [item for item in items if item.get_closest_marker("real_parts") is None]
-    left_out = [item for item in items if item.get_closest_marker("real_parts") is not None]
+    kept = [item for item in items if not _slow(item)]
+    left_out = [item for item in items if _slow(item)]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
     items[:] = kept
+
+
+def _slow(item: pytest.Item) -> bool:
+    """Left out by ``--fast``: starts a real process, or is an exhaustive sweep."""
+    return any(item.get_closest_marker(mark) is not None for mark in ("real_parts", "sweep"))
 
 
 class _ProcessStartedInFastRun(subprocess.Popen):  # type: ignore[type-arg]

@@ -308,6 +308,7 @@ health:
 """
 
 
+@pytest.mark.sweep
 def test_any_single_line_edit_gives_issues_never_a_traceback(tmp_path: Path) -> None:
     """Delete each line, or give each setting an odd value: a config or a ConfigError only."""
     lines = EVERY_SECTION.split("\n")

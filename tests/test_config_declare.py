@@ -4,6 +4,7 @@ range changed on the field changes what the loader accepts and says."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 
 import pytest
@@ -24,11 +25,16 @@ from edge_agent_drivers.modbus.settings import (
 )
 from edge_agent_drivers.serialtext.config_record import CHANNEL_KEYS as TEXT_CHANNEL_KEYS
 from edge_agent_drivers.serialtext.config_record import STATUS_KEYS, TIME_KEYS
+from edge_agent_drivers.serialtext.config_text import TEXT_KEYS, read_text_settings
 from edge_agent_drivers.serialtext.protocol.settings import (
     Checksum,
     Framing,
+    FramingKind,
+    RecordFormat,
     StatusField,
     TextChannel,
+    TextMode,
+    TextSettings,
     TimeField,
 )
 
@@ -41,6 +47,7 @@ from edge_agent.config.declare import (
     setting,
 )
 from edge_agent.config.fields import Checker, Section
+from edge_agent.config.jsonschema import declared_sections, station_schema
 from edge_agent.config.schema import (
     Device,
     DevicePolling,
@@ -58,9 +65,16 @@ from edge_agent.config.schema import (
 from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
 
-DECLARED = (StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig, Topics,
-            TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits, AddressRange,
-            Trigger, InstrumentClock, TextChannel, TimeField, StatusField, ModbusSettings)
+# Fields a declared class keeps without a key of their own: the station's sections are
+# the file's top-level keys (the loader's TOP_KEYS), a link's name is its key under
+# links:, a device's settings and polling are read by its kind and from its keys, a
+# text block's address is the device's unit_id, a channel's enron follows from the
+# device's enron: and the address.
+UNDECLARED = {StationConfig: {"links", "devices", "store", "mqtt", "polling", "source",
+                              "health"},
+              TcpLink: {"name"}, SerialLink: {"name"}, Device: {"settings", "polling"},
+              TextSettings: {"address"}, Channel: {"enron"}}
+DECLARED = declared_sections()
 
 
 @dataclass(frozen=True)
@@ -107,9 +121,22 @@ def test_filled_puts_the_declared_default_where_a_value_was_wrong() -> None:
 
 @pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
 def test_every_field_of_a_declared_section_is_declared(cls: type) -> None:
-    settings = [item.name for item in fields(cls)  # a link's name is its key under links:
-                if item.name != "name" or cls not in (TcpLink, SerialLink)]
+    settings = [item.name for item in fields(cls) if item.name not in UNDECLARED.get(cls, ())]
     assert list(declared(cls)) == settings
+
+
+def test_the_walk_from_the_schemas_roots_reaches_every_declared_section() -> None:
+    assert {StoreConfig, Retention, PollingPolicy, HealthConfig, MqttConfig, TlsConfig,
+            Topics, TcpLink, SerialLink, DevicePolling, Framing, Checksum, ReadLimits,
+            AddressRange, Trigger, InstrumentClock, TextChannel, TimeField, StatusField,
+            ModbusSettings, RecordFormat, TextSettings, Channel, Device} <= set(DECLARED)
+
+
+@pytest.mark.parametrize("cls", DECLARED, ids=lambda cls: cls.__name__)
+def test_the_json_schema_knows_every_key_of_every_declared_section(cls: type) -> None:
+    text = json.dumps(station_schema())
+    for key in allowed_keys(cls):
+        assert f'"{key}":' in text, f"{cls.__name__}.{key}"
 
 
 def test_the_secret_is_written_as_either_of_two_keys() -> None:
@@ -163,5 +190,77 @@ def test_a_text_records_keys_come_from_their_declarations() -> None:
 
 def test_a_modbus_devices_keys_are_its_settings_and_the_channel_defaults() -> None:
     from edge_agent_drivers.modbus.reader import MODBUS_KEYS
-    assert MODBUS_KEYS == ("word_order", "enron", "channels", "read", "trigger", "clock",
-                           "stream_channel")
+    assert MODBUS_KEYS == allowed_keys(ModbusSettings) == (
+        "channels", "word_order", "enron", "read", "trigger", "clock", "stream_channel")
+    assert default_of(ModbusSettings, "word_order") == default_of(Channel, "word_order")
+
+
+def test_a_text_blocks_keys_are_its_declared_settings_with_the_records_inline() -> None:
+    assert TEXT_KEYS == allowed_keys(TextSettings) == (
+        "mode", "request", "frame_request", "framing", "checksum", "accept", "delimiter",
+        "pattern", "field_count", "time", "status", "channels", "example")
+    assert declared(TextSettings)["record"].keys == allowed_keys(RecordFormat)
+    assert "address" not in declared(TextSettings)  # the device's unit_id, not written here
+
+
+def _text_block(text: str) -> tuple[Checker, Section]:
+    ck = Checker("text.yaml")
+    document = parse_yaml_bytes(text.encode(), "text.yaml")
+    return ck, Section(ck, document.root, "text", 1, TEXT_KEYS)
+
+
+def test_a_text_block_takes_defaults_and_ranges_from_its_declarations() -> None:
+    ck, block = _text_block("request: RD<CR>\ndelimiter: ','\n"
+                            "channels: [{name: a, field: 1}]\nexample: 'x,1<CR>'\n")
+    settings = read_text_settings(block, None)
+    assert ck.issues == []
+    assert settings is not None
+    assert settings.mode is default_of(TextSettings, "mode") is TextMode.REQUEST
+    assert settings.frame_request is default_of(TextSettings, "frame_request") is False
+    assert settings.example == b"x,1\r"
+    ck, block = _text_block("mode: listen\nrequest: RD\nfield_count: 1001\n"
+                            "channels: [{name: a, field: 1}]\n")
+    assert read_text_settings(block, None) is None
+    messages = [issue.message for issue in ck.issues]
+    assert messages[0].startswith("expected request or stream, found 'listen'")
+    assert "expected an integer 1..1000, found 1001" in messages
+
+
+def test_an_stx_etx_frames_markers_are_its_types_own() -> None:
+    assert FramingKind.STX_ETX.markers == (b"\x02", b"\x03")
+    assert FramingKind.LINE.markers == (default_of(Framing, "start"), default_of(Framing, "end"))
+    ck, block = _text_block("request: RD\nframing: stx-etx\ndelimiter: ','\n"
+                            "channels: [{name: a, field: 1}]\n")
+    settings = read_text_settings(block, None)
+    assert settings is not None and (settings.framing.start, settings.framing.end) == \
+        FramingKind.STX_ETX.markers
+
+
+def test_a_profile_may_write_its_own_settings_and_the_layered_device_settings() -> None:
+    from edge_agent.config.declare import layered_keys
+    from edge_agent.config.profiles import PROFILE_INFO_KEYS, ProfileInfo
+    assert layered_keys(Device) == ("interval_s", "driver")
+    assert PROFILE_INFO_KEYS == (*allowed_keys(ProfileInfo), "interval_s", "driver") == (
+        "profile", "description", "manufacturer", "model", "interval_s", "driver")
+
+
+def test_per_kind_and_per_item_settings_are_declared_where_the_reader_and_schema_look() -> None:
+    from edge_agent_drivers.modbus import config_channels
+    from edge_agent_drivers.modbus.config_quality import RULE_KEYS
+    from edge_agent_drivers.modbus.reader import UNIT_ID
+    from edge_agent_drivers.modbus.settings import QualityRule, RegisterKind
+    from edge_agent_drivers.registry import KINDS
+    from edge_agent_drivers.serialtext.config_text import ADDRESS
+
+    definitions = station_schema()["definitions"]
+    assert KINDS["modbus"].unit_id is UNIT_ID and KINDS["serial-text"].unit_id is ADDRESS
+    assert definitions["device-modbus"]["properties"]["unit_id"]["maximum"] == UNIT_ID.hi == 255
+    assert definitions["device-serial-text"]["properties"]["unit_id"]["maximum"] == 65535
+    channel = definitions["device-modbus"]["properties"]["channels"]["items"]["properties"]
+    assert channel["number"]["maximum"] == config_channels.NUMBER.hi == 400001 + 65535
+    assert channel["enabled"]["default"] is True
+    assert RULE_KEYS == allowed_keys(QualityRule) == ("quality", "reason", "channels")
+    assert default_of(AddressRange, "register") is RegisterKind.HOLDING
+    ck = Checker("zone.yaml")
+    zone = Section(ck, parse_yaml_bytes(b"first: 3\n", "zone.yaml").root, "z", 1, ZONE_KEYS)
+    assert read_declared(zone, AddressRange, "register") is RegisterKind.HOLDING

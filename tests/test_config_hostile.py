@@ -144,8 +144,9 @@ def test_check_prints_warnings_and_still_exits_0():
         f"warning: {path}:17: mqtt.password_env: the password is sent unencrypted to 10.0.0.5 "
         "(plain MQTT, no tls): anyone on the network path can read it; turn on tls",
         f"warning: {path}:19: health.host: the endpoint listens on every network interface "
-        "(0.0.0.0) and needs no password: anyone who can reach this PC can read /status; "
-        "use 127.0.0.1 unless a monitoring server must reach it"]
+        "(0.0.0.0) and no token is set: /status, /metrics and the page answer 403 until "
+        "you set health.token_env (the variable in /etc/edge-agent/edge-agent.env) or "
+        "health.token_file; use 127.0.0.1 unless a monitoring server must reach it"]
     assert result.stdout.startswith(f"OK: {path}")
 
 

@@ -189,3 +189,35 @@ def test_an_unregistered_kind_is_refused(tmp_path):
         load_config(path, env={})
     assert "devices[0].driver" in str(refused.value)
     assert "devices[0].command: unknown setting" in str(refused.value)
+
+
+def test_a_text_or_modbus_device_refuses_a_third_kinds_keys_naming_it(tmp_path,
+                                                                       thermo_registered):
+    """Each kind's own refusal takes the owners of other keys from the registry, so a
+    key of a newly registered kind is refused, not silently ignored."""
+    path = station(tmp_path / "text.yaml", "/dev/ttyUSB0", {
+        "driver": "serial-text", "command": "T?",
+        "text": {"request": "RD<CR>", "delimiter": ",", "channels": [{"name": "a", "field": 1}]}})
+    with pytest.raises(ConfigError) as text:
+        load_config(path, env={})
+    assert ("devices[0].command: for driver serial-text, command is a Thermo setting; it "
+            "does not apply to a text protocol") in str(text.value)
+    path = station(tmp_path / "modbus.yaml", "/dev/ttyUSB0", {
+        "unit_id": 1, "command": "T?", "channels": [{"name": "a", "address": 0}]},
+        protocol="modbus-rtu")
+    with pytest.raises(ConfigError) as modbus:
+        load_config(path, env={})
+    assert "devices[0].command: command: is only for driver: thermo" in str(modbus.value)
+
+
+def test_a_modbus_device_on_a_text_link_is_sent_to_the_kind_registered_for_it(
+        tmp_path, monkeypatch):
+    monkeypatch.delitem(registry.KINDS, "serial-text")
+    monkeypatch.setitem(registry.KINDS, THERMO.name, THERMO)
+    path = station(tmp_path / "station.yaml", "/dev/ttyUSB0", {
+        "unit_id": 1, "channels": [{"name": "a", "address": 0}]})
+    with pytest.raises(ConfigError) as wrong_link:
+        load_config(path, env={})
+    assert ("devices[0].link: link 'rs232' has protocol: text (an instrument's own ASCII "
+            "protocol); use driver: thermo for this device, or a Modbus protocol on the "
+            "link") in str(wrong_link.value)

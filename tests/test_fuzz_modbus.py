@@ -33,6 +33,8 @@ from edge_agent.link import LinkError
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
+pytestmark = pytest.mark.sweep  # fuzzing: run by scripts/test, left out by --fast
+
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)
 PEAK_BYTES = 16 * 1024 * 1024
 EXTREMES = [0, 1, 0x7FFF, 0x8000, 0xFFFF, 0x7F80, 0xFF80, 0x7FF0, 0x7FC0, 0x9999, 0xA000]

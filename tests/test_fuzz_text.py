@@ -39,6 +39,8 @@ from edge_agent.driver import load_driver
 from edge_agent.link import LinkError
 from edge_agent.model import Quality
 
+pytestmark = pytest.mark.sweep  # fuzzing: run by scripts/test, left out by --fast
+
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)
 MAX_BYTES = 64  # small, so overlong frames and overflow are common cases
 PEAK_BYTES = 8 * 1024 * 1024

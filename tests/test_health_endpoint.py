@@ -260,11 +260,11 @@ def test_unknown_paths_list_the_routes(tmp_path):
     agent.start()
     try:
         wait_until(lambda: agent.health.port is not None, 30, "the endpoint to listen")
-        answer = get(agent.health.port, "/")
+        answer = get(agent.health.port, "/nothing-here")
     finally:
         agent.stop()
         server.stop()
-    assert answer == (404, "/healthz\n/metrics\n/status\n")
+    assert answer == (404, "/healthz\n/metrics\n/status\n/\n")  # "/": the page
 
 
 def test_outbox_depth_counters_agree_with_a_full_count_through_drops_gaps_and_acks(tmp_path):

@@ -40,6 +40,8 @@ from edge_agent.health.connection import (
     read_request,
 )
 
+pytestmark = pytest.mark.sweep  # fuzzing: run by scripts/test, left out by --fast
+
 SEED = int(os.environ.get("EDGE_AGENT_FUZZ_SEED", "20261203"))
 MB = 1024 * 1024
 VALID = [

@@ -281,7 +281,7 @@ def test_a_client_that_does_not_take_its_answer_is_dropped(tmp_path, monkeypatch
                          devices=devices[:1])
     agent = Agent(load_config(path))
     big = (HTTPStatus.OK, "text/plain", b"x" * (32 * MB))  # more than any socket buffer
-    agent.health.answer = lambda _target: big  # type: ignore[method-assign]
+    agent.health.answer = lambda _target, _authorization=None: big  # type: ignore[method-assign]
     agent.start()
     try:
         wait_until(lambda: agent.health.port is not None, 30, "the endpoint to listen")

@@ -30,13 +30,32 @@ def test_every_shipped_profile_is_package_data():
         assert profile in shipped, profile.relative_to(drivers)
 
 
+def test_every_file_of_the_page_is_package_data():
+    """The technician's page is static files beside health/page.py: a wheel (and so the
+    .deb and the offline bundle, which install the wheel) without one serves a 500."""
+    from edge_agent.health import page
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["edge_agent.health"]
+    health = ROOT / "edge_agent" / "health"
+    shipped = {path for pattern in patterns for path in health.glob(pattern)}
+    served = {health / "page" / name for name, _type in page.FILES.values()}
+    assert served <= shipped, sorted(str(p.relative_to(health)) for p in served - shipped)
+    assert set((health / "page").iterdir()) <= shipped  # nothing there left out
+
+
 # Each third-party library of the agent is imported in exactly one module of ours, so an
 # API change between versions touches one file (the rule in docs and style guide);
 # pymodbus in one module per side: the client the pollers use, the simulator's server.
 ONE_MODULE_PER_LIBRARY = {
     "pymodbus": ("drivers/modbus/protocol/pymodbus_client.py",
                  "drivers/modbus/protocol/pymodbus_server.py"),
-    "paho": ("edge_agent/forward/mqtt.py",),
+    # paho: the agent's session, and the Sparkplug host simulator's (a retained will, a
+    # whole-namespace subscription and commands: what the agent's session does not do).
+    "paho": ("edge_agent/forward/mqtt.py", "edge_agent/tools/sparkplughost/mqttlink.py"),
+    # protobuf: the generated Sparkplug classes, and the one module that decodes with them.
+    "google.protobuf": ("edge_agent/sparkplug/sparkplug_b_pb2.py",
+                        "edge_agent/sparkplug/decode.py"),
     "yaml": ("edge_agent/config/yamlsource.py",),
     "sqlite_utils": ("edge_agent/store/schema.py",),
     "tenacity": ("edge_agent/retry.py",),

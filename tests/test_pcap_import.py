@@ -77,6 +77,7 @@ def our_view(imported: Imported) -> tuple[list[tuple], int]:
     return framed, sum(1 for f in frames if tcp_adu(f.data) is None)
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("name", PUBLIC)
 def test_public_captures_import_as_the_independent_reader_sees_them(name):
     path = public_capture(name)

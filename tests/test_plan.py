@@ -80,14 +80,15 @@ GAP_TABLE = [
 @pytest.mark.parametrize(("addresses", "max_gap", "forbidden", "expected"), GAP_TABLE)
 def test_gaps_are_filled_only_up_to_max_gap_and_never_over_forbidden(addresses, max_gap,
                                                                       forbidden, expected):
-    zones = tuple(AddressRange(RegisterKind.HOLDING, first, last) for first, last in forbidden)
+    zones = tuple(AddressRange(first, last, register=RegisterKind.HOLDING)
+                  for first, last in forbidden)
     limits = ReadLimits(max_gap=max_gap, forbidden=zones)
     channels = [ch(f"c{a}", a) for a in addresses]
     assert [(r.address, r.count) for r in plan(channels, limits)] == expected
 
 
 def test_forbidden_zone_of_another_table_does_not_split():
-    zones = (AddressRange(RegisterKind.INPUT, 1, 1),)
+    zones = (AddressRange(1, 1, register=RegisterKind.INPUT),)
     assert len(plan([ch("a", 0), ch("b", 2)], ReadLimits(max_gap=1, forbidden=zones))) == 1
 
 

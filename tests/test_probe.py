@@ -71,7 +71,7 @@ def pty() -> Iterator[PtyPair]:
 
 def test_float32_cdab_is_found_from_the_display_value(gc_over_tcp):
     result = probe("read", f"127.0.0.1:{gc_over_tcp.tcp_port}", "--ref", "40011",
-                   "--count", "4", "--find", "12.5")
+                   "--count", "4", "--find", "12.5", "--tables")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("unit 1 at 127.0.0.1:") and "40011-40014" in lines[0]
@@ -82,6 +82,38 @@ def test_float32_cdab_is_found_from_the_display_value(gc_over_tcp):
     float32_rows = lines[lines.index(next(x for x in lines if x.startswith("float32:"))) + 2:]
     assert float32_rows[0].split()[:2] == ["10", "40011"]
     assert float32_rows[0].split()[3] == "12.5*"  # columns: wire manual ABCD CDAB ...
+
+
+def test_find_prints_only_the_matching_readings(gc_over_tcp):
+    result = probe("read", f"127.0.0.1:{gc_over_tcp.tcp_port}", "--ref", "40011",
+                   "--count", "4", "--find", "12.5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("unit 1 at 127.0.0.1:") and lines[1] == ""
+    assert lines[2].startswith("display value 12.5 (±0.05): 2 readings match")
+    assert lines[3].split() == ["40011", "wire", "10", "float32", "CDAB", "=", "12.5"]
+    assert lines[4].strip() == "station file: {address: 10, type: float32, word_order: CDAB}"
+    assert lines[5].split() == ["40012", "wire", "11", "float32", "ABCD", "=", "12.5"]
+    assert len(lines) == 7  # no table, no profile (no shipped map has these)
+
+
+def test_a_match_where_a_shipped_profile_has_that_channel_names_the_profile():
+    """generic-gc keeps benzene as a CDAB float32 at wire 12 (drivers/gc/profile.yaml)."""
+    server = SimServer([SimUnit(1, holding={0: 0, **words_at(12, f32(1.25, "CDAB"))})]
+                       ).start()
+    try:
+        result = probe("read", f"127.0.0.1:{server.tcp_port}", "--count", "20",
+                       "--find", "1.25")
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    best = next(index for index, line in enumerate(lines) if "float32 CDAB" in line)
+    assert lines[best].split()[:3] == ["40013", "wire", "12"]
+    assert lines[best + 2].strip() == \
+        "looks like profile generic-gc, channel 'benzene' (profile: generic-gc)"
+    assert result.stdout.count("looks like profile") == 1
+    assert "16-bit values" not in result.stdout
 
 
 def test_scaled_integer_is_found_with_its_scale(gc_over_tcp):
@@ -258,6 +290,7 @@ def test_silent_device_exits_5_with_what_to_check(pty):
     (["read", "10.0.0.1", "--address", "65530", "--count", "10"], "65535"),
     (["scan", "/dev/ttyS9", "--protocol", "modbus-tcp"], "needs a network address"),
     (["read", "10.0.0.1", "--find", "twelve"], "expected a number"),
+    (["read", "10.0.0.1", "--tables"], "--tables only makes sense with --find"),
 ])
 def test_impossible_command_lines_exit_2_before_opening_anything(args, message):
     result = probe(*args)

@@ -45,7 +45,11 @@ def test_simulated_station_is_polled_and_published_as_its_instruments_behave(
     process = subprocess.Popen([sys.executable, "-m", "edge_agent", "simulate", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = [process.stdout.readline() for _ in range(3)]
+        lines: list[str] = []
+        while not lines or lines[-1].startswith(("lan:", "bus:")):
+            line = process.stdout.readline()
+            if not line.startswith("  unit "):  # the ranges each unit serves
+                lines.append(line)
         assert lines[2].startswith("simulating 5 devices"), (lines, process.stderr.read())
         port = int(re.search(r"^lan: modbus-tcp on 127\.0\.0\.1:(\d+): gc-1 \(unit 1, "
                              r"generic-gc\)", lines[0]).group(1))

@@ -195,3 +195,17 @@ def test_an_empty_section_is_accepted_where_the_loader_reads_it_as_absent() -> N
     document = {**_minimal(), "polling": None, "store": None, "health": None}
     assert _problems(validator, document) == []
     assert _problems(validator, {**_minimal(), "mqtt": None})
+
+
+def test_a_channels_valid_range_is_checked_as_declared() -> None:
+    validator = _validator(_schema())
+
+    def with_range(valid_range: object) -> dict[str, Any]:
+        document = _minimal()
+        document["devices"][0]["channels"][0]["valid_range"] = valid_range
+        return document
+
+    assert _problems(validator, with_range({"min": 0, "max": 50, "quality": "SUSPECT"})) == []
+    assert _problems(validator, with_range({"min": 0, "maximum": 50}))  # not a declared key
+    assert _problems(validator, with_range({"min": 0, "quality": "GOOD"}))  # BAD or SUSPECT
+    assert _problems(validator, with_range({"min": "low"}))

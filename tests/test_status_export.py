@@ -91,15 +91,27 @@ def test_status_from_a_running_agent_shows_device_states_broker_backlog_and_drop
     lines = out.splitlines()
     assert lines[0] == (f"Station {STATION}: status from the RUNNING agent "
                         f"(http://127.0.0.1:{port}/status)")
-    assert lines[2] == "Health: OK"
-    assert columns(lines[4]) == ["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"]
+    # The agent's own health apart from its devices' (it used to print "Health: OK" alone).
+    assert lines[2] == "Agent:    OK (worker threads alive, outbox answering)"
+    assert lines[3] == "Devices:  1 of 2 not ok: det-mute DOWN"
+    assert columns(lines[5]) == ["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"]
+    # Last values: what the simulator holds (5 and 7 around a hole at address 1).
+    values = {tuple(columns(line)[:6]) for line in lines if line.startswith("  det-")}
+    assert ("det-ok", "a", "5", "ppm", "GOOD", "-") in values
+    assert ("det-ok", "b", "-", "ppm", "BAD", "exception_02") in values
+    assert ("det-ok", "c", "7", "ppm", "GOOD", "-") in values
+    assert ("det-mute", "a", "-", "ppm", "BAD", "timeout") in values
+    wire = next(line for line in lines if line.startswith("  det-mute: ") and "requests" in line)
+    found = re.fullmatch(r"  det-mute: (\d+) requests?, 0 answers, (\d+) timeouts?, "
+                         r"0 exceptions, 0 split reads since start", wire)
+    assert found and found.group(1) == found.group(2) != "0", wire
     ok, mute = row_of(out, "det-ok"), row_of(out, "det-mute")
     assert ok[:3] == ["det-ok", "gw", "ok"] and ok[3].endswith(" ago)") and ok[4] == "-"
     assert mute[:4] == ["det-mute", "gw", "DOWN", "none since start"]
     assert mute[4].startswith("timeout: unit 2: no answer within 100 ms")
     assert ("  det-ok: channel b answers exception 02 (illegal data address) on its own"
             in lines)
-    failed = [line for line in lines if line.startswith("  det-mute: ")]
+    failed = [line for line in lines if line.startswith("  det-mute: ") and "polls" in line]
     assert len(failed) == 1 and re.fullmatch(
         r"  det-mute: (\d+) of \d+ polls failed since start \(timeout \1\)", failed[0])
     broker_line = next(line for line in lines if line.startswith("Broker:"))

@@ -166,6 +166,7 @@ ODD_VALUES = ("", "true", "[1, 2]", "{a: 1}", "-1", "0", "1e400", "'('", "<STX>"
 _SETTING = re.compile(r"^(\s*(?:- )?[\w-]+:)(?!\S)")
 
 
+@pytest.mark.sweep
 def test_any_single_line_edit_of_a_text_block_gives_issues_never_a_traceback(tmp_path):
     extra = "    unit_id: 1\n"
     load_text(tmp_path, EVERY_TEXT_SETTING, extra)  # the unedited block is valid

@@ -68,13 +68,13 @@ def _read_zones(rd: Section) -> tuple[AddressRange, ...]:
                           ZONE_KEYS)
         if zone is None:
             continue
-        register = read_declared(zone, AddressRange, "register", RegisterKind.HOLDING)
+        register = read_declared(zone, AddressRange, "register")
         first = read_declared(zone, AddressRange, "first")
         last = read_declared(zone, AddressRange, "last", first)
         if first is not None and last is not None and last < first:
             zone.report("last", f"last ({last}) is before first ({first})")
         elif register is not None and first is not None and last is not None:
-            zones.append(AddressRange(register, first, last))
+            zones.append(AddressRange(first, last, register=register))
     return tuple(zones)
 
 

@@ -31,7 +31,7 @@ from edge_agent_drivers.modbus.settings import (
     article,
 )
 
-from edge_agent.config.declare import allowed_keys, read_declared
+from edge_agent.config.declare import Setting, allowed_keys, read_declared, read_setting
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
 from edge_agent.config.value_fields import (
@@ -43,9 +43,13 @@ from edge_agent.config.value_fields import (
 from edge_agent.config.yamlsource import SeqNode, kind
 
 # Declared on Channel (settings.py); besides them, ``number`` (the manual's register
-# number instead of address) and ``enabled`` (false removes a profile's channel).
+# number instead of address: 1..9999 coils up to 400001 + 65535 holding) and ``enabled``
+# (false removes a profile's channel), declared here: neither is kept on the Channel.
+NUMBER = Setting(("number",), "integer", 1, 465536,
+                 hint="a register number such as 40001 or 300001")
+ENABLED = Setting(("enabled",), "flag")
 _DECLARED = allowed_keys(Channel)
-CHANNEL_KEYS = (*_DECLARED[:2], "number", *_DECLARED[2:], "enabled")
+CHANNEL_KEYS = (*_DECLARED[:2], NUMBER.key, *_DECLARED[2:], ENABLED.key)
 _NUMERIC_ONLY = ("word_order", "scale", "offset", "valid_range", "sentinels")
 # Daniel/Enron-style ranges: each address holds one 32-bit value (int32 / float32).
 ENRON_RANGES = ((5001, 5999), (7001, 7999))
@@ -109,7 +113,7 @@ def read_channels(sec: Section, default_order: WordOrder, enron: bool,
             continue
         if name is not None:
             lines[name] = channel_sec.value_line("name")
-        if channel_sec.flag("enabled", True) is False:
+        if read_setting(channel_sec, ENABLED, True) is False:
             if name is not None:
                 merged[name] = None
                 notes.disabled.add(name)
@@ -208,8 +212,7 @@ def _read_place(sec: Section, base: Channel | None) -> tuple[RegisterKind, int] 
             sec.report("number", "give either address (0-based, as sent on the wire) or "
                                  "number (the manual's 1-based register number), not both")
             return None
-        number = sec.integer("number", REQUIRED, 1, 465536,
-                             expected="a register number such as 40001 or 300001")
+        number = read_setting(sec, NUMBER)
         if number is None:
             return None
         place = modicon_number(number)

@@ -18,12 +18,12 @@ import re
 
 from edge_agent_drivers.modbus.settings import DataType, QualityRule, article
 
-from edge_agent.config.fields import REQUIRED, Section, as_section
+from edge_agent.config.declare import allowed_keys, read_declared
+from edge_agent.config.fields import Section, as_section
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode, kind
-from edge_agent.model import Quality
 
-RULE_KEYS = ("quality", "reason", "channels")
-QUALITIES = {item.value: item for item in Quality}
+# declared on QualityRule (settings.py)
+RULE_KEYS = allowed_keys(QualityRule)
 _WIDTH = {DataType.BOOL: 1, DataType.INT16: 16, DataType.UINT16: 16, DataType.BCD16: 16,
           DataType.INT32: 32, DataType.UINT32: 32, DataType.BCD32: 32}
 _REASON = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -84,9 +84,8 @@ def _condition(sec: Section, key: str, text: str, line: int, bits: bool,
 
 
 def _read_rule(sec: Section) -> QualityRule | None:
-    quality = sec.choice("quality", QUALITIES)
-    reason = sec.text("reason", REQUIRED,
-                      what="a reason word such as calibrating, maintenance, fault, warmup")
+    quality = read_declared(sec, QualityRule, "quality")
+    reason = read_declared(sec, QualityRule, "reason")
     if reason is not None and not _REASON.match(reason):
         sec.report("reason", f"expected a lower-case word with letters, digits and '_' "
                              f"(e.g. calibrating), found '{reason}'")

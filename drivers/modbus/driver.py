@@ -1,8 +1,9 @@
 """Generic register-map driver: read what a device's profile lists, decode, judge, publish.
 
-Per poll: read the planned requests (plan.py), decode and judge each channel (values.py),
-let status words lower qualities (status.py), then, for instrument-triggered devices (GC
-cycles, FTIR measurements), publish only a new analysis (trigger.py).
+Per poll: read the planned requests (plan.py), decode and judge each read's channels
+(values.py ``ReadJudge``, laid out once per planned read), let status words lower
+qualities (status.py), then, for instrument-triggered devices (GC cycles, FTIR
+measurements), publish only a new analysis (trigger.py).
 
 Failures: a timeout or lost link fails the whole poll (the poller retries and backs off);
 a Modbus exception makes only that request's channels BAD. Exception 02 (illegal data
@@ -28,7 +29,7 @@ from edge_agent_drivers.modbus.trigger import (
     decide,
     instrument_time,
 )
-from edge_agent_drivers.modbus.values import Judged, judge_bits, judge_words
+from edge_agent_drivers.modbus.values import Judged
 
 from edge_agent.config.schema import Device
 from edge_agent.link import LinkError
@@ -57,6 +58,7 @@ class ModbusMapDriver:
         self.settings: ModbusSettings = device.settings
         self.requests = plan(self.settings.channels, self.settings.limits)
         self.isolated: dict[str, str] = {}  # channel -> what isolation found, for status
+        self.split_reads = 0  # merged reads split after exception 02 (status, the page)
         self._position = {ch.name: index for index, ch in enumerate(self.settings.channels)}
         self._trigger_state = TriggerState()
         self._pending: Decision | None = None
@@ -72,9 +74,11 @@ class ModbusMapDriver:
         """This poll's sample, or None when a triggered device has no new analysis."""
         judged = self._read_all(link)
         raw = {name: result.raw for name, result in judged.items()}
-        readings = [Reading(self.device.id, ch.name, judged[ch.name].value, ch.unit,
-                            judged[ch.name].quality, now, judged[ch.name].reason)
-                    for ch in self.settings.channels]
+        readings: list[Reading] = []
+        for channel in self.settings.channels:
+            result = judged[channel.name]
+            readings.append(Reading(self.device.id, channel.name, result.value, channel.unit,
+                                    result.quality, now, result.reason))
         readings = apply_status(readings, self.settings.channels, raw)
         when = self._instrument_time(raw)
         extra = self._stream(raw)
@@ -137,13 +141,13 @@ class ModbusMapDriver:
             if err.code == _ILLEGAL_ADDRESS:
                 pieces = split(request, self.settings.limits)
                 if pieces != [request]:
+                    self.split_reads += 1
                     return [kept for piece in pieces
                             for kept in self._read(link, piece, results)]
             for channel in request.channels:
                 results[channel.name] = Judged(None, Quality.BAD, err.reason)
             return [request]
-        for channel in request.channels:
-            results[channel.name] = self._judge(request, channel, data)
+        results.update(request.judge.judge(data))
         return [request]
 
     def _fetch(self, link: ModbusLinkClient, request: ReadRequest) -> list[int] | list[bool]:
@@ -154,15 +158,6 @@ class ModbusMapDriver:
             return link.read_registers(unit, request.register, request.address,
                                        request.count, enron_32bit=True)
         return link.read_registers(unit, request.register, request.address, request.count)
-
-    @staticmethod
-    def _judge(request: ReadRequest, channel: Channel, data: list) -> Judged:
-        if request.register.is_bit:
-            offset = channel.address - request.address
-            return judge_bits(channel, data[offset:offset + 1])
-        per_address = 2 if request.enron else 1
-        offset = (channel.address - request.address) * per_address
-        return judge_words(channel, data[offset:offset + channel.words])
 
     def _report_isolation(self, requests: list[ReadRequest],
                           results: dict[str, Judged]) -> None:

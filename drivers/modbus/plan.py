@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from edge_agent_drivers.modbus.settings import AddressRange, Channel, ReadLimits, RegisterKind
+from edge_agent_drivers.modbus.values import ReadJudge
 
 _MODBUS_LIMITS = ReadLimits()
 
@@ -33,6 +35,14 @@ class ReadRequest:
     count: int
     channels: tuple[Channel, ...]
     enron: bool = False
+
+    @cached_property
+    def judge(self) -> ReadJudge:
+        """How this read's answer becomes judged values: slots worked out on first use and
+        kept with the request, which lives as long as the device's plan (not compared,
+        not hashed: two equal requests judge alike)."""
+        return ReadJudge(self.channels, self.address, self.count,
+                         bits=self.register.is_bit, enron=self.enron)
 
     @property
     def end(self) -> int:

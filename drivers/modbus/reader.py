@@ -7,6 +7,8 @@ come from the profile first, the station file on top (config/layers.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edge_agent_drivers.modbus.config_acquisition import (
     check_limits,
     check_references,
@@ -22,51 +24,60 @@ from edge_agent_drivers.modbus.config_channels import (
 from edge_agent_drivers.modbus.overlaps import check_overlaps
 from edge_agent_drivers.modbus.settings import Channel, ModbusSettings, WordOrder
 
-from edge_agent.config.declare import allowed_keys, read_declared
+from edge_agent.config.declare import Setting, allowed_keys, read_declared, read_setting
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Link
 from edge_agent.driverkind import DeviceEntry
 
-#: Device-level keys only Modbus devices read: those declared on ModbusSettings, and
-#: word_order and enron, which give each channel's defaults (Channel.word_order, .enron).
-MODBUS_KEYS = ("word_order", "enron", *allowed_keys(ModbusSettings))
-TEXT_DRIVER = "serial-text"
+#: Device-level keys only Modbus devices read, all declared on ModbusSettings (word_order
+#: and enron give each channel's defaults).
+MODBUS_KEYS = allowed_keys(ModbusSettings)
+
+
+#: A Modbus unit id as the protocol allows it (0..255 over TCP); on a serial bus only
+#: 1..247 answer (0 is broadcast): a rule across unit_id and the link's type.
+UNIT_ID = Setting(("unit_id",), "integer", 0, 255)
+SERIAL_UNIT_IDS = (1, 247)
 
 
 def read_unit_id(sec: Section, link_type: str | None) -> int | None:
     """Modbus unit id: 1..247 on a serial bus (0 is broadcast), 0..255 over TCP."""
     serial = link_type == "serial"
-    shown = "an integer 1..247 on a serial link" if serial else None
-    unit_id = sec.integer("unit_id", lo=0, hi=255, expected=shown)
-    if unit_id is None or not serial or 1 <= unit_id <= 247:
+    low, high = SERIAL_UNIT_IDS
+    shown = f"an integer {low}..{high} on a serial link" if serial else ""
+    unit_id = read_setting(sec, replace(UNIT_ID, hint=shown))
+    if unit_id is None or not serial or low <= unit_id <= high:
         return unit_id
     if unit_id == 0:
         message = (
             "unit id 0 is the broadcast address on a serial bus and no device answers it; "
-            "use the device's own address 1..247"
+            f"use the device's own address {low}..{high}"
         )
     else:
-        message = f"expected an integer 1..247 on a serial link, found {unit_id}"
+        message = f"expected {shown}, found {unit_id}"
     sec.report("unit_id", message)
     return None
 
 
-def wrong_link(link: Link) -> str:
-    """A Modbus device on a text link: say which driver that link is for."""
-    return (f"link '{link.name}' has protocol: text (an instrument's own ASCII protocol); "
-            f"use driver: {TEXT_DRIVER} for this device, or a Modbus protocol on the link")
+def wrong_link(link: Link, speaker: str | None) -> str:
+    """A Modbus device on a link of another protocol: say which driver that link is for
+    (``speaker``, from the registry)."""
+    what = " (an instrument's own ASCII protocol)" if link.protocol.value == "text" else ""
+    use = f"use driver: {speaker} for this device, or " if speaker else "use "
+    return (f"link '{link.name}' has protocol: {link.protocol.value}{what}; {use}a Modbus "
+            "protocol on the link")
 
 
 def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     """Channels and the settings that shape acquisition, profile first, station on top.
     None after an issue (or when no channel is left)."""
-    if entry.section.has("text"):
-        entry.section.report("text", f"text: is only for driver: {TEXT_DRIVER}", at_key=True)
+    for key, owner in entry.owners.items():
+        if entry.section.has(key):
+            entry.section.report(key, f"{key}: is only for driver: {owner}", at_key=True)
     layers = entry.layers
     device = layers.pick("id")
-    # the default of every channel's word_order, declared on Channel
-    order = read_declared(layers.pick("word_order"), Channel, "word_order")
-    enron = layers.pick("enron").flag("enron", False)
+    order = read_declared(layers.pick("word_order"), ModbusSettings, "word_order")
+    enron = read_declared(layers.pick("enron"), ModbusSettings, "enron")
     start = len(device.ck.issues)
     notes = ChannelNotes()
     base: dict[str, Channel] = {}
@@ -88,5 +99,5 @@ def read_settings(entry: DeviceEntry) -> ModbusSettings | None:
     failed = len(device.ck.issues) > start or not channels
     if order is None or enron is None or failed:
         return None
-    return ModbusSettings(channels=channels, limits=limits, trigger=trigger, clock=clock,
-                          stream_channel=stream)
+    return ModbusSettings(channels=channels, word_order=order, enron=enron, limits=limits,
+                          trigger=trigger, clock=clock, stream_channel=stream)

@@ -64,6 +64,22 @@ class DataType(StrEnum):
         return _INTEGER_RANGES.get(self.value)
 
 
+# What manuals and PLC programs call a type (IEC 61131-3, C, vendors' tables), and the
+# type(s) each may be here. Refused with this hint, not accepted: "int" is 16 bits in a
+# PLC manual and 32 in C, "float" is 64 bits in some software, so a silent guess could
+# publish plausible but wrong values; the hint costs one edit at `check`.
+MANUAL_TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "float": ("float32",), "real": ("float32",), "single": ("float32",),
+    "double": ("float64",), "lreal": ("float64",),
+    "int": ("int16", "int32"), "short": ("int16",), "word": ("int16", "uint16"),
+    "uint": ("uint16", "uint32"), "ushort": ("uint16",),
+    "dint": ("int32",), "long": ("int32",), "udint": ("uint32",),
+    "dword": ("uint32",), "lint": ("int64",), "ulint": ("uint64",), "lword": ("uint64",),
+    "bit": ("bool",), "boolean": ("bool",), "bcd": ("bcd16", "bcd32"),
+    "ascii": ("string",), "str": ("string",), "text": ("string",), "char": ("string",),
+}
+
+
 def article(word: str) -> str:
     """ "an int16", "a uint16": messages about types read as sentences."""
     return f"{'an' if word[0] in 'aeio' else 'a'} {word}"
@@ -107,14 +123,16 @@ class StringLayout(StrEnum):
 
 @dataclass(frozen=True)
 class QualityRule:
-    """Quality that a status or alarm condition imposes on channels.
+    """Quality that a status or alarm condition imposes on channels (an item of
+    ``quality_bits`` / ``quality_values``, declared as written there).
 
     ``channels`` empty means every channel of the device except the status channel.
     """
 
-    quality: Quality
-    reason: str
-    channels: tuple[str, ...] = ()
+    quality: Quality = setting("choice", choices={q.value: q for q in Quality})
+    reason: str = setting("text", hint="a reason word such as calibrating, maintenance, "
+                                       "fault, warmup")
+    channels: tuple[str, ...] = setting("custom", (), hint="a list of channel names")
 
 
 @dataclass(frozen=True)
@@ -137,7 +155,8 @@ class Channel:
                                      choices={item.value: item for item in RegisterKind})
     # bool on coils and discrete inputs (config_channels.py)
     data_type: DataType = setting("choice", DataType.UINT16, key="type",
-                                  choices={item.value: item for item in DataType})
+                                  choices={item.value: item for item in DataType},
+                                  other_words=MANUAL_TYPE_WORDS)
     # the device's word_order when the channel has none
     word_order: WordOrder = setting("choice", WordOrder.ABCD,
                                     choices={item.value: item for item in WordOrder})
@@ -182,7 +201,8 @@ class AddressRange:
     ``read.forbidden``, declared as written there (``register`` holding and ``last`` =
     ``first`` when left out: config_acquisition.py, the fields keep their order)."""
 
-    register: RegisterKind = setting("choice", choices={r.value: r for r in RegisterKind})
+    register: RegisterKind = setting("choice", RegisterKind.HOLDING, kw_only=True,
+                                     choices={r.value: r for r in RegisterKind})
     first: int = setting("integer", range=(0, 65535))
     last: int = setting("integer", range=(0, 65535))
 
@@ -252,9 +272,16 @@ class Trigger:
 class ModbusSettings:
     """What a ``driver: modbus`` device reads: its register map and the settings that
     shape acquisition (read limits, a new-result trigger, the instrument's clock, a
-    stream channel). Read by drivers/modbus/reader.py."""
+    stream channel). Read by drivers/modbus/reader.py.
+
+    ``word_order`` and ``enron`` are written on the device and give each channel's
+    defaults (``Channel.word_order``, ``Channel.enron``); they are kept here as written.
+    """
 
     channels: tuple[Channel, ...] = setting("custom", hint="a list of channels")
+    word_order: WordOrder = setting("choice", WordOrder.ABCD,
+                                    choices={item.value: item for item in WordOrder})
+    enron: bool = setting("flag", False)
     limits: ReadLimits = setting("section", key="read", default_factory=ReadLimits)
     trigger: Trigger | None = setting("section", None)
     clock: InstrumentClock | None = setting("section", None)

@@ -47,7 +47,10 @@ def apply_status(readings: Sequence[Reading], channels: Sequence[Channel],
                                              if ch.name != channel.name)
             for name in targets:
                 hits.setdefault(name, []).append(rule)
-    return [_lowered(reading, hits.get(reading.channel, [])) for reading in readings]
+    if not hits:  # nothing flagged (nearly every poll): the readings as they are
+        return list(readings)
+    return [_lowered(reading, hits[reading.channel]) if reading.channel in hits else reading
+            for reading in readings]
 
 
 def _lowered(reading: Reading, rules: list[QualityRule]) -> Reading:

@@ -9,13 +9,18 @@ publish the same value, quality and reason.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from edge_agent_drivers.modbus.protocol.decode import (
+    BlockLayout,
     DecodeError,
+    NumberSlot,
     decode_bit,
     decode_string,
     decode_words,
+    number_slot,
+    shortest_float32,
 )
 from edge_agent_drivers.modbus.settings import Channel, DataType
 
@@ -41,3 +46,71 @@ def judge_words(channel: Channel, words: Sequence[int]) -> Judged:
     except DecodeError as err:
         return Judged(None, Quality.BAD, err.reason)
     return judge_number(channel, raw)
+
+
+class ReadJudge:
+    """Judges every channel of one planned read from the read's answer.
+
+    Built once per planned read (``plan.ReadRequest.judge``): the answer's words are packed
+    to bytes once per poll and its numbers unpacked in a few struct calls
+    (``decode.BlockLayout``), instead of each channel slicing, checking and reassembling
+    its own words (decoding per channel was 16-18 % of the agent's CPU in issue 11's
+    profiles). Values, qualities and reasons are those of ``judge_words``/``judge_bits``:
+    channels without a struct layout (strings, a bit of a register, BCD, a type whose
+    size does not match its words, such as a 16-bit type on an Enron address) go through
+    them, and so does a whole answer that cannot be packed (a word out of 0..65535, a
+    wrong word count), which reports it as it always did.
+    """
+
+    def __init__(self, channels: Sequence[Channel], address: int, count: int, *,
+                 bits: bool, enron: bool) -> None:
+        """A read of ``count`` addresses from ``address`` covering ``channels``: coils or
+        discrete inputs when ``bits``, Enron 32-bit addresses (two words each) when
+        ``enron``."""
+        per_address = 2 if enron else 1
+        words = count * per_address
+        self._bits = bits
+        self._by_channel: list[tuple[Channel, int]] = []  # channel, offset in the answer
+        numbers: list[tuple[Channel, NumberSlot]] = []
+        self._others: list[tuple[Channel, int]] = []
+        for channel in channels:
+            offset = (channel.address - address) * per_address
+            self._by_channel.append((channel, offset))
+            slot = None
+            if not bits and channel.words == channel.data_type.word_count:
+                slot = number_slot(channel.data_type, channel.word_order, offset)
+            if slot is None:
+                self._others.append((channel, offset))
+            else:
+                numbers.append((channel, slot))
+        self._layout = BlockLayout([slot for _, slot in numbers])
+        # (name, channel, float32?) in the order the layout unpacks them
+        self._numbers = [(numbers[i][0].name, numbers[i][0],
+                          numbers[i][0].data_type is DataType.FLOAT32)
+                         for i in self._layout.order]
+        self._big = struct.Struct(f">{words}H")
+        self._little = struct.Struct(f"<{words}H") if self._layout.needs_swapped else None
+
+    def judge(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Judged]]:
+        """(channel name, judged value) for each channel of the read, from its answer."""
+        if self._bits or not self._numbers:
+            return self._one_by_one(data)
+        try:
+            straight = self._big.pack(*data)
+            swapped = self._little.pack(*data) if self._little is not None else b""
+            raws = self._layout.unpack(straight, swapped)
+        except struct.error:
+            return self._one_by_one(data)
+        judged = [(name, judge_number(channel, shortest_float32(raw) if float32 else raw))
+                  for (name, channel, float32), raw in zip(self._numbers, raws, strict=True)]
+        judged += [(channel.name, judge_words(channel, data[offset:offset + channel.words]))
+                   for channel, offset in self._others]  # type: ignore[misc]
+        return judged
+
+    def _one_by_one(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Judged]]:
+        """Each channel from its own slice of the answer (bits; unpackable answers)."""
+        if self._bits:
+            return [(channel.name, judge_bits(channel, data[offset:offset + 1]))
+                    for channel, offset in self._by_channel]
+        return [(channel.name, judge_words(channel, data[offset:offset + channel.words]))
+                for channel, offset in self._by_channel]  # type: ignore[misc]

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from edge_agent_drivers.serialtext.protocol.escapes import EscapeError, to_bytes
 from edge_agent_drivers.serialtext.protocol.settings import (
+    MAX_FIELD,
     Locator,
     RecordFormat,
     StatusField,
@@ -27,7 +28,7 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TimeField,
 )
 
-from edge_agent.config.declare import allowed_keys, read_declared
+from edge_agent.config.declare import allowed_keys, declared, read_declared
 from edge_agent.config.fields import REQUIRED, Section, as_section, join
 from edge_agent.config.limits import MAX_CHANNELS_PER_LIST, count_problem
 from edge_agent.config.value_fields import (
@@ -43,7 +44,6 @@ from edge_agent.model import Quality
 CHANNEL_KEYS = allowed_keys(TextChannel)
 TIME_KEYS = allowed_keys(TimeField)
 STATUS_KEYS = allowed_keys(StatusField)
-MAX_FIELD = 1000
 _OFFSET = re.compile(r"([+-])([0-9]{2}):?([0-9]{2})")
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _FIELD_EXPECTED = f"a field number 1..{MAX_FIELD} (the first field is 1)"
@@ -62,7 +62,7 @@ def read_record_format(block: Section) -> RecordFormat | None:
         block.report("field_count", "field_count is for records cut by a delimiter; a "
                      "pattern says the record's shape itself", at_key=True)
     elif not by_pattern:
-        field_count = block.integer("field_count", None, 1, MAX_FIELD)
+        field_count = read_declared(block, RecordFormat, "field_count")
     accept = _regex(block, "accept")
     reader = _LocatorReader(by_pattern, pattern, field_count)
     channels = _read_channels(block, reader)
@@ -70,11 +70,12 @@ def read_record_format(block: Section) -> RecordFormat | None:
     status = _read_status(block, reader, _written_names(block))
     if len(block.ck.issues) != before or not channels:
         return None
-    return RecordFormat(channels, delimiter, pattern, field_count, accept, time, status)
+    return RecordFormat(channels=channels, delimiter=delimiter, pattern=pattern,
+                        field_count=field_count, accept=accept, time=time, status=status)
 
 
 def _regex(block: Section, key: str) -> re.Pattern[str] | None:
-    text = block.text(key, None, what="a regular expression (in single quotes)")
+    text = block.text(key, None, what=declared(RecordFormat)[key].hint)
     if text is None:
         return None
     try:
@@ -91,8 +92,8 @@ def _read_delimiter(block: Section, by_pattern: bool) -> str | None:
         if block.has("delimiter"):
             block.report("delimiter", "give either delimiter or pattern, not both", at_key=True)
         return None
-    text = block.text("delimiter", what="a delimiter such as ',' or ';' or the word spaces "
-                      "(or a pattern: with named groups instead)")
+    # required unless pattern: is given (a rule across two settings, so written here)
+    text = block.text("delimiter", what=declared(RecordFormat)["delimiter"].hint)
     if text is None or text.lower() == "spaces":
         return None
     try:

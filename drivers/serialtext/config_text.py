@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 
 from edge_agent_drivers.serialtext.config_record import read_record_format
 from edge_agent_drivers.serialtext.protocol.checksums import (
@@ -38,21 +39,27 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TextSettings,
 )
 
-from edge_agent.config.declare import allowed_keys, declared, default_of, read_declared
+from edge_agent.config.declare import (
+    Setting,
+    allowed_keys,
+    declared,
+    default_of,
+    read_declared,
+    read_setting,
+)
 from edge_agent.config.fields import Section, as_section
 from edge_agent.config.yamlsource import ScalarNode
 
-TEXT_DRIVER = "serial-text"
-TEXT_KEYS = ("mode", "request", "frame_request", "framing", "checksum", "accept",
-             "delimiter", "pattern", "field_count", "time", "status", "channels", "example")
-MODBUS_ONLY_KEYS = ("channels", "word_order", "enron", "read", "trigger", "clock",
-                    "stream_channel")
-# framing: and checksum: are declared on Framing and Checksum (protocol/settings.py)
+# text: (its record settings at the same level), framing: and checksum: are declared on
+# TextSettings, RecordFormat, Framing and Checksum (protocol/settings.py)
+TEXT_KEYS = allowed_keys(TextSettings)
 FRAMING_KEYS = allowed_keys(Framing)
 CHECKSUM_KEYS = allowed_keys(Checksum)
-MODES = {mode.value: mode for mode in TextMode}
 TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
-ADDRESS_RANGE = (0, 65535)
+#: A text instrument's own address (unit_id): optional, used only as {address}.
+ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=(
+    "an integer 0..65535 (for serial-text: the instrument's address, used as {address} "
+    "in the request; leave it out when there is none)"))
 # Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
 # (02d, 03d, 02X). Anything else is refused before it is tried: a spec such as
 # '>99999999999' would otherwise ask Python for a string of 100 GB (MemoryError).
@@ -64,24 +71,23 @@ ADDRESS_FORMATS_EXPECTED = ("{address}, or {address:d}, {address:x} or {address:
 
 def read_text_unit_id(sec: Section) -> int | None:
     """A text instrument's address: optional (0 when absent); None after an issue."""
-    if not sec.has("unit_id"):
-        return 0
-    return sec.integer("unit_id", lo=ADDRESS_RANGE[0], hi=ADDRESS_RANGE[1], expected=(
-        "an integer 0..65535 (for serial-text: the instrument's address, used as "
-        "{address} in the request; leave it out when there is none)"))
+    return read_setting(sec, ADDRESS, 0)
 
 
-def read_text_device(sec: Section, holder: Section, unit_id: int | None) -> TextSettings | None:
-    """A serial-text device's settings: its ``text`` block; register settings refused.
+def read_text_device(sec: Section, holder: Section, unit_id: int | None,
+                     owners: Mapping[str, str], kind: str) -> TextSettings | None:
+    """A serial-text device's settings: its ``text`` block; other kinds' settings refused.
     ``holder`` is where ``text:`` is written: the device itself, or its profile (whose
-    issues then name the profile file). ``unit_id`` is what ``read_text_unit_id`` gave.
-    None after an issue."""
+    issues then name the profile file). ``unit_id`` is what ``read_text_unit_id`` gave;
+    ``owners`` maps each other kind's key to that kind, ``kind`` is this kind's name
+    (both from the registry). None after an issue."""
     for layer in {id(sec): sec, id(holder): holder}.values():
-        for key in MODBUS_ONLY_KEYS:
+        for key, owner in owners.items():
             if layer.has(key):
                 why = ("go under text: (they name fields, not registers)" if key == "channels"
-                       else "is a Modbus setting; it does not apply to a text protocol")
-                layer.report(key, f"for driver {TEXT_DRIVER}, {key} {why}", at_key=True)
+                       else f"is a {_title(owner)} setting; it does not apply to a text "
+                            "protocol")
+                layer.report(key, f"for driver {kind}, {key} {why}", at_key=True)
     entry = holder.node.get("text")
     if entry is None:
         holder.missing("text", "the instrument's protocol: a text: block (see "
@@ -93,18 +99,27 @@ def read_text_device(sec: Section, holder: Section, unit_id: int | None) -> Text
     return read_text_settings(block, unit_id if sec.has("unit_id") else None)
 
 
+def _title(kind: str) -> str:
+    """A kind's name as prose writes it: modbus -> Modbus."""
+    return kind.capitalize()
+
+
 def read_text_settings(block: Section, address: int | None) -> TextSettings | None:
     """Every setting of a text block (inline or a profile's top level)."""
     before = len(block.ck.issues)
-    mode = block.choice("mode", MODES, TextMode.REQUEST)
+    mode = read_declared(block, TextSettings, "mode")
     framing = _read_framing(block)
     checksum = _read_checksum(block, framing)
     record = read_record_format(block)
-    request = _read_request(block, mode, address, framing, checksum)
+    framed = read_declared(block, TextSettings, "frame_request")
+    request = _read_request(block, mode, address, framing, checksum, framed)
+    example = _declared_bytes(block, "example", cls=TextSettings)
     if len(block.ck.issues) != before or mode is None or framing is None \
-            or record is None or request is None:
+            or record is None or request is None or framed is None or example is None:
         return None
-    settings = TextSettings(mode, framing, record, request, checksum, address)
+    settings = TextSettings(mode=mode, request=request, frame_request=framed,
+                            framing=framing, checksum=checksum, record=record,
+                            example=example, address=address)
     _check_example(block, settings)
     return settings
 
@@ -112,8 +127,7 @@ def read_text_settings(block: Section, address: int | None) -> TextSettings | No
 def _check_example(block: Section, settings: TextSettings) -> None:
     """``example:``, a telegram copied from the manual, must give a record: a wrong
     checksum, framing or field setting then shows at ``edge-agent check``, not on site."""
-    data = _bytes(block, "example", b"", "a telegram from the manual, e.g. "
-                                          "'<STX>MD01,12.3,A<ETX>39'")
+    data = settings.example
     if not data:
         return
     deframer = Deframer(settings.framing, settings.checksum)
@@ -179,12 +193,13 @@ def _read_framing(block: Section) -> Framing | None:
         if sec.has("terminator"):
             sec.report("terminator", "stx-etx frames end with end: and the checksum; bytes "
                        "after them (such as CR LF) are skipped: remove terminator", at_key=True)
-        start = _declared_bytes(sec, "start", b"\x02")
-        end = _declared_bytes(sec, "end", b"\x03")
+        first, last = kind.markers
+        start = _declared_bytes(sec, "start", first)
+        end = _declared_bytes(sec, "end", last)
         if start is not None and start == end:
             sec.report("end", "the end marker must differ from the start marker")
         # After an issue, defaults stand in so the checksum checks still run.
-        return Framing(kind, start or b"\x02", end or b"\x03", b"", max_bytes or _MAX_BYTES)
+        return Framing(kind, start or first, end or last, b"", max_bytes or _MAX_BYTES)
     if sec.has("end"):
         sec.report("end", "end: is for framing type stx-etx; a line ends with terminator:",
                    at_key=True)
@@ -194,9 +209,8 @@ def _read_framing(block: Section) -> Framing | None:
 
 
 def _default_framing(kind: FramingKind) -> Framing:
-    if kind is FramingKind.STX_ETX:
-        return Framing(kind, b"\x02", b"\x03")
-    return Framing(kind)
+    """``framing: stx-etx`` written as just its type: the type's own markers."""
+    return Framing(kind, *kind.markers)
 
 
 def _read_terminator(sec: Section) -> bytes | None:
@@ -257,7 +271,8 @@ def _check_checksum_fits(sec: Section, checksum: Checksum, framing: Framing) -> 
 
 
 def _read_request(block: Section, mode: TextMode | None, address: int | None,
-                  framing: Framing | None, checksum: Checksum | None) -> bytes | None:
+                  framing: Framing | None, checksum: Checksum | None,
+                  framed: bool | None) -> bytes | None:
     """The exact bytes sent each poll: the request with its address and, with
     ``frame_request``, framed and checksummed like an answer."""
     if mode is TextMode.STREAM:
@@ -266,8 +281,8 @@ def _read_request(block: Section, mode: TextMode | None, address: int | None,
                 block.report(key, f"a stream instrument sends on its own; remove {key} "
                              "(or set mode: request)", at_key=True)
         return b""
-    text = block.text("request", what='the command to send, e.g. "RD<CR>" or "<STX>DA<ETX>"')
-    framed = block.flag("frame_request", False)
+    # required in request mode (a rule across two settings, so written here)
+    text = block.text("request", what=declared(TextSettings)["request"].hint)
     if text is None:
         return None
     formatted = _with_address(block, text, address)

@@ -6,14 +6,20 @@ Called through the registry (edge_agent_drivers.registry) by config/validate_dev
 
 from __future__ import annotations
 
-from edge_agent_drivers.serialtext.config_text import read_text_device, read_text_unit_id
+from edge_agent_drivers.serialtext.config_text import (
+    ADDRESS,
+    read_text_device,
+    read_text_unit_id,
+)
 from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 from edge_agent.config.fields import Section
 from edge_agent.driverkind import DeviceEntry
 
-#: Device-level keys only serial-text devices read.
+#: The kind's name in the registry, and the device-level keys only it reads.
+KIND = "serial-text"
 SERIAL_TEXT_KEYS = ("text",)
+__all__ = ["ADDRESS", "KIND", "SERIAL_TEXT_KEYS", "read_settings", "read_unit_id"]
 
 
 def read_unit_id(sec: Section, link_type: str | None) -> int | None:
@@ -23,4 +29,5 @@ def read_unit_id(sec: Section, link_type: str | None) -> int | None:
 
 def read_settings(entry: DeviceEntry) -> TextSettings | None:
     """The ``text:`` block, written on the device or in its profile."""
-    return read_text_device(entry.section, entry.layers.pick("text"), entry.unit_id)
+    return read_text_device(entry.section, entry.layers.pick("text"), entry.unit_id,
+                            entry.owners, KIND)

@@ -11,7 +11,8 @@ several fields together stay hand-written in the readers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any
 
@@ -24,8 +25,10 @@ _META = "edge_agent.setting"
 # kind's own reader (the escapes belong to the kind).
 # "custom": a value with its own reader (a list, a mapping); declared for its key, hint
 # and default, the schema knows the key only.
+# "inline": a dataclass whose settings are written at this field's level, not under a
+# key of their own (a text block's record settings: ``of`` names the dataclass).
 KINDS = ("integer", "number", "flag", "text", "choice", "path", "secret", "section",
-         "limit", "bytes", "custom")
+         "limit", "bytes", "custom", "inline")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ class Setting:
     password_file). ``lo``/``hi``: inclusive range (``above``: ``lo`` exclusive).
     ``choices``: accepted words (case-insensitive) and the value each gives. ``hint``:
     what is expected, as messages say it, when the range text is not enough. ``null_ok``:
-    null is accepted as "not set" (the reader then applies the default).
+    null is accepted as "not set" (the reader then applies the default). ``layered``: a
+    device's profile may give it. ``other_words``: what manuals call a choice (``real``
+    for float32), answered "did you mean 'float32'?" rather than accepted, because the
+    same word means different widths in different manuals.
     """
 
     keys: tuple[str, ...]
@@ -47,6 +53,10 @@ class Setting:
     choices: Mapping[str, object] | None = None
     hint: str = ""
     null_ok: bool = False  # null is taken as "not set" although the default is not None
+    of: type | None = None  # kind "inline": the dataclass whose keys are written here
+    layered: bool = False  # a profile may give it; the station's device overrides it
+    # a choice's other names (a manual's words), refused with what they may mean
+    other_words: Mapping[str, tuple[str, ...]] | None = None
 
     @property
     def key(self) -> str:
@@ -77,17 +87,28 @@ def setting(
     hint: str = "",
     default_factory: Any = MISSING,
     null_ok: bool = False,
+    of: type | None = None,
+    layered: bool = False,
+    other_words: Mapping[str, tuple[str, ...]] | None = None,
+    kw_only: bool = False,
 ) -> Any:
     """A dataclass field declared as a station-file setting (see ``Setting``); the key
-    defaults to the field's name (filled in by ``declared``)."""
+    defaults to the field's name (filled in by ``declared``). ``kw_only``: a default
+    that stands before required fields (the keys keep the fields' order)."""
     if kind not in KINDS:
         raise ValueError(f"unknown setting kind {kind!r}")
+    if (kind == "inline") != (of is not None):
+        raise ValueError("an inline setting, and only one, names its dataclass (of=...)")
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     lo, hi = range if range is not None else (None, None)
-    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok)
+    meta = Setting(keys, kind, lo, hi, above, choices, hint, null_ok, of, layered,
+                   other_words)
+    # kw_only=False would override a class's own kw_only=True: pass it only when asked
+    extra: dict[str, Any] = {"kw_only": True} if kw_only else {}
     if default_factory is not MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata={_META: meta})
-    return dataclasses.field(default=default, metadata={_META: meta})
+        return dataclasses.field(default_factory=default_factory, metadata={_META: meta},
+                                 **extra)
+    return dataclasses.field(default=default, metadata={_META: meta}, **extra)
 
 
 def declared(cls: type) -> dict[str, Setting]:
@@ -95,14 +116,59 @@ def declared(cls: type) -> dict[str, Setting]:
     found: dict[str, Setting] = {}
     for item in dataclasses.fields(cls):
         meta = item.metadata.get(_META)
-        if meta is not None:
+        if meta is not None and meta.kind == "inline":
+            found[item.name] = dataclasses.replace(meta, keys=allowed_keys(meta.of))
+        elif meta is not None:
             found[item.name] = meta if meta.keys else dataclasses.replace(meta, keys=(item.name,))
     return found
 
 
 def allowed_keys(cls: type) -> tuple[str, ...]:
-    """Every YAML key of the section ``cls`` is read from, in the documented order."""
+    """Every YAML key of the section ``cls`` is read from, in the documented order (an
+    inline field's keys where the field stands)."""
     return tuple(key for meta in declared(cls).values() for key in meta.keys)
+
+
+def section_type(cls: type, name: str) -> type | None:
+    """The declared dataclass field ``name`` of ``cls`` holds, found in its type hint
+    (``Trigger | None`` -> Trigger, ``tuple[Channel, ...]`` -> Channel); None when it
+    holds none."""
+    found = _declared_in(typing.get_type_hints(cls)[name])
+    return next(found, None)
+
+
+def _declared_in(hint: Any) -> Iterator[type]:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if declared(hint):
+            yield hint
+        return
+    for argument in typing.get_args(hint):
+        yield from _declared_in(argument)
+
+
+def sections(*roots: type) -> tuple[type, ...]:
+    """``roots`` and every declared dataclass reachable from them through their
+    declared fields (a section, a list of items, an inline part), each once, in the
+    order met: what the readers, the JSON Schema and the tests walk."""
+    seen: dict[type, None] = {}
+
+    def visit(cls: type) -> None:
+        if cls in seen:
+            return
+        seen[cls] = None
+        for name in declared(cls):
+            inner = section_type(cls, name)
+            if inner is not None:
+                visit(inner)
+
+    for root in roots:
+        visit(root)
+    return tuple(seen)
+
+
+def layered_keys(cls: type) -> tuple[str, ...]:
+    """The keys of ``cls`` that a profile may give too (declared ``layered``)."""
+    return tuple(key for meta in declared(cls).values() if meta.layered for key in meta.keys)
 
 
 def default_of(cls: type, name: str) -> Any:
@@ -129,6 +195,15 @@ def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
         meta = dataclasses.replace(meta, keys=(key,))
     if default is MISSING:
         default = default_of(cls, name)
+    try:
+        return read_setting(sec, meta, default)
+    except ValueError:
+        raise ValueError(f"{cls.__name__}.{name} ({meta.kind}) has its own reader") from None
+
+
+def read_setting(sec: Section, meta: Setting, default: Any = MISSING) -> Any:
+    """The value of one declared setting from ``sec`` (``read_declared`` without a
+    dataclass: a setting whose range belongs to a kind, e.g. a Modbus unit id)."""
     if default is MISSING:
         default = REQUIRED
     key = meta.key
@@ -141,10 +216,10 @@ def read_declared(sec: Section, cls: type, name: str, default: Any = MISSING, *,
     if meta.kind == "flag":
         return sec.flag(key, default)
     if meta.kind == "choice":
-        return sec.choice(key, meta.choices or {}, default, meta.hint)
+        return sec.choice(key, meta.choices or {}, default, meta.hint, meta.other_words)
     if meta.kind == "text":
         return sec.text(key, default, what=meta.hint or "text")
-    raise ValueError(f"{cls.__name__}.{name} ({meta.kind}) has its own reader")
+    raise ValueError(f"a {meta.kind} setting has its own reader")
 
 
 def filled(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:

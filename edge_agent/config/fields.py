@@ -74,11 +74,26 @@ def found(node: Node) -> str:
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for a close match of a misspelt name, else ''."""
-    options = list(choices)
-    lowered = {choice.lower(): choice for choice in options}
-    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" (did you mean '{lowered[match[0]]}'?)" if match else ""
+    """`` (did you mean 'x'?)`` for a close match of a misspelt name, else ''. Every
+    choice as close as the closest is offered: a swapped pair in a word order (CDBA)
+    is as near to CDAB as to DCBA, and picking one would be a guess."""
+    lowered = {choice.lower(): choice for choice in choices}
+    scores = {choice: _similarity(word.lower(), low) for low, choice in lowered.items()}
+    best = max(scores.values(), default=0.0)
+    if best < 0.6:
+        return ""
+    return did_you_mean(tuple(choice for choice, score in scores.items() if score == best))
+
+
+def did_you_mean(words: Iterable[str]) -> str:
+    """`` (did you mean 'a' or 'b'?)``: the hint appended to a message."""
+    quoted = [f"'{word}'" for word in words]
+    return f" (did you mean {one_of(quoted)}?)"
+
+
+def _similarity(word: str, choice: str) -> float:
+    # as difflib.get_close_matches rates them
+    return difflib.SequenceMatcher(None, word, choice).ratio()
 
 
 def one_of(names: Iterable[str]) -> str:
@@ -232,14 +247,19 @@ class Section:
         return self.get(key, default, "true or false", _flag)
 
     def choice(
-        self, key: str, options: Mapping[str, T], default: object = REQUIRED, shown: str = ""
+        self, key: str, options: Mapping[str, T], default: object = REQUIRED, shown: str = "",
+        hints: Mapping[str, tuple[str, ...]] | None = None,
     ) -> T | None:
-        """One of ``options`` (keys matched case-insensitively, as written for numbers)."""
+        """One of ``options`` (keys matched case-insensitively, as written for numbers).
+        ``hints``: other words for the same thing (lower case, e.g. a manual's ``real``),
+        refused with the option(s) they may mean, never taken as a guess."""
         names = {name.lower(): value for name, value in options.items()}
         shown = shown or one_of(options)
 
         def convert(node: ScalarNode) -> T:
             if isinstance(node.value, bool) or node.text.lower() not in names:
+                if hints and node.text.lower() in hints:
+                    raise Mismatch(did_you_mean(hints[node.text.lower()]))
                 raise Mismatch(suggest(node.text, options) if node.text else "")
             return names[node.text.lower()]
 

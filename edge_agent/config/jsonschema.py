@@ -3,13 +3,13 @@
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
 station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries, a text block's framing, checksum, channels, time and
-status, a Modbus channel, read, trigger and clock)
-give types, ranges, choices, defaults and descriptions; the parts still read from
-hand-kept key tuples (the rest of each driver kind's keys from drivers/registry.py,
-profiles) give their allowed keys only. The loader stays the judge: the schema
-may accept what ``check`` refuses (cross-field rules, files that must exist), never the
-other way round for the files the project ships (tests/test_station_schema.py).
+keys, timeout_ms and retries, a text block with its framing, checksum, channels, time
+and status, a Modbus device with its channels, read, trigger and clock, a profile's own
+keys) give types, ranges, choices, defaults and descriptions; keys a kind registers
+without declaring them (drivers/registry.py: a new kind's) are accepted as written.
+The loader stays the judge: the schema may accept what ``check`` refuses (cross-field
+rules, files that must exist), never the other way round for the files the project
+ships (tests/test_station_schema.py).
 
 It is JSON Schema draft-07, the draft the YAML language server supports fully (2019-09
 and 2020-12 only in part).
@@ -31,41 +31,61 @@ from edge_agent_drivers.modbus import config_channels
 from edge_agent_drivers.modbus.settings import (
     AddressRange,
     Channel,
-    InstrumentClock,
     ModbusSettings,
+    QualityRule,
     ReadLimits,
-    Trigger,
 )
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
-from edge_agent_drivers.serialtext import config_text
 from edge_agent_drivers.serialtext.protocol.settings import (
     Checksum,
     Framing,
     StatusField,
     TextChannel,
-    TimeField,
+    TextSettings,
 )
 
-from edge_agent.config.declare import Setting, allowed_keys, declared, default_of
+from edge_agent.config.declare import (
+    Setting,
+    allowed_keys,
+    declared,
+    default_of,
+    section_type,
+    sections,
+)
 from edge_agent.config.loader import TOP_KEYS
-from edge_agent.config.profiles import PROFILE_INFO_KEYS
+from edge_agent.config.profiles import PROFILE_INFO_KEYS, ProfileInfo
 from edge_agent.config.schema import (
     Device,
     DevicePolling,
     HealthConfig,
     MqttConfig,
     PollingPolicy,
-    Retention,
     SerialLink,
     StationConfig,
     StoreConfig,
     TcpLink,
     TlsConfig,
-    Topics,
 )
+from edge_agent.config.value_fields import ValidRangeSetting
+from edge_agent.driverkind import DriverKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "station-v1.schema.json"
 SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
+
+# Where the station file's declarations start: each top-level section, a link, a
+# device with its polling and each registered kind's settings, a profile's own keys.
+# Every other declared section is reached from these (declare.sections).
+def roots() -> tuple[type, ...]:
+    """The declared classes the schema starts from (kinds from the registry)."""
+    kinds = tuple(kind.settings_type for kind in KINDS.values() if declared(kind.settings_type))
+    return (StationConfig, TcpLink, SerialLink, Device, DevicePolling, *kinds, PollingPolicy,
+            StoreConfig, MqttConfig, HealthConfig, ProfileInfo)
+
+
+def declared_sections() -> tuple[type, ...]:
+    """Every declared section of a station or profile file, each once."""
+    return sections(*roots())
+
 
 _TEXT = {"type": ["string", "number"]}  # a plain number is taken as written: id: 0042
 _ANY: dict[str, Any] = {}
@@ -82,6 +102,11 @@ def _plain(value: Any) -> Any:
 
 def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
     """One declared field: its type, range, choices, default and hint."""
+    return setting_schema(meta, default_of(cls, name))
+
+
+def setting_schema(meta: Setting, default: Any = MISSING) -> dict[str, Any]:
+    """One declared setting, with its default (MISSING: required or none)."""
     kind = meta.kind
     schema: dict[str, Any]
     if kind in ("integer", "number"):
@@ -106,7 +131,6 @@ def _field_schema(cls: type, name: str, meta: Setting) -> dict[str, Any]:
             schema["maximum"] = meta.hi
     else:  # a section: filled in by the caller
         schema = {}
-    default = default_of(cls, name)
     if (default is None or meta.null_ok) and "type" in schema:  # null: not set, as the default
         schema["type"] = [*_types(schema["type"]), "null"]
     if default is not MISSING and kind not in ("section", "secret", "bytes", "custom") \
@@ -132,12 +156,21 @@ def _is_number(word: str) -> bool:
 def declared_section(cls: type, nested: dict[str, dict[str, Any]] | None = None
                      ) -> dict[str, Any]:
     """An object schema from the declarations of ``cls``; ``nested`` gives the schema of
-    its section-kind fields."""
+    fields by name where the declarations do not say it all (a list of items, a section
+    also written as one word); other sections are walked into, and the fields of an
+    inline dataclass stand at its place."""
+    nested = nested or {}
     properties: dict[str, Any] = {}
     for name, meta in declared(cls).items():
+        if meta.kind == "inline" and meta.of is not None:
+            properties.update(declared_section(meta.of, nested)["properties"])
+            continue
         for key in meta.keys:
-            if meta.kind == "section":
-                properties[key] = (nested or {}).get(name, _ANY)
+            if name in nested:
+                properties[key] = nested[name]
+            elif meta.kind == "section":
+                inner = section_type(cls, name)
+                properties[key] = declared_section(inner) if inner is not None else _ANY
             else:
                 properties[key] = _field_schema(cls, name, meta)
     # an empty section (null) is read as absent: every default
@@ -159,30 +192,35 @@ def _items(schema: dict[str, Any]) -> dict[str, Any]:
 def _modbus_parts() -> dict[str, Any]:
     read = declared_section(ReadLimits)
     read["properties"]["forbidden"] = _items(declared_section(AddressRange))
-    parts = declared_section(ModbusSettings, {
-        "limits": read, "trigger": declared_section(Trigger),
-        "clock": declared_section(InstrumentClock)})["properties"]
-    parts["channels"] = _items(keys_only(config_channels.CHANNEL_KEYS,
-                                         **declared_section(Channel)["properties"]))
-    parts["word_order"] = declared_section(Channel)["properties"]["word_order"]
-    parts["enron"] = {"type": "boolean", "default": False,
-                      "description": "Daniel/Enron 32-bit register ranges"}
+    parts = declared_section(ModbusSettings, {"limits": read})["properties"]
+    rules = {"type": "object", "additionalProperties": declared_section(QualityRule),
+             "description": "bit number or value: {quality, reason, channels}"}
+    channel = declared_section(Channel, {"quality_bits": rules, "quality_values": rules,
+                                         "valid_range": _valid_range()})
+    parts["channels"] = _items(keys_only(
+        config_channels.CHANNEL_KEYS, **channel["properties"],
+        number=setting_schema(config_channels.NUMBER),
+        enabled=setting_schema(config_channels.ENABLED, True)))
     return parts
 
 
+def _valid_range() -> dict[str, Any]:
+    schema = declared_section(ValidRangeSetting)
+    schema["description"] = "{min, max, quality} in engineering units"
+    return schema
+
+
 def _text_parts() -> dict[str, Any]:
-    text = keys_only(
-        config_text.TEXT_KEYS,
-        framing={"anyOf": [_field_schema(Framing, "kind", declared(Framing)["kind"]),
-                           declared_section(Framing)]},
-        checksum={"anyOf": [{"type": "null"},
-                            _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
-                            declared_section(Checksum)]},
-        time=declared_section(TimeField),
-        status={"anyOf": [declared_section(StatusField),
-                          _items(declared_section(StatusField))]},
-        channels=_items(declared_section(TextChannel)),
-    )
+    text = declared_section(TextSettings, {
+        "framing": {"anyOf": [_field_schema(Framing, "kind", declared(Framing)["kind"]),
+                              declared_section(Framing)]},
+        "checksum": {"anyOf": [{"type": "null"},
+                               _field_schema(Checksum, "kind", declared(Checksum)["kind"]),
+                               declared_section(Checksum)]},
+        "status": {"anyOf": [declared_section(StatusField),
+                             _items(declared_section(StatusField))]},
+        "channels": _items(declared_section(TextChannel, {"valid_range": _valid_range()})),
+    })
     return {"text": text}
 
 
@@ -201,10 +239,14 @@ def _common() -> dict[str, Any]:
     return common
 
 
-def _device(keys: tuple[str, ...]) -> dict[str, Any]:
+def _device(keys: tuple[str, ...], kind: DriverKind | None = None) -> dict[str, Any]:
+    """A device entry of ``kind`` (None: of any kind) with ``keys``; the kind's own
+    declaration of unit_id replaces the common one."""
     parts = _kind_parts()
     known = {key: parts[key] for key in keys if key in parts}
     known.update(_common())
+    if kind is not None and kind.unit_id is not None:
+        known["unit_id"] = setting_schema(kind.unit_id)
     known.update(declared_section(DevicePolling)["properties"])
     return keys_only(keys, **known)
 
@@ -220,7 +262,8 @@ def device_schema() -> dict[str, Any]:
         {"if": {"not": {"required": ["driver"]}},
          "then": {"$ref": "#/definitions/device-any"}}, *branches]}, {
         "device-any": _device((*common, *kind_keys())),
-        **{f"device-{name}": _device((*common, *kind.keys)) for name, kind in KINDS.items()},
+        **{f"device-{name}": _device((*common, *kind.keys), kind)
+           for name, kind in KINDS.items()},
     }
 
 
@@ -239,15 +282,29 @@ def _link() -> dict[str, Any]:
         "then": link(SerialLink, "serial"), "else": link(TcpLink, "tcp")}
 
 
+def _health() -> dict[str, Any]:
+    health = declared_section(HealthConfig)
+    health["properties"]["token"] = {"not": {}, "description": "not allowed: use "
+                                     "token_env or token_file"}
+    return health
+
+
 def station_schema() -> dict[str, Any]:
     """The whole schema: a station file, and under ``definitions.profile`` a profile file."""
     device, device_defs = device_schema()
     tls = declared_section(TlsConfig)
     mqtt = declared_section(MqttConfig, {
-        "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]},
-        "topics": declared_section(Topics)})
-    mqtt["required"] = ["host"]
-    mqtt["type"] = "object"  # mqtt: needs at least host
+        "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]}})
+    mqtt["anyOf"] = [{"required": ["host"]}, {"required": ["brokers"]}]
+    mqtt["type"] = "object"  # mqtt: needs at least host, or brokers
+    address = {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[^\s/\[\]@:]+)(:[0-9]+)?$"}
+    mqtt["properties"]["brokers"] = {
+        "type": "array", "minItems": 1, "uniqueItems": True,
+        "description": mqtt["properties"]["brokers"]["description"],
+        "items": {"anyOf": [address, {
+            "type": "object", "required": ["host"], "additionalProperties": False,
+            "properties": {"host": mqtt["properties"]["host"],
+                           "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}]}}
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
     sections = {
@@ -255,13 +312,13 @@ def station_schema() -> dict[str, Any]:
         "links": {"type": "object", "additionalProperties": _link(), "minProperties": 1},
         "devices": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/device"}},
         "polling": declared_section(PollingPolicy),
-        "store": declared_section(StoreConfig, {"retention": declared_section(Retention)}),
+        "store": declared_section(StoreConfig),
         "mqtt": mqtt,
-        "health": {"anyOf": [{"type": "boolean"}, declared_section(HealthConfig)]},
+        "health": {"anyOf": [{"type": "boolean"}, _health()]},
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
-        **_kind_parts(), **{key: schema for key, schema in _common().items()
-                            if key in ("driver", "interval_s")}})
+        **_kind_parts(), **declared_section(ProfileInfo)["properties"],
+        **{key: schema for key, schema in _common().items() if key in PROFILE_INFO_KEYS}})
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,

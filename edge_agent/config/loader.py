@@ -121,7 +121,7 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
         mqtt=mqtt,  # type: ignore[arg-type]
         polling=_read_polling(top),
         source=Path(path),
-        health=read_health(top),
+        health=read_health(top, env, places.secrets_dir),
     )
     if for_agent:
         check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))

@@ -20,13 +20,27 @@ from pathlib import Path
 
 from edge_agent_drivers.registry import kind_keys
 
+from edge_agent.config.declare import allowed_keys, layered_keys, setting
 from edge_agent.config.errors import ConfigIssue
 from edge_agent.config.fields import Checker, Section, suggest
+from edge_agent.config.schema import Device
 from edge_agent.config.yamlsource import MapNode, ScalarNode, read_yaml_file
 
-#: What a profile may write besides the keys of the driver kinds (registry.kind_keys).
-PROFILE_INFO_KEYS = ("profile", "description", "manufacturer", "model", "interval_s",
-                     "driver")
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """What a profile file says about itself, declared as written there; it names the
+    profile and informs the reader, the loader checks nothing else in it."""
+
+    profile: str = setting("text", hint="the profile's name, e.g. generic-gc")
+    description: str = setting("text", "", hint="what the profile is for")
+    manufacturer: str = setting("text", "", hint="the instrument's manufacturer")
+    model: str = setting("text", "", hint="the instrument's model")
+
+
+#: What a profile may write besides the keys of the driver kinds (registry.kind_keys):
+#: its own (ProfileInfo) and the device settings declared ``layered`` on Device.
+PROFILE_INFO_KEYS = (*allowed_keys(ProfileInfo), *layered_keys(Device))
 
 
 def profile_keys() -> tuple[str, ...]:

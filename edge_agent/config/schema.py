@@ -136,9 +136,10 @@ class Device:
     link: str = setting("text", hint="the name of a link under links:")
     # its range depends on the driver kind, which reads it (DriverKind.read_unit_id)
     unit_id: int = setting("integer", hint="the device's address on its link")
-    interval_s: float = setting("number", range=INTERVAL_S)
+    # interval_s and driver may come from the device's profile (config/profiles.py)
+    interval_s: float = setting("number", range=INTERVAL_S, layered=True)
     settings: ModbusSettings | TextSettings
-    driver: str = setting("choice", "modbus")  # the message lists the registered kinds
+    driver: str = setting("choice", "modbus", layered=True)  # the message lists the kinds
     profile: str | None = setting("text", None,
                                   hint="a profile name such as generic-gc, or a file")
     polling: DevicePolling = field(default_factory=DevicePolling)
@@ -212,11 +213,34 @@ class Topics:
 
 
 @dataclass(frozen=True)
+class BrokerAddress:
+    """One broker node the MQTT uplink may connect to (an item of ``mqtt.brokers``)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        """``host:port``, an IPv6 address in brackets, as ``brokers:`` items are written."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+BROKERS_HINT = ("a list of broker addresses such as [broker-1:1883, broker-2:1883], or of "
+                "'{host: broker-1, port: 1883}' items")
+
+
+@dataclass(frozen=True)
 class MqttConfig:
-    """Broker connection and forwarding limits."""
+    """Broker connection and forwarding limits.
+
+    ``host``/``port`` name one broker; ``brokers`` several (the nodes of a cluster, or a
+    primary and a standby), tried in turn (forward/brokers.py). With ``brokers``,
+    ``host``/``port`` hold its first address, so both forms read the same downstream;
+    ``addresses`` is what the forwarder connects to.
+    """
 
     host: str = setting("text", hint="the broker's host name or IP address")
     port: int = setting("integer", 1883, range=(1, 65535))  # 8883 with tls (read_mqtt)
+    brokers: tuple[BrokerAddress, ...] = setting("custom", (), hint=BROKERS_HINT)
     # "": edge-agent-STATION (read_mqtt); null as not set, so a template can leave it empty
     client_id: str = setting("text", "", hint="the client id", null_ok=True)
     protocol: MqttProtocol = setting("choice", MqttProtocol.V311, hint="3.1.1 or 5",
@@ -236,6 +260,11 @@ class MqttConfig:
     reconnect_max_s: float = setting("number", 60.0, range=RECONNECT_MAX_S)
     shutdown_grace_s: float = setting("number", 5.0, range=(0, 300))
 
+    @property
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        """The broker nodes in the order they are tried: ``brokers``, or host and port."""
+        return self.brokers or (BrokerAddress(self.host, self.port),)
+
 
 @dataclass(frozen=True)
 class HealthConfig:
@@ -248,6 +277,10 @@ class HealthConfig:
         "interface), ::1, or localhost"))
     port: int = setting("integer", 9108, range=(0, 65535),
                         hint="an integer 1..65535 (or 0: any free port)")
+    # Required (for everything but /healthz) when host is not this PC's loopback.
+    token: Secret | None = setting("secret", None, key=("token_env", "token_file"), hint=(
+        "the NAME of an environment variable holding the token (token_env), or the path "
+        "of a file holding it (token_file)"))
 
 
 @dataclass(frozen=True)

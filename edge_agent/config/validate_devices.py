@@ -24,7 +24,7 @@ from edge_agent.config.limits import (
 )
 from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import Profile, ProfileLibrary
-from edge_agent.config.schema import Device
+from edge_agent.config.schema import Device, Link
 from edge_agent.config.text_links import SharedTextLinks, check_text_link_sharing
 from edge_agent.config.validate_links import LinkTable
 from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
@@ -92,11 +92,13 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     driver = read_declared(layers.pick("driver"), Device, "driver",
                            choices={name: name for name in KINDS})
     link_settings = links.links.get(link or "")
-    if problem := kind_of.link_problem(link_settings):
+    if problem := kind_of.link_problem(link_settings, _speaker(link_settings)):
         sec.report("link", problem)
+    owners = _owners(kind_of)
     if not kind_of.refuses_other_keys:
-        _refuse_other_keys(layers, kind_of)
-    settings = kind_of.read_settings(DeviceEntry(sec, layers, link_settings, unit_id))
+        _refuse_other_keys(layers, kind_of, owners)
+    settings = kind_of.read_settings(DeviceEntry(sec, layers, link_settings, unit_id,
+                                                 owners))
     if settings is not None and not isinstance(settings, kind_of.settings_type):
         raise TypeError(f"driver kind {kind_of.name}: its reader returned "
                         f"{type(settings).__name__}, not {kind_of.settings_type.__name__}")
@@ -122,13 +124,26 @@ def _kind(sec: Section) -> DriverKind:
     return KINDS.get(named, KINDS[DEFAULT_KIND])
 
 
-def _refuse_other_keys(layers: Layers, kind_of: DriverKind) -> None:
-    """Keys that only other kinds read are refused, never ignored (station and profile)."""
+def _speaker(link: Link | None) -> str | None:
+    """The first registered kind that speaks ``link``'s protocol (None: none does)."""
+    if link is None:
+        return None
+    return next((kind.name for kind in KINDS.values() if link.protocol in kind.link_protocols),
+                None)
+
+
+def _owners(kind_of: DriverKind) -> dict[str, str]:
+    """Each device-level key of another kind (and not of ``kind_of``) -> that kind."""
     owners: dict[str, str] = {}
     for other in KINDS.values():
         for key in other.keys:
             if key not in kind_of.keys:
                 owners.setdefault(key, other.name)
+    return owners
+
+
+def _refuse_other_keys(layers: Layers, kind_of: DriverKind, owners: dict[str, str]) -> None:
+    """Keys that only other kinds read are refused, never ignored (station and profile)."""
     for layer in {id(one): one for one in (layers.device, layers.profile)
                   if one is not None}.values():
         for key, owner in owners.items():

@@ -30,11 +30,11 @@ from edge_agent.config.names import (
     template_text_problem,
 )
 from edge_agent.config.schema import MqttConfig, Secret, TlsConfig, Topics
+from edge_agent.config.validate_brokers import TLS_PORT, read_brokers
 from edge_agent.config.validate_links import check_host
 from edge_agent.config.yamlsource import MapNode, ScalarNode
 
 MQTT_KEYS = allowed_keys(MqttConfig)
-TLS_PORT = 8883  # the default port when tls is on; MqttConfig declares the plain one
 _PLACEHOLDERS = {"data": ("station", "device"), "gap": ("station", "device"),
                  "status": ("station",)}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -54,6 +54,9 @@ QOS_WHY = (
     "never sends; QoS 2 adds a round trip for nothing, since every message carries an id "
     "the platform de-duplicates by"
 )
+# Where scripts/install and the .deb put the service's secrets (EnvironmentFile= of
+# systemd/edge-agent.service; docs/install.md).
+SECRETS_FILE = "/etc/edge-agent/edge-agent.env"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -63,26 +66,32 @@ def read_mqtt(
     """The broker settings; ``base`` is where relative TLS and password files are."""
     entry = top.node.get("mqtt")
     if entry is None:
-        top.missing("mqtt", "the broker settings, at least 'host'")
+        top.missing("mqtt", "the broker settings, at least 'host' (or 'brokers')")
         return None
     sec = as_section(ck, entry.value, "mqtt", entry.line, MQTT_KEYS, {"password": PLAIN_PASSWORD})
     if sec is None:
         return None
-    host = read_declared(sec, MqttConfig, "host")
-    if host is not None:
-        check_host(sec, host)
     tls = _read_tls(sec, base)
+    brokers = read_brokers(sec, tls is not None)
+    if sec.has("brokers"):  # brokers replaces host and port (read_brokers says so)
+        first = brokers[0] if brokers else None
+        host, port = (first.host, first.port) if first else ("", None)
+    else:
+        host = read_declared(sec, MqttConfig, "host")
+        if host is not None:
+            check_host(sec, host)
+        port = read_declared(sec, MqttConfig, "port", TLS_PORT if tls else MISSING)
     username = _printable(sec, "username", "the username")
     reconnect_min_s, reconnect_max_s = _read_reconnect(sec)
     password = _read_password(sec, username, env, base)
-    if password is not None and tls is None and host is not None:
-        _warn_plain_password(sec, host)
-    port = read_declared(sec, MqttConfig, "port", TLS_PORT if tls else MISSING)
+    if password is not None and tls is None and host:
+        _warn_plain_password(sec, [a.host for a in brokers] if brokers else [host])
     client_id = _printable(sec, "client_id", "the client id") or f"edge-agent-{station_id}"
     values = {name: read_declared(sec, MqttConfig, name) for name in _PLAIN}
     return MqttConfig(**filled(MqttConfig, {
         "host": host or "",
         "port": port,
+        "brokers": brokers,
         "client_id": client_id,
         "protocol": read_declared(sec, MqttConfig, "protocol"),
         "username": username,
@@ -158,8 +167,10 @@ def _password_from_env(sec: Section, name: str, env: Mapping[str, str]) -> str |
     if value is None:
         sec.report(
             "password_env",
-            f"environment variable '{name}' is not set; set it where the agent starts "
-            "(systemd: Environment= or EnvironmentFile= in the service)",
+            f"environment variable '{name}' is not set; the service reads it from the "
+            f"secrets file the installer creates, {SECRETS_FILE}: add the line "
+            f"{name}=<password> there (sudoedit {SECRETS_FILE}); elsewhere, set it where "
+            "the agent starts",
         )
     elif not value:
         sec.report("password_env", f"environment variable '{name}' is set but empty")
@@ -236,13 +247,14 @@ def _read_insecure(tls: Section) -> bool:
     return insecure
 
 
-def _warn_plain_password(sec: Section, host: str) -> None:
+def _warn_plain_password(sec: Section, hosts: list[str]) -> None:
     """A password in clear text is only safe on this PC's own loopback."""
-    if host.lower() in LOOPBACK_HOSTS:
+    remote = [host for host in hosts if host.lower() not in LOOPBACK_HOSTS]
+    if not remote:
         return
     key = "password_env" if sec.has("password_env") else "password_file"
-    sec.warn(key, f"the password is sent unencrypted to {host} (plain MQTT, no tls): "
-             "anyone on the network path can read it; turn on tls")
+    sec.warn(key, f"the password is sent unencrypted to {', '.join(remote)} (plain MQTT, "
+             "no tls): anyone on the network path can read it; turn on tls")
 
 
 def _pem_file(sec: Section, key: str, base: Path) -> Path | None:

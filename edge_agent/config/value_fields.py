@@ -8,8 +8,11 @@ same and is refused with the same message whatever the instrument speaks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from edge_agent_drivers.modbus.settings import DataType, article
 
+from edge_agent.config.declare import allowed_keys, default_of, read_declared, setting
 from edge_agent.config.fields import Section, found
 from edge_agent.config.names import LABEL_MAX, UNIT_MAX, label_problem
 from edge_agent.config.yamlsource import SeqNode
@@ -17,6 +20,20 @@ from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
 RANGE_QUALITIES = {"SUSPECT": Quality.SUSPECT, "BAD": Quality.BAD}
+
+
+@dataclass(frozen=True)
+class ValidRangeSetting:
+    """``valid_range`` as written in a station file: its keys, their kinds and the
+    default quality, declared once. The pipeline's own type (``ValidRange`` in
+    edge_agent/values.py) sits below the config package and knows nothing of YAML."""
+
+    low: float | None = setting("number", None, key="min",
+                                hint="the lowest plausible value, in engineering units")
+    high: float | None = setting("number", None, key="max",
+                                 hint="the highest plausible value, in engineering units")
+    quality: Quality = setting("choice", default_of(ValidRange, "quality"),
+                               choices=RANGE_QUALITIES)
 
 
 def read_channel_name(sec: Section, example: str = "benzene") -> str | None:
@@ -39,17 +56,18 @@ def read_unit(sec: Section, default: str) -> str | None:
 
 def read_valid_range(sec: Section, default: ValidRange | None) -> ValidRange | None:
     """``valid_range: {min, max, quality}``, in engineering units (after scaling)."""
-    rng = sec.section("valid_range", ("min", "max", "quality"))
+    rng = sec.section("valid_range", allowed_keys(ValidRangeSetting))
     if rng is None:
         return default
-    low = rng.number("min", None)
-    high = rng.number("max", None)
-    quality = rng.choice("quality", RANGE_QUALITIES, Quality.BAD)
+    low = read_declared(rng, ValidRangeSetting, "low")
+    high = read_declared(rng, ValidRangeSetting, "high")
+    quality = read_declared(rng, ValidRangeSetting, "quality")
+    # cross-field rules: at least one bound, and the bounds in order
     if low is None and high is None and not rng.has("min") and not rng.has("max"):
         sec.report("valid_range", "expected min, max or both")
     elif low is not None and high is not None and low > high:
         rng.report("min", f"min {low:g} is above max {high:g}")
-    return ValidRange(low, high, quality or Quality.BAD)
+    return ValidRange(low, high, quality or default_of(ValidRangeSetting, "quality"))
 
 
 def read_sentinels(sec: Section, data_type: DataType | None,

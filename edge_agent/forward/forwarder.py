@@ -31,6 +31,10 @@ Guarantees (reliability contract items 2-4):
   as a gap event with the reason ``unpublishable`` (forward/poison.py).
 * Reconnects back off exponentially with jitter (tenacity) from ``reconnect_min_s`` to
   ``reconnect_max_s``. A broken connection is logged once; the reconnection once.
+* Failover: with several ``mqtt.brokers``, a failed connect or a lost session moves to
+  the next node at once; the backoff comes after a full round (forward/brokers.py). What
+  was in flight on the old node is released and re-sent on the new one with the same ids
+  and bytes, as after any disconnect; a node change is logged once, with its reason.
 * New settings (``reconfigure``, a reload): claiming stops, in-flight messages get
   ``shutdown_grace_s`` to be acknowledged, the session ends cleanly (offline status), and
   the next session uses the new settings. What was still in flight is released and
@@ -48,7 +52,8 @@ from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 
 from edge_agent import __version__
-from edge_agent.config.schema import MqttConfig
+from edge_agent.config.schema import BrokerAddress, MqttConfig
+from edge_agent.forward.brokers import BrokerRotation
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
 from edge_agent.forward.overload import Overload
 from edge_agent.forward.poison import Poison
@@ -78,9 +83,11 @@ class ForwarderStats:
     ``state_since`` (unix s): when ``connected`` last changed, or the forwarder started.
     ``ack_latency``: seconds from handing a message to the MQTT session to its PUBACK.
     ``unpublishable_*``: messages set aside as poison in this run, and the samples they
-    held (forward/poison.py). ``overloaded``: live samples are falling behind the live
-    window; ``overload_moved``: samples moved to the historical lane for it, this run
-    (forward/overload.py).
+    held (forward/poison.py). ``node``: the broker node of the live session, or the one
+    being tried; ``nodes``: every configured address; ``failovers``: sessions opened on
+    another node than the session before. ``overloaded``: live samples are falling
+    behind the live window; ``overload_moved``: samples moved to the historical lane for
+    it, this run (forward/overload.py).
     """
 
     connected: bool = False
@@ -96,7 +103,11 @@ class ForwarderStats:
     overload_moved: int = 0
     state_since: float = field(default_factory=time.time)
     last_error: str | None = None
+    last_ack_at: float | None = None  # unix s of the last PUBACK that removed rows
     ack_latency: Histogram = field(default_factory=Histogram)
+    node: BrokerAddress | None = None
+    nodes: tuple[str, ...] = ()
+    failovers: int = 0
 
 
 class Forwarder:
@@ -120,8 +131,9 @@ class Forwarder:
         self._settings_lock = threading.Lock()
         self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
         self._outbox_failing = False
-        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self.stats = ForwarderStats()
+        self._rotation = self._new_rotation(config)
+        self._last_node: BrokerAddress | None = None  # of the last session opened
         self.poison = Poison(outbox, self.stats)
         self._session: MqttSession | None = None  # the live one, for the watchdog
         self.status_topic = config.topics.status.format(station=station_id)
@@ -171,18 +183,13 @@ class Forwarder:
     # -- session loop -----------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
         while not self._stopping.is_set():
             self.heartbeat.beat(forwarder_connect_bound_s(self.config))
-            if self._take_new_settings():
-                failures = 0
-            session = self._try_connect(failures)
+            self._take_new_settings()
+            session = self._try_connect()
             if session is None:
-                failures += 1
-                self._pause(self._backoff.delay_s(failures))
+                self._pause(self._rotation.moved(failed=True))
                 continue
-            if failures or self.stats.sessions > 1:
-                log.info("connected to broker %s:%d again", self.config.host, self.config.port)
             started = time.monotonic()
             self._session = session
             try:
@@ -190,13 +197,23 @@ class Forwarder:
             except Exception:  # a bug must not end forwarding: drop the session, go on
                 log.exception("unexpected error while forwarding; reconnecting")
                 self._lost_reason = "agent error"
+            lost = self._lost_reason
             self._end_session(session)
+            if self._stopping.is_set() or (lost is None and self._new_settings is not None):
+                continue  # a stop, or new settings: a new rotation starts at the first node
             # A session that ended quickly (rejected publish, broker kicking us out) counts
             # as a failure, so reconnects back off instead of storming the broker.
             short = time.monotonic() - started < _STABLE_SESSION_S
-            failures = failures + 1 if short and not self._stopping.is_set() else 0
-            if failures:
-                self._pause(self._backoff.delay_s(failures))
+            self._rotation.log_leaving(lost or "session ended")
+            self._pause(self._rotation.moved(failed=short))
+
+    def _new_rotation(self, config: MqttConfig) -> BrokerRotation:
+        """A rotation over ``config``'s nodes, starting at the first (start, reload)."""
+        rotation = BrokerRotation(config.addresses,
+                                  Backoff(config.reconnect_min_s, config.reconnect_max_s))
+        self.stats.nodes = tuple(str(address) for address in config.addresses)
+        self.stats.node = rotation.current
+        return rotation
 
     def _pause(self, delay_s: float) -> None:
         """Back off before reconnecting; a stop or new settings end the pause at once."""
@@ -212,19 +229,23 @@ class Forwarder:
         if settings is None:
             return False
         self.station_id, self.config = settings
-        self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        self._rotation = self._new_rotation(self.config)
         self.overload.window_s = self.config.live_window_s
         self.status_topic = self.config.topics.status.format(station=self.station_id)
-        log.info("forwarder: connecting to broker %s:%d with the new settings",
-                 self.config.host, self.config.port)
+        log.info("forwarder: connecting to broker %s with the new settings",
+                 self._rotation.current)
         return True
 
-    def _try_connect(self, failures: int) -> MqttSession | None:
+    def _try_connect(self) -> MqttSession | None:
+        """A session with the rotation's current node, or None (logged, counted)."""
         self._lost_reason = None
         session = None
+        rotation = self._rotation
+        node = rotation.current
+        self.stats.node = node
         try:
             session = MqttSession(self.config, self.status_topic, self._status(False),
-                                  self._on_ack, self._on_lost, self._on_refused)
+                                  self._on_ack, self._on_lost, self._on_refused, address=node)
             session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
                             abort=self._stopping)
             session.publish_status(self.status_topic, self._status(True))
@@ -233,15 +254,14 @@ class Forwarder:
                 session.close()
             self.stats.connect_failures += 1
             self.stats.last_error = str(err)
-            level = logging.WARNING if failures == 0 else logging.DEBUG
-            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
-                    "with backoff", err)
+            self._rotation.log_connect_failure(err)
             return None
         self.stats.sessions += 1
         self.stats.connected = True
         self.stats.state_since = time.time()
-        if self.stats.sessions == 1:
-            log.info("connected to broker %s:%d", self.config.host, self.config.port)
+        if self._rotation.log_connected(self._last_node):
+            self.stats.failovers += 1
+        self._last_node = node
         return session
 
     def _on_lost(self, reason: str) -> None:
@@ -380,8 +400,9 @@ class Forwarder:
 
     def _acknowledged(self, msg_ids: list[str], error: OutboxError | None = None) -> None:
         """The outbox deleted ``msg_ids`` (or failed to: ``error``); they leave the window."""
-        if error is None:
+        if error is None and msg_ids:
             self.stats.acknowledged += len(msg_ids)
+            self.stats.last_ack_at = time.time()
         elif msg_ids:
             # Rows stay and will be re-sent with the same ids (a duplicate, not a loss);
             # forgetting them here keeps the window from filling with acked messages.

@@ -43,7 +43,7 @@ from queue import Empty, SimpleQueue
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from edge_agent.config.schema import MqttConfig, MqttProtocol
+from edge_agent.config.schema import BrokerAddress, MqttConfig, MqttProtocol
 from edge_agent.watchdog import MQTT_NET_PASS_S, Heartbeat
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,19 @@ class _Outgoing:
 
 
 class MqttSession:
-    """One connection to the broker; create a new one after it is lost."""
+    """One connection to one broker node; create a new one after it is lost."""
 
     def __init__(self, config: MqttConfig, will_topic: str, will_payload: bytes,
                  on_ack: AckCallback, on_lost: LostCallback,
-                 on_refused: RefusedCallback | None = None) -> None:
+                 on_refused: RefusedCallback | None = None,
+                 address: BrokerAddress | None = None) -> None:
         """``on_refused(token, reason)``: paho refused a tracked message before sending
-        it (see the module docstring); without it, such a refusal ends the session."""
+        it (see the module docstring); without it, such a refusal ends the session.
+        ``address``: the node to connect to (the forwarder's failover picks it); the
+        first of ``config.addresses`` when not given. Everything else (credentials,
+        TLS, client id) is the same for every node."""
         self._config = config
+        self.address = address or config.addresses[0]
         self._on_ack = on_ack
         self._on_lost = on_lost
         self._on_refused = on_refused
@@ -135,14 +140,14 @@ class MqttSession:
         Setting ``abort`` (the agent is stopping) ends the wait early with MqttError.
         """
         cfg = self._config
+        host, port = self.address.host, self.address.port
         try:
             if cfg.protocol is MqttProtocol.V5:
-                self._client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s,
-                                     clean_start=True)
+                self._client.connect(host, port, keepalive=cfg.keepalive_s, clean_start=True)
             else:
-                self._client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+                self._client.connect(host, port, keepalive=cfg.keepalive_s)
         except (OSError, ValueError, ssl.SSLError) as err:
-            raise MqttError(f"cannot connect to {cfg.host}:{cfg.port}: {err}") from err
+            raise MqttError(f"cannot connect to {self.address}: {err}") from err
         self._loop_thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._connected.wait(0.1):
@@ -153,8 +158,7 @@ class MqttSession:
                     "stopping" if stopping else "connection closed" if self._lost_reported
                     else f"no CONNACK within {timeout_s:.0f} s")
                 self.close()
-                raise MqttError(f"broker {cfg.host}:{cfg.port} refused or did not answer: "
-                                f"{reason}")
+                raise MqttError(f"broker {self.address} refused or did not answer: {reason}")
 
     def _loop(self) -> None:
         """The network thread: every paho call after connect() happens here."""

@@ -1,6 +1,8 @@
 """The agent's local HTTP endpoint, and what it reads from the running workers.
 
-``server``: ``/healthz``, ``/metrics``, ``/status``, started by the agent; ``connection``:
+``server``: ``/healthz``, ``/metrics``, ``/status`` and the technician's page at ``/``,
+started by the agent; ``page``: the page's static files (``page/``); ``access``: who may
+read what (the token beyond loopback); ``connection``:
 one HTTP exchange, with what a client may hold bounded; ``clienterrors``: misbehaving
 clients counted and logged one line per reason per minute; ``view``: the narrow,
 read-only view of the running agent that the agent builds and hands to the server

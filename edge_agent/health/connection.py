@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -38,7 +38,9 @@ REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
 LINGER_S, LINGER_BYTES = 1.0, 65536  # after an error answer, see _send_error
 
-Answer = tuple[HTTPStatus, str, bytes]  # status, content type, body
+Headers = tuple[tuple[str, str], ...]
+# status, content type, body, and optionally more headers (WWW-Authenticate, CSP)
+Answer = tuple[HTTPStatus, str, bytes] | tuple[HTTPStatus, str, bytes, Headers]
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/1\.[0-9]")
 _TEXT = "text/plain; charset=utf-8"
@@ -59,8 +61,12 @@ class ClientGone(Exception):
 
 @dataclass(frozen=True)
 class Request:
+    """What the endpoint uses of a request: the one header it reads is Authorization
+    (the token when it listens beyond loopback); it is never logged."""
+
     method: str
     target: str
+    authorization: str | None = None
 
 
 async def read_request(reader: asyncio.StreamReader) -> Request:
@@ -70,10 +76,15 @@ async def read_request(reader: asyncio.StreamReader) -> Request:
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
         raise ClientError("bad_request", HTTPStatus.BAD_REQUEST, clip(line))
     header_bytes = 0
+    authorization: str | None = None
     for count in range(MAX_HEADER_LINES + 1):
         header = await _line(reader, first=False)
         if header in (b"\r\n", b"\n"):
-            return Request(parts[0].decode("ascii"), parts[1].decode("iso-8859-1"))
+            return Request(parts[0].decode("ascii"), parts[1].decode("iso-8859-1"),
+                           authorization)
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"authorization":
+            authorization = value.strip().decode("iso-8859-1")
         header_bytes += len(header)
         if count == MAX_HEADER_LINES or header_bytes > MAX_HEADER_BYTES:
             break
@@ -98,14 +109,19 @@ async def _line(reader: asyncio.StreamReader, first: bool) -> bytes:
         raise ClientError("disconnected", None, type(err).__name__) from None
 
 
-def response(status: HTTPStatus, content_type: str, body: bytes) -> bytes:
-    """The whole HTTP/1.0 answer, headers as ``http.server`` sent them."""
+def response(status: HTTPStatus, content_type: str, body: bytes,
+             headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """The whole HTTP/1.0 answer, headers as ``http.server`` sent them, plus ``headers``.
+    ``nosniff``: a browser must take a body as the type said, never guess HTML in it."""
+    more = "".join(f"{name}: {value}\r\n" for name, value in headers)
     head = (f"HTTP/1.0 {status.value} {status.phrase}\r\n"
             f"Server: edge-agent/{__version__}\r\n"
             f"Date: {formatdate(usegmt=True)}\r\n"
             f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n"
             "Cache-Control: no-store\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
+            f"{more}"
             "Connection: close\r\n\r\n")
     return head.encode("ascii") + body
 
@@ -118,11 +134,11 @@ class Connections:
     """Accepts and serves connections, one request each, at most ``max_connections``
     at a time.
 
-    ``answer`` computes (status, content type, body) for a GET target; it may block
+    ``answer`` computes (status, content type, body[, headers]) for a GET; it may block
     (the outbox is asked with a 5 s deadline), so the caller runs it off the loop.
     """
 
-    def __init__(self, answer: Callable[[str], Awaitable[Answer]], errors: ClientErrors,
+    def __init__(self, answer: Callable[[Request], Awaitable[Answer]], errors: ClientErrors,
                  report: Callable[[str, BaseException], None],
                  max_connections: int = MAX_CONNECTIONS) -> None:
         """``report`` is told what is not a client's fault: accept() failing (EMFILE: the
@@ -206,7 +222,7 @@ class Connections:
         if request.method != "GET":
             raise ClientError("unsupported_method", HTTPStatus.NOT_IMPLEMENTED,
                               clip(request.method))
-        await _send(writer, response(*await self._answer(request.target)))
+        await _send(writer, response(*await self._answer(request)))
 
 
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:

@@ -112,6 +112,14 @@ def _broker(out: list[str], snapshot: Snapshot) -> None:
     broker = snapshot.broker
     _family(out, "edge_agent_mqtt_connected", "gauge",
             "1 while a session with the broker is up.", [({}, int(broker.connected))])
+    address = f"[{broker.host}]:{broker.port}" if ":" in broker.host else \
+        f"{broker.host}:{broker.port}"
+    _family(out, "edge_agent_mqtt_broker_node_info", "gauge",
+            "Always 1; the address label names the broker node of the live session, or "
+            "the one being tried (mqtt.brokers: failover).", [({"address": address}, 1)])
+    _family(out, "edge_agent_mqtt_failovers_total", "counter",
+            "Sessions opened on another broker node than the session before.",
+            [({}, broker.failovers)])
     _family(out, "edge_agent_mqtt_sessions_total", "counter",
             "Sessions established with the broker.", [({}, broker.sessions)])
     _family(out, "edge_agent_mqtt_connect_failures_total", "counter",

@@ -1,4 +1,4 @@
-"""The agent's local HTTP endpoint: ``/healthz``, ``/metrics``, ``/status``.
+"""The agent's local HTTP endpoint: ``/healthz``, ``/metrics``, ``/status``, and the page.
 
 Standard library only: an asyncio loop in one thread (``health-http``) holds the
 connections, with every resource a client can take bounded (connection.py: number of
@@ -11,7 +11,12 @@ per reason per minute (clienterrors.py).
 * ``/healthz``: 200 ``ok`` while the pollers, the forwarder and the outbox writer are
   alive and the writer answers within 5 s; 503 with the reasons otherwise.
 * ``/metrics``: Prometheus text format (metrics.py, docs/metrics.md).
-* ``/status``: JSON, what ``edge-agent status`` shows.
+* ``/status``: JSON, what ``edge-agent status`` shows, and what the page fetches.
+* ``/`` and ``/page/*``: the technician's page (page.py, docs/web-page.md): static files
+  shipped in the package; the browser fetches ``/status`` every few seconds.
+
+Who may read what: access.py (open on loopback; beyond it, the token for all but
+``/healthz``).
 
 The endpoint is a window, not a worker: if its port is taken, the agent runs on without
 it, logs that once, and tries again with backoff until the port is free.
@@ -32,9 +37,10 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config.schema import HealthConfig
-from edge_agent.health import metrics
+from edge_agent.health import metrics, page
+from edge_agent.health.access import Access
 from edge_agent.health.clienterrors import ClientErrors
-from edge_agent.health.connection import Answer, Connections
+from edge_agent.health.connection import Answer, Connections, Request
 from edge_agent.health.snapshot import EndpointView, Snapshot, take_snapshot
 from edge_agent.retry import Backoff
 from edge_agent.store.outbox import OutboxError
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROUTES = ("/healthz", "/metrics", "/status")
+ROUTES = ("/healthz", "/metrics", "/status", *page.ROUTES)
 _RETRY_MIN_S, _RETRY_MAX_S = 2.0, 60.0
 ANSWER_THREADS = 4
 _BACKLOG = 64
@@ -66,6 +72,7 @@ class HealthServer:
         self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._bug_logged = False
         self._loop_error_logged_at: float | None = None
+        self.access = Access(config)
         self.client_errors = ClientErrors()
         self.connections = Connections(self._answer_off_loop, self.client_errors,
                                        self._report)
@@ -137,10 +144,10 @@ class HealthServer:
             await asyncio.sleep(0)  # let the cancelled connections close their sockets
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _answer_off_loop(self, target: str) -> Answer:
+    async def _answer_off_loop(self, request: Request) -> Answer:
         assert self._pool is not None
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.answer,
-                                                                target)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.answer, request.target, request.authorization)
 
     def _report(self, what: str, error: BaseException) -> None:
         """Not a client's fault (accept() failing with EMFILE, a bug): see _loop_error."""
@@ -182,18 +189,27 @@ class HealthServer:
                     listener.close()
                     return None
                 self._port = port
-            log.info("health endpoint listening on http://%s:%d (%s)%s",
-                     _url_host(self.config.host), port, ", ".join(ROUTES),
+            log.info("health endpoint listening on http://%s:%d (%s)%s%s",
+                     _url_host(self.config.host), port,
+                     ", ".join(r for r in ROUTES if not r.startswith("/page/")),
+                     "; the token is required for all but /healthz"
+                     if self.access.token_required else "",
                      f" after {failures} failed attempts" if failures else "")
             return listener
         return None
 
-    def answer(self, path: str) -> Answer:
-        """(status, content type, body) for a GET of ``path``."""
+    def answer(self, path: str, authorization: str | None = None) -> Answer:
+        """(status, content type, body[, headers]) for a GET of ``path`` with the request's
+        Authorization header (access.py)."""
         route = path.split("?", 1)[0]
+        refused = self.access.refusal(route, authorization)
+        if refused is not None:
+            return refused
         if route not in ROUTES:
-            listing = "".join(f"{r}\n" for r in ROUTES)
+            listing = "".join(f"{r}\n" for r in ROUTES if not r.startswith("/page/"))
             return HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", listing.encode()
+        if route in page.ROUTES:
+            return page.asset(route)
         try:
             return _render(route, self.snapshot())
         except Exception:  # a bug here must not take anything else down

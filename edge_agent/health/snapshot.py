@@ -15,6 +15,7 @@ full disk are shown, not counted as unhealthy: the agent is doing what it can.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +28,23 @@ from edge_agent.watchdog import stuck_workers
 
 if TYPE_CHECKING:
     from edge_agent.health.view import AgentView
+    from edge_agent.model import Sample
     from edge_agent.poller import DeviceState
 
 STATUS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChannelValue:
+    """One channel's last reading (from the device's last poll). Times are unix seconds."""
+
+    channel: str
+    value: float | int | bool | str | None
+    unit: str
+    quality: str  # GOOD | SUSPECT | BAD
+    reason: str | None
+    acquired_at: float
+    instrument_time: float | None
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,9 @@ class DeviceView:
     last_good_at: float | None
     last_error: str | None
     isolated: dict[str, str]  # channel -> what exception-02 isolation found
+    last_error_at: float | None = None
+    counters: dict[str, int] | None = None  # requests, answers, timeouts, exceptions, ...
+    values: tuple[ChannelValue, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,9 @@ class BrokerView:
     ack_latency: HistogramSnapshot
     unpublishable_messages: int = 0  # set aside as poison in this run (forward/poison.py)
     unpublishable_samples: int = 0
+    last_ack_at: float | None = None
+    nodes: tuple[str, ...] = ()  # every configured broker address (mqtt.brokers), in order
+    failovers: int = 0  # sessions opened on another node than the one before
     overloaded: bool = False  # live samples falling behind the live window (overload.py)
     overload_moved: int = 0  # samples moved to the historical lane for it, this run
 
@@ -135,6 +156,8 @@ class Snapshot:
                 "unpublishable_samples": broker.unpublishable_samples,
                 "overloaded": broker.overloaded, "overload_moved": broker.overload_moved,
                 "ack_latency_median_le_s": median_bound(broker.ack_latency),
+                "last_puback_at": _iso(broker.last_ack_at),
+                "nodes": list(broker.nodes), "failovers": broker.failovers,
             },
             "outbox": {
                 "path": self.outbox.path,
@@ -147,6 +170,7 @@ class Snapshot:
                 "bytes_in_use": depth.bytes_in_use if depth else None,
                 "set_aside": list(self.outbox.set_aside),
                 "corrupt_lost_total": depth.corrupt_lost_total if depth else None,
+                "gap_events": depth.rows - depth.samples if depth else None,
             },
         }
 
@@ -169,7 +193,9 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             problems.append(f"outbox not answering: {err}")
     links = list(agent.links())  # a reload may swap the pollers; take them once
     stats = agent.forwarder_stats()
-    host, port = agent.broker_address()
+    # the node of the live session, or the one being tried (failover); host and port
+    # as configured before the forwarder has picked one
+    host, port = (stats.node.host, stats.node.port) if stats.node else agent.broker_address()
     return Snapshot(
         station=agent.station_id(),
         version=__version__,
@@ -184,6 +210,7 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
             stats.rejected, stats.in_flight, stats.ack_latency.snapshot(),
             stats.unpublishable_messages, stats.unpublishable_samples,
+            stats.last_ack_at, stats.nodes, stats.failovers,
             stats.overloaded, stats.overload_moved),
         outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
                           agent.outbox_set_aside()),
@@ -191,13 +218,28 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
 
 
 def _device_view(link: str, state: DeviceState) -> DeviceView:
-    """``state`` is a poller's DeviceState; dict() copies are atomic under the GIL."""
+    """``state`` is a poller's DeviceState; dict() copies are atomic under the GIL, and
+    ``last_sample`` is an immutable Sample replaced whole by the poller."""
+    counters = state.exchanges.as_dict()
+    counters["split_reads"] = int(getattr(state.driver, "split_reads", 0) or 0)
     return DeviceView(
         id=state.device_id, link=link, state=str(state.health.value), polls=state.polls,
         errors=dict(state.errors), entered=dict(state.entered),
         samples_stored=state.samples_stored, last_good_at=state.last_good_at,
         last_error=state.last_error,
-        isolated=dict(getattr(state.driver, "isolated", None) or {}))
+        isolated=dict(getattr(state.driver, "isolated", None) or {}),
+        last_error_at=state.last_error_at, counters=counters,
+        values=last_values(state.last_sample))
+
+
+def last_values(sample: Sample | None) -> tuple[ChannelValue, ...]:
+    """Each channel's reading in ``sample`` (None: nothing polled yet)."""
+    if sample is None:
+        return ()
+    return tuple(ChannelValue(
+        r.channel, r.value, r.unit, r.quality.value, r.reason, r.acquired_at.timestamp(),
+        r.instrument_time.timestamp() if r.instrument_time else None)
+        for r in sample.readings)
 
 
 def _device_json(device: DeviceView) -> dict[str, Any]:
@@ -207,7 +249,20 @@ def _device_json(device: DeviceView) -> dict[str, Any]:
         "samples_stored": device.samples_stored,
         "last_good_at": _iso(device.last_good_at) if device.last_good_at else None,
         "last_error": device.last_error, "isolated_channels": device.isolated,
+        "last_error_at": _iso(device.last_error_at),
+        "counters": device.counters or {},
+        "values": [{"channel": v.channel, "value": _json_value(v.value), "unit": v.unit,
+                    "quality": v.quality, "reason": v.reason,
+                    "acquired_at": _iso(v.acquired_at),
+                    "instrument_time": _iso(v.instrument_time)} for v in device.values],
     }
+
+
+def _json_value(value: float | int | bool | str | None) -> float | int | bool | str | None:
+    """NaN and infinities are not JSON (a browser's JSON.parse refuses them): as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def _dropped_since_start(outbox: OutboxView) -> int | None:

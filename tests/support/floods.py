@@ -14,49 +14,28 @@ import termios
 import threading
 import tty
 
+from support.tcpdevice import TcpDevice
+
 CHUNK = b"0123456789," * 6000  # no line end, no start marker: never a record
 
 
-class FloodingTcpDevice:
+class FloodingTcpDevice(TcpDevice):
     """A serial-device server on a free port of 127.0.0.1 that floods every connection
     with ``chunk`` until the client closes it. ``connections`` counts accepted ones
     (a closed and reopened link shows as a second connection)."""
 
     def __init__(self, chunk: bytes = CHUNK) -> None:
+        super().__init__("flood-tcp")
         self._chunk = chunk
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.port = self._server.getsockname()[1]
-        self.connections = 0
         self.sent_bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="flood-tcp")
 
-    def __enter__(self) -> FloodingTcpDevice:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._server.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def serve(self, conn: socket.socket) -> None:
+        """Send until the agent closes the connection (an OSError ends the serving)."""
+        while not self.stopping:
             try:
-                conn, _ = self._server.accept()
+                self.sent_bytes += conn.send(self._chunk)
             except TimeoutError:
-                continue
-            self.connections += 1
-            conn.settimeout(0.2)
-            with conn:
-                while not self._stop.is_set():
-                    try:
-                        self.sent_bytes += conn.send(self._chunk)
-                    except TimeoutError:
-                        continue  # nobody reads right now
-                    except OSError:
-                        break  # the agent closed the connection
+                continue  # nobody reads right now
 
 
 class FloodingPty:

@@ -8,14 +8,13 @@ answers are built with our own few lines (independent of pymodbus's encoder).
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from support.rawrtu import with_crc
+from support.tcpdevice import TcpDevice
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Request:
 Answerer = Callable[[Request], bytes]
 
 
-class RawModbusDevice:
+class RawModbusDevice(TcpDevice):
     """Serves one connection at a time on a free port of 127.0.0.1.
 
     ``answer(request)`` gives the bytes sent back; after them the connection is closed
@@ -61,42 +60,16 @@ class RawModbusDevice:
     def __init__(self, rtu: bool, answer: Answerer | None = None, *,
                  close_after_answer: bool | Callable[[], bool] = True,
                  flood: bytes | None = None) -> None:
+        super().__init__("raw-modbus")
         self.rtu = rtu
         self._answer = answer
         self._close_after = close_after_answer
         self._flood = flood
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.port = self._server.getsockname()[1]
-        self._stop = threading.Event()
-        self.connections = 0
         self.requests = 0
         self.flooded_bytes = 0
-        self._thread = threading.Thread(target=self._run, daemon=True, name="raw-modbus")
 
-    def __enter__(self) -> RawModbusDevice:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._server.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            # an OSError: the client closed the connection; wait for the next one
-            with conn, contextlib.suppress(OSError):
-                self._serve(conn)
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(0.2)
-        while not self._stop.is_set():
+    def serve(self, conn: socket.socket) -> None:
+        while not self.stopping:
             try:
                 request = self._read_request(conn)
             except TimeoutError:
@@ -105,7 +78,7 @@ class RawModbusDevice:
                 return
             self.requests += 1
             if self._flood is not None:
-                while not self._stop.is_set():
+                while not self.stopping:
                     conn.sendall(self._flood)
                     self.flooded_bytes += len(self._flood)
             assert self._answer is not None

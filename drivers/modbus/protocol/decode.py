@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from edge_agent_drivers.modbus.settings import DataType, StringLayout, WordOrder
 
@@ -63,6 +64,94 @@ def decode_words(words: Sequence[int], data_type: DataType, order: WordOrder) ->
     return value
 
 
+@dataclass(frozen=True)
+class NumberSlot:
+    """Where one number lies in a read's answer and how its bytes are ordered, worked
+    out once per planned read (``number_slot``), not per channel per poll.
+
+    Every word order is one struct byte order applied to one of two byte strings of
+    the answer: the words as sent (straight) or with the two bytes of each word swapped.
+    ABCD is big-endian on the straight bytes, DCBA little-endian on them; BADC is
+    big-endian on the swapped bytes, CDAB little-endian on them (reversing the bytes of
+    the swapped words reverses the words).
+    """
+
+    byte_offset: int
+    swapped: bool
+    little: bool
+    code: str  # struct format character: h H i I q Q f d
+
+    @property
+    def end(self) -> int:
+        """First byte after the number."""
+        return self.byte_offset + struct.calcsize(self.code)
+
+
+def number_slot(data_type: DataType, order: WordOrder, word_offset: int) -> NumberSlot | None:
+    """The slot of a ``data_type`` value ``word_offset`` words into an answer; None for
+    types that are not a plain struct number (BCD, strings, bits), which are decoded
+    from their words by ``decode_words`` and friends."""
+    code = _STRUCT_CODES.get(data_type)
+    if code is None:
+        return None
+    return NumberSlot(2 * word_offset, swapped=order in (WordOrder.CDAB, WordOrder.BADC),
+                      little=order in (WordOrder.CDAB, WordOrder.DCBA), code=code[1:])
+
+
+class BlockLayout:
+    """Unpacks the numbers of many slots of one answer in a few struct calls.
+
+    Slots that share a byte string and a byte order and do not overlap become one
+    ``struct.Struct`` with pad bytes between them (``>4xf2xi``): a read of 25 floats in one
+    word order is one ``unpack_from``. A slot overlapping another of its kind (a register
+    read on its own and as half of a float) starts a further struct.
+    """
+
+    def __init__(self, slots: Sequence[NumberSlot]) -> None:
+        chains: list[tuple[NumberSlot, list[int]]] = []  # (last slot, slot indices)
+        for index in sorted(range(len(slots)), key=lambda i: slots[i].byte_offset):
+            slot = slots[index]
+            for position, (last, indices) in enumerate(chains):
+                if (last.swapped, last.little) == (slot.swapped, slot.little) \
+                        and last.end <= slot.byte_offset:
+                    indices.append(index)
+                    chains[position] = (slot, indices)
+                    break
+            else:
+                chains.append((slot, [index]))
+        #: slot indices in the order ``unpack`` returns their numbers
+        self.order: tuple[int, ...] = tuple(i for _, indices in chains for i in indices)
+        self.needs_swapped = any(slot.swapped for slot in slots)
+        self._unpackers = [(slots[indices[0]].swapped,
+                            _chain_struct([slots[i] for i in indices]).unpack_from)
+                           for _, indices in chains]
+
+    @property
+    def calls(self) -> int:
+        """Struct calls one ``unpack`` makes."""
+        return len(self._unpackers)
+
+    def unpack(self, straight: bytes, swapped: bytes) -> list[int | float]:
+        """The raw numbers (float32 still widened, no scaling) in ``order``. Raises
+        ``struct.error`` when the answer is shorter than the slots."""
+        numbers: list[int | float] = []
+        for use_swapped, unpack_from in self._unpackers:
+            numbers += unpack_from(swapped if use_swapped else straight)
+        return numbers
+
+
+def _chain_struct(slots: Sequence[NumberSlot]) -> struct.Struct:
+    """One struct for non-overlapping slots of one byte string and order, by offset."""
+    parts = ["<" if slots[0].little else ">"]
+    position = 0
+    for slot in slots:
+        if slot.byte_offset > position:
+            parts.append(f"{slot.byte_offset - position}x")
+        parts.append(slot.code)
+        position = slot.end
+    return struct.Struct("".join(parts))
+
+
 def decode_bcd(raw: bytes) -> int:
     """Packed BCD, two decimal digits per byte: 0x12 0x34 -> 1234."""
     digits = raw.hex()
@@ -89,21 +178,38 @@ def decode_string(words: Sequence[int], layout: StringLayout) -> str:
     return raw.decode("ascii", errors="replace").rstrip(" ")
 
 
+_FLOAT32 = struct.Struct(">f")
+_FLOAT32_MIN_NORMAL = 2.0 ** -126  # below: subnormal, fewer significant bits than digits
+
+
 def shortest_float32(value: float) -> float:
     """The shortest decimal that is the same float32: 0.635, not 0.6349999904632568.
 
     The instrument sent a float32; printing its double widening shows digits the
     instrument never had. No information is lost: the result packs to the same bits.
+
+    Tried first at 6 significant digits: a normal float32's spacing is finer than that
+    of 6-digit decimals, so at most one 6-digit decimal is the float32, and when one
+    is, it is the shortest decimal that is (0.635 and 0.635000 are one number). Only
+    values needing 7 to 9 digits, and subnormals, try digit counts one by one.
     """
     if not math.isfinite(value) or value == 0.0:
         return value
-    packed = struct.pack(">f", value)
-    for digits in range(1, 10):
-        candidate = float(f"{value:.{digits}g}")
+    packed = _FLOAT32.pack(value)
+    first = 1
+    if abs(value) >= _FLOAT32_MIN_NORMAL:
+        candidate = float(f"{value:.6g}")
         try:
-            if struct.pack(">f", candidate) == packed:
+            if _FLOAT32.pack(candidate) == packed:
                 return candidate
         except OverflowError:  # rounded past float32's largest value (3.4e38)
+            pass
+        first = 7
+    for digits in range(first, 10):
+        candidate = float(f"{value:.{digits}g}")
+        try:
+            if _FLOAT32.pack(candidate) == packed:
+                return candidate
+        except OverflowError:
             continue
     return value
-

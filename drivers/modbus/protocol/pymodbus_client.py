@@ -27,16 +27,20 @@ What this relies on in 3.16 (checked against its source, re-check on an upgrade)
   and calls ``recv``), and open and close through ``connect``/``close``: a subclass that
   overrides them sees the raw traffic, which is how a link is recorded (``WireTap``) and
   how the bytes read per request are capped (an exception raised in ``recv`` leaves
-  ``sync_execute`` unchanged: it catches only timeouts).
+  ``sync_execute`` unchanged: it catches only timeouts);
+- ``ModbusTcpClient.connect`` opens ``socket.create_connection`` with ``comm_params``'s
+  host, port, ``timeout_connect`` and ``source_address``, and only logs why it failed:
+  our TCP client opens the socket the same way and keeps the reason ("connection
+  refused"), which the technician needs more than "cannot connect".
 """
 
 from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +142,12 @@ class WireClient:
     def connected(self) -> bool:
         return bool(self._client.connected)
 
+    @property
+    def connect_error(self) -> str | None:
+        """Why the last ``connect`` of a TCP link failed ("connection refused"); None for
+        a serial port or after a success."""
+        return getattr(self._client, "connect_error", None)
+
     def connect(self) -> bool:
         """Open the connection or port; False (never an exception) when it cannot."""
         try:
@@ -161,18 +171,9 @@ class WireClient:
     def request(self, unit_id: int, function_code: int, address: int, *, count: int = 1,
                 value: int | bool = 0) -> Answer:
         """Send one request (function 1, 2, 3, 4, 5 or 6) and return its decoded answer."""
-        client = self._client
-        calls: dict[int, Callable[[], ModbusPDU]] = {
-            1: lambda: client.read_coils(address, count=count, device_id=unit_id),
-            2: lambda: client.read_discrete_inputs(address, count=count, device_id=unit_id),
-            3: lambda: client.read_holding_registers(address, count=count, device_id=unit_id),
-            4: lambda: client.read_input_registers(address, count=count, device_id=unit_id),
-            5: lambda: client.write_coil(address, bool(value), device_id=unit_id),
-            6: lambda: client.write_register(address, int(value), device_id=unit_id),
-        }
         self._received = b""
         try:
-            pdu = calls[function_code]()
+            pdu = self._call(unit_id, function_code, address, count, value)
         except _OverLimit as err:
             raise Flooded(err.received) from None
         except ConnectionException as err:
@@ -187,9 +188,28 @@ class WireClient:
             unit_id=int(pdu.dev_id), function_code=int(pdu.function_code),
             exception_code=int(getattr(pdu, "exception_code", 0) or 0),
             address=getattr(pdu, "address", None),
-            registers=tuple(int(word) for word in (pdu.registers or ())),
-            bits=tuple(bool(bit) for bit in (pdu.bits or ())),
+            registers=tuple(map(int, pdu.registers or ())),
+            bits=tuple(map(bool, pdu.bits or ())),
         )
+
+    def _call(self, unit_id: int, function_code: int, address: int, count: int,
+              value: int | bool) -> ModbusPDU:
+        """pymodbus's method for ``function_code``, called (a chain of ifs, not a table of
+        lambdas built per request: this runs for every read of every poll)."""
+        client = self._client
+        if function_code == 3:
+            return client.read_holding_registers(address, count=count, device_id=unit_id)
+        if function_code == 4:
+            return client.read_input_registers(address, count=count, device_id=unit_id)
+        if function_code == 1:
+            return client.read_coils(address, count=count, device_id=unit_id)
+        if function_code == 2:
+            return client.read_discrete_inputs(address, count=count, device_id=unit_id)
+        if function_code == 5:
+            return client.write_coil(address, bool(value), device_id=unit_id)
+        if function_code == 6:
+            return client.write_register(address, int(value), device_id=unit_id)
+        raise KeyError(function_code)
 
     def drain(self, quiet_s: float, limit_s: float) -> None:
         """Discard input until nothing arrived for ``quiet_s`` (at most ``limit_s``), so a
@@ -236,7 +256,23 @@ class _Capped:
 
 
 class _CappedTcpClient(_Capped, ModbusTcpClient):
-    pass
+    """Opens its socket as pymodbus does, keeping why it could not (``connect_error``)."""
+
+    connect_error: str | None = None
+
+    def connect(self) -> bool:
+        if self.socket:
+            return True
+        params = self.comm_params
+        try:
+            self.socket = socket.create_connection(
+                (params.host, params.port), timeout=params.timeout_connect,
+                source_address=params.source_address)
+            self.connect_error = None
+        except OSError as err:
+            self.connect_error = os_reason(err)
+            self.close()
+        return self.socket is not None
 
 
 class _CappedSerialClient(_Capped, ModbusSerialClient):
@@ -280,6 +316,14 @@ class _TappedTcpClient(_Tapped, _CappedTcpClient):
 
 class _TappedSerialClient(_Tapped, _CappedSerialClient):
     pass
+
+
+def os_reason(err: OSError) -> str:
+    """'connection refused', 'timed out', 'no route to host': the OS's words, lower case."""
+    text = err.strerror or str(err) or type(err).__name__
+    if isinstance(err, TimeoutError) and not err.strerror:
+        text = "timed out"
+    return text[:1].lower() + text[1:]
 
 
 def _drain_serial(port: Any, quiet_s: float, deadline: float) -> None:

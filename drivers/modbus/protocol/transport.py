@@ -49,6 +49,7 @@ from edge_agent.config.schema import Link, LinkProtocol, SerialLink, TcpLink
 from edge_agent.link import (
     BadResponse,
     DeviceTimeout,
+    ExchangeCounts,
     LinkDown,
     LinkError,
     LinkFlooded,
@@ -112,6 +113,7 @@ class ModbusLinkClient:
         self._last_exchange_end = 0.0
         self.floods = 0  # requests ended by a flood (counted; logged when it starts)
         self._flooding = False
+        self.counts = ExchangeCounts()  # the poller credits them to the device polled
 
     def set_timeout_ms(self, timeout_ms: int | None) -> None:
         """Answer timeout for the following requests: a device's own ``timeout_ms``, or
@@ -184,6 +186,7 @@ class ModbusLinkClient:
         """One request and its answer, checked for unit and function; raises typed."""
         self._ensure_connected()
         self._pace()
+        self.counts.requests += 1
         try:
             answer = self._wire.request(unit_id, function_code, address, count=count,
                                         value=value)
@@ -201,6 +204,7 @@ class ModbusLinkClient:
                 raise BadResponse(f"unit {unit_id}: no valid answer {what}, only bytes that "
                                   "are not its answer (bad CRC/LRC, noise, a truncated, late "
                                   f"or foreign frame): {_hex(err.received)}") from err
+            self.counts.timeouts += 1
             raise DeviceTimeout(f"unit {unit_id}: no answer within {self._timeout_ms} ms "
                                 f"({what})") from err
         except Unusable as err:
@@ -208,6 +212,7 @@ class ModbusLinkClient:
             raise BadResponse(f"unit {unit_id}: unusable answer {what} ({err})") from err
         finally:
             self._last_exchange_end = time.monotonic()
+        self.counts.answers += 1
         if answer.unit_id != unit_id or answer.function_code & 0x7F != function_code:
             self._discard_late_answer()
             raise BadResponse(f"unit {unit_id}: answer does not fit the request (unit "
@@ -218,6 +223,7 @@ class ModbusLinkClient:
             log.info("%s: no longer flooding after %d flooded requests", self.link.name,
                      self.floods)
         if answer.function_code & 0x80:
+            self.counts.exceptions += 1
             code = answer.exception_code
             raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} {what}")
         return answer
@@ -238,7 +244,7 @@ class ModbusLinkClient:
             return
         if not self._wire.connect():
             hint = explain_missing(self.link.port) if isinstance(self.link, SerialLink) \
-                else None
+                else self._wire.connect_error
             raise LinkDown(f"{self.link.name}: cannot connect to {_describe(self.link)}"
                            + (f": {hint}" if hint else ""))
         pause_ms = getattr(self.link, "connect_pause_ms", 0)

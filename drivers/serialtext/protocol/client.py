@@ -38,7 +38,7 @@ from edge_agent_drivers.serialtext.protocol.framing import Deframer, FrameEvent
 from edge_agent_drivers.serialtext.protocol.settings import Framing
 
 from edge_agent.config.schema import Link, SerialLink
-from edge_agent.link import LinkDown, LinkError, LinkFlooded, WireTap
+from edge_agent.link import ExchangeCounts, LinkDown, LinkError, LinkFlooded, WireTap
 from edge_agent.serialports import open_serial_port
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class TextLinkClient:
         self._left = 0  # bytes this poll may still read
         self.floods = 0  # polls ended by a flood (counted; logged when it starts)
         self._flooding = False
+        self.counts = ExchangeCounts()  # the poller credits them to the device polled
 
     def ask(self, request: bytes, deframer: Deframer, wanted: Wanted,
             timeout_ms: int | None = None) -> list[FrameEvent]:
@@ -181,8 +182,13 @@ class TextLinkClient:
         self._pace()
         self._guarded(partial(stream.write, request))
         self._last_write = time.monotonic()
+        self.counts.requests += 1
         events = self._read_until(stream, deframer, wanted, timeout_ms)
         self._unsettled = not any(wanted(event) for event in events)
+        if self._unsettled:
+            self.counts.timeouts += 1
+        else:
+            self.counts.answers += 1
         self._not_flooding()
         return events
 
@@ -195,6 +201,8 @@ class TextLinkClient:
         events = deframer.feed(self._take(stream.read_waiting, deframer))
         if not any(wanted(event) for event in events):
             events += self._read_until(stream, deframer, wanted, timeout_ms)
+        if any(wanted(event) for event in events):
+            self.counts.answers += 1
         self._not_flooding()
         return events
 

@@ -23,6 +23,9 @@ from edge_agent.config.declare import setting
 from edge_agent.model import Quality
 from edge_agent.values import ValidRange
 
+# The highest field number a record may have (field, field_count).
+MAX_FIELD = 1000
+
 
 class TextMode(StrEnum):
     """``request``: the agent asks and reads one answer per poll. ``stream``: the
@@ -38,6 +41,12 @@ class FramingKind(StrEnum):
 
     LINE = "line"
     STX_ETX = "stx-etx"
+
+    @property
+    def markers(self) -> tuple[bytes, bytes]:
+        """The start and end markers a frame of this type has unless ``framing:`` says
+        otherwise: <STX> and <ETX> for stx-etx, none for a line."""
+        return (b"\x02", b"\x03") if self is FramingKind.STX_ETX else (b"", b"")
 
 
 class Covers(StrEnum):
@@ -64,7 +73,8 @@ class Framing:
     """Where records begin and end (``framing:`` of a text block, each field declared as
     written there). ``terminator`` b"" means any line end (CR, LF or CR LF);
     ``max_bytes`` bounds a record so garbage without a terminator cannot grow the buffer
-    forever. ``start``/``end`` default to <STX>/<ETX> for stx-etx (config_text.py)."""
+    forever. ``start``/``end`` default to the type's markers (``FramingKind.markers``:
+    <STX>/<ETX> for stx-etx)."""
 
     kind: FramingKind = setting("choice", FramingKind.LINE, key="type",
                                 choices={kind.value: kind for kind in FramingKind})
@@ -164,35 +174,50 @@ class StatusField:
         return dict(self.values).get(text, self.otherwise)
 
 
-@dataclass(frozen=True)
+_REGEX = "a regular expression (in single quotes)"
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecordFormat:
-    """How one record's text becomes values.
+    """How one record's text becomes values (the record settings of a text block, each
+    declared as written there and read by config_record.py).
 
     Fields are cut by ``pattern`` (named groups) when it is set, otherwise by
     ``delimiter`` (None: runs of spaces and tabs). Records not matching ``accept`` are
     other message types and are skipped. ``field_count`` rejects truncated records.
     """
 
-    channels: tuple[TextChannel, ...]
-    delimiter: str | None = ","
-    pattern: re.Pattern[str] | None = None
-    field_count: int | None = None
-    accept: re.Pattern[str] | None = None
-    time: TimeField | None = None
-    status: tuple[StatusField, ...] = ()
+    accept: re.Pattern[str] | None = setting("text", None, hint=_REGEX)
+    delimiter: str | None = setting(
+        "text", ",", hint="a delimiter such as ',' or ';' or the word spaces (or a pattern: "
+                          "with named groups instead)")
+    pattern: re.Pattern[str] | None = setting("text", None, hint=_REGEX)
+    field_count: int | None = setting("integer", None, range=(1, MAX_FIELD))
+    time: TimeField | None = setting("section", None)
+    status: tuple[StatusField, ...] = setting(
+        "custom", (), hint="a status field, or a list of them")
+    channels: tuple[TextChannel, ...] = setting("custom", hint="a list of channels")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextSettings:
-    """Everything the serial-text driver needs for one device.
+    """Everything the serial-text driver needs for one device: the ``text:`` block, each
+    setting declared as written there (the record's settings on RecordFormat, written
+    at the same level), read by config_text.py.
 
-    ``request`` is the exact bytes sent each poll (empty in stream mode). ``address`` is
-    the device's ``unit_id`` when one was given.
+    ``request`` is the exact bytes sent each poll (empty in stream mode), already framed
+    when ``frame_request`` is set; ``example`` is the manual's telegram that ``check``
+    decoded. ``address`` is the device's ``unit_id`` when one was given.
     """
 
-    mode: TextMode
-    framing: Framing
-    record: RecordFormat
-    request: bytes = b""
-    checksum: Checksum | None = None
-    address: int | None = None
+    mode: TextMode = setting("choice", TextMode.REQUEST,
+                             choices={mode.value: mode for mode in TextMode})
+    request: bytes = setting("bytes", b"", hint='the command to send, e.g. "RD<CR>" or '
+                                                 '"<STX>DA<ETX>"')
+    frame_request: bool = setting("flag", False)
+    framing: Framing = setting("section", default_factory=Framing)
+    checksum: Checksum | None = setting("section", None)
+    record: RecordFormat = setting("inline", of=RecordFormat)
+    example: bytes = setting("bytes", b"", hint="a telegram from the manual, e.g. "
+                                                "'<STX>MD01,12.3,A<ETX>39'")
+    address: int | None = None  # the device's unit_id: not written in the block

@@ -43,6 +43,16 @@ examples:
   edge-agent capture check gc-1.capture.jsonl
 
 """
+def add_command(actions: Any, name: str, *, help: str, epilog: str,  # noqa: A002 - argparse's
+                description: str | None = None,
+                parents: tuple[argparse.ArgumentParser, ...] = ()) -> argparse.ArgumentParser:
+    """A command (or action) of the tools' command lines, its help text laid out as
+    written (line breaks kept): the options every such ``add_parser`` call repeated."""
+    return actions.add_parser(name, help=help, description=description, epilog=epilog,
+                              parents=list(parents),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:
     """``HOST:PORT`` (or ``HOST`` when there is a default port, ``[v6]:PORT`` for IPv6)."""
     host, sep, port = text.rpartition(":")
@@ -79,19 +89,20 @@ def parse_speed(text: str) -> float:
 
 def add_capture_parser(sub: Any) -> None:
     """``capture`` with ``proxy``, ``import`` and ``check``."""
-    capture = sub.add_parser(
-        "capture", help="record device traffic, or import it from tcpdump/Wireshark",
+    capture = add_command(
+        sub, "capture", help="record device traffic, or import it from tcpdump/Wireshark",
         description="Record what a real instrument says into a capture file (one line of\n"
                     "JSON per frame, see docs/capture-format.md), for replay in tests.",
-        epilog=CAPTURE_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=CAPTURE_EXAMPLES + EXIT_HELP)
     actions = capture.add_subparsers(dest="capture_command", required=True, metavar="ACTION")
-    proxy = actions.add_parser(
-        "proxy", help="record Modbus TCP between a master and a device, as a go-between",
+    proxy = add_command(
+        actions, "proxy", help="record Modbus TCP between a master and a device, as a "
+                               "go-between",
         description="Listen for a Modbus master (the agent, a SCADA, a probe), forward\n"
                     "every byte to the device and back unchanged, and record both ways.\n"
                     "Point the master at the --listen address instead of the device.\n"
                     "Ctrl-C stops the recording; the file is complete up to that moment.",
-        epilog=CAPTURE_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=CAPTURE_EXAMPLES + EXIT_HELP)
     proxy.add_argument("--listen", type=parse_address, required=True, metavar="HOST:PORT",
                        help="where the master connects (0.0.0.0:1502: every interface)")
     proxy.add_argument("--target", type=_target, required=True, metavar="HOST[:PORT]",
@@ -105,21 +116,21 @@ def add_capture_parser(sub: Any) -> None:
     proxy.add_argument("--unit", type=_unit, action="append", default=[], metavar="ID",
                        help="unit id(s) expected behind the target, noted in the header")
     _import_parser(actions)
-    check = actions.add_parser(
-        "check", help="read a capture file and summarise it; name the line of any fault",
-        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check = add_command(
+        actions, "check", help="read a capture file and summarise it; name the line of any "
+                               "fault", epilog=EXIT_HELP)
     check.add_argument("capture", type=Path, help="capture file")
 
 
 def _import_parser(actions: Any) -> None:
-    imported = actions.add_parser(
-        "import", help="turn a tcpdump/Wireshark file (pcap, pcapng) into a capture",
+    imported = add_command(
+        actions, "import", help="turn a tcpdump/Wireshark file (pcap, pcapng) into a capture",
         description="Read Modbus/TCP from a pcap or pcapng file: TCP streams are put back\n"
                     "together, frames cut and paired by transaction id. Exceptions,\n"
                     "malformed frames and unanswered requests are kept as such. A packet\n"
                     "that cannot be imported (file cut short or damaged, a link type\n"
                     "without IP) is named on stderr: packet number and byte offset.",
-        epilog=CAPTURE_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=CAPTURE_EXAMPLES + EXIT_HELP)
     imported.add_argument("pcap", type=Path, help="the .pcap or .pcapng file")
     imported.add_argument("--out", type=Path, required=True, metavar="FILE",
                           help="capture file to write")

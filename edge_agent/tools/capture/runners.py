@@ -32,6 +32,7 @@ from edge_agent.tools.replay.image import RegisterImage
 from edge_agent.tools.replay.rtu_server import RtuReplayServer
 from edge_agent.tools.replay.script import Script, ScriptError, load_script
 from edge_agent.tools.replay.serve import ImageReplay, RecordingClock, Reply, Responder
+from edge_agent.tools.replay.served import served_lines
 from edge_agent.tools.replay.strict import StrictReplay
 from edge_agent.tools.replay.tcp_server import TcpReplayServer
 from edge_agent.tools.replay.text import StrictTextReplay
@@ -200,8 +201,11 @@ async def _run_replay(args: argparse.Namespace, script: Script) -> int:
             where = f"Modbus RTU on {pty.agent_path if pty else path}"
     except (OSError, ValueError) as err:
         return _fail(f"cannot serve the replay: {err}", EXIT_LINK)
-    _say(f"replaying {args.capture} (link {script.link}, {len(script.exchanges)} requests, "
+    count = len(script.exchanges)
+    _say(f"replaying {args.capture} (link {script.link}, {count} request{'s' * (count != 1)}, "
          f"{args.mode} mode) as {where}; Ctrl-C stops")
+    for line in served_lines(script):
+        _say(line)
     strict = responder if isinstance(responder, StrictReplay) else None
     try:
         return await _until_finished(strict, lambda: responder.done, stop, progress)
@@ -238,7 +242,8 @@ async def _run_text_replay(args: argparse.Namespace, replay: StrictTextReplay) -
             pty.close()
         return _fail(f"cannot serve the replay: {err}", EXIT_LINK)
     script = replay.script
-    _say(f"replaying {args.capture} (link {script.link}, {len(script.exchanges)} requests, "
+    count = len(script.exchanges)
+    _say(f"replaying {args.capture} (link {script.link}, {count} request{'s' * (count != 1)}, "
          f"{len(script.streamed)} streamed records, strict mode) as a text instrument on "
          f"{pty.agent_path if pty else args.port}; Ctrl-C stops")
     try:

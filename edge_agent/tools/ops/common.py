@@ -78,9 +78,19 @@ def ask_agent(health: HealthConfig) -> dict:
                                "endpoint cannot be found")
     url = endpoint_url(health)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    request = urllib.request.Request(url)
+    if health.token is not None:  # the endpoint's token (access.py), never printed
+        request.add_header("Authorization", f"Bearer {health.token.value}")
     try:
-        with opener.open(url, timeout=_ASK_TIMEOUT_S) as answer:
+        with opener.open(request, timeout=_ASK_TIMEOUT_S) as answer:
             document = json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise AgentUnreachable(
+                f"the agent at {url} wants its token (health.token_env / token_file) and "
+                f"{'refused the one given' if health.token else 'none is set'}; run status "
+                "as root, or with the token's variable from the secrets file set") from err
+        raise AgentUnreachable(f"no usable answer from {url} (HTTP {err.code})") from err
     except urllib.error.URLError as err:
         raise AgentUnreachable(f"nothing answers at {url} ({err.reason})") from err
     except (OSError, ValueError) as err:  # timeouts, resets, not JSON

@@ -25,6 +25,12 @@ from edge_agent.tools.ops.common import (
     endpoint_url,
     load_station,
 )
+from edge_agent.tools.ops.livevalues import (
+    agent_and_devices_lines,
+    counter_lines,
+    printable,
+    value_lines,
+)
 from edge_agent.tools.ops.text import duration, parse_iso, plural, table, when
 
 
@@ -77,14 +83,17 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     started = parse_iso(doc["started_at"]) or now
     lines = [f"Station {doc['station']}: status from the RUNNING agent ({url})",
              f"edge-agent {doc['version']}, running for {duration(now - started)}",
-             "Health: OK" if doc["healthy"] else "Health: PROBLEM: " + "; ".join(doc["problems"]),
-             ""]
+             *agent_and_devices_lines(doc), ""]
     rows = [[d["id"], d["link"], d["state"] if d["state"] == "ok" else d["state"].upper(),
              when(t, now) if (t := parse_iso(d["last_good_at"])) else "none since start",
-             d["last_error"] or "-"] for d in doc["devices"]]
+             printable(d["last_error"] or "-")] for d in doc["devices"]]
     lines += table(["DEVICE", "LINK", "STATE", "LAST GOOD READING", "LAST ERROR"], rows)
     notes = [note for d in doc["devices"] for note in _device_notes(d)]
     lines += ["", *notes] if notes else []
+    values = value_lines(doc, now)
+    lines += ["", *values] if values else []
+    wire = counter_lines(doc)
+    lines += ["", *wire] if wire else []
     lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
               *_overload_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
@@ -121,7 +130,8 @@ def _device_notes(device: dict[str, Any]) -> list[str]:
 
 def _broker_line(broker: dict[str, Any], now: float) -> str:
     since = parse_iso(broker["since"]) or now
-    where = f"Broker:   {broker['host']}:{broker['port']}"
+    host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
+    where = f"Broker:   {host}:{broker['port']}{_node_of(broker)}"
     if broker["connected"]:
         median = broker["ack_latency_median_le_s"]
         latency = f"; PUBACK median under {median:g} s" if median is not None else ""
@@ -131,6 +141,20 @@ def _broker_line(broker: dict[str, Any], now: float) -> str:
     error = f" (last error: {broker['last_error']})" if broker["last_error"] else ""
     return (f"{where} NOT connected for {duration(now - since)}{error}; "
             f"{plural(broker['connect_failures'], 'failed attempt')} since start")
+
+
+def _node_of(broker: dict[str, Any]) -> str:
+    """' (node 2 of 3, 1 failover since start)' with several mqtt.brokers; '' with one (or
+    from an agent older than failover)."""
+    nodes = broker.get("nodes") or []
+    if len(nodes) < 2:
+        return ""
+    host = f"[{broker['host']}]" if ":" in broker["host"] else broker["host"]
+    address = f"{host}:{broker['port']}"
+    place = f"node {nodes.index(address) + 1} of {len(nodes)}" if address in nodes \
+        else f"one of {len(nodes)} nodes"
+    failovers = broker.get("failovers") or 0
+    return f" ({place}, {plural(failovers, 'failover')} since start)"
 
 
 def _overload_lines(broker: dict[str, Any]) -> list[str]:

@@ -134,7 +134,10 @@ def _read_options(read: argparse.ArgumentParser) -> None:
                       help="how many registers or bits (10; at most 2000)")
     read.add_argument("--find", metavar="VALUE",
                       help="the value the instrument's display shows: list the readings "
-                           "near it and mark them '*' in the table")
+                           "near it, and the shipped profile a reading looks like")
+    read.add_argument("--tables", action="store_true",
+                      help="with --find: also print every interpretation, the matches "
+                           "marked '*'")
     read.add_argument("--tolerance", metavar="T",
                       help="how near: an amount (0.1) or a percentage (2%%); default half "
                            "a step of VALUE's last digit (12.5 -> 0.05)")

@@ -33,7 +33,7 @@ from edge_agent.tools.probe.arguments import (
     EXIT_USAGE,
 )
 from edge_agent.tools.probe.diagnose import link_problem
-from edge_agent.tools.probe.interpret import find, interpret, manual_number
+from edge_agent.tools.probe.interpret import Match, find, interpret, manual_number
 from edge_agent.tools.probe.options import (
     SerialSettings,
     Target,
@@ -43,6 +43,7 @@ from edge_agent.tools.probe.options import (
     parse_tolerance,
     parse_value,
 )
+from edge_agent.tools.probe.profiles import profile_hints, shipped_channels
 from edge_agent.tools.probe.scan import Answer, LinkUnusable, ScanReport, ask_unit
 
 MAX_COUNT = 2000  # per probe; read in as many requests as the Modbus limits need
@@ -78,6 +79,7 @@ class ReadPlan:
     start: int
     count: int
     find: render.FindSpec | None
+    tables: bool = True  # with find: every interpretation too (--tables), not only matches
 
 
 def read_plan(args: argparse.Namespace) -> ReadPlan:
@@ -92,7 +94,11 @@ def read_plan(args: argparse.Namespace) -> ReadPlan:
     if not 1 <= args.count <= MAX_COUNT or not 0 <= start <= 65535 - args.count + 1:
         raise UsageError(f"--count must be 1..{MAX_COUNT} and the range must end at or "
                          "below wire address 65535")
-    return ReadPlan(link, args.unit, kind, start, args.count, _find_spec(args, kind))
+    if args.tables and args.find is None:
+        raise UsageError("--tables only makes sense with --find VALUE (without it, every "
+                         "table is printed anyway)")
+    return ReadPlan(link, args.unit, kind, start, args.count, _find_spec(args, kind),
+                    tables=args.find is None or args.tables)
 
 
 def _find_spec(args: argparse.Namespace, kind: RegisterKind) -> render.FindSpec | None:
@@ -152,7 +158,17 @@ def _render_read(plan: ReadPlan, values: list[int] | list[bool], output: str) ->
     matches = find(views, plan.find.value, plan.find.tolerance) if plan.find else []
     if output == "json":
         return render.registers_json(source, views, plan.find, matches)
-    return render.registers_table(source, views, plan.find, matches, _use_color(sys.stdout))
+    return render.registers_table(source, views, plan.find, matches, _use_color(sys.stdout),
+                                  tables=plan.tables, hints=_profile_hints(plan.kind, matches))
+
+
+def _profile_hints(kind: RegisterKind, matches: list[Match]) -> render.Hints | None:
+    """Which shipped profile each match looks like; the profiles are read only when
+    something matched."""
+    if not matches:
+        return None
+    channels = shipped_channels()
+    return lambda match: profile_hints(kind, match, channels)
 
 
 def explain_failure(err: LinkError, plan: ReadPlan) -> tuple[str, int]:

@@ -72,8 +72,15 @@ def title(source: ReadSource) -> str:
 
 
 def registers_table(source: ReadSource, views: Sequence[RegisterView], find: FindSpec | None,
-                    matches: Sequence[Match], color: bool = False) -> str:
-    """Every interpretation, cells near the display value marked '*'."""
+                    matches: Sequence[Match], color: bool = False, tables: bool = True,
+                    hints: Hints | None = None) -> str:
+    """Every interpretation, cells near the display value marked '*'. With ``find`` and
+    not ``tables`` (``--find`` without ``--tables``), only the matching readings: the
+    tables are for a look at everything. ``hints`` adds lines under a match (the shipped
+    profile it looks like)."""
+    if find is not None and not tables:
+        lines = [title(source), "", *_match_lines(source.kind, find, matches, hints)]
+        return "\n".join(line.rstrip() for line in lines)
     marked = _marked_cells(matches)
 
     def cell(text: str, width: int, address: int, name: str, order: WordOrder | None) -> str:
@@ -89,11 +96,12 @@ def registers_table(source: ReadSource, views: Sequence[RegisterView], find: Fin
     lines += [f'text, high byte first: "{range_text(words, high_first=True)}"',
               f'text, low byte first:  "{range_text(words, high_first=False)}"']
     if find is not None:
-        lines += ["", *_match_lines(source.kind, find, matches)]
+        lines += ["", *_match_lines(source.kind, find, matches, hints)]
     return "\n".join(line.rstrip() for line in lines)
 
 
 _Cell = Callable[[str, int, int, str, "WordOrder | None"], str]
+Hints = Callable[[Match], list[str]]  # lines to show under a match
 
 
 def _lead(kind: RegisterKind, address: int) -> str:
@@ -138,7 +146,8 @@ def _marked_cells(matches: Sequence[Match]) -> set[tuple[int, str, WordOrder | N
             for name in match.type_name.split("|")}
 
 
-def _match_lines(kind: RegisterKind, find: FindSpec, matches: Sequence[Match]) -> list[str]:
+def _match_lines(kind: RegisterKind, find: FindSpec, matches: Sequence[Match],
+                 hints: Hints | None = None) -> list[str]:
     head = f"display value {find.text} (±{find.tolerance:g}):"
     if not matches:
         return [f"{head} no reading of these registers is that close. Try the other table "
@@ -154,6 +163,7 @@ def _match_lines(kind: RegisterKind, find: FindSpec, matches: Sequence[Match]) -
         value = format_value(match.config_type, match.value)
         lines += [f"  {manual_number(kind, match.address):>6}  {wire:<10}  {how:<26} = {value}",
                   f"{'':>20}station file: {{{config_fields(kind, match)}}}"]
+        lines += [f"{'':>20}{hint}" for hint in (hints(match) if hints else [])]
     if len(matches) > MAX_MATCH_LINES:
         lines.append(f"  ... and {len(matches) - MAX_MATCH_LINES} more (--format json "
                      "lists them all)")

@@ -10,7 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edge_agent.tools.capture.arguments import EXIT_HELP, parse_address, parse_speed
+from edge_agent.tools.capture.arguments import (
+    EXIT_HELP,
+    add_command,
+    parse_address,
+    parse_speed,
+)
 
 MODES = """\
 modes:
@@ -36,8 +41,8 @@ examples:
 
 def add_replay_parser(sub: Any) -> None:
     """``replay`` with ``tcp``, ``rtu`` and ``text``."""
-    replay = sub.add_parser(
-        "replay", help="play a capture back as a device (for tests and demos)",
+    replay = add_command(
+        sub, "replay", help="play a capture back as a device (for tests and demos)",
         description="Answer a master with what a recorded device answered: a Modbus\n"
                     "device over TCP (tcp) or on a serial port (rtu), or a text-protocol\n"
                     "instrument on a serial port (text).\n"
@@ -45,24 +50,21 @@ def add_replay_parser(sub: Any) -> None:
                     "else stops the replay (exit status 8). image (Modbus only): any read\n"
                     "inside the recorded ranges, with the values the device held at that\n"
                     "moment of the recording.",
-        epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP)
     actions = replay.add_subparsers(dest="replay_command", required=True, metavar="ACTION")
-    tcp = actions.add_parser("tcp", parents=[_replay_options()],
-                             help="serve the capture as a Modbus TCP device",
-                             description="Serve a capture as a Modbus TCP device; point "
-                                         "the master at --listen.",
-                             epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    tcp = add_command(actions, "tcp", parents=(_replay_options(),),
+                      help="serve the capture as a Modbus TCP device",
+                      description="Serve a capture as a Modbus TCP device; point the master "
+                                  "at --listen.",
+                      epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP)
     tcp.add_argument("--listen", type=parse_address, default=("127.0.0.1", 1502),
                      metavar="HOST:PORT", help="where to listen (default 127.0.0.1:1502; "
                                                "port 0 picks a free one)")
-    rtu = actions.add_parser("rtu", parents=[_replay_options()],
-                             help="serve the capture as a Modbus RTU device on a serial port",
-                             description="Serve a capture as a Modbus RTU device on a "
-                                         "serial port, or on a virtual one (--pty).",
-                             epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    rtu = add_command(actions, "rtu", parents=(_replay_options(),),
+                      help="serve the capture as a Modbus RTU device on a serial port",
+                      description="Serve a capture as a Modbus RTU device on a serial port, "
+                                  "or on a virtual one (--pty).",
+                      epilog=MODES + REPLAY_EXAMPLES + EXIT_HELP)
     _serial_port_options(rtu)
     _text_replay_parser(actions)
 
@@ -78,8 +80,8 @@ examples:
 
 def _text_replay_parser(actions: Any) -> None:
     """``replay text``: a text-protocol instrument (a capture's ``text`` link)."""
-    text = actions.add_parser(
-        "text", help="serve a capture as a serial text-protocol instrument",
+    text = add_command(
+        actions, "text", help="serve a capture as a serial text-protocol instrument",
         description="Serve the recording of a text-protocol instrument (an analyser with\n"
                     "its own ASCII protocol) on a serial port, or on a virtual one (--pty).\n"
                     "Strict: each request must be the next recorded one, byte for byte;\n"
@@ -87,28 +89,30 @@ def _text_replay_parser(actions: Any) -> None:
                     "instrument did not answer). Records the instrument sent on its own\n"
                     "(streaming) go out at their recorded times. A request that differs\n"
                     "stops the replay with exit status 8.",
-        epilog=TEXT_EXAMPLES + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    text.add_argument("capture", type=Path, help="capture file to replay")
-    text.add_argument("--link", metavar="NAME",
-                      help="which text link of the capture (needed when it holds several)")
-    text.add_argument("--speed", type=parse_speed, default=1.0, metavar="X",
-                      help="how fast streamed records follow each other (default 1: as "
-                           "recorded; 10: ten times as fast). Answers keep their delays")
+        epilog=TEXT_EXAMPLES + EXIT_HELP)
+    _capture_options(text, "text link", "how fast streamed records follow each other "
+                     "(default 1: as recorded; 10: ten times as fast). Answers keep their "
+                     "delays")
     _serial_port_options(text)
     text.add_argument("--bytesize", type=int, choices=[7, 8], default=8,
                       help="data bits (default 8)")
 
 
+def _capture_options(parser: argparse.ArgumentParser, link: str, speed: str) -> None:
+    """The capture file, which ``link`` of it, and ``--speed`` (what ``speed`` paces):
+    every replay action has them."""
+    parser.add_argument("capture", type=Path, help="capture file to replay")
+    parser.add_argument("--link", metavar="NAME",
+                        help=f"which {link} of the capture (needed when it holds several)")
+    parser.add_argument("--speed", type=parse_speed, default=1.0, metavar="X", help=speed)
+
+
 def _replay_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("capture", type=Path, help="capture file to replay")
+    _capture_options(options, "link", "image mode: how fast recorded time runs (default 1: "
+                     "real time; 60: an hour of recording in a minute)")
     options.add_argument("--mode", choices=["strict", "image"], default="strict",
                          help="strict (default) or image, see modes below")
-    options.add_argument("--link", metavar="NAME",
-                         help="which link of the capture (needed when it holds several)")
-    options.add_argument("--speed", type=parse_speed, default=1.0, metavar="X",
-                         help="image mode: how fast recorded time runs (default 1: real "
-                              "time; 60: an hour of recording in a minute)")
     options.add_argument("--loop", action="store_true",
                          help="image mode: start over at the end of the recording (default: "
                               "keep the last values)")

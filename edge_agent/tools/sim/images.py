@@ -12,6 +12,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import IntEnum
 
 GC_COMPONENTS = ("benzene", "toluene", "ethylbenzene", "xylenes")
 FTIR_COMPONENTS = ("hcl", "hf", "nh3", "so2", "no", "no2", "n2o", "co", "co2", "ch4", "h2o",
@@ -70,6 +71,15 @@ def ftir_image(measurement: FtirMeasurement) -> list[int]:
     return words
 
 
+class DetectorMode(IntEnum):
+    """A generic-gas-detector's state register (drivers/gas_detector/profile.yaml)."""
+
+    NORMAL = 0
+    WARM_UP = 1
+    FAULT = 2
+    CALIBRATION = 3
+
+
 @dataclass(frozen=True)
 class DetectorState:
     """What a generic-gas-detector shows: raw counts per gas (65535 = broken sensor)."""
@@ -78,7 +88,7 @@ class DetectorState:
     co_ppm: int = 0
     h2s_tenths: int = 0
     lel: int = 0
-    state: int = 0  # 0 normal, 1 warm-up, 2 fault, 3 calibration
+    state: int = DetectorMode.NORMAL
     sensor_faults: int = 0  # bit per gas, in DETECTOR_GASES order
     model: str = "MGD4"
 

@@ -22,6 +22,7 @@ from edge_agent.model import utc_now
 from edge_agent.tools.sim.images import (
     FTIR_COMPONENTS,
     GC_COMPONENTS,
+    DetectorMode,
     DetectorState,
     FtirMeasurement,
     GcAnalysis,
@@ -30,6 +31,7 @@ from edge_agent.tools.sim.images import (
     gc_image,
     local_time,
 )
+from edge_agent.tools.sim.models import FtirModel
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
@@ -103,7 +105,8 @@ class DemoInstruments:
         values = [round(max(0.0, (index + 1) * 1.5 * (1 + 0.3 * wave)
                             + self._rng.gauss(0, 0.05)), 3)
                   for index, _ in enumerate(FTIR_COMPONENTS)]
-        status = 0b1 if self._ftir_count % 5 == 0 else 0  # background spectrum
+        background = 1 << FtirModel.STATUS_BITS["background"]
+        status = background if self._ftir_count % 5 == 0 else 0
         measurement = FtirMeasurement(utc_now(), values, status)
         self.ftir.set_words(1, RegisterKind.INPUT, 0, ftir_image(measurement))
 
@@ -114,7 +117,8 @@ class DemoInstruments:
             state = DetectorState(
                 o2_tenths=209 - unit, co_ppm=max(0, int(5 * unit * (1 + 0.2 * wave))),
                 h2s_tenths=max(0, int(10 * (1 + 0.3 * wave) + self._rng.gauss(0, 1))),
-                lel=0, state=1 if warming and unit == 2 else 0)
+                lel=0, state=DetectorMode.WARM_UP if warming and unit == 2
+                else DetectorMode.NORMAL)
             self.detectors.set_words(unit, RegisterKind.HOLDING, 0, detector_image(state))
 
     def stop(self) -> None:

@@ -24,12 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from edge_agent_drivers.modbus import config_channels
 from edge_agent_drivers.modbus.settings import RegisterKind
 
 from edge_agent.tools.sim.images import (
     DETECTOR_GASES,
     FTIR_COMPONENTS,
     GC_COMPONENTS,
+    DetectorMode,
     DetectorState,
     FtirMeasurement,
     GcAnalysis,
@@ -239,8 +241,10 @@ class DetectorModel:
             if self.common.faulty("broken", t_s, gas) or \
                     self.common.faulty("sensor_fault", t_s, gas):
                 faults |= 1 << bit
-        state = 1 if t_s < self.common.warmup_s else 2 if self.common.faulty(
-            "fault", t_s) else 3 if self.common.faulty("calibrating", t_s) else 0
+        state = DetectorMode.WARM_UP if t_s < self.common.warmup_s else \
+            DetectorMode.FAULT if self.common.faulty("fault", t_s) else \
+            DetectorMode.CALIBRATION if self.common.faulty("calibrating", t_s) else \
+            DetectorMode.NORMAL
         image = detector_image(DetectorState(o2_tenths=raw["o2"], co_ppm=raw["co"],
                                              h2s_tenths=raw["h2s"], lel=raw["lel"],
                                              state=state, sensor_faults=faults,
@@ -256,4 +260,5 @@ PROFILES: dict[str, tuple[type, tuple[str, ...]]] = {
     "generic-ftir": (FtirModel, FTIR_COMPONENTS),
     "generic-gas-detector": (DetectorModel, DETECTOR_GASES),
 }
-ENRON_RANGES = (range(5001, 6000), range(7001, 8000))  # daniel-enron-gc's 32-bit ranges
+# daniel-enron-gc's 32-bit ranges, as the Modbus reader knows them
+ENRON_RANGES = tuple(range(first, last + 1) for first, last in config_channels.ENRON_RANGES)

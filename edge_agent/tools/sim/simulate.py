@@ -22,12 +22,16 @@ from datetime import UTC, datetime
 from edge_agent.config.errors import ConfigError
 from edge_agent.tools.sim.models import ENRON_RANGES, Image, Model
 from edge_agent.tools.sim.ptypair import PtyPair
+from edge_agent.tools.sim.ranges import ranges_text
 from edge_agent.tools.sim.simconfig import DeviceSpec, ServerSpec, SimConfig, load_sim_config
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 EXIT_OK, EXIT_USAGE, EXIT_LINK = 0, 2, 4
 TICK_S = 0.1  # how often simulated time is advanced and written (wall-clock seconds)
 UNIT_SIZE = {"daniel-enron-gc": 8000}  # addresses per table; 1024 for the others
+# Technician-facing text printed at start, in one place.
+SERVED = "values at {values}{enron}; addresses 0-{last} of every table answer (0 where no value)"
+ENRON_NOTE = " (32-bit Enron registers: {ranges})"
 
 
 @dataclass
@@ -91,6 +95,20 @@ class Simulation:
             is not None else f"{spec.protocol.value} on "
             f"{self._ptys[-1].agent_path if spec.pty else path} ({spec.baudrate} baud)")
 
+    def served_ranges(self, device_id: str) -> str:
+        """The registers the device's unit answers (as its model fills them), by table:
+        what ``run_simulate`` prints so a station file can be checked against it."""
+        served = next(d for d in self._devices if d.spec.id == device_id)
+        snapshot = served.model.snapshot(0.0)
+        tables: dict[str, list[int]] = {}
+        for kind, address in sorted({**snapshot.result, **snapshot.live},
+                                    key=lambda key: (key[0].value, key[1])):
+            tables.setdefault(kind.value, []).append(address)
+        unit = served.server.units[served.spec.unit_id]
+        enron = ", ".join(f"{span.start}-{span.stop - 1}" for span in unit.enron)
+        return SERVED.format(values=ranges_text(tables), last=unit.size - 1,
+                             enron=ENRON_NOTE.format(ranges=enron) if enron else "")
+
     @property
     def now_s(self) -> float:
         """Simulated seconds since the start."""
@@ -147,6 +165,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             names = ", ".join(f"{d.id} (unit {d.unit_id}, {d.profile})"
                               for d in config.devices if d.server == spec.name)
             print(f"{spec.name}: {simulation.where[spec.name]}: {names or 'no devices'}")
+            for device in (d for d in config.devices if d.server == spec.name):
+                print(f"  unit {device.unit_id} ({device.id}): "
+                      f"{simulation.served_ranges(device.id)}")
         print(f"simulating {len(config.devices)} devices from {args.config} "
               f"(speed {args.speed:g}); Ctrl-C stops", flush=True)
         simulation.run(stop)

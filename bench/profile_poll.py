@@ -1,0 +1,179 @@
+"""CPU per reading on the poll -> append path: the real driver against a real simulator.
+
+Run: ``.venv/bin/python bench/profile_poll.py [--polls 200] [--profile]``. Prints CPU
+seconds per 1 000 readings (``time.process_time`` of this process), split into the polling
+thread's (read, decode, judge, build the sample) and the rest (the outbox's writer thread:
+encoding, SQL, commit), and, with ``--profile``,
+the cProfile top list by own CPU time (``time.thread_time``) of the polling thread and
+the outbox's writer thread together. Nothing here asserts a time (shared machines are noisy).
+
+The load is W1-like: ``--devices`` Modbus TCP devices (unit ids of one simulated endpoint)
+with ``--tags`` channels each (float32 in both word orders, scaled int16 counts, a uint32
+counter and a status word with quality bits), polled one after another through the
+poller's own poll step (retry layer, health bookkeeping) into the real outbox on a
+temporary file (WAL, synchronous=FULL). The simulator runs in a child process, so its
+CPU is not counted; the outbox's writer thread is, because committing is part of the path.
+No forwarder runs: the figure is the cost before the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import multiprocessing
+import pstats
+import struct
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from edge_agent.config.loader import load_config
+from edge_agent.config.schema import Retention
+from edge_agent.driver import load_driver
+from edge_agent.link_clients import open_link_client
+from edge_agent.poller import LinkPoller
+from edge_agent.store.outbox import Outbox
+
+
+def _channels(tags: int) -> list[dict]:
+    """``tags`` channels: mostly float32 (ABCD and CDAB), scaled int16, a uint32 counter
+    and one status word whose bit 0 would flag the others (it stays clear)."""
+    channels: list[dict] = [{"name": "status", "address": 0, "type": "uint16",
+                             "quality_bits": {0: {"quality": "SUSPECT",
+                                                  "reason": "calibrating"}}},
+                            {"name": "cycle", "address": 1, "type": "uint32"}]
+    address = 3
+    for index in range(tags - len(channels)):
+        if index % 5 == 4:
+            channels.append({"name": f"count{index}", "address": address, "type": "int16",
+                             "scale": 0.1, "unit": "ppm"})
+            address += 1
+        else:
+            channels.append({"name": f"gas{index}", "address": address, "type": "float32",
+                             "word_order": "CDAB" if index % 2 else "ABCD",
+                             "unit": "mg/m3"})
+            address += 2
+    return channels[:tags]
+
+
+def _image(channels: list[dict]) -> dict[int, int]:
+    """Register words giving every channel a plausible value."""
+    words: dict[int, int] = {0: 0, 1: 0, 2: 42}
+    for index, channel in enumerate(channels[2:]):
+        address = channel["address"]
+        if channel["type"] == "int16":
+            words[address] = 100 + index
+            continue
+        high, low = struct.unpack(">HH", struct.pack(">f", 0.1 * index + 0.635))
+        pair = (low, high) if channel.get("word_order") == "CDAB" else (high, low)
+        words[address], words[address + 1] = pair
+    return words
+
+
+def _serve(units: int, image: dict[int, int], reply: Connection) -> None:
+    """Child process: one simulated Modbus TCP endpoint with ``units`` unit ids."""
+    from edge_agent.tools.sim.simserver import SimServer, SimUnit
+
+    server = SimServer([SimUnit(unit, holding=dict(image)) for unit in range(1, units + 1)],
+                       tcp_port=0).start()
+    reply.send(server.tcp_port)
+    reply.recv()  # until the parent is done
+    server.stop()
+
+
+def _station(path: Path, port: int, devices: int, channels: list[dict]) -> Path:
+    doc = {
+        "station": {"id": "bench"},
+        "links": {"sim": {"type": "tcp", "host": "127.0.0.1", "port": port,
+                          "timeout_ms": 2000}},
+        "devices": [{"id": f"dev-{unit}", "link": "sim", "unit_id": unit, "interval_s": 1,
+                     "channels": channels} for unit in range(1, devices + 1)],
+        "store": {"path": str(path.parent / "outbox.sqlite3")},
+        "mqtt": {"host": "127.0.0.1", "port": 1883},
+        "health": {"enabled": False},
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+class _ThreadProfiles:
+    """cProfile of every thread started while installed (the outbox's writer encodes and
+    commits there); each measures its own thread's CPU time, not the wall clock."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+
+    def install(self) -> None:
+        threading.setprofile(self._first_event)
+
+    def _first_event(self, *_args: object) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        self.profiles.append(profile)
+        profile.enable()  # replaces this hook in this thread
+
+
+def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35) -> None:
+    channels = _channels(tags)
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(devices, _image(channels), child), daemon=True)
+    server.start()
+    port = parent.recv()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(_station(Path(tmp) / "station.yaml", port, devices, channels))
+        threads = _ThreadProfiles()
+        if profile:
+            threads.install()
+        outbox = Outbox(config.store.path, Retention(None, None, None))
+        threading.setprofile(None)
+        poller = LinkPoller(config.links["sim"], [load_driver(d) for d in config.devices],
+                            outbox, config.polling, threading.Event())
+        client = open_link_client(config.links["sim"])
+        try:
+            for state in poller.devices:  # warm up: connect, plan, first commit
+                poller._poll(client, state)
+            profiler = cProfile.Profile(time.thread_time) if profile else None
+            started, started_thread = time.process_time(), time.thread_time()
+            if profiler:
+                profiler.enable()
+            for _ in range(polls):
+                for state in poller.devices:
+                    poller._poll(client, state)
+            if profiler:
+                profiler.disable()
+            cpu_s = time.process_time() - started
+            poll_s = time.thread_time() - started_thread
+            stored = sum(state.samples_stored for state in poller.devices)
+        finally:
+            client.close()
+            outbox.close()
+    parent.send("stop")
+    server.join(10)
+    readings = polls * devices * tags
+    assert stored == (polls + 1) * devices, f"{stored} samples stored"
+    print(f"{devices} devices x {tags} tags, {polls} polls each: {readings} readings, "
+          f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
+          f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
+          f"{1000 * (cpu_s - poll_s) / readings:.4f})")
+    if profiler:
+        for other in threads.profiles:
+            other.disable()  # harmless from another thread: its stats are complete
+        pstats.Stats(profiler, *threads.profiles).sort_stats("tottime").print_stats(top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--tags", type=int, default=25)
+    parser.add_argument("--polls", type=int, default=100, help="polls of each device")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile top list")
+    parser.add_argument("--top", type=int, default=35, help="functions in that list")
+    args = parser.parse_args()
+    run(args.devices, args.tags, args.polls, args.profile, args.top)
+
+
+if __name__ == "__main__":
+    main()
