@@ -1,4 +1,4 @@
-"""The forwarder: outbox -> MQTT (QoS 1) -> PUBACK -> outbox.ack. One thread.
+"""The forwarder: outbox -> MQTT (QoS 1) -> PUBACK -> outbox.ack_many. One thread.
 
 Guarantees (reliability contract items 2-4):
 
