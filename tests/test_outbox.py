@@ -375,6 +375,7 @@ def test_retention_excess_is_worked_off_by_the_writer_without_more_appends(path,
     assert (gap["first_seq"], gap["last_seq"], gap["count"]) == (1, 331, 331)
 
 
+@pytest.mark.real_parts
 def test_run_path_does_not_load_sqlite_utils_for_a_current_outbox(path):
     """sqlite-utils (with click, pluggy, dateutil: about 6 MiB) serves creating and
     migrating the file only; an agent restarting on its outbox never loads it."""
