@@ -296,10 +296,10 @@ def test_outbox_depth_counters_agree_with_a_full_count_through_drops_gaps_and_ac
     box.append(sample("b", 1, T0 + timedelta(seconds=20)))  # writes the store_error gap
     agree(box)
     assert box.stats().gaps == 3
-    box.ack(claimed.msg_id)
+    box.ack_many([claimed.msg_id])
     messages = list(iter(lambda: box.claim(0, 2, 10_000_000), None))
     for message in messages[::2]:  # some gap and some sample messages
-        box.ack(message.msg_id)
+        box.ack_many([message.msg_id])
     agree(box)
     box.close()
     box = Outbox(path, UNLIMITED)

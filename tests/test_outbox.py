@@ -49,7 +49,7 @@ def test_acked_rows_are_deleted_and_sequence_continues(path):
     box = Outbox(path, UNLIMITED)
     box.append(sample("a", 1))
     message = box.claim(0, 10, 10_000)
-    assert box.ack(message.msg_id) == 1
+    assert box.ack_many([message.msg_id]) == 1
     assert box.stats().rows == 0
     assert box.append(sample("a", 2)).seq == 2
     box.close()
@@ -130,7 +130,7 @@ def test_retention_drops_oldest_unclaimed_counts_them_and_records_one_gap(path):
         box.append(sample("a", i, T0 + timedelta(seconds=i)))
     stats = box.stats()
     assert (stats.samples, stats.gaps, stats.dropped_total) == (5, 1, 5)
-    box.ack(claimed.msg_id)
+    box.ack_many([claimed.msg_id])
     messages = {m.kind: m for m in (box.claim(0, 100, 1_000_000) for _ in range(2))}
     assert values(messages["sample"]) == [6, 7, 8, 9]
     gap = messages["gap"]
@@ -225,11 +225,13 @@ def test_v1_outbox_is_migrated_and_keeps_its_samples(path):
     its waiting samples are still there and numbering continues."""
     import sqlite3
 
+    import sqlite_utils
+
     from edge_agent.store import schema
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
-    schema._migrate_to_v1(schema.sqlite_utils.Database(conn))
+    schema._migrate_to_v1(sqlite_utils.Database(conn))
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
     conn.execute("INSERT INTO device_seq (device_id, last_seq) VALUES ('a', 7)")
     conn.execute("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
@@ -240,6 +242,71 @@ def test_v1_outbox_is_migrated_and_keeps_its_samples(path):
     assert box.stats().samples == 1
     assert box.driver_state("a") is None
     assert box.append(sample("a", 1)).seq == 8
+    box.close()
+
+
+def _v2_outbox(path, rows):
+    """An outbox file as release 0.2 (schema 2) left it: claimed rows carry their
+    message id and lane in columns of their own. ``rows``: (device, seq, msg_id, historical)."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from edge_agent.store import schema
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    schema._migrate_to_v1(sqlite_utils.Database(conn))
+    conn.execute("ALTER TABLE device_seq ADD COLUMN driver_state TEXT")
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    for device, seq, msg_id, historical in rows:
+        body = json.dumps({"id": f"{device}-{seq}", "seq": seq})
+        conn.execute("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body, "
+                     "msg_id, historical) VALUES ('sample', ?, ?, ?, ?, ?, ?, ?)",
+                     [device, seq, f"{device}-{seq}", seq, body, msg_id, historical])
+        conn.execute("INSERT OR REPLACE INTO device_seq (device_id, last_seq) VALUES (?, ?)",
+                     [device, seq])
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_v2_claims_survive_the_upgrade_and_are_resent_with_same_id_and_bytes(path):
+    """A station upgrading with messages in flight (schema 2: a message id in every
+    claimed row) re-sends them first, each with its id, lane, rows and so its bytes;
+    the unclaimed rows follow in new messages."""
+    from edge_agent.payload import Message, StoredEntry, encode_message
+
+    _v2_outbox(path, [("a", 1, "m-hist", 1), ("b", 1, "m-live", 0), ("a", 2, "m-hist", 1),
+                      ("b", 2, "m-live", 0), ("a", 3, None, None)])
+    expected = {
+        "m-hist": Message("m-hist", "sample", "a", True, tuple(
+            StoredEntry(row, "sample", "a", seq, f"a-{seq}", json.dumps({"id": f"a-{seq}",
+                                                                         "seq": seq}))
+            for row, seq in ((1, 1), (3, 2)))),
+        "m-live": Message("m-live", "sample", "b", False, tuple(
+            StoredEntry(row, "sample", "b", seq, f"b-{seq}", json.dumps({"id": f"b-{seq}",
+                                                                         "seq": seq}))
+            for row, seq in ((2, 1), (4, 2)))),
+    }
+    box = Outbox(path, UNLIMITED)
+    first, second, rest = box.claim_batch(0, 3, 10, 10_000).messages
+    for message in (first, second):
+        assert encode_message(message, "ST") == encode_message(expected[message.msg_id], "ST")
+    assert {first.msg_id, second.msg_id} == set(expected)
+    assert rest.msg_id not in expected and [e.seq for e in rest.entries] == [3]
+    assert box.ack_many([first.msg_id, second.msg_id, rest.msg_id]) == 5
+    box.close()
+
+
+def test_v2_claim_that_cannot_be_a_range_is_released_not_lost(path):
+    """An old message whose rows straddle another message's rows cannot become a range:
+    its samples are sent again in a new message, and none is lost or sent twice."""
+    _v2_outbox(path, [("a", 1, "outer", 1), ("a", 2, "inner", 1), ("a", 3, "outer", 1)])
+    box = Outbox(path, UNLIMITED)
+    messages = list(iter(lambda: box.claim(0, 10, 10_000), None))
+    assert messages[0].msg_id == "inner"
+    assert sorted(e.seq for m in messages for e in m.entries) == [1, 2, 3]
+    assert "outer" not in {m.msg_id for m in messages}
     box.close()
 
 
@@ -306,3 +373,22 @@ def test_retention_excess_is_worked_off_by_the_writer_without_more_appends(path,
     assert stats.dropped_total == 331
     [gap] = [json.loads(e.body) for m in messages if m.kind == "gap" for e in m.entries]
     assert (gap["first_seq"], gap["last_seq"], gap["count"]) == (1, 331, 331)
+
+
+@pytest.mark.real_parts
+def test_run_path_does_not_load_sqlite_utils_for_a_current_outbox(path):
+    """sqlite-utils (with click, pluggy, dateutil: about 6 MiB) serves creating and
+    migrating the file only; an agent restarting on its outbox never loads it."""
+    import subprocess
+    import sys
+
+    Outbox(path, UNLIMITED).close()  # created (and so migrated) by another process
+    code = ("import sys; from pathlib import Path; import edge_agent.agent, edge_agent.cli; "
+            "from edge_agent.config.schema import Retention; "
+            "from edge_agent.store.outbox import Outbox; "
+            f"Outbox(Path({str(path)!r}), Retention()).close(); "
+            "print(sorted(m for m in ('sqlite_utils', 'click', 'pluggy', 'dateutil') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

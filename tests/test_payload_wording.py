@@ -24,7 +24,7 @@ def in_flight_messages(outbox_path) -> set[str]:
     conn = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
     try:
         return {row[0] for row in conn.execute(
-            "SELECT DISTINCT msg_id FROM outbox WHERE msg_id IS NOT NULL AND historical = 0")}
+            "SELECT msg_id FROM claims WHERE historical = 0")}
     finally:
         conn.close()
 

@@ -26,7 +26,9 @@ def claimed_rows(outbox) -> int:
     """Rows published (or about to be) and not yet acknowledged."""
     conn = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
     try:
-        return conn.execute("SELECT COUNT(*) FROM outbox WHERE msg_id IS NOT NULL").fetchone()[0]
+        return conn.execute(
+            "SELECT COUNT(*) FROM outbox o JOIN claims c ON c.device_id = o.device_id "
+            "AND o.id BETWEEN c.first_row AND c.last_row").fetchone()[0]
     finally:
         conn.close()
 

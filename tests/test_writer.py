@@ -250,6 +250,31 @@ def test_an_operation_raising_fails_alone_and_the_rest_of_its_batch_commits(writ
     assert committed_values(owner.path) == ["first", "last"]
 
 
+def test_a_bad_operation_reruns_its_batch_with_savepoints_after_a_rollback(writer, owner):
+    """Operations run without savepoints; the first bad one rolls the transaction back
+    (the owner is told, to undo its operations' memory) and the batch runs once more,
+    each operation in a savepoint: the good ones run twice and commit once."""
+    runs: list[str] = []
+
+    def good(conn: sqlite3.Connection) -> None:
+        runs.append("good")
+        conn.execute("INSERT INTO t (v) VALUES ('good')")
+
+    def bad(conn: sqlite3.Connection) -> None:
+        runs.append("bad")
+        raise ValueError("bad operation")
+
+    held = Held(writer)
+    calls = Calls(writer)
+    calls.submit(good)
+    calls.submit(bad)
+    held.release()
+    calls.join()
+    assert runs == ["good", "bad", "good", "bad"]
+    assert (owner.rollbacks, owner.commits) == (1, 2)  # the Held op's commit, then ours
+    assert committed_values(owner.path) == ["good"]
+
+
 def test_a_sqlite_error_fails_every_operation_of_the_batch_and_commits_none(writer, owner):
     held = Held(writer)
     calls = Calls(writer)

@@ -1,4 +1,4 @@
-"""The forwarder: outbox -> MQTT (QoS 1) -> PUBACK -> outbox.ack. One thread.
+"""The forwarder: outbox -> MQTT (QoS 1) -> PUBACK -> outbox.ack_many. One thread.
 
 Guarantees (reliability contract items 2-4):
 
@@ -12,10 +12,15 @@ Guarantees (reliability contract items 2-4):
 * Live and historical lanes: rows acquired more than ``mqtt.live_window_s`` before the
   current session began (the backlog left by an outage or a restart) are sent marked
   ``historical: true``; newer rows are live and are claimed first, so live data keeps
-  flowing while the backlog drains. Within each lane, messages of a device go out in
-  acquisition order; across lanes a consumer orders by ``seq``. The flag is fixed when a
-  message is claimed: one re-sent after a disconnect keeps ``historical: false`` however
-  late it arrives (docs/payload.md).
+  flowing while the backlog drains. Past the limit (samples arrive faster than the broker
+  takes them), live rows that fall more than ``live_window_s`` behind move to the
+  historical lane at the next claim instead of queuing in front of new ones; the episode
+  is logged once when it begins and once when it ends, and counted (forward/overload.py).
+  Within each lane, messages of a device go out in acquisition order; across lanes a
+  consumer orders by ``seq``. The flag is fixed when a message is claimed: one re-sent
+  after a disconnect keeps ``historical: false`` however late it arrives (docs/payload.md).
+* Claims: each fill of the window claims all its free places in one outbox transaction
+  (store/claims.py), so a drain costs one commit per window, not one per message.
 * Message size: a backlog message holds at most ``max_samples_per_message`` samples of one
   device, and stops adding samples before ``max_message_bytes`` would be exceeded (a
   single sample larger than that still goes alone).
@@ -50,6 +55,7 @@ from edge_agent import __version__
 from edge_agent.config.schema import BrokerAddress, MqttConfig
 from edge_agent.forward.brokers import BrokerRotation
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
+from edge_agent.forward.overload import Overload
 from edge_agent.forward.poison import Poison
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
@@ -79,7 +85,9 @@ class ForwarderStats:
     ``unpublishable_*``: messages set aside as poison in this run, and the samples they
     held (forward/poison.py). ``node``: the broker node of the live session, or the one
     being tried; ``nodes``: every configured address; ``failovers``: sessions opened on
-    another node than the session before.
+    another node than the session before. ``overloaded``: live samples are falling
+    behind the live window; ``overload_moved``: samples moved to the historical lane for
+    it, this run (forward/overload.py).
     """
 
     connected: bool = False
@@ -91,6 +99,8 @@ class ForwarderStats:
     in_flight: int = 0
     unpublishable_messages: int = 0
     unpublishable_samples: int = 0
+    overloaded: bool = False
+    overload_moved: int = 0
     state_since: float = field(default_factory=time.time)
     last_error: str | None = None
     last_ack_at: float | None = None  # unix s of the last PUBACK that removed rows
@@ -115,6 +125,8 @@ class Forwarder:
         self._drain_deadline: float | None = None
         self._in_flight: set[str] = set()
         self._lost_reason: str | None = None
+        self._boundary = 0  # the session's backlog boundary (a row id), see _pump
+        self.overload = Overload(config.live_window_s)
         self._new_settings: tuple[str, MqttConfig] | None = None  # from reconfigure()
         self._settings_lock = threading.Lock()
         self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
@@ -218,6 +230,7 @@ class Forwarder:
             return False
         self.station_id, self.config = settings
         self._rotation = self._new_rotation(self.config)
+        self.overload.window_s = self.config.live_window_s
         self.status_topic = self.config.topics.status.format(station=self.station_id)
         log.info("forwarder: connecting to broker %s with the new settings",
                  self._rotation.current)
@@ -265,33 +278,52 @@ class Forwarder:
         self._wake.set()
 
     def _pump(self, session: MqttSession) -> None:
-        boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
+        self._boundary = self._outbox.backlog_boundary(time.time() - self.config.live_window_s)
         while self._lost_reason is None:
             self.heartbeat.beat(forwarder_session_bound_s(self.config))
-            self._process_acks(session)
+            acked = self._process_acks(session)
             if self._stopping.is_set() or self._new_settings is not None:
+                self._acknowledge(acked)
                 if not self._in_flight or time.monotonic() >= (self._drain_deadline or 0):
                     return
             else:
-                self._fill_window(session, boundary)
+                self._fill_window(session, acked)
             self._wake.wait(_IDLE_WAIT_S)
             self._wake.clear()
         self.stats.last_error = self._lost_reason
         log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
                     "again", self._lost_reason, len(self._in_flight))
 
-    def _fill_window(self, session: MqttSession, boundary: int) -> None:
-        while len(self._in_flight) < self.config.max_inflight and self._lost_reason is None:
-            try:
-                message = self._outbox.claim(boundary, self.config.max_samples_per_message,
-                                             self._max_body_bytes())
-            except OutboxError as err:
-                self._outbox_trouble(err)
-                return
-            if self._outbox_failing:
-                self._outbox_failing = False
-                log.info("reading the outbox again")
-            if message is None or not self._publish(session, message):
+    def _fill_window(self, session: MqttSession, acked: list[str]) -> None:
+        """Delete what was ``acked`` and claim the whole free part of the window, in one
+        outbox transaction; publish the claims. Live rows older than ``live_window_s``
+        move to the historical lane first."""
+        free = self.config.max_inflight - len(self._in_flight.difference(acked))
+        if free <= 0 or self._lost_reason is not None:
+            self._acknowledge(acked)
+            return
+        try:
+            claimed = self._outbox.claim_batch(
+                self._boundary, free, self.config.max_samples_per_message,
+                self._max_body_bytes(), live_cutoff=time.time() - self.config.live_window_s,
+                acked=acked)
+        except OutboxError as err:
+            self._acknowledged(acked, err)
+            self._outbox_trouble(err)
+            return
+        self._acknowledged(acked)
+        if self._outbox_failing:
+            self._outbox_failing = False
+            log.info("reading the outbox again")
+        self._boundary = claimed.boundary
+        self.overload.observe(claimed.moved, time.monotonic())
+        self.stats.overloaded = self.overload.active
+        self.stats.overload_moved = self.overload.moved_total
+        for index, message in enumerate(claimed.messages):
+            if not self._publish(session, message):
+                # Not handed to the session: offered again by the next claim, same id.
+                self._outbox.forget_in_flight([m.msg_id for m in claimed.messages[index:]
+                                               if m.msg_id not in self._in_flight])
                 return
 
     def _outbox_trouble(self, err: OutboxError) -> None:
@@ -323,8 +355,10 @@ class Forwarder:
         self.stats.in_flight = len(self._in_flight)
         return True
 
-    def _process_acks(self, session: MqttSession) -> None:
-        accepted_ids = []
+    def _process_acks(self, session: MqttSession) -> list[str]:
+        """Handle what the broker answered; returns the accepted message ids, to be
+        deleted from the outbox by the caller."""
+        accepted_ids: list[str] = []
         while True:
             try:
                 msg_id, outcome, reason, acked_at = self._acks.get_nowait()
@@ -345,8 +379,7 @@ class Forwarder:
                     self._settled(msg_id)
                 else:
                     self._on_lost(f"publish rejected: {reason}")
-        if accepted_ids:
-            self._acknowledge(accepted_ids)
+        return accepted_ids
 
     def _settled(self, msg_id: str) -> None:
         """``msg_id`` needs no acknowledgement any more (set aside, or to be offered
@@ -355,16 +388,26 @@ class Forwarder:
         self.stats.in_flight = len(self._in_flight)
 
     def _acknowledge(self, msg_ids: list[str]) -> None:
+        """Delete acknowledged messages from the outbox on their own (no claim with them)."""
+        if not msg_ids:
+            return
         try:
             self._outbox.ack_many(msg_ids)
+        except OutboxError as err:
+            self._acknowledged(msg_ids, err)
+            return
+        self._acknowledged(msg_ids)
+
+    def _acknowledged(self, msg_ids: list[str], error: OutboxError | None = None) -> None:
+        """The outbox deleted ``msg_ids`` (or failed to: ``error``); they leave the window."""
+        if error is None and msg_ids:
             self.stats.acknowledged += len(msg_ids)
             self.stats.last_ack_at = time.time()
-        except OutboxError as err:
+        elif msg_ids:
             # Rows stay and will be re-sent with the same ids (a duplicate, not a loss);
             # forgetting them here keeps the window from filling with acked messages.
-            log.error("cannot remove acknowledged messages from the outbox: %s", err)
-        for msg_id in msg_ids:
-            self._in_flight.discard(msg_id)
+            log.error("cannot remove acknowledged messages from the outbox: %s", error)
+        self._in_flight.difference_update(msg_ids)
         self.stats.in_flight = len(self._in_flight)
 
     def _end_session(self, session: MqttSession) -> None:

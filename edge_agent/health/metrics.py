@@ -141,6 +141,13 @@ def _broker(out: list[str], snapshot: Snapshot) -> None:
     _family(out, "edge_agent_mqtt_samples_unpublishable_total", "counter",
             "Samples in those messages, announced as gap events instead.",
             [({}, broker.unpublishable_samples)])
+    _family(out, "edge_agent_mqtt_overloaded", "gauge",
+            "1 while samples arrive faster than the broker takes them and live samples "
+            "fall behind the live window (they are sent later as historical).",
+            [({}, int(broker.overloaded))])
+    _family(out, "edge_agent_mqtt_samples_moved_to_historical_total", "counter",
+            "Live samples moved to the historical lane because they fell a live window "
+            "behind (overload); none is lost.", [({}, broker.overload_moved)])
     _family(out, "edge_agent_mqtt_in_flight_messages", "gauge",
             "Messages sent and not yet acknowledged.", [({}, broker.in_flight)])
     _histogram(out, "edge_agent_mqtt_ack_latency_seconds",

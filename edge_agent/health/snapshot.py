@@ -88,6 +88,8 @@ class BrokerView:
     last_ack_at: float | None = None
     nodes: tuple[str, ...] = ()  # every configured broker address (mqtt.brokers), in order
     failovers: int = 0  # sessions opened on another node than the one before
+    overloaded: bool = False  # live samples falling behind the live window (overload.py)
+    overload_moved: int = 0  # samples moved to the historical lane for it, this run
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Snapshot:
                 "rejected": broker.rejected, "in_flight": broker.in_flight,
                 "unpublishable_messages": broker.unpublishable_messages,
                 "unpublishable_samples": broker.unpublishable_samples,
+                "overloaded": broker.overloaded, "overload_moved": broker.overload_moved,
                 "ack_latency_median_le_s": median_bound(broker.ack_latency),
                 "last_puback_at": _iso(broker.last_ack_at),
                 "nodes": list(broker.nodes), "failovers": broker.failovers,
@@ -209,7 +212,8 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             stats.sessions, stats.connect_failures, stats.published, stats.acknowledged,
             stats.rejected, stats.in_flight, stats.ack_latency.snapshot(),
             stats.unpublishable_messages, stats.unpublishable_samples,
-            stats.last_ack_at, stats.nodes, stats.failovers),
+            stats.last_ack_at, stats.nodes, stats.failovers,
+            stats.overloaded, stats.overload_moved),
         outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
                           agent.outbox_set_aside()),
     )

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.store import retention
-from edge_agent.store.schema import NotAnOutbox
+from edge_agent.store.schema import DEFAULT_UPLINK, NotAnOutbox
 
 log = logging.getLogger("edge_agent.store.outbox")
 
@@ -275,11 +275,14 @@ def carry_over(conn: sqlite3.Connection, found: Survey,
                                 run.first_seq, run.last_seq, "store_error")
         # Carried gap events may have been delivered already, so their bodies must never
         # change: a message id of their own keeps merge_gap away and sends them first.
-        conn.executemany(
-            "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body, msg_id, "
-            "historical) VALUES ('gap', ?, NULL, ?, ?, ?, ?, 1)",
-            [(d, json.loads(body)["id"], at, body, uuid.uuid4().hex)
-             for d, at, body in found.gaps])
+        for d, at, body in found.gaps:
+            row_id = conn.execute(
+                "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
+                "VALUES ('gap', ?, NULL, ?, ?, ?)", [d, json.loads(body)["id"], at, body]
+            ).lastrowid
+            conn.execute("INSERT INTO claims (uplink, msg_id, device_id, kind, historical, "
+                         "first_row, last_row) VALUES (?, ?, ?, 'gap', 1, ?, ?)",
+                         [DEFAULT_UPLINK, uuid.uuid4().hex, d, row_id, row_id])
         conn.execute("UPDATE meta SET value = ? WHERE key = 'dropped_total'",
                      [str(_count(found.meta.get("dropped_total")))])
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('corrupt_lost_total', ?)",

@@ -13,13 +13,16 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   the next one, so throughput does not fall to one fsync per sample. Reads (depth, stats,
   the backlog boundary) run in a read transaction of their own that writes nothing, so
   they still answer while the disk is full.
-* **Removed only on acknowledgement.** A row is deleted by ``ack(msg_id)`` only, which the
-  forwarder calls on the broker's PUBACK. A claim writes the message id into its rows
-  *before* the message is published, so after a crash the same rows are re-sent as the
-  same message (same id, same bytes). Rows whose message was in flight when the process
-  died are re-sent first after restart. The one other way out is a message that can
-  never be published (``set_aside_unpublishable``, store/unpublishable.py): its rows are
-  deleted and its samples announced as a gap event in the same transaction.
+* **Removed only on acknowledgement.** A row is deleted by ``ack_many`` only, which the
+  forwarder calls on the broker's PUBACKs. A claim (claims.py: the message id, device,
+  kind, lane and row-id range, one row in ``claims`` per message) is committed *before*
+  the message is published, so after a crash the same rows are re-sent as the same
+  message (same id, same bytes). Messages that were in flight when the process died are
+  re-sent first after restart. Claims are keyed by uplink (today only ``default``); the
+  rule by which a row leaves when several uplinks carry it is in docs/architecture.md.
+  The one other way out is a message that can never be published
+  (``set_aside_unpublishable``, store/unpublishable.py): its rows are deleted and its
+  samples announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
   in the transaction that crosses them: the oldest samples never claimed for a message
   are deleted (a claimed one may already be at the broker), counted in
@@ -77,6 +80,7 @@ from edge_agent.payload import Message, encode_sample_body
 from edge_agent.store import claims, corruption, pathcheck, retention, unpublishable
 from edge_agent.store.lock import OutboxLock
 from edge_agent.store.schema import (
+    DEFAULT_UPLINK,
     ForeignDatabase,
     NotAnOutbox,
     SchemaError,
@@ -168,8 +172,7 @@ class Outbox:
         # Message ids published and not yet acknowledged, changed only after a commit.
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
-        self._resend_possible = True  # claimed rows may exist from an earlier run
-        self._release_generation = 0
+        self._scans: dict[str, claims.Scan] = {}  # per uplink (writer thread only)
         self._unstored: dict[str, retention.PendingGap] = {}
         self._retention = retention.Enforcer(retention_limits, clock)
         self._unstored_lock = threading.Lock()
@@ -248,9 +251,7 @@ class Outbox:
                                         self._row_id_high, self._clock())
         self._row_id_high = max(self._row_id_high, corruption.last_row_id(conn))
         self._retention.load(conn)
-        with self._in_flight_lock:  # carried gap events wait as claimed messages
-            self._resend_possible = True
-            self._release_generation += 1
+        self._scans.clear()  # carried gap events wait as claimed messages
         return conn
 
     # -- the outbox's part in each transaction (writer thread; writer.Participant) -----
@@ -266,6 +267,8 @@ class Outbox:
     def _begin(self, conn: sqlite3.Connection, writes: bool) -> None:
         """A reload's new ``store.synchronous`` applies from the next transaction on."""
         self._apply_synchronous(conn)
+        if writes:
+            self._retention.begin()
 
     def _before_commit(self, conn: sqlite3.Connection) -> None:
         """Every write transaction also records the samples that could not be stored
@@ -282,6 +285,8 @@ class Outbox:
 
     def _rolled_back(self) -> None:
         self._restore_unstored(self._txn_unstored)
+        self._scans.clear()  # a hint only; a rolled-back claim must not move it
+        self._retention.rollback()
         self._retention.behind = False  # the next operation's transaction goes on
         self._end_transaction()
 
@@ -465,90 +470,99 @@ class Outbox:
 
         return self._submit(run, reads_only=True)
 
-    def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
-        """Commit a message id into the next message's rows and return the message; it is
-        in flight from then until ``ack_many`` or ``release_in_flight`` (see claims.py)."""
+    def claim_batch(self, boundary_row_id: int, max_messages: int, max_entries: int,
+                    max_body_bytes: int, live_cutoff: float | None = None,
+                    uplink: str = DEFAULT_UPLINK, acked: list[str] | None = None,
+                    ) -> claims.Claimed:
+        """Claim up to ``max_messages`` messages in one transaction and return them; each
+        is in flight from then until ``ack_many``, ``set_aside_unpublishable`` or
+        ``release_in_flight``. Claims not in flight come first (re-sent as they are), then
+        live rows, then backlog rows; ``live_cutoff`` moves live rows acquired before it
+        to the backlog (claims.py).
+
+        ``acked``: messages the broker acknowledged, deleted first in the same
+        transaction (as ``ack_many`` would), so a drain commits once per turn of the
+        window, not twice. On OutboxError nothing is claimed nor deleted, and the acked
+        messages leave the in-flight set all the same (offered again: a duplicate with
+        the same id, never a loss)."""
+        acked = acked or []
+
+        def run(conn: sqlite3.Connection) -> claims.Claimed:
+            self._delete_acknowledged(conn, acked, uplink)
+            with self._in_flight_lock:
+                in_flight = frozenset(self._in_flight)
+            scan = self._scans.setdefault(uplink, claims.Scan())
+            try:
+                return claims.claim(conn, uplink, in_flight, scan, boundary_row_id,
+                                    max_messages, max_entries, max_body_bytes, live_cutoff)
+            except BaseException:
+                scan.reset()  # its claims are rolled back with it: look again from 0
+                raise
+
+        claimed = self._settle(acked, run)
         with self._in_flight_lock:
-            in_flight = frozenset(self._in_flight)
-            look_for_resend = self._resend_possible
-            generation = self._release_generation
+            self._in_flight.update(message.msg_id for message in claimed.messages)
+        return claimed
 
-        def run(conn: sqlite3.Connection) -> Message | None:
-            if look_for_resend:
-                message = claims.unsent_claimed(conn, in_flight)
-                if message is not None:
-                    return message
-                with self._in_flight_lock:  # none left unless released meanwhile
-                    if generation == self._release_generation:
-                        self._resend_possible = False
-            return claims.claim_new(conn, boundary_row_id, max_entries, max_body_bytes)
+    def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
+        """One message, as ``claim_batch`` would give it; None when there is nothing."""
+        claimed = self.claim_batch(boundary_row_id, 1, max_entries, max_body_bytes)
+        return claimed.messages[0] if claimed.messages else None
 
-        message = self._submit(run)
-        if message is not None:
-            with self._in_flight_lock:
-                self._in_flight.add(message.msg_id)
-        return message
-
-    def ack(self, msg_id: str) -> int:
-        """The broker acknowledged ``msg_id``: delete its rows. Returns rows deleted."""
-        return self.ack_many([msg_id])
-
-    def ack_many(self, msg_ids: list[str]) -> int:
-        """Delete the rows of every acknowledged message, in one transaction.
-
-        Either way the messages stop being in flight: if the delete failed, the next
-        claim re-sends them (a duplicate with the same id, never a loss).
+    def ack_many(self, msg_ids: list[str], uplink: str = DEFAULT_UPLINK) -> int:
+        """Delete the claims and rows of every acknowledged message, in one transaction;
+        returns rows deleted. Either way the messages stop being in flight: if the delete
+        failed, the next claim re-sends them (a duplicate with the same id, never a loss).
         """
-        def run(conn: sqlite3.Connection) -> int:
-            deleted = 0
-            for msg_id in msg_ids:
-                kinds = conn.execute(
-                    "DELETE FROM outbox WHERE msg_id = ? RETURNING kind", [msg_id]).fetchall()
-                deleted += len(kinds)
-                samples = sum(1 for (kind,) in kinds if kind == "sample")
-                self._retention.note_deleted(samples, len(kinds) - samples)
-            return deleted
+        return self._settle(msg_ids,
+                            lambda conn: self._delete_acknowledged(conn, msg_ids, uplink))
 
-        try:
-            return self._submit(run)
-        except OutboxError:
-            with self._in_flight_lock:
-                self._resend_possible = True
-                self._release_generation += 1
-            raise
-        finally:
-            with self._in_flight_lock:
-                self._in_flight.difference_update(msg_ids)
+    def _delete_acknowledged(self, conn: sqlite3.Connection, msg_ids: list[str],
+                             uplink: str) -> int:
+        deleted = 0
+        for msg_id in msg_ids:
+            kind, rows = claims.acknowledge(conn, uplink, msg_id)
+            deleted += rows
+            if kind == "sample":
+                self._retention.note_deleted(rows)
+            else:
+                self._retention.note_deleted(0, rows)
+        return deleted
 
-    def set_aside_unpublishable(self, msg_id: str) -> unpublishable.SetAside:
+    def set_aside_unpublishable(self, msg_id: str,
+                                uplink: str = DEFAULT_UPLINK) -> unpublishable.SetAside:
         """Remove a message that can never be published and announce its samples as a
         gap event (store/unpublishable.py). On OutboxError it stays claimed and is
         offered again, like a failed acknowledgement."""
         def run(conn: sqlite3.Connection) -> unpublishable.SetAside:
-            result = unpublishable.set_aside(conn, msg_id)
+            result = unpublishable.set_aside(conn, uplink, msg_id)
             self._retention.note_deleted(result.samples, result.gaps)
             for _ in range(result.gap_rows_added):
                 self._retention.note_gap_added()
             return result
 
+        return self._settle([msg_id], run)
+
+    def _settle(self, msg_ids: list[str], run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``run`` (which ends the claims of ``msg_ids``); whether it commits or fails,
+        they leave the in-flight set: on failure their claims stay and the next
+        ``claim_batch`` offers them again."""
         try:
             return self._submit(run)
-        except OutboxError:
-            with self._in_flight_lock:
-                self._resend_possible = True
-                self._release_generation += 1
-            raise
         finally:
             with self._in_flight_lock:
-                self._in_flight.discard(msg_id)
+                self._in_flight.difference_update(msg_ids)
+
+    def forget_in_flight(self, msg_ids: list[str]) -> None:
+        """Claimed messages the caller did not publish after all: offered again (same id)."""
+        with self._in_flight_lock:
+            self._in_flight.difference_update(msg_ids)
 
     def release_in_flight(self) -> None:
         """The connection carrying in-flight messages is gone: they become resendable.
         In memory only, so it works while the database is locked or failing."""
         with self._in_flight_lock:
             self._in_flight.clear()
-            self._resend_possible = True
-            self._release_generation += 1
 
     # -- inspection ---------------------------------------------------------------------
 

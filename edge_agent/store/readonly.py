@@ -157,9 +157,21 @@ def read_backlog(conn: sqlite3.Connection, path: Path) -> FileBacklog:
                                      newest, body, len(device_gaps), sum(device_gaps)))
     meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                              "('dropped_total', 'corrupt_lost_total')"))
-    claimed = conn.execute("SELECT COUNT(*) FROM outbox WHERE msg_id IS NOT NULL").fetchone()
+    claimed = conn.execute(_CLAIMED_ROWS_V3 if _has_claims(conn) else _CLAIMED_ROWS_V2).fetchone()
     return FileBacklog(path, tuple(devices), int(meta.get("dropped_total", 0)), claimed[0],
                        int(meta.get("corrupt_lost_total", 0)))
+
+
+# Rows inside a claim's range (schema v3, claims.py); a file the agent has not yet
+# migrated from v2 still marks them with a message id per row.
+_CLAIMED_ROWS_V3 = ("SELECT COUNT(*) FROM outbox o JOIN claims c ON c.device_id = o.device_id "
+                    "AND o.id BETWEEN c.first_row AND c.last_row")
+_CLAIMED_ROWS_V2 = "SELECT COUNT(*) FROM outbox WHERE msg_id IS NOT NULL"
+
+
+def _has_claims(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims'"
+                        ).fetchone() is not None
 
 
 def iter_rows(conn: sqlite3.Connection, start_at: float | None, end_at: float | None,

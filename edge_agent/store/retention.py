@@ -1,9 +1,10 @@
 """Retention: what the outbox drops, on purpose and counted, when a limit is reached.
 
 Runs inside the writer's transaction (see outbox.py for the guarantees). Only samples
-that were never claimed for a message are dropped, oldest first: a claimed row may already
-be at the broker, and counting it as dropped would be a lie. Every drop is merged into
-one unsent gap row per device, which the forwarder publishes like any sample.
+that no uplink has claimed for a message (claims.py) are dropped, oldest first: a
+claimed row may already be at the broker, and counting it as dropped would be a lie.
+Every drop is merged into one unsent gap row per device, which the forwarder publishes
+like any sample.
 
 One transaction deletes at most ``MAX_DROPS_PER_TRANSACTION`` samples: a large excess
 (``max_rows`` lowered by a reload, ``max_age_s`` after a long power-off) is removed over
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from edge_agent.config.schema import Retention
 from edge_agent.model import iso_utc
 from edge_agent.payload import encode_gap_body
+from edge_agent.store.claims import UNCLAIMED
 
 log = logging.getLogger("edge_agent.store.outbox")
 
@@ -73,7 +75,7 @@ def merge_gap(
     Samples lost before storage have no sequence numbers; they merge with each other.
     True when a new gap row was inserted (the caller counts rows, see ``Enforcer``)."""
     row = conn.execute(
-        "SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND msg_id IS NULL "
+        f"SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND {UNCLAIMED} "
         "ORDER BY id DESC LIMIT 1",
         [device_id],
     ).fetchone()
@@ -138,6 +140,9 @@ class Enforcer:
         self._dropping = False
         self._episode_drops = 0
         self._next_age_check = 0.0
+        self._grew = True  # rows were added since the last check (see ``enforce``)
+        self._saved = (0, 0, True)  # counts at the start of the write transaction
+        self._checked_limits: Retention | None = None
         self._budget = MAX_DROPS_PER_TRANSACTION  # drops left in this transaction
         #: The last ``enforce`` stopped at the per-transaction cap with more to drop.
         self.behind = False
@@ -146,8 +151,17 @@ class Enforcer:
         """Count rows once at start-up; afterwards the counts are kept incrementally."""
         counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))
         self._samples, self._gaps = counts.get("sample", 0), counts.get("gap", 0)
+        self._grew = True
 
     reload_after_rollback = load
+
+    def begin(self) -> None:
+        """A write transaction begins: remember the counts it may have to give back."""
+        self._saved = (self._samples, self._gaps, self._grew)
+
+    def rollback(self) -> None:
+        """The transaction rolled back: its operations' counts are void."""
+        self._samples, self._gaps, self._grew = self._saved
 
     @property
     def samples(self) -> int:
@@ -161,18 +175,35 @@ class Enforcer:
 
     def note_appended(self, count: int) -> None:
         self._samples += count
+        self._grew = True
 
     def note_gap_added(self) -> None:
         self._gaps += 1
+        self._grew = True
 
     def note_deleted(self, count: int, gaps: int = 0) -> None:
         self._samples -= count
         self._gaps -= gaps
 
+    def _due(self) -> bool:
+        """Whether this transaction can have crossed a limit. Only added rows (and new
+        limits) can cross the row and byte limits; a transaction that only claimed or
+        deleted skips their checks (issue 11: three PRAGMAs per acknowledgement batch).
+        The age limit is checked once a second regardless; an episode being dropped is
+        checked every time, for its end."""
+        limits = self.limits
+        return (self._grew or self.behind or self._dropping
+                or limits is not self._checked_limits
+                or (limits.max_age_s is not None
+                    and time.monotonic() >= self._next_age_check))
+
     def enforce(self, conn: sqlite3.Connection) -> None:
         """Drop what the limits require, inside the caller's transaction, at most
         ``MAX_DROPS_PER_TRANSACTION`` samples; sets ``behind`` when more is due."""
+        if not self._due():
+            return
         limits = self.limits
+        self._grew, self._checked_limits = False, limits
         self._budget = MAX_DROPS_PER_TRANSACTION
         age_behind, self.behind = self.behind, False
         if limits.max_rows is not None and self._samples > limits.max_rows:
@@ -205,7 +236,7 @@ class Enforcer:
             limit = min(_AGE_CHUNK, self._budget)
             rows = conn.execute(
                 "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
-                "AND msg_id IS NULL ORDER BY id LIMIT ?",
+                f"AND {UNCLAIMED} ORDER BY id LIMIT ?",
                 [limit],
             ).fetchall()
             expired = []
@@ -224,7 +255,7 @@ class Enforcer:
         take = min(count, self._budget)
         rows = conn.execute(
             "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
-            "AND msg_id IS NULL ORDER BY id LIMIT ?",
+            f"AND {UNCLAIMED} ORDER BY id LIMIT ?",
             [take],
         ).fetchall()
         self._drop_rows(conn, rows, reason)

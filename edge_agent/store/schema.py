@@ -1,5 +1,9 @@
 """Outbox schema creation and migration (the operator side of the database, via sqlite-utils).
 
+sqlite-utils (with click, pluggy and dateutil, about 6 MiB of memory) is imported only
+when a file is created or migrated: opening a current outbox, which every start of
+``edge-agent run`` does, reads the version with plain SQL.
+
 The schema version lives in ``meta.schema_version``. A release that changes the schema adds
 a step to ``_MIGRATIONS``; opening an older file runs the missing steps in one transaction.
 A file newer than this release is refused rather than misread, and so is another
@@ -11,15 +15,21 @@ from another program's file even when its tables cannot be read (``stamp_applica
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
-_TABLES = ("meta", "device_seq", "outbox")
+DEFAULT_UPLINK = "default"  # the uplink of the ``mqtt:`` section (claims.py)
+_TABLES = ("meta", "device_seq", "outbox", "claims")
+
+log = logging.getLogger("edge_agent.store.outbox")
 
 
 class SchemaError(Exception):
@@ -77,29 +87,91 @@ def _migrate_to_v2(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE device_seq ADD COLUMN driver_state TEXT")
 
 
+# A claim is one message of one uplink: the rows of ``device_id`` with ids from
+# ``first_row`` to ``last_row`` (claims.py). The claims of all uplinks are few (each
+# uplink's in-flight window), so "is this row claimed" is a probe of ``claims_rows``.
+_V3_DDL = """
+CREATE TABLE IF NOT EXISTS claims (
+    uplink TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('sample', 'gap')),
+    historical INTEGER NOT NULL,
+    first_row INTEGER NOT NULL,
+    last_row INTEGER NOT NULL,
+    PRIMARY KEY (uplink, msg_id)
+);
+CREATE INDEX IF NOT EXISTS claims_rows ON claims (device_id, first_row)
+"""
+
+
+def _migrate_to_v3(db: sqlite_utils.Database) -> None:
+    """v3: claims as row ranges in their own table, keyed by uplink, instead of a
+    message id written into every claimed row (issue 11: that UPDATE and its index were
+    16 % of a drain). Messages claimed by an older release keep their id, rows and bytes:
+    each becomes a claim of the default uplink. One whose row range holds rows of other
+    messages (possible only with an older release's resend order) cannot be a range: it
+    is released, its samples go out again in a new message with their own sample ids,
+    and the log says so."""
+    for statement in _V3_DDL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)").fetchall()}
+    if "msg_id" not in columns:
+        return
+    released = 0
+    for msg_id, device_id, kind, historical, first, last, count in db.execute(
+            "SELECT msg_id, MIN(device_id), MIN(kind), MIN(historical), MIN(id), MAX(id), "
+            "COUNT(*) FROM outbox WHERE msg_id IS NOT NULL GROUP BY msg_id "
+            "ORDER BY MIN(id)").fetchall():
+        (in_range,) = db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ?",
+            [device_id, first, last]).fetchone()
+        if in_range != count:
+            released += 1
+            continue
+        db.execute("INSERT INTO claims (uplink, msg_id, device_id, kind, historical, "
+                   "first_row, last_row) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [DEFAULT_UPLINK, msg_id, device_id, kind, int(bool(historical)), first, last])
+    if released:
+        log.warning("outbox migration: %d message(s) claimed by the earlier release could "
+                    "not keep their message id; their samples are sent again in new "
+                    "messages (same sample ids)", released)
+    db.execute("DROP INDEX IF EXISTS outbox_msg")
+    db.execute("ALTER TABLE outbox DROP COLUMN msg_id")
+    db.execute("ALTER TABLE outbox DROP COLUMN historical")
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_to_v1,
     2: _migrate_to_v2,
+    3: _migrate_to_v3,
 }
 
 
-def current_version(db: sqlite_utils.Database) -> int:
+def _table_names(conn: sqlite3.Connection) -> list[str]:
+    return [name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name")]
+
+
+def current_version(conn: sqlite3.Connection) -> int:
     """Schema version of an open database; 0 for a new, empty file."""
-    if "meta" not in db.table_names():
-        if tables := db.table_names():
+    if "meta" not in (names := _table_names(conn)):
+        if tables := names:
             raise ForeignDatabase(
                 f"is a SQLite database of another program (tables: {', '.join(tables)}), "
                 "not an edge-agent outbox; it is left as it is. Point station.store.path at "
                 "a file of its own")
         return 0
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
 
 
 def refuse_foreign(conn: sqlite3.Connection) -> None:
     """Raise ``ForeignDatabase`` for another program's database, before anything (even
     ``journal_mode``) changes its file."""
-    current_version(sqlite_utils.Database(conn, execute_plugins=False))
+    current_version(conn)
 
 
 def stamp_application_id(conn: sqlite3.Connection) -> bool:
@@ -115,18 +187,20 @@ def stamp_application_id(conn: sqlite3.Connection) -> bool:
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or migrate the outbox schema on ``conn`` (outside any open transaction)."""
-    db = sqlite_utils.Database(conn, execute_plugins=False)
-    version = current_version(db)
+    version = current_version(conn)
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"outbox schema version {version} is newer than this release supports "
             f"({SCHEMA_VERSION}); upgrade edge-agent or move the file aside"
         )
     if version == SCHEMA_VERSION:
-        missing = sorted(set(_TABLES) - set(db.table_names()))
+        missing = sorted(set(_TABLES) - set(_table_names(conn)))
         if missing:
             raise NotAnOutbox(f"outbox tables missing: {', '.join(missing)}")
         return
+    import sqlite_utils  # the operator side only: a new or older file (module docstring)
+
+    db = sqlite_utils.Database(conn, execute_plugins=False)
     conn.execute("BEGIN IMMEDIATE")
     try:
         for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -139,3 +213,5 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    if version == 0:  # a new file: no pages left free by the steps (v3 drops v1's index)
+        conn.execute("VACUUM")

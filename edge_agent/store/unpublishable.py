@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from edge_agent.store import claims
 from edge_agent.store.retention import merge_gap
 
 REASON = "unpublishable"
@@ -36,12 +37,16 @@ class SetAside:
     gap_bodies: tuple[str, ...] = ()
 
 
-def set_aside(conn: sqlite3.Connection, msg_id: str) -> SetAside:
-    """Delete the rows claimed for ``msg_id`` and announce its samples (inside the
-    caller's transaction). Nothing to do (already acknowledged or set aside): zeros."""
-    rows = conn.execute(
-        "DELETE FROM outbox WHERE msg_id = ? RETURNING kind, device_id, seq, acquired_at, body",
-        [msg_id]).fetchall()
+def set_aside(conn: sqlite3.Connection, uplink: str, msg_id: str) -> SetAside:
+    """Delete ``uplink``'s claim ``msg_id`` and its rows and announce its samples (inside
+    the caller's transaction). Nothing to do (already acknowledged or set aside): zeros.
+    With several uplinks (issue 12) the rows would stay for the others and only this
+    uplink's gap be announced; with one, they go."""
+    claimed = claims.remove(conn, uplink, msg_id)
+    rows = [] if claimed is None else conn.execute(
+        "DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
+        "RETURNING kind, device_id, seq, acquired_at, body", [claimed[0], *claimed[2:]]
+    ).fetchall()
     if not rows:
         return SetAside(None, None, 0, 0, 0)
     samples = sorted((row for row in rows if row[0] == "sample"), key=lambda row: row[2])

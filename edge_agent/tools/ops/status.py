@@ -101,6 +101,7 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     wire = counter_lines(doc)
     lines += ["", *wire] if wire else []
     lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
+              *_overload_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
@@ -171,6 +172,19 @@ def _node_of(broker: dict[str, Any]) -> str:
     failovers = broker.get("failovers") or 0
     return _(" ({place}, {failovers} since start)").format(
         place=place, failovers=plural(failovers, "failover"))
+
+
+def _overload_lines(broker: dict[str, Any]) -> list[str]:
+    """Live samples falling behind (forward/overload.py); absent from older agents."""
+    moved = broker.get("overload_moved") or 0
+    if broker.get("overloaded"):
+        return [f"Overload: samples arrive faster than the broker takes them; "
+                f"{plural(moved, 'sample')} older than the live window moved to the "
+                "historical lane since start (none lost)"]
+    if moved:
+        return [f"Overload: none now; {plural(moved, 'sample')} were sent as historical "
+                "after falling behind the live window since start (none lost)"]
+    return []
 
 
 def _unpublishable_lines(broker: dict[str, Any]) -> list[str]:
