@@ -178,12 +178,13 @@ def _overload_lines(broker: dict[str, Any]) -> list[str]:
     """Live samples falling behind (forward/overload.py); absent from older agents."""
     moved = broker.get("overload_moved") or 0
     if broker.get("overloaded"):
-        return [f"Overload: samples arrive faster than the broker takes them; "
-                f"{plural(moved, 'sample')} older than the live window moved to the "
-                "historical lane since start (none lost)"]
+        return [_("Overload: samples arrive faster than the broker takes them; {samples} "
+                  "older than the live window moved to the historical lane since start "
+                  "(none lost)").format(samples=plural(moved, "sample"))]
     if moved:
-        return [f"Overload: none now; {plural(moved, 'sample')} were sent as historical "
-                "after falling behind the live window since start (none lost)"]
+        return [_("Overload: none now; {samples} were sent as historical after falling "
+                  "behind the live window since start (none lost)").format(
+                      samples=plural(moved, "sample"))]
     return []
 
 
