@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from edge_agent.i18n import _
 from edge_agent.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 LOCK_SUFFIX = ".lock"
@@ -47,7 +48,7 @@ KERNEL_FILE_SYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_BYTES = 100
 _OUTBOX_META_KEYS = ("schema_version", "outbox_uuid")
-_EXAMPLE = "e.g. /var/lib/edge-agent/outbox.sqlite3"
+_EXAMPLE = "/var/lib/edge-agent/outbox.sqlite3"
 
 
 class StorePathRefused(Exception):
@@ -93,9 +94,9 @@ def refusal(path: Path, systemd_state_dir: Path | None = None) -> str | None:
         return problem
     finding = inspect(path)
     if finding.kind is Kind.FOREIGN:
-        return (f"{path} {finding.reason}; it is left as it is. Expected an edge-agent "
-                "outbox or a path where a new one can be created: point store.path at a "
-                "file of its own")
+        return _("{path} {reason}; it is left as it is. Expected an edge-agent outbox or a "
+                 "path where a new one can be created: point store.path at a file of its "
+                 "own").format(path=path, reason=finding.reason)
     return None
 
 
@@ -117,9 +118,10 @@ def newer_release(path: Path) -> str | None:
         return None
     if version <= SCHEMA_VERSION:
         return None
-    return (f"{path} is an outbox written by a newer edge-agent (schema version {version}; "
-            f"this one reads up to {SCHEMA_VERSION}); it is left as it is. Expected: "
-            "upgrade edge-agent, or move the file aside")
+    return _("{path} is an outbox written by a newer edge-agent (schema version {version}; "
+             "this one reads up to {supported}); it is left as it is. Expected: upgrade "
+             "edge-agent, or move the file aside").format(path=path, version=version,
+                                                          supported=SCHEMA_VERSION)
 
 
 def place_problem(path: Path, systemd_state_dir: Path | None = None) -> str | None:
@@ -130,26 +132,29 @@ def place_problem(path: Path, systemd_state_dir: Path | None = None) -> str | No
     except (FileNotFoundError, NotADirectoryError):  # the latter: a file as a parent
         mode = None
     except OSError as err:
-        return f"{path} cannot be examined ({err.strerror}); expected a file path, {_EXAMPLE}"
+        return _("{path} cannot be examined ({error}); expected a file path, e.g. "
+                 "{example}").format(path=path, error=err.strerror, example=_EXAMPLE)
     if mode is not None and stat.S_ISLNK(mode):
         if not absolute.exists():
-            return (f"{path} is a symbolic link to {os.readlink(absolute)}, which does not "
-                    "exist; expected the outbox file itself, or a path where it can be "
-                    "created")
+            return _("{path} is a symbolic link to {target}, which does not exist; "
+                     "expected the outbox file itself, or a path where it can be "
+                     "created").format(path=path, target=os.readlink(absolute))
         mode = absolute.stat().st_mode
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        return (f"{path} is {_file_type(mode)}, not a file; expected a file on a disk, "
-                f"{_EXAMPLE}")
+        return _("{path} is {kind}, not a file; expected a file on a disk, e.g. "
+                 "{example}").format(path=path, kind=_file_type(mode), example=_EXAMPLE)
     for root in KERNEL_FILE_SYSTEMS:
         if _inside(absolute, root) or _inside(absolute.resolve(), root):
-            return (f"{path} is on the kernel's {root} file system, where no data can be "
-                    f"kept; expected a file on a disk, {_EXAMPLE}")
+            return _("{path} is on the kernel's {root} file system, where no data can be "
+                     "kept; expected a file on a disk, e.g. {example}").format(
+                         path=path, root=root, example=_EXAMPLE)
     if mode is not None and stat.S_ISDIR(mode):
-        return (f"{path} is a directory; expected the path of the outbox file, e.g. "
-                f"{path / 'outbox.sqlite3'}")
+        return _("{path} is a directory; expected the path of the outbox file, e.g. "
+                 "{example}").format(path=path, example=path / "outbox.sqlite3")
     if mode is not None and not os.access(absolute, os.R_OK | os.W_OK):
-        return (f"{path} cannot be read and written by the user {_user()}; expected a file "
-                "the agent's user owns (run check as the service runs: docs/install.md)")
+        return _("{path} cannot be read and written by the user {user}; expected a file "
+                 "the agent's user owns (run check as the service runs: "
+                 "docs/install.md)").format(path=path, user=_user())
     return _directory_problem(absolute.resolve().parent, systemd_state_dir)
 
 
@@ -159,17 +164,21 @@ def _directory_problem(directory: Path, systemd_state_dir: Path | None) -> str |
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return (f"{existing} is a file, not a directory, so the outbox's directory "
-                f"{directory} cannot be made; expected a path in a directory, {_EXAMPLE}")
+        return _("{existing} is a file, not a directory, so the outbox's directory "
+                 "{directory} cannot be made; expected a path in a directory, e.g. "
+                 "{example}").format(existing=existing, directory=directory,
+                                     example=_EXAMPLE)
     if existing != directory and systemd_state_dir is not None \
             and _inside(directory, Path(os.path.abspath(systemd_state_dir))):
         return None  # systemd makes STATE_DIRECTORY, owned by the service's user
     if not os.access(existing, os.W_OK | os.X_OK):
-        made = "" if existing == directory else f" (to make {directory} in it)"
-        return (f"the directory {existing} cannot be written by the user {_user()}{made}: "
-                "the outbox and its -wal, -shm and .lock files are created there; expected "
-                "a directory the agent's user can write (run check as the service runs, "
-                "with its environment: docs/install.md)")
+        made = "" if existing == directory else _(" (to make {directory} in it)").format(
+            directory=directory)
+        return _("the directory {existing} cannot be written by the user {user}{made}: the "
+                 "outbox and its -wal, -shm and .lock files are created there; expected a "
+                 "directory the agent's user can write (run check as the service runs, "
+                 "with its environment: docs/install.md)").format(
+                     existing=existing, user=_user(), made=made)
     return None
 
 
@@ -182,19 +191,21 @@ def inspect(path: Path) -> Finding:
     except FileNotFoundError:
         return Finding(Kind.ABSENT)
     except OSError as err:
-        return Finding(Kind.FOREIGN, f"cannot be read ({err.strerror})")
+        return Finding(Kind.FOREIGN, _("cannot be read ({error})").format(error=err.strerror))
     vouched = was_an_outbox(path)
     if len(header) < _HEADER_BYTES or not header.startswith(_SQLITE_MAGIC):
         if vouched:
             return Finding(Kind.DAMAGED_OUTBOX)
-        what = "an empty file" if not header else "not an SQLite database"
-        return Finding(Kind.FOREIGN, f"exists and is {what}, so not an edge-agent outbox")
+        what = _("an empty file") if not header else _("not an SQLite database")
+        return Finding(Kind.FOREIGN, _("exists and is {what}, so not an edge-agent "
+                                       "outbox").format(what=what))
     application_id = int.from_bytes(header[68:72], "big")
     if application_id == APPLICATION_ID:
         return Finding(Kind.OUTBOX)
     if application_id != 0:
-        return Finding(Kind.FOREIGN, "is a SQLite database of another program (application "
-                                     f"id 0x{application_id:08X}), not an edge-agent outbox")
+        return Finding(Kind.FOREIGN, _("is a SQLite database of another program "
+                                       "(application id 0x{id}), not an edge-agent "
+                                       "outbox").format(id=f"{application_id:08X}"))
     return _by_tables(path, vouched)
 
 
@@ -205,17 +216,21 @@ def _by_tables(path: Path, vouched: bool) -> Finding:
     except sqlite3.Error as err:
         if vouched:
             return Finding(Kind.DAMAGED_OUTBOX)
-        return Finding(Kind.FOREIGN, f"is a damaged SQLite database ({err}) that nothing "
-                       f"shows to be an edge-agent outbox (no {lock_path(path).name} beside "
-                       "it); if it is the agent's damaged outbox, move it aside by hand")
+        return Finding(Kind.FOREIGN, _("is a damaged SQLite database ({error}) that "
+                                       "nothing shows to be an edge-agent outbox (no {lock} "
+                                       "beside it); if it is the agent's damaged outbox, "
+                                       "move it aside by hand").format(
+                                           error=err, lock=lock_path(path).name))
     if "meta" in tables and any(key in meta for key in _OUTBOX_META_KEYS):
         return Finding(Kind.OUTBOX)
     if tables:
-        return Finding(Kind.FOREIGN, "is a SQLite database of another program (tables: "
-                                     f"{', '.join(sorted(tables))}), not an edge-agent outbox")
+        return Finding(Kind.FOREIGN, _("is a SQLite database of another program (tables: "
+                                       "{tables}), not an edge-agent outbox").format(
+                                           tables=", ".join(sorted(tables))))
     if vouched:
         return Finding(Kind.OUTBOX)  # created by an agent that stopped before its schema
-    return Finding(Kind.FOREIGN, "is an empty SQLite database that edge-agent did not create")
+    return Finding(Kind.FOREIGN, _("is an empty SQLite database that edge-agent did "
+                                   "not create"))
 
 
 def _read_schema(path: Path) -> tuple[set[str], set[str]]:
@@ -243,14 +258,14 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _file_type(mode: int) -> str:
     if stat.S_ISCHR(mode):
-        return "a character device"
+        return _("a character device")
     if stat.S_ISBLK(mode):
-        return "a block device"
+        return _("a block device")
     if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
+        return _("a named pipe (FIFO)")
     if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
+        return _("a socket")
+    return _("a special file")
 
 
 def _user() -> str:
