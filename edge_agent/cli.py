@@ -44,7 +44,7 @@ class _VersionAction(argparse.Action):
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
-                         help="show the version and the commit it was built from, and exit")
+                         help=_("show the version and the commit it was built from, and exit"))
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: object, option_string: str | None = None) -> None:
@@ -59,25 +59,25 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     and ``check`` load no tool."""
     parser = argparse.ArgumentParser(
         prog="edge-agent",
-        description="Poll field analyzers over Modbus, keep every sample in a local outbox, "
-                    "forward it over MQTT.")
+        description=_("Poll field analyzers over Modbus, keep every sample in a local outbox, "
+                      "forward it over MQTT."))
     parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--lang", choices=sorted(LANGUAGES),
-                        help="language of the messages for the technician: zh (Simplified "
-                             "Chinese) or en; default from LANGUAGE, LC_ALL, LC_MESSAGES or "
-                             "LANG (zh_CN.UTF-8: Chinese), else English; allowed anywhere on "
-                             "the line (docs/i18n.md)")
+                        help=_("language of the messages for the technician: zh (Simplified "
+                               "Chinese) or en; default from LANGUAGE, LC_ALL, LC_MESSAGES or "
+                               "LANG (zh_CN.UTF-8: Chinese), else English; allowed anywhere on "
+                               "the line (docs/i18n.md)"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run the agent with a station file until stopped")
-    run.add_argument("config", type=Path, help="station YAML file")
+    run = sub.add_parser("run", help=_("run the agent with a station file until stopped"))
+    run.add_argument("config", type=Path, help=_("station YAML file"))
     run.add_argument("--record", type=Path, metavar="FOLDER",
-                     help="record every frame sent and received on every link into "
-                          "FOLDER/LINK.capture.jsonl (continued if it exists), for a bug "
-                          "report or a test fixture; see docs/capture-replay.md")
-    check = sub.add_parser("check", help="validate a station file and list every problem")
-    check.add_argument("config", type=Path, help="station YAML file")
+                     help=_("record every frame sent and received on every link into "
+                            "FOLDER/LINK.capture.jsonl (continued if it exists), for a bug "
+                            "report or a test fixture; see docs/capture-replay.md"))
+    check = sub.add_parser("check", help=_("validate a station file and list every problem"))
+    check.add_argument("config", type=Path, help=_("station YAML file"))
     for name, tool in TOOL_COMMANDS.items():
         if command == name or command not in (*TOOL_COMMANDS, *RUNTIME_COMMANDS):
             load(tool.add_parser)(sub)

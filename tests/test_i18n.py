@@ -163,6 +163,24 @@ def test_lang_option_is_taken_from_anywhere_on_the_line() -> None:
     assert take_lang(["--lang", "fr", "check"]) == ("fr", ["--lang", "fr", "check"])
 
 
+@pytest.mark.parametrize(("command", "chinese", "english"), [
+    ("probe", "不用站点配置文件直接与一台设备通信",
+     "Talk to one device without a station file"),
+    ("poll", "退出状态：", "exit status:"),
+])
+def test_help_of_a_tool_command_is_chinese_with_lang_zh(
+    capsys: pytest.CaptureFixture[str], command: str, chinese: str, english: str
+) -> None:
+    from edge_agent.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--lang", "zh", command, "--help"])
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert chinese in shown
+    assert english not in shown
+
+
 def _script_output(*argv: str, env: dict[str, str] | None = None) -> str:
     import os
     import subprocess

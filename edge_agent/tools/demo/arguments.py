@@ -15,11 +15,11 @@ EXIT_PREREQUISITE = 3  # a missing prerequisite, e.g. no Mosquitto for the priva
 
 def add_demo_parser(sub: Any) -> None:
     """``demo [--duration SECONDS] [--workdir FOLDER]``."""
-    demo = sub.add_parser("demo", help="run a simulated station with a private broker")
+    demo = sub.add_parser("demo", help=_("run a simulated station with a private broker"))
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                      help="stop after this many seconds (default: until Ctrl-C)")
+                      help=_("stop after this many seconds (default: until Ctrl-C)"))
     demo.add_argument("--workdir", type=Path, default=None,
-                      help="where to keep the demo's files (default: a new temp folder)")
+                      help=_("where to keep the demo's files (default: a new temp folder)"))
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
