@@ -71,7 +71,7 @@ from edge_agent.config.yamlsource import parse_yaml_bytes
 # text block's address is the device's unit_id, a channel's enron follows from the
 # device's enron: and the address.
 UNDECLARED = {StationConfig: {"links", "devices", "store", "mqtt", "polling", "source",
-                              "health"},
+                              "health", "uplinks"},
               TcpLink: {"name"}, SerialLink: {"name"}, Device: {"settings", "polling"},
               TextSettings: {"address"}, Channel: {"enron"}}
 DECLARED = declared_sections()

@@ -283,6 +283,29 @@ class HealthConfig:
         "of a file holding it (token_file)"))
 
 
+DEFAULT_UPLINK_NAME = "default"
+"""The uplink the ``mqtt:`` section describes (the outbox's claims key it by this name)."""
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    """One place the readings go, acknowledged on its own (issue 12): a sample leaves the
+    outbox when every uplink that carries its device has acknowledged it.
+
+    ``kind`` says which settings apply (``mqtt``: ``mqtt`` holds them; later kinds add
+    their own field). ``devices`` lists the device ids this uplink carries; None: all.
+    """
+
+    name: str
+    kind: str = "mqtt"
+    devices: tuple[str, ...] | None = None
+    mqtt: MqttConfig | None = None
+
+    def carries(self, device_id: str) -> bool:
+        """Whether this uplink should deliver ``device_id``'s samples and events."""
+        return self.devices is None or device_id in self.devices
+
+
 @dataclass(frozen=True)
 class StationConfig:
     """Everything one station's agent needs, validated. ``station_id`` is the one key of
@@ -296,3 +319,13 @@ class StationConfig:
     polling: PollingPolicy = field(default_factory=PollingPolicy)
     source: Path | None = None
     health: HealthConfig = field(default_factory=HealthConfig)
+    # The named uplinks of the ``uplinks:`` section, beside the default one (``mqtt:``).
+    uplinks: tuple[UplinkConfig, ...] = ()
+
+    def every_uplink(self) -> tuple[UplinkConfig, ...]:
+        """Every uplink the agent feeds: the ``mqtt:`` section's (named
+        ``DEFAULT_UPLINK_NAME``) first, when there is one, then the ``uplinks:`` section's.
+        The runtime reads uplinks only through this, never ``mqtt`` directly."""
+        default = (UplinkConfig(DEFAULT_UPLINK_NAME, "mqtt", None, self.mqtt),) \
+            if self.mqtt is not None else ()
+        return default + self.uplinks
