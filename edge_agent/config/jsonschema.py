@@ -44,6 +44,12 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TextSettings,
 )
 
+from edge_agent.config.alarm_settings import (
+    AlarmAction,
+    AlarmSettings,
+    InstrumentSetting,
+    LimitSetting,
+)
 from edge_agent.config.declare import (
     Setting,
     allowed_keys,
@@ -79,7 +85,8 @@ def roots() -> tuple[type, ...]:
     """The declared classes the schema starts from (kinds from the registry)."""
     kinds = tuple(kind.settings_type for kind in KINDS.values() if declared(kind.settings_type))
     return (StationConfig, TcpLink, SerialLink, Device, DevicePolling, *kinds, PollingPolicy,
-            StoreConfig, MqttConfig, HealthConfig, ProfileInfo)
+            StoreConfig, MqttConfig, HealthConfig, ProfileInfo, AlarmSettings, AlarmAction,
+            LimitSetting, InstrumentSetting)
 
 
 def declared_sections() -> tuple[type, ...]:
@@ -234,9 +241,37 @@ def _common() -> dict[str, Any]:
     """What every device (and profile) may write, from the declarations of ``Device``;
     ``driver``'s words are the registered kinds."""
     common = declared_section(Device)["properties"]
+    common["alarms"] = _device_alarms(common["alarms"]["description"])
     common["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
                         "description": "the driver kind (drivers/registry.py)"}
     return common
+
+
+def _device_alarms(description: str) -> dict[str, Any]:
+    """A device's ``alarms:``: channel name -> its rules (config/validate_alarms.py)."""
+    limit = declared_section(LimitSetting)
+    limit["properties"]["on_delay"] = {"type": ["integer", "string"], "description":
+                                       limit["properties"]["on_delay"]["description"]}
+    levels = {"type": "object", "additionalProperties": {"enum": [1, 2, "high", "high_high"]}}
+    instrument = declared_section(InstrumentSetting)
+    instrument["properties"]["values"] = {**levels, "description": instrument[
+        "properties"]["values"]["description"]}
+    instrument["properties"]["bits"] = {**levels, "description": instrument[
+        "properties"]["bits"]["description"]}
+    rule = {"anyOf": [{"type": "number"}, limit]}
+    rules = {"type": ["object", "null"], "additionalProperties": False, "properties": {
+        "high": rule, "high_high": rule, "low": rule, "low_low": rule,
+        "rate_of_rise": rule, "instrument": instrument}}
+    return {"type": ["object", "null"], "additionalProperties": rules,
+            "description": description}
+
+
+def _alarms() -> dict[str, Any]:
+    """The station's ``alarms:`` section with its list of local actions."""
+    action = declared_section(AlarmAction)
+    action["properties"]["devices"] = {"type": "array", "items": _TEXT, "description":
+                                       action["properties"]["devices"]["description"]}
+    return declared_section(AlarmSettings, {"actions": _items(action)})
 
 
 def _device(keys: tuple[str, ...], kind: DriverKind | None = None) -> dict[str, Any]:
@@ -315,6 +350,7 @@ def station_schema() -> dict[str, Any]:
         "store": declared_section(StoreConfig),
         "mqtt": mqtt,
         "health": {"anyOf": [{"type": "boolean"}, _health()]},
+        "alarms": _alarms(),
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
         **_kind_parts(), **declared_section(ProfileInfo)["properties"],

@@ -9,6 +9,7 @@ The file layout (the public format; every field is described in docs/configurati
     store:    {...}
     mqtt:     {host, ...}                             required
     health:   {...}                                   local /healthz, /metrics, /status
+    alarms:   {communication, actions}                alarms decided here (docs/alarms.md)
 
 The keys of each section are not listed here, where they drifted: they are declared on
 the fields of config/schema.py (config/declare.py) or, for what is still read by hand,
@@ -42,6 +43,7 @@ from edge_agent.config.schema import (
     StationConfig,
     StoreConfig,
 )
+from edge_agent.config.validate_alarms import read_alarm_settings
 from edge_agent.config.validate_devices import read_devices
 from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
@@ -50,7 +52,7 @@ from edge_agent.config.validate_store import check_store_place
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 from edge_agent.i18n import _
 
-TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
+TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health", "alarms")
 POLLING_KEYS = allowed_keys(PollingPolicy)
 STORE_KEYS = allowed_keys(StoreConfig)
 RETENTION_KEYS = allowed_keys(Retention)
@@ -123,6 +125,7 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
         polling=_read_polling(top),
         source=Path(path),
         health=read_health(top, env, places.secrets_dir),
+        alarms=read_alarm_settings(top, links.links, [device.id for device in devices]),
     )
     if for_agent:
         check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))

@@ -16,6 +16,8 @@ from pathlib import Path
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
+from edge_agent.alarms.rules import ChannelAlarms
+from edge_agent.config.alarm_settings import AlarmSettings
 from edge_agent.config.declare import setting
 from edge_agent.config.limits import (
     BACKOFF_INITIAL_S,
@@ -143,6 +145,11 @@ class Device:
     profile: str | None = setting("text", None,
                                   hint="a profile name such as generic-gc, or a file")
     polling: DevicePolling = field(default_factory=DevicePolling)
+    # read by config/validate_alarms.py; a profile's rules per channel, the station's over them
+    alarms: tuple[ChannelAlarms, ...] = setting(
+        "custom", (), layered=True,
+        hint="channel name: its alarm rules (high, high_high, low, low_low, rate_of_rise, "
+             "instrument)")
 
 
 @dataclass(frozen=True)
@@ -321,6 +328,13 @@ class StationConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     # The named uplinks of the ``uplinks:`` section, beside the default one (``mqtt:``).
     uplinks: tuple[UplinkConfig, ...] = ()
+    # The ``alarms:`` section (config/validate_alarms.py); None when the file has none.
+    alarms: AlarmSettings | None = None
+
+    def has_alarms(self) -> bool:
+        """Whether the agent decides alarms at all: a device has rules, or the station
+        writes ``alarms:`` (then every device gets its communication alarm)."""
+        return self.alarms is not None or any(device.alarms for device in self.devices)
 
     def every_uplink(self) -> tuple[UplinkConfig, ...]:
         """Every uplink the agent feeds: the ``mqtt:`` section's (named
