@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from edge_agent.alarms.runtime import AlarmRuntime
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
@@ -28,6 +29,7 @@ from edge_agent.driver import load_driver
 from edge_agent.forward.forwarder import Forwarder
 from edge_agent.health.server import HealthServer
 from edge_agent.health.view import AgentView, LinkCounters
+from edge_agent.link_clients import open_link_client
 from edge_agent.poller import LinkPoller
 from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
 from edge_agent.store.outbox import Outbox
@@ -55,6 +57,9 @@ class Agent:
                              config.store.synchronous)
         self.forwarder = Forwarder(config.station_id, config.mqtt, self.outbox)
         self.outbox.on_append = self.forwarder.wake
+        # None without alarms: the pollers then get no hook (nothing on the hot path)
+        self.alarms = AlarmRuntime(config, list(devices_by_link(config)), open_link_client) \
+            if config.has_alarms() else None
         self.pollers = self._make_pollers()
         self.health = HealthServer(config.health, self.health_view())
 
@@ -65,12 +70,16 @@ class Agent:
         """A poller for ``link`` with a stop event of its own, so a reload can restart it
         alone (``stop_polling`` stops them all)."""
         drivers = [load_driver(device) for device in devices_by_link(config)[link]]
+        alarms = self.alarms
         return LinkPoller(config.links[link], drivers, self.outbox, config.polling,
-                          threading.Event())
+                          threading.Event(), alarms=alarms.engine if alarms else None,
+                          outputs=alarms.outputs_for(link) if alarms else None)
 
     def start(self) -> None:
         self.health.start()  # first: its 'drops since start' count starts here
         self.forwarder.start()
+        if self.alarms is not None:
+            self.alarms.start()
         for poller in self.pollers:
             poller.start()
         devices, links = len(self.config.devices), len(self.pollers)
@@ -152,6 +161,11 @@ class Agent:
                           "configuration", source)
             return False
         plan = plan_reload(self.config, new)
+        if _alarms_of(self.config) != _alarms_of(new):
+            log.error("reload of %s refused: alarm rules or outputs changed, which applies "
+                      "at a restart only (systemctl restart edge-agent); still running on "
+                      "the previous configuration", source)
+            return False
         if plan.refused:
             for reason in plan.refused:
                 log.error("reload: %s", reason)
@@ -192,9 +206,16 @@ class Agent:
         """Clean stop: pollers, then the forwarder's bounded drain, then the database."""
         self.health.stop()
         self.stop_polling()
+        if self.alarms is not None:
+            self.alarms.stop()
         self.forwarder.stop()
         self.outbox.close()
         log.info("edge-agent stopped")
+
+
+def _alarms_of(config: StationConfig) -> tuple[object, ...]:
+    """What the alarm runtime is built from: a reload that changes it is refused."""
+    return (config.alarms, tuple((device.id, device.alarms) for device in config.devices))
 
 
 def _wait_stopped(poller: LinkPoller, tick: Callable[[], object] | None) -> bool:
