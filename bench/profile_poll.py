@@ -180,7 +180,8 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
     server.join(10)
     readings = polls * devices * tags
     assert stored == (polls + 1) * devices, f"{stored} samples stored"
-    rules = f", alarm rules on {alarms} channels each" if alarms else ", no alarms"
+    watched = len(_alarm_rules(channels, alarms))
+    rules = f", alarm rules on {watched} channels each" if alarms else ", no alarms"
     print(f"{devices} devices x {tags} tags{rules}, {polls} polls each: {readings} readings, "
           f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
           f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "

@@ -162,10 +162,12 @@ class AlarmEngine:
                 value: float | int | bool | str | None, threshold: float | None,
                 at: datetime, events: list[AlarmEvent]) -> None:
         """Emit the event that moving ``state`` to ``level`` means, if any."""
-        why = doubt(reading, device_ok=self._unsteady.get(state.device_id, 0) == 0)
         old = state.level
+        if level == old and (not old or state.confirmed):
+            return  # the common case, judged without building a reason
+        why = doubt(reading, device_ok=self._unsteady.get(state.device_id, 0) == 0)
         if level == old:
-            if old and not state.confirmed and why is None:
+            if why is None:
                 self._emit(state, EventKind.CONFIRMED, level, rule, value, reading.unit,
                            threshold, at, None, events)
             return
