@@ -175,3 +175,22 @@ alarms:
         "station.yaml:19: alarms.actions[4].name: the name 'beacon' is already used by "
         "another output",
     ]
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("page", ["alarms.md", "alarms.zh.md"])
+def test_the_worked_chemical_park_example_passes_check(tmp_path: Path, page: str) -> None:
+    """The station file in the docs' worked example is accepted as it is written."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = [block.split("\n", 1)[1] for block in text.split("```yaml")[1:]]
+    (example,) = [block.split("```")[0] for block in blocks if block.startswith("station:")]
+    path = tmp_path / "park.yaml"
+    path.write_text(example, encoding="utf-8")
+    config = load_config(path, for_agent=False)
+    rules = {device.id: {one.channel for one in device.alarms} for device in config.devices}
+    assert rules == {"h2s-1": {"alarm_level", "gas"}, "cl2-1": {"alarm_level", "gas"},
+                     "gc-1": {"benzene", "nmhc"}}
+    assert config.alarms is not None
+    assert [action.name for action in config.alarms.actions] == ["beacon", "siren"]
