@@ -107,6 +107,14 @@ def test_every_mistake_in_rules_names_file_line_and_setting(tmp_path: Path) -> N
     ]
 
 
+def test_alarms_written_as_a_list_is_refused_with_the_shape_expected(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+    alarms: [gas]
+""")
+    assert found == ["station.yaml:12: devices[0].alarms: expected channel names, each with "
+                     "its alarm rules ('h2s: {high: 10}'), found a list ('- ' items)"]
+
+
 def test_high_high_must_be_above_high_and_low_below_high(tmp_path: Path) -> None:
     found = problems(tmp_path, """\
     alarms:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_agent.config.declare import setting
+from edge_agent.i18n import N_
 
 ON_DELAY_HINT = "a number of consecutive samples such as 3, or a time such as 30s or 2m"
-LEVEL_HINT = "1 or high (alarm level 1), 2 or high_high (alarm level 2)"
+LEVEL_HINT = N_("1 or high (alarm level 1), 2 or high_high (alarm level 2)")
 
 
 @dataclass(frozen=True)

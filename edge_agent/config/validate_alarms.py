@@ -69,7 +69,7 @@ def _read_layer(sec: Section, channels: Collection[str] | None
         return {}
     if not isinstance(entry.value, MapNode):
         sec.report("alarms", _("expected channel names, each with its alarm rules "
-                               "('h2s: {high: 10}'), found {found}").format(
+                               "('h2s: {{high: 10}}'), found {found}").format(
                                    found=found(entry.value)))
         return {}
     path = sec.path_of("alarms")
