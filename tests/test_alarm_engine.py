@@ -231,3 +231,10 @@ def test_event_round_trips_through_its_stored_form() -> None:
     assert AlarmEvent.from_dict(event.as_dict()) == event
     assert "UNCONFIRMED: warming up" in event.describe()
     assert "det-1/h2s/high high level 1, 11.5 ppm (limit 10)" in event.describe()
+
+
+def test_a_gc_answering_without_a_new_analysis_clears_its_communication_alarm() -> None:
+    alarms, sink = engine(ChannelAlarms("h2s", (LimitRule(HIGH, 10),)), communication=True)
+    alarms.polled("det-1", sample(0, reason="timeout", h2s=None), False, True)
+    alarms.polled("det-1", None, True, False)  # answered: nothing new to publish
+    assert [e.kind for e in sink.got] == [EventKind.RAISED, EventKind.CLEARED]

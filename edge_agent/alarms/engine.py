@@ -23,7 +23,7 @@ from edge_agent.alarms.conditions import Condition, RateWindow
 from edge_agent.alarms.events import AlarmEvent, AlarmSink, EventKind
 from edge_agent.alarms.honesty import doubt
 from edge_agent.alarms.rules import COMMUNICATION, INSTRUMENT, ChannelAlarms, RuleKind
-from edge_agent.model import Reading, Sample
+from edge_agent.model import Reading, Sample, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,8 @@ class AlarmEngine:
     def _communication_change(self, device_id: str, answering: bool, down: bool,
                               sample: Sample | None, events: list[AlarmEvent]) -> None:
         state = self._states[(device_id, COMMUNICATION, COMMUNICATION)]
-        at = sample.acquired_at if sample is not None else None
-        if at is None:
-            return
+        # no sample: a GC answered without a new analysis; it answered all the same
+        at = sample.acquired_at if sample is not None else utc_now()
         if down and state.level == 0:
             reason = next((r.reason for r in sample.readings if r.reason), None) \
                 if sample is not None else None
