@@ -214,8 +214,13 @@ class Agent:
 
 
 def _alarms_of(config: StationConfig) -> tuple[object, ...]:
-    """What the alarm runtime is built from: a reload that changes it is refused."""
-    return (config.alarms, tuple((device.id, device.alarms) for device in config.devices))
+    """What the alarm runtime is built from (the rules, the ``alarms:`` section and the
+    links its outputs use): a reload that changes it is refused. A device added without
+    rules is not: it gets its communication alarm at the next restart."""
+    actions = config.alarms.actions if config.alarms is not None else ()
+    return (config.alarms, {device.id: device.alarms for device in config.devices
+                            if device.alarms},
+            {action.link: config.links.get(action.link) for action in actions})
 
 
 def _wait_stopped(poller: LinkPoller, tick: Callable[[], object] | None) -> bool:
