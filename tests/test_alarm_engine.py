@@ -109,7 +109,7 @@ def test_rate_of_rise_is_per_minute_over_the_last_minute() -> None:
     flat = [k for k in kinds if k]
     assert flat == [["raised"], ["cleared"]]
     raised = sink.got[0]
-    assert raised.value == pytest.approx(1.0) and raised.unit == "ppm"
+    assert raised.value == pytest.approx(1.0) and raised.unit == "ppm/min"
     assert raised.rule == "rate_of_rise" and raised.group == "rate_of_rise"
 
 

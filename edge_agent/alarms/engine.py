@@ -14,7 +14,6 @@ window (both start again, which delays nothing that was already raised).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,8 +23,6 @@ from edge_agent.alarms.events import AlarmEvent, AlarmSink, EventKind
 from edge_agent.alarms.honesty import doubt
 from edge_agent.alarms.rules import COMMUNICATION, INSTRUMENT, ChannelAlarms, RuleKind
 from edge_agent.model import Reading, Sample, utc_now
-
-log = logging.getLogger(__name__)
 
 # After a failed poll, alarms raised on a device's next polls are unconfirmed ("device
 # not answering reliably") until it has answered this many polls in a row again.
@@ -115,19 +112,19 @@ class AlarmEngine:
                 continue  # no value: nothing to judge; the alarm keeps its state
             value = float(reading.value)  # type: ignore[arg-type]
             for group, conditions in watch.conditions.items():
-                measured = value
+                measured, unit = value, reading.unit
                 if group == RuleKind.RATE_OF_RISE.value:
                     assert watch.rate is not None
                     rate = watch.rate.add(at, value)
                     if rate is None:
                         continue
-                    measured = round(rate, 6)
+                    measured, unit = round(rate, 6), f"{reading.unit}/min"
                 active = [c.rule for c in conditions if c.update(measured, at)]
                 top = max(active, key=lambda rule: rule.kind.level, default=None)
                 state = self._states[(sample.device_id, watch.rules.channel, group)]
                 self._change(state, top.kind.level if top else 0,
                              top.kind.value if top else state_rule(state), reading, measured,
-                             top.limit if top else _limit_of(state), at, events)
+                             top.limit if top else _limit_of(state), at, events, unit)
             if watch.rules.instrument is not None:
                 self._instrument(sample.device_id, watch.rules, reading, readings, at, events)
 
@@ -159,15 +156,17 @@ class AlarmEngine:
 
     def _change(self, state: AlarmState, level: int, rule: str, reading: Reading,
                 value: float | int | bool | str | None, threshold: float | None,
-                at: datetime, events: list[AlarmEvent]) -> None:
-        """Emit the event that moving ``state`` to ``level`` means, if any."""
+                at: datetime, events: list[AlarmEvent], unit: str | None = None) -> None:
+        """Emit the event that moving ``state`` to ``level`` means, if any (``unit``:
+        the value's, when it is not the reading's: a rate is per minute)."""
+        unit = reading.unit if unit is None else unit
         old = state.level
         if level == old and (not old or state.confirmed):
             return  # the common case, judged without building a reason
         why = doubt(reading, device_ok=self._unsteady.get(state.device_id, 0) == 0)
         if level == old:
             if why is None:
-                self._emit(state, EventKind.CONFIRMED, level, rule, value, reading.unit,
+                self._emit(state, EventKind.CONFIRMED, level, rule, value, unit,
                            threshold, at, None, events)
             return
         if old == 0:
@@ -176,7 +175,7 @@ class AlarmEngine:
             kind = EventKind.CLEARED
         else:
             kind = EventKind.ESCALATED if level > old else EventKind.LOWERED
-        self._emit(state, kind, level, rule, value, reading.unit, threshold, at, why, events)
+        self._emit(state, kind, level, rule, value, unit, threshold, at, why, events)
 
     def _emit(self, state: AlarmState, kind: EventKind, level: int, rule: str,
               value: float | int | bool | str | None, unit: str, threshold: float | None,
