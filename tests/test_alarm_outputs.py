@@ -191,3 +191,31 @@ def test_a_value_judged_in_the_engine_reaches_the_sink_with_its_quality() -> Non
     engine.polled("h2s-1", Sample("h2s-1", AT, (reading,)), True, False)
     assert [(e.kind, e.confirmed, e.reason) for e in got] == [
         (EventKind.RAISED, False, "calibrating")]
+
+
+def test_after_a_restart_restored_alarms_switch_the_beacon_on_again(
+        io_module: SimServer, tmp_path) -> None:
+    """What the outbox wiring will do at start: restore, then let the outputs follow."""
+    from support.station import write_station
+
+    from edge_agent.alarms.runtime import AlarmRuntime
+    from edge_agent.config.loader import load_config
+
+    path = write_station(
+        tmp_path / "station.yaml", broker_port=1883,
+        links={"bus": {"type": "tcp", "host": "127.0.0.1", "port": 1502},
+               "io": {"type": "tcp", "host": "127.0.0.1", "port": io_module.tcp_port}},
+        devices=[{"id": "h2s-1", "link": "bus", "unit_id": 1, "interval_s": 1,
+                  "profile": "toxic-gas-detector", "alarms": {"gas": {"high": 10}}}])
+    text = path.read_text()[:-2] + ',\n  "alarms": {"actions": [{"name": "beacon", ' \
+        f'"link": "io", "unit_id": {IO_UNIT}, "coil": 0}}]}}\n}}\n'
+    path.write_text(text)
+    runtime = AlarmRuntime(load_config(path), ["bus"], open_link_client)
+    assert runtime.outputs_for("bus") is None and runtime.outputs_for("io") is None
+    assert runtime.engine.restore([event(EventKind.RAISED)]) == 1
+    runtime.start()
+    try:
+        runtime.outputs_follow(runtime.engine.active())
+        wait_until(lambda: coils(io_module)[0], 10, "the beacon ON again")
+    finally:
+        runtime.stop()
