@@ -381,3 +381,18 @@ def test_check_prints_no_uplink_lines_for_a_file_with_only_mqtt(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(_file(tmp_path, ""))]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_the_worked_example_in_the_docs_loads(tmp_path: Path) -> None:
+    """docs/configuration.md's "Several uplinks" example, below this file's devices."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(
+        encoding="utf-8")
+    section = docs.split("## Several uplinks", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "cloud-password.txt").write_text("pw\n", encoding="utf-8")
+    path = tmp_path / "station.yaml"
+    path.write_text(STATION + example, encoding="utf-8")
+    loaded = load_station(path, env={"PROVINCIAL_MQTT_PASSWORD": "pw"})
+    assert loaded.warnings == ()
+    assert [(uplink.name, uplink.devices) for uplink in loaded.config.every_uplink()] == [
+        ("default", None), ("provincial", ("gc-1", "h2s-1")), ("operator-cloud", None)]
