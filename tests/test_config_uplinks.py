@@ -396,3 +396,20 @@ def test_the_worked_example_in_the_docs_loads(tmp_path: Path) -> None:
     assert loaded.warnings == ()
     assert [(uplink.name, uplink.devices) for uplink in loaded.config.every_uplink()] == [
         ("default", None), ("provincial", ("gc-1", "h2s-1")), ("operator-cloud", None)]
+
+
+def test_only_the_first_20_unknown_ids_get_a_suggestion(tmp_path: Path) -> None:
+    """A suggestion compares the id with every device (20 ms with 1000 of them): a file
+    of thousands of unknown ids must not take minutes to check."""
+    ids = ", ".join(f"gc-{n}x" for n in range(30))
+    issues = _issues(tmp_path, f"uplinks:\n  a:\n    devices: [{ids}]\n    host: a.example\n"
+                               f"  b:\n    devices: [{ids}]\n    host: b.example\n")
+    assert len(issues) == 60
+    assert sum("did you mean" in issue.message for issue in issues) == 20
+
+
+def test_more_than_64_uplinks_are_refused(tmp_path: Path) -> None:
+    many = "".join(f"  u{n}:\n    host: h{n}.example\n" for n in range(65))
+    line, path, message = _one(tmp_path, "uplinks:\n" + many)
+    assert (line, path) == (AT + 1, "uplinks")
+    assert message.startswith("65 uplinks is more than the 64 allowed")
