@@ -7,8 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 import pytest
 from support.capture_session import (
@@ -23,6 +22,7 @@ from support.capture_session import (
     rtu_client,
     tcp_client,
 )
+from support.command import EDGE_AGENT, running
 from support.waiting import wait_until
 
 from edge_agent.link import LinkError
@@ -32,26 +32,9 @@ from edge_agent.tools.sim.simserver import SimServer
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts
 
-EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
-
 
 def edge_agent(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EDGE_AGENT, *args], capture_output=True, text=True, timeout=60)
-
-
-@contextmanager
-def running(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The command in the background, and the first line it printed."""
-    process = subprocess.Popen([*EDGE_AGENT, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
-        yield process, first
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 def test_help_explains_each_command_in_a_technician_s_words():

@@ -5,14 +5,13 @@ pymodbus servers on pseudo-terminal pairs."""
 
 from __future__ import annotations
 
-import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support.command import EDGE_AGENT, running, served_at
 
 from edge_agent.tools.capture.files import read_capture
 from edge_agent.tools.sim.ptypair import PtyPair
@@ -21,7 +20,6 @@ from edge_agent.tools.sim.simserver import SimServer, SimUnit
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts
 
-EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
 DETECTOR = {0: 0, 1: 0, 2: 209, 3: 12, 4: 35, 5: 4}
 
 
@@ -33,16 +31,8 @@ def probe(*args: str) -> subprocess.CompletedProcess[str]:
 @contextmanager
 def replaying(capture: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``edge-agent replay rtu CAPTURE --pty``, and the path the master opens."""
-    process = subprocess.Popen([*EDGE_AGENT, "replay", "rtu", capture, "--pty"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
-        yield process, re.search(r"Modbus RTU on (\S+);", first).group(1)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with running("replay", "rtu", capture, "--pty") as (process, first):
+        yield process, served_at(first, r"Modbus RTU on (\S+);")
 
 
 def test_probe_read_records_what_it_did_and_the_capture_replays_to_the_same_output(

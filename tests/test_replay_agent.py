@@ -21,7 +21,6 @@ import json
 import re
 import struct
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.capture_session import assert_replayed_to_the_end, recording_proxy
+from support.command import running
 from support.station import write_station
 from support.waiting import wait_until
 
@@ -196,18 +196,10 @@ def is_failure(sample: dict) -> bool:
 @contextmanager
 def replay_command(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``edge-agent replay ...`` in the background, and where it serves (its first line)."""
-    process = subprocess.Popen([sys.executable, "-m", "edge_agent", "replay", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
+    with running("replay", *args) as (process, first):
         match = re.search(r" as Modbus (?:TCP on \S+:(\d+)|RTU on (\S+));", first)
         assert match, first
         yield process, match.group(1) or match.group(2)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 # -- the proofs --------------------------------------------------------------------------
