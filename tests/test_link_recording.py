@@ -357,13 +357,7 @@ def test_a_link_recorder_that_follows_a_finishing_one_never_writes_over_its_last
 
     def run(requests: list[bytes]) -> threading.Thread:
         """One run of the link: traffic, then the client closes (on its own thread)."""
-        link = recorder.LinkRecorder(path, info, tcp=False)
-        link.opened()
-        for request in requests:
-            link.sent(request)
-            link.received(b"OK " + request)
-        link.closed()
-        closing = threading.Thread(target=link.finish)
+        closing = threading.Thread(target=traffic(path, info, requests).finish)
         closing.start()
         return closing
 
@@ -390,13 +384,20 @@ def serial_line(baudrate: int) -> LinkInfo:
                     parity="N", stopbits=1)
 
 
-def record_run(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+def traffic(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+    """One run of a link recorded into ``path``: opened, each request answered
+    ``OK <request>``, closed; not yet finished (its file not yet written to the end)."""
     link = recorder.LinkRecorder(path, info, tcp=False)
     link.opened()
     for request in requests:
         link.sent(request)
         link.received(b"OK " + request)
     link.closed()
+    return link
+
+
+def record_run(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+    link = traffic(path, info, requests)
     assert link.finish()
     return link
 
