@@ -78,11 +78,8 @@ def test_a_broken_capture_is_refused_with_file_line_and_status_2(tmp_path):
 def test_replay_tcp_strict_ends_with_status_0_when_every_request_came():
     with running("replay", "tcp", str(FIXTURE), "--listen", "127.0.0.1:0") as (process, line):
         port = int(re.search(r"Modbus TCP on 127\.0\.0\.1:(\d+)", line).group(1))
-        client = tcp_client(port)
-        try:
+        with tcp_client(port) as client:
             assert poll(client) == EXPECTED
-        finally:
-            client.close()
         assert process.wait(timeout=30) == 0
         assert "strict replay complete: all 8 recorded requests came in order" in \
             process.stdout.read()
@@ -91,12 +88,9 @@ def test_replay_tcp_strict_ends_with_status_0_when_every_request_came():
 def test_replay_tcp_strict_ends_with_status_8_on_a_request_not_in_the_recording():
     with running("replay", "tcp", str(FIXTURE), "--listen", "127.0.0.1:0") as (process, line):
         port = int(re.search(r":(\d+);", line).group(1))
-        client = tcp_client(port)
-        try:
-            with suppress(LinkError):  # the replay hangs up instead of answering
-                client.read_registers(UNIT, HOLDING, 100, 1)
-        finally:
-            client.close()
+        # the replay hangs up instead of answering
+        with tcp_client(port) as client, suppress(LinkError):
+            client.read_registers(UNIT, HOLDING, 100, 1)
         assert process.wait(timeout=30) == 8
         assert "strict replay failed: request 1: request differs from the recording" in \
             process.stderr.read()
@@ -105,11 +99,8 @@ def test_replay_tcp_strict_ends_with_status_8_on_a_request_not_in_the_recording(
 def test_replay_rtu_on_a_pty_answers_the_recorded_session():
     with running("replay", "rtu", str(FIXTURE), "--pty") as (process, line):
         path = re.search(r"Modbus RTU on (\S+);", line).group(1)
-        client = rtu_client(path)
-        try:
+        with rtu_client(path) as client:
             assert poll(client) == EXPECTED
-        finally:
-            client.close()
         assert process.wait(timeout=30) == 0
 
 
@@ -121,11 +112,8 @@ def test_capture_proxy_records_until_ctrl_c_and_the_file_replays(tmp_path):
                      f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc-1",
                      "--unit", str(UNIT)) as (process, line):
             port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
-            client = tcp_client(port)
-            try:
+            with tcp_client(port) as client:
                 assert poll(client) == EXPECTED
-            finally:
-                client.close()
             wait_until(lambda: '"event": "close"' in out.read_text(), 10,
                        "the proxy to record the disconnect")
             process.send_signal(signal.SIGINT)
@@ -148,11 +136,8 @@ def test_capture_proxy_append_continues_the_numbering_so_the_capture_replays(tmp
                          *extra) as (process, line):
                 port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
                 closed = out.read_text().count('"event": "close"') if out.exists() else 0
-                client = tcp_client(port)
-                try:
+                with tcp_client(port) as client:
                     assert poll(client) == EXPECTED
-                finally:
-                    client.close()
                 wait_until(lambda n=closed: out.read_text().count('"event": "close"') > n,
                            10, "the proxy to record the disconnect")
                 process.send_signal(signal.SIGINT)
@@ -163,11 +148,8 @@ def test_capture_proxy_append_continues_the_numbering_so_the_capture_replays(tmp
     requests = [f.xid for f in frames if f.dir == "tx"]
     assert requests == list(range(1, 17)) and {f.conn for f in frames} == {1, 2}
     with running("replay", "tcp", str(out), "--listen", "127.0.0.1:0") as (process, line):
-        client = tcp_client(int(re.search(r":(\d+);", line).group(1)))
-        try:
+        with tcp_client(int(re.search(r":(\d+);", line).group(1))) as client:
             assert poll(client) + poll(client) == EXPECTED + EXPECTED
-        finally:
-            client.close()
         assert process.wait(timeout=30) == 0
 
 
