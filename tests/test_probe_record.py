@@ -39,12 +39,9 @@ def test_probe_read_records_what_it_did_and_the_capture_replays_to_the_same_outp
         tmp_path):
     path = tmp_path / "h2s.capture.jsonl"
     args = ["--unit", "3", "--count", "6", "--format", "json"]
-    with PtyPair() as pty:
-        server = SimServer([SimUnit(3, holding=DETECTOR)], serial_port=pty.device_path).start()
-        try:
-            recorded = probe("read", pty.agent_path, *args, "--record", str(path))
-        finally:
-            server.stop()
+    with PtyPair() as pty, SimServer([SimUnit(3, holding=DETECTOR)],
+                                     serial_port=pty.device_path):
+        recorded = probe("read", pty.agent_path, *args, "--record", str(path))
     assert recorded.returncode == 0, recorded.stderr
     assert f"recorded 2 frames in {path}" in recorded.stderr
     capture = read_capture(path)
@@ -66,17 +63,13 @@ def test_probe_read_records_what_it_did_and_the_capture_replays_to_the_same_outp
 def test_probe_scan_records_answers_and_silences_and_continues_an_earlier_recording(
         tmp_path):
     path = tmp_path / "bus.capture.jsonl"
-    with PtyPair() as pty:
-        server = SimServer([SimUnit(2, holding={0: 5}),
-                            SimUnit(4, holes={RegisterKind.HOLDING: [0]})],
-                           serial_port=pty.device_path).start()
-        try:
-            first = probe("read", pty.agent_path, "--unit", "2", "--count", "1",
-                          "--record", str(path))
-            scan = probe("scan", pty.agent_path, "--units", "1-4", "--timeout-ms", "300",
-                         "--record", str(path))
-        finally:
-            server.stop()
+    with PtyPair() as pty, SimServer([SimUnit(2, holding={0: 5}),
+                                      SimUnit(4, holes={RegisterKind.HOLDING: [0]})],
+                                     serial_port=pty.device_path):
+        first = probe("read", pty.agent_path, "--unit", "2", "--count", "1",
+                      "--record", str(path))
+        scan = probe("scan", pty.agent_path, "--units", "1-4", "--timeout-ms", "300",
+                     "--record", str(path))
     assert first.returncode == 0 and scan.returncode == 0, scan.stderr
     frames = read_capture(path).frames()
     requests = [(f.xid, f.info.unit_id) for f in frames if f.dir == "tx"]
@@ -87,13 +80,10 @@ def test_probe_scan_records_answers_and_silences_and_continues_an_earlier_record
 
 
 def test_probe_reads_on_when_its_capture_cannot_be_written(tmp_path):
-    with PtyPair() as pty:
-        server = SimServer([SimUnit(3, holding=DETECTOR)], serial_port=pty.device_path).start()
-        try:
-            result = probe("read", pty.agent_path, "--unit", "3", "--count", "6",
-                           "--record", "/dev/full")
-        finally:
-            server.stop()
+    with PtyPair() as pty, SimServer([SimUnit(3, holding=DETECTOR)],
+                                     serial_port=pty.device_path):
+        result = probe("read", pty.agent_path, "--unit", "3", "--count", "6",
+                       "--record", "/dev/full")
     assert result.returncode == 0, result.stderr
     assert "unit 3" in result.stdout or "40001" in result.stdout, result.stdout
     assert "cannot record into /dev/full: No space left on device" in result.stderr
