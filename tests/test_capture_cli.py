@@ -106,21 +106,18 @@ def test_replay_rtu_on_a_pty_answers_the_recorded_session():
 
 def test_capture_proxy_records_until_ctrl_c_and_the_file_replays(tmp_path):
     out = tmp_path / "gc.capture.jsonl"
-    server = SimServer([gc_unit()], tcp_port=0).start()
-    try:
-        with running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
-                     f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc-1",
-                     "--unit", str(UNIT)) as (process, line):
-            port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
-            with tcp_client(port) as client:
-                assert poll(client) == EXPECTED
-            wait_until(lambda: '"event": "close"' in out.read_text(), 10,
-                       "the proxy to record the disconnect")
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=30) == 0
-            assert "stopped: 16 frames recorded" in process.stdout.read()
-    finally:
-        server.stop()
+    with (SimServer([gc_unit()], tcp_port=0) as server,
+          running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
+                  f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc-1",
+                  "--unit", str(UNIT)) as (process, line)):
+        port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
+        with tcp_client(port) as client:
+            assert poll(client) == EXPECTED
+        wait_until(lambda: '"event": "close"' in out.read_text(), 10,
+                   "the proxy to record the disconnect")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "stopped: 16 frames recorded" in process.stdout.read()
     capture = read_capture(out)
     assert capture.header.unit_ids == (UNIT,) and capture.header.links[0].name == "gc-1"
     assert len(capture.frames()) == 16
@@ -128,8 +125,7 @@ def test_capture_proxy_records_until_ctrl_c_and_the_file_replays(tmp_path):
 
 def test_capture_proxy_append_continues_the_numbering_so_the_capture_replays(tmp_path):
     out = tmp_path / "gc.capture.jsonl"
-    server = SimServer([gc_unit()], tcp_port=0).start()
-    try:
+    with SimServer([gc_unit()], tcp_port=0) as server:
         for extra in ([], ["--append"]):
             with running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
                          f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc",
@@ -142,8 +138,6 @@ def test_capture_proxy_append_continues_the_numbering_so_the_capture_replays(tmp
                            10, "the proxy to record the disconnect")
                 process.send_signal(signal.SIGINT)
                 assert process.wait(timeout=30) == 0
-    finally:
-        server.stop()
     frames = read_capture(out).frames()
     requests = [f.xid for f in frames if f.dir == "tx"]
     assert requests == list(range(1, 17)) and {f.conn for f in frames} == {1, 2}

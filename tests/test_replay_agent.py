@@ -72,11 +72,8 @@ def record_agent(tmp_path: Path, broker_port: int, unit_id: int, device: dict,
     against a simulated unit ``unit_id``; ``states_of(server)`` are set one by one, each
     polled at least three times. The first state is set before the agent starts, so
     every recorded answer holds a state. Returns the capture."""
-    server = SimServer([SimUnit(unit_id)], tcp_port=0).start()
-    try:
+    with SimServer([SimUnit(unit_id)], tcp_port=0) as server:
         return _record(tmp_path, broker_port, server, unit_id, device, states_of(server))
-    finally:
-        server.stop()
 
 
 def _record(tmp_path: Path, broker_port: int, server: SimServer, unit_id: int,

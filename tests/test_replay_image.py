@@ -107,14 +107,12 @@ def test_the_recording_clock_runs_at_its_speed_and_stops_or_loops_at_the_end():
 
 def test_image_replay_over_tcp_follows_a_recorded_change_of_value(tmp_path):
     path = tmp_path / "changing.capture.jsonl"
-    server = SimServer([gc_unit()], tcp_port=0).start()
-    try:
-        with recording_proxy(server.tcp_port, path) as port, tcp_client(port) as client:
-            assert client.read_registers(UNIT, HOLDING, 0, 3) == [11, 12, 13]
-            server.set_words(UNIT, HOLDING, 0, [21])
-            assert client.read_registers(UNIT, HOLDING, 0, 3) == [21, 12, 13]
-    finally:
-        server.stop()
+    with (SimServer([gc_unit()], tcp_port=0) as server,
+          recording_proxy(server.tcp_port, path) as port,
+          tcp_client(port) as client):
+        assert client.read_registers(UNIT, HOLDING, 0, 3) == [11, 12, 13]
+        server.set_words(UNIT, HOLDING, 0, [21])
+        assert client.read_registers(UNIT, HOLDING, 0, 3) == [21, 12, 13]
     capture = read_capture(path)
     change_t = _answer_times(capture)[1]
     moment = [0.0]

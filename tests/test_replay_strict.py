@@ -108,14 +108,11 @@ def test_strict_replay_reports_a_request_after_the_end_of_the_recording():
 def test_a_request_the_device_never_answered_stays_unanswered_in_replay(tmp_path):
     path = tmp_path / "muted.capture.jsonl"
     unit = gc_unit()
-    server = SimServer([unit], tcp_port=0).start()
-    try:
-        with recording_proxy(server.tcp_port, path) as port:
-            server.mute(UNIT)
-            with tcp_client(port, timeout_ms=300) as client:
-                assert poll(client)[0] == "timeout"
-    finally:
-        server.stop()
+    with SimServer([unit], tcp_port=0) as server, \
+            recording_proxy(server.tcp_port, path) as port:
+        server.mute(UNIT)
+        with tcp_client(port, timeout_ms=300) as client:
+            assert poll(client)[0] == "timeout"
     replay = _strict(path)
     with replayed_over_tcp(replay, timeout_ms=300) as client:
         assert client_outcome(client) == "timeout"

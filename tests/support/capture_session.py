@@ -121,12 +121,10 @@ def _all_closed(path: Path) -> bool:
 
 def record_session(path: Path, unit: SimUnit | None = None) -> list[object]:
     """Poll a simulated GC through a recording proxy; returns what the master got."""
-    server = SimServer([unit or gc_unit()], tcp_port=0).start()
-    try:
-        with recording_proxy(server.tcp_port, path) as port, tcp_client(port) as client:
-            return poll(client)
-    finally:
-        server.stop()
+    with (SimServer([unit or gc_unit()], tcp_port=0) as server,
+          recording_proxy(server.tcp_port, path) as port,
+          tcp_client(port) as client):
+        return poll(client)
 
 
 def public_capture(name: str) -> Path:
