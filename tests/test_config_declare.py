@@ -61,6 +61,7 @@ from edge_agent.config.schema import (
     TcpLink,
     TlsConfig,
     Topics,
+    UplinkConfig,
 )
 from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
@@ -72,7 +73,8 @@ from edge_agent.config.yamlsource import parse_yaml_bytes
 # device's enron: and the address.
 UNDECLARED = {StationConfig: {"links", "devices", "store", "mqtt", "polling", "source",
                               "health", "uplinks", "alarms"},
-              TcpLink: {"name"}, SerialLink: {"name"}, Device: {"settings", "polling"},
+              TcpLink: {"name"}, SerialLink: {"name"}, UplinkConfig: {"name"},
+              Device: {"settings", "polling"},
               TextSettings: {"address"}, Channel: {"enron"}}
 DECLARED = declared_sections()
 

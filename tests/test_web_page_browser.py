@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.browser import chromium, screenshot, wait_for
 from support.health import logged_port
+from support.pageagent import agent_showing
 from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
-from edge_agent.agent import Agent
-from edge_agent.config.loader import load_config
-from edge_agent.model import Quality, Reading, Sample
-from edge_agent.tools.sim.broker import free_port
+from edge_agent.model import Quality
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 DOCS_PICTURE = Path(__file__).resolve().parent.parent / "docs" / "web-page.png"
@@ -173,18 +170,9 @@ HOSTILE = {
 
 @pytest.mark.real_parts  # starts Chromium and its driver
 def test_hostile_device_text_is_shown_as_text_and_never_runs(tmp_path):
-    config = write_station(
-        tmp_path / "station.yaml", broker_port=free_port(),
-        links={"gw": {"type": "tcp", "host": "127.0.0.1", "port": free_port()}},
-        devices=[{"id": "det-1", "link": "gw", "unit_id": 1, "interval_s": 60,
-                  "channels": [{"name": "co", "address": 0, "unit": "ppm"}]}])
-    agent = Agent(load_config(config, env={}))
-    at = datetime(2026, 3, 1, tzinfo=UTC)
-    state = agent.pollers[0].devices[0]
-    state.last_sample = Sample("det-1", at, (Reading(
-        "det-1", HOSTILE["channel"], HOSTILE["value"], HOSTILE["unit"], Quality.SUSPECT, at,
-        HOSTILE["reason"]),))
-    state.last_error = HOSTILE["error"]
+    agent = agent_showing(tmp_path, HOSTILE["channel"], HOSTILE["value"], HOSTILE["unit"],
+                          Quality.SUSPECT, HOSTILE["reason"])
+    agent.pollers[0].devices[0].last_error = HOSTILE["error"]
     agent.health.start()
     try:
         wait_until(lambda: agent.health.port is not None, 10, "the endpoint")

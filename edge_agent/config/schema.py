@@ -300,13 +300,20 @@ class UplinkConfig:
     outbox when every uplink that carries its device has acknowledged it.
 
     ``kind`` says which settings apply (``mqtt``: ``mqtt`` holds them; later kinds add
-    their own field). ``devices`` lists the device ids this uplink carries; None: all.
+    their own field, named in their registry entry, config/uplink_kinds.py). ``devices``
+    lists the device ids this uplink carries; None: all. In the station file an uplink's
+    own settings stand beside ``kind`` and ``devices`` (``uplinks.NAME.host``), which is
+    why its settings field is declared inline.
     """
 
-    name: str
-    kind: str = "mqtt"
-    devices: tuple[str, ...] | None = None
-    mqtt: MqttConfig | None = None
+    name: str  # the key under uplinks:, not a setting
+    # the choices are the registered kinds, given by the reader (config/uplink_kinds.py)
+    kind: str = setting("choice", "mqtt")
+    devices: tuple[str, ...] | None = setting("custom", None, hint=(
+        "a list of device ids such as [gc-1, h2s-1] (leave devices out to carry every "
+        "device)"))
+    # an mqtt uplink's settings, written beside kind and devices, as under mqtt:
+    mqtt: MqttConfig | None = setting("inline", None, of=MqttConfig)
 
     def carries(self, device_id: str) -> bool:
         """Whether this uplink should deliver ``device_id``'s samples and events."""
@@ -322,7 +329,8 @@ class StationConfig:
     links: dict[str, Link]
     devices: tuple[Device, ...]
     store: StoreConfig
-    mqtt: MqttConfig
+    # None when the file has no mqtt: section (then uplinks: names at least one uplink)
+    mqtt: MqttConfig | None
     polling: PollingPolicy = field(default_factory=PollingPolicy)
     source: Path | None = None
     health: HealthConfig = field(default_factory=HealthConfig)
