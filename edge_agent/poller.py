@@ -161,6 +161,7 @@ class LinkPoller:
         self.store_failures = 0
         self._alarms = alarms
         self._outputs = outputs
+        self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
         self._checked_client: LinkClient | None = None
         self._client_adjustable = False
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
@@ -301,7 +302,10 @@ class LinkPoller:
             self._alarms.polled(state.device_id, sample, answered,
                                 state.health is DeviceHealth.DOWN)
         except Exception:
-            log.exception("unexpected error judging the alarms of %s", state.device_id)
+            self.alarm_errors += 1  # counted; the traceback logged once per poller
+            if self.alarm_errors == 1:
+                log.exception("unexpected error judging the alarms of %s; polling goes "
+                              "on (further ones are only counted)", state.device_id)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:

@@ -219,3 +219,37 @@ def test_after_a_restart_restored_alarms_switch_the_beacon_on_again(
         wait_until(lambda: coils(io_module)[0], 10, "the beacon ON again")
     finally:
         runtime.stop()
+
+
+def test_a_failing_alarm_engine_never_stops_polling(io_module: SimServer, tmp_path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in judging alarms is logged once and counted; samples keep being stored."""
+    from support.station import write_station
+
+    from edge_agent.config.loader import load_config
+    from edge_agent.driver import load_driver
+    from edge_agent.store.outbox import Outbox
+
+    io_module.units[1] = SimUnit(1, holding={0: 0, 1: 50, 2: 0})
+    path = write_station(
+        tmp_path / "station.yaml", broker_port=1883,
+        links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": io_module.tcp_port}},
+        devices=[{"id": "h2s-1", "link": "lan", "unit_id": 1, "interval_s": 0.05,
+                  "profile": "toxic-gas-detector"}])
+    config = load_config(path)
+
+    class Broken:
+        def polled(self, *args: object) -> None:
+            raise RuntimeError("engine bug")
+
+    outbox = Outbox(tmp_path / "outbox.sqlite3", config.store.retention)
+    poller = LinkPoller(config.links["lan"], [load_driver(config.devices[0])], outbox,
+                        PollingPolicy(retries=0), threading.Event(), alarms=Broken())
+    poller.start()
+    try:
+        wait_until(lambda: poller.devices[0].samples_stored >= 3, 10, "three samples")
+    finally:
+        assert poller.stop()
+        outbox.close()
+    assert poller.alarm_errors >= 3
+    assert caplog.text.count("unexpected error judging the alarms of h2s-1") == 1
