@@ -12,8 +12,9 @@ broker CPU-second.
 Against (a) one private Mosquitto, the baseline, and (b) a three-node RabbitMQ cluster
 with its MQTT plugin (tests/support/rabbitmq.py), publishers spread round-robin over the
 nodes and the subscriber on the first. Ratios are against Mosquitto at the same N, in
-the same run. Also probes shared subscriptions (``$share/platform/edge/#``, two members)
-on each broker.
+the same run. Also probes, on each broker, shared subscriptions
+(``$share/platform/edge/#``, two members) and where a retained station status reaches a
+subscriber that comes later (same node or another, exact topic or wildcard).
 
 The clients are Python (paho) and run on the same machine as the brokers: on a small
 machine they, not the broker, can set the pace. The broker CPU columns say how much of
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.intake_clients import Load, probe_shared
+from bench.intake_clients import Load, probe_retained, probe_shared
 from bench.measure import cpu_seconds, percentile
 from bench.pipelines import ROOT
 from bench.report import header
@@ -127,9 +128,10 @@ def run_mosquitto(form: Form, workdir: Path, log: Callable[[str], None]) -> dict
     probe_broker = Mosquitto(workdir / "mosquitto-shared").start()
     try:
         shared = probe_shared(probe_broker.port, (probe_broker.port, probe_broker.port))
+        retained = probe_retained(probe_broker.port, probe_broker.port)
     finally:
         probe_broker.stop()
-    return {"rows": rows, "shared": shared.text()}
+    return {"rows": rows, "shared": shared.text(), "retained": retained}
 
 
 def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None]) -> dict:
@@ -145,10 +147,11 @@ def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None]) -> dict:
             log(f"  rabbitmq N={stations}: {row}")
             rows.append(row)
         shared = probe_shared(ports[1], (ports[0], ports[2]))
+        retained = probe_retained(ports[0], ports[1])
         version = cluster.ctl(cluster.nodes[0], "version").strip()
     finally:
         cluster.stop()
-    return {"rows": rows, "shared": shared.text(), "version": version,
+    return {"rows": rows, "shared": shared.text(), "retained": retained, "version": version,
             "nodes": len(cluster.nodes)}
 
 
@@ -179,6 +182,7 @@ def table(results: dict, head: list[str], form: Form) -> str:
     for key, name in names.items():
         version = f" ({results[key]['version']})" if "version" in results[key] else ""
         lines.append(f"shared subscriptions, {name}{version}: {results[key]['shared']}")
+        lines.append(f"retained status to a new subscriber, {name}: {results[key]['retained']}")
     lines.append("msgs/s: PUBACKs in the window; vs mosq.: against Mosquitto at the same N, "
                  "this run; broker CPU%: of one core, all broker processes; msgs/CPU-s: "
                  "msgs/s per broker core fully used")

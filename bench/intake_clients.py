@@ -82,9 +82,9 @@ class Publisher:
 class Subscriber:
     """The platform: ``edge/#`` (or a shared form of it) at QoS 1, counting messages."""
 
-    def __init__(self, port: int, topic: str = "edge/#") -> None:
+    def __init__(self, port: int, topic: str = "edge/#", counting: bool = False) -> None:
         self.received = 0
-        self.counting = False
+        self.counting = counting
         self._subscribed = threading.Event()
         self.granted: list[int] = []
         self.client = _client(f"platform-{uuid.uuid4().hex[:6]}")
@@ -136,9 +136,8 @@ def probe_shared(publish_port: int, subscribe_ports: tuple[int, int],
     """Two subscribers on ``$share/platform/edge/#``, ``messages`` QoS 1 publishes; waits
     until all arrived or nothing more came for ``quiet_s`` (a broker that does not
     support it delivers nothing, and only the quiet period can say so)."""
-    members = [Subscriber(port, f"$share/{SHARED_GROUP}/edge/#") for port in subscribe_ports]
-    for member in members:
-        member.counting = True
+    members = [Subscriber(port, f"$share/{SHARED_GROUP}/edge/#", counting=True)
+               for port in subscribe_ports]
     publisher = _client(f"probe-{uuid.uuid4().hex[:6]}")
     publisher.connect("127.0.0.1", publish_port, keepalive=60)
     publisher.loop_start()
@@ -147,14 +146,7 @@ def probe_shared(publish_port: int, subscribe_ports: tuple[int, int],
                  for _ in range(messages)]
         for info in infos:
             info.wait_for_publish(30)
-        last, quiet_since = -1, time.monotonic()
-        while time.monotonic() - quiet_since < quiet_s:
-            total = sum(m.received for m in members)
-            if total >= messages:
-                break
-            if total != last:
-                last, quiet_since = total, time.monotonic()
-            time.sleep(0.05)
+        _wait_quiet(members, messages, quiet_s)
     finally:
         publisher.disconnect()
         publisher.loop_stop()
@@ -254,3 +246,44 @@ class Load:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _wait_quiet(subscribers: list[Subscriber], expected: int, quiet_s: float) -> None:
+    """Until ``expected`` messages arrived in all, or none came for ``quiet_s``."""
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        total = sum(s.received for s in subscribers)
+        if total >= expected:
+            return
+        if total != last:
+            last, quiet_since = total, time.monotonic()
+        time.sleep(0.05)
+
+
+def probe_retained(publish_port: int, other_port: int, quiet_s: float = 2.0) -> str:
+    """Where a retained station status reaches a new subscriber: published through one
+    node, subscribed afterwards by its exact topic on the same node and on another
+    node, and by the wildcard ``edge/+/status`` on the same node."""
+    topic = "edge/st9999/status"
+    publisher = _client(f"probe-{uuid.uuid4().hex[:6]}")
+    publisher.connect("127.0.0.1", publish_port, keepalive=60)
+    publisher.loop_start()
+    try:
+        publisher.publish(topic, b'{"state": "online"}', qos=1, retain=True).wait_for_publish(30)
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+    cases = {"exact topic, same node": (publish_port, topic),
+             "exact topic, other node": (other_port, topic),
+             "edge/+/status, same node": (publish_port, "edge/+/status")}
+    if other_port == publish_port:  # one broker: there is no other node
+        del cases["exact topic, other node"]
+    found = {}
+    for name, (port, subscribed) in cases.items():
+        subscriber = Subscriber(port, subscribed, counting=True)
+        try:
+            _wait_quiet([subscriber], 1, quiet_s)
+        finally:
+            subscriber.stop()
+        found[name] = "got it" if subscriber.received else "nothing"
+    return "; ".join(f"{name}: {what}" for name, what in found.items())

@@ -94,6 +94,13 @@ def test_broker_intake_measures_both_brokers_and_probes_shared_subscriptions(
     assert results["mosquitto"]["shared"].startswith("supported"), results["mosquitto"]
     assert results["rabbitmq"]["shared"].startswith("not supported"), results["rabbitmq"]
     assert "received 0 + 0 of 20" in results["rabbitmq"]["shared"]
+    # Retained messages (the station status): Mosquitto gives them to a wildcard
+    # subscription; RabbitMQ keeps them per node and gives none to a wildcard.
+    assert results["mosquitto"]["retained"] == (
+        "exact topic, same node: got it; edge/+/status, same node: got it")
+    assert results["rabbitmq"]["retained"] == (
+        "exact topic, same node: got it; exact topic, other node: nothing; "
+        "edge/+/status, same node: nothing")
 
 
 @pytest.mark.parametrize(("length", "size"), [(0, 1), (127, 1), (128, 2), (16_383, 2),
