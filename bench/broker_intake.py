@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bench.intake_clients import Load, probe_retained, probe_shared
@@ -57,7 +57,7 @@ class Form:
     stations: tuple[int, ...]
     warmup_s: float
     window_s: float
-    rabbitmq: bool = True
+    subscriber: bool = True
 
 
 FORMS = {"full": Form("full", (1, 10, 50, 100, 200), 3, 15),
@@ -81,7 +81,7 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
-def run_load(ports: list[int], subscribe_port: int, stations: int, form: Form,
+def run_load(ports: list[int], subscribe_port: int | None, stations: int, form: Form,
              broker_pids: Callable[[], list[int]]) -> dict:
     """N publishers spread over ``ports``, one subscriber; one measured window."""
     load = Load(stations, ports, subscribe_port, PAYLOAD_BYTES, WINDOW)
@@ -105,7 +105,7 @@ def run_load(ports: list[int], subscribe_port: int, stations: int, form: Form,
     return {"stations": stations, "msgs_per_s": rate,
             "puback_median_ms": statistics.median(latencies) if latencies else float("nan"),
             "puback_p99_ms": percentile(latencies, 0.99),
-            "delivered_per_s": received / seconds,
+            "delivered_per_s": received / seconds if received is not None else None,
             "broker_cpu_pct": 100 * broker_cpu,
             "msgs_per_broker_cpu_s": rate / broker_cpu if broker_cpu > 0 else float("nan"),
             "clients_cpu_pct": 100 * (clients1 - clients0) / seconds,
@@ -120,7 +120,8 @@ def run_mosquitto(form: Form, workdir: Path, log: Callable[[str], None]) -> dict
                            listener_options=MOSQUITTO_OPTIONS).start()
         try:
             pids = [broker.process.pid]  # type: ignore[union-attr]
-            row = run_load([broker.port], broker.port, stations, form, pids.copy)
+            row = run_load([broker.port], broker.port if form.subscriber else None,
+                           stations, form, pids.copy)
         finally:
             broker.stop()
         log(f"  mosquitto N={stations}: {row}")
@@ -142,7 +143,7 @@ def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None]) -> dict:
         ports = [node.mqtt_port for node in cluster.nodes]
         rows = []
         for stations in form.stations:
-            row = run_load(ports, ports[0], stations, form,
+            row = run_load(ports, ports[0] if form.subscriber else None, stations, form,
                            lambda: cluster_processes(cluster.epmd_port))
             log(f"  rabbitmq N={stations}: {row}")
             rows.append(row)
@@ -158,9 +159,11 @@ def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None]) -> dict:
 def table(results: dict, head: list[str], form: Form) -> str:
     lines = list(head)
     lines.append(f"load: N stations = N paho clients, MQTT 3.1.1, QoS 1, {PAYLOAD_BYTES}-byte "
-                 f"payloads, at most {WINDOW} in flight each (as fast as PUBACKs return); one "
-                 f"subscriber on edge/# (QoS 1), in 3 processes; warm-up {form.warmup_s:g} s, "
-                 f"window {form.window_s:g} s per N; clients and brokers on this machine")
+                 f"payloads, at most {WINDOW} in flight each (as fast as PUBACKs return); "
+                 f"{'one subscriber on edge/# (QoS 1)' if form.subscriber else 'NO subscriber'}"
+                 f", clients in {3 if form.subscriber else 2} processes; warm-up "
+                 f"{form.warmup_s:g} s, window {form.window_s:g} s per N; clients and brokers "
+                 f"on this machine")
     lines.append(f"{'broker':<20} {'N':>4} {'msgs/s':>8} {'vs mosq.':>8} {'PUBACK med':>10} "
                  f"{'p99 ms':>8} {'slowest/s':>9} {'delivered/s':>11} {'broker CPU%':>11} "
                  f"{'msgs/CPU-s':>10} {'clients CPU%':>12}")
@@ -176,7 +179,8 @@ def table(results: dict, head: list[str], form: Form) -> str:
                          f"{ratio:>8} {row['puback_median_ms']:>10.1f} "
                          f"{row['puback_p99_ms']:>8.1f} "
                          f"{row['slowest_station_msgs_per_s']:>9.0f} "
-                         f"{row['delivered_per_s']:>11.0f} {row['broker_cpu_pct']:>11.0f} "
+                         f"{_number(row['delivered_per_s']):>11} "
+                         f"{row['broker_cpu_pct']:>11.0f} "
                          f"{row['msgs_per_broker_cpu_s']:>10.0f} "
                          f"{row['clients_cpu_pct']:>12.0f}")
     for key, name in names.items():
@@ -187,6 +191,10 @@ def table(results: dict, head: list[str], form: Form) -> str:
                  "this run; broker CPU%: of one core, all broker processes; msgs/CPU-s: "
                  "msgs/s per broker core fully used")
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,10 +210,15 @@ def main(argv: list[str] | None = None) -> None:
                       help="only proves it runs (the smoke test)")
     parser.add_argument("--no-rabbitmq", action="store_true",
                         help="Mosquitto only (RabbitMQ not installed, or no time for it)")
+    parser.add_argument("--no-subscriber", action="store_true",
+                        help="without the platform subscriber: intake alone, nothing routed "
+                             "to a subscription (delivered/s shows '-')")
     parser.add_argument("--json", type=Path, help="also write the raw rows here")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
     args = parser.parse_args(argv)
     form = FORMS[args.form or "full"]
+    if args.no_subscriber:
+        form = replace(form, subscriber=False)
     head = header(f"broker intake, {form.name}")
     log = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     started = time.monotonic()

@@ -197,16 +197,20 @@ class Load:
     its own: one Python process holds one core at most (the GIL), and the subscriber
     must not slow the stations down by sharing theirs."""
 
-    def __init__(self, stations: int, ports: list[int], subscribe_port: int,
+    def __init__(self, stations: int, ports: list[int], subscribe_port: int | None,
                  payload_bytes: int, window: int, processes: int = 2) -> None:
+        """``subscribe_port`` None: no subscriber (what the broker takes in when no
+        queue or subscription has to receive the messages)."""
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # no paho threads inherited
         self._links = []
         self._children = []
         groups = [list(range(k, stations, processes)) for k in range(min(processes, stations))]
-        targets = [(_subscriber_main, (subscribe_port,))] + [
-            (_publishers_main, (group, ports, payload_bytes, window)) for group in groups]
+        self._subscribed = subscribe_port is not None
+        targets = [(_subscriber_main, (subscribe_port,))] if self._subscribed else []
+        targets += [(_publishers_main, (group, ports, payload_bytes, window))
+                    for group in groups]
         for target, args in targets:
             parent, child = context.Pipe()
             process = context.Process(target=target, args=(child, *args), daemon=True)
@@ -232,10 +236,12 @@ class Load:
         for link in self._links:
             link.send("stop")
 
-    def results(self) -> tuple[int, list[tuple[str, list[tuple[float, float]]]]]:
-        """After ``stop_counting``: (messages the subscriber got, per station its acks)."""
-        received = self._links[0].recv()
-        stations = [item for link in self._links[1:] for item in link.recv()]
+    def results(self) -> tuple[int | None, list[tuple[str, list[tuple[float, float]]]]]:
+        """After ``stop_counting``: (messages the subscriber got, None without one; per
+        station its acks)."""
+        publishers = self._links[1:] if self._subscribed else self._links
+        received = self._links[0].recv() if self._subscribed else None
+        stations = [item for link in publishers for item in link.recv()]
         return received, stations
 
     def stop(self) -> None:
