@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench broker-intake",
         description="How many messages one Mosquitto and a 3-node RabbitMQ cluster take in "
                     "from N simulated stations (docs/scaling.md). Without --short or --tiny: "
-                    "the full form (about 4 minutes).")
+                    "the full form (about 5 minutes).")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--short", action="store_const", const="short", dest="form",
                       help="about 2 minutes")

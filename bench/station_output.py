@@ -121,9 +121,11 @@ class Simulator:
     """``edge-agent simulate FILE --speed X`` in a child process; where it serves."""
 
     def __init__(self, path: Path, speed: float) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "simulate", str(path), "--speed", str(speed)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.log_path = path.with_suffix(".log")
+        with open(self.log_path, "w") as log:  # the child keeps its own copy open
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "edge_agent", "simulate", str(path), "--speed",
+                 str(speed)], stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
         assert self.process.stdout is not None
         self.where: dict[str, str] = {}
         for line in self.process.stdout:
@@ -135,7 +137,9 @@ class Simulator:
                                                f"{served.group(2)}:{served.group(3)}"
                                                or served.group(2))
         else:
-            raise RuntimeError(f"edge-agent simulate did not start: {self.process.stderr.read()}")
+            self.stop()
+            raise RuntimeError(f"edge-agent simulate did not start: "
+                               f"{self.log_path.read_text(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -232,9 +236,9 @@ def measure(form: Form, workdir: Path) -> dict:
     sim_path, devices = simulation_file(workdir)
     kinds = {d["id"]: KIND.get(d["profile"], d["profile"]) for d in devices}
     broker = Mosquitto(workdir / "broker").start()
-    sim = Simulator(sim_path, form.speed)
-    counter = agent = None
+    sim = counter = agent = None
     try:
+        sim = Simulator(sim_path, form.speed)
         counter = Counter(broker.port, kinds)
         station = workdir / "station.yaml"
         doc = station_doc(devices, sim.where, intervals, form.speed, broker.port,
@@ -251,10 +255,15 @@ def measure(form: Form, workdir: Path) -> dict:
     finally:
         if agent is not None:
             agent.terminate()
-            agent.wait(60)
+            try:
+                agent.wait(60)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
         if counter is not None:
             counter.stop()
-        sim.stop()
+        if sim is not None:
+            sim.stop()
         broker.stop()
     station_s = wall_s * form.speed
     nominal: dict[str, float] = defaultdict(float)
