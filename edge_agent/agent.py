@@ -27,6 +27,7 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
 from edge_agent.driver import load_driver
 from edge_agent.forward.forwarder import Forwarder
+from edge_agent.health.alarms_view import AlarmsSeen, alarms_seen, no_alarms
 from edge_agent.health.server import HealthServer
 from edge_agent.health.view import AgentView, LinkCounters
 from edge_agent.link_clients import open_link_client
@@ -116,7 +117,16 @@ class Agent:
             outbox_writer_alive=lambda: self.outbox.writer_alive,
             outbox_depth=self.outbox.depth,
             outbox_set_aside=lambda: tuple(str(path) for path in list(self.outbox.set_aside)),
+            alarms=self._alarms_seen,
         )
+
+    def _alarms_seen(self) -> AlarmsSeen:
+        """The active alarms for the health view (the alarm runtime is never swapped:
+        a reload that changes alarms is refused)."""
+        runtime = self.alarms
+        if runtime is None:
+            return no_alarms()
+        return alarms_seen(runtime.engine.active(), runtime.tally.since, runtime.tally.counts())
 
     def heartbeats(self) -> list[Heartbeat]:
         """Every worker's heartbeat, for the service watchdog (watchdog.py), which finds

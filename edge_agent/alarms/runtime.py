@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from edge_agent.alarms.action import LinkOutputs, OutputThread
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.events import AlarmEvent, EventKind
+from edge_agent.alarms.tally import AlarmTally
 from edge_agent.config.alarm_settings import AlarmAction
 from edge_agent.config.schema import Link, StationConfig
 from edge_agent.link import LinkClient
@@ -56,8 +57,10 @@ class AlarmRuntime:
                         for name, outputs in self.outputs.items() if name not in polled_links]
         communication = [device.id for device in config.devices] \
             if settings is None or settings.communication else []
+        # the tally counts events and keeps raise times for the health endpoint (tally.py)
+        self.tally = AlarmTally(LogAndOutputs(list(self.outputs.values())))
         self.engine = AlarmEngine({device.id: device.alarms for device in config.devices},
-                                  LogAndOutputs(list(self.outputs.values())), communication)
+                                  self.tally, communication)
 
     def outputs_for(self, link: str) -> LinkOutputs | None:
         """The outputs a poller of ``link`` must write between its polls, if any."""

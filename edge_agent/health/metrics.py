@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from edge_agent.health.alarms_view import alarm_families
 from edge_agent.health.histogram import HistogramSnapshot
 from edge_agent.health.snapshot import DeviceView, EndpointView, Snapshot
 
@@ -24,6 +25,8 @@ def render(snapshot: Snapshot) -> str:
     out: list[str] = []
     _agent(out, snapshot)
     _devices(out, snapshot.devices)
+    for family in alarm_families(snapshot.alarms):
+        _family(out, *family)
     _family(out, "edge_agent_link_store_failures_total", "counter",
             "Samples of this link that could not be stored (disk full, I/O error); "
             "announced later as gap events.",

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
+from edge_agent.health.alarms_view import AlarmsSeen, alarms_json
 from edge_agent.health.histogram import HistogramSnapshot
 from edge_agent.i18n import current
 from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
@@ -127,6 +128,7 @@ class Snapshot:
     broker: BrokerView
     outbox: OutboxView
     endpoint: EndpointView | None = None  # set by the endpoint that serves the snapshot
+    alarms: AlarmsSeen = AlarmsSeen()  # active alarms and event counts (alarms_view.py)
 
     @property
     def healthy(self) -> bool:
@@ -146,6 +148,7 @@ class Snapshot:
             "healthy": self.healthy,
             "lang": current(),  # the agent's language: the page's default (docs/i18n.md)
             "problems": list(self.problems),
+            "alarms": alarms_json(self.alarms),
             "devices": [_device_json(device) for device in self.devices],
             "store_failures": self.store_failures,
             "broker": {
@@ -216,6 +219,7 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             stats.overloaded, stats.overload_moved),
         outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
                           agent.outbox_set_aside()),
+        alarms=agent.alarms(),
     )
 
 

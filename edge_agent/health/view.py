@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge_agent.health.alarms_view import AlarmsSeen, no_alarms
+
 if TYPE_CHECKING:  # types only: the objects are the workers' own counters
     from edge_agent.forward.forwarder import ForwarderStats
     from edge_agent.poller import DeviceState
@@ -50,6 +52,8 @@ class AgentView:
     * ``outbox_depth(timeout_s)``: the outbox's counters, asked through its writer; raises
       ``OutboxError`` (``OutboxNotAnswering`` when ``timeout_s`` passes first).
     * ``outbox_set_aside``: corrupt outbox files renamed in this run.
+    * ``alarms``: the active alarms and this run's alarm event counts (alarms_view.py);
+      a station without alarm rules keeps the default, which shows none.
     """
 
     station_id: Callable[[], str]
@@ -62,3 +66,4 @@ class AgentView:
     outbox_writer_alive: Callable[[], bool]
     outbox_depth: Callable[[float], OutboxDepth]
     outbox_set_aside: Callable[[], tuple[str, ...]]
+    alarms: Callable[[], AlarmsSeen] = no_alarms

@@ -17,6 +17,7 @@ from typing import Any
 from edge_agent.config.schema import StationConfig
 from edge_agent.i18n import _, ngettext
 from edge_agent.store.readonly import FileBacklog, OutboxUnreadable, open_read_only, read_backlog
+from edge_agent.tools.ops.alarmlines import alarm_lines
 from edge_agent.tools.ops.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -87,8 +88,10 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     lines = [_("Station {station}: status from the RUNNING agent ({url})").format(
                  station=doc["station"], url=url),
              _("edge-agent {version}, running for {uptime}").format(
-                 version=doc["version"], uptime=duration(now - started)),
-             *agent_and_devices_lines(doc), ""]
+                 version=doc["version"], uptime=duration(now - started))]
+    alarms = alarm_lines(doc, now)  # active alarms first: what must not be missed
+    lines += ["", *alarms, ""] if alarms else []
+    lines += [*agent_and_devices_lines(doc), ""]
     rows = [[d["id"], d["link"], state_word(d["state"]),
              when(t, now) if (t := parse_iso(d["last_good_at"])) else _("none since start"),
              printable(d["last_error"] or "-")] for d in doc["devices"]]
