@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support.alarmstation import CALIBRATING, CL2, H2S, alarm_station, detector_bus
 from support.health import Scrape, scrape, status, status_when_up
-from support.station import AgentProcess, write_station
+from support.station import AgentProcess
 from support.waiting import wait_until
 
 from edge_agent import i18n
@@ -27,11 +28,9 @@ from edge_agent.health import metrics
 from edge_agent.health.alarms_view import alarm_families, alarms_json, alarms_seen
 from edge_agent.tools.ops.alarmlines import alarm_lines
 from edge_agent.tools.sim.broker import free_port
-from edge_agent.tools.sim.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer
 
 HOLDING = RegisterKind.HOLDING
-H2S, CL2 = 1, 2  # unit ids on the detector bus
-CALIBRATING = 3  # toxic-gas-detector's state value (drivers/gas_detector/profiles)
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
@@ -139,32 +138,11 @@ def test_status_block_is_empty_without_alarms_and_speaks_chinese_with_zh() -> No
 
 # -- a running agent ---------------------------------------------------------------------
 
-def detector(unit_id: int) -> SimUnit:
-    return SimUnit(unit_id, holding={0: 0, 1: 2, 2: 0})  # state ok, 0.2 ppm, no alarm
-
-
 @pytest.fixture
 def bus() -> Iterator[SimServer]:
-    server = SimServer([detector(H2S), detector(CL2)], tcp_port=0).start()
+    server = detector_bus()
     yield server
     server.stop()
-
-
-def alarm_station(tmp_path: Path, broker_port: int, bus_port: int,
-                  health_port: int = 0) -> Path:
-    """Two toxic-gas detectors with alarm rules on their gas channel; ``health_port`` a
-    fixed one when ``edge-agent status`` must find the agent from the station file."""
-    return write_station(
-        tmp_path / "station.yaml", broker_port=broker_port, station_id="cp-east-03",
-        health={"port": health_port},
-        links={"bus": {"type": "tcp", "host": "127.0.0.1", "port": bus_port}},
-        devices=[
-            {"id": "h2s-1", "link": "bus", "unit_id": H2S, "interval_s": 0.2,
-             "profile": "toxic-gas-detector",
-             "alarms": {"gas": {"high": {"limit": 10, "deadband": 1}, "high_high": 20}}},
-            {"id": "cl2-1", "link": "bus", "unit_id": CL2, "interval_s": 0.2,
-             "profile": "toxic-gas-detector",
-             "alarms": {"gas": {"high": 1, "high_high": 3}}}])
 
 
 def edge_agent(*args: str) -> str:
