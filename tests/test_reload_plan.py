@@ -83,9 +83,10 @@ CASES = {
     "unused link changed: nothing restarts": (
         with_links(spare=TcpLink("spare", "10.0.0.10")), ReloadPlan()),
     "mqtt host changed: forwarder reconnects": (
-        replace(BASE, mqtt=MqttConfig("mqtt2.example.net")), ReloadPlan(forwarder=True)),
+        replace(BASE, mqtt=MqttConfig("mqtt2.example.net")),
+        ReloadPlan(uplinks_reconfigured=("default",))),
     "station id changed: forwarder reconnects": (
-        replace(BASE, station_id="st-2"), ReloadPlan(forwarder=True)),
+        replace(BASE, station_id="st-2"), ReloadPlan(uplinks_reconfigured=("default",))),
     "polling policy changed: applied in place": (
         replace(BASE, polling=PollingPolicy(retries=3)), ReloadPlan(polling=True)),
     "retention changed: applied in place": (
@@ -122,7 +123,8 @@ def test_health_endpoint_change_refuses_the_whole_reload():
 
 @pytest.mark.parametrize("plan, line", [
     (ReloadPlan(), "nothing changed"),
-    (ReloadPlan(("bus",), ("bus",), devices_changed=("det-1",), forwarder=True),
+    (ReloadPlan(("bus",), ("bus",), devices_changed=("det-1",),
+                uplinks_reconfigured=("default",)),
      "devices changed: det-1; pollers restarted: bus; mqtt: reconnecting with the new "
      "settings"),
     (ReloadPlan(("gw",), ("spare",), devices_added=("ftir-1",), devices_removed=("gc-1",),

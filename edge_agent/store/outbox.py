@@ -18,16 +18,19 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   kind, lane and row-id range, one row in ``claims`` per message) is committed *before*
   the message is published, so after a crash the same rows are re-sent as the same
   message (same id, same bytes). Messages that were in flight when the process died are
-  re-sent first after restart. Claims are keyed by uplink (today only ``default``); the
-  rule by which a row leaves when several uplinks carry it is in docs/architecture.md.
+  re-sent first after restart. Claims are keyed by uplink; with several uplinks
+  (``set_uplinks``, store/uplinks.py) a row leaves when every uplink that carries its
+  device has acknowledged a claim covering it (claims.py, docs/architecture.md): until
+  then the acknowledged claims stay, so no uplink sends a row twice.
   The one other way out is a message that can never be published
   (``set_aside_unpublishable``, store/unpublishable.py): its rows are deleted and its
   samples announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
-  in the transaction that crosses them: the oldest samples never claimed for a message
-  are deleted (a claimed one may already be at the broker), counted in
+  in the transaction that crosses them: the oldest samples no uplink has in flight are
+  deleted (one in flight may already be at a broker), counted in
   ``meta.dropped_total``, logged once per episode and announced by a gap row per device
-  (first/last time, first/last sequence, count) that is forwarded like any sample. A gap
+  (first/last time, first/last sequence, count) that is forwarded like any sample, to
+  each uplink that had not acknowledged the dropped samples (store/retention.py). A gap
   row grows while unsent as long as the next drop continues its sequence range.
 * **Driver state with its sample.** A sample's ``driver_state`` (a GC's last published
   analysis) is written in the sample's own transaction: after any crash the state a
@@ -69,7 +72,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -77,7 +80,7 @@ from typing import TypeVar
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import Message, encode_sample_body
-from edge_agent.store import claims, corruption, pathcheck, retention, unpublishable
+from edge_agent.store import claims, corruption, pathcheck, retention, unpublishable, uplinks
 from edge_agent.store.lock import OutboxLock
 from edge_agent.store.schema import (
     DEFAULT_UPLINK,
@@ -169,12 +172,16 @@ class Outbox:
         self.on_append = on_append
         self._synchronous = synchronous
         self._clock = clock
-        # Message ids published and not yet acknowledged, changed only after a commit.
-        self._in_flight: set[str] = set()
+        # Per uplink: message ids published and not yet acknowledged, changed only after a
+        # commit. Keyed by uplink: a message id is unique within its uplink's claims only.
+        self._in_flight: dict[str, set[str]] = {}
         self._in_flight_lock = threading.Lock()
         self._scans: dict[str, claims.Scan] = {}  # per uplink (writer thread only)
         self._unstored: dict[str, retention.PendingGap] = {}
+        self._routes = uplinks.Routes()  # the active uplinks (set_uplinks)
+        self._routes_set = False
         self._retention = retention.Enforcer(retention_limits, clock)
+        self._retention.carriers = lambda device_id: self._routes.carriers(device_id)
         self._unstored_lock = threading.Lock()
         self._closed = False
         self.unstored_total = 0  # samples whose append failed (disk full...), this run
@@ -407,7 +414,7 @@ class Outbox:
             "VALUES ('sample', ?, ?, ?, ?, ?)",
             [sample.device_id, seq, sample_id, sample.acquired_at.timestamp(), body],
         )
-        self._retention.note_appended(1)
+        self._retention.note_appended(1, sample.device_id)
         self._txn_seqs[sample.device_id] = seq
         return Accepted(int(cursor.lastrowid or 0), seq, sample_id)
 
@@ -490,18 +497,20 @@ class Outbox:
         def run(conn: sqlite3.Connection) -> claims.Claimed:
             self._delete_acknowledged(conn, acked, uplink)
             with self._in_flight_lock:
-                in_flight = frozenset(self._in_flight)
+                in_flight = frozenset(self._in_flight.get(uplink, ()))
             scan = self._scans.setdefault(uplink, claims.Scan())
             try:
                 return claims.claim(conn, uplink, in_flight, scan, boundary_row_id,
-                                    max_messages, max_entries, max_body_bytes, live_cutoff)
+                                    max_messages, max_entries, max_body_bytes, live_cutoff,
+                                    self._routes.carrier_filter(uplink))
             except BaseException:
                 scan.reset()  # its claims are rolled back with it: look again from 0
                 raise
 
-        claimed = self._settle(acked, run)
+        claimed = self._settle(acked, run, uplink)
         with self._in_flight_lock:
-            self._in_flight.update(message.msg_id for message in claimed.messages)
+            self._in_flight.setdefault(uplink, set()).update(
+                message.msg_id for message in claimed.messages)
         return claimed
 
     def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
@@ -515,16 +524,27 @@ class Outbox:
         failed, the next claim re-sends them (a duplicate with the same id, never a loss).
         """
         return self._settle(msg_ids,
-                            lambda conn: self._delete_acknowledged(conn, msg_ids, uplink))
+                            lambda conn: self._delete_acknowledged(conn, msg_ids, uplink),
+                            uplink)
+
+    def _others_of(self, uplink: str) -> Callable[[str], tuple[str, ...]] | None:
+        """For claims.acknowledge: None with a single uplink (the fast path, nothing to
+        look up), else the other uplinks carrying a device."""
+        routes = self._routes
+        if len(routes.names) <= 1:
+            return None
+        return lambda device_id: routes.others(uplink, device_id)
 
     def _delete_acknowledged(self, conn: sqlite3.Connection, msg_ids: list[str],
                              uplink: str) -> int:
         deleted = 0
+        others_of = self._others_of(uplink)
+        now = self._clock()
         for msg_id in msg_ids:
-            kind, rows = claims.acknowledge(conn, uplink, msg_id)
+            device_id, kind, rows = claims.acknowledge(conn, uplink, msg_id, others_of, now)
             deleted += rows
             if kind == "sample":
-                self._retention.note_deleted(rows)
+                self._retention.note_deleted(rows, 0, device_id)
             else:
                 self._retention.note_deleted(0, rows)
         return deleted
@@ -535,34 +555,81 @@ class Outbox:
         gap event (store/unpublishable.py). On OutboxError it stays claimed and is
         offered again, like a failed acknowledgement."""
         def run(conn: sqlite3.Connection) -> unpublishable.SetAside:
-            result = unpublishable.set_aside(conn, uplink, msg_id)
-            self._retention.note_deleted(result.samples, result.gaps)
+            claim = conn.execute("SELECT device_id FROM claims WHERE uplink = ? AND "
+                                 "msg_id = ?", [uplink, msg_id]).fetchone()
+            others = self._routes.others(uplink, claim[0]) if claim is not None else ()
+            result = unpublishable.set_aside(conn, uplink, msg_id, others, self._clock())
+            samples, gaps = result.rows_deleted
+            self._retention.note_deleted(samples, gaps, result.device_id)
             for _ in range(result.gap_rows_added):
                 self._retention.note_gap_added()
             return result
 
-        return self._settle([msg_id], run)
+        return self._settle([msg_id], run, uplink)
 
-    def _settle(self, msg_ids: list[str], run: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``run`` (which ends the claims of ``msg_ids``); whether it commits or fails,
-        they leave the in-flight set: on failure their claims stay and the next
+    def _settle(self, msg_ids: list[str], run: Callable[[sqlite3.Connection], T],
+                uplink: str) -> T:
+        """Run ``run`` (which ends ``uplink``'s claims of ``msg_ids``); whether it commits
+        or fails, they leave the in-flight set: on failure their claims stay and the next
         ``claim_batch`` offers them again."""
         try:
             return self._submit(run)
         finally:
-            with self._in_flight_lock:
-                self._in_flight.difference_update(msg_ids)
+            self.forget_in_flight(msg_ids, uplink)
 
-    def forget_in_flight(self, msg_ids: list[str]) -> None:
+    def forget_in_flight(self, msg_ids: list[str], uplink: str = DEFAULT_UPLINK) -> None:
         """Claimed messages the caller did not publish after all: offered again (same id)."""
         with self._in_flight_lock:
-            self._in_flight.difference_update(msg_ids)
+            self._in_flight.get(uplink, set()).difference_update(msg_ids)
 
-    def release_in_flight(self) -> None:
-        """The connection carrying in-flight messages is gone: they become resendable.
-        In memory only, so it works while the database is locked or failing."""
+    def release_in_flight(self, uplink: str = DEFAULT_UPLINK) -> None:
+        """``uplink``'s connection carrying in-flight messages is gone: they become
+        resendable. In memory only, so it works while the database is locked or failing."""
         with self._in_flight_lock:
-            self._in_flight.clear()
+            self._in_flight.pop(uplink, None)
+
+    def _in_flight_count(self) -> int:
+        with self._in_flight_lock:
+            return sum(len(ids) for ids in self._in_flight.values())
+
+    # -- uplinks ------------------------------------------------------------------------
+
+    @property
+    def uplink_names(self) -> tuple[str, ...]:
+        """The uplinks the outbox serves now (``set_uplinks``)."""
+        return self._routes.names
+
+    def set_uplinks(self, routes: Mapping[str, Iterable[str] | None]) -> uplinks.Change:
+        """Serve these uplinks from now on: name -> the device ids it carries (None: every
+        device). Called at start and on every reload; one transaction (store/uplinks.py:
+        what a removed or added uplink means for the rows, and what is logged)."""
+        new = uplinks.Routes(routes)
+        announce = self._routes_set
+
+        def run(conn: sqlite3.Connection) -> uplinks.Change:
+            change = uplinks.apply(conn, self._routes, new, self._retention.per_device,
+                                   announce)
+            self._retention.load(conn)
+            return change
+
+        change = self._submit(run)
+        self._routes, self._routes_set = new, True
+        with self._in_flight_lock:
+            for name in set(self._in_flight) - set(new.names):
+                del self._in_flight[name]
+        self._scans.clear()  # a hint only; rows and claims changed
+        return change
+
+    def uplink_depth(self, uplink: str, timeout_s: float = 5.0) -> uplinks.UplinkDepth:
+        """``uplink``'s backlog, oldest waiting sample and in flight, cheap enough for
+        every scrape (store/uplinks.py ``depth``). Raises OutboxError like ``depth``."""
+        def run(conn: sqlite3.Connection) -> uplinks.UplinkDepth:
+            with self._in_flight_lock:
+                in_flight = len(self._in_flight.get(uplink, ()))
+            return uplinks.depth(conn, self._routes, uplink, self._retention.per_device,
+                                 in_flight)
+
+        return self._submit_read(run, timeout_s)
 
     # -- inspection ---------------------------------------------------------------------
 
@@ -575,8 +642,7 @@ class Outbox:
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                      "('dropped_total', 'corrupt_lost_total')"))
             samples, gaps = counts.get("sample", 0), counts.get("gap", 0)
-            with self._in_flight_lock:
-                in_flight = len(self._in_flight)
+            in_flight = self._in_flight_count()
             return OutboxStats(samples + gaps, samples, gaps, oldest,
                                int(meta["dropped_total"]), in_flight,
                                retention.bytes_in_use(conn), self.unstored_total,
@@ -593,8 +659,7 @@ class Outbox:
                                   "ORDER BY id LIMIT 1").fetchone()
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                      "('dropped_total', 'corrupt_lost_total')"))
-            with self._in_flight_lock:
-                in_flight = len(self._in_flight)
+            in_flight = self._in_flight_count()
             samples, gaps = self._retention.samples, self._retention.gaps
             return OutboxDepth(samples + gaps, samples, oldest[0] if oldest else None,
                                int(meta["dropped_total"]), in_flight,
