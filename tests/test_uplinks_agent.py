@@ -230,3 +230,44 @@ class UplinksAgent(AgentProcess):
                                             stderr=subprocess.STDOUT, env=env)
         station._STARTED.append(self)
         return self
+
+
+def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, devices, two_brokers):
+    """``city`` down, ``default`` up: the per-uplink series and the status table say
+    which one waits, and how much; the unlabelled series stay the first uplink's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edge_agent.health import metrics
+    from edge_agent.health.snapshot import take_snapshot
+    from edge_agent.tools.ops.status import live_lines
+
+    home, city_broker = two_brokers
+    city_broker.stop()
+    config = two_uplinks(tmp_path, devices, home.port, city_broker.port)
+    agent = Agent(config)
+    agent.start()
+    collector = Collector(home.port, session_name="home").start()
+    try:
+        collector.wait_for(lambda c: len(c.seqs("dev-1")) >= 5, 30, "data at default")
+        agent.stop_polling()
+        default = agent.uplinks["default"].health()
+        wait_until(lambda: agent.uplinks["default"].depth().backlog == 0 and
+                   default.in_flight == 0, 30, "default to deliver everything")
+        snapshot = take_snapshot(agent.health_view(), 0.0, 0)
+    finally:
+        agent.stop()
+        collector.stop()
+    values = {(s.name, s.labels.get("uplink")): s.value
+              for family in text_string_to_metric_families(metrics.render(snapshot))
+              for s in family.samples}
+    assert values[("edge_agent_uplink_connected", "default")] == 1
+    assert values[("edge_agent_uplink_connected", "city")] == 0
+    assert values[("edge_agent_uplink_backlog_samples", "default")] == 0
+    assert values[("edge_agent_uplink_backlog_samples", "city")] == snapshot.outbox.depth.samples
+    assert values[("edge_agent_uplink_backlog_samples", "city")] >= 10
+    assert values[("edge_agent_uplink_oldest_waiting_age_seconds", "city")] > 0
+    assert values[("edge_agent_mqtt_connected", None)] == 1  # the first uplink, as before
+    text = "\n".join(live_lines(snapshot.to_json(), "http://x", snapshot.taken_at))
+    city_row = next(line for line in text.splitlines() if line.startswith("city "))
+    assert "NOT connected" in city_row and f"127.0.0.1:{city_broker.port}" in city_row
+    assert str(int(values[("edge_agent_uplink_backlog_samples", "city")])) in city_row.split()
