@@ -31,6 +31,7 @@ class Uplink(Protocol):
     name: str
     thread: threading.Thread
     heartbeat: Heartbeat
+    stats: ForwarderStats  # what ``health`` returns (the watchdog's status line reads it)
 
     def start(self) -> None:
         """Start the uplink's thread; it connects and drains its view of the outbox."""
