@@ -271,3 +271,20 @@ def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, devices, two_b
     city_row = next(line for line in text.splitlines() if line.startswith("city "))
     assert "NOT connected" in city_row and f"127.0.0.1:{city_broker.port}" in city_row
     assert str(int(values[("edge_agent_uplink_backlog_samples", "city")])) in city_row.split()
+
+
+def test_the_watchdog_watches_every_uplinks_thread(tmp_path, devices):
+    """Each uplink's thread has a heartbeat the service watchdog checks, and one that
+    ended is named among the dead threads (the agent then stops to be restarted)."""
+    config = two_uplinks(tmp_path, devices, 1, 2)  # never started: no broker needed
+    agent = Agent(config)
+    try:
+        names = [beat.name for beat in agent.heartbeats()]
+        assert {"forwarder", "forwarder-city"} <= set(names)
+        city = agent.uplinks["city"]
+        city.thread.run = lambda: None  # a thread that ends at once, as a bug would end it
+        city.thread.start()
+        city.thread.join()
+        assert agent.dead_threads() == ["forwarder-city"]
+    finally:
+        agent.outbox.close()
