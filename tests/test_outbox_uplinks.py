@@ -264,3 +264,23 @@ def test_v3_outbox_is_migrated_to_v4_keeping_rows_claims_and_row_ids(tmp_path):
             == ("alarm",)
     finally:
         conn.close()
+
+
+def test_file_status_counts_rows_in_unacknowledged_claims_once(box):
+    """``edge-agent status`` from the file: a row claimed by two uplinks is one row to
+    re-send, and a row its uplink acknowledged (waiting for the other) is none."""
+    from edge_agent.store.readonly import open_read_only, read_backlog
+
+    for index in range(4):
+        box.append(sample("a", index))
+    default, city = UplinkOutbox(box, "default"), UplinkOutbox(box, "city")
+    (both,) = take(default, wanted=1, per_message=2)
+    take(city, wanted=1, per_message=2)  # the same two rows, claimed by city too
+    (acked,) = take(default, wanted=1, per_message=2)
+    default.ack_many([acked.msg_id])  # rows 3, 4 wait for city; not re-sent by default
+    conn = open_read_only(box.path)
+    try:
+        assert read_backlog(conn, box.path).claimed_rows == 2
+    finally:
+        conn.close()
+    assert [e.row_id for e in both.entries] == [1, 2]
