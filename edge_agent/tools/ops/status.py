@@ -106,6 +106,7 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
               *_overload_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
+              *_uplink_lines(doc.get("uplinks") or [], now),
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
                               doc["outbox"].get("corrupt_lost_total"),
@@ -214,6 +215,24 @@ def _backlog_lines(outbox: dict[str, Any], now: float) -> list[str]:
     age = _("; oldest acquired {when}").format(when=when(oldest, now)) if oldest else ""
     return [_("Backlog:  {samples}{extra} waiting").format(
         samples=plural(samples, "sample"), extra=extra) + age]
+
+
+def _uplink_lines(uplinks: list[dict[str, Any]], now: float) -> list[str]:
+    """One row per uplink when there are several (issue 12); with one, the Broker and
+    Backlog lines above say it all."""
+    if len(uplinks) < 2:
+        return []
+    rows = [[u["name"], u["node"] or "-",
+             _("connected") if u["connected"] else _("NOT connected"),
+             _("unknown") if u["backlog_samples"] is None else str(u["backlog_samples"]),
+             when(t, now) if (t := parse_iso(u["oldest_waiting_at"])) else "-",
+             str(u["in_flight"]), str(u["acknowledged"]), str(u["resent"]),
+             str(u["gaps_announced"])] for u in uplinks]
+    return ["", _("Uplinks (each acknowledges on its own; a sample leaves the outbox when "
+                  "every uplink carrying it has it):"),
+            *table([_("UPLINK"), _("NODE"), _("STATE"), _("WAITING"), _("OLDEST WAITING"),
+                    _("IN FLIGHT"), _("ACKNOWLEDGED"), _("RE-SENT"), _("GAPS SENT")], rows),
+            ""]
 
 
 def _drops_line(doc: dict[str, Any]) -> str:
