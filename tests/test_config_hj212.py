@@ -134,6 +134,7 @@ def test_a_channel_of_a_device_the_uplink_does_not_carry_is_refused(tmp_path: Pa
                for message in messages)
 
 
+@pytest.mark.real_parts
 def test_run_refuses_a_station_with_an_hj212_uplink_and_opens_nothing(tmp_path: Path) -> None:
     path = _file(tmp_path, _platform())
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **ENV}
