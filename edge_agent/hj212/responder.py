@@ -25,7 +25,7 @@ from edge_agent.hj212.cp import Region, format_time, parse_region
 from edge_agent.hj212.packet import PacketError, ParsedPacket
 from edge_agent.hj212.platform_state import PlatformStateFile
 from edge_agent.hj212.reply import Reply
-from edge_agent.hj212.session import SessionSettings
+from edge_agent.hj212.session_types import SessionSettings
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,9 @@ import struct
 import termios
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
 
 from edge_agent.hj212 import sm4
 from edge_agent.hj212.framing import PacketStream
@@ -55,6 +54,7 @@ from edge_agent.hj212.packet import (
     qn_time,
 )
 from edge_agent.hj212.reply import Reply
+from edge_agent.hj212.session_types import Responder, SendResult, SessionSettings, Upload
 from edge_agent.hj212.split import split_packet
 from edge_agent.retry import Backoff
 
@@ -67,60 +67,6 @@ COUNT_NAMES = ("sent", "acknowledged", "resent", "timeouts", "not_delivered", "b
                "internal_errors")
 _DRAIN_FIRST_S = 0.0005
 _DRAIN_POLL_S = 0.01
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """Who the station is to this platform and how it delivers. ``timeout_s``/``retries``:
-    HJ 212-2017 Table 1's 10 s × 3 for GPRS/4G by default. ``heartbeat_s``: 9015 every
-    so often (2025 only; None: none). ``sm4_key``: encrypt what HJ 212-2025 §6.4.4 says."""
-
-    host: str
-    port: int
-    st: str
-    pw: str
-    mn: str
-    version: Version = Version.HJ212_2025
-    ack: bool = True
-    timeout_s: float = 10.0
-    retries: int = 3
-    heartbeat_s: float | None = None
-    sm4_key: bytes | None = None
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class Upload:
-    """Data for the platform: a CN (2011, 2051…) and its plaintext CP region.
-    ``resent``: data kept from an earlier failed upload, sent again (2025: ``RF=1``)."""
-
-    cn: str
-    cp: str
-    resent: bool = False
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """What became of an upload. ``qns``: the QN of each packet (one per split piece);
-    ``attempts``: packets written, re-sends included; ``reason``: why not delivered."""
-
-    delivered: bool
-    qns: tuple[str, ...]
-    attempts: int
-    reason: str = ""
-
-
-class Responder(Protocol):
-    """What answers the platform (responder.py): replies to a command, the packets to
-    send after each connect (2081 after a restart), and the settings the platform changed
-    (timeout/retries by 1000, password by 1072) applied to ``settings``."""
-
-    def respond(self, parsed: ParsedPacket, now: datetime) -> Iterable[Reply]: ...
-
-    def on_connected(self, now: datetime) -> Iterable[Reply]: ...
-
-    def adjust(self, settings: SessionSettings) -> SessionSettings: ...
 
 
 class _Waiter:
