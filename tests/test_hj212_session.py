@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.blackhole import BlackHoleProxy
-from support.hj212 import KEY
+from support.hj212 import KEY, public
 from support.waiting import wait_until
 
 from edge_agent.hj212.framing import PacketStream
@@ -312,3 +312,29 @@ def test_platform_commands_reach_the_responder_and_its_replies_go_back(
     assert {p["qn"] for p in running.packets("9011")} >= command_qns
     assert one.counts()["commands"] == 3
 
+
+
+def test_a_real_platforms_13_digit_qn_command_is_answered_with_that_qn(tmp_path, session):
+    """Public packet 9: a platform's 1012 with a 13-digit millisecond QN and Flag=5."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[Packet] = []
+
+    def platform() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall((public(9) + "\r\n").encode())
+            stream = PacketStream()
+            while len(received) < 2 and (data := conn.recv(65536)):
+                received.extend(parse(raw).packet for raw in stream.feed(data))
+
+    thread = threading.Thread(target=platform, daemon=True)
+    thread.start()
+    responder = Responder("123456", PlatformStateFile(tmp_path / "hj212-p.json"),
+                          lambda *_: [])
+    one = connected(session(listener.getsockname()[1], responder, mn="DXCBZ000000005",
+                            st="21"))
+    thread.join(DEADLINE_S)
+    assert [(p.cn, p.qn, p.cp) for p in received] == [
+        ("9011", "1617937097417", "QnRtn=1"), ("9012", "1617937097417", "ExeRtn=3")]
+    assert one.counts()["commands"] == 1
+    listener.close()
