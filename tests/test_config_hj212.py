@@ -14,7 +14,9 @@ import pytest
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
-from edge_agent.config.validate_hj212 import sm4_key_bytes
+from edge_agent.hj212.packet import Version
+from edge_agent.hj212.session_types import session_settings
+from edge_agent.hj212.sm4 import key_from_text
 
 STATION = """\
 station:
@@ -80,7 +82,7 @@ def test_defaults_follow_the_standard_table_for_4g_and_2025(tmp_path: Path) -> N
     assert (settings.realtime_interval_s, settings.minute_interval_min, settings.hourly,
             settings.daily, settings.heartbeat_s) == (30, 10, True, True, 60)
     assert settings.encrypt and settings.sm4_key is not None
-    assert sm4_key_bytes(settings.sm4_key.value) == b"0" * 16
+    assert key_from_text(settings.sm4_key.value) == b"0" * 16
     assert settings.password is not None and settings.password.value == "123456"
     assert [(c.device, c.channel, c.code, c.unit) for c in settings.channels] == \
         [("gc-1", "benzene", "a25002", None)]
@@ -147,3 +149,14 @@ def test_run_refuses_a_station_with_an_hj212_uplink_and_opens_nothing(tmp_path: 
     assert ran.returncode == 2
     assert "uplink city: the HJ 212 uplink is not available in this version yet" in ran.stderr
     assert not (tmp_path / "outbox.db").exists()
+
+
+def test_the_station_files_settings_become_the_sessions(tmp_path: Path) -> None:
+    extra = "sm4_key_env: HJ212_KEY\ntimeout_s: 20\nack: false\n"
+    config = load_config(_file(tmp_path, _platform(extra)), env=ENV)
+    settings = session_settings(config.uplinks[0].hj212)
+    assert (settings.host, settings.port, settings.mn, settings.st, settings.pw) == \
+        ("10.0.0.1", 9001, "010000A8900016F000169DC1", "31", "123456")
+    assert (settings.version, settings.ack, settings.timeout_s, settings.retries,
+            settings.heartbeat_s, settings.sm4_key) == \
+        (Version.HJ212_2025, False, 20, 3, 60, b"0" * 16)

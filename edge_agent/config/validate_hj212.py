@@ -24,6 +24,7 @@ from edge_agent.config.schema import Device, Hj212Channel, Hj212Config, Secret, 
 from edge_agent.config.validate_mqtt import _password_from_env, _password_from_file, _read_file
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode
 from edge_agent.hj212.codes import CodeTable, PollutantCode, _one_code, merge, shipped_table
+from edge_agent.hj212.sm4 import key_from_text
 from edge_agent.i18n import _
 
 _MN_2025 = re.compile(r"[0-9A-F]{24}")
@@ -131,20 +132,11 @@ def _read_key(sec: Section, env: Mapping[str, str], base: Path) -> Secret | None
                                      "sm4_key_file); or encrypt: false if the platform takes "
                                      "plain data"))
         return None
-    if sm4_key_bytes(text) is None:
+    if key_from_text(text) is None:
         sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters "
                           "(it is {count} characters)").format(count=len(text)))
         return None
     return Secret(text)
-
-
-def sm4_key_bytes(text: str) -> bytes | None:
-    """The 16 key bytes of ``text`` (32 hex digits, or 16 ASCII characters), or None."""
-    if re.fullmatch(r"[0-9A-Fa-f]{32}", text):
-        return bytes.fromhex(text)
-    if len(text) == 16 and text.isascii():
-        return text.encode("ascii")
-    return None
 
 
 def _read_codes(sec: Section) -> CodeTable:

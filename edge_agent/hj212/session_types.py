@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from edge_agent.config.schema import Hj212Config
 from edge_agent.hj212.packet import ParsedPacket, Version
 from edge_agent.hj212.reply import Reply
+from edge_agent.hj212.sm4 import key_from_text
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,15 @@ class Responder(Protocol):
     def on_connected(self, now: datetime) -> Iterable[Reply]: ...
 
     def adjust(self, settings: SessionSettings) -> SessionSettings: ...
+
+
+def session_settings(config: Hj212Config) -> SessionSettings:
+    """The session's settings from a station file's HJ 212 uplink (heartbeat 0: none;
+    2017 sends none whatever the file says)."""
+    key = config.sm4_key.value if config.encrypt and config.sm4_key else None
+    version = Version.HJ212_2017 if config.version == 2017 else Version.HJ212_2025
+    return SessionSettings(
+        host=config.host, port=config.port, st=config.st,
+        pw=config.password.value if config.password else "", mn=config.mn,
+        version=version, ack=config.ack, timeout_s=config.timeout_s, retries=config.retries,
+        heartbeat_s=config.heartbeat_s or None, sm4_key=key_from_text(key) if key else None)
