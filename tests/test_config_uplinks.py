@@ -247,8 +247,9 @@ uplinks:
 
 
 def test_an_unknown_kind_lists_the_registered_kinds(tmp_path: Path) -> None:
-    line, path, message = _one(tmp_path, "uplinks:\n  p:\n    kind: hj212\n    host: a\n")
-    assert (line, path, message) == (AT + 3, "uplinks.p.kind", "expected mqtt, found 'hj212'")
+    line, path, message = _one(tmp_path, "uplinks:\n  p:\n    kind: amqp\n    host: a\n")
+    assert (line, path, message) == (AT + 3, "uplinks.p.kind",
+                                     "expected mqtt or hj212, found 'amqp'")
 
 
 def test_one_client_id_twice_on_one_broker_is_an_error(tmp_path: Path) -> None:
@@ -354,7 +355,8 @@ def test_the_json_schema_checks_uplinks_as_the_loader_does() -> None:
     assert _schema_problems({"p": {"host": "a"}}, with_mqtt=False) == []
     assert _schema_problems({"p": {"host": "a", "port": 99999}})
     assert _schema_problems({"p": {"host": "a", "colour": "red"}})
-    assert _schema_problems({"p": {"kind": "hj212", "host": "a"}})
+    assert _schema_problems({"p": {"kind": "amqp", "host": "a"}})
+    assert _schema_problems({"p": {"kind": "hj212", "host": "a"}})  # no port, mn, channels
     assert _schema_problems({"default": {"host": "a"}})
     assert _schema_problems({"p q": {"host": "a"}})
     assert _schema_problems({"p": {"port": 1883}})  # neither host nor brokers

@@ -20,9 +20,9 @@ import pytest
 from support.waiting import wait_until
 
 from edge_agent.hj212.cp import Factor, build_region, parse_region
+from edge_agent.hj212.framing import PacketStream
 from edge_agent.hj212.packet import Flag, Packet, ParsedPacket, Version, encode, parse, qn_for
 from edge_agent.hj212.split import split_packet
-from edge_agent.tools.hj212platform.framing import PacketStream
 
 MN = "010000A8900016F000169DC0"
 KEY_HEX = "30" * 16

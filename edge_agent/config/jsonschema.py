@@ -64,6 +64,8 @@ from edge_agent.config.schema import (
     Device,
     DevicePolling,
     HealthConfig,
+    Hj212Channel,
+    Hj212Config,
     MqttConfig,
     PollingPolicy,
     SerialLink,
@@ -348,7 +350,26 @@ def _mqtt() -> dict[str, Any]:
 
 
 # The schema of an uplink kind's settings, where the declarations do not say it all.
-_KIND_SETTINGS = {MqttConfig: _mqtt}
+def _hj212() -> dict[str, Any]:
+    """An HJ 212 uplink's settings: its channels' items, and what it cannot do without."""
+    channel = declared_section(Hj212Channel)
+    channel["type"] = "object"
+    channel["required"] = ["device", "channel", "code"]
+    code = {"type": "object", "required": ["zh", "en", "unit", "versions"],
+            "properties": {"zh": {"type": "string"}, "en": {"type": "string"},
+                           "unit": {"type": "string"}, "decimals": {"type": "integer"},
+                           "versions": {"type": "array", "minItems": 1,
+                                        "items": {"enum": [2017, 2025]}}},
+            "additionalProperties": False}
+    settings = declared_section(Hj212Config, {
+        "channels": {"type": "array", "minItems": 1, "items": channel},
+        "codes": {"type": ["object", "null"], "additionalProperties": code}})
+    settings["type"] = "object"
+    settings["required"] = ["host", "port", "mn", "st", "channels"]
+    return settings
+
+
+_KIND_SETTINGS = {MqttConfig: _mqtt, Hj212Config: _hj212}
 
 
 def _cased(word: str) -> list[str]:

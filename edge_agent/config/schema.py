@@ -28,6 +28,7 @@ from edge_agent.config.limits import (
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
 )
+from edge_agent.hj212.codes import PollutantCode
 
 
 class LinkProtocol(StrEnum):
@@ -290,6 +291,66 @@ class HealthConfig:
         "of a file holding it (token_file)"))
 
 
+HJ212_MIN_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)  # HJ 212-2017 Table 4
+
+
+@dataclass(frozen=True)
+class Hj212Channel:
+    """One channel an HJ 212 platform receives (an item of ``uplinks.NAME.channels``):
+    the device's channel, the pollutant code it is sent as and the unit the platform
+    expects (None: the code table's)."""
+
+    device: str = setting("text", hint="a device id such as gc-1")
+    channel: str = setting("text", hint="the name of one of the device's channels")
+    code: str = setting("text", hint="a pollutant code such as a25002")
+    unit: str | None = setting("text", None, hint="the unit the platform expects, e.g. mg/m3")
+
+
+@dataclass(frozen=True)
+class Hj212Config:
+    """One HJ 212 platform (``kind: hj212``; edge_agent/hj212/, docs/hj212.md).
+
+    ``timeout_s``/``retries``: HJ 212-2017 Table 1 gives 10 s and 3 for GPRS/4G links
+    (5 s × 3 for ADSL), and CN 1000 lets the platform set 1..99 of each.
+    ``heartbeat_s``: 9015 every so often, HJ 212-2025 only (0: none; no source gives
+    the standard's value). ``encrypt``: SM4 of the data region as HJ 212-2025 §6.4.4
+    says (needs ``sm4_key``); 2017 has no encryption. ``codes``: the station's own
+    pollutant codes beside the shipped table (hj212/codes.yaml), same shape.
+    """
+
+    host: str = setting("text", hint="the platform's host name or IP address")
+    port: int = setting("integer", range=(1, 65535))
+    mn: str = setting("text", hint="the station's MN as the platform assigned it")
+    st: str = setting("text", hint="the system code ST the platform expects, two digits "
+                      "such as 22 or 31")
+    password: Secret | None = setting("secret", None, key=("password_env", "password_file"))
+    version: int = setting("choice", 2025, choices={"2017": 2017, "2025": 2025},
+                           hint="2017 or 2025 (HJ 212-2017 or HJ 212-2025)")
+    ack: bool = setting("flag", True)
+    timeout_s: int = setting("integer", 10, range=(1, 99))
+    retries: int = setting("integer", 3, range=(1, 99))
+    realtime_interval_s: int = setting("integer", 30, range=(30, 3600))
+    minute_interval_min: int = setting(
+        "choice", 10, choices={str(minutes): minutes for minutes in HJ212_MIN_INTERVALS},
+        hint="one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 (minutes)")
+    hourly: bool = setting("flag", True)
+    daily: bool = setting("flag", True)
+    heartbeat_s: int = setting("integer", 60, range=(0, 3600))
+    encrypt: bool | None = setting("flag", None, null_ok=True)  # None: on for 2025 (reader)
+    sm4_key: Secret | None = setting("secret", None, key=("sm4_key_env", "sm4_key_file"))
+    allow_set_clock: bool = setting("flag", False)
+    channels: tuple[Hj212Channel, ...] = setting("custom", (), hint=(
+        "a list of {device: gc-1, channel: benzene, code: a25002} items"))
+    codes: tuple[PollutantCode, ...] = setting("custom", (), hint=(
+        "a mapping of codes such as {x90001: {zh: 某物质, en: something, unit: mg/m3, "
+        "versions: [2017, 2025]}}"))
+
+    @property
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        """The platform's address, as ``edge-agent check`` lists every uplink's."""
+        return (BrokerAddress(self.host, self.port),)
+
+
 DEFAULT_UPLINK_NAME = "default"
 """The uplink the ``mqtt:`` section describes (the outbox's claims key it by this name)."""
 
@@ -314,6 +375,8 @@ class UplinkConfig:
         "device)"))
     # an mqtt uplink's settings, written beside kind and devices, as under mqtt:
     mqtt: MqttConfig | None = setting("inline", None, of=MqttConfig)
+    # an HJ 212 platform's settings (kind: hj212), written beside kind and devices
+    hj212: Hj212Config | None = setting("inline", None, of=Hj212Config)
 
     def carries(self, device_id: str) -> bool:
         """Whether this uplink should deliver ``device_id``'s samples and events."""

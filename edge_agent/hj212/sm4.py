@@ -24,6 +24,16 @@ class Sm4Error(ValueError):
     """An SM4 region that cannot be encrypted or decrypted (bad key, bad braces)."""
 
 
+def key_from_text(text: str) -> bytes | None:
+    """The 16 key bytes of a key as platforms hand it out: 32 hex digits, or 16 ASCII
+    characters (the standard's example key is ``0000000000000000``); None otherwise."""
+    if re.fullmatch(r"[0-9A-Fa-f]{32}", text):
+        return bytes.fromhex(text)
+    if len(text) == 16 and text.isascii():
+        return text.encode("ascii")
+    return None
+
+
 def needs_encryption(cn: str) -> bool:
     """Whether HJ 212-2025 §6.4.4 encrypts packets with command code ``cn``."""
     return (cn.isdigit() and 2000 <= int(cn) <= 2999) or cn in ("1014", "3020")

@@ -2,6 +2,7 @@
 listens on TCP, checks every packet (length, CRC, fields, version) with the protocol layer
 (edge_agent/hj212/), answers 9014 and 9013, logs each packet decoded, and sends commands
 (history pulls, get/set time) to the stations connected. ``arguments.py`` is its command
-line; ``server.py`` the listener; ``framing.py`` cuts the byte stream into packets;
-``requests.py`` builds the commands; ``log.py`` writes the readable and JSON-lines logs.
+line; ``server.py`` the listener; ``requests.py`` builds the commands; ``log.py`` writes
+the readable and JSON-lines logs. The byte stream is cut into packets by
+``edge_agent/hj212/framing.py``, which the station's session uses too.
 """

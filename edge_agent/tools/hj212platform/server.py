@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_agent.hj212.crc import CrcVariant
+from edge_agent.hj212.framing import PacketStream
 from edge_agent.hj212.packet import (
     PacketError,
     ParsedPacket,
@@ -32,7 +33,6 @@ from edge_agent.hj212.packet import (
     parse,
 )
 from edge_agent.hj212.split import Reassembler
-from edge_agent.tools.hj212platform.framing import PacketStream
 from edge_agent.tools.hj212platform.log import PlatformLog, describe
 from edge_agent.tools.hj212platform.requests import (
     ANSWERS,
