@@ -126,3 +126,20 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     report = json.loads(line.removeprefix("REPORT "))
     assert report == {"at_load": [], "absent": [],
                       "present": sorted(AT_STEADY_STATE)}, result.stderr[-3000:]
+
+
+@pytest.mark.real_parts
+def test_the_memory_bench_measures_every_case(tmp_path):
+    """``python -m bench.memory --tiny`` runs every case on live pipelines (each stored
+    samples) and prints a row per case; no figure is judged here, only that they exist."""
+    raw = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, "-m", "bench.memory", "--tiny", "--quiet",
+                             "--json", str(raw)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(raw.read_text())["results"]
+    assert sorted(results) == ["agent-existing", "agent-new", "bare", "demo"]
+    for case, runs in results.items():
+        [run] = runs
+        assert run["stored"] > 0, case
+        assert 0 < run["RssAnon"] < run["VmRSS"] <= run["VmHWM"], (case, run)
+    assert "agent, existing outbox: VmRSS" in result.stdout
