@@ -14,6 +14,12 @@ agent's figure depends on more than the workload, so each case is measured apart
   writes (GC and FTIR on Modbus TCP, detectors on Modbus RTU over a pseudo-terminal),
   read after ``--demo-s`` seconds.
 
+The processes load this checkout's code from bytecode compiled before the first round,
+as an installed agent does (scripts/install and the .deb run compileall): a module
+compiled from source at every start leaves the compiler's transient memory behind, about
+0.5 MiB for the agent. ``--source`` measures that way instead (what the whole bench does
+where PYTHONDONTWRITEBYTECODE is set, as on the development machines).
+
 Each process is read from outside (/proc/PID/status) once its window is over: VmRSS,
 VmHWM (peak), RssAnon (the Python heap, SQLite's caches, thread stacks) and RssFile
 (mapped libraries), and its thread count. Cases are rotated each round; cells are
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -33,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.pipelines import READY, PipelineProcess, accepted_seqs
+from bench.pipelines import READY, ROOT, PipelineProcess, accepted_seqs
 from bench.report import header
 from bench.runner import BROKER_OPTIONS, PROFILES, SimHost, _spec
 from edge_agent.config.schema import Retention
@@ -171,6 +178,14 @@ def table(results: dict[str, list[dict[str, float]]], head: list[str]) -> str:
     return "\n".join(lines)
 
 
+def compile_checkout() -> None:
+    """Bytecode for the agent, the drivers and the bench, next to their sources (ignored
+    by git), and allowed for the processes started from here (they inherit os.environ)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "edge_agent", "drivers",
+                    "bench"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.memory",
@@ -182,13 +197,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="rounds (default 2)")
     parser.add_argument("--window-s", type=float, help="W1 seconds after warm-up (default 20)")
     parser.add_argument("--demo-s", type=float, help="demo seconds after start (default 60)")
+    parser.add_argument("--source", action="store_true",
+                        help="let the processes compile this checkout from source at start "
+                             "(default: from bytecode compiled first, as installed)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
     args = parser.parse_args(argv)
     base = FORMS["tiny" if args.tiny else "default"]
     sizes = Sizes(base.profile, args.rounds or base.rounds, args.window_s or base.window_s,
                   args.demo_s or base.demo_s)
-    head = header(f"memory, {sizes.profile} W1 sizes")
+    if not args.source:
+        compile_checkout()
+    head = header(f"memory, {sizes.profile} W1 sizes, "
+                  f"{'compiled at start' if args.source else 'from bytecode'}")
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     with tempfile.TemporaryDirectory(prefix="edge-bench-memory-") as tmp:
         results = run_all(sizes, Path(tmp), log)

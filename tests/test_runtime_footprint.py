@@ -27,7 +27,10 @@ PROTOCOL_STACK = ("pymodbus", "paho", "asyncio", "ssl", "edge_agent.agent",
 NOT_AT_STEADY_STATE = ("tenacity", "sqlite_utils", "click", "pluggy", "dateutil",
                        "edge_agent.tools", "edge_agent.hj212", "edge_agent.sparkplug",
                        "edge_agent.config.jsonschema", "jsonschema", "google.protobuf",
-                       "edge_agent_drivers.serialtext.driver")
+                       "edge_agent_drivers.serialtext.driver",
+                       "edge_agent_drivers.serialtext.config_text",
+                       "edge_agent_drivers.serialtext.config_record",
+                       "edge_agent_drivers.serialtext.protocol.parse")
 #: What a polling, forwarding agent must have loaded: the report comes from a real one.
 AT_STEADY_STATE = ("pymodbus", "paho.mqtt.client", "edge_agent.agent",
                    "edge_agent_drivers.modbus.driver")
@@ -108,7 +111,8 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     """The station file is loaded before the agent's modules are imported (they reuse the
     memory the YAML load frees); once polling and forwarding, the agent holds no
     retry library (no failure needed it), no sqlite-utils (its outbox already existed),
-    no tool, HJ 212 or Sparkplug code and no serial-text driver (no such device)."""
+    no tool, HJ 212 or Sparkplug code and no serial-text driver or config reader (no such
+    device)."""
     server = SimServer([SimUnit(1, input={0: 0x41C8, 1: 0x0000})]).start()
     try:
         station = _station(tmp_path, broker.port, server.tcp_port)
