@@ -17,8 +17,9 @@ agent's figure depends on more than the workload, so each case is measured apart
 The processes load this checkout's code from bytecode compiled before the first round,
 as an installed agent does (scripts/install and the .deb run compileall): a module
 compiled from source at every start leaves the compiler's transient memory behind, about
-0.5 MiB for the agent. ``--source`` measures that way instead (what the whole bench does
-where PYTHONDONTWRITEBYTECODE is set, as on the development machines).
+0.5 MiB for the agent (the whole bench, on a checkout without bytecode and with
+PYTHONDONTWRITEBYTECODE set, as on the development machines, measures that way). Once
+bytecode exists beside the sources every process reads it, so there is no switch back.
 
 Each process is read from outside (/proc/PID/status) once its window is over: VmRSS,
 VmHWM (peak), RssAnon (the Python heap, SQLite's caches, thread stacks) and RssFile
@@ -197,19 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="rounds (default 2)")
     parser.add_argument("--window-s", type=float, help="W1 seconds after warm-up (default 20)")
     parser.add_argument("--demo-s", type=float, help="demo seconds after start (default 60)")
-    parser.add_argument("--source", action="store_true",
-                        help="let the processes compile this checkout from source at start "
-                             "(default: from bytecode compiled first, as installed)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
     args = parser.parse_args(argv)
     base = FORMS["tiny" if args.tiny else "default"]
     sizes = Sizes(base.profile, args.rounds or base.rounds, args.window_s or base.window_s,
                   args.demo_s or base.demo_s)
-    if not args.source:
-        compile_checkout()
-    head = header(f"memory, {sizes.profile} W1 sizes, "
-                  f"{'compiled at start' if args.source else 'from bytecode'}")
+    compile_checkout()
+    head = header(f"memory, {sizes.profile} W1 sizes, from bytecode")
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     with tempfile.TemporaryDirectory(prefix="edge-bench-memory-") as tmp:
         results = run_all(sizes, Path(tmp), log)
