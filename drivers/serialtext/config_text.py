@@ -22,6 +22,7 @@ import re
 import string
 from collections.abc import Mapping
 
+from edge_agent_drivers.serialtext.address import ADDRESS
 from edge_agent_drivers.serialtext.config_record import read_record_format
 from edge_agent_drivers.serialtext.protocol.checksums import (
     ByteOrder,
@@ -40,7 +41,6 @@ from edge_agent_drivers.serialtext.protocol.settings import (
 )
 
 from edge_agent.config.declare import (
-    Setting,
     allowed_keys,
     declared,
     default_of,
@@ -57,10 +57,6 @@ TEXT_KEYS = allowed_keys(TextSettings)
 FRAMING_KEYS = allowed_keys(Framing)
 CHECKSUM_KEYS = allowed_keys(Checksum)
 TERMINATOR_WORDS = {"any": b"", "cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
-#: A text instrument's own address (unit_id): optional, used only as {address}.
-ADDRESS = Setting(("unit_id",), "integer", 0, 65535, hint=N_(
-    "an integer 0..65535 (for serial-text: the instrument's address, used as {address} "
-    "in the request; leave it out when there is none)"))
 # Formats {address:...} may use: d, x or X after an optional width of up to 8 digits
 # (02d, 03d, 02X). Anything else is refused before it is tried: a spec such as
 # '>99999999999' would otherwise ask Python for a string of 100 GB (MemoryError).

@@ -2,15 +2,15 @@
 ``text:`` block (config_text.py reads the block itself).
 
 Called through the registry (edge_agent_drivers.registry) by config/validate_devices.py.
+config_text.py is imported only when a serial-text device is read: the registry imports
+this module for every station, and a station without such a device then never loads
+config_text.py, config_record.py and parse.py (about 0.2 MiB; docs/performance.md,
+Memory). ``ADDRESS`` comes from address.py for that reason.
 """
 
 from __future__ import annotations
 
-from edge_agent_drivers.serialtext.config_text import (
-    ADDRESS,
-    read_text_device,
-    read_text_unit_id,
-)
+from edge_agent_drivers.serialtext.address import ADDRESS
 from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 from edge_agent.config.fields import Section
@@ -24,10 +24,14 @@ __all__ = ["ADDRESS", "KIND", "SERIAL_TEXT_KEYS", "read_settings", "read_unit_id
 
 def read_unit_id(sec: Section, link_type: str | None) -> int | None:
     """The instrument's own address, optional on any link (0 when absent)."""
+    from edge_agent_drivers.serialtext.config_text import read_text_unit_id
+
     return read_text_unit_id(sec)
 
 
 def read_settings(entry: DeviceEntry) -> TextSettings | None:
     """The ``text:`` block, written on the device or in its profile."""
+    from edge_agent_drivers.serialtext.config_text import read_text_device
+
     return read_text_device(entry.section, entry.layers.pick("text"), entry.unit_id,
                             entry.owners, KIND)
