@@ -1,6 +1,25 @@
-"""``python -m bench``: see bench/runner.py and docs/performance.md."""
+"""``python -m bench``: the issue-11 workloads (bench/runner.py, docs/performance.md), or
+one of the scaling benches named first (docs/scaling.md):
 
-from bench.runner import main
+    python -m bench station-output [--short|--tiny]   what one station sends
+    python -m bench broker-intake [--short|--tiny]    what a broker / cluster takes in
+"""
+
+import sys
+
+SUBCOMMANDS = {"station-output": "bench.station_output", "broker-intake": "bench.broker_intake"}
+
+
+def _main() -> None:
+    if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
+        from importlib import import_module
+
+        import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:])
+    else:
+        from bench.runner import main
+
+        main()
+
 
 if __name__ == "__main__":
-    main()
+    _main()

@@ -14,6 +14,11 @@ poller's own poll step (retry layer, health bookkeeping) into the real outbox on
 temporary file (WAL, synchronous=FULL). The simulator runs in a child process, so its
 CPU is not counted; the outbox's writer thread is, because committing is part of the path.
 No forwarder runs: the figure is the cost before the broker.
+
+``--alarms N`` gives each device high and high-high rules (deadband, on-delay) on N of its
+channels and hands every poll to the alarm engine, as the agent does when a station has
+alarms (events go to a sink that keeps nothing); without it the poller gets no alarm hook,
+which is what a station without alarms runs (docs/alarms.md, "Cost").
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention
 from edge_agent.driver import load_driver
@@ -84,13 +90,22 @@ def _serve(units: int, image: dict[int, int], reply: Connection) -> None:
     server.stop()
 
 
-def _station(path: Path, port: int, devices: int, channels: list[dict]) -> Path:
+def _alarm_rules(channels: list[dict], count: int) -> dict:
+    """High (with deadband and on-delay) and high-high rules on ``count`` gas channels."""
+    names = [channel["name"] for channel in channels if channel["name"].startswith("gas")]
+    return {name: {"high": {"limit": 50, "deadband": 1, "on_delay": 2}, "high_high": 80}
+            for name in names[:count]}
+
+
+def _station(path: Path, port: int, devices: int, channels: list[dict],
+             alarms: int = 0) -> Path:
+    rules = {"alarms": _alarm_rules(channels, alarms)} if alarms else {}
     doc = {
         "station": {"id": "bench"},
         "links": {"sim": {"type": "tcp", "host": "127.0.0.1", "port": port,
                           "timeout_ms": 2000}},
         "devices": [{"id": f"dev-{unit}", "link": "sim", "unit_id": unit, "interval_s": 1,
-                     "channels": channels} for unit in range(1, devices + 1)],
+                     "channels": channels, **rules} for unit in range(1, devices + 1)],
         "store": {"path": str(path.parent / "outbox.sqlite3")},
         "mqtt": {"host": "127.0.0.1", "port": 1883},
         "health": {"enabled": False},
@@ -115,7 +130,15 @@ class _ThreadProfiles:
         profile.enable()  # replaces this hook in this thread
 
 
-def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35) -> None:
+class _Discard:
+    """An alarm sink that keeps nothing (the bench measures judging, not logging)."""
+
+    def emit(self, events: object) -> None:
+        pass
+
+
+def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
+        alarms: int = 0) -> None:
     channels = _channels(tags)
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -123,14 +146,17 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35) -> No
     server.start()
     port = parent.recv()
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(_station(Path(tmp) / "station.yaml", port, devices, channels))
+        config = load_config(_station(Path(tmp) / "station.yaml", port, devices, channels,
+                                      alarms))
+        engine = AlarmEngine({d.id: d.alarms for d in config.devices}, _Discard(),
+                             [d.id for d in config.devices]) if alarms else None
         threads = _ThreadProfiles()
         if profile:
             threads.install()
         outbox = Outbox(config.store.path, Retention(None, None, None))
         threading.setprofile(None)
         poller = LinkPoller(config.links["sim"], [load_driver(d) for d in config.devices],
-                            outbox, config.polling, threading.Event())
+                            outbox, config.polling, threading.Event(), alarms=engine)
         client = open_link_client(config.links["sim"])
         try:
             for state in poller.devices:  # warm up: connect, plan, first commit
@@ -154,7 +180,9 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35) -> No
     server.join(10)
     readings = polls * devices * tags
     assert stored == (polls + 1) * devices, f"{stored} samples stored"
-    print(f"{devices} devices x {tags} tags, {polls} polls each: {readings} readings, "
+    watched = len(_alarm_rules(channels, alarms))
+    rules = f", alarm rules on {watched} channels each" if alarms else ", no alarms"
+    print(f"{devices} devices x {tags} tags{rules}, {polls} polls each: {readings} readings, "
           f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
           f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
           f"{1000 * (cpu_s - poll_s) / readings:.4f})")
@@ -171,8 +199,10 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=100, help="polls of each device")
     parser.add_argument("--profile", action="store_true", help="print a cProfile top list")
     parser.add_argument("--top", type=int, default=35, help="functions in that list")
+    parser.add_argument("--alarms", type=int, default=0,
+                        help="channels per device with alarm rules (0: no alarm hook)")
     args = parser.parse_args()
-    run(args.devices, args.tags, args.polls, args.profile, args.top)
+    run(args.devices, args.tags, args.polls, args.profile, args.top, args.alarms)
 
 
 if __name__ == "__main__":

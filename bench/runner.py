@@ -349,7 +349,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench",
         description="The issue-11 workloads, edge-agent against a bare pipeline, side by "
                     "side; prints medians, spread, ratios and targets (docs/performance.md). "
-                    "Without --short or --tiny: the full form (about 40 minutes).")
+                    "Without --short or --tiny: the full form (about 40 minutes). The scaling "
+                    "benches are subcommands: python -m bench station-output --help, "
+                    "python -m bench broker-intake --help (docs/scaling.md).")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--short", action="store_const", const="short", dest="profile",
                       help="the developer's form: 4-5 minutes")

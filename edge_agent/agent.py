@@ -1,13 +1,15 @@
-"""Wires a validated station config into running parts: outbox, pollers, forwarder.
+"""Wires a validated station config into running parts: outbox, pollers, uplinks.
 
 Start order: outbox first (so the first poll can commit whether or not a broker was
-ever reached), then the health endpoint (health/server.py), then the forwarder, then one
-poller per link. Stop order: the health endpoint closes, pollers stop, the forwarder gets
-``mqtt.shutdown_grace_s`` for in-flight messages to be acknowledged and publishes the
-offline status, then the database is closed.
+ever reached), then the health endpoint (health/server.py), then one uplink per
+``StationConfig.every_uplink()`` entry (forward/uplink.py; the MQTT ``Forwarder``), then
+one poller per link. Stop order: the health endpoint closes, pollers stop, every uplink
+at once gets its ``shutdown_grace_s`` for in-flight messages to be acknowledged and
+publishes its offline status, then the database is closed.
 
 SIGHUP (``systemctl reload``) re-reads the station file: ``reload`` applies what changed
-(which pollers restart, what applies in place, what is refused: edge_agent/reload.py);
+(which pollers restart, which uplinks start, stop or reconnect, what applies in place,
+what is refused: edge_agent/reload.py);
 an invalid file is refused with every problem logged, and the agent runs on unchanged.
 """
 
@@ -21,13 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from edge_agent.alarms.runtime import AlarmRuntime
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
 from edge_agent.driver import load_driver
-from edge_agent.forward.forwarder import Forwarder
+from edge_agent.forward.uplink import Uplink, make_uplink
+from edge_agent.health.alarms_view import AlarmsSeen, alarms_seen, no_alarms
 from edge_agent.health.server import HealthServer
 from edge_agent.health.view import AgentView, LinkCounters
+from edge_agent.link_clients import open_link_client
 from edge_agent.poller import LinkPoller
 from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
 from edge_agent.store.outbox import Outbox
@@ -53,10 +58,31 @@ class Agent:
         self._stuck: list[str] = []  # pollers that did not stop for a reload
         self.outbox = Outbox(config.store.path, config.store.retention,
                              config.store.synchronous)
-        self.forwarder = Forwarder(config.station_id, config.mqtt, self.outbox)
-        self.outbox.on_append = self.forwarder.wake
+        try:
+            self.outbox.set_uplinks(_routes(config))
+            #: name -> running uplink, in configuration order (``mqtt:``'s ``default`` first)
+            self.uplinks: dict[str, Uplink] = {
+                uplink.name: make_uplink(config.station_id, uplink, self.outbox)
+                for uplink in config.every_uplink()}
+        except BaseException:
+            self.outbox.close()
+            raise
+        self.outbox.on_append = self._wake_uplinks
+        # None without alarms: the pollers then get no hook (nothing on the hot path)
+        self.alarms = AlarmRuntime(config, list(devices_by_link(config)), open_link_client) \
+            if config.has_alarms() else None
         self.pollers = self._make_pollers()
         self.health = HealthServer(config.health, self.health_view())
+
+    @property
+    def forwarder(self) -> Uplink:
+        """The first uplink (the ``mqtt:`` section's when there is one): what status
+        lines and the unlabelled metrics show."""
+        return next(iter(self.uplinks.values()))
+
+    def _wake_uplinks(self) -> None:
+        for uplink in list(self.uplinks.values()):
+            uplink.wake()
 
     def _make_pollers(self) -> list[LinkPoller]:
         return [self._make_poller(self.config, name) for name in devices_by_link(self.config)]
@@ -65,12 +91,17 @@ class Agent:
         """A poller for ``link`` with a stop event of its own, so a reload can restart it
         alone (``stop_polling`` stops them all)."""
         drivers = [load_driver(device) for device in devices_by_link(config)[link]]
+        alarms = self.alarms
         return LinkPoller(config.links[link], drivers, self.outbox, config.polling,
-                          threading.Event())
+                          threading.Event(), alarms=alarms.engine if alarms else None,
+                          outputs=alarms.outputs_for(link) if alarms else None)
 
     def start(self) -> None:
         self.health.start()  # first: its 'drops since start' count starts here
-        self.forwarder.start()
+        for uplink in self.uplinks.values():
+            uplink.start()
+        if self.alarms is not None:
+            self.alarms.start()
         for poller in self.pollers:
             poller.start()
         devices, links = len(self.config.devices), len(self.pollers)
@@ -80,15 +111,19 @@ class Agent:
 
     def dead_threads(self) -> list[str]:
         """Names of started worker threads that have ended although nothing stopped them
-        (pollers, the forwarder, the live MQTT session's network thread ``mqtt-net``).
-        Each survives errors by design; a dead one is a bug, and a restart is the cure."""
+        (pollers, each uplink's thread, each live MQTT session's network thread
+        ``mqtt-net``). Each survives errors by design; a dead one is a bug, and a restart
+        is the cure."""
         if self._poll_stop.is_set():
             return []
-        threads = [self.forwarder.thread, *(poller.thread for poller in self.pollers)]
-        network = self.forwarder.dead_network_thread()  # the live session's mqtt-net
+        uplinks = list(self.uplinks.values())
+        threads = [*(uplink.thread for uplink in uplinks),
+                   *(poller.thread for poller in self.pollers)]
+        network = [name for uplink in uplinks
+                   if (name := uplink.dead_network_thread()) is not None]
         return [*self._stuck,
                 *(t.name for t in threads if t.ident is not None and not t.is_alive()),
-                *([network] if network else [])]
+                *network]
 
     def health_view(self) -> AgentView:
         """The read-only view the health endpoint serves (health/view.py). Each field
@@ -101,19 +136,36 @@ class Agent:
             links=lambda: [LinkCounters(poller.link.name, tuple(poller.devices),
                                         poller.store_failures)
                            for poller in list(self.pollers)],
-            forwarder_stats=lambda: self.forwarder.stats,
-            broker_address=lambda: (self.forwarder.config.host, self.forwarder.config.port),
+            forwarder_stats=lambda: self.forwarder.health(),
+            broker_address=self._broker_address,
+            uplinks=lambda: list(self.uplinks.values()),
             outbox_path=lambda: str(self.outbox.path),
             outbox_writer_alive=lambda: self.outbox.writer_alive,
             outbox_depth=self.outbox.depth,
             outbox_set_aside=lambda: tuple(str(path) for path in list(self.outbox.set_aside)),
+            alarms=self._alarms_seen,
         )
+
+    def _alarms_seen(self) -> AlarmsSeen:
+        """The active alarms for the health view (the alarm runtime is never swapped:
+        a reload that changes alarms is refused)."""
+        runtime = self.alarms
+        if runtime is None:
+            return no_alarms()
+        return alarms_seen(runtime.engine.active(), runtime.tally.since, runtime.tally.counts())
+
+    def _broker_address(self) -> tuple[str, int]:
+        """(host, port) of the first uplink's first broker, as configured."""
+        config = getattr(self.forwarder, "config", None)
+        return (config.host, config.port) if config is not None else ("", 0)
 
     def heartbeats(self) -> list[Heartbeat]:
         """Every worker's heartbeat, for the service watchdog (watchdog.py), which finds
         the hung ones: alive, and past the progress they promised."""
-        return [self.outbox.heartbeat, self.forwarder.heartbeat,
-                *self.forwarder.network_heartbeats(),
+        uplinks = list(self.uplinks.values())
+        return [self.outbox.heartbeat,
+                *(uplink.heartbeat for uplink in uplinks),
+                *(beat for uplink in uplinks for beat in uplink.network_heartbeats()),
                 *(poller.heartbeat for poller in self.pollers)]
 
     def stop_polling(self, timeout_s: float = POLLERS_STOP_S) -> None:
@@ -152,6 +204,11 @@ class Agent:
                           "configuration", source)
             return False
         plan = plan_reload(self.config, new)
+        if _alarms_of(self.config) != _alarms_of(new):
+            log.error("reload of %s refused: alarm rules or outputs changed, which applies "
+                      "at a restart only (systemctl restart edge-agent); still running on "
+                      "the previous configuration", source)
+            return False
         if plan.refused:
             for reason in plan.refused:
                 log.error("reload: %s", reason)
@@ -172,8 +229,7 @@ class Agent:
         kept = [p for p in self.pollers if p.link.name not in plan.pollers_stopped]
         for poller in kept if plan.polling else ():
             poller.set_policy(new.polling)
-        if plan.forwarder:
-            self.forwarder.reconfigure(new.station_id, new.mqtt)
+        self._apply_uplinks(new, plan)
         self.pollers = kept  # out of the list before they stop: never seen as dead
         for poller in stopping:  # all told at once, then waited for
             poller.stop(timeout_s=0)
@@ -188,13 +244,58 @@ class Agent:
         for poller in started.values():
             poller.start()
 
+    def _apply_uplinks(self, new: StationConfig, plan: ReloadPlan) -> None:
+        """Start, stop and reconfigure the uplinks the plan names; the others go on
+        untouched. Stopped ones drain first; the outbox then forgets them (their claims,
+        and rows only they were holding) and learns the new ones, in one transaction."""
+        configs = {uplink.name: uplink for uplink in new.every_uplink()}
+        _stop_all([self.uplinks[name] for name in plan.uplinks_stopped])
+        if plan.routes or plan.uplinks_started or plan.uplinks_stopped:
+            self.outbox.set_uplinks(_routes(new))
+        for name in plan.uplinks_reconfigured:
+            self.uplinks[name].reconfigure(new.station_id, configs[name])
+        started = {name: make_uplink(new.station_id, configs[name], self.outbox)
+                   for name in plan.uplinks_started}
+        self.uplinks = {name: started.get(name) or self.uplinks[name] for name in configs}
+        for uplink in started.values():
+            uplink.start()
+
     def stop(self) -> None:
-        """Clean stop: pollers, then the forwarder's bounded drain, then the database."""
+        """Clean stop: pollers, then every uplink's bounded drain (all at once), then the
+        database."""
         self.health.stop()
         self.stop_polling()
-        self.forwarder.stop()
+        if self.alarms is not None:
+            self.alarms.stop()
+        _stop_all(list(self.uplinks.values()))
         self.outbox.close()
         log.info("edge-agent stopped")
+
+
+def _alarms_of(config: StationConfig) -> tuple[object, ...]:
+    """What the alarm runtime is built from (the rules, the ``alarms:`` section and the
+    links its outputs use): a reload that changes it is refused. A device added without
+    rules is not: it gets its communication alarm at the next restart."""
+    actions = config.alarms.actions if config.alarms is not None else ()
+    return (config.alarms, {device.id: device.alarms for device in config.devices
+                            if device.alarms},
+            {action.link: config.links.get(action.link) for action in actions})
+
+
+def _routes(config: StationConfig) -> dict[str, tuple[str, ...] | None]:
+    """Which devices each uplink carries, for ``Outbox.set_uplinks``."""
+    return {uplink.name: uplink.devices for uplink in config.every_uplink()}
+
+
+def _stop_all(uplinks: list[Uplink]) -> None:
+    """Stop ``uplinks`` together: each drains within its own grace, in parallel, so the
+    stop takes the longest grace, not their sum."""
+    stoppers = [threading.Thread(target=uplink.stop, name=f"stop-{uplink.name}")
+                for uplink in uplinks]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
 
 
 def _wait_stopped(poller: LinkPoller, tick: Callable[[], object] | None) -> bool:
@@ -256,6 +357,7 @@ def run_until_signalled(agent: Agent, stop: threading.Event,
                 break
             service.tick()
     finally:
-        service.stopping(stop_budget_s(agent.config.mqtt))
+        service.stopping(stop_budget_s(*(uplink.mqtt for uplink in agent.config.every_uplink()
+                                         if uplink.mqtt is not None)))
         agent.stop()
     return status

@@ -22,6 +22,7 @@ from pathlib import Path
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import LoadedConfig, load_station
 from edge_agent.config.schema import StationConfig
+from edge_agent.config.uplink_kinds import UPLINK_KINDS
 from edge_agent.i18n import LANGUAGES, _, choose, ngettext, use
 from edge_agent.provenance import version_line
 from edge_agent.toolbox import TOOL_COMMANDS, load
@@ -119,6 +120,8 @@ def cmd_check(path: Path) -> int:
     for warning in loaded.warnings:  # risky but valid: said, never refused
         print(_("warning: {warning}").format(warning=warning), file=sys.stderr)
     print(ok_line(path, loaded.config))
+    for line in uplink_lines(loaded.config):
+        print(line)
     return 0
 
 
@@ -130,6 +133,24 @@ def ok_line(path: Path, config: StationConfig) -> str:
         links=ngettext("{count} link", "{count} links", links).format(count=links))
     return _("OK: {path}: station {station}, {counted}").format(
         path=path, station=config.station_id, counted=counted)
+
+
+def uplink_lines(config: StationConfig) -> list[str]:
+    """What ``check`` prints after the OK line when the file names uplinks (uplinks:):
+    one line per uplink, the default one first, with its kind, broker address(es) and
+    devices, so the technician sees where each device's data goes. A file with only
+    ``mqtt:`` gets none: its one uplink is the one it always had."""
+    if not config.uplinks:
+        return []
+    lines = []
+    for uplink in config.every_uplink():
+        settings = getattr(uplink, UPLINK_KINDS[uplink.kind].field, None)
+        addresses = ", ".join(str(address) for address in getattr(settings, "addresses", ()))
+        devices = _("every device") if uplink.devices is None else \
+            _("devices {ids}").format(ids=", ".join(uplink.devices))
+        lines.append(_("  uplink {name} ({kind}): {addresses}; {devices}").format(
+            name=uplink.name, kind=uplink.kind, addresses=addresses, devices=devices))
+    return lines
 
 
 def cmd_run(path: Path, record: Path | None = None) -> int:

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import cast
+from typing import Protocol, cast
 
 from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
@@ -47,6 +47,26 @@ from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
 log = logging.getLogger(__name__)
 
 DOWN_AFTER_FAILED_POLLS = 3
+
+
+class AlarmHook(Protocol):
+    """What judges alarms after each poll (edge_agent/alarms/engine.py): ``answering``
+    says whether the device answered this poll, ``down`` whether it is marked down."""
+
+    def polled(self, device_id: str, sample: Sample | None, answering: bool,
+               down: bool) -> object: ...
+
+
+class OutputWrites(Protocol):
+    """Alarm output writes on this poller's link (edge_agent/alarms/action.py), done by
+    the poller because it owns the wire: one attempt each, between polls."""
+
+    def pending(self) -> bool: ...
+
+    def run_due(self, client: LinkClient) -> bool: ...
+
+
+OUTPUT_CHECK_S = 0.2  # a poller with alarm outputs looks for queued writes this often
 
 
 class EveryReadRefused(LinkError):
@@ -124,9 +144,12 @@ class LinkPoller:
 
     def __init__(self, link: Link, drivers: Sequence[Driver], outbox: Outbox,
                  policy: PollingPolicy, stop: threading.Event,
-                 open_tap: OpenTap = record_link) -> None:
+                 open_tap: OpenTap = record_link, alarms: AlarmHook | None = None,
+                 outputs: OutputWrites | None = None) -> None:
         """``open_tap`` gives the link's client its tap when the thread opens it: by
-        default the recorder of a link with ``record:`` (edge_agent/toolbox.py)."""
+        default the recorder of a link with ``record:`` (edge_agent/toolbox.py).
+        ``alarms`` judges each poll (None, when the station has no alarms: nothing is
+        called); ``outputs`` are alarm output writes on this link, done between polls."""
         self.link = link
         self._open_tap = open_tap
         self.devices = [DeviceState(driver) for driver in drivers]
@@ -136,6 +159,9 @@ class LinkPoller:
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
         self._store_failing = False
         self.store_failures = 0
+        self._alarms = alarms
+        self._outputs = outputs
+        self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
         self._checked_client: LinkClient | None = None
         self._client_adjustable = False
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
@@ -170,6 +196,8 @@ class LinkPoller:
                 wait_s = state.next_due - time.monotonic()
                 self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
                     state.driver.device, self.link, self._policy))
+                if self._outputs is not None and self._between_polls(client, wait_s):
+                    continue
                 if wait_s > 0 and self._stop.wait(wait_s):
                     break
                 try:
@@ -178,6 +206,20 @@ class LinkPoller:
                     self._survive_bug(state)
         finally:
             client.close()
+
+    def _between_polls(self, client: LinkClient, wait_s: float) -> bool:
+        """Do due alarm output writes, or wait at most ``OUTPUT_CHECK_S`` for one; True
+        when the loop must look again before polling (the next poll is not due yet)."""
+        assert self._outputs is not None
+        try:
+            if self._outputs.pending() and self._outputs.run_due(client):
+                return True
+        except Exception:  # a bug in the outputs must not end acquisition
+            log.exception("unexpected error writing alarm outputs on link %s", self.link.name)
+        if wait_s > OUTPUT_CHECK_S:
+            self._stop.wait(OUTPUT_CHECK_S)
+            return True
+        return False
 
     def _restore(self, state: DeviceState) -> None:
         """Give a stateful driver (GC cycles) what it committed with its last sample."""
@@ -231,8 +273,10 @@ class LinkPoller:
         except LinkError as err:
             sample = state.driver.failed_sample(now, err.reason)
             self._mark_failed(state, err)
+            answered = False
         else:
             refused = every_read_refused(sample) if sample is not None else None
+            answered = refused is None
             if refused is None:
                 self._mark_answering(state)
             else:
@@ -246,7 +290,22 @@ class LinkPoller:
             after_commit = getattr(state.driver, "after_commit", None)
             if after_commit is not None:
                 after_commit(client, sample)
+        if self._alarms is not None:
+            self._judge_alarms(state, sample, answered)
         self._schedule(state)
+
+    def _judge_alarms(self, state: DeviceState, sample: Sample | None, answered: bool) -> None:
+        """Hand the poll to the alarm engine, after the sample was stored (an alarm never
+        precedes its data). A bug there is logged, never ends acquisition."""
+        assert self._alarms is not None
+        try:
+            self._alarms.polled(state.device_id, sample, answered,
+                                state.health is DeviceHealth.DOWN)
+        except Exception:
+            self.alarm_errors += 1  # counted; the traceback logged once per poller
+            if self.alarm_errors == 1:
+                log.exception("unexpected error judging the alarms of %s; polling goes "
+                              "on (further ones are only counted)", state.device_id)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:

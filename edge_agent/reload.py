@@ -7,10 +7,15 @@ running ``StationConfig`` and the one just loaded. ``Agent.reload`` applies the 
   are not touched and poll on without a gap. Sequence numbers live in the outbox, so a
   restarted device continues its numbering; a stateful driver (GC) gets its committed
   state back, as after a restart of the agent.
-* **Forwarder.** Changed ``mqtt`` settings or a changed station id: the session ends
-  cleanly (in-flight messages get ``mqtt.shutdown_grace_s`` to be acknowledged; the rest
-  are released and re-sent with the same ids on the new session, never counted as
-  delivered) and the forwarder reconnects with the new settings.
+* **Uplinks** (``StationConfig.every_uplink``: the ``mqtt:`` section's, named
+  ``default``, and the ``uplinks:`` section's), each on its own. Changed settings of one
+  uplink, or a changed station id for all: that uplink's session ends cleanly (in-flight
+  messages get its ``shutdown_grace_s`` to be acknowledged; the rest are released and
+  re-sent with the same ids on the new session, never counted as delivered) and it
+  reconnects with the new settings. An uplink added starts from the samples still in
+  the outbox; one removed stops, and the rows only it was holding leave the outbox
+  (store/uplinks.py). A changed ``kind`` is a removal and an addition. The others are
+  not touched.
 * **In place.** ``polling`` (retries, backoff), ``store.retention`` and
   ``store.synchronous`` apply from the next poll or transaction; nothing restarts.
 * **Refused.** ``store.path`` (the open outbox cannot move, and the samples waiting in it
@@ -25,7 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from edge_agent.config.schema import Device, StationConfig
+from edge_agent.config.schema import DEFAULT_UPLINK_NAME, Device, StationConfig, UplinkConfig
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,19 @@ class ReloadPlan:
     devices_added: tuple[str, ...] = ()
     devices_removed: tuple[str, ...] = ()
     devices_changed: tuple[str, ...] = ()
-    forwarder: bool = False
+    uplinks_started: tuple[str, ...] = ()
+    uplinks_stopped: tuple[str, ...] = ()
+    uplinks_reconfigured: tuple[str, ...] = ()
+    routes: bool = False  # which uplinks carry which devices changed (Outbox.set_uplinks)
     polling: bool = False
     retention: bool = False
     synchronous: bool = False
     refused: tuple[str, ...] = ()
+
+    @property
+    def forwarder(self) -> bool:
+        """Some uplink reconnects with new settings."""
+        return bool(self.uplinks_reconfigured)
 
     @property
     def pollers_restarted(self) -> tuple[str, ...]:
@@ -69,7 +82,10 @@ class ReloadPlan:
                                             if n not in restarted)),
             _names("pollers stopped", tuple(n for n in self.pollers_stopped
                                             if n not in restarted)),
-            "mqtt: reconnecting with the new settings" if self.forwarder else "",
+            *(("mqtt" if name == DEFAULT_UPLINK_NAME else f"uplink {name}")
+              + ": reconnecting with the new settings" for name in self.uplinks_reconfigured),
+            _names("uplinks started", self.uplinks_started),
+            _names("uplinks stopped", self.uplinks_stopped),
             "polling policy updated" if self.polling else "",
             "retention limits updated" if self.retention else "",
             "store.synchronous updated" if self.synchronous else "",
@@ -108,11 +124,38 @@ def plan_reload(old: StationConfig, new: StationConfig) -> ReloadPlan:
         devices_removed=tuple(sorted(old_devices.keys() - new_devices.keys())),
         devices_changed=tuple(sorted(i for i in old_devices.keys() & new_devices.keys()
                                      if old_devices[i] != new_devices[i])),
-        forwarder=old.mqtt != new.mqtt or old.station_id != new.station_id,
+        **_uplink_changes(old, new),
         polling=old.polling != new.polling,
         retention=old.store.retention != new.store.retention,
         synchronous=old.store.synchronous != new.store.synchronous,
     )
+
+
+def _uplink_changes(old: StationConfig, new: StationConfig) -> dict[str, object]:
+    """Which uplinks start, stop or reconnect, and whether the outbox's routes change."""
+    before = {uplink.name: uplink for uplink in old.every_uplink()}
+    after = {uplink.name: uplink for uplink in new.every_uplink()}
+
+    def replaced(name: str) -> bool:  # another kind: a new uplink under the same name
+        return before[name].kind != after[name].kind
+
+    def reconnects(name: str) -> bool:
+        return _settings(before[name]) != _settings(after[name]) \
+            or old.station_id != new.station_id
+
+    kept = [name for name in after if name in before and not replaced(name)]
+    return {
+        "uplinks_started": tuple(n for n in after if n not in before or replaced(n)),
+        "uplinks_stopped": tuple(n for n in before if n not in after or replaced(n)),
+        "uplinks_reconfigured": tuple(n for n in kept if reconnects(n)),
+        "routes": [(u.name, u.devices) for u in before.values()]
+        != [(u.name, u.devices) for u in after.values()],
+    }
+
+
+def _settings(uplink: UplinkConfig) -> object:
+    """What a reconnect applies: everything but the name and the devices carried."""
+    return (uplink.kind, uplink.mqtt)
 
 
 def _refusals(old: StationConfig, new: StationConfig) -> tuple[str, ...]:

@@ -123,10 +123,11 @@ def forwarder_session_bound_s(mqtt: MqttConfig) -> float:
     return FORWARDER_IDLE_S + SESSION_END_S + mqtt.reconnect_max_s + SLACK_S
 
 
-def stop_budget_s(mqtt: MqttConfig) -> float:
+def stop_budget_s(*uplinks: MqttConfig) -> float:
     """How long a clean stop may take (sent as EXTEND_TIMEOUT_USEC with STOPPING=1, so a
-    longer ``shutdown_grace_s`` than the unit's TimeoutStopSec= assumes is honoured)."""
-    return mqtt.shutdown_grace_s + STOP_MARGIN_S
+    longer ``shutdown_grace_s`` than the unit's TimeoutStopSec= assumes is honoured).
+    With several uplinks, the longest grace: they drain at the same time."""
+    return max((mqtt.shutdown_grace_s for mqtt in uplinks), default=0.0) + STOP_MARGIN_S
 
 
 # -- heartbeats ------------------------------------------------------------------------
@@ -259,9 +260,14 @@ def summary(agent: Watched) -> str:
                      for state in list(poller.devices))
     count = sum(health.values())
     states = ", ".join(f"{n} {state}" for state, n in sorted(health.items())) or "none"
-    broker = "connected" if agent.forwarder.stats.connected else "not connected"
+    uplinks = list(getattr(agent, "uplinks", {"default": agent.forwarder}).values())
+    if len(uplinks) == 1:
+        broker = "broker " + ("connected" if uplinks[0].stats.connected else "not connected")
+    else:
+        up = sum(1 for uplink in uplinks if uplink.stats.connected)
+        broker = f"{up} of {len(uplinks)} uplinks connected"
     return (f"{count} device{'s' * (count != 1)} on {len(pollers)} "
-            f"link{'s' * (len(pollers) != 1)} ({states}); broker {broker}")
+            f"link{'s' * (len(pollers) != 1)} ({states}); {broker}")
 
 
 class ServiceSupervisor:

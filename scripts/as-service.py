@@ -31,6 +31,17 @@ DOUBLE_QUOTE_ESCAPES = '"\\`$'
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def _append(chars: list[str], c: str, trailing_ws: int) -> int:
+    """Append ``c`` to a key or an unquoted value; returns where its trailing white space
+    now starts (-1: none), so that it can be trimmed at the end, as systemd trims them."""
+    if c not in WHITESPACE:
+        trailing_ws = -1
+    elif trailing_ws < 0:
+        trailing_ws = len(chars)
+    chars.append(c)
+    return trailing_ws
+
+
 def parse_environment_file(text: str) -> dict[str, str]:
     """The assignments of an EnvironmentFile=, as systemd reads them (its parser in
     src/basic/env-file.c, documented in systemd.exec(5) under EnvironmentFile=): comments
@@ -61,11 +72,7 @@ def parse_environment_file(text: str) -> dict[str, str]:
             elif c == "=":
                 state, value, value_ws = "pre_value", [], -1
             else:
-                if c not in WHITESPACE:
-                    key_ws = -1
-                elif key_ws < 0:
-                    key_ws = len(key)
-                key.append(c)
+                key_ws = _append(key, c, key_ws)
         elif state == "pre_value":
             if c in NEWLINE:
                 state = "pre_key"
@@ -88,11 +95,7 @@ def parse_environment_file(text: str) -> dict[str, str]:
                 state = "value_escape"
                 value_ws = -1
             else:
-                if c not in WHITESPACE:
-                    value_ws = -1
-                elif value_ws < 0:
-                    value_ws = len(value)
-                value.append(c)
+                value_ws = _append(value, c, value_ws)
         elif state == "value_escape":
             state = "value"
             if c not in NEWLINE:  # backslash-newline continues the line

@@ -7,8 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 import pytest
 from support.capture_session import (
@@ -23,6 +22,7 @@ from support.capture_session import (
     rtu_client,
     tcp_client,
 )
+from support.command import EDGE_AGENT, running
 from support.waiting import wait_until
 
 from edge_agent.link import LinkError
@@ -32,26 +32,9 @@ from edge_agent.tools.sim.simserver import SimServer
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts
 
-EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
-
 
 def edge_agent(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EDGE_AGENT, *args], capture_output=True, text=True, timeout=60)
-
-
-@contextmanager
-def running(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The command in the background, and the first line it printed."""
-    process = subprocess.Popen([*EDGE_AGENT, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
-        yield process, first
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 def test_help_explains_each_command_in_a_technician_s_words():
@@ -95,11 +78,8 @@ def test_a_broken_capture_is_refused_with_file_line_and_status_2(tmp_path):
 def test_replay_tcp_strict_ends_with_status_0_when_every_request_came():
     with running("replay", "tcp", str(FIXTURE), "--listen", "127.0.0.1:0") as (process, line):
         port = int(re.search(r"Modbus TCP on 127\.0\.0\.1:(\d+)", line).group(1))
-        client = tcp_client(port)
-        try:
+        with tcp_client(port) as client:
             assert poll(client) == EXPECTED
-        finally:
-            client.close()
         assert process.wait(timeout=30) == 0
         assert "strict replay complete: all 8 recorded requests came in order" in \
             process.stdout.read()
@@ -108,12 +88,9 @@ def test_replay_tcp_strict_ends_with_status_0_when_every_request_came():
 def test_replay_tcp_strict_ends_with_status_8_on_a_request_not_in_the_recording():
     with running("replay", "tcp", str(FIXTURE), "--listen", "127.0.0.1:0") as (process, line):
         port = int(re.search(r":(\d+);", line).group(1))
-        client = tcp_client(port)
-        try:
-            with suppress(LinkError):  # the replay hangs up instead of answering
-                client.read_registers(UNIT, HOLDING, 100, 1)
-        finally:
-            client.close()
+        # the replay hangs up instead of answering
+        with tcp_client(port) as client, suppress(LinkError):
+            client.read_registers(UNIT, HOLDING, 100, 1)
         assert process.wait(timeout=30) == 8
         assert "strict replay failed: request 1: request differs from the recording" in \
             process.stderr.read()
@@ -122,34 +99,25 @@ def test_replay_tcp_strict_ends_with_status_8_on_a_request_not_in_the_recording(
 def test_replay_rtu_on_a_pty_answers_the_recorded_session():
     with running("replay", "rtu", str(FIXTURE), "--pty") as (process, line):
         path = re.search(r"Modbus RTU on (\S+);", line).group(1)
-        client = rtu_client(path)
-        try:
+        with rtu_client(path) as client:
             assert poll(client) == EXPECTED
-        finally:
-            client.close()
         assert process.wait(timeout=30) == 0
 
 
 def test_capture_proxy_records_until_ctrl_c_and_the_file_replays(tmp_path):
     out = tmp_path / "gc.capture.jsonl"
-    server = SimServer([gc_unit()], tcp_port=0).start()
-    try:
-        with running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
-                     f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc-1",
-                     "--unit", str(UNIT)) as (process, line):
-            port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
-            client = tcp_client(port)
-            try:
-                assert poll(client) == EXPECTED
-            finally:
-                client.close()
-            wait_until(lambda: '"event": "close"' in out.read_text(), 10,
-                       "the proxy to record the disconnect")
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=30) == 0
-            assert "stopped: 16 frames recorded" in process.stdout.read()
-    finally:
-        server.stop()
+    with (SimServer([gc_unit()], tcp_port=0) as server,
+          running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
+                  f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc-1",
+                  "--unit", str(UNIT)) as (process, line)):
+        port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
+        with tcp_client(port) as client:
+            assert poll(client) == EXPECTED
+        wait_until(lambda: '"event": "close"' in out.read_text(), 10,
+                   "the proxy to record the disconnect")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "stopped: 16 frames recorded" in process.stdout.read()
     capture = read_capture(out)
     assert capture.header.unit_ids == (UNIT,) and capture.header.links[0].name == "gc-1"
     assert len(capture.frames()) == 16
@@ -157,34 +125,25 @@ def test_capture_proxy_records_until_ctrl_c_and_the_file_replays(tmp_path):
 
 def test_capture_proxy_append_continues_the_numbering_so_the_capture_replays(tmp_path):
     out = tmp_path / "gc.capture.jsonl"
-    server = SimServer([gc_unit()], tcp_port=0).start()
-    try:
+    with SimServer([gc_unit()], tcp_port=0) as server:
         for extra in ([], ["--append"]):
             with running("capture", "proxy", "--listen", "127.0.0.1:0", "--target",
                          f"127.0.0.1:{server.tcp_port}", "--out", str(out), "--name", "gc",
                          *extra) as (process, line):
                 port = int(re.search(r"connect to 127\.0\.0\.1:(\d+)", line).group(1))
                 closed = out.read_text().count('"event": "close"') if out.exists() else 0
-                client = tcp_client(port)
-                try:
+                with tcp_client(port) as client:
                     assert poll(client) == EXPECTED
-                finally:
-                    client.close()
                 wait_until(lambda n=closed: out.read_text().count('"event": "close"') > n,
                            10, "the proxy to record the disconnect")
                 process.send_signal(signal.SIGINT)
                 assert process.wait(timeout=30) == 0
-    finally:
-        server.stop()
     frames = read_capture(out).frames()
     requests = [f.xid for f in frames if f.dir == "tx"]
     assert requests == list(range(1, 17)) and {f.conn for f in frames} == {1, 2}
     with running("replay", "tcp", str(out), "--listen", "127.0.0.1:0") as (process, line):
-        client = tcp_client(int(re.search(r":(\d+);", line).group(1)))
-        try:
+        with tcp_client(int(re.search(r":(\d+);", line).group(1))) as client:
             assert poll(client) + poll(client) == EXPECTED + EXPECTED
-        finally:
-            client.close()
         assert process.wait(timeout=30) == 0
 
 

@@ -5,6 +5,7 @@ master moves on is kept as one frame."""
 from __future__ import annotations
 
 import pytest
+from support.splits import SPLITS, pieces
 
 from edge_agent.tools.capture.cutting import AnswerCutter
 from edge_agent.tools.capture.modbus_frames import encode_ascii, encode_rtu, encode_tcp
@@ -17,20 +18,12 @@ TEXT = [b"\x02MD07,+0012.3,A\x03C4\r\n", b"$H2S,0.012,ppm,OK*41\r", b"line two\n
 CASES = {"modbus-rtu": RTU, "modbus-tcp": TCP, "modbus-ascii": ASCII, "text": TEXT}
 
 
-def _pieces(data: bytes, how: str) -> list[bytes]:
-    if how == "whole":
-        return [data]
-    if how == "halves":
-        return [data[:len(data) // 2], data[len(data) // 2:]]
-    return [data[i:i + 1] for i in range(len(data))]
-
-
-@pytest.mark.parametrize("how", ["whole", "halves", "bytes"])
+@pytest.mark.parametrize("how", SPLITS)
 @pytest.mark.parametrize("protocol", sorted(CASES))
 def test_answers_are_cut_into_the_same_frames_however_they_arrive(protocol, how):
     cutter = AnswerCutter(protocol)
     frames = []
-    for t, piece in enumerate(_pieces(b"".join(CASES[protocol]), how)):
+    for t, piece in enumerate(pieces(b"".join(CASES[protocol]), how)):
         frames += cutter.feed(piece, float(t))
     frames += cutter.cut(999.0, "the master sent its next request")
     assert [f.data for f in frames] == CASES[protocol]

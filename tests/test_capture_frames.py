@@ -11,6 +11,7 @@ from edge_agent.tools.capture.modbus_frames import (
     FrameInfo,
     crc16,
     decode_ascii,
+    decode_pdu,
     decode_rtu,
     decode_tcp,
     encode_ascii,
@@ -74,6 +75,28 @@ MALFORMED_TCP = [
 def test_malformed_tcp_frames_say_why_and_keep_what_they_can(hex_frame, why):
     info = decode_tcp(bytes.fromhex(hex_frame), is_request=False)
     assert why in (info.malformed or "")
+
+
+ADDRESS_AND_WORD = [
+    ("read request", "0300070003", True, FrameInfo(function_code=3, address=7, count=3)),
+    ("single write request: one register", "0600070063", True,
+     FrameInfo(function_code=6, address=7, count=1)),
+    ("multiple write answer: its count", "1000010002", False,
+     FrameInfo(function_code=16, address=1, count=2)),
+    ("read request of 4 bytes", "03000000", True,
+     FrameInfo(function_code=3, malformed="function 3 request of 4 bytes (expected 5)")),
+    ("write echo of 3 bytes", "060007", False,
+     FrameInfo(function_code=6, malformed="function 6 answer of 3 bytes (expected 5)")),
+    ("multiple write answer of 6 bytes", "100001000200", False,
+     FrameInfo(function_code=16, malformed="function 16 answer of 6 bytes (expected 5)")),
+]
+
+
+@pytest.mark.parametrize(("pdu", "is_request", "expected"), [c[1:] for c in ADDRESS_AND_WORD],
+                         ids=[c[0] for c in ADDRESS_AND_WORD])
+def test_address_and_count_pdus_decode_and_a_wrong_length_names_the_direction(
+        pdu, is_request, expected):
+    assert decode_pdu(bytes.fromhex(pdu), is_request) == expected
 
 
 def test_rtu_frames_decode_and_a_bad_crc_is_named():

@@ -19,7 +19,7 @@ import pytest
 from edge_agent_drivers.modbus.settings import DataType, RegisterKind, WordOrder
 
 from edge_agent import i18n
-from edge_agent.cli import main, ok_line
+from edge_agent.cli import main, ok_line, uplink_lines
 from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.loader import load_config, load_station
 from edge_agent.config.schema import (
@@ -65,7 +65,7 @@ def check_output(path: Path, env: dict[str, str]) -> str:
         return str(err)
     warnings = "".join(i18n._("warning: {warning}").format(warning=warning) + "\n"
                        for warning in loaded.warnings)
-    return warnings + ok_line(path, loaded.config)
+    return "\n".join([warnings + ok_line(path, loaded.config), *uplink_lines(loaded.config)])
 
 
 def _expected(case: Path, name: str = "expected.txt") -> str:

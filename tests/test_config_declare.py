@@ -61,6 +61,7 @@ from edge_agent.config.schema import (
     TcpLink,
     TlsConfig,
     Topics,
+    UplinkConfig,
 )
 from edge_agent.config.validate_devices import COMMON_KEYS
 from edge_agent.config.yamlsource import parse_yaml_bytes
@@ -71,8 +72,9 @@ from edge_agent.config.yamlsource import parse_yaml_bytes
 # text block's address is the device's unit_id, a channel's enron follows from the
 # device's enron: and the address.
 UNDECLARED = {StationConfig: {"links", "devices", "store", "mqtt", "polling", "source",
-                              "health", "uplinks"},
-              TcpLink: {"name"}, SerialLink: {"name"}, Device: {"settings", "polling"},
+                              "health", "uplinks", "alarms"},
+              TcpLink: {"name"}, SerialLink: {"name"}, UplinkConfig: {"name"},
+              Device: {"settings", "polling"},
               TextSettings: {"address"}, Channel: {"enron"}}
 DECLARED = declared_sections()
 
@@ -153,7 +155,7 @@ def test_defaults_come_from_the_dataclass() -> None:
 def test_the_station_section_and_a_devices_common_keys_are_declared() -> None:
     assert allowed_keys(StationConfig) == ("id",)
     assert COMMON_KEYS == allowed_keys(Device) == (
-        "id", "link", "unit_id", "interval_s", "driver", "profile")
+        "id", "link", "unit_id", "interval_s", "driver", "profile", "alarms")
     assert default_of(Device, "driver") == "modbus"
     assert [name for name in declared(Device)] == [
         item.name for item in fields(Device) if item.name not in ("settings", "polling")]
@@ -239,9 +241,10 @@ def test_an_stx_etx_frames_markers_are_its_types_own() -> None:
 def test_a_profile_may_write_its_own_settings_and_the_layered_device_settings() -> None:
     from edge_agent.config.declare import layered_keys
     from edge_agent.config.profiles import PROFILE_INFO_KEYS, ProfileInfo
-    assert layered_keys(Device) == ("interval_s", "driver")
-    assert PROFILE_INFO_KEYS == (*allowed_keys(ProfileInfo), "interval_s", "driver") == (
-        "profile", "description", "manufacturer", "model", "interval_s", "driver")
+    assert layered_keys(Device) == ("interval_s", "driver", "alarms")
+    assert PROFILE_INFO_KEYS == (*allowed_keys(ProfileInfo), "interval_s", "driver",
+                                 "alarms") == (
+        "profile", "description", "manufacturer", "model", "interval_s", "driver", "alarms")
 
 
 def test_per_kind_and_per_item_settings_are_declared_where_the_reader_and_schema_look() -> None:

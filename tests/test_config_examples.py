@@ -21,6 +21,7 @@ from edge_agent.config import (
     validate_health,
     validate_links,
     validate_mqtt,
+    validate_uplinks,
 )
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
@@ -82,6 +83,7 @@ ALL_KEYS = {
     "mqtt": validate_mqtt.MQTT_KEYS,
     "tls": validate_mqtt.TLS_KEYS,
     "topics": validate_mqtt.TOPIC_KEYS,
+    "uplink": validate_uplinks.COMMON_KEYS,
     "health": validate_health.HEALTH_KEYS,
 }
 

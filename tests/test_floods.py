@@ -169,22 +169,28 @@ def test_a_burst_within_the_read_budget_is_read_not_taken_for_a_flood():
     assert client.floods == 0
 
 
+def flooded_twice(client: ModbusLinkClient) -> int:
+    """Read twice from a flooding device, each read cut off as 'flood'; closes the client
+    and returns the peak of memory Python allocated meanwhile, in bytes."""
+    try:
+        tracemalloc.start()
+        for _ in range(2):
+            with pytest.raises(LinkFlooded) as caught:
+                client.read_registers(1, RegisterKind.HOLDING, 0, 10)
+            assert caught.value.reason == "flood"
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        client.close()
+
+
 def test_a_modbus_tcp_device_flooding_after_the_request_is_cut_off_and_reconnected():
     """pymodbus alone reads until its timeout and grows its buffer past its own limit;
     the client stops after READ_LIMIT_BYTES, says 'flood', and reconnects."""
     with RawModbusDevice(False, flood=b"\x00\x07\x00\x00\x00\x05\x01\x03\x02" * 8000) \
             as device:
         client = ModbusLinkClient(TcpLink("plc", "127.0.0.1", device.port, timeout_ms=5000))
-        try:
-            tracemalloc.start()
-            for _ in range(2):
-                with pytest.raises(LinkFlooded) as caught:
-                    client.read_registers(1, RegisterKind.HOLDING, 0, 10)
-                assert caught.value.reason == "flood"
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            client.close()
+        peak = flooded_twice(client)
         wait_until(lambda: device.connections == 2, 10, "the second connection")
     assert device.requests == 2
     assert client.floods == 2
@@ -195,15 +201,6 @@ def test_a_modbus_rtu_device_flooding_a_serial_port_is_cut_off():
     """The same cap on a serial port (pymodbus's serial client, a real pty)."""
     with FloodingPty(b"\x01\x03\xff" * 20000) as device:
         client = ModbusLinkClient(SerialLink("rs485", device.agent_path, timeout_ms=5000))
-        try:
-            tracemalloc.start()
-            for _ in range(2):
-                with pytest.raises(LinkFlooded) as caught:
-                    client.read_registers(1, RegisterKind.HOLDING, 0, 10)
-                assert caught.value.reason == "flood"
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            client.close()
+        peak = flooded_twice(client)
     assert client.floods == 2
     assert peak < 64 * READ_LIMIT_BYTES, f"peak {peak} bytes"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 import pytest
+from support.hj212 import KEY, PACKETS, public
 
 from edge_agent.hj212.cp import Factor, build_region, parse_region
 from edge_agent.hj212.crc import CrcVariant, crc_text, hj212_crc16, modbus_crc16
@@ -24,15 +24,7 @@ from edge_agent.hj212.packet import (
     qn_for,
 )
 
-PACKETS = (Path(__file__).parent / "fixtures" / "hj212" / "public_packets.txt"
-           ).read_text(encoding="utf-8").splitlines()
-KEY = b"0" * 16
 MODBUS_OK = ParseOptions(accept_crc=frozenset(CrcVariant))
-
-
-def public(number: int) -> str:
-    """Public packet #number (1-based, as the notes number them)."""
-    return PACKETS[number - 1]
 
 
 def test_the_appendix_a_worked_example_has_crc_1c80_not_the_modbus_one():

@@ -4,9 +4,9 @@ SM4 examples (Appendix A.2) byte for byte."""
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pytest
+from support.hj212 import KEY, PACKETS
 
 from edge_agent.hj212 import sm4
 from edge_agent.hj212.cp import Factor, build_region, parse_region
@@ -23,10 +23,6 @@ from edge_agent.hj212.packet import (
     qn_for,
 )
 from edge_agent.hj212.split import Reassembler, split_packet
-
-PACKETS = (Path(__file__).parent / "fixtures" / "hj212" / "public_packets.txt"
-           ).read_text(encoding="utf-8").splitlines()
-KEY = bytes.fromhex("30303030303030303030303030303030")  # the standard's 16 × '0'
 
 
 def long_upload(version: Version, factors: int = 60) -> Packet:

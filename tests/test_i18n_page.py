@@ -5,19 +5,14 @@ switches it by the link on the page (remembered across a reload)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from support.browser import chromium, screenshot, wait_for
-from support.station import write_station
+from support.pageagent import agent_showing
 from support.waiting import wait_until
 
 from edge_agent import i18n
-from edge_agent.agent import Agent
-from edge_agent.config.loader import load_config
-from edge_agent.model import Quality, Reading, Sample
-from edge_agent.tools.sim.broker import free_port
 
 TEXTS = Path(__file__).parent.parent / "edge_agent" / "health" / "page" / "texts.js"
 _TABLE = re.compile(r"^  (\w+): \{\n(.*?)^  \},", re.MULTILINE | re.DOTALL)
@@ -42,26 +37,13 @@ def test_the_chinese_table_has_every_message_of_the_english_one() -> None:
         assert re.search(r"[\u4e00-\u9fff]", chinese) or key in ("title",), key
 
 
-def _agent_with_one_reading(tmp_path: Path) -> Agent:
-    config = write_station(
-        tmp_path / "station.yaml", broker_port=free_port(),
-        links={"gw": {"type": "tcp", "host": "127.0.0.1", "port": free_port()}},
-        devices=[{"id": "det-1", "link": "gw", "unit_id": 1, "interval_s": 60,
-                  "channels": [{"name": "co", "address": 0, "unit": "ppm"}]}])
-    agent = Agent(load_config(config, env={}))
-    at = datetime(2026, 3, 1, tzinfo=UTC)
-    agent.pollers[0].devices[0].last_sample = Sample("det-1", at, (Reading(
-        "det-1", "co", 12.5, "ppm", Quality.GOOD, at, ""),))
-    return agent
-
-
 HEADINGS = "return [...document.querySelectorAll('h2')].map((h) => h.textContent);"
 
 
 @pytest.mark.real_parts
 def test_page_speaks_the_agents_language_and_switches_by_its_link(tmp_path: Path) -> None:
     i18n.use("zh")  # as `edge-agent --lang zh run` or LANG=zh_CN.UTF-8 sets it
-    agent = _agent_with_one_reading(tmp_path)
+    agent = agent_showing(tmp_path, "co", 12.5, "ppm")
     agent.health.start()
     try:
         wait_until(lambda: agent.health.port is not None, 10, "the endpoint")

@@ -17,6 +17,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.station import AgentProcess, write_station
 from support.waiting import wait_until
@@ -153,24 +154,28 @@ def test_text_link_recorded_by_the_agent_holds_requests_and_answers_as_sent(
     assert set(shown) == {"<STX>DA07<ETX>"}
 
 
-def test_recording_to_a_full_disk_logs_once_and_polling_goes_on(tmp_path, broker, collector,
-                                                                 caplog):
-    """/dev/full fails every write with ENOSPC, as a full disk does, root or not."""
+@pytest.mark.parametrize("record, error", [
+    # /dev/full fails every write with ENOSPC, as a full disk does, root or not
+    ("/dev/full", "cannot record into /dev/full: No space left on device; polling goes on"),
+    # a folder that cannot exist: the capture file cannot even be opened
+    ("/dev/null/x.capture.jsonl",
+     "cannot record into /dev/null/x.capture.jsonl: Not a directory"),
+], ids=["full-disk", "cannot-open"])
+def test_a_recording_that_fails_is_logged_once_and_polling_goes_on(
+        tmp_path, broker, collector, caplog, record, error):
     caplog.set_level(logging.INFO, logger="edge_agent")
     server = SimServer([SimUnit(1, holding={0: 42})], tcp_port=0).start()
     config = station(tmp_path, broker.port, devices=[
         {"id": "dev", "link": "lan", "unit_id": 1, "interval_s": 0.02,
          "channels": [{"name": "r0", "address": 0}]}], links={"lan": {
-            "type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
-            "record": "/dev/full"}})
+            "type": "tcp", "host": "127.0.0.1", "port": server.tcp_port, "record": record}})
     try:
         run_agent(config, lambda: len(collector.seqs("dev")) >= 20, "twenty samples")
     finally:
         server.stop()
     errors = recorder_logs(caplog, logging.ERROR)
     assert len(errors) == 1, errors
-    assert "cannot record into /dev/full: No space left on device; polling goes on" in \
-        errors[0]
+    assert error in errors[0]
     assert {values(r.sample)["r0"] for r in collector.first_deliveries("dev")} == {
         (42, "GOOD", None)}
 
@@ -271,24 +276,6 @@ def test_edge_agent_run_record_records_every_link_into_a_folder(tmp_path, broker
     assert capture.records[-1].event == "close"  # written to the end before the exit
 
 
-def test_a_capture_that_cannot_be_opened_is_reported_once_and_polling_goes_on(
-        tmp_path, broker, collector, caplog):
-    caplog.set_level(logging.INFO, logger="edge_agent")
-    server = SimServer([SimUnit(1, holding={0: 5})], tcp_port=0).start()
-    config = station(tmp_path, broker.port, devices=[
-        {"id": "dev", "link": "lan", "unit_id": 1, "interval_s": 0.02,
-         "channels": [{"name": "a", "address": 0}]}],
-        links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
-                       "record": "/dev/null/x.capture.jsonl"}})  # no such folder
-    try:
-        run_agent(config, lambda: len(collector.seqs("dev")) >= 10, "ten samples")
-    finally:
-        server.stop()
-    errors = recorder_logs(caplog, logging.ERROR)
-    assert len(errors) == 1, errors
-    assert "cannot record into /dev/null/x.capture.jsonl: Not a directory" in errors[0]
-
-
 def test_reloading_a_recording_link_keeps_every_frame_of_every_run_in_order(
         tmp_path, broker):
     """Each reload restarts the link's poller: the old run's recorder must have written
@@ -370,13 +357,7 @@ def test_a_link_recorder_that_follows_a_finishing_one_never_writes_over_its_last
 
     def run(requests: list[bytes]) -> threading.Thread:
         """One run of the link: traffic, then the client closes (on its own thread)."""
-        link = recorder.LinkRecorder(path, info, tcp=False)
-        link.opened()
-        for request in requests:
-            link.sent(request)
-            link.received(b"OK " + request)
-        link.closed()
-        closing = threading.Thread(target=link.finish)
+        closing = threading.Thread(target=traffic(path, info, requests).finish)
         closing.start()
         return closing
 
@@ -403,13 +384,20 @@ def serial_line(baudrate: int) -> LinkInfo:
                     parity="N", stopbits=1)
 
 
-def record_run(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+def traffic(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+    """One run of a link recorded into ``path``: opened, each request answered
+    ``OK <request>``, closed; not yet finished (its file not yet written to the end)."""
     link = recorder.LinkRecorder(path, info, tcp=False)
     link.opened()
     for request in requests:
         link.sent(request)
         link.received(b"OK " + request)
     link.closed()
+    return link
+
+
+def record_run(path: Path, info: LinkInfo, requests: list[bytes]) -> recorder.LinkRecorder:
+    link = traffic(path, info, requests)
     assert link.finish()
     return link
 

@@ -132,3 +132,12 @@ def test_split_first_drops_filled_gaps_then_halves_by_channel():
     halves = split(no_gaps[1], ReadLimits(max_gap=10))
     assert spans(halves) == [("holding", 5, 2, ["b", "c"]), ("holding", 7, 2, ["d", "e"])]
     assert split(plan([ch("x", 3)])[0], ReadLimits()) == plan([ch("x", 3)])
+
+
+def test_a_relay_module_of_2100_coils_takes_two_full_reads():
+    """The group's end is carried as it grows: planning stays linear in the channels
+    (re-scanning the group for each channel took seconds at this size)."""
+    channels = [ch(f"do{i}", i, register=RegisterKind.COIL) for i in range(2100)]
+    requests = plan(channels)
+    assert [(r.address, r.count, len(r.channels)) for r in requests] == \
+        [(0, 2000, 2000), (2000, 100, 100)]

@@ -58,9 +58,8 @@ def gc_over_tcp() -> Iterator[SimServer]:
     in tenths (3.7 -> 37) at 40021, and its tag 'GC-1' at 40031."""
     holding = {**words_at(10, f32(12.5, "CDAB")), 20: 37,
                **words_at(30, [0x4743, 0x2D31])}
-    server = SimServer([SimUnit(1, holding=holding)]).start()
-    yield server
-    server.stop()
+    with SimServer([SimUnit(1, holding=holding)]) as server:
+        yield server
 
 
 @pytest.fixture
@@ -113,13 +112,9 @@ def test_probe_speaks_chinese_with_lang_zh(gc_over_tcp):
 
 def test_a_match_where_a_shipped_profile_has_that_channel_names_the_profile():
     """generic-gc keeps benzene as a CDAB float32 at wire 12 (drivers/gc/profile.yaml)."""
-    server = SimServer([SimUnit(1, holding={0: 0, **words_at(12, f32(1.25, "CDAB"))})]
-                       ).start()
-    try:
+    with SimServer([SimUnit(1, holding={0: 0, **words_at(12, f32(1.25, "CDAB"))})]) as server:
         result = probe("read", f"127.0.0.1:{server.tcp_port}", "--count", "20",
                        "--find", "1.25")
-    finally:
-        server.stop()
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     best = next(index for index, line in enumerate(lines) if "float32 CDAB" in line)
@@ -156,12 +151,9 @@ def test_rtu_on_a_pty_reads_input_registers_in_every_width(pty):
     float64_dcba = [int.from_bytes(struct.pack("<d", 1234.5678)[i:i + 2], "big")
                     for i in (0, 2, 4, 6)]
     image = {0: int16_minus_2[0], **words_at(1, float64_dcba)}
-    server = SimServer([SimUnit(4, input=image)], serial_port=pty.device_path).start()
-    try:
+    with SimServer([SimUnit(4, input=image)], serial_port=pty.device_path):
         result = probe("read", pty.agent_path, "--unit", "4", "--table", "input",
                        "--count", "5", "--format", "json", "--find", "1234.5678")
-    finally:
-        server.stop()
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["table"] == "input" and document["function_code"] == 4
@@ -172,19 +164,15 @@ def test_rtu_on_a_pty_reads_input_registers_in_every_width(pty):
 
 
 def test_modbus_ascii_on_a_pty_and_rtu_over_tcp_through_a_gateway(pty):
-    serial_server = SimServer([SimUnit(2, holding={0: 4242})], serial_port=pty.device_path,
-                              protocol=LinkProtocol.MODBUS_ASCII).start()
-    gateway = SimServer([SimUnit(2, holding={0: 4343})],
-                        protocol=LinkProtocol.MODBUS_RTU).start()
-    try:
+    with (SimServer([SimUnit(2, holding={0: 4242})], serial_port=pty.device_path,
+                    protocol=LinkProtocol.MODBUS_ASCII),
+          SimServer([SimUnit(2, holding={0: 4343})],
+                    protocol=LinkProtocol.MODBUS_RTU) as gateway):
         over_ascii = probe("read", pty.agent_path, "--protocol", "modbus-ascii", "--unit", "2",
                            "--count", "1", "--format", "json")
         over_gateway = probe("read", f"127.0.0.1:{gateway.tcp_port}", "--protocol",
                              "modbus-rtu-over-tcp", "--unit", "2", "--count", "1",
                              "--format", "json")
-    finally:
-        serial_server.stop()
-        gateway.stop()
     assert over_ascii.returncode == 0, over_ascii.stderr
     assert json.loads(over_ascii.stdout)["registers"][0]["uint16"] == 4242
     assert over_gateway.returncode == 0, over_gateway.stderr
@@ -195,13 +183,10 @@ def test_modbus_ascii_on_a_pty_and_rtu_over_tcp_through_a_gateway(pty):
 
 def test_coils_and_discrete_inputs_are_read_as_bits(pty):
     unit = SimUnit(1, coils={1: True, 8: True}, discrete={2: True})
-    server = SimServer([unit], serial_port=pty.device_path).start()
-    try:
+    with SimServer([unit], serial_port=pty.device_path):
         coils = probe("read", pty.agent_path, "--table", "coil", "--count", "10")
         discrete = probe("read", pty.agent_path, "--ref", "10001", "--count", "4",
                          "--format", "json")
-    finally:
-        server.stop()
     assert coils.returncode == 0, coils.stderr
     rows = [line.split() for line in coils.stdout.splitlines()]
     assert ["0", "00001", "0", "1", "0", "0", "0", "0", "0", "0"] in rows
@@ -224,14 +209,11 @@ def test_exception_reply_is_named_and_exits_6(gc_over_tcp):
 def test_scan_finds_exactly_the_units_on_a_pty_bus(pty):
     units = [SimUnit(3, holding={0: 17}), SimUnit(5, muted=True),
              SimUnit(7, holes={RegisterKind.HOLDING: [0]})]
-    server = SimServer(units, serial_port=pty.device_path).start()
-    try:
+    with SimServer(units, serial_port=pty.device_path):
         # timeouts long enough for a loaded test machine: a late answer would be silence
         table = probe("scan", pty.agent_path, "--units", "1-8", "--timeout-ms", "500")
         as_json = probe("scan", pty.agent_path, "--units", "3-7", "--timeout-ms", "500",
                         "--format", "json")
-    finally:
-        server.stop()
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines() == [
         "unit   3: answered with value 17",
@@ -284,11 +266,8 @@ def test_refused_tcp_connection_exits_4():
 
 
 def test_silent_device_exits_5_with_what_to_check(pty):
-    server = SimServer([SimUnit(1, muted=True)], serial_port=pty.device_path).start()
-    try:
+    with SimServer([SimUnit(1, muted=True)], serial_port=pty.device_path):
         result = probe("read", pty.agent_path, "--timeout-ms", "200")
-    finally:
-        server.stop()
     assert result.returncode == 5
     line = assert_one_clean_line(result)
     assert f"no answer from unit 1 at {pty.agent_path} (9600 8N1, modbus-rtu) within " \

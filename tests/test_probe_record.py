@@ -5,14 +5,13 @@ pymodbus servers on pseudo-terminal pairs."""
 
 from __future__ import annotations
 
-import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support.command import EDGE_AGENT, running, served_at
 
 from edge_agent.tools.capture.files import read_capture
 from edge_agent.tools.sim.ptypair import PtyPair
@@ -21,7 +20,6 @@ from edge_agent.tools.sim.simserver import SimServer, SimUnit
 # Every test here starts the agent or a tool as a real process.
 pytestmark = pytest.mark.real_parts
 
-EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
 DETECTOR = {0: 0, 1: 0, 2: 209, 3: 12, 4: 35, 5: 4}
 
 
@@ -33,28 +31,17 @@ def probe(*args: str) -> subprocess.CompletedProcess[str]:
 @contextmanager
 def replaying(capture: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``edge-agent replay rtu CAPTURE --pty``, and the path the master opens."""
-    process = subprocess.Popen([*EDGE_AGENT, "replay", "rtu", capture, "--pty"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
-        yield process, re.search(r"Modbus RTU on (\S+);", first).group(1)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with running("replay", "rtu", capture, "--pty") as (process, first):
+        yield process, served_at(first, r"Modbus RTU on (\S+);")
 
 
 def test_probe_read_records_what_it_did_and_the_capture_replays_to_the_same_output(
         tmp_path):
     path = tmp_path / "h2s.capture.jsonl"
     args = ["--unit", "3", "--count", "6", "--format", "json"]
-    with PtyPair() as pty:
-        server = SimServer([SimUnit(3, holding=DETECTOR)], serial_port=pty.device_path).start()
-        try:
-            recorded = probe("read", pty.agent_path, *args, "--record", str(path))
-        finally:
-            server.stop()
+    with PtyPair() as pty, SimServer([SimUnit(3, holding=DETECTOR)],
+                                     serial_port=pty.device_path):
+        recorded = probe("read", pty.agent_path, *args, "--record", str(path))
     assert recorded.returncode == 0, recorded.stderr
     assert f"recorded 2 frames in {path}" in recorded.stderr
     capture = read_capture(path)
@@ -76,17 +63,13 @@ def test_probe_read_records_what_it_did_and_the_capture_replays_to_the_same_outp
 def test_probe_scan_records_answers_and_silences_and_continues_an_earlier_recording(
         tmp_path):
     path = tmp_path / "bus.capture.jsonl"
-    with PtyPair() as pty:
-        server = SimServer([SimUnit(2, holding={0: 5}),
-                            SimUnit(4, holes={RegisterKind.HOLDING: [0]})],
-                           serial_port=pty.device_path).start()
-        try:
-            first = probe("read", pty.agent_path, "--unit", "2", "--count", "1",
-                          "--record", str(path))
-            scan = probe("scan", pty.agent_path, "--units", "1-4", "--timeout-ms", "300",
-                         "--record", str(path))
-        finally:
-            server.stop()
+    with PtyPair() as pty, SimServer([SimUnit(2, holding={0: 5}),
+                                      SimUnit(4, holes={RegisterKind.HOLDING: [0]})],
+                                     serial_port=pty.device_path):
+        first = probe("read", pty.agent_path, "--unit", "2", "--count", "1",
+                      "--record", str(path))
+        scan = probe("scan", pty.agent_path, "--units", "1-4", "--timeout-ms", "300",
+                     "--record", str(path))
     assert first.returncode == 0 and scan.returncode == 0, scan.stderr
     frames = read_capture(path).frames()
     requests = [(f.xid, f.info.unit_id) for f in frames if f.dir == "tx"]
@@ -97,13 +80,10 @@ def test_probe_scan_records_answers_and_silences_and_continues_an_earlier_record
 
 
 def test_probe_reads_on_when_its_capture_cannot_be_written(tmp_path):
-    with PtyPair() as pty:
-        server = SimServer([SimUnit(3, holding=DETECTOR)], serial_port=pty.device_path).start()
-        try:
-            result = probe("read", pty.agent_path, "--unit", "3", "--count", "6",
-                           "--record", "/dev/full")
-        finally:
-            server.stop()
+    with PtyPair() as pty, SimServer([SimUnit(3, holding=DETECTOR)],
+                                     serial_port=pty.device_path):
+        result = probe("read", pty.agent_path, "--unit", "3", "--count", "6",
+                       "--record", "/dev/full")
     assert result.returncode == 0, result.stderr
     assert "unit 3" in result.stdout or "40001" in result.stdout, result.stdout
     assert "cannot record into /dev/full: No space left on device" in result.stderr

@@ -24,6 +24,12 @@ from edge_agent_drivers.serialtext.config_text import TERMINATOR_WORDS
 from edge_agent_drivers.serialtext.protocol.escapes import to_bytes
 from edge_agent_drivers.serialtext.protocol.settings import TextChannel, TextSettings
 
+from edge_agent.config.alarm_settings import (
+    AlarmAction,
+    AlarmSettings,
+    InstrumentSetting,
+    LimitSetting,
+)
 from edge_agent.config.declare import Setting, declared, default_of, section_type
 from edge_agent.config.schema import (
     Device,
@@ -57,6 +63,10 @@ ROOTS: tuple[tuple[tuple[str | int, ...], type], ...] = (
     (("store",), StoreConfig),
     (("mqtt",), MqttConfig),
     (("health",), HealthConfig),
+    (("alarms",), AlarmSettings),
+    (("alarms", "actions", 0), AlarmAction),
+    (("devices", 0, "alarms", "benzene", "high"), LimitSetting),
+    (("devices", 0), InstrumentSetting),  # commented out: checked for its keys only
 )
 
 

@@ -19,6 +19,7 @@ from edge_agent.config.schema import (
     StoreConfig,
     Synchronous,
     TcpLink,
+    UplinkConfig,
 )
 from edge_agent.reload import ReloadPlan, plan_reload
 
@@ -83,9 +84,10 @@ CASES = {
     "unused link changed: nothing restarts": (
         with_links(spare=TcpLink("spare", "10.0.0.10")), ReloadPlan()),
     "mqtt host changed: forwarder reconnects": (
-        replace(BASE, mqtt=MqttConfig("mqtt2.example.net")), ReloadPlan(forwarder=True)),
+        replace(BASE, mqtt=MqttConfig("mqtt2.example.net")),
+        ReloadPlan(uplinks_reconfigured=("default",))),
     "station id changed: forwarder reconnects": (
-        replace(BASE, station_id="st-2"), ReloadPlan(forwarder=True)),
+        replace(BASE, station_id="st-2"), ReloadPlan(uplinks_reconfigured=("default",))),
     "polling policy changed: applied in place": (
         replace(BASE, polling=PollingPolicy(retries=3)), ReloadPlan(polling=True)),
     "retention changed: applied in place": (
@@ -122,7 +124,8 @@ def test_health_endpoint_change_refuses_the_whole_reload():
 
 @pytest.mark.parametrize("plan, line", [
     (ReloadPlan(), "nothing changed"),
-    (ReloadPlan(("bus",), ("bus",), devices_changed=("det-1",), forwarder=True),
+    (ReloadPlan(("bus",), ("bus",), devices_changed=("det-1",),
+                uplinks_reconfigured=("default",)),
      "devices changed: det-1; pollers restarted: bus; mqtt: reconnecting with the new "
      "settings"),
     (ReloadPlan(("gw",), ("spare",), devices_added=("ftir-1",), devices_removed=("gc-1",),
@@ -132,3 +135,36 @@ def test_health_endpoint_change_refuses_the_whole_reload():
 ])
 def test_summary_is_one_line_naming_every_change(plan, line):
     assert plan.summary() == line
+
+
+CITY = UplinkConfig("city", "mqtt", None, MqttConfig("city.example.net"))
+WITH_CITY = replace(BASE, uplinks=(CITY,))
+UPLINK_CASES = {
+    "uplink added: it starts, the others are not touched": (
+        BASE, WITH_CITY, ReloadPlan(uplinks_started=("city",), routes=True)),
+    "uplink removed: it stops": (
+        WITH_CITY, BASE, ReloadPlan(uplinks_stopped=("city",), routes=True)),
+    "one uplink's broker changed: only it reconnects": (
+        WITH_CITY, replace(BASE, uplinks=(replace(CITY, mqtt=MqttConfig("city2.example")),)),
+        ReloadPlan(uplinks_reconfigured=("city",))),
+    "an uplink's devices changed: routes only, no reconnect": (
+        WITH_CITY, replace(BASE, uplinks=(replace(CITY, devices=("gc-1",)),)),
+        ReloadPlan(routes=True)),
+    "an uplink's kind changed: a new uplink under that name": (
+        WITH_CITY, replace(BASE, uplinks=(replace(CITY, kind="hj212"),)),
+        ReloadPlan(uplinks_started=("city",), uplinks_stopped=("city",))),
+    "station id changed: every uplink reconnects": (
+        WITH_CITY, replace(WITH_CITY, station_id="st-2"),
+        ReloadPlan(uplinks_reconfigured=("default", "city"))),
+}
+
+
+@pytest.mark.parametrize("old, new, expected", UPLINK_CASES.values(), ids=UPLINK_CASES.keys())
+def test_plan_names_the_uplinks_it_starts_stops_or_reconnects(old, new, expected):
+    assert plan_reload(old, new) == expected
+
+
+def test_summary_names_each_uplink_that_changes():
+    plan = ReloadPlan(uplinks_started=("province",), uplinks_reconfigured=("default", "city"))
+    assert plan.summary() == ("mqtt: reconnecting with the new settings; uplink city: "
+                              "reconnecting with the new settings; uplinks started: province")

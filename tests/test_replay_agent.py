@@ -21,7 +21,6 @@ import json
 import re
 import struct
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.capture_session import assert_replayed_to_the_end, recording_proxy
+from support.command import running
 from support.station import write_station
 from support.waiting import wait_until
 
@@ -66,11 +66,18 @@ Words = dict[int, int]  # address -> register word, as one answer showed them
 # -- recording: the agent polls a simulated instrument through the proxy ----------------
 
 
-def record_agent(tmp_path: Path, broker_port: int, server: SimServer, unit_id: int,
-                 device: dict, states: list[Callable[[], None]]) -> Path:
-    """Run an agent (device ``recorder``, its own outbox) against ``server`` through a
-    recording proxy; each state is set, then polled at least three times. The first
-    state is set before the agent starts, so every recorded answer holds a state."""
+def record_agent(tmp_path: Path, broker_port: int, unit_id: int, device: dict,
+                 states_of: Callable[[SimServer], list[Callable[[], None]]]) -> Path:
+    """Run an agent (device ``recorder``, its own outbox) through a recording proxy
+    against a simulated unit ``unit_id``; ``states_of(server)`` are set one by one, each
+    polled at least three times. The first state is set before the agent starts, so
+    every recorded answer holds a state. Returns the capture."""
+    with SimServer([SimUnit(unit_id)], tcp_port=0) as server:
+        return _record(tmp_path, broker_port, server, unit_id, device, states_of(server))
+
+
+def _record(tmp_path: Path, broker_port: int, server: SimServer, unit_id: int,
+            device: dict, states: list[Callable[[], None]]) -> Path:
     path = tmp_path / "recorded.capture.jsonl"
     states[0]()
     with recording_proxy(server.tcp_port, path, unit_ids=(unit_id,)) as port:
@@ -196,18 +203,10 @@ def is_failure(sample: dict) -> bool:
 @contextmanager
 def replay_command(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``edge-agent replay ...`` in the background, and where it serves (its first line)."""
-    process = subprocess.Popen([sys.executable, "-m", "edge_agent", "replay", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
+    with running("replay", *args) as (process, first):
         match = re.search(r" as Modbus (?:TCP on \S+:(\d+)|RTU on (\S+));", first)
         assert match, first
         yield process, match.group(1) or match.group(2)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 # -- the proofs --------------------------------------------------------------------------
@@ -227,11 +226,7 @@ def _gc_states(server: SimServer) -> list[Callable[[], None]]:
 
 def test_agent_against_a_strict_replay_publishes_each_recorded_gc_analysis_once_as_recorded(
         tmp_path, broker, collector):
-    server = SimServer([SimUnit(1)], tcp_port=0).start()
-    try:
-        path = record_agent(tmp_path, broker.port, server, 1, GC_DEVICE, _gc_states(server))
-    finally:
-        server.stop()
+    path = record_agent(tmp_path, broker.port, 1, GC_DEVICE, _gc_states)
     expected = [result for _t, result in gc_expected(path)]
     assert [r["cycle"] for r in expected] == [41, 42, 43, 44]  # the capture holds them all
     requests = sum(1 for line in path.read_text().splitlines() if '"dir": "tx"' in line)
@@ -261,11 +256,7 @@ def test_agent_against_a_strict_replay_publishes_each_recorded_gc_analysis_once_
 
 def test_agent_against_an_image_replay_publishes_the_analysis_held_at_each_recorded_moment(
         tmp_path, broker, collector):
-    server = SimServer([SimUnit(1)], tcp_port=0).start()
-    try:
-        path = record_agent(tmp_path, broker.port, server, 1, GC_DEVICE, _gc_states(server))
-    finally:
-        server.stop()
+    path = record_agent(tmp_path, broker.port, 1, GC_DEVICE, _gc_states)
     expected = gc_expected(path)
     moment = [0.0]
     replay = ImageReplay(RegisterImage(load_script(read_capture(path))), lambda: moment[0])
@@ -308,12 +299,7 @@ def test_agent_on_an_rtu_bus_against_a_strict_replay_publishes_every_recorded_po
         tmp_path, broker, collector):
     """Recorded over Modbus TCP, replayed as an RTU device on a pty: the answers are
     reframed, the agent's serial link polls it, every poll's values come back."""
-    server = SimServer([SimUnit(7)], tcp_port=0).start()
-    try:
-        path = record_agent(tmp_path, broker.port, server, 7, DETECTOR_DEVICE,
-                            _detector_states(server))
-    finally:
-        server.stop()
+    path = record_agent(tmp_path, broker.port, 7, DETECTOR_DEVICE, _detector_states)
     expected = detector_expected(path)
     assert {e["model"] for e in expected} == {"MGD4", "GD-7"}
     with replay_command("rtu", str(path), "--pty") as (replay, pty_path):
@@ -343,12 +329,8 @@ def test_agent_on_an_rtu_pty_against_an_image_replay_reads_the_recorded_register
     """The image replay on RTU: the agent's reads are answered from the image, not from
     a script, so a configuration that reads differently (here: only the gases, in one
     request of its own) still gets the recorded values."""
-    server = SimServer([SimUnit(7)], tcp_port=0).start()
-    try:
-        path = record_agent(tmp_path, broker.port, server, 7, DETECTOR_DEVICE,
-                            _detector_states(server)[1:2])
-    finally:
-        server.stop()
+    path = record_agent(tmp_path, broker.port, 7, DETECTOR_DEVICE,
+                        lambda server: _detector_states(server)[1:2])
     last = detector_expected(path)[-1]
     replay = ImageReplay(RegisterImage(load_script(read_capture(path))), lambda: 1e9)
     pty = PtyPair()

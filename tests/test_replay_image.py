@@ -7,16 +7,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from support.capture_session import HOLDING, UNIT, gc_unit, recording_proxy, tcp_client
+from support.capture_session import (
+    HOLDING,
+    UNIT,
+    gc_unit,
+    recording_proxy,
+    replayed_over_tcp,
+    tcp_client,
+)
 
 from edge_agent.tools.capture.files import Capture, read_capture
 from edge_agent.tools.capture.format import Frame, Header, LinkInfo, decode_frame
-from edge_agent.tools.capture.loopthread import InBackground
 from edge_agent.tools.capture.modbus_frames import encode_tcp
 from edge_agent.tools.replay.image import RegisterImage
 from edge_agent.tools.replay.script import Exchange, Script, load_script
 from edge_agent.tools.replay.serve import ImageReplay, RecordingClock
-from edge_agent.tools.replay.tcp_server import TcpReplayServer
 from edge_agent.tools.sim.simserver import SimServer
 
 
@@ -102,31 +107,21 @@ def test_the_recording_clock_runs_at_its_speed_and_stops_or_loops_at_the_end():
 
 def test_image_replay_over_tcp_follows_a_recorded_change_of_value(tmp_path):
     path = tmp_path / "changing.capture.jsonl"
-    server = SimServer([gc_unit()], tcp_port=0).start()
-    try:
-        with recording_proxy(server.tcp_port, path) as port:
-            client = tcp_client(port)
-            try:
-                assert client.read_registers(UNIT, HOLDING, 0, 3) == [11, 12, 13]
-                server.set_words(UNIT, HOLDING, 0, [21])
-                assert client.read_registers(UNIT, HOLDING, 0, 3) == [21, 12, 13]
-            finally:
-                client.close()
-    finally:
-        server.stop()
+    with (SimServer([gc_unit()], tcp_port=0) as server,
+          recording_proxy(server.tcp_port, path) as port,
+          tcp_client(port) as client):
+        assert client.read_registers(UNIT, HOLDING, 0, 3) == [11, 12, 13]
+        server.set_words(UNIT, HOLDING, 0, [21])
+        assert client.read_registers(UNIT, HOLDING, 0, 3) == [21, 12, 13]
     capture = read_capture(path)
     change_t = _answer_times(capture)[1]
     moment = [0.0]
     replay = ImageReplay(RegisterImage(load_script(capture)), lambda: moment[0])
-    with InBackground(TcpReplayServer(replay), "replay") as running:
-        client = tcp_client(running.server.port)
-        try:
-            assert client.read_registers(UNIT, HOLDING, 1, 2) == [12, 13]
-            assert client.read_registers(UNIT, HOLDING, 0, 1) == [11]
-            moment[0] = change_t
-            assert client.read_registers(UNIT, HOLDING, 0, 1) == [21]
-        finally:
-            client.close()
+    with replayed_over_tcp(replay) as client:
+        assert client.read_registers(UNIT, HOLDING, 1, 2) == [12, 13]
+        assert client.read_registers(UNIT, HOLDING, 0, 1) == [11]
+        moment[0] = change_t
+        assert client.read_registers(UNIT, HOLDING, 0, 1) == [21]
 
 
 def _answer_times(capture: Capture) -> list[float]:

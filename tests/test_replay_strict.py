@@ -18,6 +18,7 @@ from support.capture_session import (
     poll,
     record_session,
     recording_proxy,
+    replayed_over_tcp,
     rtu_client,
     tcp_client,
 )
@@ -29,7 +30,6 @@ from edge_agent.tools.capture.modbus_frames import encode_tcp
 from edge_agent.tools.replay.rtu_server import RtuReplayServer
 from edge_agent.tools.replay.script import load_script
 from edge_agent.tools.replay.strict import Mismatch, StrictReplay
-from edge_agent.tools.replay.tcp_server import TcpReplayServer
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.simserver import SimServer
 
@@ -43,12 +43,8 @@ def test_proxy_is_transparent_and_strict_replay_gives_identical_answers(tmp_path
     recorded = record_session(path)
     assert recorded == EXPECTED  # through the proxy, the device answered as itself
     replay = _strict(path)
-    with InBackground(TcpReplayServer(replay), "replay") as running:
-        client = tcp_client(running.server.port)
-        try:
-            assert poll(client) == recorded
-        finally:
-            client.close()
+    with replayed_over_tcp(replay) as client:
+        assert poll(client) == recorded
     assert replay.done and replay.mismatches == []
 
 
@@ -70,36 +66,28 @@ def test_the_proxy_records_both_directions_with_answers_paired_to_requests(tmp_p
 def test_a_recorded_fixture_still_replays_strictly():
     """A capture recorded by an earlier build: format version 1 must stay readable."""
     replay = _strict(FIXTURE)
-    with InBackground(TcpReplayServer(replay), "replay") as running:
-        client = tcp_client(running.server.port)
-        try:
-            assert poll(client) == EXPECTED
-        finally:
-            client.close()
+    with replayed_over_tcp(replay) as client:
+        assert poll(client) == EXPECTED
     assert replay.done
 
 
 def test_a_tcp_recording_replays_as_an_rtu_device_on_a_pty():
     replay = _strict(FIXTURE)
-    with PtyPair() as pty, InBackground(RtuReplayServer(replay, pty.device_path), "replay"):
-        client = rtu_client(pty.agent_path)
-        try:
-            assert poll(client) == EXPECTED
-        finally:
-            client.close()
+    with (
+        PtyPair() as pty,
+        InBackground(RtuReplayServer(replay, pty.device_path), "replay"),
+        rtu_client(pty.agent_path) as client,
+    ):
+        assert poll(client) == EXPECTED
     assert replay.done
 
 
 def test_strict_replay_reports_a_request_that_differs_from_the_recording():
     replay = _strict(FIXTURE)
-    with InBackground(TcpReplayServer(replay), "replay") as running:
-        client = tcp_client(running.server.port)
-        try:
-            assert client.read_registers(UNIT, HOLDING, 0, 3) == [11, 12, 13]
-            with pytest.raises(LinkError):
-                client.read_registers(UNIT, HOLDING, 0, 4)  # the recording read input 3+1
-        finally:
-            client.close()
+    with replayed_over_tcp(replay) as client:
+        assert client.read_registers(UNIT, HOLDING, 0, 3) == [11, 12, 13]
+        with pytest.raises(LinkError):
+            client.read_registers(UNIT, HOLDING, 0, 4)  # the recording read input 3+1
     assert replay.mismatches == [Mismatch(
         2, encode_tcp(2, UNIT, bytes.fromhex("0300000004")),
         encode_tcp(2, UNIT, bytes.fromhex("0400030001")), "request differs from the recording")]
@@ -108,14 +96,10 @@ def test_strict_replay_reports_a_request_that_differs_from_the_recording():
 
 def test_strict_replay_reports_a_request_after_the_end_of_the_recording():
     replay = _strict(FIXTURE)
-    with InBackground(TcpReplayServer(replay), "replay") as running:
-        client = tcp_client(running.server.port)
-        try:
-            poll(client)
-            with pytest.raises(LinkError):
-                client.read_registers(UNIT, HOLDING, 0, 3)
-        finally:
-            client.close()
+    with replayed_over_tcp(replay) as client:
+        poll(client)
+        with pytest.raises(LinkError):
+            client.read_registers(UNIT, HOLDING, 0, 3)
     [mismatch] = replay.mismatches
     assert (mismatch.number, mismatch.expected) == (len(EXPECTED) + 1, None)
     assert "the recording has no more requests (it held 8)" in str(mismatch)
@@ -124,24 +108,15 @@ def test_strict_replay_reports_a_request_after_the_end_of_the_recording():
 def test_a_request_the_device_never_answered_stays_unanswered_in_replay(tmp_path):
     path = tmp_path / "muted.capture.jsonl"
     unit = gc_unit()
-    server = SimServer([unit], tcp_port=0).start()
-    try:
-        with recording_proxy(server.tcp_port, path) as port:
-            server.mute(UNIT)
-            client = tcp_client(port, timeout_ms=300)
-            try:  # one request (a whole poll() is 8 timeouts, 2.4 s, and proves no more)
-                assert client_outcome(client) == "timeout"
-            finally:
-                client.close()
-    finally:
-        server.stop()
-    replay = _strict(path)
-    with InBackground(TcpReplayServer(replay), "replay") as running:
-        client = tcp_client(running.server.port, timeout_ms=300)
-        try:
+    with SimServer([unit], tcp_port=0) as server, \
+            recording_proxy(server.tcp_port, path) as port:
+        server.mute(UNIT)
+        # one request: a whole poll() is 8 timeouts (2.4 s) and proves no more
+        with tcp_client(port, timeout_ms=300) as client:
             assert client_outcome(client) == "timeout"
-        finally:
-            client.close()
+    replay = _strict(path)
+    with replayed_over_tcp(replay, timeout_ms=300) as client:
+        assert client_outcome(client) == "timeout"
     assert replay.mismatches == [] and replay.served == 1 and replay.done
 
 

@@ -5,9 +5,7 @@ keep their delays and silences; streamed records go out on their recorded schedu
 
 from __future__ import annotations
 
-import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -15,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from support.capture_session import assert_replayed_to_the_end
+from support.command import running, served_at
 from support.station import write_station
+from support.textreplay import H2S_TEXT
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
@@ -31,17 +31,7 @@ from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
 
 CST = timezone(timedelta(hours=8))
-EDGE_AGENT = [sys.executable, "-m", "edge_agent"]
 NOX = {"profile": "generic-text-analyzer", "unit_id": 7, "interval_s": 0.05}
-H2S_TEXT = {
-    "mode": "stream",
-    "framing": {"type": "line", "start": "$", "terminator": "CRLF"},
-    "checksum": {"type": "xor8", "separator": "*"},
-    "pattern": r"^H2S,(?P<h2s>[^,]*),ppm,(?P<status>\w+)$",
-    "status": {"group": "status",
-               "values": {"OK": "GOOD", "CAL": "SUSPECT calibrating", "ERR": "BAD fault"}},
-    "channels": [{"name": "h2s", "unit": "ppm"}],
-}
 
 
 def _text_capture(*frames: tuple[float, str, int | None, bytes]) -> Capture:
@@ -118,16 +108,8 @@ def _record(tmp_path: Path, broker_port: int, sim: TextDeviceSim, agent_path: st
 @contextmanager
 def replaying(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``edge-agent replay text ... --pty``, and the path the agent opens."""
-    process = subprocess.Popen([*EDGE_AGENT, "replay", "text", *args, "--pty"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first, process.stderr.read()
-        yield process, re.search(r"as a text instrument on (\S+);", first).group(1)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with running("replay", "text", *args, "--pty") as (process, first):
+        yield process, served_at(first, r"as a text instrument on (\S+);")
 
 
 def _replayed_agent(tmp_path: Path, broker_port: int, path: str, device: dict) -> Agent:

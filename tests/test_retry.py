@@ -57,22 +57,17 @@ def test_last_error_is_raised_once_attempts_are_spent():
     assert waits == [0.1, 0.1, 0.1]
 
 
-def test_error_not_worth_retrying_is_raised_at_once():
+@pytest.mark.parametrize("errors, calls, waited", [
+    ([ValueError("device fault"), TimeoutError("never reached")], 1, []),
+    ([TimeoutError("transient"), ValueError("device fault")], 2, [0.1]),
+], ids=["first-error-raised-at-once", "later-error-ends-the-retries"])
+def test_an_error_not_worth_retrying_is_raised_without_more_attempts(errors, calls, waited):
     waits: list[float] = []
-    func = Flaky([ValueError("device fault"), TimeoutError("never reached")])
+    func = Flaky(errors)
     with pytest.raises(ValueError, match="device fault"):
         retry_call(func, attempts=5, wait_s=0.1,
                    retry_if=lambda err: isinstance(err, TimeoutError), sleep=waits.append)
-    assert func.calls == 1 and waits == []
-
-
-def test_a_later_error_not_worth_retrying_ends_the_retries():
-    waits: list[float] = []
-    func = Flaky([TimeoutError("transient"), ValueError("device fault")])
-    with pytest.raises(ValueError, match="device fault"):
-        retry_call(func, attempts=5, wait_s=0.1,
-                   retry_if=lambda err: isinstance(err, TimeoutError), sleep=waits.append)
-    assert func.calls == 2 and waits == [0.1]
+    assert func.calls == calls and waits == waited
 
 
 def test_one_attempt_means_no_retry():

@@ -12,6 +12,7 @@ import threading
 import pytest
 from edge_agent_drivers.modbus.protocol.transport import DeviceTimeout, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support.rawrtu import crc16_modbus
 from support.station import write_station
 
 from edge_agent.agent import Agent
@@ -48,16 +49,6 @@ def test_unplugged_usb_adapter_reports_missing_port_then_recovers(
     down = [r.getMessage() for r in caplog.records if "not answering" in r.getMessage()]
     assert len(down) == 1 and f"serial port {port} does not exist" in down[0]
     assert any("answering again" in r.getMessage() for r in caplog.records)
-
-
-def crc16_modbus(frame: bytes) -> bytes:
-    """CRC-16/MODBUS, low byte first, written out here independently of pymodbus."""
-    crc = 0xFFFF
-    for byte in frame:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc.to_bytes(2, "little")
 
 
 def late_slave(path: str, first_delay_s: float, stop: threading.Event) -> None:

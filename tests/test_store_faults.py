@@ -241,7 +241,7 @@ def test_outbox_from_a_newer_release_refuses_to_start_and_is_left_alone(
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert f": store.path: {outbox} is an outbox written by a newer edge-agent (schema " \
-               "version 99; this one reads up to 3); it is left as it is. Expected: upgrade " \
+               "version 99; this one reads up to 4); it is left as it is. Expected: upgrade " \
                "edge-agent, or move the file aside" in result.stderr
         assert "Traceback" not in result.stderr
     assert outbox.read_bytes() == before and not list(tmp_path.glob("*.corrupt-*"))

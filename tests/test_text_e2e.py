@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from support.station import write_station
+from support.textreplay import H2S_TEXT
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
@@ -17,15 +18,6 @@ from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.textdevice import H2sStreamSim, NoxAnalyzerSim, TextDeviceSim
 
 CST = timezone(timedelta(hours=8))
-H2S_TEXT = {
-    "mode": "stream",
-    "framing": {"type": "line", "start": "$", "terminator": "CRLF"},
-    "checksum": {"type": "xor8", "separator": "*"},
-    "pattern": r"^H2S,(?P<h2s>[^,]*),ppm,(?P<status>\w+)$",
-    "status": {"group": "status",
-               "values": {"OK": "GOOD", "CAL": "SUSPECT calibrating", "ERR": "BAD fault"}},
-    "channels": [{"name": "h2s", "unit": "ppm"}],
-}
 
 
 def start_agent(tmp_path, broker, links: dict, devices: list[dict]) -> Agent:

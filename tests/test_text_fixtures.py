@@ -11,6 +11,7 @@ import pytest
 from edge_agent_drivers.serialtext.protocol.client import TextLinkClient
 from edge_agent_drivers.serialtext.protocol.escapes import show
 from edge_agent_drivers.serialtext.protocol.settings import TextMode
+from support.splits import SPLITS, pieces
 from support.textreplay import (
     ReplayInstrument,
     fixture_device,
@@ -26,15 +27,6 @@ from edge_agent.tools.sim.ptypair import PtyPair
 
 NOW = datetime(2024, 5, 6, 6, 31, tzinfo=UTC)
 FIXTURES = fixture_files()
-SPLITS = ("whole", "halves", "byte-by-byte")
-
-
-def pieces(data: bytes, how: str) -> list[bytes]:
-    if how == "whole":
-        return [data]
-    if how == "halves":
-        return [data[:len(data) // 2], data[len(data) // 2:]]
-    return [data[i:i + 1] for i in range(len(data))]
 
 
 def outcome(driver, events) -> dict:

@@ -11,6 +11,7 @@ from edge_agent_drivers.serialtext.protocol.checksums import (
 )
 from edge_agent_drivers.serialtext.protocol.framing import Deframer, Frame, FrameFault, encode_frame
 from edge_agent_drivers.serialtext.protocol.settings import Checksum, Covers, Framing, FramingKind
+from support.rawrtu import crc16_modbus  # written out independently of checksums.py
 
 ANY_LINE = Framing()
 CRLF = Framing(terminator=b"\r\n")
@@ -22,23 +23,13 @@ CRC_RAW = Checksum(ChecksumKind.CRC16_MODBUS, ChecksumEncoding.RAW, ByteOrder.LI
 GGA = b"GPGGA,092750.000,5321.6802,N,00630.3372,W,1,8,1.03,61.7,M,55.2,M,,"
 
 
-def crc_raw(body: bytes) -> bytes:
-    """CRC-16/MODBUS low byte first, written out independently of checksums.py."""
-    crc = 0xFFFF
-    for byte in body:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc.to_bytes(2, "little")
-
-
 def stx_sum(body: bytes, delta: int = 0) -> bytes:
     return b"\x02" + body + b"\x03" + b"%02X" % ((sum(body) + 3 + delta) & 0xFF)
 
 
 def crc_with_stx() -> bytes:
     """A body whose raw CRC contains the STX byte 0x02."""
-    body = next(b for n in range(1000) if 0x02 in crc_raw(b := b"D %04d" % n))
+    body = next(b for n in range(1000) if 0x02 in crc16_modbus(b := b"D %04d" % n))
     return body
 
 
@@ -67,7 +58,7 @@ CASES = [
      ["bad_frame", b"MD,3"]),
     ("stx-etx-waits-for-checksum", STX_ETX, SUM_BODY_END, stx_sum(b"X")[:-1], []),
     ("raw-crc-holding-stx", STX_ETX, CRC_RAW,
-     b"\x02" + TRICKY + b"\x03" + crc_raw(TRICKY) + b"\x02B\x03" + crc_raw(b"B"),
+     b"\x02" + TRICKY + b"\x03" + crc16_modbus(TRICKY) + b"\x02B\x03" + crc16_modbus(b"B"),
      [TRICKY, b"B"]),
     ("garbage-only", STX_ETX, None, b"no frame here \x03\x03", []),
 ]
@@ -169,7 +160,7 @@ def test_fault_details_show_the_bytes_received():
 
 @pytest.mark.parametrize(("framing", "checksum", "body", "wire"), [
     (STX_ETX, SUM_BODY_END, b"DA01", b"\x02DA01\x03E9"),  # 0x44+0x41+0x30+0x31+0x03
-    (STX_ETX, CRC_RAW, b"RD", b"\x02RD\x03" + crc_raw(b"RD")),
+    (STX_ETX, CRC_RAW, b"RD", b"\x02RD\x03" + crc16_modbus(b"RD")),
     (NMEA, XOR_STAR, b"AB", b"$AB*03\r\n"),
     (ANY_LINE, None, b"RD", b"RD\r"),
 ], ids=["stx-sum", "stx-crc-raw", "nmea", "line-any-ends-with-cr"])

@@ -227,6 +227,11 @@ def test_a_clean_stop_may_take_the_grace_period_and_the_margin_the_unit_allows()
     assert stop_budget_s(MqttConfig(host="x", shutdown_grace_s=60)) == 85.0
 
 
+def test_several_uplinks_stop_together_so_the_longest_grace_counts():
+    assert stop_budget_s(MqttConfig(host="x", shutdown_grace_s=60),
+                         MqttConfig(host="y", shutdown_grace_s=10)) == 85.0
+
+
 # -- sd_notify ------------------------------------------------------------------------------
 
 

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support.alarmstation import CALIBRATING, CL2, GAS, H2S, alarm_station, detector_bus
 from support.browser import chromium, screenshot, wait_for
 from support.health import logged_port
+from support.pageagent import agent_showing
 from support.station import AgentProcess, write_station
 from support.waiting import wait_until
 
-from edge_agent.agent import Agent
-from edge_agent.config.loader import load_config
-from edge_agent.model import Quality, Reading, Sample
-from edge_agent.tools.sim.broker import free_port
+from edge_agent.model import Quality
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 DOCS_PICTURE = Path(__file__).resolve().parent.parent / "docs" / "web-page.png"
@@ -173,18 +171,9 @@ HOSTILE = {
 
 @pytest.mark.real_parts  # starts Chromium and its driver
 def test_hostile_device_text_is_shown_as_text_and_never_runs(tmp_path):
-    config = write_station(
-        tmp_path / "station.yaml", broker_port=free_port(),
-        links={"gw": {"type": "tcp", "host": "127.0.0.1", "port": free_port()}},
-        devices=[{"id": "det-1", "link": "gw", "unit_id": 1, "interval_s": 60,
-                  "channels": [{"name": "co", "address": 0, "unit": "ppm"}]}])
-    agent = Agent(load_config(config, env={}))
-    at = datetime(2026, 3, 1, tzinfo=UTC)
-    state = agent.pollers[0].devices[0]
-    state.last_sample = Sample("det-1", at, (Reading(
-        "det-1", HOSTILE["channel"], HOSTILE["value"], HOSTILE["unit"], Quality.SUSPECT, at,
-        HOSTILE["reason"]),))
-    state.last_error = HOSTILE["error"]
+    agent = agent_showing(tmp_path, HOSTILE["channel"], HOSTILE["value"], HOSTILE["unit"],
+                          Quality.SUSPECT, HOSTILE["reason"])
+    agent.pollers[0].devices[0].last_error = HOSTILE["error"]
     agent.health.start()
     try:
         wait_until(lambda: agent.health.port is not None, 10, "the endpoint")
@@ -207,3 +196,65 @@ def test_hostile_device_text_is_shown_as_text_and_never_runs(tmp_path):
             screenshot(browser, "web-page-hostile-text")
     finally:
         agent.stop()
+
+
+# The alarm band, read in one go: its place on the page, colour, title and rows.
+READ_ALARMS = """
+const band = document.getElementById("alarms");
+if (!band) return null;
+const first = document.querySelector("#main > section, #main > header");
+const rows = [...band.querySelectorAll("tr[data-alarm]")].map((row) => [
+  row.dataset.alarm,
+  ...["level", "where", "rule", "value", "confirmed"].map(
+    (f) => row.querySelector(`[data-field="${f}"]`).textContent)]);
+return {first: first.id, title: document.getElementById("alarms-title").textContent,
+        background: getComputedStyle(band).backgroundColor, rows: rows};
+"""
+
+
+def test_active_alarms_are_first_on_the_page_in_words_and_gone_once_cleared(tmp_path, broker):
+    """A detector over its high-high limit and one over its limit while calibrating: both
+    in a red band above everything else, level and UNCONFIRMED (with the reason) in words,
+    in English and Chinese; cleared at the detectors, the band goes without a reload."""
+    bus = detector_bus()
+    config = alarm_station(tmp_path, broker.port, bus.tcp_port)
+    agent = AgentProcess(config, tmp_path / "agent.log").start().wait_running()
+    try:
+        wait_until(lambda: logged_port(agent.log()) is not None, 30, "the endpoint")
+        port = logged_port(agent.log())
+        with chromium() as browser:
+            browser.get(f"http://127.0.0.1:{port}/")
+            browser.execute_script("window.__sameDocument = 'loaded once'")
+            read = lambda: browser.execute_script(READ_ALARMS)  # noqa: E731
+            wait_for(browser, lambda b: b.find_elements("id", "station-id"), 30, "the page")
+            quiet = read()
+            bus.set_words(H2S, RegisterKind.HOLDING, GAS, [250])  # 25.0 ppm: high-high
+            bus.set_words(CL2, RegisterKind.HOLDING, 0, [CALIBRATING, 20])  # 2.0 ppm
+            wait_for(browser, lambda _: len((read() or {}).get("rows", [])) == 2, 30,
+                     "both alarms on the page")
+            english = read()
+            screenshot(browser, "web-page-alarms")
+            browser.find_element("css selector", 'a[data-lang="zh"]').click()
+            wait_for(browser, lambda _: read()["title"].startswith("报警"), 10, "zh")
+            chinese = read()
+            screenshot(browser, "web-page-alarms-zh")
+            bus.set_words(H2S, RegisterKind.HOLDING, GAS, [50])
+            bus.set_words(CL2, RegisterKind.HOLDING, 0, [0, 2])
+            wait_for(browser, lambda _: read() is None, 30, "the alarm band gone")
+            marker = browser.execute_script("return window.__sameDocument || null")
+    finally:
+        assert agent.terminate() == 0
+        bus.stop()
+
+    assert quiet is None  # no alarm: no band at all
+    assert english["first"] == "alarms" and english["background"] == RED
+    assert english["title"] == "ALARM: 2 active"
+    assert english["rows"] == [
+        ["h2s-1/gas/high_high", "LEVEL 2", "h2s-1 / gas", "high_high", "25 ppm (limit 20)",
+         "confirmed"],
+        ["cl2-1/gas/high", "LEVEL 1", "cl2-1 / gas", "high", "2 ppm (limit 1)",
+         "UNCONFIRMED: calibrating"]]
+    assert chinese["title"] == "报警：2 个报警未解除"
+    assert [row[1] for row in chinese["rows"]] == ["2 级", "1 级"]
+    assert chinese["rows"][1][4:] == ["2 ppm（限值 1）", "未确认：calibrating"]
+    assert marker == "loaded once"  # never reloaded

@@ -65,25 +65,28 @@ def plan(channels: Sequence[Channel], limits: ReadLimits = _MODBUS_LIMITS,
     ordered = sorted(channels, key=lambda ch: (ch.register.value, ch.enron, ch.address,
                                                -ch.span))
     group: list[Channel] = []
+    group_end = 0  # one past the group's last address, kept as it grows (not re-scanned)
     for channel in ordered:
         if group and channel.name not in alone and group[0].name not in alone \
-                and _fits(group, channel, limits):
+                and _fits(group[0], group_end, channel, limits):
             group.append(channel)
+            group_end = max(group_end, channel.address + channel.span)
             continue
         if group:
             requests.append(_request(group))
-        group = [channel]
+        group, group_end = [channel], channel.address + channel.span
     if group:
         requests.append(_request(group))
     return requests
 
 
-def _fits(group: list[Channel], channel: Channel, limits: ReadLimits) -> bool:
-    head = group[0]
+def _fits(head: Channel, end: int, channel: Channel, limits: ReadLimits) -> bool:
+    """Whether ``channel`` joins the group that starts with ``head`` and ends before
+    ``end``: same table and Enron mode, within one request's size, across a gap no wider
+    than ``max_gap`` that holds no forbidden address."""
     if channel.register is not head.register or channel.enron != head.enron:
         return False
     start = head.address
-    end = max(ch.address + ch.span for ch in group)
     new_end = max(end, channel.address + channel.span)
     if new_end - start > limits.per_request(head.register, head.enron):
         return False

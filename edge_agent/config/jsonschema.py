@@ -2,10 +2,10 @@
 
 Editors with the YAML language server complete and check station files against it
 (docs/configuration.md). Sections declared with ``setting(...)`` (config/declare.py:
-station, store, retention, polling, health, mqtt, tls, topics, links, a device's common
-keys, timeout_ms and retries, a text block with its framing, checksum, channels, time
-and status, a Modbus device with its channels, read, trigger and clock, a profile's own
-keys) give types, ranges, choices, defaults and descriptions; keys a kind registers
+station, store, retention, polling, health, mqtt and each uplink, tls, topics, links,
+a device's common keys, timeout_ms and retries, a text block with its framing, checksum,
+channels, time and status, a Modbus device with its channels, read, trigger and clock,
+a profile's own keys) give types, ranges, choices, defaults and descriptions; keys a kind registers
 without declaring them (drivers/registry.py: a new kind's) are accepted as written.
 The loader stays the judge: the schema may accept what ``check`` refuses (cross-field
 rules, files that must exist), never the other way round for the files the project
@@ -44,6 +44,12 @@ from edge_agent_drivers.serialtext.protocol.settings import (
     TextSettings,
 )
 
+from edge_agent.config.alarm_settings import (
+    AlarmAction,
+    AlarmSettings,
+    InstrumentSetting,
+    LimitSetting,
+)
 from edge_agent.config.declare import (
     Setting,
     allowed_keys,
@@ -65,7 +71,9 @@ from edge_agent.config.schema import (
     StoreConfig,
     TcpLink,
     TlsConfig,
+    UplinkConfig,
 )
+from edge_agent.config.uplink_kinds import DEFAULT_UPLINK_KIND, UPLINK_KINDS
 from edge_agent.config.value_fields import ValidRangeSetting
 from edge_agent.driverkind import DriverKind
 
@@ -79,7 +87,8 @@ def roots() -> tuple[type, ...]:
     """The declared classes the schema starts from (kinds from the registry)."""
     kinds = tuple(kind.settings_type for kind in KINDS.values() if declared(kind.settings_type))
     return (StationConfig, TcpLink, SerialLink, Device, DevicePolling, *kinds, PollingPolicy,
-            StoreConfig, MqttConfig, HealthConfig, ProfileInfo)
+            StoreConfig, MqttConfig, UplinkConfig, HealthConfig, ProfileInfo, AlarmSettings,
+            AlarmAction, LimitSetting, InstrumentSetting)
 
 
 def declared_sections() -> tuple[type, ...]:
@@ -234,9 +243,37 @@ def _common() -> dict[str, Any]:
     """What every device (and profile) may write, from the declarations of ``Device``;
     ``driver``'s words are the registered kinds."""
     common = declared_section(Device)["properties"]
+    common["alarms"] = _device_alarms(common["alarms"]["description"])
     common["driver"] = {"enum": list(KINDS), "default": DEFAULT_KIND,
                         "description": "the driver kind (drivers/registry.py)"}
     return common
+
+
+def _device_alarms(description: str) -> dict[str, Any]:
+    """A device's ``alarms:``: channel name -> its rules (config/validate_alarms.py)."""
+    limit = declared_section(LimitSetting)
+    limit["properties"]["on_delay"] = {"type": ["integer", "string"], "description":
+                                       limit["properties"]["on_delay"]["description"]}
+    levels = {"type": "object", "additionalProperties": {"enum": [1, 2, "high", "high_high"]}}
+    instrument = declared_section(InstrumentSetting)
+    instrument["properties"]["values"] = {**levels, "description": instrument[
+        "properties"]["values"]["description"]}
+    instrument["properties"]["bits"] = {**levels, "description": instrument[
+        "properties"]["bits"]["description"]}
+    rule = {"anyOf": [{"type": "number"}, limit]}
+    rules = {"type": ["object", "null"], "additionalProperties": False, "properties": {
+        "high": rule, "high_high": rule, "low": rule, "low_low": rule,
+        "rate_of_rise": rule, "instrument": instrument}}
+    return {"type": ["object", "null"], "additionalProperties": rules,
+            "description": description}
+
+
+def _alarms() -> dict[str, Any]:
+    """The station's ``alarms:`` section with its list of local actions."""
+    action = declared_section(AlarmAction)
+    action["properties"]["devices"] = {"type": "array", "items": _TEXT, "description":
+                                       action["properties"]["devices"]["description"]}
+    return declared_section(AlarmSettings, {"actions": _items(action)})
 
 
 def _device(keys: tuple[str, ...], kind: DriverKind | None = None) -> dict[str, Any]:
@@ -289,9 +326,9 @@ def _health() -> dict[str, Any]:
     return health
 
 
-def station_schema() -> dict[str, Any]:
-    """The whole schema: a station file, and under ``definitions.profile`` a profile file."""
-    device, device_defs = device_schema()
+def _mqtt() -> dict[str, Any]:
+    """The settings of an MQTT uplink: the ``mqtt:`` section, or an ``uplinks:`` entry's
+    MQTT keys."""
     tls = declared_section(TlsConfig)
     mqtt = declared_section(MqttConfig, {
         "tls": {"anyOf": [{"type": ["boolean", "null"]}, tls]}})
@@ -307,14 +344,57 @@ def station_schema() -> dict[str, Any]:
                            "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}]}}
     mqtt["properties"]["password"] = {"not": {}, "description": "not allowed: use "
                                       "password_env or password_file"}
+    return mqtt
+
+
+# The schema of an uplink kind's settings, where the declarations do not say it all.
+_KIND_SETTINGS = {MqttConfig: _mqtt}
+
+
+def _cased(word: str) -> list[str]:
+    return list(dict.fromkeys((word, word.lower(), word.upper())))
+
+
+def uplinks_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``uplinks:`` section and a definition per registered kind (config/
+    uplink_kinds.py): ``kind`` picks the definition, absent the default kind's."""
+    devices = {"type": ["array", "null"], "minItems": 1, "uniqueItems": True,
+               "items": _TEXT, "description": declared(UplinkConfig)["devices"].expected()}
+    definitions = {}
+    branches = []
+    for name, kind in UPLINK_KINDS.items():
+        make = _KIND_SETTINGS.get(kind.settings_type)
+        settings = make() if make else declared_section(kind.settings_type)
+        settings["properties"] = {"kind": {"enum": _cased(name)}, "devices": devices,
+                                  **settings["properties"]}
+        definitions[f"uplink-{name}"] = settings
+        chosen = {"required": ["kind"], "properties": {"kind": {"enum": _cased(name)}}}
+        if name == DEFAULT_UPLINK_KIND:
+            chosen = {"anyOf": [chosen, {"not": {"required": ["kind"]}}]}
+        branches.append({"if": chosen, "then": {"$ref": f"#/definitions/uplink-{name}"}})
+    kinds = [word for name in UPLINK_KINDS for word in _cased(name)]
+    uplink = {"type": "object", "properties": {"kind": {
+        "enum": kinds, "default": DEFAULT_UPLINK_KIND, "description": "the uplink's kind"}},
+        "allOf": branches}
+    return {"type": ["object", "null"], "additionalProperties": uplink,
+            "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,32}$",
+                              "not": {"const": "default"}}}, definitions
+
+
+def station_schema() -> dict[str, Any]:
+    """The whole schema: a station file, and under ``definitions.profile`` a profile file."""
+    device, device_defs = device_schema()
+    uplinks, uplink_defs = uplinks_schema()
     sections = {
         "station": declared_section(StationConfig),
         "links": {"type": "object", "additionalProperties": _link(), "minProperties": 1},
         "devices": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/device"}},
         "polling": declared_section(PollingPolicy),
         "store": declared_section(StoreConfig),
-        "mqtt": mqtt,
+        "mqtt": _mqtt(),
+        "uplinks": uplinks,
         "health": {"anyOf": [{"type": "boolean"}, _health()]},
+        "alarms": _alarms(),
     }
     profile = keys_only((*PROFILE_INFO_KEYS, *kind_keys()), **{
         **_kind_parts(), **declared_section(ProfileInfo)["properties"],
@@ -326,10 +406,13 @@ def station_schema() -> dict[str, Any]:
         "description": "Generated by edge_agent/config/jsonschema.py; do not edit. "
                        "docs/configuration.md describes every setting.",
         "type": "object",
-        "required": ["station", "links", "devices", "mqtt"],
+        "required": ["station", "links", "devices"],
+        # the default uplink (mqtt:), or at least one named uplink
+        "anyOf": [{"required": ["mqtt"]}, {"required": ["uplinks"], "properties": {
+            "uplinks": {"type": "object", "minProperties": 1}}}],
         "additionalProperties": False,
         "properties": {key: sections[key] for key in TOP_KEYS},
-        "definitions": {"device": device, **device_defs, "profile": profile},
+        "definitions": {"device": device, **device_defs, **uplink_defs, "profile": profile},
     }
 
 

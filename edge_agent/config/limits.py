@@ -15,6 +15,7 @@ from edge_agent.i18n import _
 MAX_FILE_BYTES = 1024 * 1024  # a real station file is a few kB; a profile likewise
 MAX_DEPTH = 32  # nesting levels; a station file needs about 8
 MAX_LINKS = 256
+MAX_UPLINKS = 64  # named uplinks; a data logger feeds up to 8 platforms
 MAX_DEVICES = 1000
 MAX_CHANNELS_PER_LIST = 2000  # one device's (or one profile's) channels: list
 MAX_CHANNELS_PER_STATION = 20000

@@ -7,8 +7,11 @@ The file layout (the public format; every field is described in docs/configurati
     devices:  [{id, link, unit_id, interval_s, driver, profile, ...}]   required
     polling:  {...}
     store:    {...}
-    mqtt:     {host, ...}                             required
+    mqtt:     {host, ...}                             the default uplink; required
+                                                      unless uplinks: names one
+    uplinks:  {NAME: {kind, devices, host, ...}}      named uplinks (validate_uplinks.py)
     health:   {...}                                   local /healthz, /metrics, /status
+    alarms:   {communication, actions}                alarms decided here (docs/alarms.md)
 
 The keys of each section are not listed here, where they drifted: they are declared on
 the fields of config/schema.py (config/declare.py) or, for what is still read by hand,
@@ -42,15 +45,18 @@ from edge_agent.config.schema import (
     StationConfig,
     StoreConfig,
 )
+from edge_agent.config.validate_alarms import read_alarm_settings
 from edge_agent.config.validate_devices import read_devices
 from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
 from edge_agent.config.validate_mqtt import check_expanded_topics, read_mqtt
 from edge_agent.config.validate_store import check_store_place
+from edge_agent.config.validate_uplinks import check_uplinks, names_an_uplink, read_uplinks
 from edge_agent.config.yamlsource import ScalarNode, read_yaml_file
 from edge_agent.i18n import _
 
-TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "health")
+TOP_KEYS = ("station", "links", "devices", "polling", "store", "mqtt", "uplinks", "health",
+            "alarms")
 POLLING_KEYS = allowed_keys(PollingPolicy)
 STORE_KEYS = allowed_keys(StoreConfig)
 RETENTION_KEYS = allowed_keys(Retention)
@@ -112,18 +118,24 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
     station_id = _read_station(ck, top)
     links = read_links(ck, top, places.state_dir)
     devices = read_devices(ck, top, links, profiles)
-    mqtt = read_mqtt(ck, top, station_id, env, places.secrets_dir)
-    check_expanded_topics(ck, top, mqtt, station_id, [device.id for device in devices])
+    mqtt = read_mqtt(ck, top, station_id, env, places.secrets_dir,
+                     required=not names_an_uplink(top))
+    device_ids = [device.id for device in devices]
+    check_expanded_topics(ck, top, mqtt, station_id, device_ids)
+    uplinks = read_uplinks(ck, top, station_id, env, places.secrets_dir)
     config = StationConfig(
         station_id=station_id or "",
         links=links.links,
         devices=devices,
         store=_read_store(top, places.state_dir),
-        mqtt=mqtt,  # type: ignore[arg-type]
+        mqtt=mqtt,
         polling=_read_polling(top),
         source=Path(path),
         health=read_health(top, env, places.secrets_dir),
+        uplinks=tuple(uplinks.uplinks),
+        alarms=read_alarm_settings(top, links.links, [device.id for device in devices]),
     )
+    check_uplinks(ck, top, uplinks, config.every_uplink(), station_id, device_ids)
     if for_agent:
         check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))
     issues = ck.issues + profiles.issues()

@@ -16,6 +16,8 @@ from pathlib import Path
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
+from edge_agent.alarms.rules import ChannelAlarms
+from edge_agent.config.alarm_settings import AlarmSettings
 from edge_agent.config.declare import setting
 from edge_agent.config.limits import (
     BACKOFF_INITIAL_S,
@@ -143,6 +145,11 @@ class Device:
     profile: str | None = setting("text", None,
                                   hint="a profile name such as generic-gc, or a file")
     polling: DevicePolling = field(default_factory=DevicePolling)
+    # read by config/validate_alarms.py; a profile's rules per channel, the station's over them
+    alarms: tuple[ChannelAlarms, ...] = setting(
+        "custom", (), layered=True,
+        hint="channel name: its alarm rules (high, high_high, low, low_low, rate_of_rise, "
+             "instrument)")
 
 
 @dataclass(frozen=True)
@@ -293,13 +300,20 @@ class UplinkConfig:
     outbox when every uplink that carries its device has acknowledged it.
 
     ``kind`` says which settings apply (``mqtt``: ``mqtt`` holds them; later kinds add
-    their own field). ``devices`` lists the device ids this uplink carries; None: all.
+    their own field, named in their registry entry, config/uplink_kinds.py). ``devices``
+    lists the device ids this uplink carries; None: all. In the station file an uplink's
+    own settings stand beside ``kind`` and ``devices`` (``uplinks.NAME.host``), which is
+    why its settings field is declared inline.
     """
 
-    name: str
-    kind: str = "mqtt"
-    devices: tuple[str, ...] | None = None
-    mqtt: MqttConfig | None = None
+    name: str  # the key under uplinks:, not a setting
+    # the choices are the registered kinds, given by the reader (config/uplink_kinds.py)
+    kind: str = setting("choice", "mqtt")
+    devices: tuple[str, ...] | None = setting("custom", None, hint=(
+        "a list of device ids such as [gc-1, h2s-1] (leave devices out to carry every "
+        "device)"))
+    # an mqtt uplink's settings, written beside kind and devices, as under mqtt:
+    mqtt: MqttConfig | None = setting("inline", None, of=MqttConfig)
 
     def carries(self, device_id: str) -> bool:
         """Whether this uplink should deliver ``device_id``'s samples and events."""
@@ -315,12 +329,20 @@ class StationConfig:
     links: dict[str, Link]
     devices: tuple[Device, ...]
     store: StoreConfig
-    mqtt: MqttConfig
+    # None when the file has no mqtt: section (then uplinks: names at least one uplink)
+    mqtt: MqttConfig | None
     polling: PollingPolicy = field(default_factory=PollingPolicy)
     source: Path | None = None
     health: HealthConfig = field(default_factory=HealthConfig)
     # The named uplinks of the ``uplinks:`` section, beside the default one (``mqtt:``).
     uplinks: tuple[UplinkConfig, ...] = ()
+    # The ``alarms:`` section (config/validate_alarms.py); None when the file has none.
+    alarms: AlarmSettings | None = None
+
+    def has_alarms(self) -> bool:
+        """Whether the agent decides alarms at all: a device has rules, or the station
+        writes ``alarms:`` (then every device gets its communication alarm)."""
+        return self.alarms is not None or any(device.alarms for device in self.devices)
 
     def every_uplink(self) -> tuple[UplinkConfig, ...]:
         """Every uplink the agent feeds: the ``mqtt:`` section's (named

@@ -26,6 +26,7 @@ from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import Profile, ProfileLibrary
 from edge_agent.config.schema import Device, Link
 from edge_agent.config.text_links import SharedTextLinks, check_text_link_sharing
+from edge_agent.config.validate_alarms import read_device_alarms
 from edge_agent.config.validate_links import LinkTable
 from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
@@ -104,6 +105,7 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     if settings is not None and not isinstance(settings, kind_of.settings_type):
         raise TypeError(f"driver kind {kind_of.name}: its reader returned "
                         f"{type(settings).__name__}, not {kind_of.settings_type.__name__}")
+    alarms = read_device_alarms(layers, _channel_names(settings))
     if None in (device_id, link, unit_id, interval_s, driver, settings):
         return None
     return Device(
@@ -114,7 +116,15 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
         settings=settings,
         driver=driver or DEFAULT_KIND,
         profile=profile.name if profile else None,
+        alarms=alarms,
     )
+
+
+def _channel_names(settings: object) -> tuple[str, ...] | None:
+    """The names of a device's channels, for its alarm rules (None: its settings were
+    wrong, so rules are read without checking their channel)."""
+    channels = getattr(settings, "channels", None)
+    return None if channels is None else tuple(channel.name for channel in channels)
 
 
 def _kind(sec: Section) -> DriverKind:

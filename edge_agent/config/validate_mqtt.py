@@ -1,5 +1,9 @@
 """The ``mqtt:`` section: broker, credentials, TLS, topic templates and forwarding limits.
 
+The same settings describe each named MQTT uplink (``uplinks.NAME``, validate_uplinks.py):
+``read_mqtt_settings`` reads them from either place, so defaults, ranges and messages are
+the same, and every message names the setting where it was written.
+
 Secrets never sit in the YAML file: the password comes from an environment variable
 (``password_env``) or a file (``password_file``), and no message here ever repeats a
 secret's value. TLS and password files are checked to exist and be readable now, so
@@ -62,17 +66,30 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def read_mqtt(
-    ck: Checker, top: Section, station_id: str | None, env: Mapping[str, str], base: Path
+    ck: Checker, top: Section, station_id: str | None, env: Mapping[str, str], base: Path,
+    *, required: bool = True,
 ) -> MqttConfig | None:
-    """The broker settings; ``base`` is where relative TLS and password files are."""
+    """The default uplink's broker settings; ``base`` is where relative TLS and password
+    files are. ``required=False``: the ``uplinks:`` section names at least one uplink, so
+    the file may leave ``mqtt:`` out (None)."""
     entry = top.node.get("mqtt")
     if entry is None:
-        top.missing("mqtt", _("the broker settings, at least 'host' (or 'brokers')"))
+        if required:
+            top.missing("mqtt", _("the broker settings, at least 'host' (or 'brokers'); or "
+                                  "an uplinks: section naming at least one uplink"))
         return None
     sec = as_section(ck, entry.value, "mqtt", entry.line, MQTT_KEYS,
                      {"password": _(PLAIN_PASSWORD)})
     if sec is None:
         return None
+    return read_mqtt_settings(sec, f"edge-agent-{station_id}", env, base)
+
+
+def read_mqtt_settings(sec: Section, default_client_id: str, env: Mapping[str, str],
+                       base: Path) -> MqttConfig:
+    """The MQTT settings written in ``sec`` (``mqtt:`` or ``uplinks.NAME``); the keys
+    are already checked by ``sec``. Values already reported as wrong are replaced by
+    their defaults (declare.filled): the loader raises before such a config is used."""
     tls = _read_tls(sec, base)
     brokers = read_brokers(sec, tls is not None)
     if sec.has("brokers"):  # brokers replaces host and port (read_brokers says so)
@@ -88,7 +105,7 @@ def read_mqtt(
     password = _read_password(sec, username, env, base)
     if password is not None and tls is None and host:
         _warn_plain_password(sec, [a.host for a in brokers] if brokers else [host])
-    client_id = _printable(sec, "client_id", _("the client id")) or f"edge-agent-{station_id}"
+    client_id = _printable(sec, "client_id", _("the client id")) or default_client_id
     values = {name: read_declared(sec, MqttConfig, name) for name in _PLAIN}
     return MqttConfig(**filled(MqttConfig, {
         "host": host or "",
@@ -155,7 +172,8 @@ def _read_password(
     else:
         return None
     if value is not None and username is None:
-        sec.report(key, _("a password needs a username: add mqtt.username"), at_key=True)
+        sec.report(key, _("a password needs a username: add {setting}").format(
+            setting=sec.path_of("username")), at_key=True)
     return None if value is None else Secret(value)
 
 
@@ -232,7 +250,7 @@ def _read_tls(sec: Section, base: Path) -> TlsConfig | None:
         sec.report("tls", _("expected true, false, or settings such as 'ca_file: ca.pem', "
                             "found {found}").format(found=repr(node.value)))
         return None
-    tls = as_section(sec.ck, node, "mqtt.tls", entry.line, TLS_KEYS)
+    tls = as_section(sec.ck, node, sec.path_of("tls"), entry.line, TLS_KEYS)
     if tls is None:
         return TlsConfig()
     if tls.has("key_file") and not tls.has("cert_file"):
@@ -330,9 +348,12 @@ def template_problem(template: str, allowed: tuple[str, ...]) -> str | None:
 
 
 def check_expanded_topics(ck: Checker, top: Section, mqtt: MqttConfig | None,
-                          station_id: str | None, device_ids: list[str]) -> None:
+                          station_id: str | None, device_ids: list[str],
+                          where: tuple[str, ...] = ("mqtt",)) -> None:
     """Every topic the agent will publish to, checked against MQTT's own rules, so the
-    broker never refuses (and drops the connection over) a topic ``check`` accepted."""
+    broker never refuses (and drops the connection over) a topic ``check`` accepted.
+    ``where``: the keys leading to the settings (``("uplinks", "provincial")`` for a
+    named uplink), whose ``device_ids`` are the devices it carries."""
     if mqtt is None or station_id is None:
         return
     expanded = [("status", _expand(mqtt.topics.status, station_id, ""))]
@@ -345,7 +366,7 @@ def check_expanded_topics(ck: Checker, top: Section, mqtt: MqttConfig | None,
         problem = None if topic is None else mqtt_topic_problem(topic)
         if problem and topic is not None and key not in reported:
             reported.add(key)
-            ck.report(_topic_line(top, key), f"mqtt.topics.{key}",
+            ck.report(_topic_line(top, where, key), ".".join((*where, "topics", key)),
                       f"{problem}: {topic[:80]!r}")
 
 
@@ -357,11 +378,12 @@ def _expand(template: str, station_id: str, device_id: str) -> str | None:
         return None
 
 
-def _topic_line(top: Section, key: str) -> int | None:
-    """The line of ``mqtt.topics.KEY``, or of ``mqtt:`` when the default is used."""
+def _topic_line(top: Section, where: tuple[str, ...], key: str) -> int | None:
+    """The line of ``mqtt.topics.KEY`` (``where`` + topics + KEY), or of the deepest key
+    written on the way (``mqtt:`` when the default template is used)."""
     node = top.node
-    line = top.line_of("mqtt")
-    for name in ("mqtt", "topics", key):
+    line = top.line_of(where[0])
+    for name in (*where, "topics", key):
         entry = node.get(name) if isinstance(node, MapNode) else None
         if entry is None:
             return line

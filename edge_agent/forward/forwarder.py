@@ -35,6 +35,11 @@ Guarantees (reliability contract items 2-4):
   the next node at once; the backoff comes after a full round (forward/brokers.py). What
   was in flight on the old node is released and re-sent on the new one with the same ids
   and bytes, as after any disconnect; a node change is logged once, with its reason.
+* One forwarder per uplink (issue 12): each has its own thread, session, broker rotation
+  and backoff, in-flight window, lanes and status topic, and claims only rows of the
+  devices its uplink carries, through its own view of the outbox (store/uplinkview.py),
+  so one uplink down or black-holed never slows another. A row leaves the outbox when
+  every uplink carrying it has acknowledged it (store/claims.py).
 * New settings (``reconfigure``, a reload): claiming stops, in-flight messages get
   ``shutdown_grace_s`` to be acknowledged, the session ends cleanly (offline status), and
   the next session uses the new settings. What was still in flight is released and
@@ -52,7 +57,7 @@ from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 
 from edge_agent import __version__
-from edge_agent.config.schema import BrokerAddress, MqttConfig
+from edge_agent.config.schema import BrokerAddress, MqttConfig, UplinkConfig
 from edge_agent.forward.brokers import BrokerRotation
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
 from edge_agent.forward.overload import Overload
@@ -62,6 +67,9 @@ from edge_agent.model import iso_utc, utc_now
 from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
 from edge_agent.retry import Backoff
 from edge_agent.store.outbox import Outbox, OutboxError
+from edge_agent.store.schema import DEFAULT_UPLINK
+from edge_agent.store.uplinks import UplinkDepth
+from edge_agent.store.uplinkview import UplinkOutbox
 from edge_agent.watchdog import Heartbeat, forwarder_connect_bound_s, forwarder_session_bound_s
 
 log = logging.getLogger(__name__)
@@ -87,8 +95,14 @@ class ForwarderStats:
     being tried; ``nodes``: every configured address; ``failovers``: sessions opened on
     another node than the session before. ``overloaded``: live samples are falling
     behind the live window; ``overload_moved``: samples moved to the historical lane for
-    it, this run (forward/overload.py).
+    it, this run (forward/overload.py). ``uplink``: the uplink's name; ``resent``:
+    messages published again (same id) after a session ended with them unacknowledged;
+    ``gaps_announced``: gap events this uplink's broker acknowledged, this run.
     """
+
+    uplink: str = DEFAULT_UPLINK
+    resent: int = 0
+    gaps_announced: int = 0
 
     connected: bool = False
     sessions: int = 0
@@ -113,10 +127,14 @@ class ForwarderStats:
 class Forwarder:
     """Publishes the outbox to the broker until stopped."""
 
-    def __init__(self, station_id: str, config: MqttConfig, outbox: Outbox) -> None:
+    def __init__(self, station_id: str, config: MqttConfig, outbox: Outbox,
+                 uplink: str = DEFAULT_UPLINK) -> None:
+        """``uplink``: the name of the uplink this forwarder serves (its claims)."""
         self.station_id = station_id
         self.config = config
-        self._outbox = outbox
+        self.name = uplink
+        self._outbox = UplinkOutbox(outbox, uplink)
+        self._gap_ids: set[str] = set()  # gap messages in flight (``gaps_announced``)
         # (message id, "acked" | "rejected" | "refused", reason, monotonic time)
         self._acks: SimpleQueue[tuple[str, str, str, float]] = SimpleQueue()
         self._sent_at: dict[str, float] = {}  # msg id -> monotonic time handed to paho
@@ -131,13 +149,14 @@ class Forwarder:
         self._settings_lock = threading.Lock()
         self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
         self._outbox_failing = False
-        self.stats = ForwarderStats()
+        self.stats = ForwarderStats(uplink=uplink)
         self._rotation = self._new_rotation(config)
         self._last_node: BrokerAddress | None = None  # of the last session opened
-        self.poison = Poison(outbox, self.stats)
+        self.poison = Poison(self._outbox, self.stats)
         self._session: MqttSession | None = None  # the live one, for the watchdog
         self.status_topic = config.topics.status.format(station=station_id)
-        self.thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        thread = "forwarder" if uplink == DEFAULT_UPLINK else f"forwarder-{uplink}"
+        self.thread = threading.Thread(target=self._run, name=thread, daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
     # -- public -----------------------------------------------------------------------
@@ -159,14 +178,28 @@ class Forwarder:
         if self.thread.ident is not None:
             self.thread.join(timeout=grace + 10)
 
-    def reconfigure(self, station_id: str, config: MqttConfig) -> None:
+    def reconfigure(self, station_id: str, config: MqttConfig | UplinkConfig) -> None:
         """Reconnect with new settings (a reload); returns at once. See the module
-        docstring for what happens to in-flight messages."""
+        docstring for what happens to in-flight messages. An ``UplinkConfig`` (the Uplink
+        protocol, forward/uplink.py) gives its ``mqtt`` settings."""
+        if isinstance(config, UplinkConfig):
+            if config.mqtt is None:
+                raise ValueError(f"uplink {config.name}: kind mqtt without MQTT settings")
+            config = config.mqtt
         with self._settings_lock:
             self._new_settings = (station_id, config)
             self._drain_deadline = time.monotonic() + self.config.shutdown_grace_s
         self._wake.set()
         self._interrupt.set()
+
+    def health(self) -> ForwarderStats:
+        """The counters status and metrics read (the Uplink protocol, forward/uplink.py)."""
+        return self.stats
+
+    def depth(self, timeout_s: float = 5.0) -> UplinkDepth:
+        """This uplink's backlog, oldest waiting sample and in flight (may raise
+        OutboxError, like ``Outbox.depth``)."""
+        return self._outbox.depth(timeout_s)
 
     def network_heartbeats(self) -> list[Heartbeat]:
         """The live session's network thread heartbeat, if a session is live: it must
@@ -316,6 +349,7 @@ class Forwarder:
             self._outbox_failing = False
             log.info("reading the outbox again")
         self._boundary = claimed.boundary
+        self.stats.resent += claimed.resent
         self.overload.observe(claimed.moved, time.monotonic())
         self.stats.overloaded = self.overload.active
         self.stats.overload_moved = self.overload.moved_total
@@ -346,6 +380,8 @@ class Forwarder:
             return self.poison.refused(message.msg_id, str(err))
         self._in_flight.add(message.msg_id)
         self._sent_at[message.msg_id] = time.monotonic()
+        if message.kind == "gap":
+            self._gap_ids.add(message.msg_id)
         try:
             session.publish(topic, payload, message.msg_id)
         except MqttError as err:
@@ -369,6 +405,8 @@ class Forwarder:
                 self.stats.ack_latency.observe(acked_at - sent_at)
             if outcome == "acked":  # even from an earlier session: the broker has it
                 accepted_ids.append(msg_id)
+                if msg_id in self._gap_ids:
+                    self.stats.gaps_announced += 1
                 self.poison.delivered(msg_id)
             elif outcome == "refused":
                 self.poison.refused(msg_id, reason)
@@ -408,6 +446,7 @@ class Forwarder:
             # forgetting them here keeps the window from filling with acked messages.
             log.error("cannot remove acknowledged messages from the outbox: %s", error)
         self._in_flight.difference_update(msg_ids)
+        self._gap_ids.difference_update(msg_ids)
         self.stats.in_flight = len(self._in_flight)
 
     def _end_session(self, session: MqttSession) -> None:
@@ -424,6 +463,7 @@ class Forwarder:
         self.stats.connected = False
         self.stats.state_since = time.time()
         self._in_flight.clear()
+        self._gap_ids.clear()
         self._sent_at.clear()
         self.stats.in_flight = 0
         try:

@@ -106,10 +106,12 @@ class Poison:
             return
         later = "" if level == logging.DEBUG else \
             "; further messages of this device set aside are counted, not logged"
+        where = "removed from the outbox" if result.deleted is None else \
+            "given up by this uplink (uplinks that also carry them still deliver them)"
         log.log(level, "message %s of device %s can never be published (%s); its %d "
-                "samples (seq %s-%s) are removed from the outbox and announced as a gap "
-                "event (reason unpublishable)%s", msg_id, device, cause,
-                result.samples, result.first_seq, result.last_seq, later)
+                "samples (seq %s-%s) are %s and announced as a gap event (reason "
+                "unpublishable)%s", msg_id, device, cause, result.samples,
+                result.first_seq, result.last_seq, where, later)
 
 
 def _short(text: str, keep: int = 80) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from edge_agent.health.alarms_view import alarm_families
 from edge_agent.health.histogram import HistogramSnapshot
-from edge_agent.health.snapshot import DeviceView, EndpointView, Snapshot
+from edge_agent.health.snapshot import DeviceView, EndpointView, Snapshot, UplinkView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("ok", "degraded", "down")
@@ -24,12 +25,15 @@ def render(snapshot: Snapshot) -> str:
     out: list[str] = []
     _agent(out, snapshot)
     _devices(out, snapshot.devices)
+    for family in alarm_families(snapshot.alarms):
+        _family(out, *family)
     _family(out, "edge_agent_link_store_failures_total", "counter",
             "Samples of this link that could not be stored (disk full, I/O error); "
             "announced later as gap events.",
             [({"link": link}, count) for link, count in snapshot.store_failures.items()])
     _outbox(out, snapshot)
     _broker(out, snapshot)
+    _uplinks(out, snapshot.uplinks, snapshot.taken_at)
     if snapshot.endpoint is not None:
         _endpoint(out, snapshot.endpoint)
     return "\n".join(out) + "\n"
@@ -153,6 +157,44 @@ def _broker(out: list[str], snapshot: Snapshot) -> None:
     _histogram(out, "edge_agent_mqtt_ack_latency_seconds",
                "Seconds from handing a message to the MQTT session to its PUBACK.",
                broker.ack_latency)
+
+
+def _uplinks(out: list[str], uplinks: Iterable[UplinkView], now: float) -> None:
+    """Per uplink, labelled ``uplink="NAME"`` (issue 12); the unlabelled ``mqtt`` series
+    above are the first uplink's, as before."""
+    uplinks = list(uplinks)
+    read = [u for u in uplinks if u.backlog is not None]
+
+    def each(value: str) -> list[Sample]:
+        return [({"uplink": u.name}, getattr(u, value)) for u in uplinks]
+
+    _family(out, "edge_agent_uplink_connected", "gauge",
+            "1 while the uplink has a session with its broker.",
+            [({"uplink": u.name}, int(u.connected)) for u in uplinks])
+    _family(out, "edge_agent_uplink_node_info", "gauge",
+            "Always 1; the node label names the broker node of the uplink's live session, "
+            "or the one being tried.",
+            [({"uplink": u.name, "node": u.node}, 1) for u in uplinks])
+    _family(out, "edge_agent_uplink_backlog_samples", "gauge",
+            "Samples of the uplink's devices waiting in the outbox that it has not "
+            "acknowledged (in flight included).",
+            [({"uplink": u.name}, u.backlog or 0) for u in read])
+    _family(out, "edge_agent_uplink_oldest_waiting_age_seconds", "gauge",
+            "Age of the oldest sample the uplink has not acknowledged (0 when none waits).",
+            [({"uplink": u.name}, 0.0 if u.oldest_waiting_at is None
+              else max(0.0, now - u.oldest_waiting_at)) for u in read])
+    _family(out, "edge_agent_uplink_in_flight_messages", "gauge",
+            "Messages the uplink sent and its broker has not acknowledged yet.",
+            each("in_flight"))
+    _family(out, "edge_agent_uplink_messages_acknowledged_total", "counter",
+            "Messages the uplink's broker acknowledged, since the agent started.",
+            each("acknowledged"))
+    _family(out, "edge_agent_uplink_messages_resent_total", "counter",
+            "Messages sent again (same id) after a session ended with them unacknowledged.",
+            each("resent"))
+    _family(out, "edge_agent_uplink_gaps_announced_total", "counter",
+            "Gap events the uplink's broker acknowledged, since the agent started.",
+            each("gaps_announced"))
 
 
 def _endpoint(out: list[str], endpoint: EndpointView) -> None:

@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
+from edge_agent.health.alarms_view import AlarmsSeen, alarms_json
 from edge_agent.health.histogram import HistogramSnapshot
 from edge_agent.i18n import current
 from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
 from edge_agent.watchdog import stuck_workers
 
 if TYPE_CHECKING:
+    from edge_agent.forward.uplink import Uplink
     from edge_agent.health.view import AgentView
     from edge_agent.model import Sample
     from edge_agent.poller import DeviceState
@@ -93,6 +95,25 @@ class BrokerView:
 
 
 @dataclass(frozen=True)
+class UplinkView:
+    """One uplink (issue 12): where it is connected, its part of the outbox (None with
+    ``error`` when the outbox could not be read) and its delivery counters."""
+
+    name: str
+    kind: str
+    node: str  # host:port of the live session's broker node, or of the one being tried
+    connected: bool
+    state_since: float
+    backlog: int | None  # samples of its devices it has not acknowledged
+    oldest_waiting_at: float | None
+    in_flight: int
+    acknowledged: int
+    resent: int
+    gaps_announced: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class OutboxView:
     """The outbox's depth, or why it could not be read; the corrupt files set aside in
     this run (kept in memory, so known even while the outbox cannot be read)."""
@@ -127,6 +148,8 @@ class Snapshot:
     broker: BrokerView
     outbox: OutboxView
     endpoint: EndpointView | None = None  # set by the endpoint that serves the snapshot
+    alarms: AlarmsSeen = AlarmsSeen()  # active alarms and event counts (alarms_view.py)
+    uplinks: tuple[UplinkView, ...] = ()  # every uplink, the first is ``broker``'s
 
     @property
     def healthy(self) -> bool:
@@ -146,6 +169,7 @@ class Snapshot:
             "healthy": self.healthy,
             "lang": current(),  # the agent's language: the page's default (docs/i18n.md)
             "problems": list(self.problems),
+            "alarms": alarms_json(self.alarms),
             "devices": [_device_json(device) for device in self.devices],
             "store_failures": self.store_failures,
             "broker": {
@@ -174,6 +198,7 @@ class Snapshot:
                 "corrupt_lost_total": depth.corrupt_lost_total if depth else None,
                 "gap_events": depth.rows - depth.samples if depth else None,
             },
+            "uplinks": [_uplink_json(uplink) for uplink in self.uplinks],
         }
 
 
@@ -216,7 +241,35 @@ def take_snapshot(agent: AgentView, started_at: float, dropped_at_start: int | N
             stats.overloaded, stats.overload_moved),
         outbox=OutboxView(agent.outbox_path(), depth, error, dropped_at_start,
                           agent.outbox_set_aside()),
+        alarms=agent.alarms(),
+        uplinks=tuple(_uplink_view(uplink, outbox_timeout_s) for uplink in agent.uplinks()),
     )
+
+
+def _uplink_view(uplink: Uplink, timeout_s: float) -> UplinkView:
+    """One uplink's counters (its thread's, read) and depth (asked of the outbox)."""
+    stats = uplink.health()
+    backlog, oldest, error = None, None, None
+    try:
+        depth = uplink.depth(timeout_s)
+        backlog, oldest = depth.backlog, depth.oldest_waiting_at
+    except OutboxError as err:
+        error = str(err)
+    return UplinkView(
+        uplink.name, "mqtt", str(stats.node) if stats.node else "", stats.connected,
+        stats.state_since, backlog, oldest, stats.in_flight, stats.acknowledged,
+        stats.resent, stats.gaps_announced, error)
+
+
+def _uplink_json(uplink: UplinkView) -> dict[str, Any]:
+    return {
+        "name": uplink.name, "kind": uplink.kind, "node": uplink.node,
+        "connected": uplink.connected, "since": _iso(uplink.state_since),
+        "backlog_samples": uplink.backlog,
+        "oldest_waiting_at": _iso(uplink.oldest_waiting_at), "in_flight": uplink.in_flight,
+        "acknowledged": uplink.acknowledged, "resent": uplink.resent,
+        "gaps_announced": uplink.gaps_announced, "error": uplink.error,
+    }
 
 
 def _device_view(link: str, state: DeviceState) -> DeviceView:

@@ -18,8 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge_agent.health.alarms_view import AlarmsSeen, no_alarms
+
 if TYPE_CHECKING:  # types only: the objects are the workers' own counters
     from edge_agent.forward.forwarder import ForwarderStats
+    from edge_agent.forward.uplink import Uplink
     from edge_agent.poller import DeviceState
     from edge_agent.store.outbox import OutboxDepth
     from edge_agent.watchdog import Heartbeat
@@ -50,6 +53,10 @@ class AgentView:
     * ``outbox_depth(timeout_s)``: the outbox's counters, asked through its writer; raises
       ``OutboxError`` (``OutboxNotAnswering`` when ``timeout_s`` passes first).
     * ``outbox_set_aside``: corrupt outbox files renamed in this run.
+    * ``alarms``: the active alarms and this run's alarm event counts (alarms_view.py);
+      a station without alarm rules keeps the default, which shows none.
+    * ``uplinks``: every running uplink (forward/uplink.py), in configuration order; its
+      ``health()`` counters and ``depth(timeout_s)`` give the per-uplink series.
     """
 
     station_id: Callable[[], str]
@@ -62,3 +69,5 @@ class AgentView:
     outbox_writer_alive: Callable[[], bool]
     outbox_depth: Callable[[float], OutboxDepth]
     outbox_set_aside: Callable[[], tuple[str, ...]]
+    alarms: Callable[[], AlarmsSeen] = no_alarms
+    uplinks: Callable[[], Sequence[Uplink]] = lambda: ()

@@ -17,14 +17,24 @@ whole free part of the in-flight window, in one transaction.
 ``Scan`` remembers, per lane, the row id below which every row is claimed or gone, so a
 claim does not read the rows of the messages in flight again. It is a hint: resetting it
 (a rolled-back transaction, a new file, a new boundary) costs one longer scan, never a
-wrong claim. The delete rule for several uplinks is in docs/architecture.md.
+wrong claim.
+
+Several uplinks (issue 12; the rule in docs/architecture.md): an uplink claims only rows
+of the devices it carries (``carries``) and rows addressed to no uplink or to it (the
+``uplink`` column: a gap event for one uplink only). Acknowledging marks the claim
+acknowledged (``acked_at``) and deletes the rows of its range that every other uplink
+carrying them is past too (an acknowledged claim of theirs covers them); an acknowledged
+claim stays, so its uplink never claims those rows again, until no row of its range is
+left. Adjacent acknowledged claims of an uplink and device merge, so they stay few while
+another uplink is down. With one uplink carrying a device, none of this runs: the range
+is deleted at once, as before.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 
 from edge_agent.payload import Message, StoredEntry
@@ -32,6 +42,7 @@ from edge_agent.payload import Message, StoredEntry
 _SCAN_CHUNK = 512
 _LANES = ((False, "id > ?"), (True, "id <= ?"))
 _ROWS = "SELECT id, kind, device_id, seq, entry_id, body FROM outbox"
+_FOR_UPLINK = "(uplink IS NULL OR uplink = ?)"  # rows the uplink may carry
 
 Ranges = dict[str, list[tuple[int, int]]]  # device -> claimed (first_row, last_row)
 
@@ -58,22 +69,25 @@ class Claimed:
     messages: tuple[Message, ...]
     boundary: int
     moved: int = 0
+    resent: int = 0  # messages of the list that are earlier claims offered again
 
 
 def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan,
           boundary: int, wanted: int, max_entries: int, max_bytes: int,
-          live_cutoff: float | None = None) -> Claimed:
+          live_cutoff: float | None = None,
+          carries: Callable[[str], bool] | None = None) -> Claimed:
     """Up to ``wanted`` messages for ``uplink``: its claims not in ``in_flight`` first,
     then new claims (live lane, then backlog). Rows of the live lane acquired before
-    ``live_cutoff`` (unix s) move to the backlog first (the forwarder's overload rule)."""
+    ``live_cutoff`` (unix s) move to the backlog first (the forwarder's overload rule).
+    ``carries``: whether ``uplink`` carries a device (None: every device)."""
     rows = conn.execute(
-        "SELECT msg_id, device_id, kind, historical, first_row, last_row FROM claims "
-        "WHERE uplink = ? ORDER BY rowid", [uplink]).fetchall()
+        "SELECT msg_id, device_id, kind, historical, first_row, last_row, acked_at "
+        "FROM claims WHERE uplink = ? ORDER BY rowid", [uplink]).fetchall()
     ranges: Ranges = {}
     messages: list[Message] = []
-    for msg_id, device_id, kind, historical, first, last in rows:
+    for msg_id, device_id, kind, historical, first, last, acked_at in rows:
         ranges.setdefault(device_id, []).append((first, last))
-        if msg_id not in in_flight and len(messages) < wanted:
+        if acked_at is None and msg_id not in in_flight and len(messages) < wanted:
             entries = conn.execute(f"{_ROWS} WHERE device_id = ? AND id BETWEEN ? AND ? "
                                    "ORDER BY id", [device_id, first, last]).fetchall()
             if not entries:  # nothing left to send (never expected): the claim goes
@@ -83,19 +97,19 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
                                     tuple(StoredEntry(*row) for row in entries)))
     if scan.boundary != boundary:
         scan.reset(boundary)
-    moved = 0
+    moved, resent = 0, len(messages)
     if len(messages) >= wanted:
-        return Claimed(tuple(messages), boundary, moved)
-    devices = _devices(conn)
+        return Claimed(tuple(messages), boundary, moved, resent)
+    carried = [device for device in devices(conn) if carries is None or carries(device)]
     for historical, lane in _LANES:
         if len(messages) >= wanted:
             break
-        heads = _Heads(conn, scan, ranges, historical, lane, devices)
+        heads = _Heads(conn, uplink, scan, ranges, historical, lane, carried)
         if not historical and live_cutoff is not None:
             head = heads.first()
             if head is not None and head[3] < live_cutoff:
                 boundary, moved = _move_late_rows(conn, scan, ranges, boundary, live_cutoff)
-                heads = _Heads(conn, scan, ranges, historical, lane, devices)
+                heads = _Heads(conn, uplink, scan, ranges, historical, lane, carried)
         while len(messages) < wanted:
             head = heads.first()
             if head is None:
@@ -104,14 +118,14 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
                                  max_entries, max_bytes)
             messages.append(message)
             heads.claimed(message.device_id, message.entries[-1].row_id)
-    return Claimed(tuple(messages), boundary, moved)
+    return Claimed(tuple(messages), boundary, moved, resent)
 
 
 def _inside(ranges: Ranges, device_id: str, row_id: int) -> bool:
     return any(first <= row_id <= last for first, last in ranges.get(device_id, ()))
 
 
-def _devices(conn: sqlite3.Connection) -> list[str]:
+def devices(conn: sqlite3.Connection) -> list[str]:
     """Devices with rows in the outbox: one seek of ``outbox_device`` per device."""
     return [device for (device,) in conn.execute(
         "WITH RECURSIVE d(device) AS (SELECT MIN(device_id) FROM outbox UNION ALL "
@@ -119,22 +133,22 @@ def _devices(conn: sqlite3.Connection) -> list[str]:
         "WHERE d.device IS NOT NULL) SELECT device FROM d WHERE device IS NOT NULL")]
 
 
-def _device_head(conn: sqlite3.Connection, device_id: str, start: int, ranges: Ranges,
-                 lane: str, boundary: int) -> tuple[int, str, str, float] | None:
-    """The device's lowest unclaimed row of the lane at or above ``start``, by seeks of
-    ``outbox_device`` that jump over the device's claimed ranges."""
+def _device_head(conn: sqlite3.Connection, uplink: str, device_id: str, start: int,
+                 ranges: Ranges, lane: str, boundary: int,
+                 ) -> tuple[int, str, str, float] | None:
+    """The device's lowest row of the lane at or above ``start`` that ``uplink`` carries
+    and has not claimed, by seeks of ``outbox_device`` that jump over its claimed ranges."""
     at = start
     while True:
         row = conn.execute(
-            f"SELECT id FROM outbox WHERE device_id = ? AND id >= ? AND {lane} "
-            "ORDER BY id LIMIT 1", [device_id, at, boundary]).fetchone()
+            f"SELECT id, kind, acquired_at FROM outbox WHERE device_id = ? AND id >= ? "
+            f"AND {lane} AND {_FOR_UPLINK} ORDER BY id LIMIT 1",
+            [device_id, at, boundary, uplink]).fetchone()
         if row is None:
             return None
         covering = [last for first, last in ranges.get(device_id, ()) if first <= row[0] <= last]
         if not covering:
-            kind, acquired_at = conn.execute("SELECT kind, acquired_at FROM outbox WHERE id = ?",
-                                             [row[0]]).fetchone()
-            return row[0], device_id, kind, acquired_at
+            return row[0], device_id, row[1], row[2]
         at = covering[0] + 1
 
 
@@ -143,12 +157,13 @@ class _Heads:
     again only for the device just claimed (a scan of the rows themselves read every
     message in flight again: 2.4 s of a 6.4 s drain of 25-reading samples)."""
 
-    def __init__(self, conn: sqlite3.Connection, scan: Scan, ranges: Ranges,
+    def __init__(self, conn: sqlite3.Connection, uplink: str, scan: Scan, ranges: Ranges,
                  historical: bool, lane: str, devices: list[str]) -> None:
-        self._conn, self._scan, self._ranges = conn, scan, ranges
+        self._conn, self._uplink, self._scan, self._ranges = conn, uplink, scan, ranges
         self._historical, self._lane = historical, lane
         start = scan.frontier.get(historical, 0)
-        self._heads = {device: _device_head(conn, device, start, ranges, lane, scan.boundary)
+        self._heads = {device: _device_head(conn, uplink, device, start, ranges, lane,
+                                            scan.boundary)
                        for device in devices}
 
     def first(self) -> tuple[int, str, str, float] | None:
@@ -162,8 +177,9 @@ class _Heads:
 
     def claimed(self, device_id: str, last_row: int) -> None:
         """``device_id``'s rows up to ``last_row`` were just claimed."""
-        self._heads[device_id] = _device_head(self._conn, device_id, last_row + 1,
-                                              self._ranges, self._lane, self._scan.boundary)
+        self._heads[device_id] = _device_head(self._conn, self._uplink, device_id,
+                                              last_row + 1, self._ranges, self._lane,
+                                              self._scan.boundary)
 
 
 def _move_late_rows(conn: sqlite3.Connection, scan: Scan, ranges: Ranges, boundary: int,
@@ -189,18 +205,20 @@ def _move_late_rows(conn: sqlite3.Connection, scan: Scan, ranges: Ranges, bounda
 def _claim_run(conn: sqlite3.Connection, uplink: str, head: tuple, lane: str, boundary: int,
                historical: bool, ranges: Ranges, max_entries: int, max_bytes: int) -> Message:
     """Claim the rows of the head's device from the head on: one kind, one lane, up to the
-    next claimed range of that device, ``max_entries`` rows and ``max_bytes`` (UTF-8)."""
+    next claimed range of that device or row addressed to another uplink, ``max_entries``
+    rows and ``max_bytes`` (UTF-8)."""
     head_id, device_id, kind = head[0], head[1], head[2]
     stop = min((first for first, _ in ranges.get(device_id, ()) if first > head_id),
                default=None)
     before_stop = "" if stop is None else f" AND id < {int(stop)}"
     candidates = conn.execute(
-        f"{_ROWS} WHERE device_id = ? AND id >= ? AND {lane}{before_stop} ORDER BY id LIMIT ?",
+        f"SELECT id, kind, device_id, seq, entry_id, body, uplink FROM outbox "
+        f"WHERE device_id = ? AND id >= ? AND {lane}{before_stop} ORDER BY id LIMIT ?",
         [device_id, head_id, boundary, max_entries]).fetchall()
     entries: list[StoredEntry] = []
     size = 0
-    for row in candidates:
-        if row[1] != kind:
+    for *row, addressee in candidates:
+        if row[1] != kind or addressee not in (None, uplink):
             break
         size += len(row[5].encode()) + 1  # bytes on the wire, not characters
         if entries and size > max_bytes:
@@ -223,20 +241,143 @@ def remove(conn: sqlite3.Connection, uplink: str, msg_id: str) -> tuple[str, str
         "RETURNING device_id, kind, first_row, last_row", [uplink, msg_id]).fetchone()
 
 
-def acknowledge(conn: sqlite3.Connection, uplink: str, msg_id: str) -> tuple[str, int]:
-    """``uplink`` has delivered ``msg_id``: its claim and rows leave the outbox. With one
-    uplink every row of the range is past every uplink, so the range is deleted at once
-    (the rule for several uplinks: docs/architecture.md). Returns (kind, rows deleted);
-    ("sample", 0) when the claim is gone already."""
-    claimed = remove(conn, uplink, msg_id)
+def acknowledge(conn: sqlite3.Connection, uplink: str, msg_id: str,
+                others_of: Callable[[str], Sequence[str]] | None = None,
+                now: float = 0.0) -> tuple[str, str, int]:
+    """``uplink`` has delivered ``msg_id``. ``others_of(device)``: the other uplinks that
+    carry the claim's device (None: there are no other uplinks). Without others, the
+    claim and its rows go at once (one indexed range DELETE). Else the claim is kept,
+    acknowledged at ``now``, and only the rows every other carrier is past too are
+    deleted (``delete_passed``). Returns (device, kind, rows deleted); ("", "sample", 0)
+    when the claim is gone already."""
+    others: Sequence[str] = ()
+    if others_of is not None:
+        row = conn.execute("SELECT device_id FROM claims WHERE uplink = ? AND msg_id = ?",
+                           [uplink, msg_id]).fetchone()
+        others = others_of(row[0]) if row is not None else ()
+    if not others:
+        claimed = remove(conn, uplink, msg_id)
+        if claimed is None:
+            return "", "sample", 0
+        device_id, kind, first, last = claimed
+        deleted = conn.execute("DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ?",
+                               [device_id, first, last]).rowcount
+        return device_id, kind, deleted
+    claimed = mark_acknowledged(conn, uplink, msg_id, now)
     if claimed is None:
-        return "sample", 0
+        return "", "sample", 0
     device_id, kind, first, last = claimed
-    deleted = conn.execute("DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ?",
-                           [device_id, first, last]).rowcount
-    return kind, deleted
+    deleted = delete_passed(conn, uplink, device_id, first, last, others)
+    _merge_acknowledged(conn, uplink, device_id, msg_id)
+    return device_id, kind, deleted
+
+
+def mark_acknowledged(conn: sqlite3.Connection, uplink: str, msg_id: str,
+                      now: float) -> tuple[str, str, int, int] | None:
+    """Mark ``uplink``'s claim acknowledged (it is past those rows); its (device, kind,
+    first_row, last_row), or None when there is no unacknowledged claim of that id."""
+    return conn.execute(
+        "UPDATE claims SET acked_at = ? WHERE uplink = ? AND msg_id = ? AND acked_at IS NULL "
+        "RETURNING device_id, kind, first_row, last_row", [now, uplink, msg_id]).fetchone()
+
+
+def acked_ranges(conn: sqlite3.Connection, uplink: str, device_id: str, first: int = 0,
+                 last: int = 2**63 - 1) -> list[tuple[int, int]]:
+    """``uplink``'s acknowledged ranges of ``device_id`` overlapping first..last, clipped."""
+    return sorted((max(a, first), min(b, last)) for a, b in conn.execute(
+        "SELECT first_row, last_row FROM claims WHERE device_id = ? AND uplink = ? "
+        "AND acked_at IS NOT NULL AND first_row <= ? AND last_row >= ?",
+        [device_id, uplink, last, first]))
+
+
+def _intersect(left: list[tuple[int, int]], right: list[tuple[int, int]],
+               ) -> list[tuple[int, int]]:
+    """Intersection of two sorted lists of disjoint closed intervals."""
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(left) and j < len(right):
+        low, high = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
+        if low <= high:
+            out.append((low, high))
+        if left[i][1] < right[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def delete_passed(conn: sqlite3.Connection, uplink: str, device_id: str, first: int,
+                  last: int, others: Sequence[str]) -> int:
+    """Delete the rows of ``device_id`` in first..last that ``uplink`` has just passed and
+    every uplink of ``others`` has passed too (the intersection of their acknowledged
+    ranges), and rows addressed to ``uplink`` alone; then the acknowledged claims of the
+    device that no longer cover any row. Returns rows deleted."""
+    passed = [(first, last)]
+    for other in others:
+        passed = _intersect(passed, acked_ranges(conn, other, device_id, first, last))
+        if not passed:
+            break
+    deleted = conn.execute("DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
+                           "AND uplink = ?", [device_id, first, last, uplink]).rowcount
+    for low, high in passed:
+        deleted += conn.execute("DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ?",
+                                [device_id, low, high]).rowcount
+    if deleted:
+        drop_empty_claims(conn, device_id, first, last)
+    return deleted
+
+
+def drop_empty_claims(conn: sqlite3.Connection, device_id: str, first: int = 0,
+                      last: int = 2**63 - 1) -> int:
+    """Acknowledged claims of ``device_id`` overlapping first..last whose rows are all gone
+    (nothing left to hold an uplink back from)."""
+    return conn.execute(
+        "DELETE FROM claims WHERE device_id = ? AND acked_at IS NOT NULL AND first_row <= ? "
+        "AND last_row >= ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.device_id = "
+        "claims.device_id AND o.id BETWEEN claims.first_row AND claims.last_row)",
+        [device_id, last, first]).rowcount
+
+
+def _merge_acknowledged(conn: sqlite3.Connection, uplink: str, device_id: str,
+                        msg_id: str) -> None:
+    """Merge ``uplink``'s acknowledged claim ``msg_id`` with the acknowledged claims of the
+    same device right before and after it, when no row ``uplink`` still has to send lies
+    between (so one uplink's acknowledged ranges stay few while another is down)."""
+    row = conn.execute("SELECT first_row, last_row FROM claims WHERE uplink = ? AND "
+                       "msg_id = ?", [uplink, msg_id]).fetchone()
+    if row is None:  # gone: its rows were all deleted
+        return
+    first, last = row
+    for before in (True, False):
+        neighbour = conn.execute(
+            "SELECT msg_id, first_row, last_row FROM claims WHERE uplink = ? AND device_id = ? "
+            "AND acked_at IS NOT NULL AND msg_id != ? AND "
+            + ("last_row < ? ORDER BY last_row DESC" if before else
+               "first_row > ? ORDER BY first_row") + " LIMIT 1",
+            [uplink, device_id, msg_id, first if before else last]).fetchone()
+        if neighbour is None:
+            continue
+        low, high = (neighbour[2], first) if before else (last, neighbour[1])
+        between = conn.execute(
+            "SELECT 1 FROM claims WHERE uplink = ? AND device_id = ? AND first_row > ? "
+            "AND first_row < ? UNION ALL SELECT 1 FROM outbox WHERE device_id = ? AND id > ? "
+            f"AND id < ? AND {_FOR_UPLINK} LIMIT 1",
+            [uplink, device_id, low, high, device_id, low, high, uplink]).fetchone()
+        if between is not None:
+            continue
+        conn.execute("DELETE FROM claims WHERE uplink = ? AND msg_id = ?", [uplink, neighbour[0]])
+        first, last = min(first, neighbour[1]), max(last, neighbour[2])
+        conn.execute("UPDATE claims SET first_row = ?, last_row = ? WHERE uplink = ? AND "
+                     "msg_id = ?", [first, last, uplink, msg_id])
 
 
 UNCLAIMED = ("NOT EXISTS (SELECT 1 FROM claims c WHERE c.device_id = outbox.device_id "
              "AND c.first_row <= outbox.id AND c.last_row >= outbox.id)")
-"""SQL condition: the ``outbox`` row is claimed by no uplink (retention, merge_gap)."""
+"""SQL condition: the ``outbox`` row is claimed by no uplink, acknowledged or not
+(merge_gap: a claimed gap's body is fixed, some uplink may have sent it)."""
+
+NOT_IN_FLIGHT = ("NOT EXISTS (SELECT 1 FROM claims c WHERE c.device_id = outbox.device_id "
+                 "AND c.first_row <= outbox.id AND c.last_row >= outbox.id "
+                 "AND c.acked_at IS NULL)")
+"""SQL condition: no uplink has the ``outbox`` row in a claim it has not acknowledged (so
+it may be at that uplink's broker). Retention drops only such rows."""

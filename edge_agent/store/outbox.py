@@ -18,16 +18,19 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   kind, lane and row-id range, one row in ``claims`` per message) is committed *before*
   the message is published, so after a crash the same rows are re-sent as the same
   message (same id, same bytes). Messages that were in flight when the process died are
-  re-sent first after restart. Claims are keyed by uplink (today only ``default``); the
-  rule by which a row leaves when several uplinks carry it is in docs/architecture.md.
+  re-sent first after restart. Claims are keyed by uplink; with several uplinks
+  (``set_uplinks``, store/uplinks.py) a row leaves when every uplink that carries its
+  device has acknowledged a claim covering it (claims.py, docs/architecture.md): until
+  then the acknowledged claims stay, so no uplink sends a row twice.
   The one other way out is a message that can never be published
   (``set_aside_unpublishable``, store/unpublishable.py): its rows are deleted and its
   samples announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
-  in the transaction that crosses them: the oldest samples never claimed for a message
-  are deleted (a claimed one may already be at the broker), counted in
+  in the transaction that crosses them: the oldest samples no uplink has in flight are
+  deleted (one in flight may already be at a broker), counted in
   ``meta.dropped_total``, logged once per episode and announced by a gap row per device
-  (first/last time, first/last sequence, count) that is forwarded like any sample. A gap
+  (first/last time, first/last sequence, count) that is forwarded like any sample, to
+  each uplink that had not acknowledged the dropped samples (store/retention.py). A gap
   row grows while unsent as long as the next drop continues its sequence range.
 * **Driver state with its sample.** A sample's ``driver_state`` (a GC's last published
   analysis) is written in the sample's own transaction: after any crash the state a
@@ -76,11 +79,11 @@ from typing import TypeVar
 
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
-from edge_agent.payload import Message, encode_sample_body
-from edge_agent.store import claims, corruption, pathcheck, retention, unpublishable
+from edge_agent.payload import encode_sample_body
+from edge_agent.store import claims, corruption, pathcheck, retention, uplinks
+from edge_agent.store.delivery import Delivery
 from edge_agent.store.lock import OutboxLock
 from edge_agent.store.schema import (
-    DEFAULT_UPLINK,
     ForeignDatabase,
     NotAnOutbox,
     SchemaError,
@@ -153,8 +156,9 @@ class OutboxDepth:
     corrupt_lost_total: int = 0
 
 
-class Outbox:
-    """Owner of the outbox database: one writer thread, one connection."""
+class Outbox(Delivery):
+    """Owner of the outbox database: one writer thread, one connection. Claiming,
+    acknowledging and the uplinks served are in store/delivery.py."""
 
     def __init__(
         self,
@@ -169,12 +173,16 @@ class Outbox:
         self.on_append = on_append
         self._synchronous = synchronous
         self._clock = clock
-        # Message ids published and not yet acknowledged, changed only after a commit.
-        self._in_flight: set[str] = set()
+        # Per uplink: message ids published and not yet acknowledged, changed only after a
+        # commit. Keyed by uplink: a message id is unique within its uplink's claims only.
+        self._in_flight: dict[str, set[str]] = {}
         self._in_flight_lock = threading.Lock()
         self._scans: dict[str, claims.Scan] = {}  # per uplink (writer thread only)
         self._unstored: dict[str, retention.PendingGap] = {}
+        self._routes = uplinks.Routes()  # the active uplinks (set_uplinks)
+        self._routes_set = False
         self._retention = retention.Enforcer(retention_limits, clock)
+        self._retention.carriers = lambda device_id: self._routes.carriers(device_id)
         self._unstored_lock = threading.Lock()
         self._closed = False
         self.unstored_total = 0  # samples whose append failed (disk full...), this run
@@ -407,7 +415,7 @@ class Outbox:
             "VALUES ('sample', ?, ?, ?, ?, ?)",
             [sample.device_id, seq, sample_id, sample.acquired_at.timestamp(), body],
         )
-        self._retention.note_appended(1)
+        self._retention.note_appended(1, sample.device_id)
         self._txn_seqs[sample.device_id] = seq
         return Accepted(int(cursor.lastrowid or 0), seq, sample_id)
 
@@ -456,114 +464,6 @@ class Outbox:
                 current.last_at = max(current.last_at, pending.last_at)
                 current.count += pending.count
 
-    # -- claiming and acknowledging -----------------------------------------------------
-
-    def backlog_boundary(self, acquired_before: float) -> int:
-        """Highest row id acquired before ``acquired_before`` (unix s): the backlog's end.
-
-        Row ids grow in commit order, so rows above the boundary are the newer ones.
-        """
-        def run(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT MAX(id) FROM outbox WHERE acquired_at < ?",
-                               [acquired_before]).fetchone()
-            return int(row[0] or 0)
-
-        return self._submit(run, reads_only=True)
-
-    def claim_batch(self, boundary_row_id: int, max_messages: int, max_entries: int,
-                    max_body_bytes: int, live_cutoff: float | None = None,
-                    uplink: str = DEFAULT_UPLINK, acked: list[str] | None = None,
-                    ) -> claims.Claimed:
-        """Claim up to ``max_messages`` messages in one transaction and return them; each
-        is in flight from then until ``ack_many``, ``set_aside_unpublishable`` or
-        ``release_in_flight``. Claims not in flight come first (re-sent as they are), then
-        live rows, then backlog rows; ``live_cutoff`` moves live rows acquired before it
-        to the backlog (claims.py).
-
-        ``acked``: messages the broker acknowledged, deleted first in the same
-        transaction (as ``ack_many`` would), so a drain commits once per turn of the
-        window, not twice. On OutboxError nothing is claimed nor deleted, and the acked
-        messages leave the in-flight set all the same (offered again: a duplicate with
-        the same id, never a loss)."""
-        acked = acked or []
-
-        def run(conn: sqlite3.Connection) -> claims.Claimed:
-            self._delete_acknowledged(conn, acked, uplink)
-            with self._in_flight_lock:
-                in_flight = frozenset(self._in_flight)
-            scan = self._scans.setdefault(uplink, claims.Scan())
-            try:
-                return claims.claim(conn, uplink, in_flight, scan, boundary_row_id,
-                                    max_messages, max_entries, max_body_bytes, live_cutoff)
-            except BaseException:
-                scan.reset()  # its claims are rolled back with it: look again from 0
-                raise
-
-        claimed = self._settle(acked, run)
-        with self._in_flight_lock:
-            self._in_flight.update(message.msg_id for message in claimed.messages)
-        return claimed
-
-    def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
-        """One message, as ``claim_batch`` would give it; None when there is nothing."""
-        claimed = self.claim_batch(boundary_row_id, 1, max_entries, max_body_bytes)
-        return claimed.messages[0] if claimed.messages else None
-
-    def ack_many(self, msg_ids: list[str], uplink: str = DEFAULT_UPLINK) -> int:
-        """Delete the claims and rows of every acknowledged message, in one transaction;
-        returns rows deleted. Either way the messages stop being in flight: if the delete
-        failed, the next claim re-sends them (a duplicate with the same id, never a loss).
-        """
-        return self._settle(msg_ids,
-                            lambda conn: self._delete_acknowledged(conn, msg_ids, uplink))
-
-    def _delete_acknowledged(self, conn: sqlite3.Connection, msg_ids: list[str],
-                             uplink: str) -> int:
-        deleted = 0
-        for msg_id in msg_ids:
-            kind, rows = claims.acknowledge(conn, uplink, msg_id)
-            deleted += rows
-            if kind == "sample":
-                self._retention.note_deleted(rows)
-            else:
-                self._retention.note_deleted(0, rows)
-        return deleted
-
-    def set_aside_unpublishable(self, msg_id: str,
-                                uplink: str = DEFAULT_UPLINK) -> unpublishable.SetAside:
-        """Remove a message that can never be published and announce its samples as a
-        gap event (store/unpublishable.py). On OutboxError it stays claimed and is
-        offered again, like a failed acknowledgement."""
-        def run(conn: sqlite3.Connection) -> unpublishable.SetAside:
-            result = unpublishable.set_aside(conn, uplink, msg_id)
-            self._retention.note_deleted(result.samples, result.gaps)
-            for _ in range(result.gap_rows_added):
-                self._retention.note_gap_added()
-            return result
-
-        return self._settle([msg_id], run)
-
-    def _settle(self, msg_ids: list[str], run: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``run`` (which ends the claims of ``msg_ids``); whether it commits or fails,
-        they leave the in-flight set: on failure their claims stay and the next
-        ``claim_batch`` offers them again."""
-        try:
-            return self._submit(run)
-        finally:
-            with self._in_flight_lock:
-                self._in_flight.difference_update(msg_ids)
-
-    def forget_in_flight(self, msg_ids: list[str]) -> None:
-        """Claimed messages the caller did not publish after all: offered again (same id)."""
-        with self._in_flight_lock:
-            self._in_flight.difference_update(msg_ids)
-
-    def release_in_flight(self) -> None:
-        """The connection carrying in-flight messages is gone: they become resendable.
-        In memory only, so it works while the database is locked or failing."""
-        with self._in_flight_lock:
-            self._in_flight.clear()
-
     # -- inspection ---------------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
@@ -575,8 +475,7 @@ class Outbox:
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                      "('dropped_total', 'corrupt_lost_total')"))
             samples, gaps = counts.get("sample", 0), counts.get("gap", 0)
-            with self._in_flight_lock:
-                in_flight = len(self._in_flight)
+            in_flight = self._in_flight_count()
             return OutboxStats(samples + gaps, samples, gaps, oldest,
                                int(meta["dropped_total"]), in_flight,
                                retention.bytes_in_use(conn), self.unstored_total,
@@ -593,8 +492,7 @@ class Outbox:
                                   "ORDER BY id LIMIT 1").fetchone()
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                                      "('dropped_total', 'corrupt_lost_total')"))
-            with self._in_flight_lock:
-                in_flight = len(self._in_flight)
+            in_flight = self._in_flight_count()
             samples, gaps = self._retention.samples, self._retention.gaps
             return OutboxDepth(samples + gaps, samples, oldest[0] if oldest else None,
                                int(meta["dropped_total"]), in_flight,

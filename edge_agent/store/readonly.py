@@ -157,16 +157,26 @@ def read_backlog(conn: sqlite3.Connection, path: Path) -> FileBacklog:
                                      newest, body, len(device_gaps), sum(device_gaps)))
     meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
                              "('dropped_total', 'corrupt_lost_total')"))
-    claimed = conn.execute(_CLAIMED_ROWS_V3 if _has_claims(conn) else _CLAIMED_ROWS_V2).fetchone()
+    claimed = conn.execute(_claimed_rows_sql(conn)).fetchone()
     return FileBacklog(path, tuple(devices), int(meta.get("dropped_total", 0)), claimed[0],
                        int(meta.get("corrupt_lost_total", 0)))
 
 
-# Rows inside a claim's range (schema v3, claims.py); a file the agent has not yet
-# migrated from v2 still marks them with a message id per row.
-_CLAIMED_ROWS_V3 = ("SELECT COUNT(*) FROM outbox o JOIN claims c ON c.device_id = o.device_id "
-                    "AND o.id BETWEEN c.first_row AND c.last_row")
+# Rows inside a claim's range (schema v3, claims.py), counted once however many uplinks
+# claimed them, and from v4 only claims not yet acknowledged (an acknowledged claim's rows
+# wait for another uplink; they are not sent again by the one that has them). A file the
+# agent has not yet migrated from v2 still marks them with a message id per row.
+_CLAIMED_ROWS_V3 = ("SELECT COUNT(*) FROM outbox o WHERE EXISTS (SELECT 1 FROM claims c "
+                    "WHERE c.device_id = o.device_id AND o.id BETWEEN c.first_row AND "
+                    "c.last_row{})")
 _CLAIMED_ROWS_V2 = "SELECT COUNT(*) FROM outbox WHERE msg_id IS NOT NULL"
+
+
+def _claimed_rows_sql(conn: sqlite3.Connection) -> str:
+    if not _has_claims(conn):
+        return _CLAIMED_ROWS_V2
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(claims)")}
+    return _CLAIMED_ROWS_V3.format(" AND c.acked_at IS NULL" if "acked_at" in columns else "")
 
 
 def _has_claims(conn: sqlite3.Connection) -> bool:

@@ -1,10 +1,12 @@
 """Retention: what the outbox drops, on purpose and counted, when a limit is reached.
 
 Runs inside the writer's transaction (see outbox.py for the guarantees). Only samples
-that no uplink has claimed for a message (claims.py) are dropped, oldest first: a
-claimed row may already be at the broker, and counting it as dropped would be a lie.
-Every drop is merged into one unsent gap row per device, which the forwarder publishes
-like any sample.
+that no uplink has in flight (claimed and not acknowledged, claims.py) are dropped,
+oldest first: a row in flight may already be at that uplink's broker, and counting it as
+dropped would be a lie. Every drop is merged into one unsent gap row per device, which
+the forwarder publishes like any sample. With several uplinks, a dropped sample is
+announced only to the uplinks that had not acknowledged it (store/uplinks.py): one gap
+row for all of them when none had, else one gap row addressed to each (``uplink``).
 
 One transaction deletes at most ``MAX_DROPS_PER_TRANSACTION`` samples: a large excess
 (``max_rows`` lowered by a reload, ``max_age_s`` after a long power-off) is removed over
@@ -30,7 +32,8 @@ from datetime import UTC, datetime
 from edge_agent.config.schema import Retention
 from edge_agent.model import iso_utc
 from edge_agent.payload import encode_gap_body
-from edge_agent.store.claims import UNCLAIMED
+from edge_agent.store import claims
+from edge_agent.store.claims import NOT_IN_FLIGHT, UNCLAIMED
 
 log = logging.getLogger("edge_agent.store.outbox")
 
@@ -68,16 +71,17 @@ def _iso(at: float) -> str:
 
 def merge_gap(
     conn: sqlite3.Connection, device_id: str, first_at: float, last_at: float, count: int,
-    first_seq: int | None, last_seq: int | None, reason: str,
+    first_seq: int | None, last_seq: int | None, reason: str, uplink: str | None = None,
 ) -> bool:
-    """Extend the device's latest unsent gap row if this run of drops continues its
-    sequence range (so a range never covers a delivered sample), else start a new one.
-    Samples lost before storage have no sequence numbers; they merge with each other.
-    True when a new gap row was inserted (the caller counts rows, see ``Enforcer``)."""
+    """Extend the device's latest unsent gap row for the same addressee (``uplink``; None:
+    every uplink carrying the device) if this run of drops continues its sequence range
+    (so a range never covers a delivered sample), else start a new one. Samples lost
+    before storage have no sequence numbers; they merge with each other. True when a new
+    gap row was inserted (the caller counts rows, see ``Enforcer``)."""
     row = conn.execute(
-        f"SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND {UNCLAIMED} "
-        "ORDER BY id DESC LIMIT 1",
-        [device_id],
+        f"SELECT id, body FROM outbox WHERE kind = 'gap' AND device_id = ? AND uplink IS ? "
+        f"AND {UNCLAIMED} ORDER BY id DESC LIMIT 1",
+        [device_id, uplink],
     ).fetchone()
     old = json.loads(row[1]) if row is not None else None
     if old is not None:
@@ -89,9 +93,9 @@ def merge_gap(
         body = encode_gap_body(uuid.uuid4().hex, _iso(first_at), _iso(last_at), count,
                                first_seq, last_seq, [reason])
         conn.execute(
-            "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
-            "VALUES ('gap', ?, NULL, ?, ?, ?)",
-            [device_id, json.loads(body)["id"], first_at, body],
+            "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body, uplink) "
+            "VALUES ('gap', ?, NULL, ?, ?, ?, ?)",
+            [device_id, json.loads(body)["id"], first_at, body, uplink],
         )
         return True
     seqs_first = [s for s in (old["first_seq"], first_seq) if s is not None]
@@ -103,6 +107,33 @@ def merge_gap(
     )
     conn.execute("UPDATE outbox SET body = ? WHERE id = ?", [body, row[0]])
     return False
+
+
+def addressees(conn: sqlite3.Connection, rows: list[tuple],
+               carriers: Callable[[str], tuple[str, ...]],
+               ) -> list[tuple[str | None, list[tuple]]]:
+    """Dropped rows (id, device, at, seq) grouped by the gap row that announces them: None
+    (every uplink carrying the device) when no carrier had acknowledged them, else one
+    group per uplink that had not. Acknowledged claims left with no rows are removed."""
+    per_device: dict[str, list[tuple]] = {}
+    for row in rows:
+        per_device.setdefault(row[1], []).append(row)
+    groups: dict[str | None, list[tuple]] = {}
+    for device_id, dropped in per_device.items():
+        names = carriers(device_id)
+        low, high = min(r[0] for r in dropped), max(r[0] for r in dropped)
+        acked = {name: claims.acked_ranges(conn, name, device_id, low, high)
+                 for name in names} if len(names) > 1 else {}
+        if not any(acked.values()):
+            groups.setdefault(None, []).extend(dropped)
+            continue
+        for row in dropped:
+            missing = [name for name in names
+                       if not any(a <= row[0] <= b for a, b in acked[name])]
+            for name in missing if len(missing) < len(names) else (None,):
+                groups.setdefault(name, []).append(row)
+        claims.drop_empty_claims(conn, device_id, low, high)
+    return list(groups.items())
 
 
 def _contiguous_runs(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
@@ -137,6 +168,11 @@ class Enforcer:
         self._clock = clock
         self._samples = 0
         self._gaps = 0
+        #: Sample rows per device (per-uplink depth without a scan; store/uplinks.py).
+        self.per_device: dict[str, int] = {}
+        self._saved_per_device: dict[str, int] = {}
+        #: The uplinks that carry a device (store/uplinks.py), for addressing gap events.
+        self.carriers: Callable[[str], tuple[str, ...]] = lambda _device: ()
         self._dropping = False
         self._episode_drops = 0
         self._next_age_check = 0.0
@@ -151,6 +187,8 @@ class Enforcer:
         """Count rows once at start-up; afterwards the counts are kept incrementally."""
         counts = dict(conn.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"))
         self._samples, self._gaps = counts.get("sample", 0), counts.get("gap", 0)
+        self.per_device = dict(conn.execute(
+            "SELECT device_id, COUNT(*) FROM outbox WHERE kind = 'sample' GROUP BY device_id"))
         self._grew = True
 
     reload_after_rollback = load
@@ -158,10 +196,12 @@ class Enforcer:
     def begin(self) -> None:
         """A write transaction begins: remember the counts it may have to give back."""
         self._saved = (self._samples, self._gaps, self._grew)
+        self._saved_per_device = dict(self.per_device)
 
     def rollback(self) -> None:
         """The transaction rolled back: its operations' counts are void."""
         self._samples, self._gaps, self._grew = self._saved
+        self.per_device = self._saved_per_device
 
     @property
     def samples(self) -> int:
@@ -173,17 +213,20 @@ class Enforcer:
         """Gap rows in the outbox, as of the writer's current transaction."""
         return self._gaps
 
-    def note_appended(self, count: int) -> None:
+    def note_appended(self, count: int, device_id: str) -> None:
         self._samples += count
+        self.per_device[device_id] = self.per_device.get(device_id, 0) + count
         self._grew = True
 
     def note_gap_added(self) -> None:
         self._gaps += 1
         self._grew = True
 
-    def note_deleted(self, count: int, gaps: int = 0) -> None:
+    def note_deleted(self, count: int, gaps: int = 0, device_id: str | None = None) -> None:
         self._samples -= count
         self._gaps -= gaps
+        if count and device_id is not None:
+            self.per_device[device_id] = self.per_device.get(device_id, 0) - count
 
     def _due(self) -> bool:
         """Whether this transaction can have crossed a limit. Only added rows (and new
@@ -236,7 +279,7 @@ class Enforcer:
             limit = min(_AGE_CHUNK, self._budget)
             rows = conn.execute(
                 "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
-                f"AND {UNCLAIMED} ORDER BY id LIMIT ?",
+                f"AND {NOT_IN_FLIGHT} ORDER BY id LIMIT ?",
                 [limit],
             ).fetchall()
             expired = []
@@ -255,7 +298,7 @@ class Enforcer:
         take = min(count, self._budget)
         rows = conn.execute(
             "SELECT id, device_id, acquired_at, seq FROM outbox WHERE kind = 'sample' "
-            f"AND {UNCLAIMED} ORDER BY id LIMIT ?",
+            f"AND {NOT_IN_FLIGHT} ORDER BY id LIMIT ?",
             [take],
         ).fetchall()
         self._drop_rows(conn, rows, reason)
@@ -267,11 +310,14 @@ class Enforcer:
         if not rows:
             return
         conn.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in rows])
-        for device_id, run in _contiguous_runs(rows):
-            times = [row[2] for row in run]
-            if merge_gap(conn, device_id, min(times), max(times), len(run),
-                         run[0][3], run[-1][3], reason):
-                self._gaps += 1
+        for target, addressed in addressees(conn, rows, self.carriers):
+            for device_id, run in _contiguous_runs(addressed):
+                times = [row[2] for row in run]
+                if merge_gap(conn, device_id, min(times), max(times), len(run),
+                             run[0][3], run[-1][3], reason, target):
+                    self._gaps += 1
+        for row in rows:
+            self.per_device[row[1]] = self.per_device.get(row[1], 0) - 1
         conn.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'dropped_total'",
             [len(rows)],

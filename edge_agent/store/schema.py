@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
 DEFAULT_UPLINK = "default"  # the uplink of the ``mqtt:`` section (claims.py)
 _TABLES = ("meta", "device_seq", "outbox", "claims")
@@ -142,10 +142,66 @@ def _migrate_to_v3(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE outbox DROP COLUMN historical")
 
 
+# v4 rebuilds both tables (SQLite cannot change a CHECK constraint in place). Row ids are
+# kept, and so is the AUTOINCREMENT high-water mark: ids must never go backwards.
+_V4_DDL = """
+CREATE TABLE outbox_v4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('sample', 'gap', 'alarm')),
+    device_id TEXT NOT NULL,
+    seq INTEGER,
+    entry_id TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    uplink TEXT
+);
+INSERT INTO outbox_v4 (id, kind, device_id, seq, entry_id, acquired_at, body)
+    SELECT id, kind, device_id, seq, entry_id, acquired_at, body FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_device ON outbox (device_id, id);
+CREATE TABLE claims_v4 (
+    uplink TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('sample', 'gap', 'alarm')),
+    historical INTEGER NOT NULL,
+    first_row INTEGER NOT NULL,
+    last_row INTEGER NOT NULL,
+    acked_at REAL,
+    PRIMARY KEY (uplink, msg_id)
+);
+INSERT INTO claims_v4 (uplink, msg_id, device_id, kind, historical, first_row, last_row)
+    SELECT uplink, msg_id, device_id, kind, historical, first_row, last_row FROM claims;
+DROP TABLE claims;
+ALTER TABLE claims_v4 RENAME TO claims;
+CREATE INDEX claims_rows ON claims (device_id, first_row)
+"""
+
+
+def _migrate_to_v4(db: sqlite_utils.Database) -> None:
+    """v4, several uplinks (issue 12): an outbox row may be addressed to one uplink only
+    (``uplink``, NULL: every uplink that carries its device; a gap event that only one
+    uplink must announce), a claim can be acknowledged and kept (``acked_at``: its uplink
+    is past those rows, which wait for the other uplinks; claims.py), and ``kind`` also
+    accepts ``alarm`` (alarm events stored as rows, issue 17). Existing claims are not
+    acknowledged: they are re-sent with the same id and bytes as before."""
+    high = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    for statement in _V4_DDL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    if high is not None:
+        db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'",
+                   [high[0]])
+        db.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', ? WHERE NOT "
+                   "EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')", [high[0]])
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_to_v1,
     2: _migrate_to_v2,
     3: _migrate_to_v3,
+    4: _migrate_to_v4,
 }
 
 

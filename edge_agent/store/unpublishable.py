@@ -8,11 +8,17 @@ retention drops are: merged into the device's unsent gap row (retention.merge_ga
 the reason ``unpublishable`` and their time and sequence range. The gap event then goes
 out like any other. A gap event that is itself unpublishable is removed and not
 announced again (that would loop); the caller logs what it said.
+
+With several uplinks carrying the device, only the uplink that gave up is affected: its
+claim is marked acknowledged (it is past those rows and never claims them again), the
+gap event is addressed to it alone, and the rows stay for the others (they leave by the
+delete rule, claims.delete_passed, like acknowledged ones).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_agent.store import claims
@@ -35,13 +41,23 @@ class SetAside:
     first_seq: int | None = None
     last_seq: int | None = None
     gap_bodies: tuple[str, ...] = ()
+    #: Rows that left the outbox, (samples, gaps), when not those above: with other
+    #: carriers, only the rows they are past too.
+    deleted: tuple[int, int] | None = None
+
+    @property
+    def rows_deleted(self) -> tuple[int, int]:
+        """(sample rows, gap rows) deleted from the outbox."""
+        return self.deleted if self.deleted is not None else (self.samples, self.gaps)
 
 
-def set_aside(conn: sqlite3.Connection, uplink: str, msg_id: str) -> SetAside:
+def set_aside(conn: sqlite3.Connection, uplink: str, msg_id: str,
+              others: Sequence[str] = (), now: float = 0.0) -> SetAside:
     """Delete ``uplink``'s claim ``msg_id`` and its rows and announce its samples (inside
     the caller's transaction). Nothing to do (already acknowledged or set aside): zeros.
-    With several uplinks (issue 12) the rows would stay for the others and only this
-    uplink's gap be announced; with one, they go."""
+    ``others``: the other uplinks carrying the device (module docstring)."""
+    if others:
+        return _set_aside_for_one(conn, uplink, msg_id, others, now)
     claimed = claims.remove(conn, uplink, msg_id)
     rows = [] if claimed is None else conn.execute(
         "DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
@@ -60,6 +76,37 @@ def set_aside(conn: sqlite3.Connection, uplink: str, msg_id: str) -> SetAside:
     seqs = [row[2] for row in samples]
     return SetAside(rows[0][1], rows[0][0], len(samples), len(gap_bodies), added,
                     min(seqs, default=None), max(seqs, default=None), gap_bodies)
+
+
+def _set_aside_for_one(conn: sqlite3.Connection, uplink: str, msg_id: str,
+                       others: Sequence[str], now: float) -> SetAside:
+    """``uplink`` gives up on ``msg_id``; the other carriers keep its rows."""
+    claimed = claims.mark_acknowledged(conn, uplink, msg_id, now)
+    if claimed is None:
+        return SetAside(None, None, 0, 0, 0)
+    device_id, kind, first, last = claimed
+    rows = conn.execute("SELECT kind, device_id, seq, acquired_at, body FROM outbox WHERE "
+                        "device_id = ? AND id BETWEEN ? AND ?", [device_id, first, last]
+                        ).fetchall()
+    samples = sorted((row for row in rows if row[0] == "sample"), key=lambda row: row[2])
+    gap_bodies = tuple(row[4] for row in rows if row[0] == "gap")
+    added = 0
+    for device, run in _contiguous_runs(samples):
+        times = [row[3] for row in run]
+        added += merge_gap(conn, device, min(times), max(times), len(run), run[0][2],
+                           run[-1][2], REASON, uplink)
+    counts = dict(conn.execute(
+        "SELECT kind, COUNT(*) FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
+        "GROUP BY kind", [device_id, first, last]))
+    claims.delete_passed(conn, uplink, device_id, first, last, others)
+    left = dict(conn.execute(
+        "SELECT kind, COUNT(*) FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
+        "GROUP BY kind", [device_id, first, last]))
+    seqs = [row[2] for row in samples]
+    return SetAside(device_id, kind, len(samples), len(gap_bodies), added,
+                    min(seqs, default=None), max(seqs, default=None), gap_bodies,
+                    (counts.get("sample", 0) - left.get("sample", 0),
+                     counts.get("gap", 0) - left.get("gap", 0)))
 
 
 def _contiguous_runs(samples: list[tuple]) -> list[tuple[str, list[tuple]]]:

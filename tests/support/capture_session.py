@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +18,10 @@ from edge_agent.config.schema import SerialLink, TcpLink
 from edge_agent.link import LinkError
 from edge_agent.tools.capture.files import CaptureWriter
 from edge_agent.tools.capture.format import Header, LinkInfo
-from edge_agent.tools.capture.loopthread import LoopThread
+from edge_agent.tools.capture.loopthread import InBackground, LoopThread
 from edge_agent.tools.capture.proxy import RecordingProxy
+from edge_agent.tools.replay.serve import Responder
+from edge_agent.tools.replay.tcp_server import TcpReplayServer
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 from support.waiting import wait_until
 
@@ -68,12 +70,29 @@ def _outcome(step) -> object:  # noqa: ANN001 - a zero-argument lambda
         return err.reason
 
 
-def tcp_client(port: int, timeout_ms: int = 1000) -> ModbusLinkClient:
-    return ModbusLinkClient(TcpLink("lan", "127.0.0.1", port, timeout_ms=timeout_ms))
+@contextmanager
+def tcp_client(port: int, timeout_ms: int = 1000) -> Iterator[ModbusLinkClient]:
+    """The agent's own Modbus TCP client on 127.0.0.1:``port``, closed after the block."""
+    with closing(ModbusLinkClient(TcpLink("lan", "127.0.0.1", port,
+                                          timeout_ms=timeout_ms))) as client:
+        yield client
 
 
-def rtu_client(path: str, timeout_ms: int = 1000) -> ModbusLinkClient:
-    return ModbusLinkClient(SerialLink("bus", path, timeout_ms=timeout_ms))
+@contextmanager
+def rtu_client(path: str, timeout_ms: int = 1000) -> Iterator[ModbusLinkClient]:
+    """The agent's own Modbus RTU client on the serial port or pty ``path``, closed after
+    the block."""
+    with closing(ModbusLinkClient(SerialLink("bus", path, timeout_ms=timeout_ms))) as client:
+        yield client
+
+
+@contextmanager
+def replayed_over_tcp(replay: Responder, timeout_ms: int = 1000) -> Iterator[ModbusLinkClient]:
+    """``replay`` served as a Modbus TCP device in the background, and a client of the
+    agent's own kind connected to it; both closed after the block."""
+    with InBackground(TcpReplayServer(replay), "replay") as running, \
+            tcp_client(running.server.port, timeout_ms) as client:
+        yield client
 
 
 @contextmanager
@@ -102,16 +121,10 @@ def _all_closed(path: Path) -> bool:
 
 def record_session(path: Path, unit: SimUnit | None = None) -> list[object]:
     """Poll a simulated GC through a recording proxy; returns what the master got."""
-    server = SimServer([unit or gc_unit()], tcp_port=0).start()
-    try:
-        with recording_proxy(server.tcp_port, path) as port:
-            client = tcp_client(port)
-            try:
-                return poll(client)
-            finally:
-                client.close()
-    finally:
-        server.stop()
+    with (SimServer([unit or gc_unit()], tcp_port=0) as server,
+          recording_proxy(server.tcp_port, path) as port,
+          tcp_client(port) as client):
+        return poll(client)
 
 
 def public_capture(name: str) -> Path:

@@ -18,7 +18,9 @@ Writes = list[tuple[float, bytes]]  # (pause before, bytes) pairs
 
 
 def crc16_modbus(frame: bytes) -> bytes:
-    """CRC-16/MODBUS, low byte first."""
+    """CRC-16/MODBUS, low byte first, written out here independently of pymodbus and of
+    the agent's checksums.py, so tests that build frames with it check those, not
+    themselves."""
     crc = 0xFFFF
     for byte in frame:
         crc ^= byte

@@ -23,6 +23,11 @@ def load_fixture(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+#: The ``text:`` block of the streaming H2S analyzer (what H2sStreamSim sends), read from
+#: its fixture: make_fixtures.py writes it there, so tests and fixture cannot drift apart.
+H2S_TEXT: dict = load_fixture(FIXTURES / "h2s_stream.json")["device"]["text"]
+
+
 def fixture_device(fixture: dict, tmp_path: Path, port: str = "/dev/ttyUSB0",
                    timeout_ms: int = 500) -> tuple[Device, Link]:
     """The fixture's device as the station loader makes it, on a text link at ``port``."""

@@ -205,6 +205,36 @@ function devicePage(doc, id) {
     el("h3", {}, t("diagnostics")), el("table", { class: "facts", id: "diagnostics" }, el("tbody", {}, ...rows)));
 }
 
+// Active alarms, drawn first on every view: a red (level 2) or amber (level 1) band with
+// the level written out, and an unconfirmed alarm says so in words with its reason
+// (hatched as well), so nothing depends on colour alone. Nothing is drawn when none.
+function alarmsPart(doc) {
+  const alarms = doc.alarms || [];
+  if (alarms.length === 0) return null;
+  const head = el("tr", {}, ...[t("alarm_level_col"), t("alarm_where"), t("alarm_rule"),
+    t("alarm_value"), t("alarm_since"), t("alarm_sure")].map((text) => el("th", { scope: "col" }, text)));
+  const rows = alarms.map((a) => {
+    const value = `${shownValue(a.value)} ${a.unit || ""}`.trim();
+    const sure = a.confirmed ? "confirmed" : "unconfirmed";
+    return el("tr", { class: `alarm alarm-level-${a.level} alarm-${sure}`,
+      "data-alarm": `${a.device}/${a.channel}/${a.rule}` },
+      el("td", { "data-field": "level" }, el("span", { class: "alarm-level" },
+        t("alarm_level", { level: a.level }))),
+      el("td", { "data-field": "where" }, `${a.device} / ${a.channel}`),
+      el("td", { "data-field": "rule" }, a.rule),
+      el("td", { "data-field": "value", class: "num" },
+        a.limit === null || a.limit === undefined ? value
+          : t("alarm_limit", { value: value, limit: shownValue(a.limit) })),
+      el("td", { "data-field": "since" }, ago(a.since)),
+      el("td", { "data-field": "confirmed" }, a.confirmed ? t("alarm_confirmed")
+        : el("strong", {}, t("alarm_unconfirmed", { reason: a.reason || "?" }))));
+  });
+  const top = Math.max(...alarms.map((a) => a.level));
+  return el("section", { id: "alarms", class: `alarms alarms-level-${top}` },
+    el("h2", { id: "alarms-title" }, t("alarms_active", { count: alarms.length })),
+    el("table", { class: "alarm-list" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+}
+
 // -- drawing and refreshing ----------------------------------------------------------
 
 function route() {
@@ -226,6 +256,8 @@ function draw(forced) {
   const doc = view.doc;
   if (doc) {
     const id = route();
+    const alarms = alarmsPart(doc);
+    if (alarms) parts.push(alarms);
     parts.push(stationPart(doc));
     if (id === null) parts.push(uplinkPart(doc), devicesPart(doc));
     else parts.push(devicePage(doc, id));

@@ -16,6 +16,20 @@ T = TypeVar("T")
 START_TIMEOUT_S = 10.0
 
 
+async def close_server(server: asyncio.Server | None,
+                       connections: set[asyncio.Task[None]]) -> None:
+    """Stop listening, then end the open connections: their tasks are cancelled and
+    awaited, so each runs its own cleanup (the proxy records a close event) before the
+    server is closed. For the recording proxy and the TCP replay server."""
+    if server is not None:
+        server.close()
+    for task in list(connections):
+        task.cancel()
+    await asyncio.gather(*connections, return_exceptions=True)
+    if server is not None:
+        await server.wait_closed()
+
+
 class LoopThread:
     """A daemon thread running one event loop until ``stop``."""
 

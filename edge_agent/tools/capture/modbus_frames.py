@@ -80,12 +80,7 @@ def decode_pdu(pdu: bytes, is_request: bool) -> FrameInfo:
 
 def _decode_request(fc: int, pdu: bytes) -> FrameInfo:
     if fc in READS + SINGLE_WRITES:
-        if len(pdu) != 5:
-            return FrameInfo(function_code=fc, malformed=f"function {fc} request of "
-                             f"{len(pdu)} bytes (expected 5)")
-        address, word = struct.unpack(">HH", pdu[1:5])
-        return FrameInfo(function_code=fc, address=address,
-                         count=1 if fc in SINGLE_WRITES else word)
+        return _address_and_word(fc, pdu, "request")
     if fc in MULTIPLE_WRITES:
         if len(pdu) < 6:
             return FrameInfo(function_code=fc, malformed=f"function {fc} request of "
@@ -106,13 +101,19 @@ def _decode_answer(fc: int, pdu: bytes) -> FrameInfo:
             return FrameInfo(function_code=fc, malformed=found)
         return FrameInfo(function_code=fc)
     if fc in SINGLE_WRITES + MULTIPLE_WRITES:
-        if len(pdu) != 5:
-            return FrameInfo(function_code=fc, malformed=f"function {fc} answer of "
-                             f"{len(pdu)} bytes (expected 5)")
-        address, word = struct.unpack(">HH", pdu[1:5])
-        return FrameInfo(function_code=fc, address=address,
-                         count=1 if fc in SINGLE_WRITES else word)
+        return _address_and_word(fc, pdu, "answer")
     return FrameInfo(function_code=fc)
+
+
+def _address_and_word(fc: int, pdu: bytes, what: str) -> FrameInfo:
+    """A PDU of function code, address and one word: the word is the count of a read
+    request or a multiple-write answer; a single write writes one register or coil."""
+    if len(pdu) != 5:
+        return FrameInfo(function_code=fc, malformed=f"function {fc} {what} of "
+                         f"{len(pdu)} bytes (expected 5)")
+    address, word = struct.unpack(">HH", pdu[1:5])
+    return FrameInfo(function_code=fc, address=address,
+                     count=1 if fc in SINGLE_WRITES else word)
 
 
 # -- Modbus TCP (MBAP) -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from edge_agent.tools.capture.exchanges import Exchanges
 from edge_agent.tools.capture.files import CaptureWriter
 from edge_agent.tools.capture.format import Event, Record
+from edge_agent.tools.capture.loopthread import close_server
 from edge_agent.tools.capture.mbap_stream import MbapSplitter, RawFrame
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,7 @@ class RecordingProxy:
 
     async def close(self) -> None:
         """Stop listening and end the open sessions (their close events are recorded)."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        await asyncio.gather(*self._sessions, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await close_server(self._server, self._sessions)
 
     def _now(self) -> float:
         return round(max(0.0, time.monotonic() + self._base), 6)

@@ -17,6 +17,7 @@ from typing import Any
 from edge_agent.config.schema import StationConfig
 from edge_agent.i18n import _, ngettext
 from edge_agent.store.readonly import FileBacklog, OutboxUnreadable, open_read_only, read_backlog
+from edge_agent.tools.ops.alarmlines import alarm_lines
 from edge_agent.tools.ops.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -87,8 +88,10 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     lines = [_("Station {station}: status from the RUNNING agent ({url})").format(
                  station=doc["station"], url=url),
              _("edge-agent {version}, running for {uptime}").format(
-                 version=doc["version"], uptime=duration(now - started)),
-             *agent_and_devices_lines(doc), ""]
+                 version=doc["version"], uptime=duration(now - started))]
+    alarms = alarm_lines(doc, now)  # active alarms first: what must not be missed
+    lines += ["", *alarms, ""] if alarms else []
+    lines += [*agent_and_devices_lines(doc), ""]
     rows = [[d["id"], d["link"], state_word(d["state"]),
              when(t, now) if (t := parse_iso(d["last_good_at"])) else _("none since start"),
              printable(d["last_error"] or "-")] for d in doc["devices"]]
@@ -103,6 +106,7 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
     lines += ["", _broker_line(doc["broker"], now), *_unpublishable_lines(doc["broker"]),
               *_overload_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
+              *_uplink_lines(doc.get("uplinks") or [], now),
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
                               doc["outbox"].get("corrupt_lost_total"),
@@ -211,6 +215,24 @@ def _backlog_lines(outbox: dict[str, Any], now: float) -> list[str]:
     age = _("; oldest acquired {when}").format(when=when(oldest, now)) if oldest else ""
     return [_("Backlog:  {samples}{extra} waiting").format(
         samples=plural(samples, "sample"), extra=extra) + age]
+
+
+def _uplink_lines(uplinks: list[dict[str, Any]], now: float) -> list[str]:
+    """One row per uplink when there are several (issue 12); with one, the Broker and
+    Backlog lines above say it all."""
+    if len(uplinks) < 2:
+        return []
+    rows = [[u["name"], u["node"] or "-",
+             _("connected") if u["connected"] else _("NOT connected"),
+             _("unknown") if u["backlog_samples"] is None else str(u["backlog_samples"]),
+             when(t, now) if (t := parse_iso(u["oldest_waiting_at"])) else "-",
+             str(u["in_flight"]), str(u["acknowledged"]), str(u["resent"]),
+             str(u["gaps_announced"])] for u in uplinks]
+    return ["", _("Uplinks (each acknowledges on its own; a sample leaves the outbox when "
+                  "every uplink carrying it has it):"),
+            *table([_("UPLINK"), _("NODE"), _("STATE"), _("WAITING"), _("OLDEST WAITING"),
+                    _("IN FLIGHT"), _("ACKNOWLEDGED"), _("RE-SENT"), _("GAPS SENT")], rows),
+            ""]
 
 
 def _drops_line(doc: dict[str, Any]) -> str:

@@ -44,15 +44,7 @@ def serial_port_held(port: str) -> bool:
         fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as err:
         return err.errno == errno.EBUSY
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # also releases the lock taken just to test it
-    return False
+    return _locked_by_another(fd, fcntl.LOCK_EX)
 
 
 def service_running(outbox: Path) -> bool:
@@ -62,8 +54,15 @@ def service_running(outbox: Path) -> bool:
         fd = os.open(lock_path(outbox), os.O_RDONLY)
     except OSError:
         return False
+    return _locked_by_another(fd, fcntl.LOCK_SH)
+
+
+def _locked_by_another(fd: int, operation: int) -> bool:
+    """Whether another process holds a lock on ``fd``'s file that ``operation``
+    (``LOCK_EX`` or ``LOCK_SH``) conflicts with; asked with ``LOCK_NB``, so it never
+    waits. Closes ``fd``, which also releases a lock taken just to ask."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     except OSError:

@@ -13,12 +13,10 @@ a real serial port gets the baud rate and parity asked for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 
 from edge_agent.tools.capture.modbus_frames import rtu_frame_length
-from edge_agent.tools.replay.serialport import open_port, read_waiting
+from edge_agent.tools.replay.serialport import WatchedPort
 from edge_agent.tools.replay.serve import Responder
 
 log = logging.getLogger(__name__)
@@ -29,31 +27,22 @@ class RtuReplayServer:
     def __init__(self, responder: Responder, path: str, *, baudrate: int = 9600,
                  parity: str = "N", stopbits: int = 1) -> None:
         self._responder = responder
-        self._path = path
-        self._settings = (baudrate, parity, stopbits)
-        self._fd: int | None = None
+        self._port = WatchedPort(path, (baudrate, parity, stopbits), self._received)
         self._buffer = b""
         self._quiet: asyncio.TimerHandle | None = None
         self._muted = False
 
     async def start(self) -> RtuReplayServer:
-        self._fd = open_port(self._path, self._settings)
-        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+        self._port.open()
         return self
 
     async def close(self) -> None:
-        if self._fd is None:
-            return
-        asyncio.get_running_loop().remove_reader(self._fd)
         if self._quiet is not None:
             self._quiet.cancel()
-        os.close(self._fd)
-        self._fd = None
+        self._port.close()
 
-    def _readable(self) -> None:
-        assert self._fd is not None
-        data = read_waiting(self._fd, self._path)
-        if self._muted or not data:
+    def _received(self, data: bytes) -> None:
+        if self._muted:
             return
         self._buffer += data
         self._answer_frames()
@@ -78,9 +67,8 @@ class RtuReplayServer:
 
     def _respond(self, frame: bytes) -> None:
         reply = self._responder.respond(frame, "modbus-rtu")
-        if reply.data is not None and self._fd is not None:
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._fd, reply.data)
+        if reply.data is not None:
+            self._port.write(reply.data)
         if reply.hang_up:
             self._muted = True
             self._buffer = b""

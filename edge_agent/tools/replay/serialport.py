@@ -4,11 +4,12 @@ recorded line settings, and reads that survive an unplugged adapter. Pure os/ter
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import termios
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 READ_SIZE = 4096
@@ -38,6 +39,48 @@ def read_waiting(fd: int, path: str) -> bytes:
         log.error("replay: cannot read %s any more: %s", path, err.strerror)
         asyncio.get_running_loop().remove_reader(fd)
         return b""
+
+
+class WatchedPort:
+    """A port opened raw and watched by the running event loop, each chunk that arrives
+    handed to ``received``: what the RTU and text replay servers share. What to answer,
+    and when, stays theirs."""
+
+    def __init__(self, path: str, settings: Sequence,
+                 received: Callable[[bytes], None]) -> None:
+        self.path = path
+        self._settings = settings
+        self._received = received
+        self._fd: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    def open(self) -> None:
+        """Open and start watching; needs the running loop (a server's ``start``)."""
+        self._fd = open_port(self.path, self._settings)
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        asyncio.get_running_loop().remove_reader(self._fd)
+        os.close(self._fd)
+        self._fd = None
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` if the port is open. A full output buffer drops it, as a line
+        would lose it: the event loop is never blocked."""
+        if self._fd is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._fd, data)
+
+    def _readable(self) -> None:
+        assert self._fd is not None
+        data = read_waiting(self._fd, self.path)
+        if data:
+            self._received(data)
 
 
 def configure_port(fd: int, baudrate: int, parity: str, stopbits: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from edge_agent.tools.capture.loopthread import close_server
 from edge_agent.tools.capture.mbap_stream import MbapSplitter
 from edge_agent.tools.replay.serve import Responder
 
@@ -31,13 +32,7 @@ class TcpReplayServer:
         return self
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await close_server(self._server, self._connections)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -8,12 +8,10 @@ The port is opened with the standard library (termios) in raw mode, as the RTU r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 from collections.abc import Callable
 
-from edge_agent.tools.replay.serialport import open_port, read_waiting
+from edge_agent.tools.replay.serialport import WatchedPort
 from edge_agent.tools.replay.text import StrictTextReplay
 
 log = logging.getLogger(__name__)
@@ -27,11 +25,9 @@ class TextReplayServer:
                  parity: str = "N", stopbits: int = 1, bytesize: int = 8,
                  speed: float = 1.0, changed: Callable[[], None] | None = None) -> None:
         self.replay = replay
-        self._path = path
-        self._settings = (baudrate, parity, stopbits, bytesize)
+        self._port = WatchedPort(path, (baudrate, parity, stopbits, bytesize), self._received)
         self._speed = speed
         self._changed = changed or (lambda: None)
-        self._fd: int | None = None
         self._pending: set[asyncio.TimerHandle] = set()
         self._muted = False
 
@@ -40,24 +36,17 @@ class TextReplayServer:
         return self.replay.done and not self._pending
 
     async def start(self) -> TextReplayServer:
-        self._fd = open_port(self._path, self._settings)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._fd, self._readable)
+        self._port.open()
         for delay_s, data in self.replay.script.streamed:
             self._later(delay_s / self._speed, data, streamed=True)
         return self
 
     async def close(self) -> None:
         self._mute()
-        if self._fd is not None:
-            asyncio.get_running_loop().remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        self._port.close()
 
-    def _readable(self) -> None:
-        assert self._fd is not None
-        data = read_waiting(self._fd, self._path)
-        if self._muted or not data:
+    def _received(self, data: bytes) -> None:
+        if self._muted:
             return
         sends = self.replay.feed(data)
         if sends.mute:
@@ -72,10 +61,9 @@ class TextReplayServer:
 
         def send() -> None:
             self._pending.discard(handle)  # type: ignore[arg-type]
-            if self._muted or self._fd is None:
+            if self._muted or not self._port.is_open:
                 return
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._fd, data)
+            self._port.write(data)
             if streamed:
                 self.replay.streamed_sent += 1
             self._changed()

@@ -149,6 +149,16 @@ class SimServer:
             self._tcp_port = self._handle.tcp_port
         return self
 
+    def __enter__(self) -> SimServer:
+        """``with SimServer(...) as server:`` serves for the block (starting it unless
+        ``start`` was called) and stops it however the block ends."""
+        if self._handle is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     @property
     def tcp_port(self) -> int:
         assert self._tcp_port is not None, "not a started TCP server"

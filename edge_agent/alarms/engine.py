@@ -1,0 +1,231 @@
+"""Every alarm of every device: fed each judged sample, it emits what changed.
+
+One ``AlarmEngine`` serves the whole station. Each device's alarms are only touched by
+the poller thread of that device's link (``judge`` and ``polled`` for one device come
+from one thread), so no lock is needed; every alarm's state object exists from the start,
+so ``active`` (read from other threads) never sees a dictionary change size.
+
+State survives a restart through ``restore``: fed the last event of each alarm (from
+the outbox, where item 3 of issue 17 commits them with their sample), an alarm that was
+active is active again at its level, so the same condition does not raise it twice and
+its clear still comes. What is not restored: an on-delay that was counting and the rate
+window (both start again, which delays nothing that was already raised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from edge_agent.alarms.conditions import Condition, RateWindow
+from edge_agent.alarms.events import AlarmEvent, AlarmSink, EventKind
+from edge_agent.alarms.honesty import doubt
+from edge_agent.alarms.rules import COMMUNICATION, INSTRUMENT, ChannelAlarms, RuleKind
+from edge_agent.model import Reading, Sample, utc_now
+
+# After a failed poll, alarms raised on a device's next polls are unconfirmed ("device
+# not answering reliably") until it has answered this many polls in a row again.
+UNSTEADY_POLLS = 3
+
+
+@dataclass
+class AlarmState:
+    """One alarm (device, channel, group) as it stands: level 0 is inactive."""
+
+    device_id: str
+    channel: str
+    group: str
+    level: int = 0
+    confirmed: bool = True
+    last: AlarmEvent | None = None
+
+
+@dataclass
+class _ChannelWatch:
+    """A channel's rules with their running state."""
+
+    rules: ChannelAlarms
+    conditions: dict[str, list[Condition]] = field(default_factory=dict)
+    rate: RateWindow | None = None
+
+
+class AlarmEngine:
+    """Decides alarms from judged samples and device health; hands events to ``sink``.
+
+    ``rules`` maps a device id to its channels' rules; ``communication`` lists the
+    devices that get a communication alarm when they stop answering."""
+
+    def __init__(self, rules: Mapping[str, Sequence[ChannelAlarms]], sink: AlarmSink,
+                 communication: Iterable[str] = ()) -> None:
+        self._sink = sink
+        self._watches: dict[str, list[_ChannelWatch]] = {}
+        self._states: dict[tuple[str, str, str], AlarmState] = {}
+        for device_id, channels in rules.items():
+            self._watches[device_id] = [self._watch(device_id, one) for one in channels]
+        self._communication = frozenset(communication)
+        # polls left before a device that failed one is trusted again (see UNSTEADY_POLLS)
+        self._unsteady: dict[str, int] = dict.fromkeys(self._watches, 0)
+        for device_id in self._communication:
+            self._state(device_id, COMMUNICATION, COMMUNICATION)
+
+    def _watch(self, device_id: str, rules: ChannelAlarms) -> _ChannelWatch:
+        watch = _ChannelWatch(rules)
+        for rule in rules.limits:
+            watch.conditions.setdefault(rule.kind.group, []).append(Condition(rule))
+            self._state(device_id, rules.channel, rule.kind.group)
+            if rule.kind is RuleKind.RATE_OF_RISE:
+                watch.rate = RateWindow()
+        if rules.instrument is not None:
+            self._state(device_id, rules.channel, INSTRUMENT)
+        return watch
+
+    def _state(self, device_id: str, channel: str, group: str) -> AlarmState:
+        key = (device_id, channel, group)
+        if key not in self._states:
+            self._states[key] = AlarmState(device_id, channel, group)
+        return self._states[key]
+
+    def polled(self, device_id: str, sample: Sample | None, answering: bool,
+               down: bool) -> list[AlarmEvent]:
+        """What one poll of ``device_id`` changed, emitted to the sink: ``sample`` its
+        sample (None: nothing new), ``answering`` whether the device answered, ``down``
+        whether its poller has marked it down (the communication alarm)."""
+        events: list[AlarmEvent] = []
+        if device_id in self._unsteady:
+            left = self._unsteady[device_id]
+            self._unsteady[device_id] = UNSTEADY_POLLS if not answering else max(left - 1, 0)
+        if device_id in self._communication:
+            self._communication_change(device_id, answering, down, sample, events)
+        if answering and sample is not None and device_id in self._watches:
+            self._judge(sample, events)
+        if events:
+            self._sink.emit(events)
+        return events
+
+    def _judge(self, sample: Sample, events: list[AlarmEvent]) -> None:
+        at = sample.instrument_time or sample.acquired_at
+        readings = {reading.channel: reading for reading in sample.readings}
+        for watch in self._watches[sample.device_id]:
+            reading = readings.get(watch.rules.channel)
+            if reading is None or not _is_number(reading.value):
+                continue  # no value: nothing to judge; the alarm keeps its state
+            value = float(reading.value)  # type: ignore[arg-type]
+            for group, conditions in watch.conditions.items():
+                measured, unit = value, reading.unit
+                if group == RuleKind.RATE_OF_RISE.value:
+                    assert watch.rate is not None
+                    rate = watch.rate.add(at, value)
+                    if rate is None:
+                        continue
+                    measured, unit = round(rate, 6), f"{reading.unit}/min"
+                active = [c.rule for c in conditions if c.update(measured, at)]
+                top = max(active, key=lambda rule: rule.kind.level, default=None)
+                state = self._states[(sample.device_id, watch.rules.channel, group)]
+                self._change(state, top.kind.level if top else 0,
+                             top.kind.value if top else state_rule(state), reading, measured,
+                             top.limit if top else _limit_of(state), at, events, unit)
+            if watch.rules.instrument is not None:
+                self._instrument(sample.device_id, watch.rules, reading, readings, at, events)
+
+    def _instrument(self, device_id: str, rules: ChannelAlarms, reading: Reading,
+                    readings: Mapping[str, Reading], at: datetime,
+                    events: list[AlarmEvent]) -> None:
+        instrument = rules.instrument
+        assert instrument is not None
+        level = instrument.level_of(int(float(reading.value)))  # type: ignore[arg-type]
+        shown = readings.get(instrument.reports or rules.channel, reading)
+        state = self._states[(device_id, rules.channel, INSTRUMENT)]
+        # the status register is trusted as the device's word; the gas reading's
+        # quality says whether that sensor could be faulty or calibrating
+        self._change(state, level, INSTRUMENT, shown, shown.value, None, at, events)
+
+    def _communication_change(self, device_id: str, answering: bool, down: bool,
+                              sample: Sample | None, events: list[AlarmEvent]) -> None:
+        state = self._states[(device_id, COMMUNICATION, COMMUNICATION)]
+        # no sample: a GC answered without a new analysis; it answered all the same
+        at = sample.acquired_at if sample is not None else utc_now()
+        if down and state.level == 0:
+            reason = next((r.reason for r in sample.readings if r.reason), None) \
+                if sample is not None else None
+            self._emit(state, EventKind.RAISED, 1, COMMUNICATION, reason, "", None, at,
+                       None, events)
+        elif answering and state.level > 0:
+            self._emit(state, EventKind.CLEARED, 0, COMMUNICATION, None, "", None, at,
+                       None, events)
+
+    def _change(self, state: AlarmState, level: int, rule: str, reading: Reading,
+                value: float | int | bool | str | None, threshold: float | None,
+                at: datetime, events: list[AlarmEvent], unit: str | None = None) -> None:
+        """Emit the event that moving ``state`` to ``level`` means, if any (``unit``:
+        the value's, when it is not the reading's: a rate is per minute)."""
+        unit = reading.unit if unit is None else unit
+        old = state.level
+        if level == old and (not old or state.confirmed):
+            return  # the common case, judged without building a reason
+        why = doubt(reading, device_ok=self._unsteady.get(state.device_id, 0) == 0)
+        if level == old:
+            if why is None:
+                self._emit(state, EventKind.CONFIRMED, level, rule, value, unit,
+                           threshold, at, None, events)
+            return
+        if old == 0:
+            kind = EventKind.RAISED
+        elif level == 0:
+            kind = EventKind.CLEARED
+        else:
+            kind = EventKind.ESCALATED if level > old else EventKind.LOWERED
+        self._emit(state, kind, level, rule, value, unit, threshold, at, why, events)
+
+    def _emit(self, state: AlarmState, kind: EventKind, level: int, rule: str,
+              value: float | int | bool | str | None, unit: str, threshold: float | None,
+              at: datetime, why: str | None, events: list[AlarmEvent]) -> None:
+        event = AlarmEvent(kind, state.device_id, state.channel, state.group, rule, level,
+                           value, unit, threshold, at, why is None, why)
+        state.level = level
+        state.confirmed = why is None if kind is not EventKind.CLEARED else True
+        state.last = event
+        events.append(event)
+
+    def restore(self, events: Iterable[AlarmEvent]) -> int:
+        """Take up each alarm where ``events`` (the last event of each alarm, or any
+        history in order) left it; returns how many alarms are active again. Events of
+        alarms this configuration no longer has are ignored (a rule was removed)."""
+        for event in events:
+            state = self._states.get((event.device_id, event.channel, event.group))
+            if state is None:
+                continue
+            state.level = event.level if event.active else 0
+            state.confirmed = event.confirmed
+            state.last = event
+            self._restore_conditions(state, event)
+        return sum(1 for state in self._states.values() if state.level)
+
+    def _restore_conditions(self, state: AlarmState, event: AlarmEvent) -> None:
+        """Mark the rules of an alarm active up to its level, so the next sample past
+        the limit keeps it raised and only a value past the deadband clears it."""
+        for watch in self._watches.get(state.device_id, ()):
+            if watch.rules.channel != state.channel:
+                continue
+            for condition in watch.conditions.get(state.group, ()):
+                condition.active = event.active and condition.rule.kind.level <= state.level
+
+    def active(self) -> list[AlarmEvent]:
+        """The last event of each active alarm (status pages, the next session's
+        ``status``); safe to call from any thread."""
+        return [state.last for state in list(self._states.values())
+                if state.level and state.last is not None]
+
+
+def state_rule(state: AlarmState) -> str:
+    """The rule of an alarm's last event (what a clear names)."""
+    return state.last.rule if state.last is not None else state.group
+
+
+def _limit_of(state: AlarmState) -> float | None:
+    return state.last.threshold if state.last is not None else None
+
+
+def _is_number(value: object) -> bool:
+    """A value rules can compare (a bool counts as 0/1: an alarm coil read as a bit)."""
+    return isinstance(value, int | float)
