@@ -24,6 +24,7 @@ from support.waiting import wait_until
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import HealthConfig, Retention
+from edge_agent.health import server as health_server
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.poller import DOWN_AFTER_FAILED_POLLS
@@ -197,7 +198,10 @@ def test_healthz_is_503_and_names_a_poller_thread_that_ended(tmp_path):
         "worker thread poll-gw has ended"]
 
 
-def test_healthz_is_503_while_the_outbox_writer_hangs_and_200_once_it_goes_on(tmp_path):
+def test_healthz_is_503_while_the_outbox_writer_hangs_and_200_once_it_goes_on(
+        tmp_path, monkeypatch):
+    # 1 s, not the 5 s of service: the same path to the same 503, 4 s sooner
+    monkeypatch.setattr(health_server, "OUTBOX_TIMEOUT_S", 1.0)
     server = detector_server()
     agent = _in_process_agent(tmp_path, server)
     agent.start()
@@ -222,12 +226,15 @@ def test_healthz_is_503_while_the_outbox_writer_hangs_and_200_once_it_goes_on(tm
         agent.stop()
         server.stop()
     assert hung == (503, "unhealthy: outbox not answering: outbox writer did not answer "
-                         "within 5 s\n")
+                         "within 1 s\n")
     assert recovered == (200, "ok\n")
 
 
-def test_a_taken_port_is_logged_once_and_taken_when_it_is_free(tmp_path, caplog):
+def test_a_taken_port_is_logged_once_and_taken_when_it_is_free(tmp_path, caplog,
+                                                                monkeypatch):
     caplog.set_level(logging.INFO, logger="edge_agent")
+    # retries from 0.1 s, not the 2 s of service: the same retrying, without the wait
+    monkeypatch.setattr(health_server, "BIND_RETRY_MIN_S", 0.1)
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()

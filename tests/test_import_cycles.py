@@ -18,6 +18,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from support import sources
+
 REPO = Path(__file__).resolve().parent.parent
 #: Source folder -> the package it installs as (pyproject.toml, [tool.setuptools]).
 ROOTS = {"edge_agent": REPO / "edge_agent", "edge_agent_drivers": REPO / "drivers"}
@@ -61,8 +63,7 @@ def _known(name: str, modules: dict[str, Path]) -> str | None:
 def imports_of(module: str, modules: dict[str, Path]) -> Iterator[tuple[str, int]]:
     """(imported module, line) for every import in ``module``'s source."""
     path = modules[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in ast.walk(tree):
+    for node in sources.nodes(path, *sources.IMPORTS):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -165,26 +165,37 @@ def shortest_by_search(value: float) -> float:
     return value
 
 
-def float32_patterns() -> list[int]:
-    """Bit patterns of every exponent (subnormals, normals, inf/NaN) with edge and random
-    mantissas, both signs, plus random patterns."""
+def float32_patterns(random_per_exponent: int = 0, random_patterns: int = 0) -> list[int]:
+    """Bit patterns of every exponent (subnormals, normals, inf/NaN) with edge mantissas
+    and ``random_per_exponent`` random ones, both signs, plus ``random_patterns`` random
+    patterns (and a quarter as many random subnormals)."""
     rand = random.Random(32)
     mantissas = [0, 1, 2, 3, 0x400000, 0x3FFFFF, 0x7FFFFE, 0x7FFFFF, 0x0CCCCD, 0x228F5C]
     patterns = []
     for exponent in range(256):
-        for mantissa in mantissas + [rand.getrandbits(23) for _ in range(40)]:
+        for mantissa in mantissas + [rand.getrandbits(23) for _ in range(random_per_exponent)]:
             for sign in (0, 1):
                 patterns.append(sign << 31 | exponent << 23 | mantissa)
-    patterns += [rand.getrandbits(32) for _ in range(20000)]
-    patterns += [rand.getrandbits(23) for _ in range(5000)]  # subnormals
+    patterns += [rand.getrandbits(32) for _ in range(random_patterns)]
+    patterns += [rand.getrandbits(23) for _ in range(random_patterns // 4)]  # subnormals
     return patterns
 
 
-def test_shortest_float32_is_the_shortest_search_for_every_kind_of_float32():
-    for bits in float32_patterns():
+def shortest_matches_search(patterns: list[int]) -> None:
+    for bits in patterns:
         (value,) = struct.unpack(">f", bits.to_bytes(4, "big"))
         got, want = shortest_float32(value), shortest_by_search(value)
         assert struct.pack(">d", got) == struct.pack(">d", want), f"0x{bits:08x}"
+
+
+def test_shortest_float32_is_the_shortest_search_for_every_kind_of_float32():
+    """Every exponent with its edge mantissas and both signs (5120 patterns)."""
+    shortest_matches_search(float32_patterns())
+
+
+@pytest.mark.sweep  # ~50 000 patterns, seconds: run by scripts/test, left out by --fast
+def test_shortest_float32_is_the_shortest_search_for_random_float32():
+    shortest_matches_search(float32_patterns(random_per_exponent=40, random_patterns=20000))
 
 
 @pytest.mark.parametrize(("bits", "shown"), [

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent_drivers.modbus.settings import Channel, ModbusSettings
+from support import sources
 from support.waiting import wait_until
 
 from edge_agent import cli, toolbox
@@ -45,12 +46,15 @@ def _is_tool(name: str) -> bool:
     return name == TOOLS or name.startswith(TOOLS + ".")
 
 
-def tool_references(path: Path, source: str, allow_names: bool = False) -> list[str]:
-    """Every way ``source`` (the module at ``path``) reaches a tool: an import anywhere in
-    it (function-level ones too, relative ones resolved), and, unless ``allow_names``, a
-    string naming a tool module (what importlib would be given)."""
+def tool_references(path: Path, source: str | None = None,
+                    allow_names: bool = False) -> list[str]:
+    """Every way ``source`` (the module at ``path``; its file's text when None) reaches a
+    tool: an import anywhere in it (function-level ones too, relative ones resolved), and,
+    unless ``allow_names``, a string naming a tool module (what importlib would be given)."""
     found = []
-    for node in ast.walk(ast.parse(source, str(path))):
+    kinds = (*sources.IMPORTS, ast.Constant)
+    for node in (sources.nodes(path, *kinds) if source is None
+                 else ast.walk(ast.parse(source, str(path)))):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -74,7 +78,7 @@ def test_no_runtime_module_reaches_a_tool_but_through_the_toolbox():
     assert ROOT / "edge_agent" / "cli.py" in modules
     assert not any("tools" in p.relative_to(ROOT).parts for p in modules)
     found = [ref for path in modules
-             for ref in tool_references(path, path.read_text(), allow_names=path == TOOLBOX)]
+             for ref in tool_references(path, allow_names=path == TOOLBOX)]
     assert found == []
 
 
@@ -115,7 +119,7 @@ def test_every_tool_the_toolbox_names_loads():
 def test_link_imports_no_protocol_client():
     """The base module of the clients imports none of them (no base/subclass cycle)."""
     path = ROOT / "edge_agent" / "link.py"
-    imported = [node.module for node in ast.walk(ast.parse(path.read_text()))
+    imported = [node.module for node in sources.nodes(path, ast.ImportFrom)
                 if isinstance(node, ast.ImportFrom)]
     assert "edge_agent.config.schema" in imported
     assert not [m for m in imported if m and m.startswith(("edge_agent_drivers.modbus.protocol",

@@ -20,6 +20,7 @@ from edge_agent_drivers.modbus.protocol.transport import (
     rtu_frame_gap_s,
 )
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support import sources
 
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
@@ -228,14 +229,13 @@ PYMODBUS_SERVER = "drivers/modbus/protocol/pymodbus_server.py"
 
 def _importers(prefix: str) -> set[str]:
     """Our modules importing ``prefix`` (a package, or a module and what is below it)."""
-    root = Path(__file__).resolve().parent.parent
     importers = set()
-    for path in [*root.glob("edge_agent/**/*.py"), *root.glob("drivers/**/*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for path in sources.our_modules():
+        for node in sources.nodes(path, *sources.IMPORTS):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             if any(name == prefix or name.startswith(prefix + ".") for name in names):
-                importers.add(path.relative_to(root).as_posix())
+                importers.add(path.relative_to(sources.ROOT).as_posix())
     return importers
 
 

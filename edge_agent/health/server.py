@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROUTES = ("/healthz", "/metrics", "/status", *page.ROUTES)
-_RETRY_MIN_S, _RETRY_MAX_S = 2.0, 60.0
+# Read when used (not bound at import), so a test can shorten them with monkeypatch.
+BIND_RETRY_MIN_S, BIND_RETRY_MAX_S = 2.0, 60.0  # backoff while the port is taken
 ANSWER_THREADS = 4
 _BACKLOG = 64
 OUTBOX_TIMEOUT_S = 5.0  # how long an answer waits for the outbox writer (then: unhealthy)
@@ -170,7 +171,7 @@ class HealthServer:
 
     def _bind(self) -> socket.socket | None:
         """Listen, retrying with backoff while the port is taken; None once stopped."""
-        backoff = Backoff(_RETRY_MIN_S, _RETRY_MAX_S)
+        backoff = Backoff(BIND_RETRY_MIN_S, BIND_RETRY_MAX_S)
         failures = 0
         address = f"{_url_host(self.config.host)}:{self.config.port}"
         while not self._stop.is_set():
