@@ -142,6 +142,7 @@ def test_station_without_mqtt_section_feeds_each_named_uplink_and_shows_each_in_
             agent.kill()
     assert "dev-2" not in {r.device for r in collectors["province"].samples}
     assert rows_of(outbox, "dev-1") >= 10, "dev-1 waits for province, which is down"
+    assert "uplink default removed" not in agent.log(), "a default uplink that never was"
 
     config = load_config(path)  # province still down: city alone delivers what it carries
     drainer = Agent(config)
@@ -224,10 +225,10 @@ def test_sighup_adds_removes_moves_and_reroutes_uplinks_each_on_its_own(
         collectors["c"].wait_for(lambda c: max(c.seqs("dev-1")) >= seen + 5, 30,
                                  "c to deliver on its new session")
 
-        reloads = agent.log().count("reload of ")
         write(a=uplink(relay_a.port), c=uplink(relay_c2.port, ["dev-2"]))
         agent.reload()
-        wait_until(lambda: agent.log().count("reload of ") > reloads, 30, "the fourth reload")
+        wait_until(lambda: "uplinks carrying other devices: c" in agent.log(), 30,
+                   "the reload's line to name c's new devices")
         switched_at = accepted_seqs(outbox)["dev-2"]
         collectors["c"].wait_for(lambda c: max(c.seqs("dev-2"), default=0) >= switched_at + 5,
                                  30, "dev-2 at c once c carries it")

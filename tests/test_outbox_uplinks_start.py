@@ -1,0 +1,60 @@
+"""What the outbox logs when it learns its uplinks at start (issue 12), on a real SQLite
+outbox. Until ``set_uplinks`` is first called it serves a placeholder uplink
+``default``; a station file without ``mqtt:`` never had that uplink, so its start must
+not announce it removed. One that really held rows in the file is still announced."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_agent.config.schema import Retention
+from edge_agent.model import Quality, Reading, Sample
+from edge_agent.store.outbox import Outbox
+from edge_agent.store.uplinkview import UplinkOutbox
+
+UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def sample(device: str, value: float) -> Sample:
+    return Sample(device, T0, (Reading(device, "ch", value, "ppm", Quality.GOOD, T0),))
+
+
+def test_start_without_a_default_uplink_does_not_announce_it_removed(tmp_path: Path, caplog):
+    caplog.set_level(logging.INFO)
+    box = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
+    try:
+        box.append(sample("dev-1", 1.0))
+        box.set_uplinks({"city": None, "province": ["dev-1"]})
+        assert box.stats().rows == 1  # the sample waits for city and province
+    finally:
+        box.close()
+    assert "removed" not in caplog.text, caplog.text
+
+
+def test_start_without_an_uplink_that_held_claims_in_the_file_announces_it_removed(
+        tmp_path: Path, caplog):
+    """The file was served by ``default`` and ``city``; ``default`` acknowledged the
+    sample, which waited for ``city``. Started again with only ``city``: ``default``'s
+    claims go, and the log says so."""
+    path = tmp_path / "outbox.sqlite3"
+    box = Outbox(path, UNLIMITED)
+    try:
+        box.set_uplinks({"default": None, "city": None})
+        box.append(sample("dev-1", 1.0))
+        view = UplinkOutbox(box, "default")
+        message = view.claim_batch(0, 10, 10, 100_000).messages[0]
+        assert view.ack_many([message.msg_id]) == 0  # city still needs it
+    finally:
+        box.close()
+    caplog.set_level(logging.INFO)
+    box = Outbox(path, UNLIMITED)
+    try:
+        change = box.set_uplinks({"city": None})
+        assert change.removed == {"default": (1, 0)}
+        assert box.stats().rows == 1  # city has not delivered it yet
+    finally:
+        box.close()
+    assert "uplink default removed: its 1 claim(s) released" in caplog.text
