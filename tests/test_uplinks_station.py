@@ -15,6 +15,7 @@ Every wait is for an observable state (a message, a log line, a row count), neve
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import subprocess
@@ -31,6 +32,7 @@ from support.waiting import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
+from edge_agent.health.snapshot import take_snapshot
 from edge_agent.tools.sim.broker import Mosquitto, free_port
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
@@ -250,3 +252,45 @@ def test_sighup_adds_removes_moves_and_reroutes_uplinks_each_on_its_own(
             relay.stop()
         for collector in collectors.values():
             collector.stop()
+
+
+def test_reload_that_drops_the_mqtt_section_leaves_the_named_uplink_serving_alone(
+        tmp_path, devices, brokers, caplog):
+    """A station moving from ``mqtt:`` plus ``city`` to ``city`` alone (no ``mqtt:``),
+    while the default uplink's broker is black-holed with messages in flight: the default
+    uplink stops, what only it held is released, and ``city`` (now the first uplink,
+    whose broker ``/status`` shows) delivers everything without a new session, and the
+    outbox empties (a row city acknowledged during the removal once stayed for good)."""
+    caplog.set_level(logging.INFO)
+    home, city = brokers["a"], brokers["b"]
+    relay = BlackHoleProxy(city.port).start()  # counts city's sessions
+    station = tmp_path / "station.yaml"
+    home_relay = BlackHoleProxy(home.port).start()
+    path = write_uplinks_station(station, devices, {"city": uplink(relay.port)},
+                                 mqtt_port=home_relay.port)
+    collector = Collector(city.port, session_name="city").start()
+    agent = Agent(load_config(path))
+    agent.start()
+    try:
+        collector.wait_for(lambda c: len(c.seqs("dev-1")) >= 5, 30, "data at city")
+        home_relay.freeze()  # default's messages stay in flight, unacknowledged
+        wait_until(lambda: agent.uplinks["default"].health().in_flight > 0, 30,
+                   "default to have messages in flight")
+        write_uplinks_station(station, devices, {"city": uplink(relay.port)})
+        assert agent.reload()
+        assert "uplinks stopped: default" in caplog.text
+        assert list(agent.uplinks) == ["city"]
+        assert agent.forwarder is agent.uplinks["city"]
+        snapshot = take_snapshot(agent.health_view(), 0.0, 0)
+        assert snapshot.broker.port == relay.port
+        agent.stop_polling()
+        wait_until(lambda: agent.outbox.stats().rows == 0, 60, "city alone to drain")
+        assert relay.connections == 1, "city reconnected although only mqtt: went away"
+    finally:
+        agent.stop()
+        relay.stop()
+        home_relay.stop()
+    try:
+        assert_has_every_sample(collector, load_config(path).store.path, DEVICES, "city")
+    finally:
+        collector.stop()

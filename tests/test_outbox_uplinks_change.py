@@ -1,7 +1,12 @@
-"""What the outbox logs when it learns its uplinks at start (issue 12), on a real SQLite
-outbox. Until ``set_uplinks`` is first called it serves a placeholder uplink
-``default``; a station file without ``mqtt:`` never had that uplink, so its start must
-not announce it removed. One that really held rows in the file is still announced."""
+"""The outbox changing its set of uplinks (issue 12), on a real SQLite outbox.
+
+* At start: until ``set_uplinks`` is first called the outbox serves a placeholder uplink
+  ``default``; a station file without ``mqtt:`` never had that uplink, so its start must
+  not announce it removed. One that really held rows in the file is still announced.
+* On a reload: an acknowledgement that the writer runs right after the change must
+  apply the new routes (it used the old ones, and a row the remaining uplink had
+  delivered stayed in the outbox for good, waiting for the removed one).
+"""
 
 from __future__ import annotations
 
@@ -58,3 +63,32 @@ def test_start_without_an_uplink_that_held_claims_in_the_file_announces_it_remov
     finally:
         box.close()
     assert "uplink default removed: its 1 claim(s) released" in caplog.text
+
+
+def test_an_ack_written_right_after_an_uplink_is_removed_deletes_what_nobody_else_needs(
+        tmp_path: Path):
+    """``city`` acknowledges its message while ``default`` is being removed: the writer
+    runs the removal, then the acknowledgement, before ``set_uplinks`` has returned to
+    its caller. That is forced here (the acknowledgement is written between the two),
+    as it happens now and then in a running agent."""
+    box = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
+    try:
+        box.set_uplinks({"default": None, "city": None})
+        box.append(sample("dev-1", 1.0))
+        city = UplinkOutbox(box, "city")
+        message = city.claim_batch(0, 10, 10, 100_000).messages[0]
+        submit = box._submit
+        acked: list[int] = []
+
+        def removal_then_ack(run, reads_only=False):
+            result = submit(run, reads_only)
+            box._submit = submit  # the removal's transaction has committed; the ack next
+            acked.append(city.ack_many([message.msg_id]))
+            return result
+
+        box._submit = removal_then_ack
+        box.set_uplinks({"city": None})
+        assert acked == [1], "city's ack kept the row for the removed default uplink"
+        assert box.stats().rows == 0
+    finally:
+        box.close()
