@@ -14,8 +14,9 @@ running ``StationConfig`` and the one just loaded. ``Agent.reload`` applies the 
   re-sent with the same ids on the new session, never counted as delivered) and it
   reconnects with the new settings. An uplink added starts from the samples still in
   the outbox; one removed stops, and the rows only it was holding leave the outbox
-  (store/uplinks.py). A changed ``kind`` is a removal and an addition. The others are
-  not touched.
+  (store/uplinks.py). A changed ``kind`` is a removal and an addition. A changed
+  ``devices`` list only re-routes: no reconnect; rows held only for devices the uplink
+  no longer carries leave. The others are not touched.
 * **In place.** ``polling`` (retries, backoff), ``store.retention`` and
   ``store.synchronous`` apply from the next poll or transaction; nothing restarts.
 * **Refused.** ``store.path`` (the open outbox cannot move, and the samples waiting in it
@@ -50,6 +51,7 @@ class ReloadPlan:
     uplinks_started: tuple[str, ...] = ()
     uplinks_stopped: tuple[str, ...] = ()
     uplinks_reconfigured: tuple[str, ...] = ()
+    uplinks_rerouted: tuple[str, ...] = ()  # kept uplinks whose devices: list changed
     routes: bool = False  # which uplinks carry which devices changed (Outbox.set_uplinks)
     polling: bool = False
     retention: bool = False
@@ -86,6 +88,7 @@ class ReloadPlan:
               + ": reconnecting with the new settings" for name in self.uplinks_reconfigured),
             _names("uplinks started", self.uplinks_started),
             _names("uplinks stopped", self.uplinks_stopped),
+            _names("uplinks carrying other devices", self.uplinks_rerouted),
             "polling policy updated" if self.polling else "",
             "retention limits updated" if self.retention else "",
             "store.synchronous updated" if self.synchronous else "",
@@ -148,6 +151,7 @@ def _uplink_changes(old: StationConfig, new: StationConfig) -> dict[str, object]
         "uplinks_started": tuple(n for n in after if n not in before or replaced(n)),
         "uplinks_stopped": tuple(n for n in before if n not in after or replaced(n)),
         "uplinks_reconfigured": tuple(n for n in kept if reconnects(n)),
+        "uplinks_rerouted": tuple(n for n in kept if before[n].devices != after[n].devices),
         "routes": [(u.name, u.devices) for u in before.values()]
         != [(u.name, u.devices) for u in after.values()],
     }

@@ -149,7 +149,7 @@ UPLINK_CASES = {
         ReloadPlan(uplinks_reconfigured=("city",))),
     "an uplink's devices changed: routes only, no reconnect": (
         WITH_CITY, replace(BASE, uplinks=(replace(CITY, devices=("gc-1",)),)),
-        ReloadPlan(routes=True)),
+        ReloadPlan(uplinks_rerouted=("city",), routes=True)),
     "an uplink's kind changed: a new uplink under that name": (
         WITH_CITY, replace(BASE, uplinks=(replace(CITY, kind="hj212"),)),
         ReloadPlan(uplinks_started=("city",), uplinks_stopped=("city",))),
@@ -168,3 +168,10 @@ def test_summary_names_each_uplink_that_changes():
     plan = ReloadPlan(uplinks_started=("province",), uplinks_reconfigured=("default", "city"))
     assert plan.summary() == ("mqtt: reconnecting with the new settings; uplink city: "
                               "reconnecting with the new settings; uplinks started: province")
+
+
+def test_summary_names_an_uplink_whose_devices_changed_instead_of_nothing_changed():
+    """Only ``devices:`` of an uplink changed: the reload applies it (new routes), and its
+    one log line must say so, not "nothing changed" (as it did)."""
+    plan = plan_reload(WITH_CITY, replace(BASE, uplinks=(replace(CITY, devices=("gc-1",)),)))
+    assert plan.summary() == "uplinks carrying other devices: city"

@@ -9,14 +9,13 @@ observable state, never a clock.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 from support.blackhole import BlackHoleProxy
 from support.collector import Collector
-from support.station import AgentProcess, accepted_seqs, outbox_rows, write_station
-from support.uplinks_agent import with_uplinks
+from support.station import AgentProcess, accepted_seqs, outbox_rows
+from support.uplinks_station import DEVICES, uplink, write_uplinks_station
 from support.waiting import wait_until
 
 from edge_agent.agent import Agent
@@ -26,7 +25,6 @@ from edge_agent.tools.sim.broker import Mosquitto
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 pytestmark = pytest.mark.real_parts
-DEVICES = ("dev-1", "dev-2")
 
 
 @pytest.fixture
@@ -44,21 +42,19 @@ def two_brokers(tmp_path: Path):
         broker.stop()
 
 
-def station_file(tmp_path: Path, server: SimServer, port: int) -> Path:
-    links = {"gw": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
-                    "timeout_ms": 300}}
-    devices = [{"id": f"dev-{unit}", "link": "gw", "unit_id": unit, "interval_s": 0.1,
-                "channels": [{"name": "value", "address": 0, "type": "uint16"}]}
-               for unit in (1, 2)]
-    return write_station(tmp_path / "station.yaml", links=links, devices=devices,
-                         broker_port=port, mqtt={"keepalive_s": 5})
+def station_file(tmp_path: Path, server: SimServer, default_port: int,
+                 uplinks: dict[str, int] | None = None) -> Path:
+    """The station file: ``mqtt:`` (the uplink named ``default``) to ``default_port`` and
+    an ``uplinks:`` entry per name, to its port, each carrying every device."""
+    return write_uplinks_station(tmp_path / "station.yaml", server,
+                                 {name: uplink(port) for name, port in (uplinks or {}).items()},
+                                 mqtt_port=default_port)
 
 
 def two_uplinks(tmp_path: Path, server: SimServer, default_port: int,
                 city_port: int) -> StationConfig:
     """The ``mqtt:`` section's uplink (``default``) and ``city``, both carrying all."""
-    return with_uplinks(load_config(station_file(tmp_path, server, default_port)),
-                        {"city": city_port})
+    return load_config(station_file(tmp_path, server, default_port, {"city": city_port}))
 
 
 def unique_seqs(collector: Collector, device: str) -> set[int]:
@@ -127,26 +123,27 @@ def test_one_uplink_down_and_one_black_holed_each_still_gets_every_sample(
 
 def test_an_uplink_added_by_reload_starts_from_the_samples_still_waiting(
         tmp_path, devices, two_brokers, caplog):
-    """Adding ``city`` while ``default`` is down: it starts from the backlog, and when
-    removed again it releases what only it held, without touching ``default``."""
+    """Adding ``city`` to the station file while ``default`` is down: it starts from the
+    backlog, and when removed again it releases what only it held, without touching
+    ``default``."""
     caplog.set_level(logging.INFO)
     home, city_broker = two_brokers
     home.stop()
     path = station_file(tmp_path, devices, home.port)
     config = load_config(path)
-    with_city = {"city": city_broker.port}
-    loads = iter([with_uplinks(load_config(path), with_city), load_config(path)])
-    agent = Agent(config, lambda _path: next(loads))
+    agent = Agent(config)
     agent.start()
     collector = Collector(city_broker.port, session_name="city").start()
     try:
         wait_until(lambda: accepted_seqs(config.store.path).get("dev-1", 0) >= 5, 30,
                    "samples waiting for the stopped broker")
+        station_file(tmp_path, devices, home.port, {"city": city_broker.port})
         assert agent.reload()
         assert "uplink city: starting from " in caplog.text
         assert list(agent.uplinks) == ["default", "city"]
         collector.wait_for(lambda c: c.has_seqs("dev-1", 5), 60, "the backlog at city")
         default_uplink = agent.uplinks["default"]
+        station_file(tmp_path, devices, home.port)
         assert agent.reload()  # city removed again
         assert list(agent.uplinks) == ["default"] and agent.forwarder is default_uplink
         assert "uplink city removed" in caplog.text
@@ -160,21 +157,19 @@ def test_an_uplink_added_by_reload_starts_from_the_samples_still_waiting(
 
 def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devices,
                                                                    two_brokers):
-    """The agent (a child process; its second uplink added in Python until the station
-    file's ``uplinks:`` reader exists) is SIGKILLed while one uplink is black-holed and
-    restarted: each subscriber still gets every sample. An in-process agent that does
-    not poll then drains what was left, and the outbox empties."""
+    """``edge-agent run`` on a station file with ``mqtt:`` and ``uplinks: city`` is
+    SIGKILLed while city is black-holed and restarted: each subscriber still gets every
+    sample. An in-process agent that does not poll then drains what was left, and the
+    outbox empties."""
     home, city_broker = two_brokers
     proxy = BlackHoleProxy(city_broker.port).start()
     collectors = {"default": Collector(home.port, session_name="home").start(),
                   "city": Collector(city_broker.port, session_name="city").start()}
-    path = station_file(tmp_path, devices, home.port)
+    path = station_file(tmp_path, devices, home.port, {"city": proxy.port})
     outbox = load_config(path).store.path
-    helper = Path(__file__).parent / "support" / "uplinks_agent.py"
 
     def spawn(log_name: str) -> AgentProcess:
-        process = UplinksAgent(path, tmp_path / log_name, helper, {"city": proxy.port})
-        return process.start().wait_running()
+        return AgentProcess(path, tmp_path / log_name).start().wait_running()
 
     agent = spawn("agent-1.log")
     try:
@@ -195,7 +190,8 @@ def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devi
         if agent.alive():
             agent.kill()
         proxy.stop()
-    drain = Agent(with_uplinks(load_config(path), {"city": city_broker.port}))
+    drain = Agent(load_config(station_file(tmp_path, devices, home.port,
+                                           {"city": city_broker.port})))
     drain.start()
     drain.stop_polling()  # the samples in the outbox, and no new ones
     try:
@@ -207,29 +203,6 @@ def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devi
     finally:
         for collector in collectors.values():
             collector.stop()
-
-
-class UplinksAgent(AgentProcess):
-    """``AgentProcess`` running support/uplinks_agent.py (extra uplinks in Python)."""
-
-    def __init__(self, config_path: Path, log_path: Path, helper: Path,
-                 ports: dict[str, int]) -> None:
-        super().__init__(config_path, log_path)
-        self._command = [sys.executable, str(helper), str(config_path),
-                         *(f"{name}={port}" for name, port in ports.items())]
-
-    def start(self) -> UplinksAgent:
-        import os
-        import subprocess
-
-        from support import station
-
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self._command, stdout=log,
-                                            stderr=subprocess.STDOUT, env=env)
-        station._STARTED.append(self)
-        return self
 
 
 def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, devices, two_brokers):

@@ -184,6 +184,7 @@ class Delivery:
             change = uplinks.apply(conn, self._routes, new, self._retention.per_device,
                                    announce)
             self._retention.load(conn)
+            self._routes = new  # here, in the writer: the next ack must see the new routes
             return change
 
         change = self._submit(run)

@@ -101,7 +101,8 @@ def apply(conn: sqlite3.Connection, old: Routes, new: Routes,
     devices = claims.devices(conn)
     for device_id in devices:
         change.rows_deleted += _sweep(conn, new, device_id)
-    if change.removed:
+    held = announce_added or change.rows_deleted or any(map(any, change.removed.values()))
+    if change.removed and held:  # at start, the placeholder 'default' holding nothing is no news
         total = sum(rows for _claims, rows in change.removed.values()) + change.rows_deleted
         for name, (released, _rows) in change.removed.items():
             log.info("uplink %s removed: its %d claim(s) released", name, released)

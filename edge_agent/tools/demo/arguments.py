@@ -11,15 +11,21 @@ from typing import Any
 from edge_agent.i18n import _
 
 EXIT_PREREQUISITE = 3  # a missing prerequisite, e.g. no Mosquitto for the private broker
+MAX_DEMO_UPLINKS = 8  # as many platforms as a station feeds in the field ("一点多发")
 
 
 def add_demo_parser(sub: Any) -> None:
-    """``demo [--duration SECONDS] [--workdir FOLDER]``."""
+    """``demo [--duration SECONDS] [--workdir FOLDER] [--uplinks N]``."""
     demo = sub.add_parser("demo", help=_("run a simulated station with a private broker"))
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help=_("stop after this many seconds (default: until Ctrl-C)"))
     demo.add_argument("--workdir", type=Path, default=None,
                       help=_("where to keep the demo's files (default: a new temp folder)"))
+    demo.add_argument("--uplinks", type=int, default=1, choices=range(1, MAX_DEMO_UPLINKS + 1),
+                      metavar="N",
+                      help=_("feed N private brokers, 1 to {most}: the mqtt: section's and "
+                             "N-1 more under uplinks: (default: 1)").format(
+                                 most=MAX_DEMO_UPLINKS))
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -28,7 +34,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from edge_agent.tools.sim.broker import BrokerNotFound
 
     try:
-        return run_demo(args.duration, args.workdir, sys.stdout)
+        return run_demo(args.duration, args.workdir, sys.stdout, args.uplinks)
     except BrokerNotFound as err:
         print(_("edge-agent demo: {problem}").format(problem=err), file=sys.stderr)
         return EXIT_PREREQUISITE

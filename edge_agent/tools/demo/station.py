@@ -3,7 +3,9 @@
 Starts simulated instruments (GC and FTIR on Modbus TCP, two gas detectors on Modbus RTU
 over a pseudo-terminal pair), a private Mosquitto on a free port, writes a station file
 for them, loads it exactly as ``edge-agent run`` would, runs the agent, and prints what a
-subscriber on the broker receives.
+subscriber on the broker receives. With ``--uplinks N`` it starts N brokers, one per
+uplink (``mqtt:`` and N-1 under ``uplinks:``), and prints what each one receives, so a
+newcomer sees every platform fed on its own.
 """
 
 from __future__ import annotations
@@ -27,8 +29,21 @@ from edge_agent.tools.sim.instruments import DETECTOR_UNITS, DemoEndpoints, Demo
 log = logging.getLogger(__name__)
 
 
-def station_yaml(ends: DemoEndpoints, broker_port: int, store_path: Path) -> str:
-    """The demo's station file: an ordinary config a technician could start from."""
+def uplink_names(count: int) -> list[str]:
+    """The demo's uplinks: ``default`` (the ``mqtt:`` section) and ``uplink-2`` on."""
+    return ["default", *(f"uplink-{n}" for n in range(2, count + 1))]
+
+
+def station_yaml(ends: DemoEndpoints, broker_ports: list[int], store_path: Path) -> str:
+    """The demo's station file: an ordinary config a technician could start from. The
+    first broker is the ``mqtt:`` section's; each further one is an uplink of its own."""
+    broker_port = broker_ports[0]
+    named = "".join(f"  {name}: {{host: 127.0.0.1, port: {port}, keepalive_s: 10}}\n"
+                    for name, port in zip(uplink_names(len(broker_ports))[1:],
+                                          broker_ports[1:], strict=True))
+    uplinks = f"""
+uplinks:                         # more platforms, each fed and acknowledged on its own
+{named}""" if named else ""
     detectors = "\n".join(
         f"  - {{id: detector-{unit}, link: rs485-1, unit_id: {unit}, "
         f"profile: generic-gas-detector}}" for unit in DETECTOR_UNITS)
@@ -67,7 +82,7 @@ mqtt:
   port: {broker_port}
   client_id: edge-agent-demo
   keepalive_s: 10
-
+{uplinks}
 health:
   port: 0                        # any free port: never in the way of a station's service
 """
@@ -76,9 +91,13 @@ health:
 class MessagePrinter:
     """Prints one line per received sample, like a tiny dashboard."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, lock: threading.Lock | None = None,
+                 label: str = "") -> None:
+        """``label`` starts each line (the uplink's name when there are several);
+        printers of several brokers share ``lock`` so their lines never interleave."""
         self._out = out
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
+        self._label = f"{label} " if label else ""
         self.messages = 0
         self.samples = 0
 
@@ -89,7 +108,8 @@ class MessagePrinter:
             return
         with self._lock:
             self.messages += 1
-            self._out.write(self._format(topic, message) + "\n")
+            text = self._format(topic, message)
+            self._out.write("".join(f"{self._label}{line}\n" for line in text.split("\n")))
             self._out.flush()
 
     def _format(self, topic: str, message: dict) -> str:
@@ -137,37 +157,68 @@ def _format_value(name: str, value: dict) -> str:
     return f"{name}={shown}{(' ' + value['unit']) if value['unit'] else ''}"
 
 
-def run_demo(duration_s: float | None, workdir: Path | None, out: TextIO) -> int:
-    """Run the demo until Ctrl-C or ``duration_s``; returns the exit status."""
+def run_demo(duration_s: float | None, workdir: Path | None, out: TextIO,
+             uplinks: int = 1) -> int:
+    """Run the demo until Ctrl-C or ``duration_s``, feeding ``uplinks`` private brokers;
+    returns the exit status."""
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="edge-agent-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    broker = Mosquitto(base / "broker").start()
+    names = uplink_names(uplinks)
+    brokers = _start_brokers(base, uplinks)
     instruments = DemoInstruments()
-    printer = MessagePrinter(out)
-    subscriber = agent = None
+    lock = threading.Lock()
+    printers = [MessagePrinter(out, lock, name if uplinks > 1 else "") for name in names]
+    subscribers: list[Subscriber] = []
+    agent = None
     try:
         ends = instruments.start()
         config_path = base / "station.yaml"
-        config_path.write_text(station_yaml(ends, broker.port, base / "outbox.sqlite3"))
+        config_path.write_text(station_yaml(ends, [b.port for b in brokers],
+                                            base / "outbox.sqlite3"))
         config = load_config(config_path)
         out.write(_("demo: broker on 127.0.0.1:{port}, station file {path}").format(
-            port=broker.port, path=config_path) + "\n")
+            port=brokers[0].port, path=config_path) + "\n")
+        for name, broker in zip(names[1:], brokers[1:], strict=True):
+            out.write(_("demo: uplink {name}: broker on 127.0.0.1:{port}").format(
+                name=name, port=broker.port) + "\n")
         out.write(_("demo: GC and FTIR on Modbus TCP, detectors on {port} (Modbus RTU); Ctrl-C "
                     "stops").format(port=ends.detector_serial_port) + "\n")
-        subscriber = Subscriber("127.0.0.1", broker.port, "edge/#", printer).start()
+        for broker, printer in zip(brokers, printers, strict=True):
+            subscribers.append(Subscriber("127.0.0.1", broker.port, "edge/#", printer).start())
         agent = Agent(config)
         _wait(agent, duration_s)
     finally:
         if agent is not None:
             agent.stop()
-        if subscriber is not None:
+        for subscriber in subscribers:
             subscriber.stop()
         instruments.stop()
-        broker.stop()
+        for broker in brokers:
+            broker.stop()
+    for name, printer in zip(names, printers, strict=True) if uplinks > 1 else ():
+        out.write(_("demo: uplink {name} received {messages} messages with {samples} "
+                    "samples").format(name=name, messages=printer.messages,
+                                      samples=printer.samples) + "\n")
     out.write(_("demo: received {messages} messages with {samples} samples; files kept in "
-                "{path}").format(messages=printer.messages, samples=printer.samples, path=base)
+                "{path}").format(messages=sum(p.messages for p in printers),
+                                 samples=sum(p.samples for p in printers), path=base)
               + "\n")
     return 0
+
+
+def _start_brokers(base: Path, count: int) -> list[Mosquitto]:
+    """``count`` private brokers (``broker``, ``broker-2``, ...); none left running when
+    one cannot start."""
+    brokers: list[Mosquitto] = []
+    try:
+        for index in range(count):
+            folder = base / ("broker" if index == 0 else f"broker-{index + 1}")
+            brokers.append(Mosquitto(folder).start())
+    except BaseException:
+        for broker in brokers:
+            broker.stop()
+        raise
+    return brokers
 
 
 def _wait(agent: Agent, duration_s: float | None) -> None:
