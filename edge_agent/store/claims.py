@@ -10,7 +10,8 @@ writes one row per message instead of a message id into every row, and an
 acknowledgement deletes the range by the ``outbox_device`` index.
 
 Order of preference: claims of the uplink not in flight now (re-sent as they are: same
-id, same rows, so the same bytes), then live rows (id above the session's backlog
+id, same rows, so the same bytes), then alarm rows (the alarm lane, ``claim_alarms``: one
+event per message, its id the event's), then live rows (id above the session's backlog
 boundary), then backlog rows (marked historical). One call fills several messages, the
 whole free part of the in-flight window, in one transaction.
 
@@ -100,6 +101,7 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
     moved, resent = 0, len(messages)
     if len(messages) >= wanted:
         return Claimed(tuple(messages), boundary, moved, resent)
+    messages += claim_alarms(conn, uplink, boundary, wanted - len(messages), ranges, carries)
     carried = [device for device in devices(conn) if carries is None or carries(device)]
     for historical, lane in _LANES:
         if len(messages) >= wanted:
@@ -119,6 +121,35 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
             messages.append(message)
             heads.claimed(message.device_id, message.entries[-1].row_id)
     return Claimed(tuple(messages), boundary, moved, resent)
+
+
+def claim_alarms(conn: sqlite3.Connection, uplink: str, boundary: int, wanted: int,
+                 ranges: Ranges, carries: Callable[[str], bool] | None) -> list[Message]:
+    """The alarm lane, ahead of live and backlog rows: up to ``wanted`` alarm rows
+    ``uplink`` carries and has not claimed, oldest first, one event per message whose id
+    is the event's id (the platform de-duplicates an alarm by it). Found by the partial
+    index ``outbox_alarms``, so a backlog of samples costs nothing here. An alarm row is
+    historical when it is below the backlog boundary (raised before this session)."""
+    messages: list[Message] = []
+    if wanted <= 0:
+        return messages
+    for row in conn.execute(
+            f"{_ROWS} WHERE kind = 'alarm' AND {_FOR_UPLINK} ORDER BY id", [uplink]).fetchall():
+        entry = StoredEntry(*row)
+        if (carries is not None and not carries(entry.device_id)) \
+                or _inside(ranges, entry.device_id, entry.row_id):
+            continue
+        historical = entry.row_id <= boundary
+        conn.execute("INSERT INTO claims (uplink, msg_id, device_id, kind, historical, "
+                     "first_row, last_row) VALUES (?, ?, ?, 'alarm', ?, ?, ?)",
+                     [uplink, entry.entry_id, entry.device_id, int(historical),
+                      entry.row_id, entry.row_id])
+        ranges.setdefault(entry.device_id, []).append((entry.row_id, entry.row_id))
+        messages.append(Message(entry.entry_id, "alarm", entry.device_id, historical,
+                                (entry,)))
+        if len(messages) >= wanted:
+            break
+    return messages
 
 
 def _inside(ranges: Ranges, device_id: str, row_id: int) -> bool:

@@ -36,6 +36,11 @@ class Collector:
         self._cond = threading.Condition()
         self.samples: list[Received] = []
         self.gaps: list[dict] = []
+        #: alarm events in arrival order, each with the message's ``topic``, ``msg_id``
+        #: and ``historical`` added
+        self.alarms: list[dict] = []
+        #: (message type, device) of every data and alarm message, in arrival order
+        self.order: list[tuple[str, str]] = []
         self.status: list[dict] = []
         self.invalid: list[str] = []
         self._subscriber = Subscriber("127.0.0.1", port, "edge/#", self._on_message,
@@ -62,7 +67,13 @@ class Collector:
                 self.status.append(message)
             elif message["type"] == "gap":
                 self.gaps.extend({**gap, "device": message["device"]} for gap in message["gaps"])
+            elif message["type"] == "alarm":
+                self.order.append(("alarm", message["device"]))
+                self.alarms.extend({**event, "topic": topic, "msg_id": message["id"],
+                                    "historical": message["historical"]}
+                                   for event in message["alarms"])
             else:
+                self.order.append(("data", message["device"]))
                 self.samples.extend(
                     Received(topic, message["id"], message["device"], message["historical"],
                              sample) for sample in message["samples"])
