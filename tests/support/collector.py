@@ -39,8 +39,9 @@ class Collector:
         #: alarm events in arrival order, each with the message's ``topic``, ``msg_id``
         #: and ``historical`` added
         self.alarms: list[dict] = []
-        #: (message type, device) of every data and alarm message, in arrival order
-        self.order: list[tuple[str, str]] = []
+        #: (message type, device, sample seqs) of every data and alarm message, in
+        #: arrival order (an alarm message has no seqs)
+        self.order: list[tuple[str, str, tuple[int, ...]]] = []
         self.status: list[dict] = []
         self.invalid: list[str] = []
         self._subscriber = Subscriber("127.0.0.1", port, "edge/#", self._on_message,
@@ -68,12 +69,13 @@ class Collector:
             elif message["type"] == "gap":
                 self.gaps.extend({**gap, "device": message["device"]} for gap in message["gaps"])
             elif message["type"] == "alarm":
-                self.order.append(("alarm", message["device"]))
+                self.order.append(("alarm", message["device"], ()))
                 self.alarms.extend({**event, "topic": topic, "msg_id": message["id"],
                                     "historical": message["historical"]}
                                    for event in message["alarms"])
             else:
-                self.order.append(("data", message["device"]))
+                self.order.append(("data", message["device"],
+                                   tuple(sample["seq"] for sample in message["samples"])))
                 self.samples.extend(
                     Received(topic, message["id"], message["device"], message["historical"],
                              sample) for sample in message["samples"])
