@@ -221,3 +221,16 @@ def test_v4_outbox_is_migrated_to_v5_taking_its_alarm_rows_as_alarm_state(
         assert "outbox_alarms" in " ".join(str(step) for step in plan)
     finally:
         box.close()
+
+
+def test_export_rows_leave_alarm_events_out(box: Outbox) -> None:
+    """``edge-agent export`` writes samples and gaps; an alarm row (its own topic, not a
+    sample's shape) must not reach the sample writers."""
+    from edge_agent.store.readonly import iter_rows
+
+    poll(AlarmEngine(RULES, Kept()), box, 15.0)
+    conn = sqlite3.connect(box.path)
+    try:
+        assert [row.kind for row in iter_rows(conn, None, None)] == ["sample"]
+    finally:
+        conn.close()
