@@ -63,6 +63,7 @@ def outbox_rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+@pytest.mark.real_parts
 def test_alarm_reaches_the_platform_before_the_samples_queued_with_it(
         tmp_path: Path, broker: Mosquitto, collector: Collector,
         instrument: SimServer) -> None:
@@ -117,6 +118,7 @@ class _Discard:
         del events
 
 
+@pytest.mark.real_parts
 def test_alarm_rows_never_exist_without_their_sample_across_sigkills(
         tmp_path: Path, instrument: SimServer) -> None:
     """No broker (nothing is delivered, every row stays); the value crosses the limit
@@ -158,6 +160,7 @@ def test_alarm_rows_never_exist_without_their_sample_across_sigkills(
     assert [(event["event"], at) for _, at, event in alarms] == replay(samples)
 
 
+@pytest.mark.real_parts
 def test_active_alarm_is_not_raised_twice_after_sigkill_and_its_clear_still_comes(
         tmp_path: Path, broker: Mosquitto, collector: Collector,
         instrument: SimServer) -> None:
