@@ -184,3 +184,39 @@ def test_active_alarm_is_not_raised_twice_after_sigkill_and_its_clear_still_come
     assert sorted((a["event"], a["alarm"]) for a in events.values()) == [
         ("cleared", "dev-1/value/high"), ("raised", "dev-1/value/high")]
     assert "alarm raised" not in agent.log()
+
+
+@pytest.mark.real_parts
+def test_each_uplink_gets_every_alarm_and_the_row_leaves_after_both(
+        tmp_path: Path, broker: Mosquitto, collector: Collector,
+        instrument: SimServer) -> None:
+    """Two platforms (the ``mqtt:`` section and a named uplink, each its own Mosquitto):
+    both receive the raise and the clear with the same ids; the rows leave the outbox
+    once both brokers have acknowledged them."""
+    path = station(tmp_path, broker.port, instrument)
+    doc = json.loads(path.read_text())
+    second = Mosquitto(tmp_path / "province").start()
+    doc["uplinks"] = {"province": {
+        "host": "127.0.0.1", "port": second.port, "client_id": "agent-province",
+        "keepalive_s": 5, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}}
+    path.write_text(json.dumps(doc))
+    province = Collector(second.port, "province-collector").start()
+    agent = Agent(load_config(path))
+    agent.start()
+    try:
+        instrument.set_words(1, HOLDING, 0, [HIGH])
+        for platform in (collector, province):
+            platform.wait_for(lambda c: len(c.alarms) >= 1, 30, "the raise")
+        instrument.set_words(1, HOLDING, 0, [LOW])
+        for platform in (collector, province):
+            platform.wait_for(lambda c: len(c.alarms) >= 2, 30, "the clear")
+        wait_until(lambda: not outbox_rows(tmp_path / "outbox.sqlite3", "SELECT id FROM "
+                                           "outbox WHERE kind = 'alarm'"), 30,
+                   "alarm rows deleted after both acknowledgements")
+    finally:
+        agent.stop()
+        province.stop()
+        second.stop()
+    assert [(a["id"], a["event"]) for a in collector.alarms] \
+        == [(a["id"], a["event"]) for a in province.alarms]
+    assert [a["event"] for a in collector.alarms] == ["raised", "cleared"]
