@@ -289,7 +289,9 @@ class LinkPoller:
             state.exchanges.add_since(before, counts)
         if sample is not None:
             state.last_sample = sample
-        events = self._judge_alarms(state, sample, answered) if self._alarms else []
+        # no alarms configured: no call, no allocation (an empty tuple is a constant)
+        events: Sequence[AlarmEvent] = \
+            self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
         if sample is not None and self._store(state, sample, events):
             after_commit = getattr(state.driver, "after_commit", None)
@@ -314,7 +316,7 @@ class LinkPoller:
             self._alarm_bug(state)
             return []
 
-    def _emit_alarms(self, state: DeviceState, events: list[AlarmEvent]) -> None:
+    def _emit_alarms(self, state: DeviceState, events: Sequence[AlarmEvent]) -> None:
         """Log the committed events and drive the local outputs (the engine's sink)."""
         assert self._alarms is not None
         try:
@@ -328,7 +330,7 @@ class LinkPoller:
             log.exception("unexpected error judging the alarms of %s; polling goes "
                           "on (further ones are only counted)", state.device_id)
 
-    def _store_alarms(self, events: list[AlarmEvent]) -> None:
+    def _store_alarms(self, events: Sequence[AlarmEvent]) -> None:
         """Commit alarm events that have no sample (a communication alarm cleared by a GC
         answering without a new analysis): a transaction of their own."""
         try:
