@@ -3,11 +3,13 @@ one of the scaling benches named first (docs/scaling.md):
 
     python -m bench station-output [--short|--tiny]   what one station sends
     python -m bench broker-intake [--short|--tiny]    what a broker / cluster takes in
+    python -m bench alarm-latency [--short|--tiny]    poll to alarm at broker and coil
 """
 
 import sys
 
-SUBCOMMANDS = {"station-output": "bench.station_output", "broker-intake": "bench.broker_intake"}
+SUBCOMMANDS = {"station-output": "bench.station_output", "broker-intake": "bench.broker_intake",
+               "alarm-latency": "bench.alarm_latency"}
 
 
 def _main() -> None:

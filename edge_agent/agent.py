@@ -101,6 +101,7 @@ class Agent:
         for uplink in self.uplinks.values():
             uplink.start()
         if self.alarms is not None:
+            self.alarms.restore(self.outbox)
             self.alarms.start()
         for poller in self.pollers:
             poller.start()

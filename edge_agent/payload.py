@@ -1,4 +1,4 @@
-"""Payload v1: how samples and gap events become MQTT message bodies.
+"""Payload v1: how samples, gap events and alarm events become MQTT message bodies.
 
 The sample body is encoded once, when the sample is appended to the outbox, and stored as
 JSON text; a message wraps one or more stored bodies of one device. Encoding a message
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from edge_agent.model import Quality, Reading, Sample, iso_utc
@@ -23,7 +23,7 @@ class StoredEntry:
     """One outbox row as the forwarder sees it: a sample or a gap event."""
 
     row_id: int
-    kind: str  # "sample" | "gap"
+    kind: str  # "sample" | "gap" | "alarm"
     device_id: str
     seq: int | None
     entry_id: str
@@ -128,13 +128,26 @@ def encode_gap_body(
     return json.dumps(body, separators=(",", ":"))
 
 
+def encode_alarm_body(event: Mapping[str, object]) -> str:
+    """The stored JSON of one alarm event (``AlarmEvent.as_dict``): what the ``alarms``
+    list of an alarm message holds (docs/payload.md)."""
+    clean = {key: None if isinstance(value, float) and not math.isfinite(value) else value
+             for key, value in event.items()}
+    return json.dumps(clean, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# message kind -> (the envelope's "type", the key of its list)
+_ENVELOPES = {"sample": ("data", "samples"), "gap": ("gap", "gaps"),
+              "alarm": ("alarm", "alarms")}
+
+
 def encode_message(message: Message, station_id: str) -> bytes:
     """The bytes published for a message; deterministic for the same rows."""
     items = ",".join(entry.body for entry in message.entries)
-    list_key = "samples" if message.kind == "sample" else "gaps"
+    kind, list_key = _ENVELOPES[message.kind]
     head = {
         "v": PAYLOAD_VERSION,
-        "type": "data" if message.kind == "sample" else "gap",
+        "type": kind,
         "id": message.msg_id,
         "station": station_id,
         "device": message.device_id,

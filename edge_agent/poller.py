@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, cast
 
+from edge_agent.alarms.events import AlarmEvent
 from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
 from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
@@ -50,11 +51,14 @@ DOWN_AFTER_FAILED_POLLS = 3
 
 
 class AlarmHook(Protocol):
-    """What judges alarms after each poll (edge_agent/alarms/engine.py): ``answering``
+    """What judges alarms at each poll (edge_agent/alarms/engine.py): ``decide`` before
+    the sample is stored (its events are committed with it), ``emit`` after. ``answering``
     says whether the device answered this poll, ``down`` whether it is marked down."""
 
-    def polled(self, device_id: str, sample: Sample | None, answering: bool,
-               down: bool) -> object: ...
+    def decide(self, device_id: str, sample: Sample | None, answering: bool,
+               down: bool) -> list[AlarmEvent]: ...
+
+    def emit(self, events: Sequence[AlarmEvent]) -> None: ...
 
 
 class OutputWrites(Protocol):
@@ -285,27 +289,56 @@ class LinkPoller:
             state.exchanges.add_since(before, counts)
         if sample is not None:
             state.last_sample = sample
+        # no alarms configured: no call, no allocation (an empty tuple is a constant)
+        events: Sequence[AlarmEvent] = \
+            self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
-        if sample is not None and self._store(state, sample):
+        if sample is not None and self._store(state, sample, events):
             after_commit = getattr(state.driver, "after_commit", None)
             if after_commit is not None:
                 after_commit(client, sample)
-        if self._alarms is not None:
-            self._judge_alarms(state, sample, answered)
+        elif sample is None and events:
+            self._store_alarms(events)
+        if events:
+            self._emit_alarms(state, events)
         self._schedule(state)
 
-    def _judge_alarms(self, state: DeviceState, sample: Sample | None, answered: bool) -> None:
-        """Hand the poll to the alarm engine, after the sample was stored (an alarm never
-        precedes its data). A bug there is logged, never ends acquisition."""
+    def _judge_alarms(self, state: DeviceState, sample: Sample | None,
+                      answered: bool) -> list[AlarmEvent]:
+        """The alarm events of this poll, decided before the sample is stored so that one
+        transaction commits both (an alarm never exists without its data). A bug there
+        is logged once and counted, never ends acquisition."""
         assert self._alarms is not None
         try:
-            self._alarms.polled(state.device_id, sample, answered,
-                                state.health is DeviceHealth.DOWN)
+            return self._alarms.decide(state.device_id, sample, answered,
+                                       state.health is DeviceHealth.DOWN)
         except Exception:
-            self.alarm_errors += 1  # counted; the traceback logged once per poller
-            if self.alarm_errors == 1:
-                log.exception("unexpected error judging the alarms of %s; polling goes "
-                              "on (further ones are only counted)", state.device_id)
+            self._alarm_bug(state)
+            return []
+
+    def _emit_alarms(self, state: DeviceState, events: Sequence[AlarmEvent]) -> None:
+        """Log the committed events and drive the local outputs (the engine's sink)."""
+        assert self._alarms is not None
+        try:
+            self._alarms.emit(events)
+        except Exception:
+            self._alarm_bug(state)
+
+    def _alarm_bug(self, state: DeviceState) -> None:
+        self.alarm_errors += 1  # counted; the traceback logged once per poller
+        if self.alarm_errors == 1:
+            log.exception("unexpected error judging the alarms of %s; polling goes "
+                          "on (further ones are only counted)", state.device_id)
+
+    def _store_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        """Commit alarm events that have no sample (a communication alarm cleared by a GC
+        answering without a new analysis): a transaction of their own."""
+        try:
+            self._outbox.append_alarms(events)
+        except OutboxError as err:
+            self.store_failures += 1
+            log.error("cannot store %d alarm event(s) (%s); they are logged and drive the "
+                      "local outputs, but are not published", len(events), err)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:
@@ -368,10 +401,15 @@ class LinkPoller:
         if state.next_due < now:  # overran (slow bus): skip missed slots, do not burst
             state.next_due = now
 
-    def _store(self, state: DeviceState, sample: Sample) -> bool:
-        """Commit ``sample``; False when it could not be (counted, logged once)."""
+    def _store(self, state: DeviceState, sample: Sample,
+               alarms: Sequence[AlarmEvent] = ()) -> bool:
+        """Commit ``sample`` with the alarm events it caused; False when it could not be
+        (counted, logged once; the events still reach the log and the local outputs)."""
         try:
-            self._outbox.append(sample)
+            if alarms:
+                self._outbox.append(sample, alarms)
+            else:  # the common case, and the call a test's stand-in outbox knows
+                self._outbox.append(sample)
         except OutboxError as err:
             self.store_failures += 1
             if not self._store_failing:

@@ -117,3 +117,18 @@ def test_wire_estimate_of_one_message_adds_up_from_the_packet_format() -> None:
     # 2 000 payload bytes do not fit one 1448-byte segment: two TCP/IP headers
     assert wire.ip_bytes_up("a/b", 2000) == wire.publish_bytes("a/b", 2000) + 2 * 52
     assert wire.ip_bytes_down() == 4 + 52
+
+
+@pytest.mark.real_parts
+def test_alarm_latency_measures_broker_and_coil_with_and_without_a_backlog(
+        tmp_path: Path) -> None:
+    table, raw = _run_bench(tmp_path, "alarm-latency")
+    for label in ("no backlog", "backlog run, all", "while draining", "broker median",
+                  "coil median", "target: alarm median", "commit ", "cores"):
+        assert label in table, f"missing from the table: {label}\n{table}"
+    for run in ("no backlog", "backlog draining"):
+        # one figure per raise, each after its poll (a negative figure is a wrong clock)
+        assert len(raw[run]["broker_ms"]) == len(raw[run]["coil_ms"]) == 3
+        assert min(raw[run]["broker_ms"] + raw[run]["coil_ms"]) > 0
+    assert raw["backlog draining"]["backlog"] == 2000 and raw["no backlog"]["backlog"] == 0
+    assert raw["backlog draining"]["seeded_s"] > 0

@@ -132,7 +132,9 @@ def test_a_topic_longer_than_mqtt_allows_is_refused_for_the_device_that_makes_it
     path.write_text(HEAD + ONE_LINK + devices_text(2))
     monkeypatch.setattr(names, "MQTT_TOPIC_MAX_BYTES", len("edge/S1/d0/data") - 1)
     assert issues_of(path) == [f"{path}:2: mqtt.topics.data: the topic is 15 bytes long; "
-                               "MQTT allows at most 14: 'edge/S1/d0/data'"]
+                               "MQTT allows at most 14: 'edge/S1/d0/data'",
+                               f"{path}:2: mqtt.topics.alarm: the topic is 17 bytes long; "
+                               "MQTT allows at most 14: 'edge/S1/alarms/d0'"]
 
 
 @pytest.mark.real_parts  # runs edge-agent check as a process

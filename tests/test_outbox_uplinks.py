@@ -259,7 +259,7 @@ def test_v3_outbox_is_migrated_to_v4_keeping_rows_claims_and_row_ids(tmp_path):
                      "VALUES ('alarm', 'a', NULL, 'al-1', 0, '{}')")
         conn.commit()
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'"
-                            ).fetchone() == ("4",)
+                            ).fetchone() == (str(schema.SCHEMA_VERSION),)
         assert conn.execute("SELECT kind FROM outbox WHERE entry_id = 'al-1'").fetchone() \
             == ("alarm",)
     finally:

@@ -6,7 +6,7 @@ from one thread), so no lock is needed; every alarm's state object exists from t
 so ``active`` (read from other threads) never sees a dictionary change size.
 
 State survives a restart through ``restore``: fed the last event of each alarm (from
-the outbox, where item 3 of issue 17 commits them with their sample), an alarm that was
+the outbox's ``alarm_state``, written with the sample that caused each event), an alarm that was
 active is active again at its level, so the same condition does not raise it twice and
 its clear still comes. What is not restored: an on-delay that was counting and the rate
 window (both start again, which delays nothing that was already raised).
@@ -88,9 +88,23 @@ class AlarmEngine:
 
     def polled(self, device_id: str, sample: Sample | None, answering: bool,
                down: bool) -> list[AlarmEvent]:
-        """What one poll of ``device_id`` changed, emitted to the sink: ``sample`` its
-        sample (None: nothing new), ``answering`` whether the device answered, ``down``
-        whether its poller has marked it down (the communication alarm)."""
+        """``decide``, then ``emit`` what changed (for callers that store nothing)."""
+        events = self.decide(device_id, sample, answering, down)
+        self.emit(events)
+        return events
+
+    def emit(self, events: Sequence[AlarmEvent]) -> None:
+        """Hand ``events`` to the sink (log, local outputs, tally), if there are any.
+        The poller calls it once they are committed with their sample."""
+        if events:
+            self._sink.emit(events)
+
+    def decide(self, device_id: str, sample: Sample | None, answering: bool,
+               down: bool) -> list[AlarmEvent]:
+        """What one poll of ``device_id`` changed, not yet emitted: ``sample`` its sample
+        (None: nothing new), ``answering`` whether the device answered, ``down`` whether
+        its poller has marked it down (the communication alarm). The poller commits the
+        events with the sample (Outbox.append) before it calls ``emit``."""
         events: list[AlarmEvent] = []
         if device_id in self._unsteady:
             left = self._unsteady[device_id]
@@ -99,8 +113,6 @@ class AlarmEngine:
             self._communication_change(device_id, answering, down, sample, events)
         if answering and sample is not None and device_id in self._watches:
             self._judge(sample, events)
-        if events:
-            self._sink.emit(events)
         return events
 
     def _judge(self, sample: Sample, events: list[AlarmEvent]) -> None:

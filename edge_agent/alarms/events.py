@@ -5,10 +5,11 @@ restarts) changed: ``raised``, ``escalated`` (level 1 to 2), ``lowered`` (2 to 1
 ``confirmed`` (an unconfirmed alarm whose condition still holds on a trustworthy
 reading) or ``cleared``. ``id`` is unique per event, for de-duplication downstream.
 
-The engine hands events to an ``AlarmSink``. Today the runtime's sink logs them and
-drives the local action (runtime.py); the outbox will implement the same interface to
-commit them with the sample that caused them (issue 17 item 3). ``as_dict`` and
-``from_dict`` are the stored form ``AlarmEngine.restore`` is fed from.
+The poller commits a poll's events with the sample that caused them (Outbox.append,
+store/alarmrows.py), then the engine hands them to an ``AlarmSink``: the runtime's logs
+them and drives the local action (runtime.py). ``as_dict`` is the stored and published
+form (docs/payload.md, "Alarm event"); ``from_dict`` reads it back from the outbox's
+``alarm_state`` for ``AlarmEngine.restore``.
 """
 
 from __future__ import annotations

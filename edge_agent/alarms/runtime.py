@@ -2,15 +2,16 @@
 event (one line) and drives the local outputs, and the threads that own output links.
 
 Built only when the station has alarms (``StationConfig.has_alarms``); otherwise the
-agent gives its pollers no hook at all. The outbox will become a second sink (issue 17
-item 3: events committed with their sample and published first); ``AlarmEngine.restore``
-is then fed from it and ``outputs_follow`` re-drives the outputs after a restart.
+agent gives its pollers no hook at all. The pollers commit each poll's events with its
+sample (Outbox.append) and then emit them here; at start ``restore`` takes every alarm
+up from the outbox's ``alarm_state`` and ``outputs_follow`` re-drives the outputs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from edge_agent.alarms.action import LinkOutputs, OutputThread
 from edge_agent.alarms.engine import AlarmEngine
@@ -19,8 +20,15 @@ from edge_agent.alarms.tally import AlarmTally
 from edge_agent.config.alarm_settings import AlarmAction
 from edge_agent.config.schema import Link, StationConfig
 from edge_agent.link import LinkClient
+from edge_agent.store.outbox import OutboxError
 
 log = logging.getLogger(__name__)
+
+
+class SavedAlarms(Protocol):
+    """Where the last event of each alarm is kept (the outbox, store/alarmrows.py)."""
+
+    def alarm_state(self) -> list[AlarmEvent]: ...
 
 
 class LogAndOutputs:
@@ -66,6 +74,22 @@ class AlarmRuntime:
         """The outputs a poller of ``link`` must write between its polls, if any."""
         owned = {thread.outputs.link.name for thread in self.threads}
         return self.outputs.get(link) if link not in owned else None
+
+    def restore(self, outbox: SavedAlarms) -> int:
+        """Take up every alarm where the last run left it (the outbox's ``alarm_state``)
+        and put the outputs in that state; returns the alarms active again. An outbox
+        that cannot be read leaves every alarm inactive (logged): an alarm may then be
+        raised again, which is better than never."""
+        try:
+            saved = outbox.alarm_state()
+        except OutboxError as err:
+            log.error("alarms: cannot read their saved state (%s); they start inactive", err)
+            return 0
+        active = self.engine.restore(saved)
+        if active:
+            log.info("alarms: %d alarm(s) active since before the restart", active)
+            self.outputs_follow(self.engine.active())
+        return active
 
     def outputs_follow(self, events: Sequence[AlarmEvent]) -> None:
         """Put the outputs in the state ``events`` (active alarms) call for: after

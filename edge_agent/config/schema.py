@@ -217,6 +217,7 @@ class Topics:
 
     data: str = setting("text", "edge/{station}/{device}/data")
     gap: str = setting("text", "edge/{station}/{device}/gap")
+    alarm: str = setting("text", "edge/{station}/alarms/{device}")
     status: str = setting("text", "edge/{station}/status")
 
 

@@ -41,6 +41,7 @@ from edge_agent.i18n import N_, _
 
 MQTT_KEYS = allowed_keys(MqttConfig)
 _PLACEHOLDERS = {"data": ("station", "device"), "gap": ("station", "device"),
+                 "alarm": ("station", "device"),
                  "status": ("station",)}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 TLS_KEYS = allowed_keys(TlsConfig)
@@ -359,7 +360,7 @@ def check_expanded_topics(ck: Checker, top: Section, mqtt: MqttConfig | None,
     expanded = [("status", _expand(mqtt.topics.status, station_id, ""))]
     for device_id in device_ids:
         expanded += [(key, _expand(getattr(mqtt.topics, key), station_id, device_id))
-                     for key in ("data", "gap")]
+                     for key in ("data", "gap", "alarm")]
     reported = {key for key, allowed in _PLACEHOLDERS.items()
                 if template_problem(getattr(mqtt.topics, key), allowed)}  # said already
     for key, topic in expanded:

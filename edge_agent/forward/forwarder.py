@@ -372,7 +372,8 @@ class Forwarder:
 
     def _publish(self, session: MqttSession, message: Message) -> bool:
         """Hand ``message`` to the session; False: stop filling the window for now."""
-        template = self.config.topics.data if message.kind == "sample" else self.config.topics.gap
+        topics = self.config.topics
+        template = {"sample": topics.data, "alarm": topics.alarm}.get(message.kind, topics.gap)
         try:
             topic = template.format(station=self.station_id, device=message.device_id)
             payload = encode_message(message, self.station_id)

@@ -10,7 +10,9 @@ writes one row per message instead of a message id into every row, and an
 acknowledgement deletes the range by the ``outbox_device`` index.
 
 Order of preference: claims of the uplink not in flight now (re-sent as they are: same
-id, same rows, so the same bytes), then live rows (id above the session's backlog
+id, same rows, so the same bytes), those of alarms first; then alarm rows not claimed yet
+(the alarm lane, ``claim_alarms``: one event per message, its id the event's), ahead of
+the other claims offered again; then live rows (id above the session's backlog
 boundary), then backlog rows (marked historical). One call fills several messages, the
 whole free part of the in-flight window, in one transaction.
 
@@ -76,28 +78,29 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
           boundary: int, wanted: int, max_entries: int, max_bytes: int,
           live_cutoff: float | None = None,
           carries: Callable[[str], bool] | None = None) -> Claimed:
-    """Up to ``wanted`` messages for ``uplink``: its claims not in ``in_flight`` first,
-    then new claims (live lane, then backlog). Rows of the live lane acquired before
-    ``live_cutoff`` (unix s) move to the backlog first (the forwarder's overload rule).
-    ``carries``: whether ``uplink`` carries a device (None: every device)."""
+    """Up to ``wanted`` messages for ``uplink``: its claims not in ``in_flight`` first
+    (alarms among them first), then new alarm claims, then new claims (live lane, then
+    backlog). Rows of the live lane acquired before ``live_cutoff`` (unix s) move to the
+    backlog first (the forwarder's overload rule). ``carries``: whether ``uplink``
+    carries a device (None: every device)."""
     rows = conn.execute(
         "SELECT msg_id, device_id, kind, historical, first_row, last_row, acked_at "
         "FROM claims WHERE uplink = ? ORDER BY rowid", [uplink]).fetchall()
     ranges: Ranges = {}
-    messages: list[Message] = []
+    waiting: list[tuple] = []  # claims not acknowledged and not in flight: offered again
     for msg_id, device_id, kind, historical, first, last, acked_at in rows:
         ranges.setdefault(device_id, []).append((first, last))
-        if acked_at is None and msg_id not in in_flight and len(messages) < wanted:
-            entries = conn.execute(f"{_ROWS} WHERE device_id = ? AND id BETWEEN ? AND ? "
-                                   "ORDER BY id", [device_id, first, last]).fetchall()
-            if not entries:  # nothing left to send (never expected): the claim goes
-                remove(conn, uplink, msg_id)
-                continue
-            messages.append(Message(msg_id, kind, device_id, bool(historical),
-                                    tuple(StoredEntry(*row) for row in entries)))
+        if acked_at is None and msg_id not in in_flight:
+            waiting.append((msg_id, device_id, kind, historical, first, last))
     if scan.boundary != boundary:
         scan.reset(boundary)
-    moved, resent = 0, len(messages)
+    messages = _offer_again(conn, uplink, [w for w in waiting if w[2] == "alarm"], wanted)
+    resent = len(messages)
+    messages += claim_alarms(conn, uplink, boundary, wanted - len(messages), ranges, carries)
+    again = _offer_again(conn, uplink, [w for w in waiting if w[2] != "alarm"],
+                         wanted - len(messages))
+    messages += again
+    moved, resent = 0, resent + len(again)
     if len(messages) >= wanted:
         return Claimed(tuple(messages), boundary, moved, resent)
     carried = [device for device in devices(conn) if carries is None or carries(device)]
@@ -119,6 +122,53 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
             messages.append(message)
             heads.claimed(message.device_id, message.entries[-1].row_id)
     return Claimed(tuple(messages), boundary, moved, resent)
+
+
+def _offer_again(conn: sqlite3.Connection, uplink: str, waiting: list[tuple],
+                 wanted: int) -> list[Message]:
+    """Up to ``wanted`` of the ``waiting`` claims as messages again: same id, same rows,
+    so the same bytes. A claim whose rows are all gone (never expected) is removed."""
+    messages: list[Message] = []
+    for msg_id, device_id, kind, historical, first, last in waiting:
+        if len(messages) >= wanted:
+            break
+        entries = conn.execute(f"{_ROWS} WHERE device_id = ? AND id BETWEEN ? AND ? "
+                               "ORDER BY id", [device_id, first, last]).fetchall()
+        if not entries:
+            remove(conn, uplink, msg_id)
+            continue
+        messages.append(Message(msg_id, kind, device_id, bool(historical),
+                                tuple(StoredEntry(*row) for row in entries)))
+    return messages
+
+
+def claim_alarms(conn: sqlite3.Connection, uplink: str, boundary: int, wanted: int,
+                 ranges: Ranges, carries: Callable[[str], bool] | None) -> list[Message]:
+    """The alarm lane, ahead of live and backlog rows: up to ``wanted`` alarm rows
+    ``uplink`` carries and has not claimed, oldest first, one event per message whose id
+    is the event's id (the platform de-duplicates an alarm by it). Found by the partial
+    index ``outbox_alarms``, so a backlog of samples costs nothing here. An alarm row is
+    historical when it is below the backlog boundary (raised before this session)."""
+    messages: list[Message] = []
+    if wanted <= 0:
+        return messages
+    for row in conn.execute(
+            f"{_ROWS} WHERE kind = 'alarm' AND {_FOR_UPLINK} ORDER BY id", [uplink]).fetchall():
+        entry = StoredEntry(*row)
+        if (carries is not None and not carries(entry.device_id)) \
+                or _inside(ranges, entry.device_id, entry.row_id):
+            continue
+        historical = entry.row_id <= boundary
+        conn.execute("INSERT INTO claims (uplink, msg_id, device_id, kind, historical, "
+                     "first_row, last_row) VALUES (?, ?, ?, 'alarm', ?, ?, ?)",
+                     [uplink, entry.entry_id, entry.device_id, int(historical),
+                      entry.row_id, entry.row_id])
+        ranges.setdefault(entry.device_id, []).append((entry.row_id, entry.row_id))
+        messages.append(Message(entry.entry_id, "alarm", entry.device_id, historical,
+                                (entry,)))
+        if len(messages) >= wanted:
+            break
+    return messages
 
 
 def _inside(ranges: Ranges, device_id: str, row_id: int) -> bool:

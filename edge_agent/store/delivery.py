@@ -119,7 +119,7 @@ class Delivery:
             deleted += rows
             if kind == "sample":
                 self._retention.note_deleted(rows, 0, device_id)
-            else:
+            elif kind == "gap":  # alarm rows are not counted by retention (alarmrows.py)
                 self._retention.note_deleted(0, rows)
         return deleted
 

@@ -32,6 +32,11 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   (first/last time, first/last sequence, count) that is forwarded like any sample, to
   each uplink that had not acknowledged the dropped samples (store/retention.py). A gap
   row grows while unsent as long as the next drop continues its sequence range.
+* **Alarms with their sample.** Alarm events are rows of kind ``alarm`` committed in the
+  transaction of the sample that caused them (a communication alarm, which has no
+  sample, in one of its own), with their alarm's last state in ``alarm_state``, which
+  outlives the row and restores the alarm engine at start (alarmrows.py). Claims send
+  them before any sample; retention never drops them (only samples).
 * **Driver state with its sample.** A sample's ``driver_state`` (a GC's last published
   analysis) is written in the sample's own transaction: after any crash the state a
   driver gets back describes exactly the samples that were accepted.
@@ -72,15 +77,16 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from edge_agent.alarms.events import AlarmEvent
 from edge_agent.config.schema import Retention, Synchronous
 from edge_agent.model import Sample
 from edge_agent.payload import encode_sample_body
-from edge_agent.store import claims, corruption, pathcheck, retention, uplinks
+from edge_agent.store import alarmrows, claims, corruption, pathcheck, retention, uplinks
 from edge_agent.store.delivery import Delivery
 from edge_agent.store.lock import OutboxLock
 from edge_agent.store.schema import (
@@ -387,10 +393,17 @@ class Outbox(Delivery):
 
     # -- appending ----------------------------------------------------------------------
 
-    def append(self, sample: Sample) -> Accepted:
-        """Commit one sample; returns once it is durable. Raises OutboxError otherwise."""
+    def append(self, sample: Sample, alarms: Sequence[AlarmEvent] = ()) -> Accepted:
+        """Commit one sample, and the alarm events it caused in the same transaction
+        (alarmrows.py); returns once it is durable. Raises OutboxError otherwise."""
+        def run(conn: sqlite3.Connection) -> Accepted:
+            accepted = self._insert_sample(conn, sample)
+            if alarms:
+                alarmrows.insert(conn, alarms, sample.acquired_at.timestamp())
+            return accepted
+
         try:
-            accepted = self._submit(lambda conn: self._insert_sample(conn, sample))
+            accepted = self._submit(run)
         except OutboxError:
             self._remember_unstored(sample)
             raise
@@ -418,6 +431,21 @@ class Outbox(Delivery):
         self._retention.note_appended(1, sample.device_id)
         self._txn_seqs[sample.device_id] = seq
         return Accepted(int(cursor.lastrowid or 0), seq, sample_id)
+
+    def append_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        """Commit alarm events that have no sample (a communication alarm): a transaction
+        of their own. Raises OutboxError when it cannot commit."""
+        if not events:
+            return
+        at = max(event.at for event in events).timestamp()
+        self._submit(lambda conn: alarmrows.insert(conn, events, at))
+        if self.on_append is not None:
+            self.on_append()
+
+    def alarm_state(self) -> list[AlarmEvent]:
+        """The last event of every alarm (``AlarmEngine.restore`` at start), kept in
+        ``alarm_state`` after the events' rows were delivered."""
+        return self._submit(alarmrows.last_events, reads_only=True)
 
     def driver_state(self, device_id: str) -> str | None:
         """The ``driver_state`` committed with ``device_id``'s latest sample that had one."""

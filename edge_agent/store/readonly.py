@@ -187,9 +187,11 @@ def _has_claims(conn: sqlite3.Connection) -> bool:
 def iter_rows(conn: sqlite3.Connection, start_at: float | None, end_at: float | None,
               devices: Collection[str] = ()) -> Iterator[Row]:
     """Undelivered rows in outbox order (per device: acquisition order). Samples acquired
-    in [start_at, end_at); gap events whose span [first_at, last_at] overlaps it. One
-    statement: one consistent snapshot, however long the caller takes."""
-    where: list[str] = ["1"]
+    in [start_at, end_at); gap events whose span [first_at, last_at] overlaps it. Alarm
+    events are not rows of an export (they go out on their own topic; the export's
+    formats are those of samples). One statement: one consistent snapshot, however long
+    the caller takes."""
+    where: list[str] = ["kind != 'alarm'"]
     params: list[object] = []
     if start_at is not None:
         where.append("(kind = 'gap' OR acquired_at >= ?)")

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
 DEFAULT_UPLINK = "default"  # the uplink of the ``mqtt:`` section (claims.py)
-_TABLES = ("meta", "device_seq", "outbox", "claims")
+_TABLES = ("meta", "device_seq", "outbox", "claims", "alarm_state")
 
 log = logging.getLogger("edge_agent.store.outbox")
 
@@ -197,11 +197,44 @@ def _migrate_to_v4(db: sqlite_utils.Database) -> None:
                    "EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')", [high[0]])
 
 
+# The last event of each alarm, kept after its outbox row is delivered and deleted: what
+# the alarm engine is restored from at start (issue 17). One row per alarm (a handful per
+# channel with rules), written in the transaction that commits the event.
+_V5_DDL = """
+CREATE TABLE IF NOT EXISTS alarm_state (
+    device_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    alarm_group TEXT NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (device_id, channel, alarm_group)
+);
+CREATE INDEX IF NOT EXISTS outbox_alarms ON outbox (id) WHERE kind = 'alarm'
+"""
+
+
+def _migrate_to_v5(db: sqlite_utils.Database) -> None:
+    """v5, alarms kept like data (issue 17 item 3): ``alarm_state`` holds the last event
+    of each alarm as JSON (``AlarmEvent.as_dict``), and a partial index finds the alarm
+    rows the claims send first without reading the samples. An alarm row a v4 file may
+    hold already is taken into ``alarm_state`` (the latest per alarm), so an alarm active
+    before the upgrade is not raised twice."""
+    for statement in _V5_DDL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(
+        "INSERT OR REPLACE INTO alarm_state (device_id, channel, alarm_group, event) "
+        "SELECT device_id, json_extract(body, '$.channel'), json_extract(body, '$.group'), "
+        "body FROM outbox WHERE kind = 'alarm' AND json_valid(body) "
+        "AND json_extract(body, '$.channel') IS NOT NULL "
+        "AND json_extract(body, '$.group') IS NOT NULL ORDER BY id")
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_to_v1,
     2: _migrate_to_v2,
     3: _migrate_to_v3,
     4: _migrate_to_v4,
+    5: _migrate_to_v5,
 }
 
 

@@ -36,6 +36,12 @@ class Collector:
         self._cond = threading.Condition()
         self.samples: list[Received] = []
         self.gaps: list[dict] = []
+        #: alarm events in arrival order, each with the message's ``topic``, ``msg_id``
+        #: and ``historical`` added
+        self.alarms: list[dict] = []
+        #: (message type, device, sample seqs) of every data and alarm message, in
+        #: arrival order (an alarm message has no seqs)
+        self.order: list[tuple[str, str, tuple[int, ...]]] = []
         self.status: list[dict] = []
         self.invalid: list[str] = []
         self._subscriber = Subscriber("127.0.0.1", port, "edge/#", self._on_message,
@@ -62,7 +68,14 @@ class Collector:
                 self.status.append(message)
             elif message["type"] == "gap":
                 self.gaps.extend({**gap, "device": message["device"]} for gap in message["gaps"])
+            elif message["type"] == "alarm":
+                self.order.append(("alarm", message["device"], ()))
+                self.alarms.extend({**event, "topic": topic, "msg_id": message["id"],
+                                    "historical": message["historical"]}
+                                   for event in message["alarms"])
             else:
+                self.order.append(("data", message["device"],
+                                   tuple(sample["seq"] for sample in message["samples"])))
                 self.samples.extend(
                     Received(topic, message["id"], message["device"], message["historical"],
                              sample) for sample in message["samples"])
