@@ -16,12 +16,10 @@ an invalid file is refused with every problem logged, and the agent runs on unch
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from edge_agent.alarms.runtime import AlarmRuntime
 from edge_agent.config.errors import ConfigError
@@ -311,33 +309,12 @@ def _wait_stopped(poller: LinkPoller, tick: Callable[[], object] | None) -> bool
     return True
 
 
-def install_stop_signals() -> threading.Event:
-    """SIGTERM/SIGINT set the returned event. Install before slow start-up work, so a stop
-    requested while the agent is still starting is honoured cleanly too."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    return stop
-
-
-def install_reload_signal() -> threading.Event:
-    """SIGHUP sets the returned event; ``run_until_signalled`` then reloads. Install early:
-    SIGHUP's default action would end the process."""
-    requested = threading.Event()
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: requested.set())
-    return requested
-
-
 def run_until_signalled(agent: Agent, stop: threading.Event,
                         reload: threading.Event | None = None) -> int:
-    """Run until ``stop`` is set (see install_stop_signals), reloading the configuration
-    whenever ``reload`` is set (install_reload_signal), then stop cleanly. Under systemd
-    (``Type=notify``), report READY, watchdog keep-alives and STOPPING (watchdog.py)."""
+    """Run until ``stop`` is set (stopsignals.install_stop_signals), reloading the
+    configuration whenever ``reload`` is set (stopsignals.install_reload_signal), then stop
+    cleanly. Under systemd (``Type=notify``), report READY, watchdog keep-alives and
+    STOPPING (watchdog.py)."""
     status = 0
     service = ServiceSupervisor.from_environment(agent)
     try:

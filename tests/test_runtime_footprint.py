@@ -55,10 +55,14 @@ def noting_load(path):
     return load_station(path)
 
 def delivered_three():
+    if not os.path.exists({db!r}):  # the agent creates it (the new-outbox case)
+        return False
     conn = sqlite3.connect("file:{db}?mode=ro", uri=True)
     try:
         seq = dict(conn.execute("SELECT device_id, last_seq FROM device_seq")).get("dev", 0)
         return seq >= 3 and conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    except sqlite3.OperationalError:  # its schema is not committed yet
+        return False
     finally:
         conn.close()
 
@@ -107,17 +111,20 @@ def test_check_loads_no_protocol_client(tmp_path):
     assert result.stdout.splitlines()[-1] == "LOADED []"
 
 
-def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path, broker):
+@pytest.mark.parametrize("outbox_exists", [True, False], ids=["existing-outbox", "new-outbox"])
+def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path, broker,
+                                                                       outbox_exists):
     """The station file is loaded before the agent's modules are imported (they reuse the
     memory the YAML load frees); once polling and forwarding, the agent holds no
-    retry library (no failure needed it), no sqlite-utils (its outbox already existed),
-    no tool, HJ 212 or Sparkplug code and no serial-text driver or config reader (no such
-    device)."""
+    retry library (no failure needed it), no sqlite-utils (not even when the agent created
+    its outbox: a new file's schema is plain SQL, issue 11), no tool, HJ 212 or Sparkplug
+    code and no serial-text driver or config reader (no such device)."""
     server = SimServer([SimUnit(1, input={0: 0x41C8, 1: 0x0000})]).start()
     try:
         station = _station(tmp_path, broker.port, server.tcp_port)
         db = tmp_path / "outbox.sqlite3"
-        Outbox(db, Retention()).close()  # created earlier, as by the first start
+        if outbox_exists:
+            Outbox(db, Retention()).close()  # created earlier, as by the first start
         code = RUN_AND_REPORT.format(before=PROTOCOL_STACK, absent=NOT_AT_STEADY_STATE,
                                      present=AT_STEADY_STATE, db=str(db),
                                      station=str(station))

@@ -1,8 +1,10 @@
-"""Outbox schema creation and migration (the operator side of the database, via sqlite-utils).
+"""Outbox schema creation and migration.
 
-sqlite-utils (with click, pluggy and dateutil, about 6 MiB of memory) is imported only
-when a file is created or migrated: opening a current outbox, which every start of
-``edge-agent run`` does, reads the version with plain SQL.
+A new file gets the current schema from plain SQL (``_CURRENT_DDL``), in one transaction.
+sqlite-utils (with click, pluggy and dateutil: 3.5 MiB held for the life of the process,
+issue 11) is imported only to migrate a file of an older release; opening a current
+outbox, which every start of ``edge-agent run`` does, reads the version with plain SQL.
+tests/test_schema_fresh.py holds ``_CURRENT_DDL`` equal to what the migrations build.
 
 The schema version lives in ``meta.schema_version``. A release that changes the schema adds
 a step to ``_MIGRATIONS``; opening an older file runs the missing steps in one transaction.
@@ -229,6 +231,71 @@ def _migrate_to_v5(db: sqlite_utils.Database) -> None:
         "AND json_extract(body, '$.group') IS NOT NULL ORDER BY id")
 
 
+# The current schema (v5), created on a new file in one go: what steps 1 to 5 leave
+# behind (same tables, columns, constraints and indexes; test_schema_fresh.py), so that a
+# first start does not load sqlite-utils and keep it for the life of the process.
+# AUTOINCREMENT: ids never go backwards after deletes (see _V1_DDL).
+_CURRENT_DDL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE device_seq (
+    device_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    driver_state TEXT
+);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('sample', 'gap', 'alarm')),
+    device_id TEXT NOT NULL,
+    seq INTEGER,
+    entry_id TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    uplink TEXT
+);
+CREATE INDEX outbox_device ON outbox (device_id, id);
+CREATE INDEX outbox_alarms ON outbox (id) WHERE kind = 'alarm';
+CREATE TABLE claims (
+    uplink TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('sample', 'gap', 'alarm')),
+    historical INTEGER NOT NULL,
+    first_row INTEGER NOT NULL,
+    last_row INTEGER NOT NULL,
+    acked_at REAL,
+    PRIMARY KEY (uplink, msg_id)
+);
+CREATE INDEX claims_rows ON claims (device_id, first_row);
+CREATE TABLE alarm_state (
+    device_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    alarm_group TEXT NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (device_id, channel, alarm_group)
+)
+"""
+
+
+def _create_current(conn: sqlite3.Connection) -> None:
+    """A new file: the current schema and the meta rows step 1 writes (plain SQL)."""
+    for statement in _CURRENT_DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('outbox_uuid', ?), ('dropped_total', '0')",
+        [uuid.uuid4().hex],
+    )
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Run the missing steps on a file of an older release (schema ``version`` >= 1)."""
+    import sqlite_utils  # the operator side only: an older file (module docstring)
+
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        _MIGRATIONS[step](db)
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_to_v1,
     2: _migrate_to_v2,
@@ -287,13 +354,12 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         if missing:
             raise NotAnOutbox(f"outbox tables missing: {', '.join(missing)}")
         return
-    import sqlite_utils  # the operator side only: a new or older file (module docstring)
-
-    db = sqlite_utils.Database(conn, execute_plugins=False)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            _MIGRATIONS[step](db)
+        if version == 0:
+            _create_current(conn)
+        else:
+            _migrate(conn, version)
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
             [str(SCHEMA_VERSION)],
@@ -302,5 +368,3 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    if version == 0:  # a new file: no pages left free by the steps (v3 drops v1's index)
-        conn.execute("VACUUM")
