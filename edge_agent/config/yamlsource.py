@@ -121,6 +121,21 @@ for _tag, _pattern, _first in (
     _CoreLoader.add_implicit_resolver(_TAG + _tag, re.compile(_pattern), _first)
 
 
+def _libyaml_loader() -> type | None:
+    """libyaml's loader with our resolvers (YAML 1.2 core), or None if PyYAML was built
+    without libyaml: then the pure-Python loader reads every file."""
+    if not getattr(yaml, "__with_libyaml__", False):
+        return None
+
+    class _CCoreLoader(yaml.CSafeLoader):
+        yaml_implicit_resolvers = _CoreLoader.yaml_implicit_resolvers
+
+    return _CCoreLoader
+
+
+_CCoreLoader = _libyaml_loader()
+
+
 def read_yaml_file(path: Path, file: str) -> YamlDocument:
     """Read and parse ``path``; ``file`` is how issues name it (the path as the user gave it).
 
@@ -211,11 +226,53 @@ class _BoundedLoader(_CoreLoader):
 
 
 def _compose(text: str) -> yaml.Node | None:
+    """The node tree of ``text``, from libyaml when PyYAML has it.
+
+    libyaml's tree is smaller (1.9 against 3.4 MiB for the 64 KB W1 station), and what
+    the load leaves behind in memory shrinks with it (issue 11, docs/performance.md).
+    Anything but a clean, shallow file is parsed again by the pure-Python loader, so
+    every syntax and depth message stays the one it gives (tests/config_cases).
+    """
+    if _CCoreLoader is not None:
+        loader = _CCoreLoader(text)
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError:
+            root = None  # re-parsed below for the pure-Python message
+        else:
+            if root is None or _within_depth(root, 1, {}):
+                return root  # type: ignore[no-any-return]
+        finally:
+            loader.dispose()
+    return _compose_pure(text)
+
+
+def _compose_pure(text: str) -> yaml.Node | None:
     loader = _BoundedLoader(text)
     try:
         return loader.get_single_node()  # type: ignore[no-any-return]
     finally:
         loader.dispose()
+
+
+def _within_depth(node: yaml.Node, depth: int, seen: dict[int, int]) -> bool:
+    """True if no node of the tree is deeper than ``MAX_DEPTH`` (root: depth 1), counted as
+    ``_BoundedLoader`` counts. A node shared through aliases is checked again only when
+    reached deeper than before (no blow-up on nested aliases); an alias that contains
+    itself, or one that nests deeper than its events do, answers False, and the
+    pure-Python loader decides. Recursion is bounded by ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        return False
+    if seen.get(id(node), MAX_DEPTH + 1) <= depth:
+        return True
+    seen[id(node)] = depth
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        return True
+    return all(_within_depth(child, depth + 1, seen) for child in children)
 
 
 def kind(node: Node) -> str:
@@ -346,7 +403,7 @@ class _Converter:
                 continue
             key = key_node.value
             key_path = f"{path}.{key}" if path else key
-            if key == "<<" and key_node.style is None:
+            if key == "<<" and not key_node.style:
                 message = _("merge keys ('<<') are not supported; write the settings out in full")
                 self._report(key_line, key_path, message)
                 continue
@@ -363,7 +420,7 @@ class _Converter:
 
     def _scalar(self, node: yaml.ScalarNode, path: str, line: int, column: int) -> ScalarNode:
         text, tag = node.value, node.tag
-        plain = node.style is None
+        plain = not node.style  # None from PyYAML's parser, "" from libyaml's
         try:
             value = _construct(tag, text)
         except ValueError:
