@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from edge_agent.config.schema import Retention
@@ -86,17 +88,14 @@ def test_the_comparison_sees_a_constraint_that_differs(tmp_path: Path) -> None:
     assert _describe(fresh)["master"] != _describe(other)["master"]
 
 
-def test_new_outbox_is_created_without_sqlite_utils(tmp_path: Path) -> None:
-    """The migration steps take a sqlite-utils database; a new file must not need one.
-    ``ensure_schema`` on an empty file with sqlite-utils unimportable still builds v5."""
-    import subprocess
-    import sys
-
-    code = ("import sys; sys.modules['sqlite_utils'] = None; import sqlite3; "
-            "from edge_agent.store import schema; "
-            f"conn = sqlite3.connect({str(tmp_path / 'new.sqlite3')!r}, isolation_level=None); "
-            "schema.ensure_schema(conn); print(schema.current_version(conn))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(schema.SCHEMA_VERSION)
+def test_new_outbox_is_created_without_sqlite_utils(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The migration steps take a sqlite-utils database; a new file must not need one:
+    with sqlite-utils unimportable, ``ensure_schema`` still builds the current schema."""
+    monkeypatch.setitem(sys.modules, "sqlite_utils", None)  # import sqlite_utils fails
+    conn = sqlite3.connect(tmp_path / "new.sqlite3", isolation_level=None)
+    try:
+        schema.ensure_schema(conn)
+        assert schema.current_version(conn) == schema.SCHEMA_VERSION
+    finally:
+        conn.close()
