@@ -51,7 +51,10 @@ class SetsAside(Protocol):
 class Poison:
     """Decides when a message is given up on, and sets it aside. Forwarder thread only."""
 
-    def __init__(self, outbox: SetsAside, counts: PoisonCounts) -> None:
+    def __init__(self, outbox: SetsAside, counts: PoisonCounts,
+                 logger: logging.Logger | logging.LoggerAdapter = log) -> None:
+        """``logger``: names the uplink (forward/uplinklog.py)."""
+        self._logger = logger
         self._outbox = outbox
         self._counts = counts
         self._rejections: dict[str, int] = {}
@@ -67,7 +70,7 @@ class Poison:
         count = self._rejections.get(msg_id, 0) + 1
         self._rejections[msg_id] = count
         if count < MAX_REJECTIONS:
-            log.warning("broker rejected message %s (%s), rejection %d of %d; ending the "
+            self._logger.warning("broker rejected message %s (%s), rejection %d of %d; ending the "
                         "session to retry with backoff", msg_id, reason, count,
                         MAX_REJECTIONS)
             return False
@@ -83,7 +86,7 @@ class Poison:
         try:
             result = self._outbox.set_aside_unpublishable(msg_id)
         except OutboxError as err:
-            log.error("cannot set aside unpublishable message %s (%s): %s; it is offered "
+            self._logger.error("cannot set aside unpublishable message %s (%s): %s; it is offered "
                       "again", msg_id, cause, err)
             return False
         self._rejections.pop(msg_id, None)
@@ -100,15 +103,16 @@ class Poison:
         level = logging.DEBUG if key in self._logged else logging.ERROR
         self._logged.add(key)
         if result.kind == "gap":
-            log.log(level, "gap event message %s of device %s can never be published (%s); "
-                    "removed from the outbox, its announcement is lost: %s", msg_id,
-                    device, cause, "; ".join(result.gap_bodies))
+            self._logger.log(level, "gap event message %s of device %s can never be "
+                             "published (%s); removed from the outbox, its announcement "
+                             "is lost: %s", msg_id, device, cause,
+                             "; ".join(result.gap_bodies))
             return
         later = "" if level == logging.DEBUG else \
             "; further messages of this device set aside are counted, not logged"
         where = "removed from the outbox" if result.deleted is None else \
             "given up by this uplink (uplinks that also carry them still deliver them)"
-        log.log(level, "message %s of device %s can never be published (%s); its %d "
+        self._logger.log(level, "message %s of device %s can never be published (%s); its %d "
                 "samples (seq %s-%s) are %s and announced as a gap event (reason "
                 "unpublishable)%s", msg_id, device, cause, result.samples,
                 result.first_seq, result.last_seq, where, later)
