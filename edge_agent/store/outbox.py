@@ -187,6 +187,9 @@ class Outbox(Delivery):
         self._unstored: dict[str, retention.PendingGap] = {}
         self._routes = uplinks.Routes()  # the active uplinks (set_uplinks)
         self._routes_set = False
+        # The routes before a set_uplinks of the open transaction (writer thread only):
+        # restored if it rolls back, so rows, claims and routes always agree.
+        self._txn_routes: uplinks.Routes | None = None
         self._retention = retention.Enforcer(retention_limits, clock)
         self._retention.carriers = lambda device_id: self._routes.carriers(device_id)
         self._unstored_lock = threading.Lock()
@@ -298,6 +301,8 @@ class Outbox(Delivery):
         self._end_transaction()
 
     def _rolled_back(self) -> None:
+        if self._txn_routes is not None:
+            self._routes = self._txn_routes
         self._restore_unstored(self._txn_unstored)
         self._scans.clear()  # a hint only; a rolled-back claim must not move it
         self._retention.rollback()
@@ -305,6 +310,7 @@ class Outbox(Delivery):
         self._end_transaction()
 
     def _end_transaction(self) -> None:
+        self._txn_routes = None
         self._txn_seqs.clear()
         self._txn_unstored = {}
         self._txn_row_id_high = 0
