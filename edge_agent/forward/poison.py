@@ -100,6 +100,14 @@ class Poison:
     def _log(self, msg_id: str, cause: str, result: SetAside) -> None:
         key = (result.device_id or "", result.kind or "")
         device = _short(result.device_id or "")
+        if result.kind == "alarm":  # every one at ERROR: an alarm never goes unseen
+            self._logger.error("alarm message %s of device %s can never be published (%s); "
+                               "its alarm event(s) %s are %s and announced as a gap event "
+                               "(reason unpublishable_alarm:<event id>)", msg_id, device,
+                               cause, ", ".join(result.alarm_ids),
+                               "removed from the outbox" if result.deleted is None
+                               else "given up by this uplink")
+            return
         level = logging.DEBUG if key in self._logged else logging.ERROR
         self._logged.add(key)
         if result.kind == "gap":
@@ -112,10 +120,10 @@ class Poison:
             "; further messages of this device set aside are counted, not logged"
         where = "removed from the outbox" if result.deleted is None else \
             "given up by this uplink (uplinks that also carry them still deliver them)"
-        self._logger.log(level, "message %s of device %s can never be published (%s); its %d "
-                "samples (seq %s-%s) are %s and announced as a gap event (reason "
-                "unpublishable)%s", msg_id, device, cause, result.samples,
-                result.first_seq, result.last_seq, where, later)
+        self._logger.log(level, "message %s of device %s can never be published (%s); its "
+                         "%d samples (seq %s-%s) are %s and announced as a gap event "
+                         "(reason unpublishable)%s", msg_id, device, cause, result.samples,
+                         result.first_seq, result.last_seq, where, later)
 
 
 def _short(text: str, keep: int = 80) -> str:
