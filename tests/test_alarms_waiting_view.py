@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support.alarmstation import H2S, alarm_station, detector_bus
 from support.health import scrape, status, status_when_up
@@ -20,6 +21,7 @@ from edge_agent.tools.ops.status import live_lines
 from edge_agent.tools.sim.broker import free_port
 
 
+@pytest.mark.real_parts
 def test_an_alarm_waiting_for_the_broker_is_counted_in_status_and_metrics(tmp_path: Path):
     bus = detector_bus()
     port = free_port()
