@@ -83,7 +83,7 @@ class BrokerRotation:
         """The session on ``current`` ended: say why and where the agent goes next."""
         if len(self.addresses) > 1:
             self._log.warning("failover: leaving broker node %s (%s); connecting to %s next",
-                        self.current, reason, self.next)
+                              self.current, reason, self.next)
 
     def log_connect_failure(self, err: Exception) -> None:
         """The first round of failures after a working session at WARNING (each node
@@ -91,13 +91,13 @@ class BrokerRotation:
         level = logging.DEBUG if self.round_failed else logging.WARNING
         if len(self.addresses) == 1:
             self._log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
-                    "with backoff", err)
+                          "with backoff", err)
             return
         self._log.log(level, "failover: broker node %s unavailable (%s); trying %s next",
-                self.current, err, self.next)
+                      self.current, err, self.next)
         if self.failures + 1 == len(self.addresses):  # this one completes a round
             self._log.warning("no broker node answers (%d tried); samples stay in the outbox, "
-                        "retrying with backoff", len(self.addresses))
+                              "retrying with backoff", len(self.addresses))
 
     def log_connected(self, previous: BrokerAddress | None) -> bool:
         """A session on ``current`` is up; True when it is a failover (``previous``,

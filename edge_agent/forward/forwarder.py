@@ -61,6 +61,7 @@ from edge_agent.config.schema import BrokerAddress, MqttConfig, UplinkConfig
 from edge_agent.forward.brokers import BrokerRotation
 from edge_agent.forward.brokers import log as brokers_log
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
+from edge_agent.forward.mqtt import log as mqtt_log
 from edge_agent.forward.overload import Overload
 from edge_agent.forward.poison import Poison
 from edge_agent.forward.poison import log as poison_log
@@ -271,7 +272,7 @@ class Forwarder:
         self.overload.window_s = self.config.live_window_s
         self.status_topic = self.config.topics.status.format(station=self.station_id)
         self._log.info("forwarder: connecting to broker %s with the new settings",
-                 self._rotation.current)
+                       self._rotation.current)
         return True
 
     def _try_connect(self) -> MqttSession | None:
@@ -283,7 +284,8 @@ class Forwarder:
         self.stats.node = node
         try:
             session = MqttSession(self.config, self.status_topic, self._status(False),
-                                  self._on_ack, self._on_lost, self._on_refused, address=node)
+                                  self._on_ack, self._on_lost, self._on_refused, address=node,
+                                  logger=uplink_log(mqtt_log, self.name))
             session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
                             abort=self._stopping)
             session.publish_status(self.status_topic, self._status(True))
@@ -330,7 +332,7 @@ class Forwarder:
             self._wake.clear()
         self.stats.last_error = self._lost_reason
         self._log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
-                    "again", self._lost_reason, len(self._in_flight))
+                          "again", self._lost_reason, len(self._in_flight))
 
     def _fill_window(self, session: MqttSession, acked: list[str]) -> None:
         """Delete what was ``acked`` and claim the whole free part of the window, in one
@@ -461,7 +463,7 @@ class Forwarder:
         graceful = ending and self._lost_reason is None
         if graceful and not self._stopping.is_set():
             self._log.info("ending the broker session for new settings; %d unacknowledged "
-                     "messages will be sent again", len(self._in_flight))
+                           "messages will be sent again", len(self._in_flight))
         if graceful:
             session.close(self.status_topic, self._status(False))
         else:

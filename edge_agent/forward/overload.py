@@ -46,11 +46,11 @@ class Overload:
                 self.active = True
                 self.episodes += 1
                 self._logger.warning("overload: samples arrive faster than the broker takes them; "
-                            "samples older than the live window (%g s) are sent later as "
-                            "historical, none is lost", self.window_s)
+                                     "samples older than the live window (%g s) are sent later as "
+                                     "historical, none is lost", self.window_s)
         elif self.active and self._last_move is not None \
                 and now - self._last_move >= self.window_s:
             self._logger.info("overload over: the live lane keeps up again; %d samples were moved "
-                     "to the historical lane in this episode", self._episode_moved)
+                              "to the historical lane in this episode", self._episode_moved)
             self.active = False
             self._episode_moved = 0

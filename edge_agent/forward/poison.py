@@ -71,8 +71,8 @@ class Poison:
         self._rejections[msg_id] = count
         if count < MAX_REJECTIONS:
             self._logger.warning("broker rejected message %s (%s), rejection %d of %d; ending the "
-                        "session to retry with backoff", msg_id, reason, count,
-                        MAX_REJECTIONS)
+                                 "session to retry with backoff", msg_id, reason, count,
+                                 MAX_REJECTIONS)
             return False
         return self.set_aside(msg_id, f"rejected by the broker {count} times ({reason})")
 
@@ -87,7 +87,7 @@ class Poison:
             result = self._outbox.set_aside_unpublishable(msg_id)
         except OutboxError as err:
             self._logger.error("cannot set aside unpublishable message %s (%s): %s; it is offered "
-                      "again", msg_id, cause, err)
+                               "again", msg_id, cause, err)
             return False
         self._rejections.pop(msg_id, None)
         if result.kind is None:  # acknowledged or set aside meanwhile
