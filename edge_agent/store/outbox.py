@@ -24,7 +24,7 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   then the acknowledged claims stay, so no uplink sends a row twice.
   The one other way out is a message that can never be published
   (``set_aside_unpublishable``, store/unpublishable.py): its rows are deleted and its
-  samples announced as a gap event in the same transaction.
+  samples, or its alarm events by id, announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
   in the transaction that crosses them: the oldest samples no uplink has in flight are
   deleted (one in flight may already be at a broker), counted in
