@@ -10,9 +10,11 @@ Guarantees (reliability contract items 2-4, as HJ 212 allows them):
   acknowledgement is never partial.
 * Not delivered (the session's retries exhausted, the connection lost, not connected):
   the claim is given back (``forget_in_flight``) and the sample is sent again later, with
-  ``RF=1`` under HJ 212-2025 (``Upload(resent=True)``). Samples acquired before the
-  session began (the backlog of an outage or a restart) count as re-sent too: they missed
-  their real-time upload. Live samples are claimed before the backlog (claims.py), so
+  ``RF=1`` under HJ 212-2025 (``Upload(resent=True)``). A sample sent later than
+  ``timeout_s × (retries + 1)`` after its acquisition (the time its first upload would
+  have taken) counts as re-sent too: it missed its real-time upload, whether the outage
+  was the platform's or the agent's (a restart forgets which uploads failed; the sample's
+  age does not). Live samples are claimed before the backlog (claims.py), so
   newly acquired data goes first, as HJ 212-2025 §8.1.2 asks.
 * HJ 212 has no packet for a gap in the data: gap events are acknowledged without being
   sent, logged and counted (``gaps_skipped``); the MQTT uplinks announce them. Alarm rows
@@ -253,7 +255,9 @@ class Hj212Uplink:
             self._once("unit", f"{message.device_id}.{channel}", "HJ 212 uplink %s: "
                        "%s.%s: its unit cannot be converted to the platform's; sent with "
                        "Flag=D and no value", self.name, message.device_id, channel)
-        resent = message.msg_id in self._failed or message.historical
+        live = self.session.live()
+        late = time.time() - record.acquired_unix > live.timeout_s * (live.retries + 1)
+        resent = message.msg_id in self._failed or message.historical or late
         result = self.session.send(Upload(REALTIME_CN, record.cp, resent=resent))
         if result.delivered:
             if resent:

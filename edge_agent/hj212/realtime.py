@@ -78,18 +78,23 @@ def mappings(channels: tuple[Hj212Channel, ...], table: CodeTable) -> dict[str, 
 
 @dataclass(frozen=True)
 class Record:
-    """The CP region of one 2011 record; ``mismatched``: channels left out for their unit
-    (the caller logs them once)."""
+    """The CP region of one 2011 record; ``acquired_unix``: when the agent acquired the
+    sample (unix s; the caller tells a late upload by it); ``mismatched``: channels left
+    out for their unit (the caller logs them once)."""
 
     cp: str
     data_time: datetime
+    acquired_unix: float
     mismatched: tuple[str, ...] = ()
+
+
+def _aware(iso_utc: str) -> datetime:
+    return datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
 
 
 def local_time(iso_utc: str) -> datetime:
     """An ISO 8601 UTC time from a stored sample as naive local time (HJ 212's)."""
-    moment = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
-    return moment.astimezone().replace(tzinfo=None)
+    return _aware(iso_utc).astimezone().replace(tzinfo=None)
 
 
 def realtime_record(body: str, mapping: DeviceMap) -> Record | None:
@@ -119,4 +124,5 @@ def realtime_record(body: str, mapping: DeviceMap) -> Record | None:
     if not factors:
         return None
     cp = build_region([("DataTime", format_time(data_time))], factors)
-    return Record(cp, data_time, tuple(mismatched))
+    return Record(cp, data_time, _aware(sample["acquired_at"]).timestamp(),
+                  tuple(mismatched))
