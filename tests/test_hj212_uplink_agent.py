@@ -6,7 +6,8 @@ Proves: every sample reaches the platform as a 2011 packet with the mapped codes
 flags and a valid CRC; while the platform is black-holed the MQTT uplink keeps
 delivering; a SIGKILL of the agent in the outage loses nothing; after it every sample
 arrives at least once, the late ones marked ``RF=1`` (HJ 212-2025), and the outbox holds
-none of them any more. Every wait is for an observable state.
+none of them any more. A history pull is answered "no data" (9011, 9012 ``ExeRtn=100``).
+Every wait is for an observable state.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from support.waiting import wait_until
 
 from edge_agent.hj212.cp import parse_region
 from edge_agent.tools.hj212platform.log import PlatformLog
+from edge_agent.tools.hj212platform.requests import Command
 from edge_agent.tools.hj212platform.server import Behaviour, Platform
 from edge_agent.tools.sim.broker import Mosquitto
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
@@ -52,7 +54,9 @@ class PlatformUnderTest:
     def __init__(self, folder: Path) -> None:
         self.jsonl = folder / "platform.jsonl"
         self.log = PlatformLog(io.StringIO(), self.jsonl)
-        self.platform = Platform("127.0.0.1", 0, Behaviour(), self.log)
+        # a history pull after each connection's first packet: no data stored yet
+        self.platform = Platform("127.0.0.1", 0, Behaviour(commands=(Command("2051", None),)),
+                                 self.log)
         self.thread = threading.Thread(target=self.platform.server.serve_forever,
                                        daemon=True)
 
@@ -161,5 +165,8 @@ def test_every_sample_reaches_the_platform_through_a_black_hole_and_a_sigkill(tm
     live = [(code, stamp) for code, stamp, rf, _ in received if not rf]
     assert live, "live data never went out unmarked"
     assert not platform.events("rejected"), platform.events("rejected")[:1]
+    answers = {(p["cn"], p["cp"]) for p in platform.events("packet")}
+    assert {("9011", "QnRtn=1"), ("9012", "ExeRtn=100")} <= answers, answers
+    assert any(cn == "2081" for cn, _ in answers), "no restart notice (2081)"
     log = (tmp_path / "agent.log").read_text()
     assert "Traceback" not in log
