@@ -28,6 +28,9 @@ from support.station import AgentProcess, accepted_seqs
 from support.uplinks_station import write_uplinks_station
 from support.waiting import wait_until
 
+from edge_agent.agent import Agent
+from edge_agent.config.loader import load_config
+from edge_agent.forward.hj212uplink import Hj212Uplink
 from edge_agent.hj212.cp import parse_region
 from edge_agent.tools.hj212platform.log import PlatformLog
 from edge_agent.tools.hj212platform.requests import Command
@@ -91,7 +94,8 @@ class PlatformUnderTest:
         return found
 
 
-def station(tmp_path: Path, server: SimServer, mqtt_port: int, platform_port: int) -> Path:
+def station(tmp_path: Path, server: SimServer, mqtt_port: int | None,
+            platform_port: int) -> Path:
     """Two devices polled every second, ``mqtt:`` and one HJ 212 platform ``prov``."""
     prov = {"kind": "hj212", "host": "127.0.0.1", "port": platform_port, "mn": MN,
             "st": "22", "password_env": "PROV_PW", "version": 2025, "encrypt": False,
@@ -170,3 +174,44 @@ def test_every_sample_reaches_the_platform_through_a_black_hole_and_a_sigkill(tm
     assert any(cn == "2081" for cn, _ in answers), "no restart notice (2081)"
     log = (tmp_path / "agent.log").read_text()
     assert "Traceback" not in log
+
+
+def gap_rows(outbox: Path) -> int:
+    conn = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'gap'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_gap_events_are_acknowledged_unsent_and_counted(tmp_path):
+    """HJ 212 has no gap packet: a gap (retention dropped samples while the platform was
+    silent) leaves the outbox for the platform without a packet, and is counted."""
+    devices = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
+    platform = PlatformUnderTest(tmp_path).start()
+    relay = BlackHoleProxy(platform.platform.port).start()
+    relay.freeze()
+    path = station(tmp_path, devices, None, relay.port)
+    doc = yaml.safe_load(path.read_text())
+    doc["store"]["retention"] = {"max_rows": 4}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    outbox = tmp_path / "outbox.sqlite3"
+    agent = Agent(load_config(path, env={"PROV_PW": "123456"}))
+    agent.start()
+    uplink = agent.uplinks["prov"]
+    assert isinstance(uplink, Hj212Uplink)
+    try:
+        wait_until(lambda: outbox.exists() and gap_rows(outbox) > 0, 60,
+                   "retention to drop samples and announce a gap")
+        relay.thaw()
+        wait_until(lambda: uplink.counts()["gaps_skipped"] > 0, 60, "the gap to be skipped")
+        wait_until(lambda: gap_rows(outbox) == 0, 60, "the gap rows to leave the outbox")
+        wait_until(lambda: len(platform.realtime()) > 0, 60, "real-time data after the gap")
+    finally:
+        agent.stop()
+        relay.stop()
+        platform.stop()
+        devices.stop()
+    sent = {packet["cn"] for packet in platform.events("packet")}
+    assert sent <= {"2011", "2081", "9015", "9011", "9012"}, sent
+    assert uplink.health().acknowledged > 0
