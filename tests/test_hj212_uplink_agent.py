@@ -3,11 +3,11 @@ pymodbus-backed simulator, a real Mosquitto for the ``mqtt:`` uplink and the pla
 simulator (edge_agent/tools/hj212platform) behind a relay that can black-hole it.
 
 Proves: every sample reaches the platform as a 2011 packet with the mapped codes and
-flags and a valid CRC; while the platform is black-holed the MQTT uplink keeps
-delivering; a SIGKILL of the agent in the outage loses nothing; after it every sample
-arrives at least once, the late ones marked ``RF=1`` (HJ 212-2025), and the outbox holds
-none of them any more. A history pull is answered "no data" (9011, 9012 ``ExeRtn=100``).
-Every wait is for an observable state.
+flags and a valid CRC; while the platform hangs up on every connection, then while it
+is black-holed, the MQTT uplink keeps delivering; a SIGKILL of the agent in the outage
+loses nothing; after it every sample arrives at least once, the late ones marked
+``RF=1`` (HJ 212-2025), and the outbox holds none of them any more. A history pull is
+answered "no data" (9011, 9012 ``ExeRtn=100``). Every wait is for an observable state.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import io
 import json
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -133,6 +134,19 @@ def test_every_sample_reaches_the_platform_through_a_black_hole_and_a_sigkill(tm
     try:
         wait_until(lambda: {code for code, *_ in platform.realtime()} == set(CODES.values())
                    and len(platform.realtime()) >= 6, 60, "2011 packets of both devices")
+        behaviour = platform.platform.behaviour
+        # the platform hangs up on every connection after its first packet, for a while
+        platform.platform.behaviour = replace(behaviour, close_after=1)
+        seen = len(collector.seqs("dev-1"))
+        wait_until(lambda: sum(e["reason"] == "--close-after 1"
+                               for e in platform.events("closed")) >= 2, 60,
+                   "the platform to close the agent's connection twice")
+        collector.wait_for(lambda c: len(c.seqs("dev-1")) >= seen + 4, 60,
+                           "MQTT to keep delivering while the platform hangs up")
+        platform.platform.behaviour = behaviour
+        fed = len(platform.realtime())
+        wait_until(lambda: len(platform.realtime()) > fed + 4, 60,
+                   "the platform to be fed again once it keeps the connection")
         relay.freeze()  # the platform's link black-holes: no data, no FIN, no RST
         frozen = len(platform.events("packet"))
         seen = len(collector.seqs("dev-1"))
