@@ -9,7 +9,7 @@ uplink's claims; the outbox deletes a row when every uplink carrying its device 
 it. The agent starts, stops, wakes and reconfigures uplinks only through ``Uplink``, and
 status and metrics read ``health`` and ``depth``; the watchdog reads ``heartbeat``,
 ``network_heartbeats`` and ``dead_network_thread``. ``Forwarder`` (MQTT) is the first
-kind.
+kind; ``Hj212Uplink`` (forward/hj212uplink.py) the second.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from edge_agent.config.schema import UplinkConfig
+from edge_agent.forward import hj212uplink
 from edge_agent.forward.forwarder import Forwarder, ForwarderStats
 from edge_agent.store.outbox import Outbox
 from edge_agent.store.uplinks import UplinkDepth
@@ -65,7 +66,8 @@ def _make_mqtt(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink:
     return Forwarder(station_id, config.mqtt, outbox, config.name)
 
 
-KINDS: dict[str, Callable[[str, UplinkConfig, Outbox], Uplink]] = {"mqtt": _make_mqtt}
+KINDS: dict[str, Callable[[str, UplinkConfig, Outbox], Uplink]] = {
+    "mqtt": _make_mqtt, "hj212": hj212uplink.make}
 """Uplink kind -> factory. A new kind adds one entry here (docs/architecture.md)."""
 
 
