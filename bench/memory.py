@@ -116,7 +116,7 @@ def run_demo(sizes: Sizes, workdir: Path) -> dict[str, float]:
         ends = instruments.start()
         db = workdir / "outbox.sqlite3"
         station = workdir / "station.yaml"
-        station.write_text(station_yaml(ends, broker.port, db))
+        station.write_text(station_yaml(ends, [broker.port], db))
         log_path = workdir / "agent.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(

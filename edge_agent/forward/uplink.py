@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from edge_agent.config.schema import UplinkConfig
-from edge_agent.forward import hj212uplink
 from edge_agent.forward.forwarder import Forwarder, ForwarderStats
 from edge_agent.store.outbox import Outbox
 from edge_agent.store.uplinks import UplinkDepth
@@ -66,8 +65,16 @@ def _make_mqtt(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink:
     return Forwarder(station_id, config.mqtt, outbox, config.name)
 
 
+def _make_hj212(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink:
+    # Imported here: a station without an HJ 212 platform never loads its code (packets,
+    # SM4, the code table), which tests/test_runtime_footprint.py checks.
+    from edge_agent.forward import hj212uplink
+
+    return hj212uplink.make(station_id, config, outbox)
+
+
 KINDS: dict[str, Callable[[str, UplinkConfig, Outbox], Uplink]] = {
-    "mqtt": _make_mqtt, "hj212": hj212uplink.make}
+    "mqtt": _make_mqtt, "hj212": _make_hj212}
 """Uplink kind -> factory. A new kind adds one entry here (docs/architecture.md)."""
 
 
