@@ -335,7 +335,8 @@ def run_until_signalled(agent: Agent, stop: threading.Event,
                 break
             service.tick()
     finally:
-        service.stopping(stop_budget_s(*(uplink.mqtt for uplink in agent.config.every_uplink()
-                                         if uplink.mqtt is not None)))
+        service.stopping(stop_budget_s(*(settings for uplink in agent.config.every_uplink()
+                                         for settings in (uplink.mqtt, uplink.hj212)
+                                         if settings is not None)))
         agent.stop()
     return status

@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from edge_agent.config.errors import ConfigError, ConfigIssue
+from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import LoadedConfig, load_station
 from edge_agent.config.schema import StationConfig
 from edge_agent.config.uplink_kinds import UPLINK_KINDS
@@ -158,19 +158,6 @@ def uplink_lines(config: StationConfig) -> list[str]:
     return lines
 
 
-def unavailable_uplinks(config: StationConfig) -> str | None:
-    """Why ``run`` refuses this file, or None: an uplink kind the station file knows but
-    this version cannot run yet (``hj212``: its settings are checked, the uplink that
-    sends from the outbox comes with issue 13's next step). ``check`` still passes."""
-    names = [uplink.name for uplink in config.uplinks if uplink.kind == "hj212"]
-    if not names:
-        return None
-    return _("{path}: uplink {names}: the HJ 212 uplink is not available in this version "
-             "yet (edge-agent check accepts its settings; docs/hj212.md); remove it from "
-             "uplinks: to run this station now; nothing was started").format(
-                 path=config.source, names=", ".join(names))
-
-
 def cmd_run(path: Path, record: Path | None = None) -> int:
     # systemd's watchdog ends a hung agent with SIGABRT: every thread's stack goes to
     # the journal first, so the restart leaves a trace of where it hung.
@@ -191,15 +178,9 @@ def cmd_run(path: Path, record: Path | None = None) -> int:
 
     _log_warnings(loaded)
     config = loaded.config
-    if refused := unavailable_uplinks(config):
-        print(refused, file=sys.stderr)
-        return EXIT_CONFIG
-
     def reload_config(source: Path) -> StationConfig:
         again = load_station(source)
         _log_warnings(again)
-        if refused := unavailable_uplinks(again.config):
-            raise ConfigError([ConfigIssue(str(source), None, "uplinks", refused)])
         return again.config if record is None else _recording_every_link(again.config, record)
 
     if record is not None:

@@ -337,8 +337,9 @@ class LinkPoller:
             self._outbox.append_alarms(events)
         except OutboxError as err:
             self.store_failures += 1
-            log.error("cannot store %d alarm event(s) (%s); they are logged and drive the "
-                      "local outputs, but are not published", len(events), err)
+            log.error("cannot store %d alarm event(s) now (%s); they drive the local "
+                      "outputs, are kept in memory and stored (then published) with the next "
+                      "write that succeeds", len(events), err)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:

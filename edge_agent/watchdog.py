@@ -45,7 +45,15 @@ from typing import Any, Protocol
 
 from edge_agent_drivers.modbus.settings import ModbusSettings
 
-from edge_agent.config.schema import Device, Link, LinkProtocol, MqttConfig, PollingPolicy, TcpLink
+from edge_agent.config.schema import (
+    Device,
+    Hj212Config,
+    Link,
+    LinkProtocol,
+    MqttConfig,
+    PollingPolicy,
+    TcpLink,
+)
 from edge_agent.sdnotify import Notifier, watchdog_usec
 
 log = logging.getLogger(__name__)
@@ -76,6 +84,7 @@ MQTT_NET_PASS_S = 10.0
 #: What a clean stop needs beyond ``mqtt.shutdown_grace_s``: the poll in progress, the
 #: final status, closing the database. The unit's TimeoutStopSec= is grace 5 s + this.
 STOP_MARGIN_S = 25.0
+HJ212_CLOSE_S = 10.0  # an HJ 212 session's close after the answer timeout
 
 
 def _name_lookup_s(link: Link) -> float:
@@ -123,11 +132,19 @@ def forwarder_session_bound_s(mqtt: MqttConfig) -> float:
     return FORWARDER_IDLE_S + SESSION_END_S + mqtt.reconnect_max_s + SLACK_S
 
 
-def stop_budget_s(*uplinks: MqttConfig) -> float:
+def stop_budget_s(*uplinks: MqttConfig | Hj212Config) -> float:
     """How long a clean stop may take (sent as EXTEND_TIMEOUT_USEC with STOPPING=1, so a
     longer ``shutdown_grace_s`` than the unit's TimeoutStopSec= assumes is honoured).
     With several uplinks, the longest grace: they drain at the same time."""
-    return max((mqtt.shutdown_grace_s for mqtt in uplinks), default=0.0) + STOP_MARGIN_S
+    return max((_grace_s(uplink) for uplink in uplinks), default=0.0) + STOP_MARGIN_S
+
+
+def _grace_s(uplink: MqttConfig | Hj212Config) -> float:
+    """An MQTT uplink's ``shutdown_grace_s``; an HJ 212 platform's answer timeout plus the
+    10 s its session may take to close (forward/hj212uplink.py ``stop``)."""
+    if isinstance(uplink, Hj212Config):
+        return uplink.timeout_s + HJ212_CLOSE_S
+    return uplink.shutdown_grace_s
 
 
 # -- heartbeats ------------------------------------------------------------------------

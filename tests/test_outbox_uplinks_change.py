@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from edge_agent.config.schema import Retention
 from edge_agent.model import Quality, Reading, Sample
-from edge_agent.store.outbox import Outbox
+from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.store.uplinkview import UplinkOutbox
 
 UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
@@ -90,5 +93,56 @@ def test_an_ack_written_right_after_an_uplink_is_removed_deletes_what_nobody_els
         box.set_uplinks({"city": None})
         assert acked == [1], "city's ack kept the row for the removed default uplink"
         assert box.stats().rows == 0
+    finally:
+        box.close()
+
+
+def test_rows_dropped_by_a_change_of_an_uplinks_devices_are_counted_in_the_log(
+        tmp_path: Path, caplog):
+    """city delivered dev-1's sample, which waited for province; a reload takes dev-1
+    off province: the row leaves, and the log says how many and why."""
+    box = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
+    try:
+        box.set_uplinks({"city": None, "province": None})
+        box.append(sample("dev-1", 1.0))
+        box.append(sample("dev-2", 2.0))
+        city = UplinkOutbox(box, "city")
+        acked = [m.msg_id for m in city.claim_batch(0, 10, 10, 100_000).messages]
+        assert city.ack_many(acked) == 0  # both wait for province
+        caplog.set_level(logging.INFO)
+        change = box.set_uplinks({"city": None, "province": ["dev-2"]})
+        assert (change.rows_deleted, change.changed) == (1, ("province",))
+        assert box.stats().samples == 1  # dev-2's, province still needs it
+    finally:
+        box.close()
+    assert ("devices of uplink province changed: 1 row(s) left the outbox" in caplog.text), \
+        caplog.text
+
+
+def test_routes_switched_in_a_transaction_that_fails_are_put_back(tmp_path: Path):
+    """set_uplinks switches the routes in the writer, before the commit; when the
+    transaction then fails (here: the store_error gap row it writes for an earlier failed
+    append is refused by a trigger), rows and claims stay the old routes' ones, and so
+    must the routes: an acknowledgement under the new ones would delete a row the kept
+    uplink still needs."""
+    path = tmp_path / "outbox.sqlite3"
+    box = Outbox(path, UNLIMITED)
+    try:
+        box.set_uplinks({"city": None, "province": None})
+        box.append(sample("dev-1", 1.0))
+        with sqlite3.connect(path) as other:
+            other.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN "
+                          "SELECT RAISE(ABORT, 'injected failure'); END")
+        with pytest.raises(OutboxError, match="injected failure"):
+            box.append(sample("dev-1", 2.0))  # remembered, written with the next commit
+        with pytest.raises(OutboxError, match="injected failure"):
+            box.set_uplinks({"city": None})
+        assert box.uplink_names == ("city", "province")
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TRIGGER refuse")
+        city = UplinkOutbox(box, "city")
+        message = city.claim_batch(0, 10, 10, 100_000).messages[0]
+        city.ack_many([message.msg_id])
+        assert box.stats().samples == 1  # province has not delivered it yet
     finally:
         box.close()

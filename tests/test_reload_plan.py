@@ -11,6 +11,7 @@ from edge_agent_drivers.modbus.settings import Channel, ModbusSettings
 from edge_agent.config.schema import (
     Device,
     HealthConfig,
+    Hj212Config,
     MqttConfig,
     PollingPolicy,
     Retention,
@@ -139,6 +140,8 @@ def test_summary_is_one_line_naming_every_change(plan, line):
 
 CITY = UplinkConfig("city", "mqtt", None, MqttConfig("city.example.net"))
 WITH_CITY = replace(BASE, uplinks=(CITY,))
+PROVINCE = UplinkConfig("province", "hj212", None, None,
+                        Hj212Config("platform.example", 9010, "MN0001", "22"))
 UPLINK_CASES = {
     "uplink added: it starts, the others are not touched": (
         BASE, WITH_CITY, ReloadPlan(uplinks_started=("city",), routes=True)),
@@ -153,6 +156,10 @@ UPLINK_CASES = {
     "an uplink's kind changed: a new uplink under that name": (
         WITH_CITY, replace(BASE, uplinks=(replace(CITY, kind="hj212"),)),
         ReloadPlan(uplinks_started=("city",), uplinks_stopped=("city",))),
+    "an HJ 212 platform's settings changed: only it reconnects": (
+        replace(BASE, uplinks=(PROVINCE,)),
+        replace(BASE, uplinks=(replace(PROVINCE, hj212=replace(PROVINCE.hj212, port=9011)),)),
+        ReloadPlan(uplinks_reconfigured=("province",))),
     "station id changed: every uplink reconnects": (
         WITH_CITY, replace(WITH_CITY, station_id="st-2"),
         ReloadPlan(uplinks_reconfigured=("default", "city"))),

@@ -21,6 +21,7 @@ from support.waiting import wait_until
 from edge_agent.config.schema import Retention
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.store.outbox import Outbox
+from edge_agent.store.schema import SCHEMA_VERSION
 from edge_agent.tools.sim.broker import free_port
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
@@ -138,9 +139,17 @@ def write_garbage(path) -> None:
 
 
 def truncate(path) -> None:
+    """Cut the file in the middle of its sample pages: the schema's root pages stay whole
+    and about half the rows stay readable, however many tables a schema version adds
+    (halving the file itself cut every row page once schema 5 added two)."""
     backlog_outbox(path)
+    conn = sqlite3.connect(path)
+    last_root, = conn.execute("SELECT MAX(rootpage) FROM sqlite_master").fetchone()
+    page_size, = conn.execute("PRAGMA page_size").fetchone()
+    pages, = conn.execute("PRAGMA page_count").fetchone()
+    conn.close()
     with open(path, "r+b") as file:
-        file.truncate(path.stat().st_size // 2)
+        file.truncate((last_root + (pages - last_root) // 2) * page_size)
 
 
 def overwrite_index_page(path) -> None:
@@ -241,7 +250,8 @@ def test_outbox_from_a_newer_release_refuses_to_start_and_is_left_alone(
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert f": store.path: {outbox} is an outbox written by a newer edge-agent (schema " \
-               "version 99; this one reads up to 4); it is left as it is. Expected: upgrade " \
+               f"version 99; this one reads up to {SCHEMA_VERSION}); it is left as it is. " \
+               "Expected: upgrade " \
                "edge-agent, or move the file aside" in result.stderr
         assert "Traceback" not in result.stderr
     assert outbox.read_bytes() == before and not list(tmp_path.glob("*.corrupt-*"))

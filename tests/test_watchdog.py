@@ -21,7 +21,7 @@ from support.station import write_station
 from support.waiting import wait_until
 
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import LinkProtocol, MqttConfig, Retention
+from edge_agent.config.schema import Hj212Config, LinkProtocol, MqttConfig, Retention
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.sdnotify import Notifier, socket_address, watchdog_usec
 from edge_agent.store.outbox import Outbox
@@ -225,6 +225,8 @@ def test_a_text_link_adds_its_write_timeout(tmp_path):
 def test_a_clean_stop_may_take_the_grace_period_and_the_margin_the_unit_allows():
     assert stop_budget_s(MqttConfig(host="x")) == 30.0
     assert stop_budget_s(MqttConfig(host="x", shutdown_grace_s=60)) == 85.0
+    # an HJ 212 platform: its answer timeout and its session's close
+    assert stop_budget_s(Hj212Config("p", 9010, "MN1", "22", timeout_s=99)) == 134.0
 
 
 def test_several_uplinks_stop_together_so_the_longest_grace_counts():

@@ -28,6 +28,7 @@ from edge_agent_drivers.modbus.trigger import (
     TriggerState,
     decide,
     instrument_time,
+    no_analysis_yet,
 )
 from edge_agent_drivers.modbus.values import Judged
 
@@ -84,6 +85,8 @@ class ModbusMapDriver:
         extra = self._stream(raw)
         if self.settings.trigger is None:
             return Sample(self.device.id, now, tuple(readings), when, extra)
+        if self._awaiting_first_analysis(raw):
+            return None
         self._check_trigger_readable(raw, when)
         decision = decide(self.settings.trigger, raw, when, self._trigger_state)
         self._pending = decision
@@ -94,6 +97,14 @@ class ModbusMapDriver:
             return None
         return Sample(self.device.id, now, tuple(readings), when, extra,
                       driver_state=decision.state.dump())
+
+    def _awaiting_first_analysis(self, raw: dict[str, object]) -> bool:
+        """A ``timestamp``- or ``counter``-triggered instrument whose time registers are
+        all 0 has no analysis to publish yet (trigger.no_analysis_yet). A raised ``flag``
+        says outright that there is one, so it is published whatever the clock says."""
+        trigger, clock = self.settings.trigger, self.settings.clock
+        return trigger is not None and trigger.kind is not TriggerKind.FLAG \
+            and clock is not None and no_analysis_yet(clock, raw)
 
     def _check_trigger_readable(self, raw: dict[str, object], when: datetime | None) -> None:
         trigger = self.settings.trigger

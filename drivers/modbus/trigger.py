@@ -52,6 +52,17 @@ def instrument_time(clock: InstrumentClock, raw: Mapping[str, object]) -> dateti
         raise ClockError(f"time registers hold {values}: {err}") from err
 
 
+def no_analysis_yet(clock: InstrumentClock, raw: Mapping[str, object]) -> bool:
+    """Whether the time registers all hold 0: an instrument that has completed no analysis
+    since it powered up (a GC before its first cycle, an FTIR before its first
+    measurement) reads so. That is no analysis, not one made in 1970 with all values 0,
+    so a ``timestamp`` or ``counter`` trigger publishes nothing until a real time
+    appears."""
+    values = [raw.get(name) for name in clock.channels]
+    return all(isinstance(value, int) and not isinstance(value, bool) and value == 0
+               for value in values)
+
+
 @dataclass(frozen=True)
 class TriggerState:
     """``key``: the last analysis published (committed with its sample). ``flag``: the flag

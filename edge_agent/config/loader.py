@@ -48,7 +48,6 @@ from edge_agent.config.schema import (
 from edge_agent.config.validate_alarms import read_alarm_settings
 from edge_agent.config.validate_devices import read_devices
 from edge_agent.config.validate_health import read_health
-from edge_agent.config.validate_hj212 import check_hj212_channels
 from edge_agent.config.validate_links import read_links
 from edge_agent.config.validate_mqtt import check_expanded_topics, read_mqtt
 from edge_agent.config.validate_store import check_store_place
@@ -137,7 +136,10 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
         alarms=read_alarm_settings(top, links.links, [device.id for device in devices]),
     )
     check_uplinks(ck, top, uplinks, config.every_uplink(), station_id, device_ids)
-    check_hj212_channels(ck, uplinks.sections, config.uplinks, devices)
+    if any(uplink.kind == "hj212" for uplink in config.uplinks):
+        from edge_agent.config.validate_hj212 import check_hj212_channels
+
+        check_hj212_channels(ck, uplinks.sections, config.uplinks, devices)
     if for_agent:
         check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))
     issues = ck.issues + profiles.issues()

@@ -28,7 +28,6 @@ from edge_agent.config.limits import (
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
 )
-from edge_agent.hj212.codes import PollutantCode
 
 
 class LinkProtocol(StrEnum):
@@ -305,6 +304,21 @@ class Hj212Channel:
     channel: str = setting("text", hint="the name of one of the device's channels")
     code: str = setting("text", hint="a pollutant code such as a25002")
     unit: str | None = setting("text", None, hint="the unit the platform expects, e.g. mg/m3")
+
+
+@dataclass(frozen=True)
+class PollutantCode:
+    """One HJ 212 pollutant code (hj212/codes.yaml, or a station's ``codes:`` entry).
+    ``where``: ``file:line`` it was defined at, for duplicate errors. Defined here, not in
+    edge_agent/hj212/, so reading a station file loads no HJ 212 code without a platform."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    unit: str
+    versions: tuple[int, ...]
+    decimals: int | None
+    where: str
 
 
 @dataclass(frozen=True)

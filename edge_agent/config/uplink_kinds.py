@@ -18,7 +18,6 @@ from typing import Any
 from edge_agent.config.declare import allowed_keys
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Hj212Config, MqttConfig
-from edge_agent.config.validate_hj212 import read_hj212_settings
 from edge_agent.config.validate_mqtt import read_mqtt_settings
 
 
@@ -62,6 +61,10 @@ def _read_mqtt(sec: Section, place: UplinkPlace) -> MqttConfig:
 
 
 def _read_hj212(sec: Section, place: UplinkPlace) -> Hj212Config:
+    # Imported here: the HJ 212 code table and SM4 (cryptography) load only for a station
+    # that has an HJ 212 platform (tests/test_runtime_footprint.py).
+    from edge_agent.config.validate_hj212 import read_hj212_settings
+
     return read_hj212_settings(sec, place.env, place.base)
 
 

@@ -36,13 +36,16 @@ class BrokerRotation:
     the next node without counting against the backoff.
     """
 
-    def __init__(self, addresses: tuple[BrokerAddress, ...], backoff: Backoff) -> None:
+    def __init__(self, addresses: tuple[BrokerAddress, ...], backoff: Backoff,
+                 logger: logging.Logger | logging.LoggerAdapter = log) -> None:
+        """``logger``: where the moves are logged (forward/uplinklog.py names the uplink)."""
         if not addresses:
             raise ValueError("at least one broker address is needed")
         self.addresses = addresses
         self._backoff = backoff
         self._index = 0
         self.failures = 0  # consecutive, since the last stable session
+        self._log = logger
 
     @property
     def current(self) -> BrokerAddress:
@@ -79,22 +82,22 @@ class BrokerRotation:
     def log_leaving(self, reason: str) -> None:
         """The session on ``current`` ended: say why and where the agent goes next."""
         if len(self.addresses) > 1:
-            log.warning("failover: leaving broker node %s (%s); connecting to %s next",
-                        self.current, reason, self.next)
+            self._log.warning("failover: leaving broker node %s (%s); connecting to %s next",
+                              self.current, reason, self.next)
 
     def log_connect_failure(self, err: Exception) -> None:
         """The first round of failures after a working session at WARNING (each node
         once), later rounds at DEBUG: a broker down for days is not a log flood."""
         level = logging.DEBUG if self.round_failed else logging.WARNING
         if len(self.addresses) == 1:
-            log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
-                    "with backoff", err)
+            self._log.log(level, "broker unavailable (%s); samples stay in the outbox, retrying "
+                          "with backoff", err)
             return
-        log.log(level, "failover: broker node %s unavailable (%s); trying %s next",
-                self.current, err, self.next)
+        self._log.log(level, "failover: broker node %s unavailable (%s); trying %s next",
+                      self.current, err, self.next)
         if self.failures + 1 == len(self.addresses):  # this one completes a round
-            log.warning("no broker node answers (%d tried); samples stay in the outbox, "
-                        "retrying with backoff", len(self.addresses))
+            self._log.warning("no broker node answers (%d tried); samples stay in the outbox, "
+                              "retrying with backoff", len(self.addresses))
 
     def log_connected(self, previous: BrokerAddress | None) -> bool:
         """A session on ``current`` is up; True when it is a failover (``previous``,
@@ -102,7 +105,7 @@ class BrokerRotation:
         total = len(self.addresses)
         where = f"{self.current}" + (f" (node {self.position} of {total})" if total > 1 else "")
         if previous is not None and previous != self.current:
-            log.warning("failover: connected to broker %s, was on %s", where, previous)
+            self._log.warning("failover: connected to broker %s, was on %s", where, previous)
             return True
-        log.info("connected to broker %s%s", where, "" if previous is None else " again")
+        self._log.info("connected to broker %s%s", where, "" if previous is None else " again")
         return False

@@ -59,9 +59,13 @@ from queue import Empty, SimpleQueue
 from edge_agent import __version__
 from edge_agent.config.schema import BrokerAddress, MqttConfig, UplinkConfig
 from edge_agent.forward.brokers import BrokerRotation
+from edge_agent.forward.brokers import log as brokers_log
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
+from edge_agent.forward.mqtt import log as mqtt_log
 from edge_agent.forward.overload import Overload
 from edge_agent.forward.poison import Poison
+from edge_agent.forward.poison import log as poison_log
+from edge_agent.forward.uplinklog import uplink_log
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
 from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
@@ -133,6 +137,7 @@ class Forwarder:
         self.station_id = station_id
         self.config = config
         self.name = uplink
+        self._log = uplink_log(log, uplink)  # lines name the uplink (uplinklog.py)
         self._outbox = UplinkOutbox(outbox, uplink)
         self._gap_ids: set[str] = set()  # gap messages in flight (``gaps_announced``)
         # (message id, "acked" | "rejected" | "refused", reason, monotonic time)
@@ -144,7 +149,7 @@ class Forwarder:
         self._in_flight: set[str] = set()
         self._lost_reason: str | None = None
         self._boundary = 0  # the session's backlog boundary (a row id), see _pump
-        self.overload = Overload(config.live_window_s)
+        self.overload = Overload(config.live_window_s, self._log)
         self._new_settings: tuple[str, MqttConfig] | None = None  # from reconfigure()
         self._settings_lock = threading.Lock()
         self._interrupt = threading.Event()  # ends a reconnect pause: stop, new settings
@@ -152,7 +157,7 @@ class Forwarder:
         self.stats = ForwarderStats(uplink=uplink)
         self._rotation = self._new_rotation(config)
         self._last_node: BrokerAddress | None = None  # of the last session opened
-        self.poison = Poison(self._outbox, self.stats)
+        self.poison = Poison(self._outbox, self.stats, uplink_log(poison_log, uplink))
         self._session: MqttSession | None = None  # the live one, for the watchdog
         self.status_topic = config.topics.status.format(station=station_id)
         thread = "forwarder" if uplink == DEFAULT_UPLINK else f"forwarder-{uplink}"
@@ -228,7 +233,7 @@ class Forwarder:
             try:
                 self._pump(session)
             except Exception:  # a bug must not end forwarding: drop the session, go on
-                log.exception("unexpected error while forwarding; reconnecting")
+                self._log.exception("unexpected error while forwarding; reconnecting")
                 self._lost_reason = "agent error"
             lost = self._lost_reason
             self._end_session(session)
@@ -243,7 +248,8 @@ class Forwarder:
     def _new_rotation(self, config: MqttConfig) -> BrokerRotation:
         """A rotation over ``config``'s nodes, starting at the first (start, reload)."""
         rotation = BrokerRotation(config.addresses,
-                                  Backoff(config.reconnect_min_s, config.reconnect_max_s))
+                                  Backoff(config.reconnect_min_s, config.reconnect_max_s),
+                                  uplink_log(brokers_log, self.name))
         self.stats.nodes = tuple(str(address) for address in config.addresses)
         self.stats.node = rotation.current
         return rotation
@@ -265,8 +271,8 @@ class Forwarder:
         self._rotation = self._new_rotation(self.config)
         self.overload.window_s = self.config.live_window_s
         self.status_topic = self.config.topics.status.format(station=self.station_id)
-        log.info("forwarder: connecting to broker %s with the new settings",
-                 self._rotation.current)
+        self._log.info("forwarder: connecting to broker %s with the new settings",
+                       self._rotation.current)
         return True
 
     def _try_connect(self) -> MqttSession | None:
@@ -278,7 +284,8 @@ class Forwarder:
         self.stats.node = node
         try:
             session = MqttSession(self.config, self.status_topic, self._status(False),
-                                  self._on_ack, self._on_lost, self._on_refused, address=node)
+                                  self._on_ack, self._on_lost, self._on_refused, address=node,
+                                  logger=uplink_log(mqtt_log, self.name))
             session.connect(timeout_s=_connect_timeout_s(self.config.keepalive_s),
                             abort=self._stopping)
             session.publish_status(self.status_topic, self._status(True))
@@ -324,8 +331,8 @@ class Forwarder:
             self._wake.wait(_IDLE_WAIT_S)
             self._wake.clear()
         self.stats.last_error = self._lost_reason
-        log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
-                    "again", self._lost_reason, len(self._in_flight))
+        self._log.warning("broker connection lost (%s); %d unacknowledged messages will be sent "
+                          "again", self._lost_reason, len(self._in_flight))
 
     def _fill_window(self, session: MqttSession, acked: list[str]) -> None:
         """Delete what was ``acked`` and claim the whole free part of the window, in one
@@ -347,7 +354,7 @@ class Forwarder:
         self._acknowledged(acked)
         if self._outbox_failing:
             self._outbox_failing = False
-            log.info("reading the outbox again")
+            self._log.info("reading the outbox again")
         self._boundary = claimed.boundary
         self.stats.resent += claimed.resent
         self.overload.observe(claimed.moved, time.monotonic())
@@ -364,7 +371,8 @@ class Forwarder:
         """Log a failing outbox once per episode (a full disk fails every claim)."""
         if not self._outbox_failing:
             self._outbox_failing = True
-            log.error("cannot read the outbox: %s; retrying, samples stay where they are", err)
+            self._log.error("cannot read the outbox: %s; retrying, samples stay where they "
+                            "are", err)
 
     def _max_body_bytes(self) -> int:
         overhead = envelope_overhead_bytes(self.station_id, "x" * 64)
@@ -445,7 +453,7 @@ class Forwarder:
         elif msg_ids:
             # Rows stay and will be re-sent with the same ids (a duplicate, not a loss);
             # forgetting them here keeps the window from filling with acked messages.
-            log.error("cannot remove acknowledged messages from the outbox: %s", error)
+            self._log.error("cannot remove acknowledged messages from the outbox: %s", error)
         self._in_flight.difference_update(msg_ids)
         self._gap_ids.difference_update(msg_ids)
         self.stats.in_flight = len(self._in_flight)
@@ -454,8 +462,8 @@ class Forwarder:
         ending = self._stopping.is_set() or self._new_settings is not None
         graceful = ending and self._lost_reason is None
         if graceful and not self._stopping.is_set():
-            log.info("ending the broker session for new settings; %d unacknowledged "
-                     "messages will be sent again", len(self._in_flight))
+            self._log.info("ending the broker session for new settings; %d unacknowledged "
+                           "messages will be sent again", len(self._in_flight))
         if graceful:
             session.close(self.status_topic, self._status(False))
         else:
@@ -470,7 +478,7 @@ class Forwarder:
         try:
             self._outbox.release_in_flight()
         except OutboxError as err:
-            log.error("outbox unavailable while releasing in-flight messages: %s", err)
+            self._log.error("outbox unavailable while releasing in-flight messages: %s", err)
 
     def _status(self, online: bool) -> bytes:
         body = {"v": 1, "type": "status", "station": self.station_id,

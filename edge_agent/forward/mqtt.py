@@ -77,12 +77,15 @@ class MqttSession:
     def __init__(self, config: MqttConfig, will_topic: str, will_payload: bytes,
                  on_ack: AckCallback, on_lost: LostCallback,
                  on_refused: RefusedCallback | None = None,
-                 address: BrokerAddress | None = None) -> None:
+                 address: BrokerAddress | None = None,
+                 logger: logging.Logger | logging.LoggerAdapter | None = None) -> None:
         """``on_refused(token, reason)``: paho refused a tracked message before sending
         it (see the module docstring); without it, such a refusal ends the session.
         ``address``: the node to connect to (the forwarder's failover picks it); the
         first of ``config.addresses`` when not given. Everything else (credentials,
-        TLS, client id) is the same for every node."""
+        TLS, client id) is the same for every node. ``logger``: names the uplink
+        (forward/uplinklog.py); this module's logger when not given."""
+        self._log = logger if logger is not None else log
         self._config = config
         self.address = address or config.addresses[0]
         self._on_ack = on_ack
@@ -168,8 +171,8 @@ class MqttSession:
                 try:
                     rc = self._step()
                 except Exception as err:  # a bug here or in paho: end this session only
-                    log.exception("MQTT network thread: unexpected error; ending this "
-                                  "session, the forwarder reconnects")
+                    self._log.exception("MQTT network thread: unexpected error; ending this "
+                                        "session, the forwarder reconnects")
                     self._report_lost(f"agent error in the MQTT network thread: {err!r}")
                     return
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -243,8 +246,8 @@ class MqttSession:
         elif item.token:
             self._report_lost(f"publish refused: {reason}")
         else:
-            log.error("the station status message cannot be published (%s); data goes "
-                      "on without it", reason)
+            self._log.error("the station status message cannot be published (%s); data goes "
+                            "on without it", reason)
 
     @property
     def watched(self) -> bool:
@@ -282,7 +285,7 @@ class MqttSession:
         if final_topic is not None and self.connected and not died:
             item = self._queue(final_topic, final_payload or b"", "", retain=True)
             if not item.acked.wait(timeout_s):
-                log.debug("final status publish not confirmed within %.0f s", timeout_s)
+                self._log.debug("final status publish not confirmed within %.0f s", timeout_s)
             self._disconnect_requested.set()
             self._wake()
             deadline = time.monotonic() + timeout_s

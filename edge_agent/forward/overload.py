@@ -21,7 +21,10 @@ log = logging.getLogger("edge_agent.forward.forwarder")
 class Overload:
     """Episode state of the live lane (forwarder thread writes, metrics read)."""
 
-    def __init__(self, live_window_s: float) -> None:
+    def __init__(self, live_window_s: float,
+                 logger: logging.Logger | logging.LoggerAdapter = log) -> None:
+        """``logger``: names the uplink (forward/uplinklog.py)."""
+        self._logger = logger
         #: The live window (s); a reload may change it.
         self.window_s = live_window_s
         self._last_move: float | None = None
@@ -42,12 +45,12 @@ class Overload:
             if not self.active:
                 self.active = True
                 self.episodes += 1
-                log.warning("overload: samples arrive faster than the broker takes them; "
-                            "samples older than the live window (%g s) are sent later as "
-                            "historical, none is lost", self.window_s)
+                self._logger.warning("overload: samples arrive faster than the broker takes them; "
+                                     "samples older than the live window (%g s) are sent later as "
+                                     "historical, none is lost", self.window_s)
         elif self.active and self._last_move is not None \
                 and now - self._last_move >= self.window_s:
-            log.info("overload over: the live lane keeps up again; %d samples were moved "
-                     "to the historical lane in this episode", self._episode_moved)
+            self._logger.info("overload over: the live lane keeps up again; %d samples were moved "
+                              "to the historical lane in this episode", self._episode_moved)
             self.active = False
             self._episode_moved = 0

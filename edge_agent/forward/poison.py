@@ -51,7 +51,10 @@ class SetsAside(Protocol):
 class Poison:
     """Decides when a message is given up on, and sets it aside. Forwarder thread only."""
 
-    def __init__(self, outbox: SetsAside, counts: PoisonCounts) -> None:
+    def __init__(self, outbox: SetsAside, counts: PoisonCounts,
+                 logger: logging.Logger | logging.LoggerAdapter = log) -> None:
+        """``logger``: names the uplink (forward/uplinklog.py)."""
+        self._logger = logger
         self._outbox = outbox
         self._counts = counts
         self._rejections: dict[str, int] = {}
@@ -67,9 +70,9 @@ class Poison:
         count = self._rejections.get(msg_id, 0) + 1
         self._rejections[msg_id] = count
         if count < MAX_REJECTIONS:
-            log.warning("broker rejected message %s (%s), rejection %d of %d; ending the "
-                        "session to retry with backoff", msg_id, reason, count,
-                        MAX_REJECTIONS)
+            self._logger.warning("broker rejected message %s (%s), rejection %d of %d; ending the "
+                                 "session to retry with backoff", msg_id, reason, count,
+                                 MAX_REJECTIONS)
             return False
         return self.set_aside(msg_id, f"rejected by the broker {count} times ({reason})")
 
@@ -83,8 +86,8 @@ class Poison:
         try:
             result = self._outbox.set_aside_unpublishable(msg_id)
         except OutboxError as err:
-            log.error("cannot set aside unpublishable message %s (%s): %s; it is offered "
-                      "again", msg_id, cause, err)
+            self._logger.error("cannot set aside unpublishable message %s (%s): %s; it is offered "
+                               "again", msg_id, cause, err)
             return False
         self._rejections.pop(msg_id, None)
         if result.kind is None:  # acknowledged or set aside meanwhile
@@ -97,21 +100,30 @@ class Poison:
     def _log(self, msg_id: str, cause: str, result: SetAside) -> None:
         key = (result.device_id or "", result.kind or "")
         device = _short(result.device_id or "")
+        if result.kind == "alarm":  # every one at ERROR: an alarm never goes unseen
+            self._logger.error("alarm message %s of device %s can never be published (%s); "
+                               "its alarm event(s) %s are %s and announced as a gap event "
+                               "(reason unpublishable_alarm:<event id>)", msg_id, device,
+                               cause, ", ".join(result.alarm_ids),
+                               "removed from the outbox" if result.deleted is None
+                               else "given up by this uplink")
+            return
         level = logging.DEBUG if key in self._logged else logging.ERROR
         self._logged.add(key)
         if result.kind == "gap":
-            log.log(level, "gap event message %s of device %s can never be published (%s); "
-                    "removed from the outbox, its announcement is lost: %s", msg_id,
-                    device, cause, "; ".join(result.gap_bodies))
+            self._logger.log(level, "gap event message %s of device %s can never be "
+                             "published (%s); removed from the outbox, its announcement "
+                             "is lost: %s", msg_id, device, cause,
+                             "; ".join(result.gap_bodies))
             return
         later = "" if level == logging.DEBUG else \
             "; further messages of this device set aside are counted, not logged"
         where = "removed from the outbox" if result.deleted is None else \
             "given up by this uplink (uplinks that also carry them still deliver them)"
-        log.log(level, "message %s of device %s can never be published (%s); its %d "
-                "samples (seq %s-%s) are %s and announced as a gap event (reason "
-                "unpublishable)%s", msg_id, device, cause, result.samples,
-                result.first_seq, result.last_seq, where, later)
+        self._logger.log(level, "message %s of device %s can never be published (%s); its "
+                         "%d samples (seq %s-%s) are %s and announced as a gap event "
+                         "(reason unpublishable)%s", msg_id, device, cause, result.samples,
+                         result.first_seq, result.last_seq, where, later)
 
 
 def _short(text: str, keep: int = 80) -> str:

@@ -9,7 +9,7 @@ uplink's claims; the outbox deletes a row when every uplink carrying its device 
 it. The agent starts, stops, wakes and reconfigures uplinks only through ``Uplink``, and
 status and metrics read ``health`` and ``depth``; the watchdog reads ``heartbeat``,
 ``network_heartbeats`` and ``dead_network_thread``. ``Forwarder`` (MQTT) is the first
-kind.
+kind; ``Hj212Uplink`` (forward/hj212uplink.py) the second.
 """
 
 from __future__ import annotations
@@ -65,7 +65,16 @@ def _make_mqtt(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink:
     return Forwarder(station_id, config.mqtt, outbox, config.name)
 
 
-KINDS: dict[str, Callable[[str, UplinkConfig, Outbox], Uplink]] = {"mqtt": _make_mqtt}
+def _make_hj212(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink:
+    # Imported here: a station without an HJ 212 platform never loads its code (packets,
+    # SM4, the code table), which tests/test_runtime_footprint.py checks.
+    from edge_agent.forward import hj212uplink
+
+    return hj212uplink.make(station_id, config, outbox)
+
+
+KINDS: dict[str, Callable[[str, UplinkConfig, Outbox], Uplink]] = {
+    "mqtt": _make_mqtt, "hj212": _make_hj212}
 """Uplink kind -> factory. A new kind adds one entry here (docs/architecture.md)."""
 
 

@@ -95,6 +95,16 @@ def _outbox(out: list[str], snapshot: Snapshot) -> None:
         else max(0.0, snapshot.taken_at - depth.oldest_acquired_at)
     _family(out, "edge_agent_outbox_rows", "gauge",
             "Rows waiting in the outbox: samples plus gap events.", [({}, depth.rows)])
+    _family(out, "edge_agent_outbox_alarms", "gauge",
+            "Alarm events waiting in the outbox for the broker's acknowledgement (sent "
+            "before any sample; not in edge_agent_outbox_rows).", [({}, depth.alarms)])
+    _family(out, "edge_agent_alarm_events_not_stored_total", "counter",
+            "Alarm events whose outbox transaction failed (disk full) since the agent "
+            "started; kept in memory and stored with the next commit.",
+            [({}, depth.alarm_events_not_stored_total)])
+    _family(out, "edge_agent_alarm_events_waiting_to_store", "gauge",
+            "Alarm events not stored yet (in memory, lost if the agent stops first).",
+            [({}, depth.alarm_events_waiting_to_store)])
     _family(out, "edge_agent_outbox_samples", "gauge",
             "Samples waiting in the outbox for the broker's acknowledgement.",
             [({}, depth.samples)])

@@ -197,6 +197,11 @@ class Snapshot:
                 "set_aside": list(self.outbox.set_aside),
                 "corrupt_lost_total": depth.corrupt_lost_total if depth else None,
                 "gap_events": depth.rows - depth.samples if depth else None,
+                "alarms": depth.alarms if depth else None,
+                "alarm_events_not_stored_total":
+                    depth.alarm_events_not_stored_total if depth else None,
+                "alarm_events_waiting_to_store":
+                    depth.alarm_events_waiting_to_store if depth else None,
             },
             "uplinks": [_uplink_json(uplink) for uplink in self.uplinks],
         }

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from edge_agent.config.errors import ConfigError, ConfigIssue
+from edge_agent.config.schema import PollutantCode  # a station file's codes: entry too
 from edge_agent.config.yamlsource import (
     MapNode,
     Node,
@@ -32,19 +33,6 @@ VERSIONS = (2017, 2025)
 # Real codes: a25002, w01018, LA, B02, 011 (legacy), 100000, SB1, v10101.
 _CODE = re.compile(r"[A-Za-z0-9]{2,12}")
 _FIELDS = ("zh", "en", "unit", "versions", "decimals")
-
-
-@dataclass(frozen=True)
-class PollutantCode:
-    """One code. ``where``: ``file:line`` it was defined at, for duplicate errors."""
-
-    code: str
-    name_zh: str
-    name_en: str
-    unit: str
-    versions: tuple[int, ...]
-    decimals: int | None
-    where: str
 
 
 @dataclass(frozen=True)

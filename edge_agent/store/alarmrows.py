@@ -28,18 +28,36 @@ from edge_agent.payload import encode_alarm_body
 log = logging.getLogger("edge_agent.store.outbox")
 
 
-def insert(conn: sqlite3.Connection, events: Sequence[AlarmEvent], acquired_at: float) -> int:
-    """Insert ``events`` as alarm rows and as their alarms' last state; returns rows added."""
+def insert(conn: sqlite3.Connection, events: Sequence[AlarmEvent], acquired_at: float,
+           late: bool = False) -> int:
+    """Insert ``events`` as alarm rows and as their alarms' last state; returns rows added.
+    ``late``: events whose own transaction failed (outbox.py), stored now: an alarm whose
+    saved state is already a newer event keeps it."""
     for event in events:
         body = encode_alarm_body(event.as_dict())
         conn.execute(
             "INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
             "VALUES ('alarm', ?, NULL, ?, ?, ?)",
             [event.device_id, event.id, acquired_at, body])
+        if late and _newer_saved(conn, event):
+            continue
         conn.execute(
             "INSERT OR REPLACE INTO alarm_state (device_id, channel, alarm_group, event) "
             "VALUES (?, ?, ?, ?)", [event.device_id, event.channel, event.group, body])
     return len(events)
+
+
+def _newer_saved(conn: sqlite3.Connection, event: AlarmEvent) -> bool:
+    """True when ``event``'s alarm already has a later event saved in ``alarm_state``."""
+    row = conn.execute("SELECT event FROM alarm_state WHERE device_id = ? AND channel = ? "
+                       "AND alarm_group = ?",
+                       [event.device_id, event.channel, event.group]).fetchone()
+    if row is None:
+        return False
+    try:
+        return AlarmEvent.from_dict(json.loads(row[0])).at > event.at
+    except (ValueError, KeyError, TypeError):
+        return False  # unreadable: the late event is better than nothing
 
 
 def last_events(conn: sqlite3.Connection) -> list[AlarmEvent]:

@@ -30,6 +30,7 @@ class Delivery:
     _scans: dict[str, claims.Scan]
     _routes: uplinks.Routes
     _routes_set: bool
+    _txn_routes: uplinks.Routes | None
     _retention: retention.Enforcer
     _clock: Callable[[], float]
 
@@ -184,6 +185,8 @@ class Delivery:
             change = uplinks.apply(conn, self._routes, new, self._retention.per_device,
                                    announce)
             self._retention.load(conn)
+            if self._txn_routes is None:  # put back by Outbox._rolled_back if no commit
+                self._txn_routes = self._routes
             self._routes = new  # here, in the writer: the next ack must see the new routes
             return change
 

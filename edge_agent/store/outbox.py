@@ -24,7 +24,7 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   then the acknowledged claims stay, so no uplink sends a row twice.
   The one other way out is a message that can never be published
   (``set_aside_unpublishable``, store/unpublishable.py): its rows are deleted and its
-  samples announced as a gap event in the same transaction.
+  samples, or its alarm events by id, announced as a gap event in the same transaction.
 * **When full.** Retention limits (rows, bytes of database pages in use, age) are enforced
   in the transaction that crosses them: the oldest samples no uplink has in flight are
   deleted (one in flight may already be at a broker), counted in
@@ -36,7 +36,13 @@ Guarantees (the reliability contract, items 1, 2, 3 and 5):
   transaction of the sample that caused them (a communication alarm, which has no
   sample, in one of its own), with their alarm's last state in ``alarm_state``, which
   outlives the row and restores the alarm engine at start (alarmrows.py). Claims send
-  them before any sample; retention never drops them (only samples).
+  them before any sample; retention never drops them (only samples). Events whose
+  transaction fails (disk full) are not lost silently: counted
+  (``alarm_events_not_stored_total``), logged once per episode ("alarm events not
+  stored"), kept in memory and written by the next write transaction that commits, so
+  they are published with their own ids once there is room (their alarm's
+  ``alarm_state`` is not rolled back by them if a newer event is already there). Like
+  unstored samples, that memory does not survive a restart while the disk is full.
 * **Driver state with its sample.** A sample's ``driver_state`` (a GC's last published
   analysis) is written in the sample's own transaction: after any crash the state a
   driver gets back describes exactly the samples that were accepted.
@@ -144,6 +150,9 @@ class OutboxStats:
     unstored_total: int = 0
     set_aside: tuple[Path, ...] = ()
     corrupt_lost_total: int = 0
+    alarms: int = 0  # alarm event rows waiting (not in ``rows``)
+    alarm_events_not_stored_total: int = 0  # this run (``Outbox.append``, loss window)
+    alarm_events_waiting_to_store: int = 0  # in memory, for the next commit
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,9 @@ class OutboxDepth:
     in_flight_messages: int
     bytes_in_use: int
     corrupt_lost_total: int = 0
+    alarms: int = 0  # alarm event rows waiting (not in ``rows``): a partial index count
+    alarm_events_not_stored_total: int = 0
+    alarm_events_waiting_to_store: int = 0
 
 
 class Outbox(Delivery):
@@ -187,11 +199,19 @@ class Outbox(Delivery):
         self._unstored: dict[str, retention.PendingGap] = {}
         self._routes = uplinks.Routes()  # the active uplinks (set_uplinks)
         self._routes_set = False
+        # The routes before a set_uplinks of the open transaction (writer thread only):
+        # restored if it rolls back, so rows, claims and routes always agree.
+        self._txn_routes: uplinks.Routes | None = None
         self._retention = retention.Enforcer(retention_limits, clock)
         self._retention.carriers = lambda device_id: self._routes.carriers(device_id)
         self._unstored_lock = threading.Lock()
         self._closed = False
         self.unstored_total = 0  # samples whose append failed (disk full...), this run
+        # Alarm events whose transaction failed, waiting for the next commit (with the
+        # acquisition time of their row), and the count of such events, this run.
+        self._unstored_alarms: list[tuple[AlarmEvent, float]] = []
+        self._txn_alarms: list[tuple[AlarmEvent, float]] = []
+        self.alarm_events_not_stored_total = 0
         self._corrupt = corruption.Replacements(self.path)
         self.set_aside = self._corrupt.files  # corrupt files renamed, this run
         # The open transaction's sequence numbers, samples announced as unstored and
@@ -289,15 +309,26 @@ class Outbox(Delivery):
         earlier and enforces retention (the reliability contract, loss window)."""
         self._txn_unstored = self._take_unstored()
         self._write_unstored_gaps(conn, self._txn_unstored)
+        with self._unstored_lock:
+            self._txn_alarms, self._unstored_alarms = self._unstored_alarms, []
+        for event, at in self._txn_alarms:
+            alarmrows.insert(conn, [event], at, late=True)
         self._retention.enforce(conn)
         self._txn_row_id_high = corruption.last_row_id(conn)
 
     def _committed(self) -> None:
+        if self._txn_alarms:
+            log.info("outbox: %d alarm event(s) that could not be stored earlier are "
+                     "stored now and will be published", len(self._txn_alarms))
         self._last_seqs.update(self._txn_seqs)
         self._row_id_high = max(self._row_id_high, self._txn_row_id_high)
         self._end_transaction()
 
     def _rolled_back(self) -> None:
+        with self._unstored_lock:
+            self._unstored_alarms[:0] = self._txn_alarms
+        if self._txn_routes is not None:
+            self._routes = self._txn_routes
         self._restore_unstored(self._txn_unstored)
         self._scans.clear()  # a hint only; a rolled-back claim must not move it
         self._retention.rollback()
@@ -305,6 +336,8 @@ class Outbox(Delivery):
         self._end_transaction()
 
     def _end_transaction(self) -> None:
+        self._txn_alarms = []
+        self._txn_routes = None
         self._txn_seqs.clear()
         self._txn_unstored = {}
         self._txn_row_id_high = 0
@@ -404,8 +437,9 @@ class Outbox(Delivery):
 
         try:
             accepted = self._submit(run)
-        except OutboxError:
+        except OutboxError as err:
             self._remember_unstored(sample)
+            self._remember_unstored_alarms(alarms, sample.acquired_at.timestamp(), err)
             raise
         if self.on_append is not None:
             self.on_append()
@@ -438,7 +472,11 @@ class Outbox(Delivery):
         if not events:
             return
         at = max(event.at for event in events).timestamp()
-        self._submit(lambda conn: alarmrows.insert(conn, events, at))
+        try:
+            self._submit(lambda conn: alarmrows.insert(conn, events, at))
+        except OutboxError as err:
+            self._remember_unstored_alarms(events, at, err)
+            raise
         if self.on_append is not None:
             self.on_append()
 
@@ -466,6 +504,28 @@ class Outbox(Delivery):
                 self._unstored[sample.device_id] = retention.PendingGap(at, at, 1)
             else:
                 pending.add(at)
+
+    def _remember_unstored_alarms(self, events: Sequence[AlarmEvent], at: float,
+                                  err: OutboxError) -> None:
+        """Alarm events whose transaction failed: counted, logged when an episode begins,
+        and kept for the next transaction that commits (module docstring)."""
+        if not events:
+            return
+        with self._unstored_lock:
+            first = not self._unstored_alarms
+            self._unstored_alarms.extend((event, at) for event in events)
+            self.alarm_events_not_stored_total += len(events)
+        if first:
+            log.error("alarm events not stored: %d event(s) (%s) could not be committed "
+                      "(%s); they drive the local outputs now and are kept in memory to be "
+                      "stored and published with the next write that commits (lost if the "
+                      "agent stops first)", len(events),
+                      ", ".join(event.id for event in events), err)
+
+    def _alarm_counts(self) -> tuple[int, int]:
+        """(events not stored this run, events waiting in memory to be stored)."""
+        with self._unstored_lock:
+            return self.alarm_events_not_stored_total, len(self._unstored_alarms)
 
     def _take_unstored(self) -> dict[str, retention.PendingGap]:
         """Samples that could not be stored earlier; put back if this transaction fails."""
@@ -507,7 +567,8 @@ class Outbox(Delivery):
             return OutboxStats(samples + gaps, samples, gaps, oldest,
                                int(meta["dropped_total"]), in_flight,
                                retention.bytes_in_use(conn), self.unstored_total,
-                               tuple(self.set_aside), int(meta.get("corrupt_lost_total", 0)))
+                               tuple(self.set_aside), int(meta.get("corrupt_lost_total", 0)),
+                               counts.get("alarm", 0), *self._alarm_counts())
 
         return self._submit(run, reads_only=True)
 
@@ -522,9 +583,12 @@ class Outbox(Delivery):
                                      "('dropped_total', 'corrupt_lost_total')"))
             in_flight = self._in_flight_count()
             samples, gaps = self._retention.samples, self._retention.gaps
+            (alarms,) = conn.execute(  # the partial index outbox_alarms: no table scan
+                "SELECT COUNT(*) FROM outbox WHERE kind = 'alarm'").fetchone()
             return OutboxDepth(samples + gaps, samples, oldest[0] if oldest else None,
                                int(meta["dropped_total"]), in_flight,
                                retention.bytes_in_use(conn),
-                               int(meta.get("corrupt_lost_total", 0)))
+                               int(meta.get("corrupt_lost_total", 0)), alarms,
+                               *self._alarm_counts())
 
         return self._submit_read(run, timeout_s)

@@ -9,6 +9,12 @@ the reason ``unpublishable`` and their time and sequence range. The gap event th
 out like any other. A gap event that is itself unpublishable is removed and not
 announced again (that would loop); the caller logs what it said.
 
+An alarm message never vanishes silently either (issue 17): its alarm events are
+announced the same way, in the device's unsent gap row, with ``count`` 0 (no sample
+lost) and one reason ``unpublishable_alarm:<event id>`` per event, over the events' time
+range; the caller logs their ids at ERROR. Keeping the rows instead would block the
+device's alarms behind one that can never go out.
+
 With several uplinks carrying the device, only the uplink that gave up is affected: its
 claim is marked acknowledged (it is past those rows and never claims them again), the
 gap event is addressed to it alone, and the rows stay for the others (they leave by the
@@ -25,6 +31,7 @@ from edge_agent.store import claims
 from edge_agent.store.retention import merge_gap
 
 REASON = "unpublishable"
+ALARM_REASON = "unpublishable_alarm"  # + ":<event id>", one reason per alarm event
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class SetAside:
     #: Rows that left the outbox, (samples, gaps), when not those above: with other
     #: carriers, only the rows they are past too.
     deleted: tuple[int, int] | None = None
+    #: The ids of the alarm events the message held (announced, see the module docstring).
+    alarm_ids: tuple[str, ...] = ()
 
     @property
     def rows_deleted(self) -> tuple[int, int]:
@@ -61,8 +70,8 @@ def set_aside(conn: sqlite3.Connection, uplink: str, msg_id: str,
     claimed = claims.remove(conn, uplink, msg_id)
     rows = [] if claimed is None else conn.execute(
         "DELETE FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
-        "RETURNING kind, device_id, seq, acquired_at, body", [claimed[0], *claimed[2:]]
-    ).fetchall()
+        "RETURNING kind, device_id, seq, acquired_at, body, entry_id",
+        [claimed[0], *claimed[2:]]).fetchall()
     if not rows:
         return SetAside(None, None, 0, 0, 0)
     samples = sorted((row for row in rows if row[0] == "sample"), key=lambda row: row[2])
@@ -73,9 +82,11 @@ def set_aside(conn: sqlite3.Connection, uplink: str, msg_id: str,
         if merge_gap(conn, device_id, min(times), max(times), len(run), run[0][2],
                      run[-1][2], REASON):
             added += 1
+    alarm_ids, alarm_rows = _announce_alarms(conn, rows, None)
     seqs = [row[2] for row in samples]
-    return SetAside(rows[0][1], rows[0][0], len(samples), len(gap_bodies), added,
-                    min(seqs, default=None), max(seqs, default=None), gap_bodies)
+    return SetAside(rows[0][1], rows[0][0], len(samples), len(gap_bodies), added + alarm_rows,
+                    min(seqs, default=None), max(seqs, default=None), gap_bodies,
+                    alarm_ids=alarm_ids)
 
 
 def _set_aside_for_one(conn: sqlite3.Connection, uplink: str, msg_id: str,
@@ -85,9 +96,9 @@ def _set_aside_for_one(conn: sqlite3.Connection, uplink: str, msg_id: str,
     if claimed is None:
         return SetAside(None, None, 0, 0, 0)
     device_id, kind, first, last = claimed
-    rows = conn.execute("SELECT kind, device_id, seq, acquired_at, body FROM outbox WHERE "
-                        "device_id = ? AND id BETWEEN ? AND ?", [device_id, first, last]
-                        ).fetchall()
+    rows = conn.execute("SELECT kind, device_id, seq, acquired_at, body, entry_id FROM "
+                        "outbox WHERE device_id = ? AND id BETWEEN ? AND ?",
+                        [device_id, first, last]).fetchall()
     samples = sorted((row for row in rows if row[0] == "sample"), key=lambda row: row[2])
     gap_bodies = tuple(row[4] for row in rows if row[0] == "gap")
     added = 0
@@ -95,6 +106,8 @@ def _set_aside_for_one(conn: sqlite3.Connection, uplink: str, msg_id: str,
         times = [row[3] for row in run]
         added += merge_gap(conn, device, min(times), max(times), len(run), run[0][2],
                            run[-1][2], REASON, uplink)
+    alarm_ids, alarm_rows = _announce_alarms(conn, rows, uplink)
+    added += alarm_rows
     counts = dict(conn.execute(
         "SELECT kind, COUNT(*) FROM outbox WHERE device_id = ? AND id BETWEEN ? AND ? "
         "GROUP BY kind", [device_id, first, last]))
@@ -106,7 +119,23 @@ def _set_aside_for_one(conn: sqlite3.Connection, uplink: str, msg_id: str,
     return SetAside(device_id, kind, len(samples), len(gap_bodies), added,
                     min(seqs, default=None), max(seqs, default=None), gap_bodies,
                     (counts.get("sample", 0) - left.get("sample", 0),
-                     counts.get("gap", 0) - left.get("gap", 0)))
+                     counts.get("gap", 0) - left.get("gap", 0)), alarm_ids)
+
+
+def _announce_alarms(conn: sqlite3.Connection, rows: list[tuple],
+                     uplink: str | None) -> tuple[tuple[str, ...], int]:
+    """Announce the alarm rows among ``rows`` (kind, device, seq, at, body, entry_id) in
+    the device's gap row for ``uplink`` (None: every carrier). Returns their event ids
+    and the gap rows added (0 or 1 per device)."""
+    alarms = [row for row in rows if row[0] == "alarm"]
+    added = 0
+    for device_id in sorted({row[1] for row in alarms}):
+        mine = [row for row in alarms if row[1] == device_id]
+        first, last = min(row[3] for row in mine), max(row[3] for row in mine)
+        for row in mine:  # the first may start a gap row, the others extend it
+            added += merge_gap(conn, device_id, first, last, 0, None, None,
+                               f"{ALARM_REASON}:{row[5]}", uplink)
+    return tuple(row[5] for row in alarms), added
 
 
 def _contiguous_runs(samples: list[tuple]) -> list[tuple[str, list[tuple]]]:

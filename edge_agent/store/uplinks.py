@@ -86,13 +86,15 @@ class Change:
     removed: dict[str, tuple[int, int]] = field(default_factory=dict)  # claims, rows
     added: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # samples, oldest
     rows_deleted: int = 0
+    changed: tuple[str, ...] = ()  # uplinks kept whose devices changed
 
 
 def apply(conn: sqlite3.Connection, old: Routes, new: Routes,
           per_device: Mapping[str, int], announce_added: bool) -> Change:
     """Switch the outbox from ``old`` to ``new`` inside the caller's transaction (module
     docstring). ``per_device``: sample rows per device before the change."""
-    change = Change()
+    change = Change(changed=tuple(name for name in new.names if name in old.routes
+                                  and old.routes[name] != new.routes[name]))
     known = {name for (name,) in conn.execute("SELECT DISTINCT uplink FROM claims")}
     for name in sorted((known | set(old.names)) - set(new.names)):
         released = conn.execute("DELETE FROM claims WHERE uplink = ?", [name]).rowcount
@@ -108,6 +110,8 @@ def apply(conn: sqlite3.Connection, old: Routes, new: Routes,
             log.info("uplink %s removed: its %d claim(s) released", name, released)
         log.info("uplinks removed (%s): %d row(s) that only they were holding deleted",
                  ", ".join(change.removed), total)
+    elif change.rows_deleted:
+        _log_swept(change)
     for name in new.names:
         if name in old.names or not announce_added:
             continue
@@ -119,6 +123,16 @@ def apply(conn: sqlite3.Connection, old: Routes, new: Routes,
                  name, samples, "none" if oldest is None
                  else iso_utc(datetime.fromtimestamp(oldest, UTC)))
     return change
+
+
+def _log_swept(change: Change) -> None:
+    """Rows left because an uplink's ``devices:`` changed (or, at start, because the
+    file held rows every carrier is past): never silently, say how many and why."""
+    why = ("devices of uplink " + ", ".join(change.changed) + " changed") \
+        if change.changed else "uplinks set at start"
+    log.info("%s: %d row(s) left the outbox: every uplink still carrying their device "
+             "had delivered them, or no uplink carries their device any more",
+             why, change.rows_deleted)
 
 
 def _sweep(conn: sqlite3.Connection, routes: Routes, device_id: str) -> int:

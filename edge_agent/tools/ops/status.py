@@ -208,9 +208,12 @@ def _backlog_lines(outbox: dict[str, Any], now: float) -> list[str]:
     if outbox["error"]:
         return [_("Backlog:  unknown: {error}").format(error=outbox["error"])]
     samples, gaps = outbox["samples"], outbox["rows"] - outbox["samples"]
-    if samples == 0 and gaps == 0:
+    alarms = outbox.get("alarms") or 0  # absent from agents before issue 17's follow-up
+    if samples == 0 and gaps == 0 and alarms == 0:
         return [_("Backlog:  nothing waiting")]
     extra = _(" (+ {gaps})").format(gaps=plural(gaps, "gap event")) if gaps else ""
+    if alarms:
+        extra += _(" (+ {alarms})").format(alarms=plural(alarms, "alarm event"))
     oldest = parse_iso(outbox["oldest_acquired_at"])
     age = _("; oldest acquired {when}").format(when=when(oldest, now)) if oldest else ""
     return [_("Backlog:  {samples}{extra} waiting").format(
@@ -247,6 +250,11 @@ def _drops_line(doc: dict[str, Any]) -> str:
     if unstored:
         parts.append(_("{samples} could not be stored (disk?)").format(
             samples=plural(unstored, "sample")))
+    if alarms_lost := outbox.get("alarm_events_not_stored_total") or 0:
+        parts.append(_("alarm events not stored: {events} ({waiting} still waiting in "
+                       "memory to be stored)").format(
+            events=plural(alarms_lost, "alarm event"),
+            waiting=outbox.get("alarm_events_waiting_to_store") or 0))
     total = outbox["dropped_total"]
     in_file = _(" (this outbox file: {total} in total)").format(total=total) \
         if total is not None else ""

@@ -20,6 +20,7 @@ _COUNTED: dict[str, Callable[[int], str]] = {
     "failover": lambda n: ngettext("{count} failover", "{count} failovers", n),
     "failed attempt": lambda n: ngettext("{count} failed attempt", "{count} failed attempts", n),
     "gap event": lambda n: ngettext("{count} gap event", "{count} gap events", n),
+    "alarm event": lambda n: ngettext("{count} alarm event", "{count} alarm events", n),
     "row": lambda n: ngettext("{count} row", "{count} rows", n),
     "line": lambda n: ngettext("{count} line", "{count} lines", n),
     "request": lambda n: ngettext("{count} request", "{count} requests", n),
