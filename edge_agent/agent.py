@@ -335,8 +335,10 @@ def run_until_signalled(agent: Agent, stop: threading.Event,
                 break
             service.tick()
     finally:
-        service.stopping(stop_budget_s(*(settings for uplink in agent.config.every_uplink()
-                                         for settings in (uplink.mqtt, uplink.hj212)
-                                         if settings is not None)))
+        service.stopping(stop_budget_s(*(
+            settings for uplink in agent.config.every_uplink()
+            for settings in (uplink.mqtt, uplink.hj212,
+                             uplink.sparkplug.broker if uplink.sparkplug else None)
+            if settings is not None)))
         agent.stop()
     return status

@@ -159,7 +159,7 @@ def _uplink_changes(old: StationConfig, new: StationConfig) -> dict[str, object]
 
 def _settings(uplink: UplinkConfig) -> object:
     """What a reconnect applies: everything but the name and the devices carried."""
-    return (uplink.kind, uplink.mqtt, uplink.hj212)
+    return (uplink.kind, uplink.mqtt, uplink.hj212, uplink.sparkplug)
 
 
 def _refusals(old: StationConfig, new: StationConfig) -> tuple[str, ...]:

@@ -369,7 +369,22 @@ def _hj212() -> dict[str, Any]:
     return settings
 
 
-_KIND_SETTINGS = {MqttConfig: _mqtt, Hj212Config: _hj212}
+def _sparkplug() -> dict[str, Any]:
+    """A Sparkplug B uplink's settings: its ids, the broker as an MQTT uplink's, and the
+    MQTT keys Sparkplug fixes, refused."""
+    mqtt = _mqtt()
+    own = declared_section(SparkplugConfig)["properties"]
+    for key in ("topics", "qos", "max_samples_per_message", "max_message_bytes"):
+        mqtt["properties"][key] = {"not": {}, "description": "not allowed: Sparkplug B "
+                                   "fixes topics, QoS and one sample per DDATA"}
+    properties = {key: own[key] for key in ("group_id", "edge_node_id")}
+    properties.update(mqtt["properties"])
+    properties["primary_host_id"] = own["primary_host_id"]
+    return {"type": "object", "properties": properties, "additionalProperties": False,
+            "required": ["group_id", "edge_node_id"], "anyOf": mqtt["anyOf"]}
+
+
+_KIND_SETTINGS = {MqttConfig: _mqtt, Hj212Config: _hj212, SparkplugConfig: _sparkplug}
 
 
 def _cased(word: str) -> list[str]:

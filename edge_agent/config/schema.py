@@ -371,6 +371,31 @@ DEFAULT_UPLINK_NAME = "default"
 
 
 @dataclass(frozen=True)
+class SparkplugConfig:
+    """A Sparkplug B 3.0 edge node (``kind: sparkplug``; docs/sparkplug.md): the station
+    is edge node ``edge_node_id`` of group ``group_id``, each device it carries a
+    Sparkplug device. The broker settings are an MQTT uplink's (``broker``, written at
+    the same level); ``topics``, ``qos``, ``max_samples_per_message`` and
+    ``max_message_bytes`` are refused by the reader, since Sparkplug fixes them.
+    ``primary_host_id``: data only while that host's STATE is online.
+    ``node_devices``: each carried device as a Sparkplug device (sparkplug/model.py
+    ``DeviceSpec``), filled by the loader from the devices section; not a setting.
+    """
+
+    group_id: str = setting("text", hint="the Sparkplug group id, text without / + #")
+    edge_node_id: str = setting("text", hint="the Sparkplug edge node id, text without / + #")
+    broker: MqttConfig = setting("inline", of=MqttConfig)
+    primary_host_id: str | None = setting(
+        "text", None, hint="the primary host application's id, text without / + #")
+    node_devices: tuple[object, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        """The broker nodes, as ``edge-agent check`` lists every uplink's."""
+        return self.broker.addresses
+
+
+@dataclass(frozen=True)
 class UplinkConfig:
     """One place the readings go, acknowledged on its own (issue 12): a sample leaves the
     outbox when every uplink that carries its device has acknowledged it.
@@ -392,6 +417,8 @@ class UplinkConfig:
     mqtt: MqttConfig | None = setting("inline", None, of=MqttConfig)
     # an HJ 212 platform's settings (kind: hj212), written beside kind and devices
     hj212: Hj212Config | None = setting("inline", None, of=Hj212Config)
+    # a Sparkplug B edge node's settings (kind: sparkplug), written beside kind and devices
+    sparkplug: SparkplugConfig | None = setting("inline", None, of=SparkplugConfig)
 
     def carries(self, device_id: str) -> bool:
         """Whether this uplink should deliver ``device_id``'s samples and events."""

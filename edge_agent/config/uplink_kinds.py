@@ -1,6 +1,7 @@
 """Every uplink kind the station file knows: one entry each.
 
-An uplink kind (``mqtt``; ``hj212``, an HJ 212 platform) is what ``uplinks.NAME.kind`` names. Its
+An uplink kind (``mqtt``; ``hj212``, an HJ 212 platform;
+``sparkplug``, a Sparkplug B edge node) is what ``uplinks.NAME.kind`` names. Its
 entry says which keys an uplink of the kind may write beside ``kind`` and ``devices``,
 which ``UplinkConfig`` field holds its settings, and the reader that validates them.
 Adding a kind is a settings dataclass, a field of that type on ``UplinkConfig``, its
@@ -17,7 +18,7 @@ from typing import Any
 
 from edge_agent.config.declare import allowed_keys
 from edge_agent.config.fields import Section
-from edge_agent.config.schema import Hj212Config, MqttConfig
+from edge_agent.config.schema import Hj212Config, MqttConfig, SparkplugConfig
 from edge_agent.config.validate_mqtt import read_mqtt_settings
 
 
@@ -68,9 +69,16 @@ def _read_hj212(sec: Section, place: UplinkPlace) -> Hj212Config:
     return read_hj212_settings(sec, place.env, place.base)
 
 
+def _read_sparkplug(sec: Section, place: UplinkPlace) -> SparkplugConfig:
+    from edge_agent.config.validate_sparkplug import read_sparkplug_settings
+
+    return read_sparkplug_settings(sec, place.client_id, place.env, place.base)
+
+
 UPLINK_KINDS: dict[str, UplinkKind] = {kind.name: kind for kind in (
     UplinkKind("mqtt", MqttConfig, "mqtt", _read_mqtt),
     UplinkKind("hj212", Hj212Config, "hj212", _read_hj212),
+    UplinkKind("sparkplug", SparkplugConfig, "sparkplug", _read_sparkplug),
 )}
 DEFAULT_UPLINK_KIND = next(iter(UPLINK_KINDS))
 

@@ -49,6 +49,10 @@ from edge_agent.watchdog import MQTT_NET_PASS_S, Heartbeat
 log = logging.getLogger(__name__)
 
 AckCallback = Callable[[str, bool, str], None]  # token, accepted, reason text
+MessageCallback = Callable[[str, bytes], None]  # topic, payload (subscriptions)
+# The topic filter a delivery marker unsubscribes from (``mark``): never subscribed, so
+# the UNSUBSCRIBE changes nothing at the broker and publishes nothing anyone sees.
+MARKER_FILTER = "edge-agent/delivery-marker"
 LostCallback = Callable[[str], None]
 RefusedCallback = Callable[[str, str], None]  # token, why the client refused it
 NETWORK_THREAD = "mqtt-net"
@@ -69,6 +73,8 @@ class _Outgoing:
     token: str  # "" for untracked status messages
     retain: bool
     acked: threading.Event = field(default_factory=threading.Event)
+    qos: int | None = None  # None: the configuration's (1); 0 for Sparkplug data
+    marker: bool = False  # an UNSUBSCRIBE whose UNSUBACK reports ``token`` (``mark``)
 
 
 class MqttSession:
@@ -78,8 +84,15 @@ class MqttSession:
                  on_ack: AckCallback, on_lost: LostCallback,
                  on_refused: RefusedCallback | None = None,
                  address: BrokerAddress | None = None,
-                 logger: logging.Logger | logging.LoggerAdapter | None = None) -> None:
-        """``on_refused(token, reason)``: paho refused a tracked message before sending
+                 logger: logging.Logger | logging.LoggerAdapter | None = None,
+                 *, will_qos: int = 1, will_retain: bool = True,
+                 subscriptions: tuple[str, ...] = (),
+                 on_message: MessageCallback | None = None) -> None:
+        """``will_qos``/``will_retain``: the last will's (Sparkplug's NDEATH is QoS 1, not
+        retained). ``subscriptions``: topic filters subscribed (QoS 1) as soon as the
+        broker accepts the connection, before anything queued is sent; their messages go
+        to ``on_message(topic, payload)`` on the network thread.
+        ``on_refused(token, reason)``: paho refused a tracked message before sending
         it (see the module docstring); without it, such a refusal ends the session.
         ``address``: the node to connect to (the forwarder's failover picks it); the
         first of ``config.addresses`` when not given. Everything else (credentials,
@@ -93,13 +106,16 @@ class MqttSession:
         self._on_refused = on_refused
         self._outgoing: SimpleQueue[_Outgoing] = SimpleQueue()
         self._pending: dict[int, _Outgoing] = {}  # network thread only
+        self._markers: dict[int, _Outgoing] = {}  # UNSUBSCRIBE mid -> marker, same thread
         self._connected = threading.Event()
         self._connack_reason: str | None = None
         self._closing = threading.Event()
         self._disconnect_requested = threading.Event()
         self._lost_lock = threading.Lock()
         self._lost_reported = False
-        self._client = self._make_client(will_topic, will_payload)
+        self._subscriptions = subscriptions
+        self._on_message = on_message
+        self._client = self._make_client(will_topic, will_payload, will_qos, will_retain)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -107,7 +123,8 @@ class MqttSession:
                                              daemon=True)
         self.heartbeat = Heartbeat(NETWORK_THREAD)  # the service watchdog's (watchdog.py)
 
-    def _make_client(self, will_topic: str, will_payload: bytes) -> paho.Client:
+    def _make_client(self, will_topic: str, will_payload: bytes, will_qos: int,
+                     will_retain: bool) -> paho.Client:
         cfg = self._config
         v5 = cfg.protocol is MqttProtocol.V5
         client = paho.Client(
@@ -129,10 +146,12 @@ class MqttSession:
                 cert_reqs=ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(cfg.tls.insecure_skip_verify)
-        client.will_set(will_topic, will_payload, qos=1, retain=True)
+        client.will_set(will_topic, will_payload, qos=will_qos, retain=will_retain)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
+        client.on_unsubscribe = self._handle_unsubscribe
+        client.on_message = self._handle_message
         return client
 
     # -- lifecycle ------------------------------------------------------------------
@@ -226,15 +245,26 @@ class MqttSession:
                 item = self._outgoing.get_nowait()
             except Empty:
                 return
+            if item.marker:
+                rc, mid = self._client.unsubscribe(MARKER_FILTER)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                    self._report_lost(f"unsubscribe failed: {paho.error_string(rc)}")
+                    return
+                self._markers[mid] = item
+                continue
+            qos = self._config.qos if item.qos is None else item.qos
             try:
-                info = self._client.publish(item.topic, item.payload,
-                                            qos=self._config.qos, retain=item.retain)
+                info = self._client.publish(item.topic, item.payload, qos=qos,
+                                            retain=item.retain)
             except (ValueError, TypeError) as err:  # refused before a byte was sent
                 self._refused(item, str(err) or type(err).__name__)
                 continue
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._report_lost(f"publish failed: {paho.error_string(info.rc)}")
                 return
+            if qos == 0:
+                item.acked.set()  # nothing comes back for QoS 0: written is all there is
+                continue
             self._pending[info.mid] = item
 
     def _refused(self, item: _Outgoing, reason: str) -> None:
@@ -323,6 +353,25 @@ class MqttSession:
         """Queue a QoS 1 publish; ``on_ack(token, ...)`` fires on the broker's PUBACK."""
         self._queue(topic, payload, token, retain)
 
+    def publish_qos0(self, topic: str, payload: bytes) -> None:
+        """Queue a QoS 0 publish (Sparkplug data): nothing confirms it; ``mark`` after it
+        is what proves the broker read it."""
+        item = _Outgoing(topic, payload, "", False, qos=0)
+        self._put(item)
+
+    def mark(self, token: str) -> None:
+        """Queue a delivery marker: an UNSUBSCRIBE (of ``MARKER_FILTER``) after what was
+        queued before it; ``on_ack(token, True, ...)`` fires on its UNSUBACK. The broker
+        reads a connection's packets in order, so that answer proves it read every
+        publish queued before the marker on this connection (QoS 0 ones included)."""
+        self._put(_Outgoing("", b"", token, False, marker=True))
+
+    def _put(self, item: _Outgoing) -> None:
+        if not self.connected:
+            raise MqttError("not connected")
+        self._outgoing.put(item)
+        self._wake()
+
     def publish_status(self, topic: str, payload: bytes) -> None:
         """Retained status; its acknowledgement is consumed here, not reported."""
         self._queue(topic, payload, "", retain=True)
@@ -333,6 +382,8 @@ class MqttSession:
         if reason_code.is_failure:
             self._connack_reason = str(reason_code)
             return
+        for topic in self._subscriptions:  # queued before anything the owner publishes
+            client.subscribe(topic, qos=1)
         self._connected.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -345,6 +396,18 @@ class MqttSession:
         item.acked.set()
         if item.token:  # "" marks an untracked status message
             self._on_ack(item.token, not reason_code.is_failure, str(reason_code))
+
+
+    def _handle_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        item = self._markers.pop(mid, None)
+        if item is None:
+            return
+        item.acked.set()
+        self._on_ack(item.token, True, "UNSUBACK")
+
+    def _handle_message(self, client, userdata, message) -> None:
+        if self._on_message is not None:
+            self._on_message(message.topic, bytes(message.payload))
 
 
 class Subscriber:

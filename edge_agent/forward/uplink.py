@@ -73,8 +73,15 @@ def _make_hj212(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink
     return hj212uplink.make(station_id, config, outbox)
 
 
+def _make_sparkplug(station_id: str, config: UplinkConfig, outbox: Outbox) -> Uplink:
+    # Imported here: a station without a Sparkplug uplink never loads protobuf.
+    from edge_agent.forward import sparkpluguplink
+
+    return sparkpluguplink.make(station_id, config, outbox)
+
+
 KINDS: dict[str, Callable[[str, UplinkConfig, Outbox], Uplink]] = {
-    "mqtt": _make_mqtt, "hj212": _make_hj212}
+    "mqtt": _make_mqtt, "hj212": _make_hj212, "sparkplug": _make_sparkplug}
 """Uplink kind -> factory. A new kind adds one entry here (docs/architecture.md)."""
 
 
