@@ -69,6 +69,7 @@ from edge_agent.config.schema import (
     MqttConfig,
     PollingPolicy,
     SerialLink,
+    SparkplugConfig,
     StationConfig,
     StoreConfig,
     TcpLink,

@@ -401,8 +401,8 @@ class _Pump:
             self.edge.node.device(message.device_id)
         except (BodyError, KeyError) as err:
             up.counts["unreadable"] += 1
-            up._log.error("Sparkplug: message %s of %s cannot be read (%s); removed unsent, counted as unreadable",
-                          message.msg_id, message.device_id, err)
+            up._log.error("Sparkplug: message %s of %s cannot be read (%s); removed "
+                          "unsent, counted as unreadable", message.msg_id, message.device_id, err)
             return
         historical = message.historical or message.msg_id in up._sent_once
         up._sent_once.add(message.msg_id)
