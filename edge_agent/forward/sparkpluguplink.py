@@ -19,8 +19,9 @@ Sparkplug publishes DDATA at QoS 0, which no PUBACK confirms, so:
   for the host's online STATE and births again; samples not proven are re-sent.
 * Not proven (connection lost, agent killed, host offline): the claim goes back to the
   outbox and the samples are sent again on a later connection as historical DDATA
-  (``is_historical``), as are samples from the backlog lane (acquired more than
-  ``live_window_s`` before the session began), so live views are not rewound. A host
+  (``is_historical``), as is every sample acquired before the connection's births (the
+  backlog of an outage, a restart or the host's absence), so live views are not
+  rewound; samples acquired since go first (the outbox's live lane). A host
   may see a sample twice (a marker lost with the connection); it de-duplicates by
   device and metric timestamp.
 * Gap and alarm events have no Sparkplug message: acknowledged unsent and counted. The
@@ -272,6 +273,7 @@ class _Pump:
         self.markers = 0
         self.ncmd_topic = node_topic(Verb.NCMD, settings.group_id, settings.edge_node_id)
         self.boundary = 0
+        self.sending_since: float | None = None  # unix s of this connection's births
 
     @property
     def sending(self) -> bool:
@@ -279,8 +281,6 @@ class _Pump:
 
     def run(self) -> None:
         up = self.up
-        broker = self.settings.broker
-        self.boundary = up._outbox.backlog_boundary(time.time() - broker.live_window_s)
         if self.host is None:
             self._births()
         while self.lost is None and not self.leave:
@@ -363,6 +363,9 @@ class _Pump:
 
     def _births(self) -> None:
         now = utc_now()
+        if self.sending_since is None:  # what was acquired before is backlog: historical
+            self.sending_since = now.timestamp()
+            self.boundary = self.up._outbox.backlog_boundary(self.sending_since)
         for message in self.edge.births(now, self.up._last):
             self._publish(message)
         for device in self.edge.node.devices:  # dead ones are announced so at once
@@ -404,11 +407,12 @@ class _Pump:
             up._log.error("Sparkplug: message %s of %s cannot be read (%s); removed "
                           "unsent, counted as unreadable", message.msg_id, message.device_id, err)
             return
-        historical = message.historical or message.msg_id in up._sent_once
-        up._sent_once.add(message.msg_id)
-        if historical:
-            up.stats.resent += 1
         device, now = message.device_id, utc_now()
+        historical = (message.historical or message.msg_id in up._sent_once
+                      or sample.acquired_at.timestamp() < (self.sending_since or 0.0))
+        if message.msg_id in up._sent_once:
+            up.stats.resent += 1
+        up._sent_once.add(message.msg_id)
         up.liveness.observe(sample)
         dead = up.liveness.dead(device)
         if not self.edge.device_born(device):
