@@ -249,7 +249,7 @@ uplinks:
 def test_an_unknown_kind_lists_the_registered_kinds(tmp_path: Path) -> None:
     line, path, message = _one(tmp_path, "uplinks:\n  p:\n    kind: amqp\n    host: a\n")
     assert (line, path, message) == (AT + 3, "uplinks.p.kind",
-                                     "expected mqtt or hj212, found 'amqp'")
+                                     "expected mqtt, hj212 or sparkplug, found 'amqp'")
 
 
 def test_one_client_id_twice_on_one_broker_is_an_error(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
     if any(uplink.kind == "sparkplug" for uplink in config.uplinks):
         from edge_agent.config.validate_sparkplug import attach_sparkplug_devices
 
-        config = attach_sparkplug_devices(ck, uplinks.sections, config)
+        config = attach_sparkplug_devices(config)
     if for_agent:
         check_store_place(ck, top, config.store.path, _systemd_dir(env, "STATE_DIRECTORY"))
     issues = ck.issues + profiles.issues()

@@ -7,7 +7,8 @@ and messages. Sparkplug fixes the topic namespace, the QoS of every message and 
 sample per DDATA, so ``topics``, ``qos``, ``max_samples_per_message`` and
 ``max_message_bytes`` are refused here with the reason. The ids (group, edge node,
 primary host, and each carried device's) become topic levels: ``/``, ``+`` and ``#`` are
-refused with the field named (tck-id-topic-structure-namespace-valid-*-id). Each
+refused with the field named (tck-id-topic-structure-namespace-valid-*-id; device ids
+are restricted further by the devices section). Each
 carried device's channels become the Sparkplug device's metrics (``node_devices``),
 filled in once the devices are read (``attach_sparkplug_devices``).
 """
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edge_agent.config.declare import read_declared
-from edge_agent.config.fields import Checker, Section
+from edge_agent.config.fields import Section
 from edge_agent.config.schema import Device, SparkplugConfig, StationConfig
 from edge_agent.config.validate_mqtt import read_mqtt_settings
 from edge_agent.i18n import _
@@ -32,11 +33,15 @@ def read_sparkplug_settings(sec: Section, client_id: str, env: Mapping[str, str]
                             base: Path) -> SparkplugConfig:
     """The settings of one Sparkplug uplink; values reported as wrong become defaults
     (the loader raises before they are used)."""
-    broker = read_mqtt_settings(sec, client_id, env, base)
     for key in FIXED_BY_SPARKPLUG:
         if sec.has(key):
             sec.report(key, _("Sparkplug B fixes the topics (spBv1.0/...), the QoS of each "
                               "message and one sample per DDATA; remove {key}").format(key=key))
+    # the broker's settings without the keys just refused, so none is reported twice
+    kept = tuple(entry for entry in sec.node.entries if entry.key not in FIXED_BY_SPARKPLUG)
+    broker_sec = Section(sec.ck, dataclasses.replace(sec.node, entries=kept), sec.path,
+                         sec.line, sec.allowed)
+    broker = read_mqtt_settings(broker_sec, client_id, env, base)
     ids = {}
     for name in ("group_id", "edge_node_id", "primary_host_id"):
         value = read_declared(sec, SparkplugConfig, name)
@@ -59,26 +64,18 @@ def sparkplug_id_problem(value: str) -> str | None:
     return None
 
 
-def attach_sparkplug_devices(ck: Checker, sections: Mapping[str, Section],
-                             config: StationConfig) -> StationConfig:
+def attach_sparkplug_devices(config: StationConfig) -> StationConfig:
     """``config`` with each Sparkplug uplink's ``node_devices`` made from the devices it
-    carries; a device id that cannot be a Sparkplug device id is reported at the
-    uplink's ``kind`` (the id itself is valid for the other uplinks)."""
+    carries (device ids are letters, digits, ``-``, ``_`` and ``.`` already, so every
+    one is a valid Sparkplug device id)."""
     uplinks = []
     for uplink in config.uplinks:
         settings = uplink.sparkplug
         if settings is None:
             uplinks.append(uplink)
             continue
-        carried = [device for device in config.devices if uplink.carries(device.id)]
-        sec = sections.get(uplink.name)
-        for device in carried:
-            problem = sparkplug_id_problem(device.id)
-            if problem is not None and sec is not None:
-                sec.report("kind", _("device '{device}' cannot be a Sparkplug device: "
-                                     "{problem}").format(device=device.id, problem=problem))
-        specs = tuple(_device_spec(device) for device in carried
-                      if sparkplug_id_problem(device.id) is None)
+        specs = tuple(_device_spec(device) for device in config.devices
+                      if uplink.carries(device.id))
         uplinks.append(dataclasses.replace(
             uplink, sparkplug=dataclasses.replace(settings, node_devices=specs)))
     return dataclasses.replace(config, uplinks=tuple(uplinks))
