@@ -201,7 +201,8 @@ class SparkplugUplink:
         """Connect, birth, send until the session ends; False when it never got going."""
         settings = self._settings
         node = self._node()
-        edge = EdgeNodeSession(node, self._bdseq.next_for_connect())
+        bd_seq = self._bdseq.next_for_connect()
+        edge = EdgeNodeSession(node, bd_seq)
         will = edge.will(utc_now())
         group, edge_id = settings.group_id, settings.edge_node_id
         topics = [f"{NAMESPACE}/{group}/NCMD/{edge_id}", f"{NAMESPACE}/{group}/DCMD/{edge_id}/+"]
@@ -218,6 +219,8 @@ class SparkplugUplink:
         try:
             session.connect(_CONNECT_TIMEOUT_S, abort=self._stopping)
         except (MqttError, OSError, ValueError) as err:
+            if isinstance(err.__cause__, OSError):  # refused before CONNECT was sent
+                self._bdseq.give_back(bd_seq)
             self.stats.connect_failures += 1
             self.stats.last_error = str(err)
             self._rotation.log_connect_failure(err)

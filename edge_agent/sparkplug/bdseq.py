@@ -50,10 +50,21 @@ class BdSeqFile:
                   self.path, what)
         return None
 
+    def give_back(self, number: int) -> None:
+        """The connection numbered ``number`` never sent its CONNECT (the broker's port
+        refused the TCP connection): the next one reuses it, so a host sees bdSeq go up
+        by one per CONNECT, not per attempt while a broker is down for hours."""
+        if self.last() == number:
+            self._write((number - 1) % MODULUS)
+
     def next_for_connect(self) -> int:
         """The bdSeq of the connection about to be made, written before it is used."""
         last = self.last()
         number = 0 if last is None else (last + 1) % MODULUS
+        self._write(number)
+        return number
+
+    def _write(self, number: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
         with open(temporary, "w", encoding="ascii") as out:
@@ -61,4 +72,3 @@ class BdSeqFile:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
-        return number
