@@ -154,3 +154,23 @@ def test_a_bdseq_given_back_is_used_by_the_next_connect(tmp_path):
     assert numbers.next_for_connect() == attempt
     numbers.give_back(attempt - 1)  # not the last one taken: nothing changes
     assert numbers.next_for_connect() == attempt + 1
+
+
+def test_the_station_file_example_of_docs_sparkplug_loads(tmp_path):
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for page in ("sparkplug.md", "sparkplug.zh.md"):
+        text = (docs / page).read_text(encoding="utf-8")
+        example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+        station = STATION.split("uplinks:\n")[0].replace("id: ftir-1", "id: h2s-1")
+        config = load_config(_write(tmp_path, station + example), env={"SCADA_MQTT_PW": "pw"},
+                             for_agent=False)
+        settings = config.uplinks[0].sparkplug
+        assert (settings.group_id, settings.edge_node_id, settings.primary_host_id) == (
+            "chem-park", "cp-east-03", "ignition-1"), page
+        assert [d.device_id for d in settings.node_devices] == ["gc-1", "h2s-1"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "example.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
