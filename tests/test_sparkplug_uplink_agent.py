@@ -283,7 +283,8 @@ def test_tck_id_message_flow_edge_node_birth_publish_phid_wait(contract_run: Run
 
 @pytest.fixture(scope="module")
 def command_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Seen]]:
-    """A rebirth request by NCMD, a device unplugged and back, then a clean stop."""
+    """A rebirth request by NCMD, a device unplugged and back, a reload naming another
+    edge node id, then a clean stop."""
     tmp = tmp_path_factory.mktemp("sparkplug-commands")
     units = [SimUnit(1, holding=Ticking()), SimUnit(2, holding=Ticking())]
     sim = SimServer(units).start()
@@ -303,6 +304,11 @@ def command_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Seen]
         wait_until(lambda: any(s.kind == "DBIRTH" and s.device == "dev-2"
                                for s in host.messages()[_kinds(host).index("DDEATH"):]),
                    60, "dev-2's DBIRTH once it answers again")
+        path.write_text(path.read_text().replace(f"edge_node_id: {EDGE}",
+                                                 f"edge_node_id: {EDGE}-2"))
+        agent.reload()
+        wait_until(lambda: any(s.topic == f"spBv1.0/{GROUP}/NBIRTH/{EDGE}-2"
+                               for s in host.messages()), 60, "births as the new edge node")
         assert agent.terminate() == 0
         wait_until(lambda: _kinds(host)[-1] == "NDEATH", 30, "the NDEATH of a clean stop")
     finally:
@@ -360,3 +366,12 @@ def test_tck_id_operational_behavior_edge_node_termination_ndeath(
     last_birth = [s for s in command_run if s.kind == "NBIRTH"][-1]
     assert command_run[-1].kind == "NDEATH"
     assert command_run[-1].bd_seq == last_birth.bd_seq
+
+
+def test_a_reload_with_new_settings_ends_the_old_edge_node_before_the_new_one_is_born(
+        command_run: list[Seen]) -> None:
+    new = next(i for i, s in enumerate(command_run) if s.topic.endswith(f"/{EDGE}-2"))
+    assert command_run[new].kind == "NBIRTH"
+    old_deaths = [s for s in command_run[:new] if s.kind == "NDEATH"]
+    assert [s.topic for s in old_deaths] == [f"spBv1.0/{GROUP}/NDEATH/{EDGE}"]
+    assert old_deaths[0].bd_seq == command_run[new].bd_seq - 1

@@ -62,8 +62,6 @@ from edge_agent.watchdog import Heartbeat
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 10.0
-COUNTS = ("gaps_skipped", "alarms_skipped", "while_dead", "unreadable", "ncmd_ignored",
-          "rebirths", "host_offline")
 
 
 class SparkplugUplink:
@@ -99,7 +97,9 @@ class SparkplugUplink:
 
     @property
     def counts(self) -> Counter[str]:
-        """What was acknowledged unsent, ignored or done besides data (docs/sparkplug.md)."""
+        """What was acknowledged unsent (``gaps_skipped``, ``alarms_skipped``,
+        ``while_dead``, ``unreadable``), commands ignored (``ncmd_ignored``), ``rebirths``
+        and ``host_offline`` episodes, this run."""
         return self.carried.counts
 
     # -- the Uplink protocol (forward/uplink.py) --------------------------------------
@@ -124,6 +124,7 @@ class SparkplugUplink:
         with self._lock:
             self.station_id = station_id
             self._new_config = config
+            self._grace_deadline = time.monotonic() + self._settings.broker.shutdown_grace_s
         self._wake.set()
 
     def health(self) -> ForwarderStats:
