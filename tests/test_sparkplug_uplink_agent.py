@@ -296,7 +296,8 @@ def command_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Seen]
     try:
         wait_until(lambda: {s.device for s in host.messages() if s.kind == "DDATA"}
                    >= set(DEVICES), 60, "DDATA of both devices")
-        _send_rebirth(sp_broker.port)
+        _send_ncmd(sp_broker.port, b"\xff\x00 not a payload")  # logged, counted, ignored
+        _send_ncmd(sp_broker.port, _rebirth())
         wait_until(lambda: _kinds(host).count("NBIRTH") >= 2, 30, "the rebirth")
         units[1].muted = True
         wait_until(lambda: "DDEATH" in _kinds(host), 60, "dev-2's DDEATH")
@@ -318,19 +319,24 @@ def command_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Seen]
         sp_broker.stop()
         json_broker.stop()
         sim.stop()
-    assert "Traceback" not in (tmp / "agent.log").read_text(errors="replace")
+    log = (tmp / "agent.log").read_text(errors="replace")
+    assert "Traceback" not in log
+    assert "an NCMD that does not decode" in log
     yield host.messages()
 
 
-def _send_rebirth(port: int) -> None:
+def _rebirth() -> bytes:
     payload = tahu.Payload(timestamp=int(time.time() * 1000))
     payload.metrics.add(name="Node Control/Rebirth", timestamp=payload.timestamp,
                         datatype=tahu.Boolean, boolean_value=True)
+    return payload.SerializeToString()
+
+
+def _send_ncmd(port: int, payload: bytes) -> None:
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    client.publish(f"spBv1.0/{GROUP}/NCMD/{EDGE}", payload.SerializeToString(),
-                   qos=0).wait_for_publish(10)
+    client.publish(f"spBv1.0/{GROUP}/NCMD/{EDGE}", payload, qos=1).wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
 
