@@ -8,8 +8,10 @@ connection, so a restarted agent must not reuse the number of the connection bef
 ``next_for_connect`` takes the next number and writes it (temporary file, fsync, rename)
 before the caller connects: a crash after that wastes a number, never repeats one. A file
 that is unreadable or holds garbage is logged and counted, and numbering restarts at 0 (a
-host then sees one stale-looking death at worst); it never stops the uplink. The durable
-home of this number comes with the uplink (beside the outbox).
+host then sees one stale-looking death at worst); it never stops the uplink. The uplink
+keeps the file as ``sparkplug-NAME.bdseq`` beside the outbox, and gives a number back
+(``give_back``) when the broker's port refused the connection before any CONNECT
+carried it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One MQTT connection of a Sparkplug edge node, as a pure state machine.
 
-The uplink (a later step) owns the MQTT client; this object owns what Sparkplug asks the
-edge node to remember during one connection, and turns the agent's samples into
-messages:
+The uplink (forward/sparkpluguplink.py, forward/sparkplugconn.py) owns the MQTT client;
+this object owns what Sparkplug asks the edge node to remember during one connection,
+and turns the agent's samples into messages:
 
 - ``bdSeq``: given at construction (bdseq.py numbers connections across restarts); the
   NDEATH will (``will``) and every NBIRTH of this connection carry the same value
