@@ -202,10 +202,18 @@ def test_a_rebirth_without_samples_carries_the_values_last_sent():
 
 def test_tck_id_payloads_alias_uniqueness_and_birth_requirement():
     _, births = born()
-    metrics = [m for message in births for m in decoded(message).metrics]
+    metrics = [m for message in births for m in decoded(message).metrics
+               if m.name != "Node Control/Rebirth"]
     assert all(m.name and m.HasField("alias") for m in metrics)
     aliases = [m.alias for m in metrics]
-    assert len(aliases) == len(set(aliases)) == 4 + 2 + 10
+    assert len(aliases) == len(set(aliases)) == 3 + 2 + 10
+
+
+def test_tck_id_operational_behavior_data_commands_rebirth_name_aliases():
+    """NBIRTH's Node Control/Rebirth has a name and no alias."""
+    _, births = born()
+    (rebirth,) = [m for m in decoded(births[0]).metrics if m.name == "Node Control/Rebirth"]
+    assert not rebirth.HasField("alias")
 
 
 def test_tck_id_payloads_alias_data_cmd_requirement_and_datatype_not_req():

@@ -353,7 +353,7 @@ def test_tck_id_operational_behavior_data_commands_rebirth_action(
     assert following == list(DEVICES)
 
 
-def test_tck_id_operational_behavior_device_ddeath_and_dbirth_on_return(
+def test_tck_id_operational_behavior_device_ddeath_and_a_dbirth_on_return(
         command_run: list[Seen]) -> None:
     """A device the agent marks down gets a DDEATH and nothing more until a DBIRTH that
     carries its value again (tck-id-operational-behavior-device-ddeath)."""
@@ -366,7 +366,7 @@ def test_tck_id_operational_behavior_device_ddeath_and_dbirth_on_return(
     assert any(not m.is_null for m in command_run[back].metrics)
 
 
-def test_tck_id_operational_behavior_edge_node_termination_ndeath(
+def test_tck_id_operational_behavior_edge_node_intentional_disconnect_ndeath(
         command_run: list[Seen]) -> None:
     """A clean stop publishes NDEATH with the bdSeq of the connection's NBIRTH."""
     last_birth = [s for s in command_run if s.kind == "NBIRTH"][-1]

@@ -33,7 +33,7 @@ from edge_agent.payload import Message as StoredMessage
 from edge_agent.sparkplug.bodies import BodyError, sample_from_body
 from edge_agent.sparkplug.commands import CommandError, decode_node_command
 from edge_agent.sparkplug.liveness import DeviceLiveness
-from edge_agent.sparkplug.session import REBIRTH, EdgeNodeSession
+from edge_agent.sparkplug.session import EdgeNodeSession
 from edge_agent.sparkplug.session import Message as SpMessage
 from edge_agent.sparkplug.state import PrimaryHostWatch, StateError, parse_state
 from edge_agent.sparkplug.topics import NAMESPACE, Verb, node_topic
@@ -137,7 +137,7 @@ class Connection:
         c = self.carried
         if topic == self.ncmd_topic:
             try:
-                command = decode_node_command(payload, self.edge.alias_of(None, REBIRTH))
+                command = decode_node_command(payload)  # Rebirth has no alias: by name
             except CommandError as err:
                 c.counts["ncmd_ignored"] += 1
                 c.log.warning("Sparkplug: an NCMD that does not decode (%s); ignored", err)

@@ -25,19 +25,21 @@ def add_properties(metric: pb.Payload.Metric, properties: list[Property]) -> Non
         set_value(prop, datatype, value)
 
 
-def add_metric(payload: pb.Payload, *, name: str, alias: int, datatype: int,
+def add_metric(payload: pb.Payload, *, name: str, alias: int | None, datatype: int,
                timestamp: datetime, value: object, birth: bool,
                historical: bool = False) -> pb.Payload.Metric:
     """Append one metric. A birth names it and gives its datatype and alias
     (tck-id-payloads-alias-birth-requirement, ...-metric-datatype-req); a data message
     gives the alias only (tck-id-payloads-alias-data-cmd-requirement,
     ...-metric-datatype-not-req). Every metric carries its timestamp
-    (tck-id-payloads-name-birth-data-requirement). ValueTypeError: see ``set_value``."""
+    (tck-id-payloads-name-birth-data-requirement). ``alias`` None: a birth metric sent by
+    name only (``Node Control/Rebirth``). ValueTypeError: see ``set_value``."""
     metric = payload.metrics.add()
     if birth:
         metric.name = name
         metric.datatype = datatype
-    metric.alias = alias
+    if alias is not None:
+        metric.alias = alias
     metric.timestamp = epoch_ms(timestamp)
     if historical:
         metric.is_historical = True

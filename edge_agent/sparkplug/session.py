@@ -172,8 +172,12 @@ class EdgeNodeSession:
             values[f"Properties/{key}"] = (pb.String, value)
         for name in self._node_metrics:
             datatype, value = values[name]
-            add_metric(payload, name=name, alias=self._node_aliases[name], datatype=datatype,
-                       timestamp=now, value=value, birth=True)
+            # Node Control/Rebirth goes by name only: a host addresses it by name, and an
+            # alias on it is forbidden (tck-id-operational-behavior-data-commands-rebirth-
+            # name-aliases); its number stays reserved, so every other alias is unchanged.
+            alias = None if name == REBIRTH else self._node_aliases[name]
+            add_metric(payload, name=name, alias=alias, datatype=datatype, timestamp=now,
+                       value=value, birth=True)
         return self._message(Verb.NBIRTH, payload)
 
     # -- devices --------------------------------------------------------------------------
@@ -266,7 +270,8 @@ class EdgeNodeSession:
     # -- helpers ----------------------------------------------------------------------
 
     def alias_of(self, device_id: str | None, name: str) -> int:
-        """The alias of a node metric (``device_id`` None) or of a device's channel."""
+        """The alias of a node metric (``device_id`` None) or of a device's channel
+        (``Node Control/Rebirth``'s is reserved and never sent)."""
         if device_id is None:
             return self._node_aliases[name]
         return self._metrics_of(device_id)[name].alias
