@@ -199,7 +199,8 @@ def check_uplinks(ck: Checker, top: Section, table: UplinkTable, every: tuple[Up
         carried = [device for device in device_ids if uplink.carries(device)]
         check_expanded_topics(ck, top, uplink.mqtt, station_id, carried,
                               ("uplinks", uplink.name))
-    mqtt = [(uplink, uplink.mqtt) for uplink in every if uplink.mqtt is not None]
+    mqtt = [(uplink, settings) for uplink in every
+            if (settings := uplink.mqtt or _sparkplug_broker(uplink)) is not None]
     for index, (later, settings) in enumerate(mqtt):
         sec = table.sections.get(later.name)
         if sec is None:
@@ -208,6 +209,11 @@ def check_uplinks(ck: Checker, top: Section, table: UplinkTable, every: tuple[Up
             shared = _shared_address(settings, other)
             if shared is not None:
                 _check_pair(sec, later, settings, earlier, other, shared)
+
+
+def _sparkplug_broker(uplink: UplinkConfig) -> MqttConfig | None:
+    """A Sparkplug uplink's broker settings (its client id may clash like any other)."""
+    return uplink.sparkplug.broker if uplink.sparkplug is not None else None
 
 
 def _shared_address(one: MqttConfig, two: MqttConfig) -> str | None:
@@ -228,7 +234,8 @@ def _check_pair(sec: Section, later: UplinkConfig, settings: MqttConfig,
             "keeps one connection per client id, so the two uplinks would throw each other "
             "off again and again; give each uplink its own client_id").format(
                 other=_called(earlier), address=address, client_id=settings.client_id))
-    elif settings.topics.data == other.topics.data and _overlap(later, earlier):
+    elif later.kind == earlier.kind == "mqtt" and settings.topics.data == other.topics.data \
+            and _overlap(later, earlier):
         sec.warn("topics", _(
             "{other} sends to the same broker ({address}) and the same data topic "
             "'{topic}': every sample of the devices both carry arrives there twice; give "

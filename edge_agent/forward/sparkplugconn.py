@@ -111,7 +111,7 @@ class Connection:
                 self._mark()
             c.wake.wait(IDLE_WAIT_S)
             c.wake.clear()
-        if self.lost is None:
+        if self.lost is None and self.edge.born:  # never born: no death to announce
             self._ndeath()
         else:
             c.stats.last_error = self.lost
