@@ -153,6 +153,12 @@ def uplink_lines(config: StationConfig) -> list[str]:
             addresses += _(" (HJ 212-{version}, MN {mn}, {count} codes)").format(
                 version=uplink.hj212.version, mn=uplink.hj212.mn,
                 count=len(uplink.hj212.channels))
+        if uplink.sparkplug is not None:  # who the station is to the SCADA hosts
+            node = uplink.sparkplug
+            addresses += (_(" (Sparkplug group {group}, edge node {node}, primary host {host})")
+                          if node.primary_host_id else
+                          _(" (Sparkplug group {group}, edge node {node})")).format(
+                group=node.group_id, node=node.edge_node_id, host=node.primary_host_id)
         lines.append(_("  uplink {name} ({kind}): {addresses}; {devices}").format(
             name=uplink.name, kind=uplink.kind, addresses=addresses, devices=devices))
     return lines
