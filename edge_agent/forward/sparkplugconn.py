@@ -69,6 +69,7 @@ class Carried:
     sent_once: set[str] = field(default_factory=set)
     liveness: DeviceLiveness = field(default_factory=DeviceLiveness)
     counts: Counter[str] = field(default_factory=Counter)
+    outbox_failing: bool = False  # an episode of failing claims is logged once
 
 
 class Connection:
@@ -196,7 +197,14 @@ class Connection:
             claimed = c.outbox.claim_batch(self.boundary, free, 1, 1 << 24)
         except OutboxError as err:
             c.stats.last_error = str(err)
+            if not c.outbox_failing:  # a full disk fails every claim: logged once
+                c.outbox_failing = True
+                c.log.error("Sparkplug: cannot read the outbox: %s; retrying, samples stay "
+                            "where they are", err)
             return
+        if c.outbox_failing:
+            c.outbox_failing = False
+            c.log.info("Sparkplug: reading the outbox again")
         self.boundary = claimed.boundary
         for message in claimed.messages:
             try:

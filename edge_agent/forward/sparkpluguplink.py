@@ -40,7 +40,7 @@ from pathlib import Path
 from queue import SimpleQueue
 
 from edge_agent import __version__
-from edge_agent.config.schema import SparkplugConfig, UplinkConfig
+from edge_agent.config.schema import BrokerAddress, SparkplugConfig, UplinkConfig
 from edge_agent.forward.brokers import BrokerRotation
 from edge_agent.forward.brokers import log as brokers_log
 from edge_agent.forward.forwarder import ForwarderStats
@@ -83,6 +83,7 @@ class SparkplugUplink:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._session: MqttSession | None = None
+        self._last_node: BrokerAddress | None = None  # of the last session opened
         self.stats = ForwarderStats(uplink=config.name)
         self._rotation = self._new_rotation(config.sparkplug)
         self.thread = threading.Thread(target=self._run, name=f"sparkplug-{config.name}",
@@ -228,7 +229,9 @@ class SparkplugUplink:
         self.stats.sessions += 1
         self.stats.connected = True
         self.stats.state_since = time.time()
-        self._rotation.log_connected(None)
+        if self._rotation.log_connected(self._last_node):
+            self.stats.failovers += 1
+        self._last_node = address
         try:
             Connection(self.carried, session, edge, settings).run()
         finally:
