@@ -9,7 +9,8 @@ uplink's claims; the outbox deletes a row when every uplink carrying its device 
 it. The agent starts, stops, wakes and reconfigures uplinks only through ``Uplink``, and
 status and metrics read ``health`` and ``depth``; the watchdog reads ``heartbeat``,
 ``network_heartbeats`` and ``dead_network_thread``. ``Forwarder`` (MQTT) is the first
-kind; ``Hj212Uplink`` (forward/hj212uplink.py) the second.
+kind; ``Hj212Uplink`` (forward/hj212uplink.py) the second; ``SparkplugUplink``
+(forward/sparkpluguplink.py) the third.
 """
 
 from __future__ import annotations
