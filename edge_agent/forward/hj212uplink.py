@@ -24,8 +24,12 @@ Guarantees (reliability contract items 2-4, as HJ 212 allows them):
 * The uplink never waits for a connection: while the session is down it does not claim,
   so other uplinks are never slowed (each has its own claims).
 * Platform commands go to the responder (hj212/responder.py), which keeps what the
-  platform set in ``hj212-NAME.json`` beside the outbox. History pulls answer "no data"
-  (9011, 9012 ``ExeRtn=100``) until the statistics increment stores minute/hour/day data.
+  platform set in ``hj212-NAME.json`` beside the outbox. History pulls are answered from
+  the stored statistics (hj212/statskeeper.py).
+* Minute, hourly and daily statistics (2051/2061/2031) are folded from the outbox by
+  their own thread (hj212/statskeeper.py), also while the platform is down; this uplink
+  acknowledges a sample only after it is folded (``FoldingOutbox``), and sends closed
+  records before its 2011 backlog (``_send_statistics``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from edge_agent.hj212.realtime import REALTIME_CN, DeviceMap, mappings, realtime
 from edge_agent.hj212.responder import Intervals, Responder
 from edge_agent.hj212.session import Session
 from edge_agent.hj212.session_types import Upload, session_settings
+from edge_agent.hj212.statskeeper import FoldingOutbox, StatsKeeper, statistics_cns
+from edge_agent.hj212.statsstore import Plan
 from edge_agent.payload import Message
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.store.uplinks import UplinkDepth
@@ -61,11 +67,6 @@ SKIP_COUNTS = ("gaps_skipped", "alarms_skipped", "unmapped", "unit_mismatches",
                "unreadable")
 
 
-def no_history(cn: str, begin: datetime, end: datetime) -> list[str]:
-    """History pulls: none stored yet (the statistics increment stores them)."""
-    return []
-
-
 class Hj212Uplink:
     """Sends the samples of the devices one platform carries as 2011 packets."""
 
@@ -75,7 +76,8 @@ class Hj212Uplink:
             raise ValueError(f"uplink {config.name}: kind hj212 without HJ 212 settings")
         self.station_id = station_id
         self.name = config.name
-        self._outbox = UplinkOutbox(outbox, config.name)
+        self._stats = StatsKeeper(outbox, config.name, self._statistics_plan)
+        self._outbox: UplinkOutbox = FoldingOutbox(outbox, config.name, self._stats)
         self._state_path = (state_dir or outbox.path.parent) / f"hj212-{config.name}.json"
         self._config = config
         self._new_config: UplinkConfig | None = None
@@ -96,6 +98,7 @@ class Hj212Uplink:
     # -- the Uplink protocol (forward/uplink.py) --------------------------------------
     def start(self) -> None:
         self.session.start()
+        self._stats.start()
         self.thread.start()
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -109,6 +112,7 @@ class Hj212Uplink:
         self.session.stop()
         if self.thread.ident is not None:
             self.thread.join(timeout=10)
+        self._stats.stop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -159,9 +163,9 @@ class Hj212Uplink:
             settings.channels, merge(shipped_table(), settings.codes))
         self.stats.node = BrokerAddress(settings.host, settings.port)
         self.stats.nodes = (str(self.stats.node),)
-        responder = Responder(
+        self._responder = responder = Responder(
             settings.password.value if settings.password else "",
-            PlatformStateFile(self._state_path), no_history,
+            PlatformStateFile(self._state_path), self._stats.history,
             intervals=Intervals(settings.realtime_interval_s, settings.minute_interval_min),
             allow_set_clock=False, started_at=self._started_at)
         return Session(session_settings(settings), responder)
@@ -196,6 +200,8 @@ class Hj212Uplink:
             try:
                 if boundary is None:
                     boundary = self._outbox.backlog_boundary(time.time() - LIVE_WINDOW_S)
+                if not self._send_statistics():
+                    continue
                 boundary, busy = self._drain(boundary)
             except OutboxError as err:
                 self._once("outbox", "", "HJ 212 uplink %s: cannot read the outbox: %s; "
@@ -207,6 +213,24 @@ class Hj212Uplink:
             if not busy:
                 self._wake.wait(_IDLE_WAIT_S)
                 self._wake.clear()
+
+    # -- statistics (hj212/statskeeper.py) ----------------------------------------------
+    def _statistics_plan(self) -> Plan:
+        """What the statistics cover now: this platform's channels, the CNs the station
+        file enables and the minute interval in force (the platform may set it by 1064)."""
+        settings = self._config.hj212
+        assert settings is not None  # checked by the constructor
+        return Plan(self.name, self._maps, statistics_cns(settings.hourly, settings.daily),
+                    self._responder.intervals().min_interval_min)
+
+    def _send_statistics(self) -> bool:
+        """Closed minute/hourly/daily records first; False when one was not delivered
+        (then the loop pauses, as for a 2011 sample not delivered)."""
+        if self._stats.send_waiting(self.session):
+            return True
+        if not self._stopping.is_set():
+            self._wake.wait(_IDLE_WAIT_S)
+        return False
 
     def _drain(self, boundary: int) -> tuple[int, bool]:
         """Claim a batch and send it in order; (new boundary, whether there was work)."""
