@@ -22,12 +22,12 @@ import pytest
 import sqlite_utils
 
 from edge_agent.config.schema import Retention
+from edge_agent.forward.hj212stats import FoldingOutbox, StatsKeeper
 from edge_agent.hj212 import statsstore
 from edge_agent.hj212.packet import Flag, Packet, Version, encode, parse
 from edge_agent.hj212.platform_state import PlatformStateFile
 from edge_agent.hj212.realtime import DeviceMap
 from edge_agent.hj212.responder import Responder
-from edge_agent.hj212.statskeeper import FoldingOutbox, StatsKeeper
 from edge_agent.hj212.statsstore import Plan
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.store import schema
@@ -153,7 +153,7 @@ CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 import test_hj212_stats_store as t
-from edge_agent.hj212.statskeeper import FoldingOutbox, StatsKeeper
+from edge_agent.forward.hj212stats import FoldingOutbox, StatsKeeper
 from edge_agent.store.outbox import Outbox
 box = Outbox(t.Path({path!r}), t.UNLIMITED)
 box.set_uplinks({{"prov": ["gas-1"]}})

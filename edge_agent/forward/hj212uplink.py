@@ -25,9 +25,9 @@ Guarantees (reliability contract items 2-4, as HJ 212 allows them):
   so other uplinks are never slowed (each has its own claims).
 * Platform commands go to the responder (hj212/responder.py), which keeps what the
   platform set in ``hj212-NAME.json`` beside the outbox. History pulls are answered from
-  the stored statistics (hj212/statskeeper.py).
+  the stored statistics (forward/hj212stats.py).
 * Minute, hourly and daily statistics (2051/2061/2031) are folded from the outbox by
-  their own thread (hj212/statskeeper.py), also while the platform is down; this uplink
+  their own thread (forward/hj212stats.py), also while the platform is down; this uplink
   acknowledges a sample only after it is folded (``FoldingOutbox``), and sends closed
   records before its 2011 backlog (``_send_statistics``).
 """
@@ -43,13 +43,13 @@ from pathlib import Path
 
 from edge_agent.config.schema import BrokerAddress, UplinkConfig
 from edge_agent.forward.forwarder import ForwarderStats
+from edge_agent.forward.hj212stats import FoldingOutbox, StatsKeeper, statistics_cns
 from edge_agent.hj212.codes import merge, shipped_table
 from edge_agent.hj212.platform_state import PlatformStateFile
 from edge_agent.hj212.realtime import REALTIME_CN, DeviceMap, mappings, realtime_record
 from edge_agent.hj212.responder import Intervals, Responder
 from edge_agent.hj212.session import Session
 from edge_agent.hj212.session_types import Upload, session_settings
-from edge_agent.hj212.statskeeper import FoldingOutbox, StatsKeeper, statistics_cns
 from edge_agent.hj212.statsstore import Plan
 from edge_agent.payload import Message
 from edge_agent.store.outbox import Outbox, OutboxError
@@ -214,7 +214,7 @@ class Hj212Uplink:
                 self._wake.wait(_IDLE_WAIT_S)
                 self._wake.clear()
 
-    # -- statistics (hj212/statskeeper.py) ----------------------------------------------
+    # -- statistics (forward/hj212stats.py) ----------------------------------------------
     def _statistics_plan(self) -> Plan:
         """What the statistics cover now: this platform's channels, the CNs the station
         file enables and the minute interval in force (the platform may set it by 1064)."""

@@ -1,7 +1,7 @@
 """HJ 212 minute/hourly/daily statistics kept in the outbox file: fold, close, deliver.
 
 Each function runs inside one transaction the caller opened on the outbox's writer
-connection (``Outbox.run_transaction``; statskeeper.py), so what it reads of the outbox
+connection (``Outbox.run_transaction``; forward/hj212stats.py), so what it reads of the outbox
 and what it writes to the statistics tables (schema v6) commit together or not at all.
 
 Invariants (per HJ 212 uplink, keyed by its name):
@@ -12,7 +12,7 @@ Invariants (per HJ 212 uplink, keyed by its name):
   accumulators it changed. A SIGKILL before the commit leaves neither; row ids only grow
   (AUTOINCREMENT) and appends commit on the same writer thread, so no row can appear
   below ``last_row`` later. The uplink acknowledges a row only after ``fold`` has passed
-  it (statskeeper.FoldingOutbox), so the outbox never deletes a row not yet folded.
+  it (hj212stats.FoldingOutbox), so the outbox never deletes a row not yet folded.
 * **Closed once.** ``close_due`` turns the open periods whose end plus the grace is past
   into ``hj212_stats`` records, only after ``fold`` has caught up with the outbox (the
   caller's rule), and deletes their accumulators in the same transaction. A record is
