@@ -145,12 +145,16 @@ class StatsKeeper:
                 log.exception("HJ 212 uplink %s: statistics failed", self.uplink)
 
     # -- sending and history ----------------------------------------------------------
-    def send_waiting(self, session: Session) -> bool:
+    def send_waiting(self, session: Session, beat: Callable[[], None] | None = None) -> bool:
         """Send up to ``SEND_AT_ONCE`` waiting records; True when all of them went (the
-        caller goes on with its 2011 data), False when one was not delivered."""
+        caller goes on with its 2011 data), False when one was not delivered. ``beat``
+        is called before each send (the caller's watchdog heartbeat: a send may take
+        ``timeout_s × (retries + 1)``)."""
         records = self._outbox.run_read(
             lambda conn: statsstore.waiting(conn, self.uplink, SEND_AT_ONCE))
         for record in records:
+            if beat is not None:
+                beat()
             live = session.live()
             late = self._clock() - record.closed_at > live.timeout_s * (live.retries + 1)
             result = session.send(Upload(record.cn, record.cp,

@@ -226,7 +226,8 @@ class Hj212Uplink:
     def _send_statistics(self) -> bool:
         """Closed minute/hourly/daily records first; False when one was not delivered
         (then the loop pauses, as for a 2011 sample not delivered)."""
-        if self._stats.send_waiting(self.session):
+        if self._stats.send_waiting(self.session,
+                                    lambda: self.heartbeat.beat(self._bound_s())):
             return True
         if not self._stopping.is_set():
             self._wake.wait(_IDLE_WAIT_S)

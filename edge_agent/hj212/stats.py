@@ -1,6 +1,6 @@
 """Statistics of one period (minute, hour, day) from the readings in it: ``-Min``,
-``-Avg``, ``-Max``, ``-Cou`` and ``-Flag``, as pure functions (storing them durably and
-exactly once per period is the uplink's job, next).
+``-Avg``, ``-Max``, ``-Cou`` and ``-Flag``, as pure functions; ``Accumulator`` folds
+the same rule one sample at a time (statsstore.py keeps it durably, exactly once).
 
 How a period is flagged (HJ 212-2017 Appendix C notes on flue gas; /work/shared/hj212
 README A.3): the period is ``N`` when at least 75 % of the samples it should hold are
