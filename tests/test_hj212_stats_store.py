@@ -255,3 +255,20 @@ def test_delivered_records_are_pruned_after_keep_days_waiting_ones_kept(box):
     later = MINUTE_END + 100 + statsstore.KEEP_DAYS * 86400 + 1
     assert box.run_transaction(lambda conn: statsstore.prune(conn, "prov", later)) == 1
     assert list(waiting(box)) == [("2051", "20260315100100")]
+
+
+def test_a_minute_interval_set_by_the_platform_applies_from_the_next_sample(box):
+    """1064 changes the interval the plan reads at each fold: later samples fall into
+    periods of the new length."""
+    minutes = [1]
+    keeper = StatsKeeper(box, "prov", lambda: Plan("prov", PLAN.maps, ("2051",), minutes[0]),
+                         clock=lambda: T0.timestamp() + 660)
+    box.append(sample(1.0, T0 + timedelta(seconds=5)))
+    keeper.fold_now()
+    minutes[0] = 5
+    box.append(sample(2.0, T0 + timedelta(minutes=6)))
+    box.append(sample(4.0, T0 + timedelta(minutes=9)))
+    assert keeper.step() == [("2051", "20260315100000"), ("2051", "20260315100500")]
+    assert waiting(box)[("2051", "20260315100500")] == (
+        "DataTime=20260315100500;a21028-Min=2.00,a21028-Avg=3.00,a21028-Max=4.00,"
+        "a21028-Flag=N")
