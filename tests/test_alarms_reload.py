@@ -169,3 +169,27 @@ def test_sighup_removing_an_output_switches_off_the_coil_it_held(
         assert agent.terminate() == 0
     assert not beacon()
     assert events(collector) == ["raised", "cleared"]
+
+
+@pytest.mark.real_parts
+def test_sighup_adding_the_first_alarm_rules_starts_judging_at_once(
+        tmp_path: Path, broker: Mosquitto, collector: Collector,
+        instrument: SimServer) -> None:
+    """A station without any alarm gets its first rule by a reload: the pollers are
+    restarted with the engine's hook, and the value already above the limit raises."""
+    path = station(tmp_path, broker.port, instrument, value_rules=None)
+    doc = json.loads(path.read_text())
+    del doc["alarms"], doc["devices"][0]["alarms"]
+    path.write_text(json.dumps(doc))
+    instrument.set_words(1, HOLDING, 0, [150])
+    agent = AgentProcess(path, tmp_path / "agent.log").start().wait_running()
+    try:
+        seq = accepted_seqs(tmp_path / "outbox.sqlite3")["dev-1"]
+        collector.wait_for(lambda c: c.has_seqs("dev-1", seq + 3), 30, "samples, no alarm")
+        station(tmp_path, broker.port, instrument, value_rules={"high": 100}, beacon=False)
+        applied = reload(agent, path)
+        assert "alarms switched on" in applied and "pollers restarted: gw" in applied
+        collector.wait_for(lambda c: events(c) == ["raised"], 30, "the alarm raised")
+    finally:
+        assert agent.terminate() == 0
+    assert events(collector) == ["raised"]
