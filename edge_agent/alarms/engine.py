@@ -179,6 +179,8 @@ class AlarmEngine:
                 active = [c.rule for c in conditions if c.update(measured, at)]
                 top = max(active, key=lambda rule: rule.kind.level, default=None)
                 state = self._states[(sample.device_id, watch.rules.channel, group)]
+                if top is None and not state.level:
+                    continue  # the common case: nothing on, nothing was
                 self._change(state, top.kind.level if top else 0,
                              top.kind.value if top else state_rule(state), reading, measured,
                              top.limit if top else _limit_now(state, conditions), at,
