@@ -103,3 +103,15 @@ def test_each_crc_variant_is_sent_as_named_and_recognised(variant, crc):
     assert raw.endswith(f"&&{crc}\r\n") and raw.startswith("##0101")
     assert parse(raw, ANY).crc_variant == variant
     assert parse(raw.replace(crc, crc.lower()), ANY).crc_variant == variant
+
+
+def test_the_watchdog_bound_counts_the_pieces_of_the_longest_record():
+    """The uplink's heartbeat bound must cover every retry of every piece: a 120-channel
+    device's 2011 has more pieces than the four a short one is given."""
+    from edge_agent.forward.hj212uplink import max_pieces
+    from edge_agent.hj212.realtime import DeviceMap
+
+    wide = DeviceMap(tuple((f"c{n}", f"x9{n:04d}", "mg/m3", None) for n in range(120)))
+    short = DeviceMap((("benzene", "a25002", "mg/m3", 3),))
+    assert max_pieces({"gc-1": short}) == 4
+    assert max_pieces({"gc-1": short, "ftir-1": wide}) >= 7

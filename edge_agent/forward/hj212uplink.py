@@ -78,6 +78,7 @@ CLAIM_MESSAGES = 16  # samples claimed per outbox transaction
 LIVE_WINDOW_S = 60.0  # acquired this long before a session began: backlog (re-sent)
 _IDLE_WAIT_S = 0.5
 _SLACK_S = 30.0
+_CP_PER_PIECE = 800  # characters of factors per split piece, leaving room for the header
 SKIP_COUNTS = ("gaps_skipped", "alarms_skipped", "unmapped", "unit_mismatches",
                "unreadable", "rtd_thinned")
 
@@ -179,6 +180,7 @@ class Hj212Uplink:
         assert settings is not None  # checked by the constructor and the reader
         self._maps: dict[str, DeviceMap] = mappings(
             settings.channels, merge(shipped_table(), settings.codes))
+        self._max_pieces = max_pieces(self._maps)
         self.stats.node = BrokerAddress(settings.host, settings.port)
         self.stats.nodes = (str(self.stats.node),)
         self._responder = Responder(
@@ -202,9 +204,11 @@ class Hj212Uplink:
 
     # -- the loop ---------------------------------------------------------------------
     def _bound_s(self) -> float:
-        """The longest one message may take: every retry of a split packet's pieces."""
+        """The longest one message may take: every retry of each piece of the longest
+        record this platform gets (``_max_pieces``)."""
         live = self.session.live()
-        return live.timeout_s * (live.retries + 1) * 4 + _IDLE_WAIT_S + _SLACK_S
+        return (live.timeout_s * (live.retries + 1) * self._max_pieces + _IDLE_WAIT_S
+                + _SLACK_S)
 
     def _run(self) -> None:
         boundary: int | None = None
@@ -328,6 +332,15 @@ class Hj212Uplink:
         if (what, key) not in self._logged:
             self._logged.add((what, key))
             log.warning(text, *args)
+
+
+def max_pieces(maps: dict[str, DeviceMap]) -> int:
+    """An upper bound of the packets one 2011 of these devices is split into (at least
+    4): each factor ``code-Rtd=<up to 24 characters>,code-Flag=X;`` counted in full,
+    about 800 characters of CP per piece once the header is repeated."""
+    longest = max((sum(2 * len(code) + 40 for _, code, _, _ in device.channels)
+                   for device in maps.values()), default=0)
+    return max(4, 1 + longest // _CP_PER_PIECE)
 
 
 def make(station_id: str, config: UplinkConfig, outbox: Outbox) -> Hj212Uplink:
