@@ -316,3 +316,27 @@ def test_alarm_rows_are_acknowledged_unsent_and_counted_the_sample_goes_as_data(
     assert first.get("DataTime") == stamp(T0)
     [c1] = [factor for factor in first.factors() if factor.code == "x90001"]
     assert (c1.number("Rtd"), c1.get("Flag")) == (41.0, "N")  # as any value: flag N
+
+
+def test_live_samples_interleaved_with_the_backlog_keep_one_2011_per_interval(
+        tmp_path, platform, outbox, uplinks):
+    """After an outage the uplink takes the live lane before the backlog, so the two
+    interleave; a live sample in the interval of the last live one sent stays unsent
+    even when backlog samples went out between them (one pointer per device would have
+    jumped to the backlog's last DataTime and let it through)."""
+    running = platform()
+    now = datetime.now()  # naive local, as HJ 212 times
+    start = now.replace(second=0, microsecond=0)
+    start += timedelta(seconds=30 * ((now - start - timedelta(seconds=1)).seconds // 30))
+    live_1, live_2 = start, start + timedelta(milliseconds=500)  # one 30 s interval
+    outbox.append(sample(T0))  # backlog: acquired long before the session began
+    outbox.append(sample(T0 + timedelta(minutes=5)))
+    outbox.append(sample(live_1.astimezone(UTC)))  # live: within the last minute
+    one = uplinks(uplink_config(tmp_path, running.port, extra="    realtime_interval_s: 30\n"))
+    wait_until(lambda: rows(outbox) == 0, DEADLINE_S, "the first three samples to go")
+    assert running.data_times() == [stamp(live_1.astimezone(UTC)), stamp(T0),
+                                    stamp(T0 + timedelta(minutes=5))]  # live first
+    outbox.append(sample(live_2.astimezone(UTC)))
+    one.wake()
+    wait_until(lambda: one.counts()["rtd_thinned"] == 1, DEADLINE_S, "the live sample taken")
+    assert rows(outbox) == 0 and len(running.data_times()) == 3

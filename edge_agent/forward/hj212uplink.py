@@ -282,12 +282,13 @@ class Hj212Uplink:
             self.skipped["unmapped"] += 1
             return True
         interval_s = self._responder.intervals().rtd_interval_s
-        if not self._schedule.due(message.device_id, record.data_time, interval_s):
+        lane = (message.device_id, message.historical)  # live and backlog interleave
+        if not self._schedule.due(lane, record.data_time, interval_s):
             self.skipped["rtd_thinned"] += 1
             return True
         if not self._send_realtime(message, record):
             return False
-        self._schedule.sent(message.device_id, record.data_time)
+        self._schedule.sent(lane, record.data_time)
         return True
 
     def _skip_event(self, message: Message) -> None:

@@ -12,15 +12,21 @@ computed from the outbox.
 
 The rule depends only on each sample's own DataTime and on the DataTime of the last one
 sent, so a backlog after an outage is thinned exactly like live data: re-sent (RF=1
-under 2025) at the same interval spacing, not every sample. A sample whose upload failed
-is not marked sent, so it is chosen again when it comes back. The last sent DataTime is
-kept in memory only: after a restart the first sample of each device is sent, so the
-interval in which the agent restarted can carry two 2011 of one device (the cost of not
-writing a file per packet; docs/hj212.md says so). Interval 0: every sample is sent.
+under 2025) at the same interval spacing, not every sample. The last one sent is kept
+per device **and lane** (the caller's key): after an outage the uplink takes new samples
+before the backlog (HJ 212-2025 §8.1.2), so the two interleave, and one pointer for both
+would jump back and forth and let a second live sample through in the same interval.
+Where the lanes meet (the interval in which the session began) each lane may send one.
+A sample whose upload failed is not marked sent, so it is chosen again when it comes
+back. The last sent DataTime is kept in memory only: after a restart the first sample of
+each device is sent, so the interval in which the agent restarted can carry two 2011 of
+one device (the cost of not writing a file per packet; docs/hj212.md says so).
+Interval 0: every sample is sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import date, datetime
 
 
@@ -32,20 +38,21 @@ def slot_of(data_time: datetime, interval_s: int) -> tuple[date, int]:
 
 
 class RealtimeSchedule:
-    """Per device, the DataTime of the last 2011 delivered; ``due`` asks, ``sent`` tells."""
+    """Per key (the uplink's: device and lane), the DataTime of the last 2011 delivered;
+    ``due`` asks, ``sent`` tells."""
 
     def __init__(self) -> None:
-        self._last: dict[str, datetime] = {}
+        self._last: dict[Hashable, datetime] = {}
 
-    def due(self, device: str, data_time: datetime, interval_s: int) -> bool:
+    def due(self, key: Hashable, data_time: datetime, interval_s: int) -> bool:
         """Whether this sample is the one its interval sends: interval 0, or none of
         this device sent yet, or the last one sent lies in another interval (a clock
         stepped back counts as another interval: the platform still hears from us)."""
         if interval_s <= 0:
             return True
-        last = self._last.get(device)
+        last = self._last.get(key)
         return last is None or slot_of(last, interval_s) != slot_of(data_time, interval_s)
 
-    def sent(self, device: str, data_time: datetime) -> None:
-        """This device's 2011 of ``data_time`` was delivered."""
-        self._last[device] = data_time
+    def sent(self, key: Hashable, data_time: datetime) -> None:
+        """The 2011 of ``data_time`` under ``key`` was delivered."""
+        self._last[key] = data_time
