@@ -252,9 +252,10 @@ class Hj212Uplink:
         """The one place a message leaves this uplink's view of the outbox, whatever
         became of it: sent as 2011, left out by the real-time interval (``rtd_thinned``),
         or not for the platform (a gap, an alarm, no mapped channel). Each message passes
-        here once, after ``_deliver`` said it is done and before its acknowledgement, so
-        whatever else is built from the samples (the statistics) hooks in here and sees
-        every sample, sent or not."""
+        here once per run, after ``_deliver`` said it is done and before its
+        acknowledgement (after a crash, one whose acknowledgement was not committed
+        passes again), so whatever else is built from the samples (the statistics) hooks
+        in here and sees every sample, sent or not."""
         self._outbox.ack_many([message.msg_id])
         self._failed.discard(message.msg_id)
         self.stats.acknowledged += 1
