@@ -9,7 +9,7 @@ publishes its offline status, then the database is closed.
 
 SIGHUP (``systemctl reload``) re-reads the station file: ``reload`` applies what changed
 (which pollers restart, which uplinks start, stop or reconnect, what applies in place,
-what is refused: edge_agent/reload.py);
+alarm rules and outputs included, what is refused: edge_agent/reload.py);
 an invalid file is refused with every problem logged, and the agent runs on unchanged.
 """
 
@@ -33,7 +33,7 @@ from edge_agent.health.view import AgentView, LinkCounters
 from edge_agent.link_clients import open_link_client
 from edge_agent.poller import LinkPoller
 from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
-from edge_agent.store.outbox import Outbox
+from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.watchdog import Heartbeat, ServiceSupervisor, stop_budget_s
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ class Agent:
         )
 
     def _alarms_seen(self) -> AlarmsSeen:
-        """The active alarms for the health view (the alarm runtime is never swapped:
-        a reload that changes alarms is refused)."""
+        """The active alarms for the health view (a reload may build the runtime:
+        read it at each call)."""
         runtime = self.alarms
         if runtime is None:
             return no_alarms()
@@ -203,11 +203,6 @@ class Agent:
                           "configuration", source)
             return False
         plan = plan_reload(self.config, new)
-        if _alarms_of(self.config) != _alarms_of(new):
-            log.error("reload of %s refused: alarm rules or outputs changed, which applies "
-                      "at a restart only (systemctl restart edge-agent); still running on "
-                      "the previous configuration", source)
-            return False
         if plan.refused:
             for reason in plan.refused:
                 log.error("reload: %s", reason)
@@ -222,7 +217,6 @@ class Agent:
 
     def _apply(self, new: StationConfig, plan: ReloadPlan,
                tick: Callable[[], object] | None = None) -> None:
-        started = {name: self._make_poller(new, name) for name in plan.pollers_started}
         self.outbox.reconfigure(new.store.retention, new.store.synchronous)
         stopping = [p for p in self.pollers if p.link.name in plan.pollers_stopped]
         kept = [p for p in self.pollers if p.link.name not in plan.pollers_stopped]
@@ -232,16 +226,44 @@ class Agent:
         self.pollers = kept  # out of the list before they stop: never seen as dead
         for poller in stopping:  # all told at once, then waited for
             poller.stop(timeout_s=0)
+        stuck: set[str] = set()
         for poller in stopping:
             if not _wait_stopped(poller, tick):  # a second owner of the wire must not start
                 log.error("poller of link %s did not stop for the reload within the time "
                           "its own polls may take; the agent stops so that the service "
                           "manager restarts it", poller.link.name)
                 self._stuck.append(poller.thread.name)
-                started.pop(poller.link.name, None)
+                stuck.add(poller.link.name)
+        if plan.alarms:  # the pollers of the devices concerned are stopped now
+            self._apply_alarms(new)
+        # built after the alarms: a new poller takes the engine and outputs as they are now
+        started = {name: self._make_poller(new, name) for name in plan.pollers_started
+                   if name not in stuck}
         self.pollers = kept + list(started.values())
         for poller in started.values():
             poller.start()
+
+    def _apply_alarms(self, new: StationConfig) -> None:
+        """Take up the new alarm settings (edge_agent/alarms/changes.py): alarms
+        switched on build the runtime and restore it from the outbox; otherwise the
+        runtime reconfigures, and the clears of alarms whose rule was removed are
+        committed (a transaction of their own), then logged and sent to the outputs."""
+        polled = list(devices_by_link(new))
+        if self.alarms is None:
+            if new.has_alarms():
+                self.alarms = AlarmRuntime(new, polled, open_link_client)
+                self.alarms.restore(self.outbox)
+                self.alarms.start()
+            return
+        cleared = self.alarms.reconfigure(new, polled)
+        if cleared:
+            try:
+                self.outbox.append_alarms(cleared)
+            except OutboxError as err:  # kept in memory, stored with the next commit
+                log.error("cannot store %d alarm clear(s) of the reload now (%s); they are "
+                          "stored (then published) with the next write that succeeds",
+                          len(cleared), err)
+        self.alarms.engine.emit(cleared)
 
     def _apply_uplinks(self, new: StationConfig, plan: ReloadPlan) -> None:
         """Start, stop and reconfigure the uplinks the plan names; the others go on
@@ -269,16 +291,6 @@ class Agent:
         _stop_all(list(self.uplinks.values()))
         self.outbox.close()
         log.info("edge-agent stopped")
-
-
-def _alarms_of(config: StationConfig) -> tuple[object, ...]:
-    """What the alarm runtime is built from (the rules, the ``alarms:`` section and the
-    links its outputs use): a reload that changes it is refused. A device added without
-    rules is not: it gets its communication alarm at the next restart."""
-    actions = config.alarms.actions if config.alarms is not None else ()
-    return (config.alarms, {device.id: device.alarms for device in config.devices
-                            if device.alarms},
-            {action.link: config.links.get(action.link) for action in actions})
 
 
 def _routes(config: StationConfig) -> dict[str, tuple[str, ...] | None]:

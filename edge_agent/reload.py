@@ -17,6 +17,11 @@ running ``StationConfig`` and the one just loaded. ``Agent.reload`` applies the 
   (store/uplinks.py). A changed ``kind`` is a removal and an addition. A changed
   ``devices`` list only re-routes: no reconnect; rows held only for devices the uplink
   no longer carries leave. The others are not touched.
+* **Alarms** (edge_agent/alarms/changes.py): changed, added or removed rules, the
+  communication alarm and the outputs apply at once (``AlarmRuntime.reconfigure``);
+  an active alarm whose rule is gone is cleared with the reason ``rule removed``, one
+  whose limits changed is judged by the new limits on its next sample. The pollers of
+  the devices concerned restart around the change; the others poll on.
 * **In place.** ``polling`` (retries, backoff), ``store.retention`` and
   ``store.synchronous`` apply from the next poll or transaction; nothing restarts.
 * **Refused.** ``store.path`` (the open outbox cannot move, and the samples waiting in it
@@ -31,6 +36,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from edge_agent.alarms.changes import alarm_changes
 from edge_agent.config.schema import DEFAULT_UPLINK_NAME, Device, StationConfig, UplinkConfig
 
 
@@ -56,6 +62,7 @@ class ReloadPlan:
     polling: bool = False
     retention: bool = False
     synchronous: bool = False
+    alarms: tuple[str, ...] = ()  # what changed about alarms, in words (empty: nothing)
     refused: tuple[str, ...] = ()
 
     @property
@@ -92,6 +99,7 @@ class ReloadPlan:
             "polling policy updated" if self.polling else "",
             "retention limits updated" if self.retention else "",
             "store.synchronous updated" if self.synchronous else "",
+            *self.alarms,
         ]
         return "; ".join(part for part in parts if part) or "nothing changed"
 
@@ -114,9 +122,11 @@ def plan_reload(old: StationConfig, new: StationConfig) -> ReloadPlan:
     if refused:
         return ReloadPlan(refused=refused)
     old_links, new_links = devices_by_link(old), devices_by_link(new)
+    alarms = alarm_changes(old, new)
 
     def changed(name: str) -> bool:
-        return old.links[name] != new.links[name] or old_links[name] != new_links[name]
+        return old.links[name] != new.links[name] or old_links[name] != new_links[name] \
+            or name in alarms.links
 
     old_devices = {device.id: device for device in old.devices}
     new_devices = {device.id: device for device in new.devices}
@@ -131,6 +141,7 @@ def plan_reload(old: StationConfig, new: StationConfig) -> ReloadPlan:
         polling=old.polling != new.polling,
         retention=old.store.retention != new.store.retention,
         synchronous=old.store.synchronous != new.store.synchronous,
+        alarms=alarms.words,
     )
 
 

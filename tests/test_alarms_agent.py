@@ -114,31 +114,3 @@ def test_calibration_alarm_is_unconfirmed_and_a_silent_detector_raises_its_own(
         assert not lines(agent, r"alarm \w+: h2s-1/communication")
     finally:
         assert agent.terminate() == 0
-
-
-def test_a_reload_that_changes_alarm_rules_is_refused(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The engine is built once: changed rules apply at a restart, never half-applied."""
-    import json
-    import logging
-
-    from edge_agent.agent import Agent
-    from edge_agent.config.loader import load_config
-
-    caplog.set_level(logging.INFO, logger="edge_agent")
-    path = write_station(
-        tmp_path / "station.yaml", broker_port=1883,
-        links={"bus": {"type": "tcp", "host": "127.0.0.1", "port": 1502}},
-        devices=[{"id": "h2s-1", "link": "bus", "unit_id": 1, "interval_s": 1,
-                  "profile": "toxic-gas-detector", "alarms": {"gas": {"high": 10}}}])
-    agent = Agent(load_config(path))
-    try:
-        assert agent.alarms is not None
-        doc = json.loads(path.read_text())
-        doc["devices"][0]["alarms"]["gas"]["high"] = 12
-        path.write_text(json.dumps(doc))
-        assert agent.reload() is False
-        assert agent.config.devices[0].alarms[-1].limits[0].limit == 10
-    finally:
-        agent.outbox.close()
-    assert f"reload of {path} refused: alarm rules or outputs changed" in caplog.text

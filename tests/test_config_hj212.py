@@ -80,7 +80,8 @@ def test_defaults_follow_the_standard_table_for_4g_and_2025(tmp_path: Path) -> N
     assert (settings.timeout_s, settings.retries, settings.version, settings.ack) == \
         (10, 3, 2025, True)
     assert (settings.realtime_interval_s, settings.minute_interval_min, settings.hourly,
-            settings.daily, settings.heartbeat_s) == (30, 10, True, True, 60)
+            settings.daily, settings.heartbeat_s, settings.crc) == \
+        (0, 10, True, True, 60, "hj212")
     assert settings.encrypt and settings.sm4_key is not None
     assert key_from_text(settings.sm4_key.value) == b"0" * 16
     assert settings.password is not None and settings.password.value == "123456"

@@ -20,8 +20,18 @@ import pytest
 from support.waiting import wait_until
 
 from edge_agent.hj212.cp import Factor, build_region, parse_region
+from edge_agent.hj212.crc import CrcVariant
 from edge_agent.hj212.framing import PacketStream
-from edge_agent.hj212.packet import Flag, Packet, ParsedPacket, Version, encode, parse, qn_for
+from edge_agent.hj212.packet import (
+    Flag,
+    Packet,
+    ParsedPacket,
+    ParseOptions,
+    Version,
+    encode,
+    parse,
+    qn_for,
+)
 from edge_agent.hj212.split import split_packet
 
 MN = "010000A8900016F000169DC0"
@@ -302,3 +312,46 @@ def test_an_upload_with_a_qn_we_cannot_echo_is_logged_unanswered(start):
     assert platform.events("packet")[0]["notes"] == ["13-digit millisecond QN"]
     assert platform.events("unanswered")[0]["cn"] == "9014"
     station.close()
+
+
+@pytest.mark.real_parts
+def test_crc_makes_a_platform_that_answers_and_accepts_the_modbus_crc_low_first(start):
+    platform = start("--crc", "modbus-low-first")
+    station = StationSocket(platform.port)
+    low_first = upload(1, True)
+    station.send(encode(low_first, crc=CrcVariant.MODBUS_LOW_FIRST))
+    station.send(encode(upload(2, True)))  # Appendix A's is still accepted
+    raw = b""
+    while raw.count(b"\r\n") < 2:
+        raw += station.sock.recv(65536)
+    answers = [parse(line + b"\r\n", ParseOptions(accept_crc=frozenset(CrcVariant)))
+               for line in raw.split(b"\r\n") if line]
+    assert [(a.packet.cn, a.crc_variant) for a in answers] == \
+        [("9014", CrcVariant.MODBUS_LOW_FIRST)] * 2
+    assert answers[0].packet.qn == low_first.qn
+    station.close()
+    assert not platform.events("rejected")
+
+
+@pytest.mark.real_parts
+def test_unanswered_pno_leaves_that_piece_of_a_split_upload_unanswered(start):
+    platform = start("--unanswered-pno", "2")
+    station = StationSocket(platform.port)
+    factors = [Factor(f"a{24000 + n}", (("Rtd", f"{n}.123"), ("Flag", "N"))) for n in range(60)]
+    long_upload = replace(upload(1, True), cp=build_region(
+        [("DataTime", "20260315101500")], factors))
+    pieces = split_packet(long_upload)
+    assert len(pieces) >= 3
+    for piece in pieces:
+        station.send(encode(piece))
+    answered = [station.read().packet.qn for _ in range(len(pieces) - 1)]
+    assert answered == [p.qn for p in pieces if p.pno != 2]
+    wait_until(lambda: platform.events("unanswered"), DEADLINE_S, "the unanswered piece")
+    assert platform.events("unanswered")[0]["pno"] == 2
+    station.close()
+
+
+def test_unanswered_pno_must_not_be_negative(capsys):
+    from edge_agent import cli
+    assert cli.main(["hj212-platform", "--unanswered-pno", "-1"]) == 2
+    assert "--unanswered-pno: expected 0 or a piece number" in capsys.readouterr().err

@@ -6,6 +6,11 @@ when the last one clears. Only the latest wanted state is kept per output, so a 
 a clear that both happen before the write see only the clear (the output ends as the
 alarms are).
 
+A reload that changes the outputs builds them anew (runtime.py ``reconfigure``): each
+output that was on, or may have been, is *retired* into the new ones: written off once
+(its ``off_value``) unless an alarm still active holds it on, so no beacon is left on
+for an alarm or an output that no longer exists.
+
 Who writes: a link has one owner thread (docs/architecture.md), so ``LinkOutputs`` only
 queues; the owner does the writes. On a link no device polls, that is an
 ``OutputThread`` of its own (the usual case: an output module on its own address or
@@ -53,14 +58,22 @@ class LinkOutputs:
     owner thread. A lock guards the small shared state."""
 
     def __init__(self, link: Link, actions: Sequence[AlarmAction],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 retired: Sequence[AlarmAction] = ()) -> None:
+        """``retired``: outputs of the previous configuration that may be on; each is
+        written off once, unless an alarm event (``alarm_events``) holds it on first."""
         self.link = link
         self.actions = tuple(actions)
+        self._retired = tuple(retired)
         self.wake = threading.Event()
         self._clock = clock
         self._lock = threading.Lock()
         self._holding: dict[str, set[str]] = {action.name: set() for action in actions}
-        self._pending: dict[str, _Pending] = {}
+        # keyed by the action itself: a retired output may share its name with a new one
+        self._pending: dict[AlarmAction, _Pending] = {
+            action: _Pending(False) for action in self._retired}
+        if self._retired:
+            self.wake.set()
         self._backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         self.writes_done = 0
         self.writes_failed = 0
@@ -78,11 +91,18 @@ class LinkOutputs:
                     else:
                         held.discard(event.alarm)
                     if bool(held) != was_on:
-                        self._pending[action.name] = _Pending(bool(held))
+                        self._pending[action] = _Pending(bool(held))
                         self.wake.set()
 
     def pending(self) -> bool:
         return bool(self._pending)
+
+    def maybe_on(self) -> list[AlarmAction]:
+        """The outputs that are on or may be (held by an alarm, or a write still to do):
+        what a rebuild must switch off when they are no longer configured."""
+        with self._lock:
+            held = [action for action in self.actions if self._holding[action.name]]
+            return [*held, *(action for action in self._pending if action not in held)]
 
     def next_due_s(self) -> float | None:
         """Seconds until the next write is due (0: now), None when nothing waits."""
@@ -96,8 +116,8 @@ class LinkOutputs:
         at least one was attempted."""
         now = self._clock()
         with self._lock:
-            due = [(action, self._pending[action.name]) for action in self.actions
-                   if action.name in self._pending and self._pending[action.name].due <= now]
+            due = [(action, pending) for action, pending in self._pending.items()
+                   if pending.due <= now]
         for action, pending in due:
             self._attempt(client, action, pending)
         return bool(due)
@@ -110,8 +130,8 @@ class LinkOutputs:
             self._failed(action, pending, value, err)
             return
         with self._lock:
-            if self._pending.get(action.name) is pending:
-                del self._pending[action.name]
+            if self._pending.get(action) is pending:
+                del self._pending[action]
         self.writes_done += 1
         log.info("alarm output %s set %s (%s) after %d attempt(s)", action.name,
                  "ON" if pending.on else "OFF", where(self.link, action, value),
@@ -122,8 +142,8 @@ class LinkOutputs:
         pending.failures += 1
         if pending.failures > action.retries:
             with self._lock:
-                if self._pending.get(action.name) is pending:
-                    del self._pending[action.name]
+                if self._pending.get(action) is pending:
+                    del self._pending[action]
             self.writes_failed += 1
             log.error("alarm output %s could NOT be set %s (%s) after %d attempt(s): %s; "
                       "it will be written again at the next change of its alarms",

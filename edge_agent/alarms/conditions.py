@@ -2,7 +2,8 @@
 
 Pure and small, so the engine's behaviour is tested rule by rule with tables of values.
 The rate of rise is computed here too (``RateWindow``), per minute, over at least the
-last minute of samples, so one noisy sample of a fast detector does not make a rate.
+rule's ``window_s`` of samples (default one minute), so one noisy sample of a fast
+detector does not make a rate.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge_agent.alarms.rules import LimitRule
-
-RATE_WINDOW_S = 60.0  # a rate of rise is measured over at least this much time
+from edge_agent.alarms.rules import RATE_WINDOW_S, LimitRule
 
 
 @dataclass
@@ -58,11 +57,12 @@ class Condition:
 
 class RateWindow:
     """Recent (time, value) pairs of one channel, giving its rate of change per minute:
-    from the newest sample at least ``RATE_WINDOW_S`` old (or the oldest kept, when
+    from the newest sample at least ``window_s`` old (or the oldest kept, when
     samples are further apart, such as GC cycles) to the current one."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
         self._points: deque[tuple[datetime, float]] = deque()
+        self._window_s = window_s
 
     def add(self, at: datetime, value: float) -> float | None:
         """Add a point; the rate per minute up to it (None: no earlier point yet)."""
@@ -70,7 +70,7 @@ class RateWindow:
         if points and at <= points[-1][0]:  # time went backwards (clock set): start over
             points.clear()
         points.append((at, value))
-        while len(points) > 2 and (at - points[1][0]).total_seconds() >= RATE_WINDOW_S:
+        while len(points) > 2 and (at - points[1][0]).total_seconds() >= self._window_s:
             points.popleft()
         if len(points) < 2:
             return None

@@ -10,6 +10,15 @@ the outbox's ``alarm_state``, written with the sample that caused each event), a
 active is active again at its level, so the same condition does not raise it twice and
 its clear still comes. What is not restored: an on-delay that was counting and the rate
 window (both start again, which delays nothing that was already raised).
+
+A reload (SIGHUP) hands new rules to ``reconfigure``: alarms that still exist keep their
+state (an active one is judged by its new limits on its next sample: cleared past the
+new deadband, kept, escalated or lowered, never raised twice); alarms whose rule is
+gone are cleared with the reason ``rule removed``. The caller (agent.py) has stopped
+the pollers of every device whose rules or communication alarm change, so only the
+reload thread touches those devices' state meanwhile; the other devices keep their
+state objects and running conditions, and the dictionaries are replaced whole, so
+their pollers never see one change size.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from edge_agent.model import Reading, Sample, utc_now
 # After a failed poll, alarms raised on a device's next polls are unconfirmed ("device
 # not answering reliably") until it has answered this many polls in a row again.
 UNSTEADY_POLLS = 3
+# The reason a reload's clear carries (stored and published as data, like the honesty
+# reasons: not translated).
+RULE_REMOVED = "rule removed"
 
 
 @dataclass
@@ -61,30 +73,63 @@ class AlarmEngine:
         self._sink = sink
         self._watches: dict[str, list[_ChannelWatch]] = {}
         self._states: dict[tuple[str, str, str], AlarmState] = {}
-        for device_id, channels in rules.items():
-            self._watches[device_id] = [self._watch(device_id, one) for one in channels]
-        self._communication = frozenset(communication)
+        self._communication: frozenset[str] = frozenset()
         # polls left before a device that failed one is trusted again (see UNSTEADY_POLLS)
-        self._unsteady: dict[str, int] = dict.fromkeys(self._watches, 0)
-        for device_id in self._communication:
-            self._state(device_id, COMMUNICATION, COMMUNICATION)
+        self._unsteady: dict[str, int] = {}
+        self.reconfigure(rules, communication)
 
-    def _watch(self, device_id: str, rules: ChannelAlarms) -> _ChannelWatch:
+    def reconfigure(self, rules: Mapping[str, Sequence[ChannelAlarms]],
+                    communication: Iterable[str] = ()) -> list[AlarmEvent]:
+        """Use ``rules`` and ``communication`` from now on (a reload); returns the clear
+        events of active alarms that no longer exist (reason ``rule removed``), not yet
+        emitted: the caller commits them, then calls ``emit``. The pollers of devices
+        whose rules or communication alarm change must be stopped meanwhile."""
+        old_states, old_watches = self._states, self._watches
+        states: dict[tuple[str, str, str], AlarmState] = {}
+        watches: dict[str, list[_ChannelWatch]] = {}
+        for device_id, channels in rules.items():
+            kept = old_watches.get(device_id)
+            if kept is not None and [w.rules for w in kept] == list(channels):
+                watches[device_id] = kept  # unchanged: its running conditions go on
+                for watch in kept:
+                    for key in _keys(device_id, watch.rules):
+                        states[key] = old_states[key]
+                continue
+            watches[device_id] = []
+            for channel in channels:
+                watch = self._watch(channel)
+                watches[device_id].append(watch)
+                for key in _keys(device_id, channel):
+                    states[key] = old_states.get(key) or AlarmState(*key)
+                    _restore_conditions(watch, states[key])
+        communication = frozenset(communication)
+        for device_id in communication:
+            key = (device_id, COMMUNICATION, COMMUNICATION)
+            states[key] = old_states.get(key) or AlarmState(*key)
+        for device_id in watches.keys() - self._unsteady.keys():
+            self._unsteady[device_id] = 0
+        # states first: a running poller finds its alarm's state in either dictionary
+        self._states, self._watches, self._communication = states, watches, communication
+        for device_id in self._unsteady.keys() - watches.keys():
+            del self._unsteady[device_id]
+        return [self._removed(state) for key, state in old_states.items()
+                if key not in states and state.level]
+
+    @staticmethod
+    def _watch(rules: ChannelAlarms) -> _ChannelWatch:
         watch = _ChannelWatch(rules)
         for rule in rules.limits:
             watch.conditions.setdefault(rule.kind.group, []).append(Condition(rule))
-            self._state(device_id, rules.channel, rule.kind.group)
             if rule.kind is RuleKind.RATE_OF_RISE:
-                watch.rate = RateWindow()
-        if rules.instrument is not None:
-            self._state(device_id, rules.channel, INSTRUMENT)
+                watch.rate = RateWindow(rule.window_s)
         return watch
 
-    def _state(self, device_id: str, channel: str, group: str) -> AlarmState:
-        key = (device_id, channel, group)
-        if key not in self._states:
-            self._states[key] = AlarmState(device_id, channel, group)
-        return self._states[key]
+    def _removed(self, state: AlarmState) -> AlarmEvent:
+        """The clear of an active alarm whose rule a reload removed."""
+        events: list[AlarmEvent] = []
+        self._emit(state, EventKind.CLEARED, 0, state_rule(state), None, "",
+                   _limit_of(state), utc_now(), RULE_REMOVED, events)
+        return events[0]
 
     def polled(self, device_id: str, sample: Sample | None, answering: bool,
                down: bool) -> list[AlarmEvent]:
@@ -134,9 +179,12 @@ class AlarmEngine:
                 active = [c.rule for c in conditions if c.update(measured, at)]
                 top = max(active, key=lambda rule: rule.kind.level, default=None)
                 state = self._states[(sample.device_id, watch.rules.channel, group)]
+                if top is None and not state.level:
+                    continue  # the common case: nothing on, nothing was
                 self._change(state, top.kind.level if top else 0,
                              top.kind.value if top else state_rule(state), reading, measured,
-                             top.limit if top else _limit_of(state), at, events, unit)
+                             top.limit if top else _limit_now(state, conditions), at,
+                             events, unit)
             if watch.rules.instrument is not None:
                 self._instrument(sample.device_id, watch.rules, reading, readings, at, events)
 
@@ -210,17 +258,10 @@ class AlarmEngine:
             state.level = event.level if event.active else 0
             state.confirmed = event.confirmed
             state.last = event
-            self._restore_conditions(state, event)
+            for watch in self._watches.get(state.device_id, ()):
+                if watch.rules.channel == state.channel:
+                    _restore_conditions(watch, state)
         return sum(1 for state in self._states.values() if state.level)
-
-    def _restore_conditions(self, state: AlarmState, event: AlarmEvent) -> None:
-        """Mark the rules of an alarm active up to its level, so the next sample past
-        the limit keeps it raised and only a value past the deadband clears it."""
-        for watch in self._watches.get(state.device_id, ()):
-            if watch.rules.channel != state.channel:
-                continue
-            for condition in watch.conditions.get(state.group, ()):
-                condition.active = event.active and condition.rule.kind.level <= state.level
 
     def active(self) -> list[AlarmEvent]:
         """The last event of each active alarm (status pages, the next session's
@@ -229,9 +270,33 @@ class AlarmEngine:
                 if state.level and state.last is not None]
 
 
+def _keys(device_id: str, rules: ChannelAlarms) -> list[tuple[str, str, str]]:
+    """The alarms (state keys) one channel's rules make."""
+    groups = dict.fromkeys(rule.kind.group for rule in rules.limits)
+    if rules.instrument is not None:
+        groups[INSTRUMENT] = None
+    return [(device_id, rules.channel, group) for group in groups]
+
+
+def _restore_conditions(watch: _ChannelWatch, state: AlarmState) -> None:
+    """Mark the rules of an alarm active up to its level, so the next sample past the
+    limit keeps it raised and only a value past the deadband clears it (after a restart
+    or a reload that changed the limits: judged by the limits that hold now)."""
+    for condition in watch.conditions.get(state.group, ()):
+        condition.active = bool(state.level) and condition.rule.kind.level <= state.level
+
+
 def state_rule(state: AlarmState) -> str:
     """The rule of an alarm's last event (what a clear names)."""
     return state.last.rule if state.last is not None else state.group
+
+
+def _limit_now(state: AlarmState, conditions: Sequence[Condition]) -> float | None:
+    """The limit a clear names: its rule's as configured now (a reload may have moved
+    it since the raise), else the last event's."""
+    rule = state_rule(state)
+    return next((c.rule.limit for c in conditions if c.rule.kind.value == rule),
+                _limit_of(state))
 
 
 def _limit_of(state: AlarmState) -> float | None:

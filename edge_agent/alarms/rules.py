@@ -2,11 +2,12 @@
 edge_agent/config/validate_alarms.py).
 
 A channel may carry limit rules (``high``, ``high_high``, ``low``, ``low_low``,
-``rate_of_rise`` per minute), each with a deadband and an on-delay, and an ``instrument``
-rule mapping the device's own alarm register (a gas detector's alarm level 1 and 2) to
-alarm levels. Rules of one direction form one alarm whose level moves: ``high`` is level
-1 and ``high_high`` level 2 of the channel's ``high`` alarm, so crossing high-high is an
-escalation of the alarm already raised, not a second alarm.
+``rate_of_rise`` per minute, measured over ``window_s``), each with a deadband and an
+on-delay, and an ``instrument`` rule mapping the device's own alarm register (a gas
+detector's alarm level 1 and 2) to alarm levels. Rules of one direction form one alarm
+whose level moves: ``high`` is level 1 and ``high_high`` level 2 of the channel's
+``high`` alarm, so crossing high-high is an escalation of the alarm already raised, not
+a second alarm.
 """
 
 from __future__ import annotations
@@ -57,18 +58,23 @@ class OnDelay:
     seconds: float = 0.0
 
 
+RATE_WINDOW_S = 60.0  # the default time a rate of rise is measured over
+
+
 @dataclass(frozen=True)
 class LimitRule:
     """A limit in the channel's engineering unit (per minute for ``rate_of_rise``).
 
     On: value >= limit (<= for low rules). Off again only past the deadband:
     value < limit - deadband (> limit + deadband), so noise around the limit does not
-    toggle the alarm."""
+    toggle the alarm. ``window_s``: a rate of rise is measured over at least this much
+    acquisition time (longer: slower, steadier; read only for ``rate_of_rise``)."""
 
     kind: RuleKind
     limit: float
     deadband: float = 0.0
     on_delay: OnDelay = field(default_factory=OnDelay)
+    window_s: float = RATE_WINDOW_S
 
 
 @dataclass(frozen=True)

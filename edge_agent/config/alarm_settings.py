@@ -31,6 +31,10 @@ class LimitSetting:
     deadband: float = setting("number", 0.0, range=(0, None))
     # 1: at once; read by validate_alarms.py (samples, or seconds with a unit)
     on_delay: str = setting("custom", "1", hint=ON_DELAY_HINT)
+    # rate_of_rise only: the time its rate is measured over (longer: steadier, slower)
+    window_s: float = setting("number", 60.0, range=(1, 86400),
+                              hint="seconds a rate_of_rise is measured over (rate_of_rise "
+                                   "only)")
 
 
 @dataclass(frozen=True)

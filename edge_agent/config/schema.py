@@ -292,6 +292,8 @@ class HealthConfig:
 
 
 HJ212_MIN_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)  # HJ 212-2017 Table 4
+# crc.CrcVariant's values, spelled here so reading a station file loads no HJ 212 code
+HJ212_CRC_VARIANTS = ("hj212", "modbus-low-first", "modbus-high-first")
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,8 @@ class Hj212Config:
     the standard's value). ``encrypt``: SM4 of the data region as HJ 212-2025 §6.4.4
     says (needs ``sm4_key``); 2017 has no encryption. ``codes``: the station's own
     pollutant codes beside the shipped table (hj212/codes.yaml), same shape.
+    ``realtime_interval_s``: one 2011 per device per interval (0: every sample; the
+    platform may set 30..3600 with CN 1062). ``crc``: the CRC variant sent.
     """
 
     host: str = setting("text", hint="the platform's host name or IP address")
@@ -344,7 +348,9 @@ class Hj212Config:
     ack: bool = setting("flag", True)
     timeout_s: int = setting("integer", 10, range=(1, 99))
     retries: int = setting("integer", 3, range=(1, 99))
-    realtime_interval_s: int = setting("integer", 30, range=(30, 3600))
+    realtime_interval_s: int = setting(
+        "integer", 0, range=(0, 3600),
+        hint="0 (every sample) or 30..3600 s, HJ 212's RtdInterval")
     minute_interval_min: int = setting(
         "choice", 10, choices={str(minutes): minutes for minutes in HJ212_MIN_INTERVALS},
         hint="one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 (minutes)")
@@ -354,6 +360,9 @@ class Hj212Config:
     encrypt: bool | None = setting("flag", None, null_ok=True)  # None: on for 2025 (reader)
     sm4_key: Secret | None = setting("secret", None, key=("sm4_key_env", "sm4_key_file"))
     allow_set_clock: bool = setting("flag", False)
+    crc: str = setting("choice", "hj212", choices={name: name for name in HJ212_CRC_VARIANTS},
+                       hint="hj212 (the standard's Appendix A), modbus-low-first or "
+                       "modbus-high-first (a platform that insists on the Modbus CRC)")
     channels: tuple[Hj212Channel, ...] = setting("custom", (), hint=(
         "a list of {device: gc-1, channel: benzene, code: a25002} items"))
     codes: tuple[PollutantCode, ...] = setting("custom", (), hint=(

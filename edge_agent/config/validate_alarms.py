@@ -8,7 +8,7 @@ Shapes (docs/alarms.md; declared in config/alarm_settings.py)::
         high: {limit: 10, deadband: 1, on_delay: 2}
         high_high: 20                        # the limit alone: no deadband, at once
       nmhc:
-        rate_of_rise: {limit: 0.5, on_delay: 60s}   # per minute
+        rate_of_rise: {limit: 0.5, on_delay: 60s, window_s: 120}   # per minute
       alarm_level:                           # the detector's own alarm register
         instrument: {values: {1: high, 2: high_high}, channel: h2s}
 
@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping
 
 from edge_agent.alarms.rules import (
     LEVEL_WORDS,
+    RATE_WINDOW_S,
     ChannelAlarms,
     InstrumentRule,
     LimitRule,
@@ -119,9 +120,16 @@ def _read_limit(sec: Section, kind: RuleKind) -> LimitRule | None:
     limit = read_declared(rule, LimitSetting, "limit")
     deadband = read_declared(rule, LimitSetting, "deadband")
     on_delay = rule.get("on_delay", OnDelay(), _(ON_DELAY_HINT), _on_delay)
-    if limit is None or deadband is None or on_delay is None:
+    if kind is RuleKind.RATE_OF_RISE:
+        window_s = read_declared(rule, LimitSetting, "window_s")
+    else:
+        window_s = RATE_WINDOW_S
+        if rule.has("window_s"):
+            rule.report("window_s", _("applies only to rate_of_rise (the time its rate is "
+                                      "measured over); remove it here"))
+    if limit is None or deadband is None or on_delay is None or window_s is None:
         return None
-    return LimitRule(kind, limit, deadband, on_delay)
+    return LimitRule(kind, limit, deadband, on_delay, window_s)
 
 
 def _on_delay(node: ScalarNode) -> OnDelay:

@@ -27,13 +27,14 @@ from edge_agent.hj212.codes import CodeTable, PollutantCode, _one_code, merge, s
 from edge_agent.hj212.sm4 import key_from_text
 from edge_agent.i18n import _
 
+RTD_INTERVAL_MIN_S = 30  # HJ 212-2017 Table 4, RtdInterval 30..3600 s
 _MN_2025 = re.compile(r"[0-9A-F]{24}")
 _MN_2017 = re.compile(r"[A-Za-z0-9]{1,24}")
 _ST = re.compile(r"\d{2}")
 _PW = re.compile(r"[A-Za-z0-9]{1,6}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLAIN = ("host", "port", "ack", "timeout_s", "retries", "realtime_interval_s",
-          "minute_interval_min", "hourly", "daily", "heartbeat_s", "allow_set_clock")
+          "minute_interval_min", "hourly", "daily", "heartbeat_s", "allow_set_clock", "crc")
 
 
 def read_hj212_settings(sec: Section, env: Mapping[str, str], base: Path) -> Hj212Config:
@@ -55,6 +56,11 @@ def read_hj212_settings(sec: Section, env: Mapping[str, str], base: Path) -> Hj2
     if version == 2017 and sec.has("heartbeat_s") and values["heartbeat_s"]:
         sec.warn("heartbeat_s", _("HJ 212-2017 has no heartbeat (CN 9015 is 2025's): none "
                                   "is sent"))
+    interval = values["realtime_interval_s"]
+    if interval is not None and 0 < interval < RTD_INTERVAL_MIN_S:
+        sec.report("realtime_interval_s", _(
+            "{value} s: HJ 212's real-time interval (RtdInterval) is 30 to 3600 s; "
+            "or 0 to send every sample").format(value=interval))
     table = _read_codes(sec)
     return Hj212Config(**filled(Hj212Config, {
         **values, "version": version, "mn": mn or "", "st": st or "",

@@ -5,7 +5,8 @@ eight shifts with 0xA001, printed as four hex digits, high byte first. It is *no
 Modbus CRC (which does ``crc ^= byte``), but some devices send the Modbus one, printed
 either way round (/work/shared/hj212/README.md B.13). The parser recognises those and
 reports them by name, so a station engineer learns which variant a platform or device
-uses instead of seeing a bare mismatch.
+uses instead of seeing a bare mismatch; and the agent sends a variant only to a platform
+whose ``crc:`` setting asks for it (docs/hj212.md, "CRC variants").
 """
 
 from __future__ import annotations
@@ -53,9 +54,15 @@ def modbus_crc16(data: bytes) -> int:
     return crc
 
 
-def crc_text(data: bytes) -> str:
-    """The four uppercase hex digits the agent sends after the data segment."""
-    return f"{hj212_crc16(data):04X}"
+def crc_text(data: bytes, variant: CrcVariant = CrcVariant.HJ212) -> str:
+    """The four uppercase hex digits the agent sends after the data segment: Appendix A's
+    CRC unless a platform's ``crc:`` setting names a variant it insists on."""
+    if variant == CrcVariant.HJ212:
+        return f"{hj212_crc16(data):04X}"
+    modbus = modbus_crc16(data)
+    if variant == CrcVariant.MODBUS_LOW_FIRST:
+        modbus = (modbus & 0xFF) << 8 | modbus >> 8
+    return f"{modbus:04X}"
 
 
 def crc_variant_of(data: bytes, given: str) -> CrcVariant | None:

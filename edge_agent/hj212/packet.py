@@ -172,11 +172,14 @@ def _check_header_value(name: str, value: str) -> None:
                           f"{name}={value!r}: expected a non-empty value without ; = && or CR/LF")
 
 
-def encode(packet: Packet, sm4_key: bytes | None = None, *, echoed_qn: bool = False) -> str:
+def encode(packet: Packet, sm4_key: bytes | None = None, *, echoed_qn: bool = False,
+           crc: CrcVariant = CrcVariant.HJ212) -> str:
     """The packet as sent, CRLF included. ``sm4_key``: encrypt the region (HJ 212-2025; the
     caller decides with ``sm4.needs_encryption``). ``echoed_qn``: the QN is a platform's,
     echoed in an answer (9011/9012), so its 13-digit millisecond form is sent back as
-    received (the platform pairs by it). Raises PacketError for anything the standard
+    received (the platform pairs by it). ``crc``: the CRC variant a platform insists on
+    (crc.py; Appendix A's unless the station file says otherwise). Raises PacketError for
+    anything the standard
     does not allow, and for a segment over 1024 characters (split it first)."""
     echo_ok = echoed_qn and packet.qn is not None and _QN_13.fullmatch(packet.qn)
     if not echo_ok and (packet.qn is None or not _QN_17.fullmatch(packet.qn)):
@@ -205,7 +208,7 @@ def encode(packet: Packet, sm4_key: bytes | None = None, *, echoed_qn: bool = Fa
     if sm4_key is not None:
         region = sm4.encrypt_region(packet.cp, sm4_key)
         sent = plain[: len(plain) - len(packet.cp) - 2] + region + "&&"
-    return f"##{length:04d}{sent}{crc_text(plain.encode('utf-8'))}\r\n"
+    return f"##{length:04d}{sent}{crc_text(plain.encode('utf-8'), crc)}\r\n"
 
 
 def parse(raw: str | bytes, options: ParseOptions | None = None) -> ParsedPacket:

@@ -44,7 +44,8 @@ ClockSetter = Callable[[datetime], None]
 
 @dataclass(frozen=True)
 class Intervals:
-    """The real-time interval (s) and minute-data interval (min) the station file sets."""
+    """The real-time interval (s; 0: every sample is sent) and minute-data interval (min)
+    the station file sets."""
 
     rtd_interval_s: int = 30
     min_interval_min: int = 10

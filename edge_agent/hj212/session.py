@@ -20,7 +20,9 @@ standards' flows wait for each answer). A session thread connects (exponential b
 retry.Backoff) and reads; a command thread hands platform commands to the responder and
 sends its replies; a heartbeat thread sends 9015 (2025) every ``heartbeat_s``. A heartbeat
 not answered by 9013 after the retries closes the connection: a black-holed link shows
-no other sign. Garbage from the platform is counted (``bad_packets``,
+no other sign. CRC: the station sends the variant ``SessionSettings.crc`` names
+(Appendix A's by default) and accepts every variant crc.py knows, any hex case, on what
+it receives. Garbage from the platform is counted (``bad_packets``,
 ``garbage_bytes``), logged at the first occurrence and every 100th, never fatal.
 """
 
@@ -40,6 +42,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from edge_agent.hj212 import sm4
+from edge_agent.hj212.crc import CrcVariant
 from edge_agent.hj212.framing import PacketStream
 from edge_agent.hj212.packet import (
     Flag,
@@ -62,6 +65,9 @@ log = logging.getLogger(__name__)
 
 ANSWER_CNS = frozenset({"9013", "9014"})  # what ends a wait for an acknowledgement
 IGNORED_CNS = frozenset({"9011", "9012"})  # answers to requests: the station sends none
+# Lenient on what arrives: a platform's packets are taken with any CRC variant crc.py
+# knows (the packet's notes name it), whatever the station sends (``SessionSettings.crc``).
+ANY_CRC = frozenset(CrcVariant)
 COUNT_NAMES = ("sent", "acknowledged", "resent", "timeouts", "not_delivered", "bad_packets",
                "garbage_bytes", "commands", "heartbeats", "connects", "disconnects",
                "internal_errors")
@@ -210,7 +216,7 @@ class Session:
     def _encode(self, live: SessionSettings, packet: Packet) -> bytes:
         key = live.sm4_key if (live.version == Version.HJ212_2025
                                and sm4.needs_encryption(packet.cn)) else None
-        return encode(packet, key).encode("utf-8")
+        return encode(packet, key, crc=live.crc).encode("utf-8")
 
     def _write(self, data: bytes) -> None:
         with self._sock_lock:
@@ -265,7 +271,7 @@ class Session:
             packet = Packet(st=live.st, cn=reply.cn, pw=live.pw, mn=live.mn, cp=reply.cp,
                             qn=reply.answer_to, flag=Flag(live.version))
             try:
-                self._write(encode(packet, echoed_qn=True).encode("utf-8"))
+                self._write(encode(packet, echoed_qn=True, crc=live.crc).encode("utf-8"))
                 self._count("sent")
             except OSError as err:
                 log.warning("HJ 212 %s: answer CN=%s not sent: %s", self.name, reply.cn, err)
@@ -342,7 +348,7 @@ class Session:
         """One packet from the platform: an answer ends a wait, a command is queued."""
         live = self.live()
         try:
-            parsed = parse(raw, ParseOptions(sm4_key=live.sm4_key))
+            parsed = parse(raw, ParseOptions(accept_crc=ANY_CRC, sm4_key=live.sm4_key))
         except PacketError as err:
             self._bad("bad_packets", f"packet refused ({err.kind.value}): {err}")
             return

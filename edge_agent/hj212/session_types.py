@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from edge_agent.config.schema import Hj212Config
+from edge_agent.hj212.crc import CrcVariant
 from edge_agent.hj212.packet import ParsedPacket, Version
 from edge_agent.hj212.reply import Reply
 from edge_agent.hj212.sm4 import key_from_text
@@ -20,7 +21,8 @@ from edge_agent.hj212.sm4 import key_from_text
 class SessionSettings:
     """Who the station is to this platform and how it delivers. ``timeout_s``/``retries``:
     HJ 212-2017 Table 1's 10 s × 3 for GPRS/4G by default. ``heartbeat_s``: 9015 every
-    so often (2025 only; None: none). ``sm4_key``: encrypt what HJ 212-2025 §6.4.4 says."""
+    so often (2025 only; None: none). ``sm4_key``: encrypt what HJ 212-2025 §6.4.4 says.
+    ``crc``: the CRC variant sent (a platform that insists on the Modbus CRC; crc.py)."""
 
     host: str
     port: int
@@ -35,6 +37,7 @@ class SessionSettings:
     sm4_key: bytes | None = None
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    crc: CrcVariant = CrcVariant.HJ212
 
 
 @dataclass(frozen=True)
@@ -79,4 +82,5 @@ def session_settings(config: Hj212Config) -> SessionSettings:
         host=config.host, port=config.port, st=config.st,
         pw=config.password.value if config.password else "", mn=config.mn,
         version=version, ack=config.ack, timeout_s=config.timeout_s, retries=config.retries,
-        heartbeat_s=config.heartbeat_s or None, sm4_key=key_from_text(key) if key else None)
+        heartbeat_s=config.heartbeat_s or None, sm4_key=key_from_text(key) if key else None,
+        crc=CrcVariant(config.crc))

@@ -411,6 +411,18 @@ class Outbox(Delivery):
         except WriterNotAnswering as err:
             raise OutboxNotAnswering(str(err)) from err
 
+    def run_transaction(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``run`` in one write transaction on the writer connection and wait for its
+        commit: for a consumer that keeps its own tables beside the outbox (HJ 212
+        statistics, hj212/statsstore.py) and must change them atomically with what it
+        reads of the outbox. An exception in ``run`` rolls the transaction back."""
+        return self._submit(run)
+
+    def run_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float = 5.0) -> T:
+        """Run ``run``, which only reads, in a read transaction (``OutboxNotAnswering``
+        after ``timeout_s``)."""
+        return self._submit_read(run, timeout_s)
+
     @property
     def writer_alive(self) -> bool:
         """False once the writer thread has ended (only ``close`` should end it)."""

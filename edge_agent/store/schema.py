@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
 DEFAULT_UPLINK = "default"  # the uplink of the ``mqtt:`` section (claims.py)
-_TABLES = ("meta", "device_seq", "outbox", "claims", "alarm_state")
+_TABLES = ("meta", "device_seq", "outbox", "claims", "alarm_state", "hj212_fold",
+           "hj212_open", "hj212_stats")
 
 log = logging.getLogger("edge_agent.store.outbox")
 
@@ -231,7 +232,52 @@ def _migrate_to_v5(db: sqlite_utils.Database) -> None:
         "AND json_extract(body, '$.group') IS NOT NULL ORDER BY id")
 
 
-# The current schema (v5), created on a new file in one go: what steps 1 to 5 leave
+# HJ 212 statistics (issue 13 item 2; hj212/statsstore.py says how they are used). Per HJ
+# 212 uplink: ``hj212_fold`` how far its statistics have taken in the outbox (row id), the
+# observed lag of each device's instrument time and the late samples counted;
+# ``hj212_open`` the running statistics of each open period and code; ``hj212_stats`` the
+# closed records (their CP region as sent) and whether the platform has them.
+_V6_DDL = """
+CREATE TABLE IF NOT EXISTS hj212_fold (
+    uplink TEXT PRIMARY KEY,
+    last_row INTEGER NOT NULL,
+    lags TEXT NOT NULL DEFAULT '{}',
+    late INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS hj212_open (
+    uplink TEXT NOT NULL,
+    cn TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    code TEXT NOT NULL,
+    period_end REAL NOT NULL,
+    acc TEXT NOT NULL,
+    PRIMARY KEY (uplink, cn, period_start, code)
+);
+CREATE TABLE IF NOT EXISTS hj212_stats (
+    uplink TEXT NOT NULL,
+    cn TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    cp TEXT NOT NULL,
+    closed_at REAL NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    delivered_at REAL,
+    PRIMARY KEY (uplink, cn, period_start)
+);
+CREATE INDEX IF NOT EXISTS hj212_stats_waiting ON hj212_stats (uplink, closed_at)
+    WHERE delivered_at IS NULL
+"""
+
+
+def _migrate_to_v6(db: sqlite_utils.Database) -> None:
+    """v6, HJ 212 minute/hourly/daily statistics kept durably (issue 13 item 2): three new
+    tables, empty. An HJ 212 uplink's statistics start from the rows still in the outbox
+    (those already sent as 2011 and deleted are gone: their periods get no record)."""
+    for statement in _V6_DDL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+# The current schema (v6), created on a new file in one go: what steps 1 to 6 leave
 # behind (same tables, columns, constraints and indexes; test_schema_fresh.py), so that a
 # first start does not load sqlite-utils and keep it for the life of the process.
 # AUTOINCREMENT: ids never go backwards after deletes (see _V1_DDL).
@@ -272,7 +318,34 @@ CREATE TABLE alarm_state (
     alarm_group TEXT NOT NULL,
     event TEXT NOT NULL,
     PRIMARY KEY (device_id, channel, alarm_group)
-)
+);
+CREATE TABLE hj212_fold (
+    uplink TEXT PRIMARY KEY,
+    last_row INTEGER NOT NULL,
+    lags TEXT NOT NULL DEFAULT '{}',
+    late INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE hj212_open (
+    uplink TEXT NOT NULL,
+    cn TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    code TEXT NOT NULL,
+    period_end REAL NOT NULL,
+    acc TEXT NOT NULL,
+    PRIMARY KEY (uplink, cn, period_start, code)
+);
+CREATE TABLE hj212_stats (
+    uplink TEXT NOT NULL,
+    cn TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    cp TEXT NOT NULL,
+    closed_at REAL NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    delivered_at REAL,
+    PRIMARY KEY (uplink, cn, period_start)
+);
+CREATE INDEX hj212_stats_waiting ON hj212_stats (uplink, closed_at)
+    WHERE delivered_at IS NULL
 """
 
 
@@ -302,6 +375,7 @@ _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     3: _migrate_to_v3,
     4: _migrate_to_v4,
     5: _migrate_to_v5,
+    6: _migrate_to_v6,
 }
 
 

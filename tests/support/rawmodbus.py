@@ -78,14 +78,23 @@ class RawModbusDevice(TcpDevice):
                 return
             self.requests += 1
             if self._flood is not None:
-                while not self.stopping:
-                    conn.sendall(self._flood)
-                    self.flooded_bytes += len(self._flood)
+                self._send_flood(conn)
+                return
             assert self._answer is not None
             conn.sendall(self._answer(request))
             close = self._close_after() if callable(self._close_after) else self._close_after
             if close:
                 return
+
+    def _send_flood(self, conn: socket.socket) -> None:
+        """Floods until the test stops the server or the agent hangs up: the hang-up
+        (reset or broken pipe) is the agent's answer to a flood, not an error here."""
+        while not self.stopping:
+            try:
+                conn.sendall(self._flood or b"")
+            except OSError:
+                return
+            self.flooded_bytes += len(self._flood or b"")
 
     def _read_request(self, conn: socket.socket) -> Request | None:
         size = 8 if self.rtu else 12

@@ -32,6 +32,11 @@ def add_hj212_platform_parser(sub: Any) -> None:
                         help="SM4 key (32 hex digits) to read HJ 212-2025 encrypted data")
     parser.add_argument("--accept-crc", action="append", default=[], choices=CRC_VARIANTS,
                         help="also accept this CRC variant some devices send (repeatable)")
+    parser.add_argument("--crc", default="hj212", choices=("hj212", *CRC_VARIANTS),
+                        help="CRC variant this platform sends on its answers and commands "
+                             "(and accepts); default hj212, the standard's Appendix A")
+    parser.add_argument("--unanswered-pno", type=int, default=0, metavar="N",
+                        help="never answer piece PNO=N of a split upload (0: answer all)")
     parser.add_argument("--no-ack", action="store_true",
                         help="never answer 9014/9013 (commands are still sent)")
     parser.add_argument("--blackhole", action="store_true",
@@ -55,10 +60,17 @@ def run_hj212_platform(args: argparse.Namespace) -> int:
             raise ValueError(f"--sm4-key: expected 32 hex digits, got {len(key) * 2}")
         if args.close_after < 0:
             raise ValueError("--close-after: expected 0 or more packets")
+        if args.unanswered_pno < 0:
+            raise ValueError("--unanswered-pno: expected 0 or a piece number")
     except (CommandError, ValueError) as err:
         print(f"edge-agent hj212-platform: {err}", file=sys.stderr)
         return 2
-    options = ParseOptions(accept_crc=accepted_variants(args.accept_crc), sm4_key=key)
+    from edge_agent.hj212.crc import CrcVariant
+
+    crc = CrcVariant(args.crc)
+    options = ParseOptions(accept_crc=accepted_variants([*args.accept_crc, crc.value]),
+                           sm4_key=key)
     behaviour = Behaviour(ack=not args.no_ack, blackhole=args.blackhole,
-                          close_after=args.close_after, commands=commands, options=options)
+                          close_after=args.close_after, commands=commands, options=options,
+                          crc=crc, unanswered_pno=args.unanswered_pno)
     return run_platform(args.host, args.port, behaviour, args.jsonl, args.interactive)

@@ -6,7 +6,9 @@ decoded and answered as the standards say: 9014 echoing the QN of a data upload 
 Flag asks for an answer, 9013 for a notice (1001, 1013, 9015). Split packets are also
 logged once reassembled. Commands (``--send``, stdin lines with ``--interactive``) go to a
 station once its first valid packet has told who it is. ``--no-ack``, ``--blackhole``
-and ``--close-after`` make it misbehave on purpose, for tests of a station's re-sending.
+and ``--close-after`` make it misbehave on purpose, for tests of a station's re-sending;
+``--unanswered-pno`` leaves one piece of every split upload unanswered. ``--crc`` makes it
+a platform that sends (and accepts) a Modbus CRC variant instead of Appendix A's.
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ from edge_agent.tools.hj212platform.requests import (
 @dataclass(frozen=True)
 class Behaviour:
     """How the platform answers. ``close_after``: close a connection after that many
-    packets from it (0: never)."""
+    packets from it (0: never). ``crc``: the CRC variant of what it sends (a platform
+    that insists on the Modbus CRC; ``options.accept_crc`` should hold it too).
+    ``unanswered_pno``: never answer that piece of a split upload (0: answer all)."""
 
     ack: bool = True
     blackhole: bool = False
     close_after: int = 0
     commands: tuple[Command, ...] = ()
     options: ParseOptions = field(default_factory=ParseOptions)
+    crc: CrcVariant = CrcVariant.HJ212
+    unanswered_pno: int = 0
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -174,6 +180,11 @@ class Platform:
         packet = parsed.packet
         if self.behaviour.blackhole or not self.behaviour.ack or packet.cn in ANSWERS:
             return
+        if packet.pno is not None and packet.pno == self.behaviour.unanswered_pno:
+            self.log.event("unanswered", f"-> {connection.peer} no answer to piece "
+                           f"{packet.pno}/{packet.pnum} (--unanswered-pno)",
+                           peer=connection.peer, qn=packet.qn, pno=packet.pno)
+            return
         if packet.cn in NOTICES:
             cn = "9013"
         elif packet.cn.startswith("2") and packet.flag is not None and packet.flag.ack:
@@ -185,14 +196,16 @@ class Platform:
                            "17 digits, nothing to echo", peer=connection.peer, cn=cn)
             return
         assert connection.station is not None
-        self._send(connection, encode(answer_packet(cn, packet.qn, connection.station)),
+        self._send(connection, encode(answer_packet(cn, packet.qn, connection.station),
+                                      crc=self.behaviour.crc),
                    cn, packet.qn, reply_to=packet.cn)
 
     def send_command(self, connection: _Connection, command: Command) -> None:
         """Send one command to a station whose identity is known."""
         assert connection.station is not None
         packet = command_packet(command, connection.station, datetime.now())
-        self._send(connection, encode(packet), packet.cn, packet.qn or "", reply_to=None)
+        self._send(connection, encode(packet, crc=self.behaviour.crc), packet.cn,
+                   packet.qn or "", reply_to=None)
 
     def send_to_all(self, command: Command) -> int:
         """Send ``command`` to every station known so far; how many got it."""

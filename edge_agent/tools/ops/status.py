@@ -2,8 +2,9 @@
 
 From the running agent when its health endpoint answers (device states, last good
 reading and last error, broker link, backlog, drops since start); otherwise from the
-outbox file, read-only (backlog per device, oldest and newest waiting sample and the
-newest one's qualities, drops over the file's life). The first line says which.
+outbox file, read-only (the alarms active when the agent last stored their state,
+backlog per device, oldest and newest waiting sample and the newest one's qualities,
+drops over the file's life). The first line says which.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edge_agent.alarms.events import AlarmEvent
 from edge_agent.config.schema import StationConfig
 from edge_agent.i18n import _, ngettext
 from edge_agent.store.readonly import FileBacklog, OutboxUnreadable, open_read_only, read_backlog
-from edge_agent.tools.ops.alarmlines import alarm_lines
+from edge_agent.tools.ops.alarmlines import alarm_lines, saved_alarm_lines, saved_alarms
 from edge_agent.tools.ops.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -60,6 +63,7 @@ def run_status(args: argparse.Namespace) -> int:
         conn = open_read_only(path)
         try:
             backlog = read_backlog(conn, path)
+            alarms = saved_alarms(conn)
         finally:
             conn.close()
     except OutboxUnreadable as err:
@@ -68,7 +72,7 @@ def run_status(args: argparse.Namespace) -> int:
         print(_("and the outbox cannot be read: {error}").format(error=err)
               + _systemd_hint(args.outbox), file=sys.stderr)
         return EXIT_FAILED
-    print("\n".join(file_lines(config, backlog, reason, time.time())))
+    print("\n".join(file_lines(config, backlog, reason, time.time(), alarms)))
     return EXIT_OK
 
 
@@ -264,13 +268,16 @@ def _drops_line(doc: dict[str, Any]) -> str:
 # -- from the outbox file -------------------------------------------------------------
 
 def file_lines(config: StationConfig, backlog: FileBacklog, reason: str,
-               now: float) -> list[str]:
-    """What the outbox file can tell while no agent answers."""
+               now: float, alarms: Sequence[AlarmEvent] = ()) -> list[str]:
+    """What the outbox file can tell while no agent answers; ``alarms``: the active
+    ones it holds (alarmlines.saved_alarms), shown first, as a running agent's are."""
     lines = [_("Station {station}: the agent is NOT answering: {reason}").format(
                  station=config.station_id, reason=reason),
              _("Showing what the OUTBOX FILE holds: {path}").format(path=backlog.path),
              _("(device states, the broker link and drops since start are known only to a "
                "running agent)"), ""]
+    saved = saved_alarm_lines(alarms, now)
+    lines += [*saved, ""] if saved else []
     known = {device.id for device in config.devices}
     in_file = {device.device_id: device for device in backlog.devices}
     rows = []
