@@ -5,7 +5,8 @@ independent of the agent's own ``sparkplug_b_pb2``), and keeps them in arrival o
 With ``host_id`` it behaves as a Sparkplug 3.0 primary host: its will is the offline
 STATE, and on every (re)connect it subscribes first and then publishes its online STATE
 (retained, QoS 1). ``set_online(False)`` publishes the offline STATE while staying
-subscribed, so a test can see that nothing is sent while the host is offline.
+subscribed, so a test can see that nothing is sent while the host is offline; a host
+made with ``online=False`` publishes no online STATE until ``set_online(True)``.
 """
 
 from __future__ import annotations
@@ -49,14 +50,14 @@ class Seen:
 class SparkplugRecorder:
     """Records what a host subscribed to ``spBv1.0/#`` sees."""
 
-    def __init__(self, port: int, host_id: str | None = None) -> None:
+    def __init__(self, port: int, host_id: str | None = None, online: bool = True) -> None:
         self.port = port
         self.host_id = host_id
         self.seen: list[Seen] = []
         self.undecodable: list[str] = []
         self._aliases: dict[tuple[str | None, int], str] = {}
         self._lock = threading.Lock()
-        self._online = True
+        self._online = online
         self.connected = threading.Event()
         self._client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                    client_id=f"test-host-{host_id or 'plain'}")
