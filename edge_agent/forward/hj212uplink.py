@@ -170,6 +170,10 @@ class Hj212Uplink:
         """The session's counters and what this uplink skipped (docs/hj212.md)."""
         return {**self.session.counts(), **{name: self.skipped[name] for name in SKIP_COUNTS}}
 
+    def skip_counts(self) -> dict[str, int]:
+        """What this uplink let go unsent, by reason (health/skips.py)."""
+        return {name: self.skipped[name] for name in SKIP_COUNTS}
+
     def depth(self, timeout_s: float = 5.0) -> UplinkDepth:
         return self._outbox.depth(timeout_s)
 

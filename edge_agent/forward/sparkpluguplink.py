@@ -62,6 +62,8 @@ from edge_agent.watchdog import Heartbeat
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 10.0
+# what is acknowledged unsent (sparkplugconn.Connection._send), by reason: for status
+SKIP_COUNTS = ("gaps_skipped", "alarms_skipped", "while_dead", "unreadable")
 
 
 class SparkplugUplink:
@@ -130,6 +132,11 @@ class SparkplugUplink:
 
     def health(self) -> ForwarderStats:
         return self.stats
+
+    def skip_counts(self) -> dict[str, int]:
+        """What this uplink let go unsent, by reason (health/skips.py)."""
+        counts = self.carried.counts
+        return {name: counts[name] for name in SKIP_COUNTS}
 
     def depth(self, timeout_s: float = 5.0) -> UplinkDepth:
         return self._outbox.depth(timeout_s)

@@ -205,6 +205,12 @@ def _uplinks(out: list[str], uplinks: Iterable[UplinkView], now: float) -> None:
     _family(out, "edge_agent_uplink_gaps_announced_total", "counter",
             "Gap events the uplink's broker acknowledged, since the agent started.",
             each("gaps_announced"))
+    _family(out, "edge_agent_uplink_skipped_total", "counter",
+            "Outbox rows the uplink let go without sending them, by reason (HJ 212: "
+            "gaps_skipped, alarms_skipped, unmapped, rtd_thinned, ...; Sparkplug: "
+            "gaps_skipped, alarms_skipped, while_dead, unreadable), since the agent started.",
+            [({"uplink": u.name, "reason": reason}, count) for u in uplinks
+             for reason, count in sorted((u.skipped or {}).items())])
 
 
 def _endpoint(out: list[str], endpoint: EndpointView) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent import __version__
 from edge_agent.health.alarms_view import AlarmsSeen, alarms_json
 from edge_agent.health.histogram import HistogramSnapshot
+from edge_agent.health.skips import skip_counts
 from edge_agent.i18n import current
 from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
 from edge_agent.watchdog import stuck_workers
@@ -111,6 +112,7 @@ class UplinkView:
     resent: int
     gaps_announced: int
     error: str | None = None
+    skipped: dict[str, int] | None = None  # let go unsent, by reason (skips.py)
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ def _uplink_view(uplink: Uplink, timeout_s: float) -> UplinkView:
     return UplinkView(
         uplink.name, "mqtt", str(stats.node) if stats.node else "", stats.connected,
         stats.state_since, backlog, oldest, stats.in_flight, stats.acknowledged,
-        stats.resent, stats.gaps_announced, error)
+        stats.resent, stats.gaps_announced, error, skip_counts(uplink))
 
 
 def _uplink_json(uplink: UplinkView) -> dict[str, Any]:
@@ -274,6 +276,7 @@ def _uplink_json(uplink: UplinkView) -> dict[str, Any]:
         "oldest_waiting_at": _iso(uplink.oldest_waiting_at), "in_flight": uplink.in_flight,
         "acknowledged": uplink.acknowledged, "resent": uplink.resent,
         "gaps_announced": uplink.gaps_announced, "error": uplink.error,
+        "skipped": dict(uplink.skipped or {}),
     }
 
 

@@ -111,6 +111,7 @@ def live_lines(doc: dict[str, Any], url: str, now: float) -> list[str]:
               *_overload_lines(doc["broker"]),
               *_backlog_lines(doc["outbox"], now),
               *_uplink_lines(doc.get("uplinks") or [], now),
+              *_skip_lines(doc.get("uplinks") or []),
               _drops_line(doc),
               *_corrupt_lines(doc["outbox"].get("set_aside") or [],
                               doc["outbox"].get("corrupt_lost_total"),
@@ -240,6 +241,20 @@ def _uplink_lines(uplinks: list[dict[str, Any]], now: float) -> list[str]:
             *table([_("UPLINK"), _("NODE"), _("STATE"), _("WAITING"), _("OLDEST WAITING"),
                     _("IN FLIGHT"), _("ACKNOWLEDGED"), _("RE-SENT"), _("GAPS SENT")], rows),
             ""]
+
+
+def _skip_lines(uplinks: list[dict[str, Any]]) -> list[str]:
+    """A line per uplink that let rows go unsent (health/skips.py), by reason; reasons
+    are names as /metrics labels them, not translated. Absent from older agents."""
+    lines = []
+    for uplink in uplinks:
+        counts = {reason: n for reason, n in (uplink.get("skipped") or {}).items() if n}
+        if counts:
+            lines.append(_("Not sent: uplink {name} let go unsent since start (on purpose, "
+                           "by reason): {counts}").format(
+                name=uplink["name"],
+                counts=", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))))
+    return lines
 
 
 def _drops_line(doc: dict[str, Any]) -> str:
