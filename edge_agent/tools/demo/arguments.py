@@ -15,12 +15,15 @@ MAX_DEMO_UPLINKS = 8  # as many platforms as a station feeds in the field ("ä¸€ç
 
 
 def add_demo_parser(sub: Any) -> None:
-    """``demo [--duration SECONDS] [--workdir FOLDER] [--uplinks N]``."""
+    """``demo [--duration SECONDS] [--workdir FOLDER] [--sparkplug] [--uplinks N]``."""
     demo = sub.add_parser("demo", help=_("run a simulated station with a private broker"))
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help=_("stop after this many seconds (default: until Ctrl-C)"))
     demo.add_argument("--workdir", type=Path, default=None,
                       help=_("where to keep the demo's files (default: a new temp folder)"))
+    demo.add_argument("--sparkplug", action="store_true",
+                      help=_("add a Sparkplug B uplink to a second broker, with "
+                             "edge-agent sparkplug-host as its primary host"))
     demo.add_argument("--uplinks", type=int, default=1, choices=range(1, MAX_DEMO_UPLINKS + 1),
                       metavar="N",
                       help=_("feed N private brokers, 1 to {most}: the mqtt: section's and "
@@ -33,7 +36,15 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from edge_agent.tools.demo.station import run_demo
     from edge_agent.tools.sim.broker import BrokerNotFound
 
+    if args.sparkplug and args.uplinks != 1:
+        print(_("edge-agent demo: --sparkplug runs its own two brokers; leave out --uplinks"),
+              file=sys.stderr)
+        return 2
     try:
+        if args.sparkplug:
+            from edge_agent.tools.demo.sparkplug import run_sparkplug_demo
+
+            return run_sparkplug_demo(args.duration, args.workdir, sys.stdout)
         return run_demo(args.duration, args.workdir, sys.stdout, args.uplinks)
     except BrokerNotFound as err:
         print(_("edge-agent demo: {problem}").format(problem=err), file=sys.stderr)
