@@ -250,8 +250,8 @@ def _skip_lines(uplinks: list[dict[str, Any]]) -> list[str]:
     for uplink in uplinks:
         counts = {reason: n for reason, n in (uplink.get("skipped") or {}).items() if n}
         if counts:
-            lines.append(_("Not sent: uplink {name} let go unsent since start (on purpose, "
-                           "by reason): {counts}").format(
+            lines.append(_("Not sent: uplink {name}, on purpose, since start, by reason: "
+                           "{counts}").format(
                 name=uplink["name"],
                 counts=", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))))
     return lines
