@@ -135,18 +135,10 @@ def run_mosquitto(form: Form, workdir: Path, log: Callable[[str], None]) -> dict
     return {"rows": rows, "shared": shared.text(), "retained": retained}
 
 
-def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None],
-                 running: Path | None = None) -> dict:
-    """A private cluster started and stopped here, or the ``running`` one another process
-    started (and will stop), as ``tests/support/rabbitmq.py`` described it."""
+def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None]) -> dict:
     cluster_class, cluster_processes = _rabbit_cluster()
-    if running is not None:
-        cluster = cluster_class.attach(running)
-        log(f"  rabbitmq cluster of {len(cluster.nodes)} already running ({running})")
-    else:
-        cluster = cluster_class(workdir / "rabbitmq").start()
-        log(f"  rabbitmq cluster of {len(cluster.nodes)} started in "
-            f"{cluster.started_in_s:.0f} s")
+    cluster = cluster_class(workdir / "rabbitmq").start()
+    log(f"  rabbitmq cluster of {len(cluster.nodes)} started in {cluster.started_in_s:.0f} s")
     try:
         ports = [node.mqtt_port for node in cluster.nodes]
         rows = []
@@ -159,8 +151,7 @@ def run_rabbitmq(form: Form, workdir: Path, log: Callable[[str], None],
         retained = probe_retained(ports[0], ports[1])
         version = cluster.ctl(cluster.nodes[0], "version").strip()
     finally:
-        if running is None:
-            cluster.stop()
+        cluster.stop()
     return {"rows": rows, "shared": shared.text(), "retained": retained, "version": version,
             "nodes": len(cluster.nodes)}
 
@@ -219,10 +210,6 @@ def main(argv: list[str] | None = None) -> None:
                       help="only proves it runs (the smoke test)")
     parser.add_argument("--no-rabbitmq", action="store_true",
                         help="Mosquitto only (RabbitMQ not installed, or no time for it)")
-    parser.add_argument("--rabbitmq-cluster", type=Path, metavar="FILE",
-                        help="use the running cluster FILE describes (written by "
-                             "tests/support/rabbitmq.py, RabbitCluster.save) instead of "
-                             "booting one; the tests share one cluster this way")
     parser.add_argument("--no-subscriber", action="store_true",
                         help="without the platform subscriber: intake alone, nothing routed "
                              "to a subscription (delivered/s shows '-')")
@@ -240,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(tmp)
         results["mosquitto"] = run_mosquitto(form, workdir, log)
         if not args.no_rabbitmq:
-            results["rabbitmq"] = run_rabbitmq(form, workdir, log, args.rabbitmq_cluster)
+            results["rabbitmq"] = run_rabbitmq(form, workdir, log)
     text = table(results, head, form)
     print(text)
     print(f"bench took {time.monotonic() - started:.0f} s ({os.cpu_count()} cores)")

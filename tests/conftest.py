@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from support.collector import Collector
-from support.rabbitmq import INSTALL_HINT, RabbitCluster, rabbitmq_installed
 from support.station import kill_leftover_agents
 
 from edge_agent import i18n
@@ -49,38 +48,6 @@ def two_brokers(tmp_path: Path) -> Iterator[list[Mosquitto]]:
     yield brokers
     for broker in brokers:
         broker.stop()
-
-
-_SHARED_RABBIT: dict[str, RabbitCluster] = {}
-
-
-@pytest.fixture
-def rabbit_cluster(request: pytest.FixtureRequest,
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
-    """One private three-node RabbitMQ cluster (tests/support/rabbitmq.py), shared by every
-    test of the run that asks for it: booting one takes half a minute. Booted at the first
-    such test, stopped after the last one (not at the end of the run: three idle Erlang
-    VMs would sit beside every test after it). A test that stops or kills a node must
-    leave every node running again."""
-    cluster = _SHARED_RABBIT.get("cluster")
-    if cluster is None:
-        assert rabbitmq_installed(), INSTALL_HINT
-        cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq")).start()
-        _SHARED_RABBIT["cluster"] = cluster
-        # Under pytest-xdist a worker cannot tell which later tests are its own: the
-        # cluster then ends with the run.
-        request.config.add_cleanup(_stop_shared_rabbit)
-    yield cluster
-    later = request.session.items[request.session.items.index(request.node) + 1:]
-    if not any("rabbit_cluster" in getattr(item, "fixturenames", ()) for item in later):
-        _stop_shared_rabbit()
-
-
-def _stop_shared_rabbit() -> None:
-    cluster = _SHARED_RABBIT.pop("cluster", None)
-    if cluster is not None:
-        cluster.stop()
-        assert cluster.leftover_processes() == [], "a RabbitMQ or epmd process outlived it"
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.rabbitmq import RabbitCluster
 
 from bench import wire
 from bench.report import ROWS
@@ -79,10 +78,8 @@ def test_station_output_counts_what_the_simulated_station_published(tmp_path: Pa
 
 @pytest.mark.real_parts
 def test_broker_intake_measures_both_brokers_and_probes_shared_subscriptions(
-        tmp_path: Path, rabbit_cluster: RabbitCluster) -> None:
-    # The cluster test_broker_cluster.py uses too, booted once (conftest.rabbit_cluster).
-    table, raw = _run_bench(tmp_path, "broker-intake", "--rabbitmq-cluster",
-                            str(rabbit_cluster.save(tmp_path / "cluster.json")))
+        tmp_path: Path) -> None:
+    table, raw = _run_bench(tmp_path, "broker-intake")
     assert "Mosquitto, 1 node" in table and "RabbitMQ, 3 nodes" in table, table
     results = raw["results"]
     for broker in ("mosquitto", "rabbitmq"):

@@ -3,10 +3,10 @@
 The agent (a real process) lists the three nodes in ``mqtt.brokers``; a subscriber with
 a persistent session (a durable queue) sits on the third node, which the test never
 stops. A backlog is built first: the same station file, pointed at a port where nothing
-listens. The agent is then restarted with the cluster's nodes, connects to the first,
-and while it drains the backlog that node is killed (SIGKILL of its Erlang VM: a crash,
-no clean close). The agent must move to another node and finish there; the killed node
-is brought back. In the end every sample accepted
+listens, runs while the cluster boots. The agent is then restarted with the cluster's
+nodes, connects to the first, and while it drains the backlog that node is killed
+(SIGKILL of its Erlang VM: a crash, no clean close). The agent must move to another node
+and finish there; the killed node is brought back. In the end every sample accepted
 arrived at the subscriber (de-duplicated by id), no device has a hole in ``seq``, and
 the agent is on a surviving node, as ``edge-agent status`` and /metrics say.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from support.collector import Collector
 from support.health import get
+from support.rabbitmq import INSTALL_HINT, RabbitCluster, rabbitmq_installed
 from support.station import AgentProcess, accepted_seqs, outbox_rows, write_station
 from support.waiting import wait_until
 
@@ -30,10 +31,15 @@ from edge_agent.tools.sim.simserver import SimServer
 pytestmark = pytest.mark.real_parts
 DEVICES = ("dev-1", "dev-2")
 BACKLOG_PER_DEVICE = 300
-# The backlog is sent as history (it is older than this when the agent restarts), as it
-# was when it built up while the cluster booted (longer than the default 30 s): the
-# cluster is now shared and already up, and the backlog takes 15 s to build.
-LIVE_WINDOW_S = 5.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    assert rabbitmq_installed(), INSTALL_HINT
+    nodes = RabbitCluster(tmp_path / "rabbitmq")
+    yield nodes
+    nodes.stop()
+    assert nodes.leftover_processes() == [], "a RabbitMQ or epmd process outlived the test"
 
 
 
@@ -49,8 +55,7 @@ def station_file(tmp_path: Path, server: SimServer, brokers: list[str], health_p
     path = write_station(tmp_path / "station.yaml", links=links, devices=devices,
                          broker_port=0, health={"port": health_port},
                          mqtt={"keepalive_s": 5, "max_inflight": 1,
-                               "max_samples_per_message": 1,
-                               "live_window_s": LIVE_WINDOW_S})
+                               "max_samples_per_message": 1})
     doc = json.loads(path.read_text())
     del doc["mqtt"]["host"], doc["mqtt"]["port"]
     doc["mqtt"]["brokers"] = brokers
@@ -59,15 +64,14 @@ def station_file(tmp_path: Path, server: SimServer, brokers: list[str], health_p
 
 
 def test_node_killed_mid_backlog_every_sample_arrives_once_by_id_and_agent_ends_on_a_survivor(
-        tmp_path, rabbit_cluster, two_devices):
-    """The cluster is conftest's, shared with the bench's smoke test: booted once."""
-    cluster = rabbit_cluster
+        tmp_path, cluster, two_devices):
     first, second, third = cluster.nodes
     health_port = free_port()
     outbox = tmp_path / "outbox.sqlite3"
-    # 1. A backlog: the agent runs with no broker reachable.
+    # 1. A backlog: the agent runs with no broker reachable while the cluster boots.
     offline = station_file(tmp_path, two_devices, [f"127.0.0.1:{free_port()}"], health_port)
     agent = AgentProcess(offline, tmp_path / "agent-offline.log").start().wait_running()
+    cluster.start()
     wait_until(lambda: min(accepted_seqs(outbox).values() or [0]) >= BACKLOG_PER_DEVICE
                and len(accepted_seqs(outbox)) == 2, 120, "a backlog in the outbox")
     assert agent.terminate() == 0

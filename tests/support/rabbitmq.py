@@ -21,7 +21,6 @@ kills the cluster's processes (found by their ``ERL_EPMD_PORT``) once it is gone
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -239,34 +238,6 @@ class RabbitCluster:
         marks = [f"-port {self.epmd_port}", *(f" {node.name} " for node in self.nodes),
                  *(str(node.workdir) for node in self.nodes)]
         return cluster_processes(self.epmd_port, marks)
-
-    # -- sharing a running cluster with another process (the bench's broker-intake) ------
-
-    def save(self, path: Path) -> Path:
-        """Write where this running cluster listens, for ``RabbitCluster.attach(path)`` in
-        another process: booting a second cluster costs half a minute of a test run."""
-        path.write_text(json.dumps({
-            "workdir": str(self.workdir), "epmd_port": self.epmd_port,
-            "nodes": [{"name": n.name, "workdir": str(n.workdir), "amqp_port": n.amqp_port,
-                       "dist_port": n.dist_port, "mqtt_port": n.mqtt_port}
-                      for n in self.nodes]}))
-        return path
-
-    @classmethod
-    def attach(cls, path: Path) -> RabbitCluster:
-        """The cluster another process started and saved (``save``) to ``path``: ``ctl`` and
-        ``cluster_processes`` work on it; it is not this process's to stop."""
-        described = json.loads(Path(path).read_text())
-        cluster = cls.__new__(cls)
-        cluster.workdir = Path(described["workdir"])
-        cluster.home = cluster.workdir / "home"
-        cluster.epmd_port = described["epmd_port"]
-        cluster.nodes = [RabbitNode(node["name"], Path(node["workdir"]), node["amqp_port"],
-                                    node["dist_port"], node["mqtt_port"])
-                         for node in described["nodes"]]
-        cluster.started_in_s = 0.0
-        cluster._reaper = None
-        return cluster
 
     def __enter__(self) -> RabbitCluster:
         return self.start()
