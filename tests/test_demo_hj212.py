@@ -16,7 +16,8 @@ import pytest
 from edge_agent.hj212.cp import parse_region
 from edge_agent.hj212.crc import CrcVariant, hj212_crc16
 from edge_agent.hj212.packet import ParseOptions, parse
-from edge_agent.tools.demo.platforms import read_events
+from edge_agent.tools.demo.hj212 import format_tally
+from edge_agent.tools.demo.platforms import read_events, tally
 
 pytestmark = pytest.mark.real_parts  # the demo starts Mosquitto, two platforms, the agent
 
@@ -70,3 +71,21 @@ def test_demo_hj212_refuses_uplinks(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--uplinks" in result.stderr
     assert not (tmp_path / "station.yaml").exists()
+
+
+def test_the_tally_counts_the_platforms_own_log():
+    events = [{"event": "listening", "port": 1},
+              {"event": "packet", "cn": "2081", "rf": False},
+              {"event": "sent", "cn": "9014"},
+              {"event": "packet", "cn": "2011", "rf": False},
+              {"event": "sent", "cn": "9014"},
+              {"event": "packet", "cn": "2011", "rf": True},
+              {"event": "packet", "cn": "2051", "rf": True},
+              {"event": "sent", "cn": "9013"},
+              {"event": "rejected", "kind": "crc"}]
+    counted = tally(events)
+    assert counted.by_cn == {"2081": 1, "2011": 2, "2051": 1}
+    assert (counted.acknowledged, counted.resent, counted.rejected) == (2, 2, 1)
+    assert format_tally("p", counted) == ("demo: platform p received 2011 ×2, 2051 ×1, "
+                                          "2061 ×0; acknowledged 2 (9014); re-sent RF=1 ×2; "
+                                          "rejected 1")
