@@ -62,7 +62,7 @@ class Form:
 
 FORMS = {"full": Form("full", (1, 10, 50, 100, 200), 3, 15),
          "short": Form("short", (1, 10, 50, 100), 2, 6),
-         "tiny": Form("tiny", (1, 3), 1, 1.5)}
+         "tiny": Form("tiny", (1, 3), 0.5, 1)}
 
 
 def _rabbit_cluster():

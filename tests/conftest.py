@@ -12,6 +12,7 @@ from support.station import kill_leftover_agents
 
 from edge_agent import i18n
 from edge_agent.tools.sim.broker import Mosquitto
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 
 @pytest.fixture
@@ -29,6 +30,24 @@ def collector(broker: Mosquitto) -> Iterator[Collector]:
     yield sub
     sub.stop()
     assert not sub.invalid, f"messages failing the payload schema: {sub.invalid[:3]}"
+
+
+@pytest.fixture
+def two_devices() -> Iterator[SimServer]:
+    """A pymodbus simulator on one TCP port: unit 1 (holding register 0 = 11) and unit 2
+    (= 22), the ``dev-1`` and ``dev-2`` of the uplink, failover and cluster tests."""
+    server = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def two_brokers(tmp_path: Path) -> Iterator[list[Mosquitto]]:
+    """Two Mosquittos, each keeping its subscribers' sessions across a restart."""
+    brokers = [Mosquitto(tmp_path / f"broker-{n}", persistence=True).start() for n in "ab"]
+    yield brokers
+    for broker in brokers:
+        broker.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ from support.station import AgentProcess, accepted_seqs, outbox_rows, write_stat
 from support.waiting import wait_until
 
 from edge_agent.tools.sim.broker import free_port
-from edge_agent.tools.sim.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer
 
 pytestmark = pytest.mark.real_parts
 DEVICES = ("dev-1", "dev-2")
@@ -41,12 +41,6 @@ def cluster(tmp_path: Path):
     nodes.stop()
     assert nodes.leftover_processes() == [], "a RabbitMQ or epmd process outlived the test"
 
-
-@pytest.fixture
-def devices():
-    server = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
-    yield server
-    server.stop()
 
 
 def station_file(tmp_path: Path, server: SimServer, brokers: list[str], health_port: int
@@ -70,12 +64,12 @@ def station_file(tmp_path: Path, server: SimServer, brokers: list[str], health_p
 
 
 def test_node_killed_mid_backlog_every_sample_arrives_once_by_id_and_agent_ends_on_a_survivor(
-        tmp_path, cluster, devices):
+        tmp_path, cluster, two_devices):
     first, second, third = cluster.nodes
     health_port = free_port()
     outbox = tmp_path / "outbox.sqlite3"
     # 1. A backlog: the agent runs with no broker reachable while the cluster boots.
-    offline = station_file(tmp_path, devices, [f"127.0.0.1:{free_port()}"], health_port)
+    offline = station_file(tmp_path, two_devices, [f"127.0.0.1:{free_port()}"], health_port)
     agent = AgentProcess(offline, tmp_path / "agent-offline.log").start().wait_running()
     cluster.start()
     wait_until(lambda: min(accepted_seqs(outbox).values() or [0]) >= BACKLOG_PER_DEVICE
@@ -84,7 +78,7 @@ def test_node_killed_mid_backlog_every_sample_arrives_once_by_id_and_agent_ends_
     backlog = outbox_rows(outbox)
     collector = Collector(third.mqtt_port, session_name="platform-on-node-3").start()
     # 2. The agent with the three nodes; it starts on the first and drains the backlog.
-    station_file(tmp_path, devices, [n.address for n in cluster.nodes], health_port)
+    station_file(tmp_path, two_devices, [n.address for n in cluster.nodes], health_port)
     agent = AgentProcess(tmp_path / "station.yaml", tmp_path / "agent.log").start()
     try:
         collector.wait_for(lambda c: len(c.samples) >= 20, 60, "the drain to begin")

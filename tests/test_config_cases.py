@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from edge_agent_drivers.modbus.settings import DataType, RegisterKind, WordOrder
+from support.stationtext import one_gc
 
 from edge_agent import i18n
 from edge_agent.cli import main, ok_line, uplink_lines
@@ -34,23 +35,7 @@ from edge_agent.config.yamlsource import dump_yaml, parse_yaml_bytes
 
 CASES = Path(__file__).parent / "config_cases"
 CASE_ENV = {"EDGE_AGENT_MQTT_PASSWORD": "x"}
-MINIMAL = """\
-station:
-  id: ST01
-links:
-  plc-gw:
-    type: tcp
-    host: 192.168.1.10
-devices:
-  - id: gc-1
-    link: plc-gw
-    unit_id: 1
-    interval_s: 60
-    channels:
-      - {name: benzene, address: 0}
-mqtt:
-  host: broker.local
-"""
+MINIMAL = one_gc("{name: benzene, address: 0}")
 
 
 def _case_dirs() -> list[Path]:

@@ -56,6 +56,7 @@ from edge_agent.config.schema import (
     PollingPolicy,
     Retention,
     SerialLink,
+    SparkplugConfig,
     StationConfig,
     StoreConfig,
     TcpLink,
@@ -75,7 +76,9 @@ UNDECLARED = {StationConfig: {"links", "devices", "store", "mqtt", "polling", "s
                               "health", "uplinks", "alarms"},
               TcpLink: {"name"}, SerialLink: {"name"}, UplinkConfig: {"name"},
               Device: {"settings", "polling"},
-              TextSettings: {"address"}, Channel: {"enron"}}
+              TextSettings: {"address"}, Channel: {"enron"},
+              # the carried devices as Sparkplug devices, built by the reader, not a setting
+              SparkplugConfig: {"node_devices"}}
 DECLARED = declared_sections()
 
 

@@ -28,7 +28,9 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import HealthConfig, MqttConfig, PollingPolicy, Retention, Topics
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-EXAMPLE_ENV = {"EDGE_AGENT_MQTT_PASSWORD": "x"}
+# hj212-voc-station.example.yaml's HJ 212 platforms take their PW and SM4 key from these
+EXAMPLE_ENV = {"EDGE_AGENT_MQTT_PASSWORD": "x", "CITY_HJ212_PW": "123456",
+               "CITY_HJ212_SM4": "30" * 16, "PARK_HJ212_PW": "654321"}
 # Station files; simulate*.yaml are `edge-agent simulate` files, loaded by
 # tests/test_simulate_models.py.
 EXAMPLES = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if not p.name.startswith("simulate"))
@@ -38,6 +40,7 @@ REFERENCE = CONFIG_DIR / "reference.yaml"
 def test_examples_exist() -> None:
     assert REFERENCE in EXAMPLES
     assert CONFIG_DIR / "station.example.yaml" in EXAMPLES
+    assert CONFIG_DIR / "hj212-voc-station.example.yaml" in EXAMPLES
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.stationtext import HEAD_FLOW, one_gc
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
@@ -18,25 +19,14 @@ from edge_agent.hj212.packet import Version
 from edge_agent.hj212.session_types import session_settings
 from edge_agent.hj212.sm4 import key_from_text
 
-STATION = """\
-station:
-  id: ST01
-links:
-  plc-gw: {type: tcp, host: 192.168.1.10}
-devices:
-  - id: gc-1
-    link: plc-gw
-    unit_id: 1
-    interval_s: 60
-    channels:
-      - {name: benzene, address: 0, type: float32}
-      - {name: toluene, address: 2, type: float32}
+STATION = one_gc("{name: benzene, address: 0, type: float32}",
+                 "{name: toluene, address: 2, type: float32}", head=HEAD_FLOW, tail="""\
 store:
   path: outbox.db
 mqtt:
   host: broker.local
 uplinks:
-"""
+""")
 PLATFORM = """\
   {name}:
     kind: hj212

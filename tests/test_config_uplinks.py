@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from support.stationtext import one_gc
 
 from edge_agent.cli import main
 from edge_agent.config.errors import ConfigError, ConfigIssue
@@ -23,27 +24,14 @@ from edge_agent.config.schema import DEFAULT_UPLINK_NAME, MqttProtocol, Topics
 from edge_agent.config.uplink_kinds import UPLINK_KINDS
 from edge_agent.config.validate_uplinks import KIND_CHOICES
 
-STATION = """\
-station:
-  id: ST01
-links:
-  plc-gw:
-    type: tcp
-    host: 192.168.1.10
-devices:
-  - id: gc-1
-    link: plc-gw
-    unit_id: 1
-    interval_s: 60
-    channels:
-      - {name: benzene, address: 0}
+STATION = one_gc("{name: benzene, address: 0}", tail="""\
   - id: h2s-1
     link: plc-gw
     unit_id: 2
     interval_s: 5
     channels:
       - {name: h2s, address: 0}
-"""
+""")
 MQTT = "mqtt:\n  host: mqtt.city.example\n"
 ENV = {"PROV_PASSWORD": "s3cret"}
 AT = len((STATION + MQTT).splitlines())  # line k of the uplinks text is AT + k

@@ -20,26 +20,12 @@ from support.waiting import wait_until
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import BrokerAddress, StationConfig
-from edge_agent.tools.sim.broker import Mosquitto
-from edge_agent.tools.sim.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer
 
 pytestmark = pytest.mark.real_parts
 DEVICES = ("dev-1", "dev-2")
 
 
-@pytest.fixture
-def devices():
-    server = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def two_brokers(tmp_path: Path):
-    brokers = [Mosquitto(tmp_path / f"broker-{n}", persistence=True).start() for n in "ab"]
-    yield brokers
-    for broker in brokers:
-        broker.stop()
 
 
 def station(tmp_path: Path, server: SimServer, ports: list[int]) -> StationConfig:
@@ -85,12 +71,12 @@ def failover_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_primary_stopped_moves_to_the_second_and_stays_there_when_it_returns(
-        tmp_path, devices, two_brokers, caplog):
+        tmp_path, two_devices, two_brokers, caplog):
     caplog.set_level(logging.INFO, logger="edge_agent.forward")
     primary, standby = two_brokers
     ports = [primary.port, standby.port]
     collectors = collectors_on(ports)
-    config = station(tmp_path, devices, ports)
+    config = station(tmp_path, two_devices, ports)
     agent = Agent(config)
     agent.start()
     stats = agent.forwarder.stats
@@ -119,13 +105,13 @@ def test_primary_stopped_moves_to_the_second_and_stays_there_when_it_returns(
 
 
 def test_all_brokers_down_the_agent_backs_off_by_round_then_recovers(
-        tmp_path, devices, two_brokers, caplog):
+        tmp_path, two_devices, two_brokers, caplog):
     caplog.set_level(logging.DEBUG, logger="edge_agent.forward")
     first, second = two_brokers
     ports = [first.port, second.port]
     for broker in two_brokers:
         broker.stop()
-    config = station(tmp_path, devices, ports)
+    config = station(tmp_path, two_devices, ports)
     agent = Agent(config)
     agent.start()
     stats = agent.forwarder.stats
@@ -150,11 +136,11 @@ def test_all_brokers_down_the_agent_backs_off_by_round_then_recovers(
 
 
 def test_in_flight_messages_are_resent_on_the_next_node_with_the_same_ids(
-        tmp_path, devices, two_brokers):
+        tmp_path, two_devices, two_brokers):
     first, second = two_brokers
     proxy = BlackHoleProxy(first.port).start()  # the first node's link goes silent
     collectors = collectors_on([first.port, second.port])
-    config = station(tmp_path, devices, [proxy.port, second.port])
+    config = station(tmp_path, two_devices, [proxy.port, second.port])
     agent = Agent(config)
     agent.start()
     stats = agent.forwarder.stats

@@ -87,6 +87,16 @@ def test_a_sample_without_any_mapped_channel_is_no_record() -> None:
                            MAP["gc-1"]) is None
 
 
+def test_a_converted_value_is_sent_without_binary_noise() -> None:
+    """0.654 ug/m3 is 0.000654 mg/m3, not 0.0006540000000000001 (a code without decimals
+    in the table is sent as Python's repr: the conversion's rounding error showed)."""
+    from edge_agent.hj212.cp import format_number
+
+    assert format_number(convert(0.654, "ug/m3", "mg/m3")) == "0.000654"
+    assert format_number(convert(2.3, "mg/m3", "ug/m3")) == "2300"
+    assert format_number(convert(0.1, "ppm", "ppb")) == "100"
+
+
 def test_units_convert_within_a_family_only() -> None:
     assert convert(1.0, "ppm", "ppb") == 1000.0
     assert convert(250.0, "µg/m³", "mg/m3") == 0.25

@@ -166,6 +166,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.real_parts
 def test_fold_is_exactly_once_when_the_agent_is_killed_between_fold_and_ack(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     box = Outbox(path, UNLIMITED)

@@ -161,6 +161,15 @@ def test_the_unit_gives_a_clean_stop_the_time_the_agent_asks_for():
     assert int(settings["TimeoutStopSec"]) == stop_budget_s(default)
 
 
+def copy_of(installed: Path, destination: Path) -> Path:
+    """A fresh install of this version, as the upgrade tests start from: a copy of the
+    module's ``installed`` root (owners, modes, times and links kept). The installed
+    environment names /opt/edge-agent, never its build root, so it works from the copy;
+    installing again would cost a pip run (most of a minute on a busy two-core CI)."""
+    subprocess.run(["cp", "-a", str(installed), str(destination)], check=True, timeout=120)
+    return destination
+
+
 def copy_checkout(destination: Path) -> Path:
     shutil.copytree(REPO, destination, ignore=shutil.ignore_patterns(
         ".venv", ".git", "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache",
@@ -178,10 +187,9 @@ def bump_version(checkout: Path, old: str, new: str) -> None:
 
 
 def test_upgrade_keeps_station_file_secrets_and_outbox_uninstall_too_purge_does_not(
-        tmp_path):
+        installed, tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
-    root = new_root(tmp_path / "root")
-    run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    root = copy_of(installed, tmp_path / "root")
     version = venv_python(root, "import edge_agent; print(edge_agent.__version__)")
 
     station = root / "etc/edge-agent/station.yaml"
@@ -289,14 +297,13 @@ def test_the_check_runs_as_the_service_user():
 
 
 def test_an_upgrade_is_made_beside_the_agent_in_use_and_switched_only_once_checked(
-        tmp_path):
+        installed, tmp_path):
     """The new version's environment is made beside the one in use and the link
     switched to it only when it is complete and accepts the station file (the service
     is enabled in this root); a failed pip or a refused check leave the one in use as
     it was, and running the installer again after a refusal completes the upgrade."""
     checkout = copy_checkout(tmp_path / "checkout")
-    root = new_root(tmp_path / "root")
-    run(checkout / "scripts/install", "--root", str(root), "--no-systemctl")
+    root = copy_of(installed, tmp_path / "root")
     first = os.readlink(root / VENV)
     version = venv_python(root, "import edge_agent; print(edge_agent.__version__)")
     wants = root / "etc/systemd/system/multi-user.target.wants/edge-agent.service"

@@ -21,25 +21,11 @@ from support.waiting import wait_until
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
-from edge_agent.tools.sim.broker import Mosquitto
-from edge_agent.tools.sim.simserver import SimServer, SimUnit
+from edge_agent.tools.sim.simserver import SimServer
 
 pytestmark = pytest.mark.real_parts
 
 
-@pytest.fixture
-def devices():
-    server = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def two_brokers(tmp_path: Path):
-    brokers = [Mosquitto(tmp_path / f"broker-{n}", persistence=True).start() for n in "ab"]
-    yield brokers
-    for broker in brokers:
-        broker.stop()
 
 
 def station_file(tmp_path: Path, server: SimServer, default_port: int,
@@ -75,12 +61,12 @@ def assert_everything_arrived(collectors: dict[str, Collector], outbox: Path) ->
 
 
 def test_one_uplink_down_and_one_black_holed_each_still_gets_every_sample(
-        tmp_path, devices, two_brokers):
+        tmp_path, two_devices, two_brokers):
     home, city_broker = two_brokers
     proxy = BlackHoleProxy(city_broker.port).start()  # the city uplink's radio link
     collectors = {"default": Collector(home.port, session_name="home").start(),
                   "city": Collector(city_broker.port, session_name="city").start()}
-    config = two_uplinks(tmp_path, devices, home.port, proxy.port)
+    config = two_uplinks(tmp_path, two_devices, home.port, proxy.port)
     agent = Agent(config)
     agent.start()
     default, city = agent.uplinks["default"].health(), agent.uplinks["city"].health()
@@ -122,14 +108,14 @@ def test_one_uplink_down_and_one_black_holed_each_still_gets_every_sample(
 
 
 def test_an_uplink_added_by_reload_starts_from_the_samples_still_waiting(
-        tmp_path, devices, two_brokers, caplog):
+        tmp_path, two_devices, two_brokers, caplog):
     """Adding ``city`` to the station file while ``default`` is down: it starts from the
     backlog, and when removed again it releases what only it held, without touching
     ``default``."""
     caplog.set_level(logging.INFO)
     home, city_broker = two_brokers
     home.stop()
-    path = station_file(tmp_path, devices, home.port)
+    path = station_file(tmp_path, two_devices, home.port)
     config = load_config(path)
     agent = Agent(config)
     agent.start()
@@ -137,13 +123,13 @@ def test_an_uplink_added_by_reload_starts_from_the_samples_still_waiting(
     try:
         wait_until(lambda: accepted_seqs(config.store.path).get("dev-1", 0) >= 5, 30,
                    "samples waiting for the stopped broker")
-        station_file(tmp_path, devices, home.port, {"city": city_broker.port})
+        station_file(tmp_path, two_devices, home.port, {"city": city_broker.port})
         assert agent.reload()
         assert "uplink city: starting from " in caplog.text
         assert list(agent.uplinks) == ["default", "city"]
         collector.wait_for(lambda c: c.has_seqs("dev-1", 5), 60, "the backlog at city")
         default_uplink = agent.uplinks["default"]
-        station_file(tmp_path, devices, home.port)
+        station_file(tmp_path, two_devices, home.port)
         assert agent.reload()  # city removed again
         assert list(agent.uplinks) == ["default"] and agent.forwarder is default_uplink
         assert "uplink city removed" in caplog.text
@@ -155,7 +141,7 @@ def test_an_uplink_added_by_reload_starts_from_the_samples_still_waiting(
         collector.stop()
 
 
-def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devices,
+def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, two_devices,
                                                                    two_brokers):
     """``edge-agent run`` on a station file with ``mqtt:`` and ``uplinks: city`` is
     SIGKILLed while city is black-holed and restarted: each subscriber still gets every
@@ -165,7 +151,7 @@ def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devi
     proxy = BlackHoleProxy(city_broker.port).start()
     collectors = {"default": Collector(home.port, session_name="home").start(),
                   "city": Collector(city_broker.port, session_name="city").start()}
-    path = station_file(tmp_path, devices, home.port, {"city": proxy.port})
+    path = station_file(tmp_path, two_devices, home.port, {"city": proxy.port})
     outbox = load_config(path).store.path
 
     def spawn(log_name: str) -> AgentProcess:
@@ -190,7 +176,7 @@ def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devi
         if agent.alive():
             agent.kill()
         proxy.stop()
-    drain = Agent(load_config(station_file(tmp_path, devices, home.port,
+    drain = Agent(load_config(station_file(tmp_path, two_devices, home.port,
                                            {"city": city_broker.port})))
     drain.start()
     drain.stop_polling()  # the samples in the outbox, and no new ones
@@ -205,7 +191,7 @@ def test_unacknowledged_rows_of_both_uplinks_resent_after_sigkill(tmp_path, devi
             collector.stop()
 
 
-def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, devices, two_brokers):
+def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, two_devices, two_brokers):
     """``city`` down, ``default`` up: the per-uplink series and the status table say
     which one waits, and how much; the unlabelled series stay the first uplink's."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -216,7 +202,7 @@ def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, devices, two_b
 
     home, city_broker = two_brokers
     city_broker.stop()
-    config = two_uplinks(tmp_path, devices, home.port, city_broker.port)
+    config = two_uplinks(tmp_path, two_devices, home.port, city_broker.port)
     agent = Agent(config)
     agent.start()
     collector = Collector(home.port, session_name="home").start()
@@ -246,10 +232,10 @@ def test_metrics_and_status_show_each_uplink_on_its_own(tmp_path, devices, two_b
     assert str(int(values[("edge_agent_uplink_backlog_samples", "city")])) in city_row.split()
 
 
-def test_the_watchdog_watches_every_uplinks_thread(tmp_path, devices):
+def test_the_watchdog_watches_every_uplinks_thread(tmp_path, two_devices):
     """Each uplink's thread has a heartbeat the service watchdog checks, and one that
     ended is named among the dead threads (the agent then stops to be restarted)."""
-    config = two_uplinks(tmp_path, devices, 1, 2)  # never started: no broker needed
+    config = two_uplinks(tmp_path, two_devices, 1, 2)  # never started: no broker needed
     agent = Agent(config)
     try:
         names = [beat.name for beat in agent.heartbeats()]

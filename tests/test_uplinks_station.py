@@ -34,16 +34,9 @@ from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.health.snapshot import take_snapshot
 from edge_agent.tools.sim.broker import Mosquitto, free_port
-from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
 pytestmark = pytest.mark.real_parts
 
-
-@pytest.fixture
-def devices():
-    server = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -97,12 +90,12 @@ def drain(path: Path) -> None:
 
 
 def test_station_without_mqtt_section_feeds_each_named_uplink_and_shows_each_in_status(
-        tmp_path, devices, brokers):
+        tmp_path, two_devices, brokers):
     """``city`` carries every device, ``province`` only dev-1; there is no ``mqtt:``."""
     city, province = brokers["a"], brokers["b"]
     health_port = free_port()  # edge-agent status reads the port from the station file
     path = write_uplinks_station(
-        tmp_path / "station.yaml", devices,
+        tmp_path / "station.yaml", two_devices,
         {"city": uplink(city.port), "province": uplink(province.port, ["dev-1"])},
         health_port=health_port)
     outbox = load_config(path).store.path
@@ -174,7 +167,7 @@ def _logged_count(log: str, pattern: str) -> int:
 
 
 def test_sighup_adds_removes_moves_and_reroutes_uplinks_each_on_its_own(
-        tmp_path, devices, brokers):
+        tmp_path, two_devices, brokers):
     """Uplinks ``a`` (every device, through a relay that counts its connections) and
     ``b``; then, each by editing the file and SIGHUP: ``c`` (dev-1 only) added while
     ``b``'s broker is down, ``b`` removed, ``c`` moved to another relay, ``c`` switched
@@ -187,7 +180,7 @@ def test_sighup_adds_removes_moves_and_reroutes_uplinks_each_on_its_own(
     station = tmp_path / "station.yaml"
 
     def write(**uplinks: dict) -> Path:
-        return write_uplinks_station(station, devices, uplinks)
+        return write_uplinks_station(station, two_devices, uplinks)
 
     path = write(a=uplink(relay_a.port), b=uplink(brokers["b"].port))
     outbox = load_config(path).store.path
@@ -255,7 +248,7 @@ def test_sighup_adds_removes_moves_and_reroutes_uplinks_each_on_its_own(
 
 
 def test_reload_that_drops_the_mqtt_section_leaves_the_named_uplink_serving_alone(
-        tmp_path, devices, brokers, caplog):
+        tmp_path, two_devices, brokers, caplog):
     """A station moving from ``mqtt:`` plus ``city`` to ``city`` alone (no ``mqtt:``),
     while the default uplink's broker is black-holed with messages in flight: the default
     uplink stops, what only it held is released, and ``city`` (now the first uplink,
@@ -266,7 +259,7 @@ def test_reload_that_drops_the_mqtt_section_leaves_the_named_uplink_serving_alon
     relay = BlackHoleProxy(city.port).start()  # counts city's sessions
     station = tmp_path / "station.yaml"
     home_relay = BlackHoleProxy(home.port).start()
-    path = write_uplinks_station(station, devices, {"city": uplink(relay.port)},
+    path = write_uplinks_station(station, two_devices, {"city": uplink(relay.port)},
                                  mqtt_port=home_relay.port)
     collector = Collector(city.port, session_name="city").start()
     agent = Agent(load_config(path))
@@ -276,7 +269,7 @@ def test_reload_that_drops_the_mqtt_section_leaves_the_named_uplink_serving_alon
         home_relay.freeze()  # default's messages stay in flight, unacknowledged
         wait_until(lambda: agent.uplinks["default"].health().in_flight > 0, 30,
                    "default to have messages in flight")
-        write_uplinks_station(station, devices, {"city": uplink(relay.port)})
+        write_uplinks_station(station, two_devices, {"city": uplink(relay.port)})
         assert agent.reload()
         assert "uplinks stopped: default" in caplog.text
         assert list(agent.uplinks) == ["city"]

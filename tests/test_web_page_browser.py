@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from edge_agent_drivers.modbus.settings import RegisterKind
+from selenium import webdriver
 from support.alarmstation import CALIBRATING, CL2, GAS, H2S, alarm_station, detector_bus
 from support.browser import chromium, screenshot, wait_for
 from support.health import logged_port
@@ -76,6 +79,17 @@ def _published(collector, device: str) -> dict:
     return received[-1].sample["values"]
 
 
+@contextmanager
+def page_of(agent: AgentProcess) -> Iterator[webdriver.Chrome]:
+    """The running agent's page open in Chromium, marked (``window.__sameDocument``) so
+    that a test can tell it was never reloaded."""
+    wait_until(lambda: logged_port(agent.log()) is not None, 30, "the endpoint")
+    with chromium() as browser:
+        browser.get(f"http://127.0.0.1:{logged_port(agent.log())}/")
+        browser.execute_script("window.__sameDocument = 'loaded once'")
+        yield browser
+
+
 def _shown(value: object) -> str:
     """As the page writes a published value (6 significant digits, as `status`)."""
     return "-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -87,11 +101,7 @@ def test_page_shows_published_values_and_a_device_going_down_and_back_without_re
     config = _station(tmp_path, server.tcp_port, broker.port)
     agent = AgentProcess(config, tmp_path / "agent.log").start().wait_running()
     try:
-        wait_until(lambda: logged_port(agent.log()) is not None, 30, "the endpoint")
-        port = logged_port(agent.log())
-        with chromium() as browser:
-            browser.get(f"http://127.0.0.1:{port}/")
-            browser.execute_script("window.__sameDocument = 'loaded once'")
+        with page_of(agent) as browser:
             read = lambda: browser.execute_script(READ_PAGE)  # noqa: E731
             # A new value at the instrument: the page shows it without being reloaded,
             # and it is what the broker received.
@@ -220,11 +230,7 @@ def test_active_alarms_are_first_on_the_page_in_words_and_gone_once_cleared(tmp_
     config = alarm_station(tmp_path, broker.port, bus.tcp_port)
     agent = AgentProcess(config, tmp_path / "agent.log").start().wait_running()
     try:
-        wait_until(lambda: logged_port(agent.log()) is not None, 30, "the endpoint")
-        port = logged_port(agent.log())
-        with chromium() as browser:
-            browser.get(f"http://127.0.0.1:{port}/")
-            browser.execute_script("window.__sameDocument = 'loaded once'")
+        with page_of(agent) as browser:
             read = lambda: browser.execute_script(READ_ALARMS)  # noqa: E731
             wait_for(browser, lambda b: b.find_elements("id", "station-id"), 30, "the page")
             quiet = read()

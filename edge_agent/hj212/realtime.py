@@ -49,7 +49,9 @@ def convert(value: float, unit: str, target: str) -> float:
     have, want = _UNITS.get(unit), _UNITS.get(target)
     if have is None or want is None or have[0] != want[0]:
         raise UnitMismatch(f"cannot convert {unit} to {target}")
-    return value * have[1] / want[1]
+    # 15 significant digits: drops the scaling's binary rounding (0.654 ug/m3 would be
+    # sent as 0.0006540000000000001 mg/m3 by a code without decimals), keeps the rest
+    return float(f"{value * have[1] / want[1]:.15g}")
 
 
 def _normal(unit: str) -> str:

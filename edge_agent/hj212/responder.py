@@ -3,7 +3,9 @@
 A request (the platform sets or gets something, or pulls history) is answered 9011
 ``QnRtn=1`` (ready), then the data it asked for, then 9012 ``ExeRtn`` (1 success,
 3 bad condition, 100 no data); a wrong password gets 9011 ``QnRtn=3`` and nothing else.
-A notice (2012 stop real-time data, 2022 stop running state) gets 9013. Anything else
+A notice (2012 stop real-time data, 2022 stop running state) gets 9013; the station's
+regular uploads go on (it keeps no separate on-demand stream to stop), and the log says
+so. Anything else
 gets 9012 ``ExeRtn=2`` and the reason in the log: a platform should hear "no", not
 silence. Answers echo the request's QN (13 digits too: the platform pairs by it); data
 sent in a flow (history records, 1011's time) are built by the session.
@@ -112,7 +114,9 @@ class Responder:
             log.warning("HJ 212 CN=%s without QN: nothing to answer with (ignored)", packet.cn)
             return
         if packet.cn in NOTICES:
-            log.info("HJ 212 platform notice CN=%s answered 9013", packet.cn)
+            log.info("HJ 212 platform notice CN=%s answered 9013; the regular uploads go "
+                     "on (real-time data at its interval, statistics per period): this "
+                     "station does not keep a separate on-demand stream to stop", packet.cn)
             yield Reply("9013", "", qn)
             return
         handler = self._handlers().get(packet.cn)

@@ -8,65 +8,21 @@ this again (``python tests/config_cases/make_binary_cases.py``) only to regenera
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
-VALID = """\
-# Saved with Windows Notepad, which puts a UTF-8 byte-order mark before this line.
-station:
-  id: ST01
-links:
-  plc-gw:
-    type: tcp
-    host: 192.168.1.10
-devices:
-  - id: gc-1
-    link: plc-gw
-    unit_id: 1
-    interval_s: 60
-    channels:
-      - {name: benzene, address: 0, type: float32, unit: µg/m³}
-mqtt:
-  host: broker.local
-"""
+# Run as a script: tests/ on the path for the shared station text.
+sys.path.insert(0, str(HERE.parent))
+from support.stationtext import HEAD, one_gc  # noqa: E402
 
-TABS = """\
-station:
-  id: ST01
-links:
-  plc-gw:
-\ttype: tcp
-\thost: 192.168.1.10
-devices:
-  - id: gc-1
-    link: plc-gw
-    unit_id: 1
-    interval_s: 60
-    channels:
-      - {name: benzene, address: 0, type: float32}
-mqtt:
-  host: broker.local
-"""
-
-CHINESE = """\
-# 站点配置: 化工园区 1 号站
-station:
-  id: ST01
-links:
-  plc-gw:
-    type: tcp
-    host: 192.168.1.10   # 色谱仪
-devices:
-  - id: gc-1
-    link: plc-gw
-    unit_id: 1
-    interval_s: 60
-    channels:
-      - {name: benzene, address: 0, type: float32}
-mqtt:
-  host: broker.local
-"""
+FLOAT = "{name: benzene, address: 0, type: float32}"
+VALID = ("# Saved with Windows Notepad, which puts a UTF-8 byte-order mark before this line.\n"
+         + one_gc("{name: benzene, address: 0, type: float32, unit: µg/m³}"))
+TABS = one_gc(FLOAT, head=HEAD.replace("    type:", "\ttype:").replace("    host:", "\thost:"))
+CHINESE = "# 站点配置: 化工园区 1 号站\n" + one_gc(
+    FLOAT, head=HEAD.replace("192.168.1.10\n", "192.168.1.10   # 色谱仪\n"))
 
 
 def _cases() -> dict[str, bytes]:

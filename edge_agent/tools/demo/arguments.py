@@ -15,7 +15,7 @@ MAX_DEMO_UPLINKS = 8  # as many platforms as a station feeds in the field ("ä¸€ç
 
 
 def add_demo_parser(sub: Any) -> None:
-    """``demo [--duration SECONDS] [--workdir FOLDER] [--sparkplug] [--uplinks N]``."""
+    """``demo [--duration SECONDS] [--workdir FOLDER] [--uplinks N | --hj212 | --sparkplug]``."""
     demo = sub.add_parser("demo", help=_("run a simulated station with a private broker"))
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help=_("stop after this many seconds (default: until Ctrl-C)"))
@@ -29,6 +29,9 @@ def add_demo_parser(sub: Any) -> None:
                       help=_("feed N private brokers, 1 to {most}: the mqtt: section's and "
                              "N-1 more under uplinks: (default: 1)").format(
                                  most=MAX_DEMO_UPLINKS))
+    demo.add_argument("--hj212", action="store_true",
+                      help=_("run the VOC station of docs/hj212.md feeding two HJ 212 "
+                             "platform simulators (2025 and 2017) and the broker"))
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -36,11 +39,23 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from edge_agent.tools.demo.station import run_demo
     from edge_agent.tools.sim.broker import BrokerNotFound
 
+    if args.hj212 and args.sparkplug:
+        print(_("edge-agent demo: --hj212 and --sparkplug are two different demos; choose one"),
+              file=sys.stderr)
+        return 2
+    if args.hj212 and args.uplinks != 1:
+        print(_("edge-agent demo: --hj212 runs its own station; leave out --uplinks"),
+              file=sys.stderr)
+        return 2
     if args.sparkplug and args.uplinks != 1:
         print(_("edge-agent demo: --sparkplug runs its own two brokers; leave out --uplinks"),
               file=sys.stderr)
         return 2
     try:
+        if args.hj212:
+            from edge_agent.tools.demo.hj212 import run_hj212_demo
+
+            return run_hj212_demo(args.duration, args.workdir, sys.stdout)
         if args.sparkplug:
             from edge_agent.tools.demo.sparkplug import run_sparkplug_demo
 

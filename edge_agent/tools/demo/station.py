@@ -186,7 +186,7 @@ def run_demo(duration_s: float | None, workdir: Path | None, out: TextIO,
         for broker, printer in zip(brokers, printers, strict=True):
             subscribers.append(Subscriber("127.0.0.1", broker.port, "edge/#", printer).start())
         agent = Agent(config)
-        _wait(agent, duration_s)
+        run_until_stopped(agent, duration_s)
     finally:
         if agent is not None:
             agent.stop()
@@ -221,7 +221,9 @@ def _start_brokers(base: Path, count: int) -> list[Mosquitto]:
     return brokers
 
 
-def _wait(agent: Agent, duration_s: float | None) -> None:
+def run_until_stopped(agent: Agent, duration_s: float | None) -> None:
+    """Start ``agent`` and return after ``duration_s`` (None: never) or at SIGINT/SIGTERM,
+    the caller stopping it; the previous signal handlers are put back."""
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
