@@ -51,3 +51,10 @@ def test_demo_sparkplug_refuses_uplinks_too(tmp_path):
                   str(tmp_path))
     assert result.returncode == 2
     assert "--sparkplug" in result.stderr and not (tmp_path / "station.yaml").exists()
+
+
+def test_demo_sparkplug_and_hj212_are_two_demos(tmp_path):
+    result = demo("--sparkplug", "--hj212", "--duration", "1", "--workdir", str(tmp_path))
+    assert result.returncode == 2
+    assert "--hj212" in result.stderr and "--sparkplug" in result.stderr
+    assert not (tmp_path / "station.yaml").exists()
