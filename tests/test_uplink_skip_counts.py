@@ -106,6 +106,8 @@ def test_status_json_lists_every_skip_reason_of_the_hj212_and_sparkplug_uplinks(
     assert set(uplinks["scada"]) == {"gaps_skipped", "alarms_skipped", "while_dead",
                                      "unreadable"}
     assert uplinks["default"] == {}  # the JSON uplink sends everything
+    kinds = {u["name"]: u["kind"] for u in seen.status["uplinks"]}
+    assert kinds == {"prov": "hj212", "scada": "sparkplug", "default": "mqtt"}
 
 
 def test_metrics_carry_one_skipped_counter_family_by_uplink_and_reason(seen: Seen) -> None:

@@ -131,6 +131,8 @@ class ForwarderStats:
 class Forwarder:
     """Publishes the outbox to the broker until stopped."""
 
+    kind = "mqtt"
+
     def __init__(self, station_id: str, config: MqttConfig, outbox: Outbox,
                  uplink: str = DEFAULT_UPLINK) -> None:
         """``uplink``: the name of the uplink this forwarder serves (its claims)."""

@@ -93,6 +93,8 @@ SKIP_COUNTS = ("gaps_skipped", "alarms_skipped", "unmapped", "unit_mismatches",
 class Hj212Uplink:
     """Sends the samples of the devices one platform carries as 2011 packets."""
 
+    kind = "hj212"
+
     def __init__(self, station_id: str, config: UplinkConfig, outbox: Outbox,
                  state_dir: Path | None = None) -> None:
         if config.hj212 is None:

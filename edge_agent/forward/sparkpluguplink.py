@@ -69,6 +69,8 @@ SKIP_COUNTS = ("gaps_skipped", "alarms_skipped", "while_dead", "unreadable")
 class SparkplugUplink:
     """Publishes the samples of the devices one Sparkplug uplink carries."""
 
+    kind = "sparkplug"
+
     def __init__(self, station_id: str, config: UplinkConfig, outbox: Outbox,
                  state_dir: Path | None = None) -> None:
         if config.sparkplug is None:

@@ -30,6 +30,7 @@ class Uplink(Protocol):
     """What the agent needs of one uplink (the MQTT ``Forwarder`` implements it)."""
 
     name: str
+    kind: str  # the station file's ``kind:`` (mqtt, hj212, sparkplug), shown by /status
     thread: threading.Thread
     heartbeat: Heartbeat
     stats: ForwarderStats  # what ``health`` returns (the watchdog's status line reads it)

@@ -263,7 +263,7 @@ def _uplink_view(uplink: Uplink, timeout_s: float) -> UplinkView:
     except OutboxError as err:
         error = str(err)
     return UplinkView(
-        uplink.name, "mqtt", str(stats.node) if stats.node else "", stats.connected,
+        uplink.name, uplink.kind, str(stats.node) if stats.node else "", stats.connected,
         stats.state_since, backlog, oldest, stats.in_flight, stats.acknowledged,
         stats.resent, stats.gaps_announced, error, skip_counts(uplink))
 
