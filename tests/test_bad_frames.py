@@ -57,7 +57,7 @@ def queued(answers: queue.Queue[str]) -> Iterator[str]:
 def test_broken_answer_is_a_transient_error_and_the_line_is_clean_after(behaviour, monkeypatch):
     answers: queue.Queue[str] = queue.Queue()
     with PtyPair() as pty, RawRtuSlave(pty.device_path, queued(answers)) as slave, \
-            LateAnswerInTheDrain(slave, pty.agent_path) as clock:
+            LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
         monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         client = ModbusLinkClient(SerialLink("bus", pty.agent_path, timeout_ms=200))
         try:
@@ -89,7 +89,7 @@ def test_late_answer_fitting_the_next_request_is_drained_not_taken_as_its_answer
     then sends the held answer right before the second one, the late frame is the first
     thing the client receives, and the second read returns [102, 103, 104]."""
     with PtyPair() as pty, RawRtuSlave(pty.device_path, iter(["late", "good"])) as slave, \
-            LateAnswerInTheDrain(slave, pty.agent_path) as clock:
+            LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
         monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         client = ModbusLinkClient(SerialLink("bus", pty.agent_path, timeout_ms=200))
         try:
@@ -121,7 +121,7 @@ def test_poller_survives_a_line_full_of_broken_answers_and_counts_them(tmp_path,
     poller = LinkPoller(config.links["bus"], [load_driver(config.devices[0])], outbox,
                         config.polling, stop)
     slave = RawRtuSlave(pty.device_path, itertools.cycle(CYCLE))
-    with slave, LateAnswerInTheDrain(slave, pty.agent_path) as clock:
+    with slave, LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
         monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         poller.start()
         try:

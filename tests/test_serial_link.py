@@ -56,7 +56,7 @@ def test_late_rtu_answer_is_discarded_not_taken_for_the_next_request(monkeypatch
     another table and of the first one again, get their own answers."""
     with PtyPair() as pty, \
             RawRtuSlave(pty.device_path, iter(["late", "good", "good"])) as slave, \
-            LateAnswerInTheDrain(slave, pty.agent_path) as clock:
+            LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
         monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         client = ModbusLinkClient(SerialLink("rs485", pty.agent_path, timeout_ms=300))
         try:

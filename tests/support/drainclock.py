@@ -15,24 +15,25 @@ import fcntl
 import os
 import struct
 import termios
+from collections.abc import Callable
 from types import TracebackType
 
-from support.rawrtu import RawRtuSlave
 from support.waiting import wait_until
 
 
 class LateAnswerInTheDrain:
     """Stands in for ``time`` as ``pymodbus_client.drain_clock`` (set it with monkeypatch).
 
-    ``sleep`` releases the slave's held late answer (if any), waits until every byte of it
-    is in the agent's input queue (``agent_path``, read with FIONREAD, never consumed), then
-    moves the clock on: the drain sees the answer after the timeout and while it waits for
-    quiet, which is exactly what it exists for. ``released`` counts the answers released
-    that way; a client that does not drain never sleeps here, and the slave sends the held
-    answer right before the next one instead."""
+    ``sleep`` calls ``release`` (``RawRtuSlave.release_late``: send the held late answer,
+    return its length, 0 if none), waits until that many bytes are in the agent's input
+    queue (``agent_path``, read with FIONREAD, never consumed), then moves the clock on: the
+    drain sees the answer after the timeout and while it waits for quiet, which is exactly
+    what it exists for. ``released`` counts the answers released that way; a client that
+    does not drain never sleeps here, and the slave sends the held answer right before the
+    next one instead."""
 
-    def __init__(self, slave: RawRtuSlave, agent_path: str) -> None:
-        self._slave = slave
+    def __init__(self, release: Callable[[], int], agent_path: str) -> None:
+        self._release = release
         self._line = os.open(agent_path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         self.now = 0.0
         self.released = 0
@@ -41,7 +42,7 @@ class LateAnswerInTheDrain:
         return self.now
 
     def sleep(self, seconds: float, /) -> None:
-        if sent := self._slave.release_late():
+        if sent := self._release():
             self.released += 1
             wait_until(lambda: self._waiting() >= sent, 30,
                        "the late answer in the agent's input queue", poll_s=0.001)
@@ -61,3 +62,14 @@ class LateAnswerInTheDrain:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.close()
+
+
+def once(length: int) -> Callable[[], int]:
+    """A ``release`` for a device that answers late by itself (a SimServer's delay): the
+    first drain waits for its ``length`` bytes, later drains for nothing."""
+    pending = [length]
+
+    def release() -> int:
+        return pending.pop() if pending else 0
+
+    return release
