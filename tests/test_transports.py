@@ -22,7 +22,7 @@ from edge_agent_drivers.modbus.protocol.transport import (
 )
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support import sources
-from support.drainclock import LateAnswerInTheDrain, once
+from support.drainclock import InstantDrain, LateAnswerInTheDrain, once
 
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
@@ -141,9 +141,12 @@ def test_reads_beyond_the_map_and_into_a_32bit_range_answer_exception_02():
 
 
 @pytest.mark.parametrize(("wire", "protocol"), TRANSPORTS, ids=TRANSPORT_IDS)
-def test_dead_unit_times_out_and_its_neighbour_answers_right_after(wire, protocol):
+def test_dead_unit_times_out_and_its_neighbour_answers_right_after(wire, protocol,
+                                                                  monkeypatch):
     """Five silent polls in a row, too: pymodbus drops a TCP connection on its own after
-    retries+3 of them, which must not leave the link unusable."""
+    retries+3 of them, which must not leave the link unusable. (The muted unit sends
+    nothing late, so a serial drain's 100 ms wait for quiet passes at once.)"""
+    monkeypatch.setattr(pymodbus_client, "drain_clock", InstantDrain())
     with served(wire, protocol, [gc_unit(1), gc_unit(2)], timeout_ms=100) as (server, client):
         server.mute(2)
         for _ in range(5):

@@ -21,6 +21,24 @@ from types import TracebackType
 from support.waiting import wait_until
 
 
+class InstantDrain:
+    """Stands in for ``time`` as ``pymodbus_client.drain_clock`` where nothing can arrive
+    late (a muted unit, a dead device): time moves only when the drain sleeps, so its
+    100 ms of waiting for a quiet line after each timeout pass at once. ``waits`` counts
+    the drain's sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits = 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float, /) -> None:
+        self.waits += 1
+        self.now += seconds
+
+
 class LateAnswerInTheDrain:
     """Stands in for ``time`` as ``pymodbus_client.drain_clock`` (set it with monkeypatch).
 
