@@ -145,13 +145,16 @@ def test_dead_unit_times_out_and_its_neighbour_answers_right_after(wire, protoco
                                                                   monkeypatch):
     """Five silent polls in a row, too: pymodbus drops a TCP connection on its own after
     retries+3 of them, which must not leave the link unusable. (The muted unit sends
-    nothing late, so a serial drain's 100 ms wait for quiet passes at once.)"""
+    nothing late, so a serial drain's 100 ms wait for quiet passes at once. The answering
+    units get 5 s, as a device's own timeout_ms: their answer must not race 100 ms on a
+    loaded machine.)"""
     monkeypatch.setattr(pymodbus_client, "drain_clock", InstantDrain())
     with served(wire, protocol, [gc_unit(1), gc_unit(2)], timeout_ms=100) as (server, client):
         server.mute(2)
         for _ in range(5):
             with pytest.raises(DeviceTimeout, match="no answer within 100 ms"):
                 client.read_registers(2, HOLDING, 0, 1)
+        client.set_timeout_ms(5000)
         assert client.read_registers(1, HOLDING, 0, 3) == [11, 12, 13]
         server.mute(2, False)
         assert client.read_registers(2, HOLDING, 1, 1) == [12]
