@@ -3,7 +3,8 @@ another unit's or another function's frame, busy) are transient errors: counted,
 decoded, never a crash, and the next request is answered cleanly.
 
 The 'device' is a raw RTU slave on a pty pair (tests/support/rawrtu.py), written without
-pymodbus."""
+pymodbus. Its late answer is held until the client's drain waits for a quiet line
+(tests/support/drainclock.py), so no race with the machine's load decides the outcome."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from edge_agent_drivers.modbus.protocol import pymodbus_client
 from edge_agent_drivers.modbus.protocol.transport import ModbusExceptionReply, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
+from support.drainclock import LateAnswerInTheDrain
 from support.rawrtu import RawRtuSlave
 from support.station import write_station
 from support.waiting import wait_until
@@ -51,42 +54,54 @@ def queued(answers: queue.Queue[str]) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("behaviour", list(EXPECTED))
-def test_broken_answer_is_a_transient_error_and_the_line_is_clean_after(behaviour):
+def test_broken_answer_is_a_transient_error_and_the_line_is_clean_after(behaviour, monkeypatch):
     answers: queue.Queue[str] = queue.Queue()
-    with PtyPair() as pty, RawRtuSlave(pty.device_path, queued(answers)):
-        client = ModbusLinkClient(SerialLink("bus", pty.agent_path, timeout_ms=200))
+    with PtyPair() as pty, RawRtuSlave(pty.device_path, queued(answers)) as slave, \
+            LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
+        monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
+        error, message = EXPECTED[behaviour]
+        # A correct answer in pieces (bytewise: 13 writes 5 ms apart) is waited for as
+        # long as it takes: 200 ms, which a loaded machine's 13 wake-ups overran, is only
+        # for the broken answers, whose messages name it.
+        timeout_ms = 200 if error is not None else 10_000
+        client = ModbusLinkClient(SerialLink("bus", pty.agent_path, timeout_ms=timeout_ms))
         try:
             answers.put(behaviour)
-            error, message = EXPECTED[behaviour]
             if error is None:
                 assert client.read_registers(1, RegisterKind.HOLDING, 2, 3) == [102, 103, 104]
             else:
                 with pytest.raises(error, match=message) as caught:
                     client.read_registers(1, RegisterKind.HOLDING, 2, 3)
                 assert caught.value.transient
+            assert clock.released == (behaviour == "late")  # it landed in the drain
             answers.put("good")  # another address: a leftover of the broken answer
             assert client.read_registers(1, RegisterKind.HOLDING, 20, 3) == [120, 121, 122]
         finally:
             client.close()
 
 
-def test_late_answer_fitting_the_next_request_is_drained_not_taken_as_its_answer():
+def test_late_answer_fitting_the_next_request_is_drained_not_taken_as_its_answer(
+        monkeypatch):
     """RTU answers carry no transaction id and no address. A late answer from the same
     unit, with the same function and count as the next request, passes every check on
     the answer; only the client's drain after the timeout (wait for a quiet line, discard
     what arrived) keeps it from being read as the next request's answer.
 
-    The slave answers the first read 250 ms after the request: after the client's
-    200 ms timeout, and inside the 100 ms of quiet the drain then waits for. Without the
-    drain the client sends the second request at once, the late frame is the first
-    thing it receives, and the second read returns [102, 103, 104]."""
-    with PtyPair() as pty, RawRtuSlave(pty.device_path, iter(["late", "good"])) as slave:
+    The slave holds its answer to the first read past the client's 200 ms timeout and
+    sends it while the drain waits for quiet (the drain's clock releases it on its first
+    sleep). A client that did not drain would send the second request at once; the slave
+    then sends the held answer right before the second one, the late frame is the first
+    thing the client receives, and the second read returns [102, 103, 104]."""
+    with PtyPair() as pty, RawRtuSlave(pty.device_path, iter(["late", "good"])) as slave, \
+            LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
+        monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         client = ModbusLinkClient(SerialLink("bus", pty.agent_path, timeout_ms=200))
         try:
             with pytest.raises(DeviceTimeout):
                 client.read_registers(1, RegisterKind.HOLDING, 2, 3)  # late: [102, 103, 104]
+            assert clock.released == 1  # sent after the timeout, inside the drain's wait
             assert client.read_registers(1, RegisterKind.HOLDING, 20, 3) == [120, 121, 122]
-            assert slave.answered["late"] == 1  # it was sent, before the second answer
+            assert slave.answered["late"] == 1
         finally:
             client.close()
 
@@ -96,7 +111,7 @@ CYCLE = ["good", "silent", "good", "short", "good", "bad_crc", "good", "garbage_
          "other_function", "good", "noise", "split"]
 
 
-def test_poller_survives_a_line_full_of_broken_answers_and_counts_them(tmp_path):
+def test_poller_survives_a_line_full_of_broken_answers_and_counts_them(tmp_path, monkeypatch):
     pty = PtyPair()
     path = write_station(
         tmp_path / "station.yaml", broker_port=1883,
@@ -110,7 +125,8 @@ def test_poller_survives_a_line_full_of_broken_answers_and_counts_them(tmp_path)
     poller = LinkPoller(config.links["bus"], [load_driver(config.devices[0])], outbox,
                         config.polling, stop)
     slave = RawRtuSlave(pty.device_path, itertools.cycle(CYCLE))
-    with slave:
+    with slave, LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
+        monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         poller.start()
         try:
             # every broken answer once, then the first good one of the next round: the

@@ -33,6 +33,10 @@ def ended_by_the_server(master: socket.socket) -> bool:
 
 
 def test_closing_the_proxy_ends_an_open_session_and_records_its_close(tmp_path):
+    """The session is open, forwarding, when the proxy closes: one exchange goes through
+    it first. (Waiting only for its "open" event raced the proxy's connection to the
+    device: under a loaded -n 2 run the close came while that connection was still being
+    made, and no close event was written.)"""
     path = tmp_path / "open.capture.jsonl"
     with SimServer([gc_unit()], tcp_port=0) as device:
         header = Header(datetime.now(UTC), "proxy", (LinkInfo(
@@ -45,6 +49,11 @@ def test_closing_the_proxy_ends_an_open_session_and_records_its_close(tmp_path):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as master:
                 wait_until(lambda: '"event": "open"' in path.read_text(), 10,
                            "the proxy to record the session's start")
+                master.sendall(READ_REQUEST)
+                answer = b""
+                while len(answer) < len(READ_ANSWER) and (chunk := master.recv(64)):
+                    answer += chunk
+                assert answer == READ_ANSWER  # forwarded both ways
                 thread.run(proxy.close())
                 assert ended_by_the_server(master)
         finally:

@@ -4,15 +4,13 @@ then normal data, without restarting the agent."""
 from __future__ import annotations
 
 import logging
-import os
-import select
-import struct
-import threading
 
 import pytest
+from edge_agent_drivers.modbus.protocol import pymodbus_client
 from edge_agent_drivers.modbus.protocol.transport import DeviceTimeout, ModbusLinkClient
 from edge_agent_drivers.modbus.settings import RegisterKind
-from support.rawrtu import crc16_modbus
+from support.drainclock import LateAnswerInTheDrain
+from support.rawrtu import RawRtuSlave
 from support.station import write_station
 
 from edge_agent.agent import Agent
@@ -51,42 +49,21 @@ def test_unplugged_usb_adapter_reports_missing_port_then_recovers(
     assert any("answering again" in r.getMessage() for r in caplog.records)
 
 
-def late_slave(path: str, first_delay_s: float, stop: threading.Event) -> None:
-    """A raw RTU slave: holding register a = 100 + a, input register a = 7000 + a; its
-    first answer comes after ``first_delay_s`` (a slow analyzer, a busy gateway)."""
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    buffer, delay = b"", first_delay_s
-    try:
-        while not stop.is_set():
-            if not select.select([fd], [], [], 0.1)[0]:
-                continue
-            buffer += os.read(fd, 256)
-            while len(buffer) >= 8:
-                request, buffer = buffer[:8], buffer[8:]
-                unit, function = request[0], request[1]
-                address, count = struct.unpack(">HH", request[2:6])
-                base = 100 if function == 3 else 7000
-                body = bytes([unit, function, 2 * count]) + b"".join(
-                    struct.pack(">H", base + address + i) for i in range(count))
-                stop.wait(delay)
-                delay = 0.0
-                os.write(fd, body + crc16_modbus(body))
-    finally:
-        os.close(fd)
-
-
-def test_late_rtu_answer_is_discarded_not_taken_for_the_next_request():
-    stop = threading.Event()
-    with PtyPair() as pty:
-        slave = threading.Thread(target=late_slave, args=(pty.device_path, 0.35, stop))
-        slave.start()
+def test_late_rtu_answer_is_discarded_not_taken_for_the_next_request(monkeypatch):
+    """A slow analyzer or a busy gateway answers the first read after the 300 ms timeout:
+    the answer lands while the client waits for a quiet line (the drain's clock releases
+    it there, tests/support/drainclock.py) and is discarded, so the next reads, of
+    another table and of the first one again, get their own answers."""
+    with PtyPair() as pty, \
+            RawRtuSlave(pty.device_path, iter(["late", "good", "good"])) as slave, \
+            LateAnswerInTheDrain(slave.release_late, pty.agent_path) as clock:
+        monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         client = ModbusLinkClient(SerialLink("rs485", pty.agent_path, timeout_ms=300))
         try:
             with pytest.raises(DeviceTimeout):
                 client.read_registers(1, RegisterKind.HOLDING, 0, 10)
+            assert clock.released == 1
             assert client.read_registers(1, RegisterKind.INPUT, 50, 2) == [7050, 7051]
             assert client.read_registers(1, RegisterKind.HOLDING, 0, 3) == [100, 101, 102]
         finally:
             client.close()
-            stop.set()
-            slave.join(timeout=5)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from edge_agent_drivers.modbus.protocol import pymodbus_client
 from edge_agent_drivers.modbus.protocol.transport import (
     BadResponse,
     DeviceTimeout,
@@ -21,6 +22,7 @@ from edge_agent_drivers.modbus.protocol.transport import (
 )
 from edge_agent_drivers.modbus.settings import RegisterKind
 from support import sources
+from support.drainclock import InstantDrain, LateAnswerInTheDrain, once
 
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import LinkProtocol, SerialLink, TcpLink
@@ -139,14 +141,20 @@ def test_reads_beyond_the_map_and_into_a_32bit_range_answer_exception_02():
 
 
 @pytest.mark.parametrize(("wire", "protocol"), TRANSPORTS, ids=TRANSPORT_IDS)
-def test_dead_unit_times_out_and_its_neighbour_answers_right_after(wire, protocol):
+def test_dead_unit_times_out_and_its_neighbour_answers_right_after(wire, protocol,
+                                                                  monkeypatch):
     """Five silent polls in a row, too: pymodbus drops a TCP connection on its own after
-    retries+3 of them, which must not leave the link unusable."""
+    retries+3 of them, which must not leave the link unusable. (The muted unit sends
+    nothing late, so a serial drain's 100 ms wait for quiet passes at once. The answering
+    units get 5 s, as a device's own timeout_ms: their answer must not race 100 ms on a
+    loaded machine.)"""
+    monkeypatch.setattr(pymodbus_client, "drain_clock", InstantDrain())
     with served(wire, protocol, [gc_unit(1), gc_unit(2)], timeout_ms=100) as (server, client):
         server.mute(2)
         for _ in range(5):
             with pytest.raises(DeviceTimeout, match="no answer within 100 ms"):
                 client.read_registers(2, HOLDING, 0, 1)
+        client.set_timeout_ms(5000)
         assert client.read_registers(1, HOLDING, 0, 3) == [11, 12, 13]
         server.mute(2, False)
         assert client.read_registers(2, HOLDING, 1, 1) == [12]
@@ -179,12 +187,20 @@ def test_late_answer_of_a_slow_unit_is_not_taken_for_the_next_request(wire, prot
         assert client.read_registers(2, HOLDING, 0, 1) == [2222]
 
 
-def test_device_timeout_overrides_the_link_timeout_for_a_slow_device():
+def test_device_timeout_overrides_the_link_timeout_for_a_slow_device(monkeypatch):
+    """The first answer, 300 ms late, lands while the drain after the 100 ms timeout waits
+    for a quiet line (its clock waits for those 7 bytes, tests/support/drainclock.py), so
+    the second read gets its own answer, not the first one. (A drain that ended first, as
+    the real 100 ms one could under load, let the first answer be read as the second's,
+    and the second's, when the delay was reset before it, land in the third read.)"""
     with served("serial", LinkProtocol.MODBUS_RTU, [gc_unit(1), gc_unit(2)],
-                timeout_ms=100) as (server, client):
+                timeout_ms=100) as (server, client), \
+            LateAnswerInTheDrain(once(7), client.link.port) as clock:
+        monkeypatch.setattr(pymodbus_client, "drain_clock", clock)
         server.set_delay(2, 0.3)
         with pytest.raises(DeviceTimeout, match="within 100 ms"):
             client.read_registers(2, HOLDING, 0, 1)
+        assert clock.released == 1
         client.set_timeout_ms(5000)  # what the poller does for a device with timeout_ms
         assert client.read_registers(2, HOLDING, 0, 1) == [11]
         server.set_delay(2, 0)

@@ -3,6 +3,11 @@ late, short, truncated, with a bad CRC, with garbage in front, for another unit.
 
 It is written from the Modbus spec with no pymodbus code, so a pymodbus bug cannot hide
 on both sides. Holding register a holds 100 + a, input register a holds 7000 + a.
+
+A ``late`` answer is held, not timed: it goes out when the test calls ``release_late``
+(from inside the client's drain, tests/support/drainclock.py), or else right before the
+answer to the next request, which is when a client that does not drain would read it.
+So no race between a delay and the client's timeout decides what a test proves.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ def _corrupt_crc(u: int, f: int, a: int, n: int) -> Writes:
 BEHAVIOURS: dict[str, Callable[[int, int, int, int], Writes]] = {
     "good": _good,
     "silent": lambda u, f, a, n: [],
-    "late": lambda u, f, a, n: [(0.25, read_answer(u, f, a, n))],
+    "late": lambda u, f, a, n: [],  # held: see RawRtuSlave.release_late
     "short": lambda u, f, a, n: [(0.0, read_answer(u, f, a, n - 1 if n > 1 else 0))],
     "truncated": lambda u, f, a, n: [(0.0, read_answer(u, f, a, n)[:5])],
     "bad_crc": _corrupt_crc,
@@ -77,6 +82,7 @@ class RawRtuSlave:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.answered: Counter[str] = Counter()
+        self._held = b""  # a late answer not sent yet
         self._thread = threading.Thread(target=self._serve, daemon=True, name="raw-rtu")
 
     def __enter__(self) -> RawRtuSlave:
@@ -87,6 +93,15 @@ class RawRtuSlave:
         self._stop.set()
         self._thread.join(timeout=5)
         os.close(self._fd)
+
+    def release_late(self) -> int:
+        """Send the held late answer now (the device finally answers); returns its length,
+        0 when none is held."""
+        with self._lock:
+            held, self._held = self._held, b""
+            if held:
+                os.write(self._fd, held)
+        return len(held)
 
     def _serve(self) -> None:
         buffer = b""
@@ -102,6 +117,10 @@ class RawRtuSlave:
                     break
                 address, count = struct.unpack(">HH", request[2:6])
                 name = next(self._script)
+                self.release_late()  # still held: it lands before this request's answer
+                if name == "late":
+                    with self._lock:
+                        self._held = read_answer(request[0], request[1], address, count)
                 for pause_s, data in BEHAVIOURS[name](request[0], request[1], address, count):
                     if self._stop.wait(pause_s):
                         return

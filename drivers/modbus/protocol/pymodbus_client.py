@@ -42,7 +42,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
@@ -51,6 +51,22 @@ from pymodbus.pdu import ModbusPDU
 
 from edge_agent.config.schema import LinkProtocol
 from edge_agent.link import WireTap
+
+
+class DrainClock(Protocol):
+    """The time a serial drain reads and waits by (``time`` itself in service)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+
+# The clock of ``_drain_serial``, a module attribute so that a test can replace it: a test
+# that proves the drain decides when a late answer lands inside the drain's wait (on its
+# first sleep), instead of racing a real 100 ms window against the machine's load
+# (tests/support/drainclock.py). Nothing in service changes it.
+drain_clock: DrainClock = time
+
 
 FRAMERS = {
     LinkProtocol.MODBUS_TCP: FramerType.SOCKET,
@@ -218,12 +234,12 @@ class WireClient:
         port = self._client.socket
         if port is None:
             return
-        deadline = time.monotonic() + limit_s
         try:
             if isinstance(self._client, ModbusSerialClient):
-                _drain_serial(port, quiet_s, deadline)
+                clock = drain_clock
+                _drain_serial(port, quiet_s, clock.monotonic() + limit_s, clock)
             else:
-                _drain_socket(port, quiet_s, deadline)
+                _drain_socket(port, quiet_s, time.monotonic() + limit_s)
         except (OSError, ValueError) as err:
             raise WireClosed(str(err)) from err
 
@@ -326,18 +342,18 @@ def os_reason(err: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _drain_serial(port: Any, quiet_s: float, deadline: float) -> None:
+def _drain_serial(port: Any, quiet_s: float, deadline: float, clock: DrainClock) -> None:
     discarded = port.in_waiting
     port.reset_input_buffer()
-    quiet_since = time.monotonic()
-    while time.monotonic() - quiet_since < quiet_s and time.monotonic() < deadline:
-        time.sleep(quiet_s / 5)
+    quiet_since = clock.monotonic()
+    while clock.monotonic() - quiet_since < quiet_s and clock.monotonic() < deadline:
+        clock.sleep(quiet_s / 5)
         if waiting := port.in_waiting:
             discarded += waiting
             if discarded > READ_LIMIT_BYTES:
                 raise Flooded(discarded)
             port.reset_input_buffer()
-            quiet_since = time.monotonic()
+            quiet_since = clock.monotonic()
 
 
 def _drain_socket(sock: Any, quiet_s: float, deadline: float) -> None:
