@@ -74,3 +74,37 @@ def test_closing_the_tcp_replay_server_ends_an_open_connection():
         running.stop()  # returns only once the connection's task has ended
     with master:
         assert ended_by_the_server(master)
+
+
+def test_closing_the_proxy_while_it_connects_to_the_device_records_the_close(tmp_path):
+    """A device that does not accept the connection yet (its accept queue is full, so the
+    kernel holds the proxy's SYN): closing the proxy then cancels the connect, and the
+    capture still gets the session's close after its open."""
+    path = tmp_path / "connecting.capture.jsonl"
+    with socket.socket() as device:
+        device.bind(("127.0.0.1", 0))
+        device.listen(0)
+        target = device.getsockname()
+        fillers = []
+        for _ in range(3):  # Linux queues backlog + 1; the rest hang in SYN retries
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(target)
+            fillers.append(filler)
+        header = Header(datetime.now(UTC), "proxy", (LinkInfo(
+            "gc", "modbus-tcp", f"127.0.0.1:{target[1]}"),), unit_ids=(UNIT,))
+        writer = CaptureWriter.create(path, header)
+        thread = LoopThread("proxy")
+        proxy = RecordingProxy(target, writer, "gc")
+        try:
+            port = thread.run(proxy.start("127.0.0.1", 0))
+            with socket.create_connection(("127.0.0.1", port), timeout=10):
+                wait_until(lambda: '"event": "open"' in path.read_text(), 10,
+                           "the proxy to record the session's start")
+                thread.run(proxy.close())
+        finally:
+            thread.stop()
+            for filler in fillers:
+                filler.close()
+        events = [r.event for r in read_capture(path).records if hasattr(r, "event")]
+        assert events == ["open", "close"]

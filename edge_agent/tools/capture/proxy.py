@@ -90,6 +90,10 @@ class RecordingProxy:
             self._record([Event(self._now(), "close", self._link, conn,
                                 note=f"the device did not accept a connection ({err})")])
             return
+        except asyncio.CancelledError:  # the proxy closed while the device was connecting
+            self._record([Event(self._now(), "close", self._link, conn,
+                                note="closed by the proxy while connecting to the device")])
+            raise
         splitters = {"tx": MbapSplitter(), "rx": MbapSplitter()}
         pumps = {asyncio.create_task(self._pump(master_in, device_out, "tx", conn,
                                                 splitters["tx"])): "master",
