@@ -21,6 +21,16 @@ in its health, errors, last error and logs. Its sample is stored as read.
 Transitions are logged once each (ERROR when a device stops answering, WARNING when it is
 marked down, INFO when it answers again) and counted per device (``DeviceState.entered``);
 failed polls are counted by reason (``DeviceState.errors``).
+
+Storing overlaps the wire: a plain sample (no alarm events, no driver state) is handed to
+the outbox (``Outbox.append_nowait``) and the poller reads its next device while the
+sample commits; it waits for that commit before it hands over the next sample, before it
+sleeps and before it stops, and counts a failure then. So at most one sample per link is
+committing while the wire is busy, and a fast link is no longer held to one fsync per poll
+(issue 11: the highest sustained rate). Nothing changes for the sample itself: it is
+published only once committed (the forwarder reads committed rows only). A sample with
+alarm events or driver state (a GC's analysis, whose ``after_commit`` acts on the device)
+is stored and waited for at once, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, cast
@@ -43,7 +54,7 @@ from edge_agent.model import Quality, Sample, utc_now
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.toolbox import record_link
-from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
+from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s, waiting_for_watched_worker
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +179,10 @@ class LinkPoller:
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
         self._checked_client: LinkClient | None = None
         self._client_adjustable = False
+        # The sample committing while the wire is busy (see the module docstring), and
+        # the link client its driver's after_commit gets (the thread's open client).
+        self._committing: tuple[DeviceState, Sample, Future] | None = None
+        self._client: LinkClient | None = None
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
@@ -190,6 +205,7 @@ class LinkPoller:
     def _run(self) -> None:
         self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
         client = open_link_client(self.link, self._open_tap(self.link))
+        self._client = client
         start = time.monotonic()
         for state in self.devices:
             state.next_due = start
@@ -202,14 +218,19 @@ class LinkPoller:
                     state.driver.device, self.link, self._policy))
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
-                if wait_s > 0 and self._stop.wait(wait_s):
-                    break
+                if wait_s > 0:
+                    self._settle()  # committed before the link sleeps
+                    if self._stop.wait(wait_s):
+                        break
                 try:
                     self._poll(client, state)
                 except Exception:  # a bug must not end acquisition on this link
                     self._survive_bug(state)
         finally:
-            client.close()
+            try:
+                self._settle()
+            finally:
+                client.close()
 
     def _between_polls(self, client: LinkClient, wait_s: float) -> bool:
         """Do due alarm output writes, or wait at most ``OUTPUT_CHECK_S`` for one; True
@@ -239,6 +260,11 @@ class LinkPoller:
     def _survive_bug(self, state: DeviceState) -> None:
         """An unexpected error (a bug, not a device fault): log it with its traceback once
         per device, record a BAD sample so the hole is visible, back off, go on."""
+        self._record_bug(state)
+        self._schedule(state)
+
+    def _record_bug(self, state: DeviceState) -> None:
+        """Count and log (once per device) an unexpected error, store its BAD sample."""
         state.errors["agent_error"] += 1
         state.consecutive_failures += 1
         if state.errors["agent_error"] == 1:
@@ -249,7 +275,6 @@ class LinkPoller:
             self._store(state, state.last_sample)
         except Exception:
             log.debug("could not record the agent_error sample", exc_info=True)
-        self._schedule(state)
 
     def _attempts(self, state: DeviceState) -> int:
         """Attempts within one poll: retries only while the device is answering."""
@@ -293,11 +318,13 @@ class LinkPoller:
         events: Sequence[AlarmEvent] = \
             self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
-        if sample is not None and self._store(state, sample, events):
-            after_commit = getattr(state.driver, "after_commit", None)
-            if after_commit is not None:
-                after_commit(client, sample)
+        if sample is not None and not events and sample.driver_state is None \
+                and self._store_overlapped(state, sample):
+            pass  # committing while the next device is read (module docstring)
+        elif sample is not None and self._store(state, sample, events):
+            self._after_commit(client, state, sample)
         elif sample is None and events:
+            self._settle()  # in commit order with the sample before
             self._store_alarms(events)
         if events:
             self._emit_alarms(state, events)
@@ -405,21 +432,68 @@ class LinkPoller:
     def _store(self, state: DeviceState, sample: Sample,
                alarms: Sequence[AlarmEvent] = ()) -> bool:
         """Commit ``sample`` with the alarm events it caused; False when it could not be
-        (counted, logged once; the events still reach the log and the local outputs)."""
+        (counted, logged once; the events still reach the log and the local outputs).
+        A sample still committing from an earlier poll is settled first (order)."""
+        self._settle()
         try:
             if alarms:
                 self._outbox.append(sample, alarms)
-            else:  # the common case, and the call a test's stand-in outbox knows
+            else:  # the call a test's stand-in outbox knows
                 self._outbox.append(sample)
         except OutboxError as err:
-            self.store_failures += 1
-            if not self._store_failing:
-                self._store_failing = True
-                log.error("cannot store samples (%s); the loss is counted and will be "
-                          "published as a gap event once the store works again", err)
+            self._store_failed(err)
             return False
+        self._stored(state)
+        return True
+
+    def _store_overlapped(self, state: DeviceState, sample: Sample) -> bool:
+        """Hand ``sample`` to the outbox without waiting for its commit (module
+        docstring), after settling the one handed over before; False when this outbox
+        cannot (a test's stand-in): the caller then stores it and waits."""
+        append_nowait = getattr(self._outbox, "append_nowait", None)
+        if append_nowait is None:
+            return False
+        self._settle()
+        try:
+            self._committing = (state, sample, append_nowait(sample))
+        except OutboxError as err:
+            self._store_failed(err)
+        return True
+
+    def _settle(self) -> None:
+        """Wait for the sample handed over by ``_store_overlapped`` to commit, and do what
+        follows a commit (or a failure) as ``_store`` does."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        state, sample, future = committing
+        try:
+            with waiting_for_watched_worker():  # the writer's own heartbeat covers it
+                future.result()
+        except OutboxError as err:
+            self._store_failed(err)
+            return
+        except Exception:  # a bug, as _poll's caller would have met it
+            self._record_bug(state)
+            return
+        self._stored(state)
+        if self._client is not None:
+            self._after_commit(self._client, state, sample)
+
+    def _after_commit(self, client: LinkClient, state: DeviceState, sample: Sample) -> None:
+        after_commit = getattr(state.driver, "after_commit", None)
+        if after_commit is not None:
+            after_commit(client, sample)
+
+    def _store_failed(self, err: OutboxError) -> None:
+        self.store_failures += 1
+        if not self._store_failing:
+            self._store_failing = True
+            log.error("cannot store samples (%s); the loss is counted and will be "
+                      "published as a gap event once the store works again", err)
+
+    def _stored(self, state: DeviceState) -> None:
         state.samples_stored += 1
         if self._store_failing:
             self._store_failing = False
             log.info("storing samples again after %d failures", self.store_failures)
-        return True
