@@ -22,15 +22,9 @@ Transitions are logged once each (ERROR when a device stops answering, WARNING w
 marked down, INFO when it answers again) and counted per device (``DeviceState.entered``);
 failed polls are counted by reason (``DeviceState.errors``).
 
-Storing overlaps the wire: a plain sample (no alarm events, no driver state) is handed to
-the outbox (``Outbox.append_nowait``) and the poller reads its next device while the
-sample commits; it waits for that commit before it hands over the next sample, before it
-sleeps and before it stops, and counts a failure then. So at most one sample per link is
-committing while the wire is busy, and a fast link is no longer held to one fsync per poll
-(issue 11: the highest sustained rate). Nothing changes for the sample itself: it is
-published only once committed (the forwarder reads committed rows only). A sample with
-alarm events or driver state (a GC's analysis, whose ``after_commit`` acts on the device)
-is stored and waited for at once, as before.
+Storing (edge_agent/pollstore.py) overlaps the wire: a plain sample commits while the
+poller reads its next device; the poller waits for that commit before the next one,
+before it sleeps and before it stops.
 """
 
 from __future__ import annotations
@@ -40,7 +34,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, cast
@@ -51,10 +44,11 @@ from edge_agent.driver import Driver
 from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
 from edge_agent.model import Quality, Sample, utc_now
+from edge_agent.pollstore import SampleStore
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.toolbox import record_link
-from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s, waiting_for_watched_worker
+from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
 
 log = logging.getLogger(__name__)
 
@@ -172,17 +166,12 @@ class LinkPoller:
         self._policy = policy
         self._stop = stop
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
-        self._store_failing = False
-        self.store_failures = 0
+        self._storing = SampleStore(outbox, self._record_bug)
         self._alarms = alarms
         self._outputs = outputs
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
         self._checked_client: LinkClient | None = None
         self._client_adjustable = False
-        # The sample committing while the wire is busy (see the module docstring), and
-        # the link client its driver's after_commit gets (the thread's open client).
-        self._committing: tuple[DeviceState, Sample, Future] | None = None
-        self._client: LinkClient | None = None
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
@@ -197,6 +186,11 @@ class LinkPoller:
             self.thread.join(timeout=timeout_s)
         return not self.thread.is_alive()
 
+    @property
+    def store_failures(self) -> int:
+        """Samples (and alarm batches) this link could not store (pollstore.py)."""
+        return self._storing.failures
+
     def set_policy(self, policy: PollingPolicy) -> None:
         """Use ``policy`` from the next poll on (a reload); the link stays open."""
         self._policy = policy
@@ -205,7 +199,7 @@ class LinkPoller:
     def _run(self) -> None:
         self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
         client = open_link_client(self.link, self._open_tap(self.link))
-        self._client = client
+        self._storing.client = client
         start = time.monotonic()
         for state in self.devices:
             state.next_due = start
@@ -219,7 +213,7 @@ class LinkPoller:
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
                 if wait_s > 0:
-                    self._settle()  # committed before the link sleeps
+                    self._storing.settle()  # committed before the link sleeps
                     if self._stop.wait(wait_s):
                         break
                 try:
@@ -228,7 +222,7 @@ class LinkPoller:
                     self._survive_bug(state)
         finally:
             try:
-                self._settle()
+                self._storing.settle()
             finally:
                 client.close()
 
@@ -272,7 +266,7 @@ class LinkPoller:
                           "its readings BAD (agent_error)", state.device_id)
         try:
             state.last_sample = state.driver.failed_sample(utc_now(), "agent_error")
-            self._store(state, state.last_sample)
+            self._storing.store(state, state.last_sample)
         except Exception:
             log.debug("could not record the agent_error sample", exc_info=True)
 
@@ -319,13 +313,12 @@ class LinkPoller:
             self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
         if sample is not None and not events and sample.driver_state is None \
-                and self._store_overlapped(state, sample):
-            pass  # committing while the next device is read (module docstring)
-        elif sample is not None and self._store(state, sample, events):
-            self._after_commit(client, state, sample)
+                and self._storing.store_overlapped(state, sample):
+            pass  # committing while the next device is read (pollstore.py)
+        elif sample is not None and self._storing.store(state, sample, events):
+            self._storing.after_commit(client, state, sample)
         elif sample is None and events:
-            self._settle()  # in commit order with the sample before
-            self._store_alarms(events)
+            self._storing.store_alarms(events)
         if events:
             self._emit_alarms(state, events)
         self._schedule(state)
@@ -356,17 +349,6 @@ class LinkPoller:
         if self.alarm_errors == 1:
             log.exception("unexpected error judging the alarms of %s; polling goes "
                           "on (further ones are only counted)", state.device_id)
-
-    def _store_alarms(self, events: Sequence[AlarmEvent]) -> None:
-        """Commit alarm events that have no sample (a communication alarm cleared by a GC
-        answering without a new analysis): a transaction of their own."""
-        try:
-            self._outbox.append_alarms(events)
-        except OutboxError as err:
-            self.store_failures += 1
-            log.error("cannot store %d alarm event(s) now (%s); they drive the local "
-                      "outputs, are kept in memory and stored (then published) with the next "
-                      "write that succeeds", len(events), err)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:
@@ -428,72 +410,3 @@ class LinkPoller:
                                  now + self._backoff.delay_s(state.consecutive_failures))
         if state.next_due < now:  # overran (slow bus): skip missed slots, do not burst
             state.next_due = now
-
-    def _store(self, state: DeviceState, sample: Sample,
-               alarms: Sequence[AlarmEvent] = ()) -> bool:
-        """Commit ``sample`` with the alarm events it caused; False when it could not be
-        (counted, logged once; the events still reach the log and the local outputs).
-        A sample still committing from an earlier poll is settled first (order)."""
-        self._settle()
-        try:
-            if alarms:
-                self._outbox.append(sample, alarms)
-            else:  # the call a test's stand-in outbox knows
-                self._outbox.append(sample)
-        except OutboxError as err:
-            self._store_failed(err)
-            return False
-        self._stored(state)
-        return True
-
-    def _store_overlapped(self, state: DeviceState, sample: Sample) -> bool:
-        """Hand ``sample`` to the outbox without waiting for its commit (module
-        docstring), after settling the one handed over before; False when this outbox
-        cannot (a test's stand-in): the caller then stores it and waits."""
-        append_nowait = getattr(self._outbox, "append_nowait", None)
-        if append_nowait is None:
-            return False
-        self._settle()
-        try:
-            self._committing = (state, sample, append_nowait(sample))
-        except OutboxError as err:
-            self._store_failed(err)
-        return True
-
-    def _settle(self) -> None:
-        """Wait for the sample handed over by ``_store_overlapped`` to commit, and do what
-        follows a commit (or a failure) as ``_store`` does."""
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        state, sample, future = committing
-        try:
-            with waiting_for_watched_worker():  # the writer's own heartbeat covers it
-                future.result()
-        except OutboxError as err:
-            self._store_failed(err)
-            return
-        except Exception:  # a bug, as _poll's caller would have met it
-            self._record_bug(state)
-            return
-        self._stored(state)
-        if self._client is not None:
-            self._after_commit(self._client, state, sample)
-
-    def _after_commit(self, client: LinkClient, state: DeviceState, sample: Sample) -> None:
-        after_commit = getattr(state.driver, "after_commit", None)
-        if after_commit is not None:
-            after_commit(client, sample)
-
-    def _store_failed(self, err: OutboxError) -> None:
-        self.store_failures += 1
-        if not self._store_failing:
-            self._store_failing = True
-            log.error("cannot store samples (%s); the loss is counted and will be "
-                      "published as a gap event once the store works again", err)
-
-    def _stored(self, state: DeviceState) -> None:
-        state.samples_stored += 1
-        if self._store_failing:
-            self._store_failing = False
-            log.info("storing samples again after %d failures", self.store_failures)
