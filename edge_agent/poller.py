@@ -21,10 +21,6 @@ in its health, errors, last error and logs. Its sample is stored as read.
 Transitions are logged once each (ERROR when a device stops answering, WARNING when it is
 marked down, INFO when it answers again) and counted per device (``DeviceState.entered``);
 failed polls are counted by reason (``DeviceState.errors``).
-
-Storing (edge_agent/pollstore.py) overlaps the wire: a plain sample commits while the
-poller reads its next device; the poller waits for that commit before the next one,
-before it sleeps and before it stops.
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ from edge_agent.driver import Driver
 from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
 from edge_agent.model import Quality, Sample, utc_now
-from edge_agent.pollstore import SampleStore
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.toolbox import record_link
@@ -166,7 +161,8 @@ class LinkPoller:
         self._policy = policy
         self._stop = stop
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
-        self._storing = SampleStore(outbox, self._record_bug)
+        self._store_failing = False
+        self.store_failures = 0
         self._alarms = alarms
         self._outputs = outputs
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
@@ -186,11 +182,6 @@ class LinkPoller:
             self.thread.join(timeout=timeout_s)
         return not self.thread.is_alive()
 
-    @property
-    def store_failures(self) -> int:
-        """Samples (and alarm batches) this link could not store (pollstore.py)."""
-        return self._storing.failures
-
     def set_policy(self, policy: PollingPolicy) -> None:
         """Use ``policy`` from the next poll on (a reload); the link stays open."""
         self._policy = policy
@@ -199,7 +190,6 @@ class LinkPoller:
     def _run(self) -> None:
         self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
         client = open_link_client(self.link, self._open_tap(self.link))
-        self._storing.client = client
         start = time.monotonic()
         for state in self.devices:
             state.next_due = start
@@ -212,19 +202,14 @@ class LinkPoller:
                     state.driver.device, self.link, self._policy))
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
-                if wait_s > 0:
-                    self._storing.settle()  # committed before the link sleeps
-                    if self._stop.wait(wait_s):
-                        break
+                if wait_s > 0 and self._stop.wait(wait_s):
+                    break
                 try:
                     self._poll(client, state)
                 except Exception:  # a bug must not end acquisition on this link
                     self._survive_bug(state)
         finally:
-            try:
-                self._storing.settle()
-            finally:
-                client.close()
+            client.close()
 
     def _between_polls(self, client: LinkClient, wait_s: float) -> bool:
         """Do due alarm output writes, or wait at most ``OUTPUT_CHECK_S`` for one; True
@@ -254,11 +239,6 @@ class LinkPoller:
     def _survive_bug(self, state: DeviceState) -> None:
         """An unexpected error (a bug, not a device fault): log it with its traceback once
         per device, record a BAD sample so the hole is visible, back off, go on."""
-        self._record_bug(state)
-        self._schedule(state)
-
-    def _record_bug(self, state: DeviceState) -> None:
-        """Count and log (once per device) an unexpected error, store its BAD sample."""
         state.errors["agent_error"] += 1
         state.consecutive_failures += 1
         if state.errors["agent_error"] == 1:
@@ -266,9 +246,10 @@ class LinkPoller:
                           "its readings BAD (agent_error)", state.device_id)
         try:
             state.last_sample = state.driver.failed_sample(utc_now(), "agent_error")
-            self._storing.store(state, state.last_sample)
+            self._store(state, state.last_sample)
         except Exception:
             log.debug("could not record the agent_error sample", exc_info=True)
+        self._schedule(state)
 
     def _attempts(self, state: DeviceState) -> int:
         """Attempts within one poll: retries only while the device is answering."""
@@ -312,13 +293,12 @@ class LinkPoller:
         events: Sequence[AlarmEvent] = \
             self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
-        if sample is not None and not events and sample.driver_state is None \
-                and self._storing.store_overlapped(state, sample):
-            pass  # committing while the next device is read (pollstore.py)
-        elif sample is not None and self._storing.store(state, sample, events):
-            self._storing.after_commit(client, state, sample)
+        if sample is not None and self._store(state, sample, events):
+            after_commit = getattr(state.driver, "after_commit", None)
+            if after_commit is not None:
+                after_commit(client, sample)
         elif sample is None and events:
-            self._storing.store_alarms(events)
+            self._store_alarms(events)
         if events:
             self._emit_alarms(state, events)
         self._schedule(state)
@@ -349,6 +329,17 @@ class LinkPoller:
         if self.alarm_errors == 1:
             log.exception("unexpected error judging the alarms of %s; polling goes "
                           "on (further ones are only counted)", state.device_id)
+
+    def _store_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        """Commit alarm events that have no sample (a communication alarm cleared by a GC
+        answering without a new analysis): a transaction of their own."""
+        try:
+            self._outbox.append_alarms(events)
+        except OutboxError as err:
+            self.store_failures += 1
+            log.error("cannot store %d alarm event(s) now (%s); they drive the local "
+                      "outputs, are kept in memory and stored (then published) with the next "
+                      "write that succeeds", len(events), err)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:
@@ -410,3 +401,25 @@ class LinkPoller:
                                  now + self._backoff.delay_s(state.consecutive_failures))
         if state.next_due < now:  # overran (slow bus): skip missed slots, do not burst
             state.next_due = now
+
+    def _store(self, state: DeviceState, sample: Sample,
+               alarms: Sequence[AlarmEvent] = ()) -> bool:
+        """Commit ``sample`` with the alarm events it caused; False when it could not be
+        (counted, logged once; the events still reach the log and the local outputs)."""
+        try:
+            if alarms:
+                self._outbox.append(sample, alarms)
+            else:  # the common case, and the call a test's stand-in outbox knows
+                self._outbox.append(sample)
+        except OutboxError as err:
+            self.store_failures += 1
+            if not self._store_failing:
+                self._store_failing = True
+                log.error("cannot store samples (%s); the loss is counted and will be "
+                          "published as a gap event once the store works again", err)
+            return False
+        state.samples_stored += 1
+        if self._store_failing:
+            self._store_failing = False
+            log.info("storing samples again after %d failures", self.store_failures)
+        return True

@@ -210,21 +210,6 @@ def test_submit_returns_only_once_another_connection_sees_the_commit(writer, own
         assert committed_values(owner.path) == [f"v{m}" for m in range(n + 1)]
 
 
-def test_submit_nowait_returns_at_once_and_its_future_is_set_only_after_the_commit(
-        writer, owner):
-    held = Held(writer)  # the next transaction cannot begin yet
-    futures = [writer.submit_nowait(insert(f"v{n}")) for n in range(3)]
-    assert not any(future.done() for future in futures)
-    assert committed_values(owner.path) == []
-    held.release()
-    rowids = [future.result(10) for future in futures]
-    assert rowids == [1, 2, 3]  # queued in order, committed together
-    assert committed_values(owner.path) == ["v0", "v1", "v2"]
-    writer.close()
-    with pytest.raises(WriterClosed):
-        writer.submit_nowait(insert("late"))
-
-
 def test_reads_run_after_the_writes_in_a_read_transaction_without_write_hooks(writer, owner):
     held = Held(writer)
     calls = Calls(writer)

@@ -84,7 +84,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -445,29 +444,6 @@ class Outbox(Delivery):
         if self.on_append is not None:
             self.on_append()
         return accepted
-
-    def append_nowait(self, sample: Sample) -> Future:
-        """Queue ``sample``'s append and return at once; the future holds ``Accepted`` once
-        its transaction has committed (durable, as ``append`` returns), or OutboxError when
-        it could not commit (counted and announced as ``append`` does). The sample is
-        accepted only when the future says so: a poller uses this to read its next device
-        while the last sample commits (group commit across polls, issue 11).
-        Raises OutboxError at once when the outbox is closed."""
-        try:
-            future = self._writer.submit_nowait(lambda conn: self._insert_sample(conn, sample))
-        except WriterClosed as err:
-            self._remember_unstored(sample)
-            raise OutboxError("outbox is closed") from err
-
-        def done(future: Future) -> None:  # in the writer thread, after the commit
-            error = future.exception()
-            if isinstance(error, OutboxError):
-                self._remember_unstored(sample)
-            elif error is None and self.on_append is not None:
-                self.on_append()
-
-        future.add_done_callback(done)
-        return future
 
     def _insert_sample(self, conn: sqlite3.Connection, sample: Sample) -> Accepted:
         row = conn.execute(

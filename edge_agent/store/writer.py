@@ -15,8 +15,7 @@ Invariants (each has a test in tests/test_writer.py, on a real SQLite file):
   that only read run after them in a read transaction (``BEGIN``) of their own, which
   writes nothing and so still answers when writes cannot commit (a full disk).
 * **Committed means returned.** ``submit`` returns an operation's value only after the
-  transaction holding it has committed, and ``submit_nowait``'s future gets it only then;
-  its caller never learns of success earlier.
+  transaction holding it has committed; its caller never learns of success earlier.
 * **One bad operation fails alone.** An operation that raises an exception that is not a
   ``sqlite3.Error`` is rolled back and that exception is its caller's; the others of the
   batch commit. Operations run without a savepoint each (two statements per operation
@@ -163,16 +162,6 @@ class Writer:
         self._ops.put(op)
         with waiting_for_watched_worker():  # the writer's own heartbeat covers this wait
             return op.future.result()
-
-    def submit_nowait(self, run: Callable[[sqlite3.Connection], T]) -> Future:
-        """Queue the write operation ``run`` and return at once: the future holds its value
-        once the transaction holding it has committed, or its exception (as ``submit``
-        would have raised it). Lets a caller overlap its own work with the commit."""
-        if self._closed.is_set():
-            raise WriterClosed(f"{self._name} is closed")
-        op = _Op(run, Future())
-        self._ops.put(op)
-        return op.future
 
     def submit_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float) -> T:
         """Like ``submit`` for an operation that writes nothing, with a deadline."""
