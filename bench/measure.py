@@ -65,12 +65,16 @@ def _epoch(iso: str) -> float:
 
 
 class Arrivals:
-    """Subscribes to ``edge/#`` (QoS 1, persistent session) and keeps the first arrival of
-    every sample. The session survives a broker restart (the drain starts the broker after
-    the backlog is in place), so nothing published before we reconnect is missed."""
+    """Subscribes to ``edge/#`` or ``topic`` (QoS 1, persistent session) and keeps the
+    first arrival of every sample. The session survives a broker restart (the drain starts
+    the broker after the backlog is in place), so nothing published before we reconnect
+    is missed."""
 
-    def __init__(self, port: int, client_id: str) -> None:
+    def __init__(self, port: int, client_id: str, topic: str = "edge/#") -> None:
+        """``topic``: what to subscribe to (a single device's topics measure its latency
+        without waiting behind other devices' messages queued at the broker)."""
         self._lock = threading.Lock()
+        self._topic = topic
         self.first: dict[tuple[str, int], Arrival] = {}
         self.duplicates = 0
         self.received = 0  # messages, for "has it gone quiet"
@@ -95,7 +99,7 @@ class Arrivals:
         self._client.loop_stop()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe("edge/#", qos=1)
+        client.subscribe(self._topic, qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
         at = time.time()

@@ -16,21 +16,24 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bench.measure import Arrivals, cpu_seconds, latency_ms, memory_mib
 from bench.pipelines import ROOT, PipelineProcess, accepted_seqs, outbox_rows, waiting_keys
 from bench.prefill import agent_backlog
 from bench.report import header, table
-from bench.spec import Link, Spec
+from bench.spec import STATION, Link, Spec
 from edge_agent.tools.sim.broker import Mosquitto
 
 KINDS = ("agent", "bare")
 BACKLOG_DEVICE = "backlog"
 # Mosquitto's default caps a subscriber's queue at 1000 messages and drops the rest; the
 # counting subscriber must see everything, however fast a drain publishes.
-DRAIN_LIVE_INTERVAL_S = 0.2  # the live device during a drain: several samples per second
+# The live device during a drain: 20 samples a second, so that even a drain of a few
+# seconds gives its live-latency median tens of samples, not one or two.
+DRAIN_LIVE_INTERVAL_S = 0.05
 BROKER_OPTIONS = "max_queued_messages 0\nmax_queued_bytes 0\n"
 
 
@@ -52,6 +55,9 @@ class Profile:
     rates: tuple[float, ...]  # tags/s tried, in order, for the sustained rate
     backlog_readings: int      # each drain shape holds this many readings
     settle_s: float
+    # the 25-reading drain's backlog when it must be larger than ``backlog_readings`` to
+    # last long enough for a live-latency median (0: ``backlog_readings``)
+    drain25_readings: int = 0
 
 
 PROFILES = {
@@ -59,7 +65,7 @@ PROFILES = {
                     (1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000),
                     1_000_000, 60),
     "short": Profile("short", 2, 1, 1, 3, 8, 5, 4, 5, 25, 1.0,
-                     (2000, 4000, 8000, 16000, 24000, 32000), 50_000, 20),
+                     (2000, 4000, 8000, 16000, 24000, 32000, 48000), 50_000, 20, 250_000),
     # Only proves every workload runs (tests/test_bench_smoke.py): the shortest warm-up and
     # W1 window that still hold a few polls; the step window stays 2 s, since a 1 s one
     # counts too few polls to judge "sustained" and would run the step again.
@@ -177,20 +183,57 @@ def sustained(run: dict) -> bool:
             and run["latency_median_ms"] < 1000)
 
 
+REFINE_STEPS = 2  # halvings between the last sustained step and the first failed one
+
+
+def highest_sustained(rates: tuple[float, ...], step: Callable[[float], bool]) -> float:
+    """The highest rate ``step`` sustains: up the profile's steps until one fails, then
+    ``REFINE_STEPS`` halvings of the interval between the last sustained step and the
+    failed one, so the figure is not the coarse step below the limit (8 000 for a
+    pipeline that sustains 12 000 when the steps are 8 000 and 16 000). 0 when even the
+    first step fails; the last step when none fails."""
+    low, high = 0.0, None
+    for rate in rates:
+        if not step(rate):
+            high = rate
+            break
+        low = rate
+    if high is None or low == 0.0:
+        return low
+    for _ in range(REFINE_STEPS):
+        middle = float(round((low + high) / 2))
+        if middle in (low, high):
+            break
+        if step(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def run_drain(kind: str, profile: Profile, workdir: Path, readings_per_sample: int,
               settings: dict | None = None) -> dict:
     """A backlog in place, broker down; start the pipeline with one live device, start
     the broker, time until the last backlog sample has arrived."""
     workdir.mkdir(parents=True)
-    samples = profile.backlog_readings // readings_per_sample
+    readings = profile.backlog_readings
+    if readings_per_sample > 1 and profile.drain25_readings:
+        readings = profile.drain25_readings
+    samples = readings // readings_per_sample
     broker = Mosquitto(workdir / "broker", persistence=True,
                        listener_options=BROKER_OPTIONS).start()
     client_id = f"count-{uuid.uuid4().hex[:8]}"
     Arrivals(broker.port, client_id).start().stop()  # the session, kept by the broker
-    broker.stop()
     sim = SimHost(1, 1, profile.tags)
     spec = _spec(sim, profile, 1, DRAIN_LIVE_INTERVAL_S, broker.port,
                  workdir / "outbox.sqlite3", settings)
+    # The platform's view of the live device: its own subscription, so that its latency
+    # is the pipeline's, not the wait behind backlog messages the broker has queued for
+    # the counting subscriber (which takes every message of the drain).
+    live_topic = f"edge/{STATION}/{spec.device_ids()[0]}/#"
+    live_id = f"live-{uuid.uuid4().hex[:8]}"
+    Arrivals(broker.port, live_id, live_topic).start().stop()
+    broker.stop()
     result: dict = {"samples": samples, "readings": samples * readings_per_sample,
                     "prefill_s": _prefill(kind, spec, workdir, samples, readings_per_sample)}
     proc = PipelineProcess(kind, spec, workdir)
@@ -199,6 +242,7 @@ def run_drain(kind: str, profile: Profile, workdir: Path, readings_per_sample: i
         t0 = time.time()
         broker.start()
         arrivals = Arrivals(broker.port, client_id).start()
+        live_arrivals = Arrivals(broker.port, live_id, live_topic).start()
         deadline = time.monotonic() + max(120.0, samples / 500)
         while (arrivals.count({BACKLOG_DEVICE}) < samples and time.monotonic() < deadline
                and proc.process.poll() is None):
@@ -212,17 +256,22 @@ def run_drain(kind: str, profile: Profile, workdir: Path, readings_per_sample: i
         proc.stop()
     backlog = [a for a in arrivals.snapshot() if a.device == BACKLOG_DEVICE]
     t_end = max((a.at for a in backlog), default=time.time())
+    t_first = min((a.at for a in backlog), default=t0)
     drain_s = t_end - t0
-    # Live samples acquired while the backlog drained, whenever they arrived: behind a
-    # FIFO (bare) they wait for the backlog, in a live lane they do not.
-    live = [a for a in arrivals.snapshot()
-            if a.device != BACKLOG_DEVICE and t0 <= a.at - a.latency_s <= t_end]
+    # Live samples acquired while the backlog drained (from its first message on: before
+    # it, the pipeline is still connecting to the broker just started, and every sample
+    # waits for the connection, lane or not), whenever they arrived: behind a FIFO (bare)
+    # they wait for the backlog, in a live lane they do not.
+    live = [a for a in live_arrivals.snapshot()
+            if t_first <= a.at - a.latency_s <= t_end]
     median, p99 = latency_ms(live)
     result.update({"drain_s": drain_s, "readings_per_s": result["readings"] / drain_s,
                    "backlog_delivered": len(backlog), "live_median_ms": median,
-                   "live_p99_ms": p99})
+                   "live_p99_ms": p99, "live_samples": len(live),
+                   "connect_s": t_first - t0})
     result.update(_account(proc, arrivals))
     arrivals.stop()
+    live_arrivals.stop()
     broker.stop()
     sim.stop()
     return result
@@ -232,8 +281,13 @@ def _order(round_index: int) -> tuple[str, ...]:
     return KINDS if round_index % 2 == 0 else KINDS[::-1]
 
 
-def run_all(profile: Profile, workdir: Path, log=print) -> dict:
-    """Every workload, every round; returns raw results per workload and pipeline."""
+WORKLOADS = ("w1", "steps", "overload", "drain25", "drain1", "backlog")
+
+
+def run_all(profile: Profile, workdir: Path, log=print,
+            only: tuple[str, ...] = WORKLOADS) -> dict:
+    """Every workload of ``only`` (all by default; overload needs steps), every round;
+    returns raw results per workload and pipeline."""
     results: dict[str, dict[str, list[dict]]] = {}
 
     def record(workload: str, kind: str, run: dict) -> None:
@@ -245,19 +299,18 @@ def run_all(profile: Profile, workdir: Path, log=print) -> dict:
         return workdir / "-".join(str(p) for p in parts)
 
     p = profile
-    for r in range(p.rounds):
+    for r in range(p.rounds if "w1" in only else 0):
         for kind in _order(r):
             record("w1", kind, run_steady(kind, p, where("w1", kind, r), p.w1_interval_s,
                                           p.units_per_link, p.window_s))
     devices = p.links * p.units_per_link
     best: dict[str, list[float]] = {}
-    for r in range(p.step_rounds):
+    for r in range(p.step_rounds if "steps" in only else 0):
         for kind in _order(r):
-            top = 0.0
-            for rate in p.rates:
+            def step(rate: float, kind: str = kind, r: int = r) -> bool:
+                """One offered rate; a failed step is run once more: on a shared machine
+                one slow window is not yet a limit."""
                 interval = devices * p.tags / rate
-                # A failed step is run once more before the search stops: on a shared
-                # machine one slow window is not yet a limit.
                 for attempt in range(2):
                     run = run_steady(kind, p, where("step", kind, r, int(rate), attempt),
                                      interval, p.units_per_link, p.step_window_s,
@@ -265,15 +318,15 @@ def run_all(profile: Profile, workdir: Path, log=print) -> dict:
                     run["sustained"] = sustained(run)
                     record(f"step-{int(rate)}", kind, run)
                     if run["sustained"]:
-                        break
-                if not run["sustained"]:
-                    break
-                top = rate
-            best.setdefault(kind, []).append(top)
-    results["sustained"] = {kind: [{"tags_per_s": v} for v in values]
-                            for kind, values in best.items()}
-    agent_top = statistics.median(best["agent"]) or p.rates[0]
-    for factor in (1.5, 2.0):
+                        return True
+                return False
+
+            best.setdefault(kind, []).append(highest_sustained(p.rates, step))
+    if best:
+        results["sustained"] = {kind: [{"tags_per_s": v} for v in values]
+                                for kind, values in best.items()}
+    agent_top = statistics.median(best["agent"]) if best else 0.0
+    for factor in (1.5, 2.0) if agent_top and "overload" in only else ():
         for r in range(p.step_rounds):
             for kind in _order(r):
                 interval = devices * p.tags / (factor * agent_top)
@@ -282,10 +335,10 @@ def run_all(profile: Profile, workdir: Path, log=print) -> dict:
                 run["sustained_tags_per_s"] = statistics.median(best[kind])
                 record(f"overload-{factor}", kind, run)
     for shape, readings in (("drain25", p.tags), ("drain1", 1)):
-        for r in range(p.drain_rounds):
+        for r in range(p.drain_rounds if shape in only else 0):
             for kind in _order(r):
                 record(shape, kind, run_drain(kind, p, where(shape, kind, r), readings))
-    for r in range(p.drain_rounds):
+    for r in range(p.drain_rounds if "backlog" in only else 0):
         for kind in _order(r):
             record("backlog", kind, run_steady(kind, p, where("backlog", kind, r),
                                                p.w1_interval_s, p.units_per_link, p.window_s,
@@ -308,7 +361,9 @@ SETTINGS = (
 def sizes(p: Profile) -> str:
     return (f"sizes: W1 {p.links * p.units_per_link} devices x {p.tags} tags every "
             f"{p.w1_interval_s} s on {p.links} simulated endpoints; backlogs of "
-            f"{p.backlog_readings} readings; windows {p.window_s} s (steps {p.step_window_s} s); "
+            f"{p.drain25_readings or p.backlog_readings} readings (25-reading samples) and "
+            f"{p.backlog_readings} (one-reading samples); windows {p.window_s} s "
+            f"(steps {p.step_window_s} s); "
             f"rounds W1 {p.rounds}, steps {p.step_rounds}, drains {p.drain_rounds}")
 
 
@@ -363,10 +418,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the raw runs here")
     parser.add_argument("--keep", type=Path, help="keep logs and databases in this folder")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
+    parser.add_argument("--only", help="comma-separated workloads to run, of "
+                        f"{','.join(WORKLOADS)} (default: all; overload needs steps)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of every workload instead of the form's own counts")
     parser.add_argument("--settings", action="store_true",
                         help="instead: what each agent setting costs or buys (agent only)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile or "full"]
+    if args.rounds:
+        profile = replace(profile, rounds=args.rounds, step_rounds=args.rounds,
+                          drain_rounds=args.rounds)
+    only = tuple(args.only.split(",")) if args.only else WORKLOADS
+    if unknown := set(only) - set(WORKLOADS):
+        parser.error(f"--only: unknown workload(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(WORKLOADS)}")
     started = time.monotonic()
     head = header(profile.name)  # the commit and load as the run starts, not as it ends
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
@@ -376,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.settings:
             rows = run_settings(profile, workdir, log)
         else:
-            results = run_all(profile, workdir, log)
+            results = run_all(profile, workdir, log, only)
     if args.settings:
         text = "\n".join([*head, settings_table(rows)])
         results = {"settings": rows}  # type: ignore[dict-item]

@@ -1,0 +1,43 @@
+"""The bench's search for the highest sustained rate (bench/runner.py), as a pure
+function of which offered rates a pipeline keeps up with: no process, no time.
+
+The short form's steps are 2 000, 4 000, 8 000, 16 000 ... tags/s; before the search was
+refined, a pipeline sustaining anything from 8 000 to 15 999 was reported as 8 000.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.runner import PROFILES, highest_sustained
+
+STEPS = (2000.0, 4000.0, 8000.0, 16000.0, 24000.0, 32000.0)
+
+
+def keeps_up_to(limit: float, tried: list[float]):
+    def step(rate: float) -> bool:
+        tried.append(rate)
+        return rate <= limit
+    return step
+
+
+@pytest.mark.parametrize(("limit", "found", "tried"), [
+    # limit between two steps: two halvings between the last passed and the first failed
+    (12_500, 12_000, [2000, 4000, 8000, 16000, 12000, 14000]),
+    (9_000, 8_000, [2000, 4000, 8000, 16000, 12000, 10000]),
+    (15_000, 14_000, [2000, 4000, 8000, 16000, 12000, 14000]),
+    (26_000, 26_000, [2000, 4000, 8000, 16000, 24000, 32000, 28000, 26000]),
+    # every step sustained: the last step, nothing above it is guessed
+    (1e9, 32_000, list(STEPS)),
+    # the first step already fails: 0, no halving below it
+    (1_000, 0, [2000]),
+])
+def test_the_search_refines_between_the_last_sustained_and_the_first_failed_step(
+        limit, found, tried):
+    seen: list[float] = []
+    assert highest_sustained(STEPS, keeps_up_to(limit, seen)) == found
+    assert seen == tried
+
+
+def test_the_short_form_goes_past_bare_pipelines_earlier_cap():
+    assert max(PROFILES["short"].rates) > 32_000
