@@ -28,6 +28,8 @@ class BlackHoleProxy:
         self._listener.listen()
         self.port = self._listener.getsockname()[1]
         self._frozen = threading.Event()
+        self._frozen_seen = threading.Event()  # the relay loop has seen the freeze
+        self.relayed_bytes = 0  # passed through, both directions
         self._stop = threading.Event()
         self._pairs: dict[socket.socket, socket.socket] = {}
         self.connections = 0  # accepted so far: a client that reconnected shows here
@@ -40,8 +42,13 @@ class BlackHoleProxy:
         return self
 
     def freeze(self) -> None:
-        """Stop relaying in both directions; keep every socket open."""
+        """Stop relaying in both directions; keep every socket open. Returns once the
+        relay loop has seen it: no byte passes after this returns (a relay that was
+        under way when it was called has finished)."""
+        self._frozen_seen.clear()
         self._frozen.set()
+        if self._thread.is_alive() and not self._frozen_seen.wait(5):
+            raise RuntimeError("the relay loop did not stop relaying within 5 s")
 
     def thaw(self) -> None:
         self._frozen.clear()
@@ -55,6 +62,7 @@ class BlackHoleProxy:
                 elif not self._frozen.is_set():
                     self._relay(sock)
             if self._frozen.is_set():
+                self._frozen_seen.set()
                 self._stop.wait(0.05)  # do not spin on readable sockets we ignore
 
     def _accept(self) -> None:
@@ -80,6 +88,7 @@ class BlackHoleProxy:
                 peer.setblocking(True)
                 peer.sendall(data)
                 peer.setblocking(False)
+                self.relayed_bytes += len(data)
                 if self._rate:
                     self._stop.wait(len(data) / self._rate)
                 return
