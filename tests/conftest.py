@@ -81,12 +81,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "sweep: an exhaustive sweep (fuzzing, every single-line edit of a file, "
                    "whole public captures) that starts no process but takes seconds; "
                    "`scripts/test --fast` leaves it out, `scripts/test` runs it")
+    config.addinivalue_line(
+        "markers", "alone: needs the machine to itself (a RabbitMQ cluster, the benchmarks' "
+                   "measured rates); `scripts/test` runs these after the others, one at a "
+                   "time, while the rest run side by side")
+
+
+# Modules whose tests `scripts/test` runs on their own, after the side-by-side run: the
+# three-node RabbitMQ cluster's failover test (its backlog must still be draining when a
+# node dies, which a second worker's load made miss in a -n 2 run), and the benchmarks'
+# smoke tests (they measure rates and would measure the other worker instead).
+ALONE_MODULES = frozenset({"test_broker_cluster.py", "test_bench_smoke.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if REAL_PART_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real_parts)
+        if item.path.name in ALONE_MODULES:
+            item.add_marker(pytest.mark.alone)
     if not config.getoption("--fast"):
         return
     kept = [item for item in items if not _slow(item)]
