@@ -1,9 +1,10 @@
 """What ``status`` and ``export`` share: reading the station file for where things are,
 and asking the running agent for its ``/status``.
 
-The station file is validated as for ``run``, with two differences. A broker password
-variable that this shell does not have is not an error: these commands never talk to the
-broker, and a technician's shell rarely has the service's ``EnvironmentFile`` loaded.
+The station file is validated as for ``run``, with two differences. A secret's variable
+that this shell does not have (a broker password, an HJ 212 platform's PW or SM4 key) is
+not an error: these commands never talk to the broker or a platform, and a technician's
+shell rarely has the service's ``EnvironmentFile`` loaded.
 ``store.path`` is not checked as a place the agent can keep its outbox: these commands
 only read it, often as another user than the service's.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import HealthConfig, StationConfig
+from edge_agent.config.schema import HealthConfig, StandInSecret, StationConfig
 from edge_agent.i18n import ngettext
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2  # 2: as `check`, or a wrong command line
@@ -34,14 +35,14 @@ class AgentUnreachable(Exception):
 
 
 class _SecretsNotNeeded(Mapping[str, str]):
-    """``os.environ``, plus a stand-in value for any variable it lacks (the broker
-    password's): the loader then checks everything else as usual. systemd's directory
+    """``os.environ``, plus a stand-in value for any variable it lacks (a secret's):
+    the loader then checks everything else as usual. systemd's directory
     variables stay as they are, since they decide where the outbox is."""
 
     def __getitem__(self, key: str) -> str:
         if key in os.environ or key in _SYSTEMD_DIRS:
             return os.environ[key]
-        return "(not needed by status or export)"
+        return StandInSecret("(not needed by status or export)")
 
     def __iter__(self) -> Iterator[str]:
         return iter(os.environ)
