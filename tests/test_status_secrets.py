@@ -1,4 +1,5 @@
-"""`status` and `export` read a station file whose secrets this shell does not have.
+"""`status` and `export` read a station file whose secrets this shell does not have, and
+say in the technician's language why no agent answered.
 
 A technician runs `edge-agent status` in a shell without the service's secrets file
 loaded. For the MQTT password that always worked; for an HJ 212 platform the stand-in
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent import i18n
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
-from edge_agent.tools.ops.common import load_station
+from edge_agent.config.schema import HealthConfig
+from edge_agent.tools.ops.common import AgentUnreachable, ask_agent, load_station
+from edge_agent.tools.sim.broker import free_port
 
 VOC_STATION = Path(__file__).resolve().parent.parent / "config" / \
     "hj212-voc-station.example.yaml"
@@ -56,3 +60,16 @@ def test_status_still_judges_a_secret_the_shell_does_have(
     err = capsys.readouterr().err
     assert "uplinks.city-hj212.password_env: the password must be 1 to 6" in err
     assert "1 problem found" in err
+
+
+def test_why_no_agent_answered_is_said_in_chinese_with_lang_zh() -> None:
+    """`status --lang zh` said its first line in Chinese up to the reason, and the reason
+    in English; a demo's station file (health.port 0) showed that on every run."""
+    i18n.use("zh")
+    with pytest.raises(AgentUnreachable) as caught:
+        ask_agent(HealthConfig(port=0))
+    assert str(caught.value) == "health.port 为 0（任意空闲端口），因此找不到运行中的采集代理的端点"
+    port = free_port()  # nothing listens there
+    with pytest.raises(AgentUnreachable) as caught:
+        ask_agent(HealthConfig(port=port))
+    assert str(caught.value).startswith(f"http://127.0.0.1:{port}/status 没有任何应答（")
