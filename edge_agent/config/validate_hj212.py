@@ -147,8 +147,12 @@ def _read_key(sec: Section, env: Mapping[str, str], base: Path) -> Secret | None
                                      "plain data"))
         return None
     if not isinstance(text, StandInSecret) and key_from_text(text) is None:
-        sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters "
-                          "(it is {count} characters)").format(count=len(text)))
+        if len(text) == 32:  # the right length, so the length is not what to fix
+            sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters: it is "
+                              "32 characters, but not all of them are hex digits (0-9, A-F)"))
+        else:
+            sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters "
+                              "(it is {count} characters)").format(count=len(text)))
         return None
     return Secret(text)
 
