@@ -248,8 +248,23 @@ def main(argv: list[str] | None = None) -> int:
     use(choose(lang if lang in LANGUAGES else None, os.environ))
     args = _parser(_command_word(argv)).parse_args(argv)
     _setup_logging(args.log_level)
-    if args.command == "check":
-        return cmd_check(args.config)
-    if args.command == "run":
-        return cmd_run(args.config, args.record)
-    return load(TOOL_COMMANDS[args.command].run)(args)
+    try:
+        if args.command == "check":
+            return cmd_check(args.config)
+        if args.command == "run":
+            return cmd_run(args.config, args.record)
+        return load(TOOL_COMMANDS[args.command].run)(args)
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+EXIT_READER_GONE = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)
+
+
+def _reader_went_away() -> int:
+    """The output's reader closed it (``edge-agent status | head``): stop quietly, as
+    ``cat`` does, instead of printing a traceback at a technician. Standard output is
+    pointed at /dev/null first, so the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_READER_GONE

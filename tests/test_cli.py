@@ -30,6 +30,21 @@ def test_check_accepts_the_example_station_file():
     assert result.stdout.startswith("OK: ")
 
 
+def test_output_read_by_a_closed_pipe_ends_quietly_not_with_a_traceback():
+    """`edge-agent status | head -1` printed a BrokenPipeError traceback when head had
+    gone. The pipe's read end is closed before the command starts, so every write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "edge_agent", "check", str(REPO / "config" / "reference.yaml")],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
 def test_check_lists_every_problem_and_exits_nonzero(tmp_path):
     path = tmp_path / "station.yaml"
     path.write_text("station: {id: s1}\n"

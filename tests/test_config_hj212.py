@@ -104,6 +104,15 @@ def test_a_key_of_the_wrong_shape_is_refused_without_repeating_it(tmp_path: Path
     assert "secret-key" not in message
 
 
+def test_a_32_character_key_that_is_not_hex_is_told_so_not_its_length(tmp_path: Path) -> None:
+    """It said "(it is 32 characters)", which reads as if 32 were wrong."""
+    env = {**ENV, "HJ212_KEY": "0123456789abcdef0123456789abcdeg"}
+    [message] = _messages(tmp_path, _platform(), env)
+    assert message == ("uplinks.city.sm4_key_env: the SM4 key must be 32 hex digits or 16 "
+                       "characters: it is 32 characters, but not all of them are hex digits "
+                       "(0-9, A-F)")
+
+
 def test_a_password_wider_than_the_pw_field_is_refused_without_repeating_it(
         tmp_path: Path) -> None:
     [message] = _messages(tmp_path, _platform(), {**ENV, "HJ212_PW": "Password-9"})

@@ -200,6 +200,13 @@ class Secret:
         return "***"
 
 
+class StandInSecret(str):
+    """What a command that never uses the secrets (``status``, ``export``) reads for an
+    environment variable its shell lacks. The loader checks everything else as usual but
+    not this value's format: an HJ 212 PW or SM4 key has one, and a stand-in judged by it
+    made ``status`` refuse a station file whose secrets live in the service's env file."""
+
+
 @dataclass(frozen=True)
 class TlsConfig:
     """TLS towards the broker. Without ``ca_file`` the system trust store is used."""

@@ -20,7 +20,14 @@ from pathlib import Path
 from edge_agent.config.declare import declared, filled, read_declared
 from edge_agent.config.errors import ConfigIssue
 from edge_agent.config.fields import Checker, Section, found
-from edge_agent.config.schema import Device, Hj212Channel, Hj212Config, Secret, UplinkConfig
+from edge_agent.config.schema import (
+    Device,
+    Hj212Channel,
+    Hj212Config,
+    Secret,
+    StandInSecret,
+    UplinkConfig,
+)
 from edge_agent.config.validate_mqtt import _password_from_env, _password_from_file, _read_file
 from edge_agent.config.yamlsource import MapNode, ScalarNode, SeqNode
 from edge_agent.hj212.codes import CodeTable, PollutantCode, _one_code, merge, shipped_table
@@ -102,7 +109,8 @@ def _read_password(sec: Section, env: Mapping[str, str], base: Path) -> Secret |
         sec.missing("password_env", _("the platform's access password PW: password_env (or "
                                       "password_file)"))
         return None
-    if value is not None and not _PW.fullmatch(value):
+    if value is not None and not isinstance(value, StandInSecret) \
+            and not _PW.fullmatch(value):
         sec.report(key, _("the password must be 1 to 6 letters or digits (the PW field is "
                           "6 characters wide)"))
     return None if value is None else Secret(value)
@@ -138,9 +146,13 @@ def _read_key(sec: Section, env: Mapping[str, str], base: Path) -> Secret | None
                                      "sm4_key_file); or encrypt: false if the platform takes "
                                      "plain data"))
         return None
-    if key_from_text(text) is None:
-        sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters "
-                          "(it is {count} characters)").format(count=len(text)))
+    if not isinstance(text, StandInSecret) and key_from_text(text) is None:
+        if len(text) == 32:  # the right length, so the length is not what to fix
+            sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters: it is "
+                              "32 characters, but not all of them are hex digits (0-9, A-F)"))
+        else:
+            sec.report(key, _("the SM4 key must be 32 hex digits or 16 characters "
+                              "(it is {count} characters)").format(count=len(text)))
         return None
     return Secret(text)
 

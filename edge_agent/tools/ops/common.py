@@ -1,9 +1,10 @@
 """What ``status`` and ``export`` share: reading the station file for where things are,
 and asking the running agent for its ``/status``.
 
-The station file is validated as for ``run``, with two differences. A broker password
-variable that this shell does not have is not an error: these commands never talk to the
-broker, and a technician's shell rarely has the service's ``EnvironmentFile`` loaded.
+The station file is validated as for ``run``, with two differences. A secret's variable
+that this shell does not have (a broker password, an HJ 212 platform's PW or SM4 key) is
+not an error: these commands never talk to the broker or a platform, and a technician's
+shell rarely has the service's ``EnvironmentFile`` loaded.
 ``store.path`` is not checked as a place the agent can keep its outbox: these commands
 only read it, often as another user than the service's.
 """
@@ -20,8 +21,8 @@ from pathlib import Path
 
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
-from edge_agent.config.schema import HealthConfig, StationConfig
-from edge_agent.i18n import ngettext
+from edge_agent.config.schema import HealthConfig, StandInSecret, StationConfig
+from edge_agent.i18n import _, ngettext
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2  # 2: as `check`, or a wrong command line
 DEFAULT_CONFIG = Path("/etc/edge-agent/station.yaml")
@@ -34,14 +35,14 @@ class AgentUnreachable(Exception):
 
 
 class _SecretsNotNeeded(Mapping[str, str]):
-    """``os.environ``, plus a stand-in value for any variable it lacks (the broker
-    password's): the loader then checks everything else as usual. systemd's directory
+    """``os.environ``, plus a stand-in value for any variable it lacks (a secret's):
+    the loader then checks everything else as usual. systemd's directory
     variables stay as they are, since they decide where the outbox is."""
 
     def __getitem__(self, key: str) -> str:
         if key in os.environ or key in _SYSTEMD_DIRS:
             return os.environ[key]
-        return "(not needed by status or export)"
+        return StandInSecret("(not needed by status or export)")
 
     def __iter__(self) -> Iterator[str]:
         return iter(os.environ)
@@ -73,11 +74,11 @@ def endpoint_url(health: HealthConfig, route: str = "/status") -> str:
 def ask_agent(health: HealthConfig) -> dict:
     """The running agent's ``/status`` document; AgentUnreachable when none answers."""
     if not health.enabled:
-        raise AgentUnreachable("the health endpoint is disabled in the station file "
-                               "(health.enabled: false)")
+        raise AgentUnreachable(_("the health endpoint is disabled in the station file "
+                                 "(health.enabled: false)"))
     if health.port == 0:
-        raise AgentUnreachable("health.port is 0 (any free port), so the running agent's "
-                               "endpoint cannot be found")
+        raise AgentUnreachable(_("health.port is 0 (any free port), so the running agent's "
+                                 "endpoint cannot be found"))
     url = endpoint_url(health)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
     request = urllib.request.Request(url)
@@ -88,16 +89,23 @@ def ask_agent(health: HealthConfig) -> dict:
             document = json.loads(answer.read())
     except urllib.error.HTTPError as err:
         if err.code in (401, 403):
-            raise AgentUnreachable(
-                f"the agent at {url} wants its token (health.token_env / token_file) and "
-                f"{'refused the one given' if health.token else 'none is set'}; run status "
-                "as root, or with the token's variable from the secrets file set") from err
-        raise AgentUnreachable(f"no usable answer from {url} (HTTP {err.code})") from err
+            raise AgentUnreachable((
+                _("the agent at {url} wants its token (health.token_env / token_file) and "
+                  "refused the one given; run status as root, or with the token's variable "
+                  "from the secrets file set") if health.token else
+                _("the agent at {url} wants its token (health.token_env / token_file) and "
+                  "none is set; run status as root, or with the token's variable from the "
+                  "secrets file set")).format(url=url)) from err
+        raise AgentUnreachable(_("no usable answer from {url} (HTTP {code})").format(
+            url=url, code=err.code)) from err
     except urllib.error.URLError as err:
-        raise AgentUnreachable(f"nothing answers at {url} ({err.reason})") from err
+        raise AgentUnreachable(_("nothing answers at {url} ({reason})").format(
+            url=url, reason=err.reason)) from err
     except (OSError, ValueError) as err:  # timeouts, resets, not JSON
-        raise AgentUnreachable(f"no usable answer from {url} ({err})") from err
+        raise AgentUnreachable(_("no usable answer from {url} ({error})").format(
+            url=url, error=err)) from err
     if not isinstance(document, dict) or document.get("source") != "agent" \
             or document.get("v") != 1:
-        raise AgentUnreachable(f"what answers at {url} is not an edge-agent of this version")
+        raise AgentUnreachable(_("what answers at {url} is not an edge-agent of this "
+                                 "version").format(url=url))
     return document
