@@ -19,7 +19,7 @@ from edge_agent.hj212.periods import (
     period_start,
     to_local,
 )
-from edge_agent.hj212.stats import Accumulator, PeriodSample, period_stats
+from edge_agent.hj212.stats import Accumulator, PeriodSample, period_stats, stats_factor
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -122,3 +122,22 @@ def test_missing_samples_count_when_the_expected_number_is_known():
     assert accumulator.result(expected=4).flag == "N"
     with pytest.raises(ValueError):
         accumulator.result(expected=0)
+
+
+@pytest.mark.parametrize(("values", "average"), [
+    ((2233.0, 2233.0, 2234.0), "2233.33"),
+    ((0.000654, 0.000655, 0.000655), "0.000654667"),
+    ((1.0, 2.0), "1.5"),
+    ((100000.0, 200000.0, 200000.0), "166667"),
+    ((-1.0, -2.0, -2.0), "-1.66667"),
+])
+def test_a_computed_average_is_sent_with_six_significant_digits_when_the_code_fixes_none(
+        values, average):
+    stats = period_stats([PeriodSample(v, "N") for v in values])
+    factor = stats_factor("a21028", stats)
+    assert dict(factor.values)["Avg"] == average
+
+
+def test_a_code_with_decimals_keeps_them_for_the_average():
+    stats = period_stats([PeriodSample(v, "N") for v in (2233.0, 2233.0, 2234.0)])
+    assert dict(stats_factor("a24088", stats, decimals=3).values)["Avg"] == "2233.333"

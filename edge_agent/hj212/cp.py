@@ -126,6 +126,21 @@ def format_number(value: float, decimals: int | None = None) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+COMPUTED_SIGNIFICANT = 6  # digits of an average or total when the code fixes no decimals
+
+
+def format_computed(value: float, decimals: int | None = None) -> str:
+    """A value the station computed (an average, a total): the code's decimals when the
+    table gives them, else 6 significant digits. An average of readings carries no more
+    precision than they do, and ``2233.3333333333335`` (17 digits) is longer than the
+    numeric fields platforms store; 6 digits keep both 2233.33 and 0.000654 exact enough
+    for any analyzer's resolution."""
+    if decimals is not None or not math.isfinite(value) or value == 0:
+        return format_number(value, decimals)
+    places = max(0, COMPUTED_SIGNIFICANT - 1 - math.floor(math.log10(abs(value))))
+    return format_number(float(f"{value:.{places}f}"))
+
+
 def format_time(moment: datetime) -> str:
     """``YYYYMMDDhhmmss`` of ``moment`` as given (the platform's local time)."""
     return moment.strftime(TIME_FORMAT)

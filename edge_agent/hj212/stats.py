@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from edge_agent.hj212.cp import Factor, format_number
+from edge_agent.hj212.cp import Factor, format_computed, format_number
 from edge_agent.hj212.flags import flag_for
 from edge_agent.model import Reading
 
@@ -82,10 +82,10 @@ def stats_factor(code: str, stats: PeriodStats, decimals: int | None = None,
     values: list[tuple[str, str]] = []
     if stats.minimum is not None and stats.average is not None and stats.maximum is not None:
         values += [("Min", format_number(stats.minimum, decimals)),
-                   ("Avg", format_number(stats.average, decimals)),
+                   ("Avg", format_computed(stats.average, decimals)),
                    ("Max", format_number(stats.maximum, decimals))]
         if with_total and stats.total is not None:
-            values.append(("Cou", format_number(stats.total, decimals)))
+            values.append(("Cou", format_computed(stats.total, decimals)))
     values.append(("Flag", stats.flag))
     return Factor(code, tuple(values))
 
