@@ -147,15 +147,12 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
     for row_id, device, acquired_at, body in rows:
         try:
             moment, inputs = sample_inputs(body, plan.maps[device])
+            periods = _periods(to_local(moment), plan)
         except (ValueError, KeyError, TypeError):
             done.unreadable.append((device, str(row_id)))
             continue
         lags[device] = min(max(float(acquired_at) - moment.timestamp(), 0.0), MAX_LAG_S)
-        local = to_local(moment)
-        for cn in plan.cns:
-            start = period_start(local, cn, plan.minutes)
-            start_text = format_time(start)
-            end_unix = local_to_unix(period_end(start, cn, plan.minutes))
+        for cn, start_text, end_unix in periods:
             if (cn, start_text) not in closed:
                 closed[(cn, start_text)] = end_unix < oldest or conn.execute(
                     "SELECT 1 FROM hj212_stats WHERE uplink = ? AND cn = ? AND "
@@ -179,6 +176,18 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
                  "WHERE uplink = ?", [last_row, json.dumps(lags), late, plan.uplink])
     done.last_row = last_row
     return done
+
+
+def _periods(local: datetime, plan: Plan) -> list[tuple[str, str, float]]:
+    """(cn, DataTime, end as unix s) of the periods holding a sample's local time, one
+    per CN kept. ValueError when one ends past the calendar (a year-9999 time): the
+    sample is unreadable then, never a fold that fails on every retry."""
+    periods = []
+    for cn in plan.cns:
+        start = period_start(local, cn, plan.minutes)
+        periods.append((cn, format_time(start),
+                        local_to_unix(period_end(start, cn, plan.minutes))))
+    return periods
 
 
 def _store_open(conn: sqlite3.Connection, uplink: str, cn: str, start_text: str,
