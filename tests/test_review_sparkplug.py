@@ -1,0 +1,108 @@
+"""Review findings on the Sparkplug uplink, with real parts: the uplink's own thread and
+session, a real Mosquitto on a free port, a real outbox file, a primary host
+(tests/support/sparkplug_recorder.py) and a hostile publisher (plain paho).
+
+A STATE payload of deeply nested JSON made ``json.loads`` raise RecursionError, which
+``parse_state`` did not turn into a StateError: the connection ended with an
+"unexpected error", and since STATE is retained, every reconnect read it again. The
+uplink never stayed connected long enough to birth once the real host came online on
+that connection: it had to reconnect first. Now it is logged and ignored like any
+unreadable STATE, and the same connection births when the host says online."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from support.sparkplug_recorder import SparkplugRecorder
+from support.uplinks_station import FAST_MQTT
+from support.waiting import wait_until
+
+from edge_agent.config.loader import load_config
+from edge_agent.config.schema import Retention, UplinkConfig
+from edge_agent.forward.sparkpluguplink import SparkplugUplink
+from edge_agent.sparkplug.state import StateError, parse_state
+from edge_agent.store.outbox import Outbox
+from edge_agent.tools.sim.broker import Mosquitto
+
+pytestmark = pytest.mark.real_parts
+
+HOST = "scada-1"
+UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
+NESTED_STATE = b"[" * 100_000  # deeper than the JSON decoder's recursion limit
+
+
+def sparkplug_config(tmp_path: Path, port: int) -> UplinkConfig:
+    fast = "".join(f"    {key}: {value}\n" for key, value in FAST_MQTT.items())
+    text = f"""\
+station:
+  id: ST01
+links:
+  gw: {{type: tcp, host: 127.0.0.1}}
+devices:
+  - id: gc-1
+    link: gw
+    unit_id: 1
+    interval_s: 60
+    channels:
+      - {{name: benzene, address: 0, type: float32, unit: mg/m3}}
+uplinks:
+  scada:
+    kind: sparkplug
+    group_id: chem-park
+    edge_node_id: ST01
+    primary_host_id: {HOST}
+    host: 127.0.0.1
+    port: {port}
+{fast}"""
+    path = tmp_path / "station.yaml"
+    path.write_text(text, encoding="utf-8")
+    [uplink] = load_config(path, env={}, for_agent=False).uplinks
+    return uplink
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path / "broker") as running:
+        yield running
+
+
+def publish_retained(port: int, topic: str, payload: bytes) -> None:
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id="hostile-host")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_deeply_nested_state_json_is_a_state_error():
+    with pytest.raises(StateError, match="nested too deeply"):
+        parse_state(NESTED_STATE)
+
+
+def test_retained_nested_state_is_ignored_and_the_same_connection_births(tmp_path, broker):
+    publish_retained(broker.port, f"spBv1.0/STATE/{HOST}", NESTED_STATE)
+    outbox = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
+    outbox.set_uplinks({"scada": ["gc-1"]})
+    uplink = SparkplugUplink("ST01", sparkplug_config(tmp_path, broker.port), outbox,
+                             state_dir=tmp_path)
+    uplink.start()
+    host = None
+    try:
+        wait_until(lambda: uplink.stats.connected, 30, "the uplink connected (subscribed)")
+        host = SparkplugRecorder(broker.port, HOST).start()  # retained online STATE
+        wait_until(lambda: any(s.kind == "NBIRTH" for s in host.messages()), 30,
+                   "the NBIRTH after the host's online STATE")
+        assert uplink.stats.sessions == 1  # no reconnect: the garbage did not end it
+    finally:
+        uplink.stop(grace_s=1)
+        if host is not None:
+            host.stop()
+        outbox.close()
