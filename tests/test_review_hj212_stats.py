@@ -96,3 +96,14 @@ def test_hj212_2011_path_skips_a_year_9999_sample_and_sends_the_next(
     wait_until(lambda: rows(outbox) == 0, DEADLINE_S, "both samples to leave the outbox")
     assert running.data_times() == [stamp(T0 + timedelta(seconds=10))]
     assert one.counts()["unreadable"] == 1
+
+
+def test_a_minute_interval_hj212_does_not_allow_fails_the_fold_and_marks_no_row(box):
+    """A bad plan (not a bad sample) must not turn every row into an 'unreadable' one
+    that is passed and lost: the fold fails and the rows stay to be folded."""
+    box.append(sample(1.0, T0 + timedelta(seconds=5)))
+    bad = Plan("prov", PLAN.maps, PLAN.cns, 7)
+    with pytest.raises(ValueError, match="minute interval 7"):
+        box.run_transaction(lambda conn: statsstore.fold(conn, bad, T0.timestamp() + 20))
+    done = box.run_transaction(lambda conn: statsstore.fold(conn, PLAN, T0.timestamp() + 20))
+    assert (done.rows, done.unreadable) == (1, [])

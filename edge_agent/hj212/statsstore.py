@@ -34,7 +34,13 @@ from datetime import datetime
 
 from edge_agent.hj212.cp import Factor, build_region, format_time
 from edge_agent.hj212.flags import flag_for, worst
-from edge_agent.hj212.periods import local_to_unix, period_end, period_start, to_local
+from edge_agent.hj212.periods import (
+    MINUTE_CN,
+    local_to_unix,
+    period_end,
+    period_start,
+    to_local,
+)
 from edge_agent.hj212.realtime import DeviceMap, UnitMismatch, convert
 from edge_agent.hj212.stats import Accumulator, PeriodSample, stats_factor
 from edge_agent.model import Quality
@@ -128,7 +134,8 @@ def _cursor(conn: sqlite3.Connection, uplink: str) -> tuple[int, dict[str, float
 def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
          batch: int = FOLD_BATCH) -> Folded:
     """Fold the next ``batch`` samples of the plan's devices (see the module docstring)."""
-    last_row, lags = _cursor(conn, plan.uplink)
+    period_start(datetime(2000, 1, 1), MINUTE_CN, plan.minutes)  # ValueError: a bad plan
+    last_row, lags = _cursor(conn, plan.uplink)  # fails the fold, never a row "unreadable"
     devices = sorted(plan.maps)
     done = Folded(last_row=last_row)
     if not devices:
