@@ -107,3 +107,25 @@ def test_a_minute_interval_hj212_does_not_allow_fails_the_fold_and_marks_no_row(
         box.run_transaction(lambda conn: statsstore.fold(conn, bad, T0.timestamp() + 20))
     done = box.run_transaction(lambda conn: statsstore.fold(conn, PLAN, T0.timestamp() + 20))
     assert (done.rows, done.unreadable) == (1, [])
+
+
+def test_the_statistics_thread_is_watched_and_its_end_is_reported(
+        tmp_path, platform, outbox, uplinks):
+    """hj212-stats-NAME beats like every worker, so a hung one is found by the service
+    watchdog, and one that ended while the uplink runs is reported dead."""
+    running = platform()
+    one = uplinks(uplink_config(tmp_path, running.port))
+    name = "hj212-stats-prov"
+
+    def beat():
+        return next((h for h in one.network_heartbeats()
+                     if h.name == name and h.thread is not None), None)
+
+    wait_until(lambda: beat() is not None, DEADLINE_S, "the statistics thread's heartbeat")
+    watched = beat()
+    assert watched is not None and watched.stuck(time.monotonic()) is None
+    assert one.dead_network_thread() is None
+    one._stats.stop()  # the thread ends while the uplink runs, as a bug would end it
+    found = watched.stuck(time.monotonic())
+    assert found is not None and found.ended
+    assert one.dead_network_thread() == name
