@@ -129,3 +129,20 @@ def test_the_statistics_thread_is_watched_and_its_end_is_reported(
     found = watched.stuck(time.monotonic())
     assert found is not None and found.ended
     assert one.dead_network_thread() == name
+
+
+def test_late_periods_remembered_for_logging_stay_bounded_over_weeks(box):
+    """A device whose clock lags makes a new late period every minute: the set that
+    logs each once must not grow with them (it did, one entry per period, forever);
+    every late sample is still counted."""
+    from edge_agent.forward import hj212stats
+
+    plan = Plan("prov", PLAN.maps, ("2051",), 1)
+    periods = hj212stats.LOGGED_LATE_MAX + 200
+    now = T0.timestamp() + statsstore.KEEP_DAYS * 86400 + 2 * periods * 60
+    keeper = StatsKeeper(box, "prov", lambda: plan, clock=lambda: now)
+    for minute in range(periods):  # each older than records are kept: late
+        box.append(sample(1.0, T0 + timedelta(minutes=minute)))
+    keeper.step()
+    assert keeper.counts["late"] == periods
+    assert len(keeper._logged) <= hj212stats.LOGGED_LATE_MAX

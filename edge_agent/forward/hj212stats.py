@@ -46,6 +46,10 @@ FOLD_EVERY_S = 1.0
 STATS_BOUND_S = 60.0
 PRUNE_EVERY_S = 3600.0
 SEND_AT_ONCE = 4  # records sent per turn of the uplink loop before its 2011 data
+# Late periods remembered so each is logged once. An instrument whose clock lags more
+# than the grace makes every period late, one more each minute for weeks: past this
+# many the memory starts again (a period may then be logged twice; all are counted).
+LOGGED_LATE_MAX = 1000
 
 
 class StatsKeeper:
@@ -125,6 +129,8 @@ class StatsKeeper:
         for cn, start, device in done.late:
             self.counts["late"] += 1
             if (cn, start) not in self._logged:
+                if len(self._logged) >= LOGGED_LATE_MAX:
+                    self._logged.clear()
                 self._logged.add((cn, start))
                 log.warning(_("HJ 212 uplink {uplink}: a sample of {device} belongs to the "
                               "{kind} period {start}, which is closed already; it is not "
