@@ -106,3 +106,23 @@ def test_retained_nested_state_is_ignored_and_the_same_connection_births(tmp_pat
         if host is not None:
             host.stop()
         outbox.close()
+
+
+def test_stopping_while_waiting_for_the_primary_host_does_not_log_a_lost_connection(
+        tmp_path, broker, caplog):
+    """Never born (the host never said online): a stop ends the connection on purpose.
+    It was logged as 'broker connection lost (None)' and set last_error to None."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
+    outbox.set_uplinks({"scada": ["gc-1"]})
+    uplink = SparkplugUplink("ST01", sparkplug_config(tmp_path, broker.port), outbox,
+                             state_dir=tmp_path)
+    uplink.start()
+    try:
+        wait_until(lambda: uplink.stats.connected, 30, "the uplink connected (subscribed)")
+        uplink.stats.last_error = "earlier"
+    finally:
+        uplink.stop(grace_s=1)
+        outbox.close()
+    assert not uplink.thread.is_alive()
+    assert not [r for r in caplog.records if "connection lost" in r.getMessage()]
+    assert uplink.stats.last_error == "earlier"
