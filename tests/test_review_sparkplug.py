@@ -12,6 +12,7 @@ unreadable STATE, and the same connection births when the host says online."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -24,6 +25,7 @@ from support.waiting import wait_until
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention, UplinkConfig
 from edge_agent.forward.sparkpluguplink import SparkplugUplink
+from edge_agent.model import Quality, Reading, Sample
 from edge_agent.sparkplug.state import StateError, parse_state
 from edge_agent.store.outbox import Outbox
 from edge_agent.tools.sim.broker import Mosquitto
@@ -126,3 +128,48 @@ def test_stopping_while_waiting_for_the_primary_host_does_not_log_a_lost_connect
     assert not uplink.thread.is_alive()
     assert not [r for r in caplog.records if "connection lost" in r.getMessage()]
     assert uplink.stats.last_error == "earlier"
+
+
+def plain_config(tmp_path: Path, port: int) -> UplinkConfig:
+    """The same uplink without a primary host: it births at once."""
+    text = (tmp_path / "station.yaml")
+    sparkplug_config(tmp_path, port)
+    text.write_text(text.read_text("utf-8").replace(f"    primary_host_id: {HOST}\n", ""),
+                    encoding="utf-8")
+    [uplink] = load_config(text, env={}, for_agent=False).uplinks
+    return uplink
+
+
+def benzene(host: SparkplugRecorder) -> list[object]:
+    """Every value of gc-1's ``benzene`` metric the host received (DBIRTH and DDATA)."""
+    return [metric.value for seen in host.messages() if seen.device == "gc-1"
+            for metric in seen.metrics if metric.name == "benzene"]
+
+
+def test_a_sample_whose_analysis_time_is_before_1970_is_skipped_not_a_reconnect_loop(
+        tmp_path, broker):
+    """A GC's time registers reading 1900 (or a negative UNIX time): the DateTime
+    property is an unsigned ms count, so encoding raised ValueError past the uplink's
+    guard; the connection ended, the claim came back, and it failed again forever,
+    holding up every later sample. It is now counted unreadable and acknowledged."""
+    host = SparkplugRecorder(broker.port).start()
+    outbox = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
+    outbox.set_uplinks({"scada": ["gc-1"]})
+    for value, instrument in ((1.0, datetime(1900, 1, 1, tzinfo=UTC)), (2.0, None)):
+        at = datetime.now(UTC)
+        outbox.append(Sample("gc-1", at, (Reading("gc-1", "benzene", value, "mg/m3",
+                                                  Quality.GOOD, at),),
+                             instrument_time=instrument))
+    uplink = SparkplugUplink("ST01", plain_config(tmp_path, broker.port), outbox,
+                             state_dir=tmp_path)
+    uplink.start()
+    try:
+        wait_until(lambda: outbox.depth().samples == 0, 30, "both samples to leave the outbox")
+        wait_until(lambda: 2.0 in benzene(host), 30, "the second sample at the host")
+        assert 1.0 not in benzene(host)
+        assert uplink.counts["unreadable"] == 1
+        assert uplink.stats.sessions == 1
+    finally:
+        uplink.stop(grace_s=1)
+        host.stop()
+        outbox.close()
