@@ -35,12 +35,21 @@ from edge_agent.i18n import _
 from edge_agent.store import claims
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.store.uplinkview import UplinkOutbox
+from edge_agent.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
 
 FOLD_EVERY_S = 1.0
+# The longest the statistics thread may go between beats (watchdog.py): one wait plus
+# the Python work between two fold transactions (waits for the outbox writer are
+# covered by the writer's own heartbeat).
+STATS_BOUND_S = 60.0
 PRUNE_EVERY_S = 3600.0
 SEND_AT_ONCE = 4  # records sent per turn of the uplink loop before its 2011 data
+# Late periods remembered so each is logged once. An instrument whose clock lags more
+# than the grace makes every period late, one more each minute for weeks: past this
+# many the memory starts again (a period may then be logged twice; all are counted).
+LOGGED_LATE_MAX = 1000
 
 
 class StatsKeeper:
@@ -62,6 +71,9 @@ class StatsKeeper:
         self.counts = {"late": 0, "unreadable": 0, "closed": 0, "sent": 0}
         self.thread = threading.Thread(target=self._run, name=f"hj212-stats-{uplink}",
                                        daemon=True)
+        # watched like every worker: a hung or ended statistics thread stops the records
+        # while 2011 data still flows, which nobody would notice otherwise
+        self.heartbeat = Heartbeat(self.thread.name)
 
     def start(self) -> None:
         self.thread.start()
@@ -90,6 +102,7 @@ class StatsKeeper:
         with self._fold_lock:
             plan = self._plan()
             while True:
+                self._beat()
                 now = self._clock()
                 done, closed = self._outbox.run_transaction(
                     lambda conn, n=now: self._fold_and_close(conn, plan, n))
@@ -116,6 +129,8 @@ class StatsKeeper:
         for cn, start, device in done.late:
             self.counts["late"] += 1
             if (cn, start) not in self._logged:
+                if len(self._logged) >= LOGGED_LATE_MAX:
+                    self._logged.clear()
                 self._logged.add((cn, start))
                 log.warning(_("HJ 212 uplink {uplink}: a sample of {device} belongs to the "
                               "{kind} period {start}, which is closed already; it is not "
@@ -128,9 +143,17 @@ class StatsKeeper:
                         "read; left out of the statistics").format(
                             uplink=self.uplink, row=row, device=device))
 
+    def _beat(self) -> None:
+        """Beat when on the statistics thread (``step`` is also run by tests, and the
+        first beat binds the heartbeat to its thread)."""
+        if threading.current_thread() is self.thread:
+            self.heartbeat.beat(STATS_BOUND_S)
+
     def _run(self) -> None:
         failing = False
+        self._beat()
         while not self._stopping.wait(FOLD_EVERY_S):
+            self._beat()
             try:
                 self.step()
                 if failing:

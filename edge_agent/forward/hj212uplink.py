@@ -180,10 +180,19 @@ class Hj212Uplink:
         return self._outbox.depth(timeout_s)
 
     def network_heartbeats(self) -> list[Heartbeat]:
-        return []
+        """The statistics thread's (``hj212-stats-NAME``): the uplink's other worker,
+        watched while the uplink runs."""
+        thread = self._stats.thread
+        if self._stopping.is_set() or thread.ident is None:
+            return []
+        return [self._stats.heartbeat]
 
     def dead_network_thread(self) -> str | None:
-        return None
+        """``hj212-stats-NAME`` when the statistics thread ended while the uplink runs."""
+        thread = self._stats.thread
+        if self._stopping.is_set() or thread.ident is None or thread.is_alive():
+            return None
+        return thread.name
 
     # -- setting up -------------------------------------------------------------------
     def _new_session(self, config: UplinkConfig) -> Session:

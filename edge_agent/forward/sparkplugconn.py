@@ -112,8 +112,9 @@ class Connection:
                 self._mark()
             c.wake.wait(IDLE_WAIT_S)
             c.wake.clear()
-        if self.lost is None and self.edge.born:  # never born: no death to announce
-            self._ndeath()
+        if self.lost is None:
+            if self.edge.born:  # never born (waiting for the host): no death to announce
+                self._ndeath()
         else:
             c.stats.last_error = self.lost
             c.log.warning("Sparkplug: broker connection lost (%s); %d samples not proven "

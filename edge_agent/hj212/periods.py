@@ -34,17 +34,27 @@ def period_start(moment: datetime, cn: str, minutes: int) -> datetime:
 
 
 def period_end(start: datetime, cn: str, minutes: int) -> datetime:
-    """The first instant after the period that begins at ``start``."""
-    if cn == MINUTE_CN:
-        return start + timedelta(minutes=minutes)
-    if cn == HOURLY_CN:
-        return start + timedelta(hours=1)
-    return (start + timedelta(days=1)).replace(hour=0)
+    """The first instant after the period that begins at ``start``. ValueError when that
+    is past the calendar's end (year 9999: a garbled or placeholder instrument time)."""
+    try:
+        if cn == MINUTE_CN:
+            return start + timedelta(minutes=minutes)
+        if cn == HOURLY_CN:
+            return start + timedelta(hours=1)
+        return (start + timedelta(days=1)).replace(hour=0)
+    except OverflowError as err:
+        raise ValueError(f"the period beginning {start} ends after year 9999") from err
 
 
 def to_local(moment: datetime, zone: tzinfo | None = None) -> datetime:
-    """An aware ``moment`` as naive wall-clock time in ``zone`` (None: the process's)."""
-    return moment.astimezone(zone).replace(tzinfo=None)
+    """An aware ``moment`` as naive wall-clock time in ``zone`` (None: the process's).
+    ValueError (not OverflowError, which callers would not expect from bad data) when
+    that falls outside years 1-9999, as a garbled instrument time can."""
+    try:
+        return moment.astimezone(zone).replace(tzinfo=None)
+    except OverflowError as err:
+        raise ValueError(f"time {moment.isoformat()} has no local time in years "
+                         "1-9999") from err
 
 
 def local_to_unix(moment: datetime) -> float:

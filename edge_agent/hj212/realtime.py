@@ -25,6 +25,7 @@ from edge_agent.config.schema import Hj212Channel
 from edge_agent.hj212.codes import CodeTable
 from edge_agent.hj212.cp import Factor, build_region, format_time, realtime_factor
 from edge_agent.hj212.flags import flag_for, worst
+from edge_agent.hj212.periods import to_local
 from edge_agent.model import Quality
 
 REALTIME_CN = "2011"
@@ -95,8 +96,9 @@ def _aware(iso_utc: str) -> datetime:
 
 
 def local_time(iso_utc: str) -> datetime:
-    """An ISO 8601 UTC time from a stored sample as naive local time (HJ 212's)."""
-    return _aware(iso_utc).astimezone().replace(tzinfo=None)
+    """An ISO 8601 UTC time from a stored sample as naive local time (HJ 212's).
+    ValueError for one with no local time (year 9999 in a zone east of UTC)."""
+    return to_local(_aware(iso_utc))
 
 
 def realtime_record(body: str, mapping: DeviceMap) -> Record | None:

@@ -34,7 +34,13 @@ from datetime import datetime
 
 from edge_agent.hj212.cp import Factor, build_region, format_time
 from edge_agent.hj212.flags import flag_for, worst
-from edge_agent.hj212.periods import local_to_unix, period_end, period_start, to_local
+from edge_agent.hj212.periods import (
+    MINUTE_CN,
+    local_to_unix,
+    period_end,
+    period_start,
+    to_local,
+)
 from edge_agent.hj212.realtime import DeviceMap, UnitMismatch, convert
 from edge_agent.hj212.stats import Accumulator, PeriodSample, stats_factor
 from edge_agent.model import Quality
@@ -128,7 +134,8 @@ def _cursor(conn: sqlite3.Connection, uplink: str) -> tuple[int, dict[str, float
 def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
          batch: int = FOLD_BATCH) -> Folded:
     """Fold the next ``batch`` samples of the plan's devices (see the module docstring)."""
-    last_row, lags = _cursor(conn, plan.uplink)
+    period_start(datetime(2000, 1, 1), MINUTE_CN, plan.minutes)  # ValueError: a bad plan
+    last_row, lags = _cursor(conn, plan.uplink)  # fails the fold, never a row "unreadable"
     devices = sorted(plan.maps)
     done = Folded(last_row=last_row)
     if not devices:
@@ -147,15 +154,12 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
     for row_id, device, acquired_at, body in rows:
         try:
             moment, inputs = sample_inputs(body, plan.maps[device])
+            periods = _periods(to_local(moment), plan)
         except (ValueError, KeyError, TypeError):
             done.unreadable.append((device, str(row_id)))
             continue
         lags[device] = min(max(float(acquired_at) - moment.timestamp(), 0.0), MAX_LAG_S)
-        local = to_local(moment)
-        for cn in plan.cns:
-            start = period_start(local, cn, plan.minutes)
-            start_text = format_time(start)
-            end_unix = local_to_unix(period_end(start, cn, plan.minutes))
+        for cn, start_text, end_unix in periods:
             if (cn, start_text) not in closed:
                 closed[(cn, start_text)] = end_unix < oldest or conn.execute(
                     "SELECT 1 FROM hj212_stats WHERE uplink = ? AND cn = ? AND "
@@ -179,6 +183,18 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
                  "WHERE uplink = ?", [last_row, json.dumps(lags), late, plan.uplink])
     done.last_row = last_row
     return done
+
+
+def _periods(local: datetime, plan: Plan) -> list[tuple[str, str, float]]:
+    """(cn, DataTime, end as unix s) of the periods holding a sample's local time, one
+    per CN kept. ValueError when one ends past the calendar (a year-9999 time): the
+    sample is unreadable then, never a fold that fails on every retry."""
+    periods = []
+    for cn in plan.cns:
+        start = period_start(local, cn, plan.minutes)
+        periods.append((cn, format_time(start),
+                        local_to_unix(period_end(start, cn, plan.minutes))))
+    return periods
 
 
 def _store_open(conn: sqlite3.Connection, uplink: str, cn: str, start_text: str,

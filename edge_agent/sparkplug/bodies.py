@@ -10,7 +10,7 @@ wrong: the uplink logs and counts it and sets the row aside, never crashes.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from edge_agent.model import Quality, Reading, Sample
 
@@ -19,13 +19,25 @@ class BodyError(ValueError):
     """A stored body that is not a sample body; the message says what is wrong."""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _time(text: object, what: str) -> datetime:
+    """An ISO-8601 time Sparkplug can carry: its timestamps and DateTime values are
+    unsigned ms since 1970, so an earlier one (a GC's time registers reading 1900)
+    would fail the encoding of every message it is in, and be retried forever."""
     if not isinstance(text, str):
         raise BodyError(f"{what}: {text!r}; expected an ISO-8601 time")
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as err:
         raise BodyError(f"{what}: {text!r}; expected an ISO-8601 time") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # stored bodies are UTC
+    if moment < _EPOCH:
+        raise BodyError(f"{what}: {text!r}; expected a time from 1970 on (Sparkplug "
+                        "timestamps are milliseconds since 1970)")
+    return moment
 
 
 def sample_from_body(device_id: str, body: str) -> Sample:

@@ -38,9 +38,13 @@ def encode_state(online: bool, now: datetime) -> bytes:
 
 def parse_state(payload: bytes) -> HostState:
     """A STATE payload read; StateError naming what is wrong (a Sparkplug 2.x host sends
-    the bare words ONLINE/OFFLINE, which is said so)."""
+    the bare words ONLINE/OFFLINE, which is said so). Any bytes a host or anyone with
+    access to its retained topic publishes end here, so nothing else may escape."""
     try:
         document = json.loads(payload.decode("utf-8"))
+    except RecursionError as err:  # not a ValueError: it would end the connection
+        raise StateError("JSON nested too deeply; expected "
+                         '{"online": bool, "timestamp": ms}') from err
     except (UnicodeDecodeError, ValueError) as err:
         words = payload[:20].decode("utf-8", "replace").strip()
         if words in ("ONLINE", "OFFLINE"):
