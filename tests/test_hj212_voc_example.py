@@ -19,6 +19,7 @@ EXAMPLE = ROOT / "config" / "hj212-voc-station.example.yaml"
 SECRETS = {"CITY_HJ212_PW": "123456", "CITY_HJ212_SM4": "30" * 16, "PARK_HJ212_PW": "654321"}
 
 
+@pytest.mark.real_parts
 def test_edge_agent_check_accepts_the_worked_voc_station():
     result = subprocess.run([sys.executable, "-m", "edge_agent", "check", str(EXAMPLE)],
                             capture_output=True, text=True, timeout=60,
@@ -31,6 +32,7 @@ def test_edge_agent_check_accepts_the_worked_voc_station():
     assert "uplink default (mqtt)" in result.stdout
 
 
+@pytest.mark.real_parts
 def test_edge_agent_check_names_the_missing_platform_password():
     env = {"PATH": "/usr/bin:/bin", **SECRETS}
     del env["PARK_HJ212_PW"]
