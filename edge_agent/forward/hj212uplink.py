@@ -154,7 +154,8 @@ class Hj212Uplink:
         """The platform in the shape status and metrics read for every uplink: ``node``
         the platform, ``published`` packets sent (re-sends included), ``acknowledged``
         samples delivered, ``resent`` samples sent again, ``connect_failures`` the
-        session's timeouts plus not-delivered uploads, ``rejected`` bad packets."""
+        session's timeouts plus not-delivered uploads, ``rejected`` bad packets and
+        answers to no upload waiting."""
         counts = self.session.counts()
         stats = self.stats
         connected = self.session.connected
@@ -165,7 +166,7 @@ class Hj212Uplink:
                 stats.sessions += 1
         stats.published = counts["sent"]
         stats.connect_failures = counts["timeouts"] + counts["not_delivered"]
-        stats.rejected = counts["bad_packets"]
+        stats.rejected = counts["bad_packets"] + counts["unmatched_answers"]
         return stats
 
     def counts(self) -> dict[str, int]:
