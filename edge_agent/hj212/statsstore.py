@@ -61,7 +61,8 @@ KEEP_DAYS = 40  # delivered records are kept this long for history pulls
 class Plan:
     """What one uplink's statistics cover: its devices' channels and codes (realtime's
     ``DeviceMap``), the CNs it keeps (2051 always; 2061/2031 when the station file says)
-    and the minute interval in force (the station file's, or the platform's 1064)."""
+    and the minute interval set now (the station file's, or the platform's 1064; ``fold``
+    applies a new one from the next boundary both share, module docstring)."""
 
     uplink: str
     maps: Mapping[str, DeviceMap]
