@@ -199,7 +199,7 @@ def test_fold_is_exactly_once_when_the_agent_is_killed_between_fold_and_ack(tmp_
         box.close()
 
 
-def test_a_v5_outbox_is_migrated_to_v6_keeping_its_rows(tmp_path):
+def test_a_v5_outbox_is_migrated_to_the_current_schema_keeping_its_rows(tmp_path):
     path = tmp_path / "v5.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
@@ -218,7 +218,8 @@ def test_a_v5_outbox_is_migrated_to_v6_keeping_its_rows(tmp_path):
         assert {"hj212_fold", "hj212_open", "hj212_stats"} <= tables
         assert box.stats().rows == 1
         assert box.run_read(lambda c: c.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()) == ("6",)
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()) == (
+            str(schema.SCHEMA_VERSION),)
     finally:
         box.close()
 
@@ -258,17 +259,21 @@ def test_delivered_records_are_pruned_after_keep_days_waiting_ones_kept(box):
     assert list(waiting(box)) == [("2051", "20260315100100")]
 
 
-def test_a_minute_interval_set_by_the_platform_applies_from_the_next_sample(box):
-    """1064 changes the interval the plan reads at each fold: later samples fall into
-    periods of the new length."""
-    minutes = [1]
+def test_a_minute_interval_set_by_the_platform_applies_from_the_next_period(box):
+    """1064 changes the interval the plan reads at each fold: samples from the next
+    boundary both intervals share (10:05 for 1 -> 5 at 10:00:40) fall into periods of
+    the new length (tests/test_hj212_interval_change.py has the open-period cases)."""
+    minutes, now = [1], [T0.timestamp() + 30]
     keeper = StatsKeeper(box, "prov", lambda: Plan("prov", PLAN.maps, ("2051",), minutes[0]),
-                         clock=lambda: T0.timestamp() + 660)
+                         clock=lambda: now[0])
     box.append(sample(1.0, T0 + timedelta(seconds=5)))
     keeper.fold_now()
     minutes[0] = 5
+    now[0] = T0.timestamp() + 40
+    keeper.fold_now()
     box.append(sample(2.0, T0 + timedelta(minutes=6)))
     box.append(sample(4.0, T0 + timedelta(minutes=9)))
+    now[0] = T0.timestamp() + 660
     assert keeper.step() == [("2051", "20260315100000"), ("2051", "20260315100500")]
     assert waiting(box)[("2051", "20260315100500")] == (
         "DataTime=20260315100500;a21028-Min=2.00,a21028-Avg=3.00,a21028-Max=4.00,"

@@ -2,7 +2,8 @@
 instrument time is at the end of the calendar (year 9999, a garbled clock register or an
 instrument's "no time" placeholder) is counted unreadable and passed, so it neither
 stops the statistics of every other sample nor fails the uplink's acknowledgements, and
-the 2011 send path counts it unreadable instead of stalling on it."""
+the 2011 send path counts it unreadable instead of stalling on it. A stop ends the
+statistics thread between two fold batches, not after a whole backlog."""
 
 from __future__ import annotations
 
@@ -146,3 +147,41 @@ def test_late_periods_remembered_for_logging_stay_bounded_over_weeks(box):
     keeper.step()
     assert keeper.counts["late"] == periods
     assert len(keeper._logged) <= hj212stats.LOGGED_LATE_MAX
+
+
+def test_a_stop_ends_folding_a_large_backlog_after_the_batch_in_hand(box):
+    """The statistics thread folded a backlog to its end through a stop, past the 10 s
+    its join waits: the fold loop now looks at the stop flag between batches. What is
+    left folds on the next start (the cursor is committed with each batch)."""
+    batch = 10
+    keeper = StatsKeeper(box, "prov", lambda: PLAN, clock=lambda: T0.timestamp() + 30,
+                         fold_batch=batch)
+    for second in range(5 * batch):
+        box.append(sample(1.0, T0 + timedelta(seconds=second % 60)))
+    keeper.stop()  # not started: only the flag is set, as a stop sets it mid-fold
+    assert keeper.step() == []
+    first_rows = box.run_read(lambda conn: conn.execute(
+        f"SELECT MAX(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT {batch})"
+    ).fetchone()[0])
+    assert keeper.folded_to == first_rows
+    again = StatsKeeper(box, "prov", lambda: PLAN, clock=lambda: T0.timestamp() + 30,
+                        fold_batch=batch)
+    again.step()
+    assert again.folded_to >= box.run_read(lambda conn: conn.execute(
+        "SELECT MAX(id) FROM outbox").fetchone()[0])
+
+
+def test_stopping_the_statistics_thread_mid_backlog_leaves_the_rest_for_the_next_start(box):
+    """The real thread: once it is folding a backlog of many batches, ``stop`` returns
+    with the thread ended and the backlog not folded to its end."""
+    batch, rows = 5, 3000
+    keeper = StatsKeeper(box, "prov", lambda: PLAN, clock=lambda: T0.timestamp() + 30,
+                         fold_batch=batch)
+    for second in range(rows):
+        box.append(sample(1.0, T0 + timedelta(seconds=second % 60)))
+    newest = box.run_read(lambda conn: conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0])
+    keeper.start()
+    wait_until(lambda: keeper.folded_to > 0, DEADLINE_S, "the thread to start folding")
+    keeper.stop()
+    assert not keeper.thread.is_alive()
+    assert keeper.folded_to < newest

@@ -57,8 +57,10 @@ class StatsKeeper:
     settings in force at each fold (the minute interval may change by 1064)."""
 
     def __init__(self, outbox: Outbox, uplink: str, plan: Callable[[], Plan],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 fold_batch: int = statsstore.FOLD_BATCH) -> None:
         self._outbox = outbox
+        self._fold_batch = fold_batch  # outbox rows per fold transaction
         self.uplink = uplink
         self._plan = plan
         self._clock = clock
@@ -90,7 +92,7 @@ class StatsKeeper:
             plan = self._plan()
             while True:
                 done = self._outbox.run_transaction(
-                    lambda conn: statsstore.fold(conn, plan, self._clock()))
+                    lambda conn: statsstore.fold(conn, plan, self._clock(), self._fold_batch))
                 self._report(done)
                 if done.caught_up:
                     return
@@ -98,7 +100,9 @@ class StatsKeeper:
     def step(self) -> list[tuple[str, str]]:
         """Fold until caught up, then close what is due (in one transaction with the last
         fold, so nothing acquired in a closing period is left out); (cn, DataTime) of the
-        records closed."""
+        records closed. A stop ends it between two batches (each commits its cursor, so
+        the rest folds on the next start): a backlog of hours is not folded past the
+        10 s ``stop`` waits for the thread."""
         with self._fold_lock:
             plan = self._plan()
             while True:
@@ -109,6 +113,8 @@ class StatsKeeper:
                 self._report(done)
                 if done.caught_up:
                     break
+                if self._stopping.is_set():
+                    return []
         if closed:
             self.counts["closed"] += len(closed)
             log.info(_("HJ 212 uplink {uplink}: statistics closed: {records}").format(
@@ -118,10 +124,9 @@ class StatsKeeper:
             self._outbox.run_transaction(lambda conn: statsstore.prune(conn, self.uplink, now))
         return closed
 
-    @staticmethod
-    def _fold_and_close(conn: sqlite3.Connection, plan: Plan, now: float
+    def _fold_and_close(self, conn: sqlite3.Connection, plan: Plan, now: float
                         ) -> tuple[statsstore.Folded, list[tuple[str, str]]]:
-        done = statsstore.fold(conn, plan, now)
+        done = statsstore.fold(conn, plan, now, self._fold_batch)
         return done, statsstore.close_due(conn, plan, now) if done.caught_up else []
 
     def _report(self, done: statsstore.Folded) -> None:

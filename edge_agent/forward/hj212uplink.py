@@ -154,7 +154,8 @@ class Hj212Uplink:
         """The platform in the shape status and metrics read for every uplink: ``node``
         the platform, ``published`` packets sent (re-sends included), ``acknowledged``
         samples delivered, ``resent`` samples sent again, ``connect_failures`` the
-        session's timeouts plus not-delivered uploads, ``rejected`` bad packets."""
+        session's timeouts plus not-delivered uploads, ``rejected`` bad packets and
+        answers to no upload waiting."""
         counts = self.session.counts()
         stats = self.stats
         connected = self.session.connected
@@ -165,7 +166,7 @@ class Hj212Uplink:
                 stats.sessions += 1
         stats.published = counts["sent"]
         stats.connect_failures = counts["timeouts"] + counts["not_delivered"]
-        stats.rejected = counts["bad_packets"]
+        stats.rejected = counts["bad_packets"] + counts["unmatched_answers"]
         return stats
 
     def counts(self) -> dict[str, int]:
@@ -236,6 +237,8 @@ class Hj212Uplink:
             self.heartbeat.beat(self._bound_s())
             self._take_new_settings()
             if not self.session.connected:
+                if boundary is not None:  # the session just ended
+                    self._forget_settled()
                 boundary = None  # the next session's backlog begins where it connects
                 self.session.wait_connected(_IDLE_WAIT_S)
                 continue
@@ -255,6 +258,16 @@ class Hj212Uplink:
             if not busy:
                 self._wake.wait(_IDLE_WAIT_S)
                 self._wake.clear()
+
+    def _forget_settled(self) -> None:
+        """Keep in ``_failed`` only the ids still claimed: a message leaves it when it is
+        taken (``_take``), but its claim can also go without that (its device no longer
+        carried, its rows gone), and its id never comes back. Run when a session ends,
+        so the set is bounded by the open claims, not by every failure ever."""
+        try:
+            self._failed &= self._outbox.open_claims()
+        except OutboxError as err:
+            log.debug("HJ 212 uplink %s: failed ids kept: %s", self.name, err)
 
     # -- statistics (forward/hj212stats.py) ----------------------------------------------
     def _statistics_plan(self) -> Plan:

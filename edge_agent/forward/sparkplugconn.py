@@ -72,6 +72,14 @@ class Carried:
     outbox_failing: bool = False  # an episode of failing claims is logged once
 
 
+def forget_settled(carried: Carried) -> None:
+    """Keep in ``sent_once`` only the ids still claimed (after ``release_in_flight``):
+    an id leaves it when a marker proves it, but a claim can also go without being
+    proven (its device no longer carried, its rows gone), and its id never comes back.
+    Bounded so by the uplink's open claims, not by every message it ever sent."""
+    carried.sent_once &= carried.outbox.open_claims()
+
+
 class Connection:
     """One connection's work: births, claims, DDATA, markers, commands, STATE."""
 

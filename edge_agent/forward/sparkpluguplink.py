@@ -46,7 +46,13 @@ from edge_agent.forward.brokers import log as brokers_log
 from edge_agent.forward.forwarder import ForwarderStats
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
 from edge_agent.forward.mqtt import log as mqtt_log
-from edge_agent.forward.sparkplugconn import BOUND_S, IDLE_WAIT_S, Carried, Connection
+from edge_agent.forward.sparkplugconn import (
+    BOUND_S,
+    IDLE_WAIT_S,
+    Carried,
+    Connection,
+    forget_settled,
+)
 from edge_agent.forward.uplinklog import uplink_log
 from edge_agent.model import utc_now
 from edge_agent.retry import Backoff
@@ -251,6 +257,7 @@ class SparkplugUplink:
             session.close()
             try:
                 self._outbox.release_in_flight()
+                forget_settled(self.carried)
             except OutboxError as err:
                 self._log.error("Sparkplug: cannot release in-flight samples: %s", err)
         return True

@@ -36,6 +36,7 @@ import socket
 import struct
 import termios
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -70,7 +71,10 @@ IGNORED_CNS = frozenset({"9011", "9012"})  # answers to requests: the station se
 ANY_CRC = frozenset(CrcVariant)
 COUNT_NAMES = ("sent", "acknowledged", "resent", "timeouts", "not_delivered", "bad_packets",
                "garbage_bytes", "commands", "heartbeats", "connects", "disconnects",
-               "internal_errors")
+               "internal_errors", "unmatched_answers")
+# A platform answering late (after the station gave up) does so for every upload of an
+# outage: each such answer is counted, and logged at most this often.
+UNMATCHED_LOG_EVERY_S = 60.0
 _DRAIN_FIRST_S = 0.0005
 _DRAIN_POLL_S = 0.01
 
@@ -104,6 +108,7 @@ class Session:
         self._waiters_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self._unmatched_logged_at: float | None = None  # time.monotonic() of the last log
         self._qn = QnClock()
         self._commands: queue.Queue[ParsedPacket | None] = queue.Queue(maxsize=64)
         self._threads: list[threading.Thread] = []
@@ -344,6 +349,18 @@ class Session:
         if name != "bad_packets" or total == 1 or total % 100 == 0:
             log.warning("HJ 212 platform %s: %s (%s so far: %d)", self.name, what, name, total)
 
+    def _unmatched(self, packet: Packet) -> None:
+        """An answer whose QN no upload waits for: counted (``unmatched_answers``), logged
+        once per ``UNMATCHED_LOG_EVERY_S`` with the count so far (the platform's answers
+        are checked by QN alone, so this is a late answer or a platform's own QN)."""
+        total = self._count("unmatched_answers")
+        now = time.monotonic()
+        if (self._unmatched_logged_at is None
+                or now - self._unmatched_logged_at >= UNMATCHED_LOG_EVERY_S):
+            self._unmatched_logged_at = now
+            log.info("HJ 212 platform %s: CN=%s QN=%s answers nothing waiting (late; "
+                     "unmatched_answers so far: %d)", self.name, packet.cn, packet.qn, total)
+
     def _incoming(self, raw: bytes) -> None:
         """One packet from the platform: an answer ends a wait, a command is queued."""
         live = self.live()
@@ -360,8 +377,7 @@ class Session:
                 waiter.answered = True
                 waiter.event.set()
             else:
-                log.info("HJ 212 platform %s: CN=%s QN=%s answers nothing waiting (late)",
-                         self.name, packet.cn, packet.qn)
+                self._unmatched(packet)
         elif packet.cn in IGNORED_CNS:
             log.info("HJ 212 platform %s: CN=%s ignored (the station sent no request)",
                      self.name, packet.cn)

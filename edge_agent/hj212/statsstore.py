@@ -2,7 +2,7 @@
 
 Each function runs inside one transaction the caller opened on the outbox's writer
 connection (``Outbox.run_transaction``; forward/hj212stats.py), so what it reads of the outbox
-and what it writes to the statistics tables (schema v6) commit together or not at all.
+and what it writes to the statistics tables (schema v6, v7) commit together or not at all.
 
 Invariants (per HJ 212 uplink, keyed by its name):
 
@@ -19,6 +19,12 @@ Invariants (per HJ 212 uplink, keyed by its name):
   never recomputed: a sample of a period that has a record (or that ended longer ago
   than records are kept) is late: counted in ``hj212_fold.late`` and returned to be
   logged, never folded into a sent record.
+* **An interval change spares the open period.** ``hj212_fold.intervals`` (schema v7) is
+  the uplink's schedule of minute intervals, each with the local time from which it
+  applies. A new interval (1064, or a restart with another station file) applies from
+  the first boundary after the change that old and new intervals share (at the latest
+  the next full hour); a sample takes the interval in force at its own time, so the
+  open period closes at the length it was opened with and no sample becomes late.
 * **Delivered once it is.** A record waits (``delivered_at`` NULL) until the platform
   took it; ``failures`` counts failed sends, so it goes again marked re-sent.
 """
@@ -30,7 +36,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from edge_agent.hj212.cp import Factor, build_region, format_time
 from edge_agent.hj212.flags import flag_for, worst
@@ -55,7 +61,8 @@ KEEP_DAYS = 40  # delivered records are kept this long for history pulls
 class Plan:
     """What one uplink's statistics cover: its devices' channels and codes (realtime's
     ``DeviceMap``), the CNs it keeps (2051 always; 2061/2031 when the station file says)
-    and the minute interval in force (the station file's, or the platform's 1064)."""
+    and the minute interval set now (the station file's, or the platform's 1064; ``fold``
+    applies a new one from the next boundary both share, module docstring)."""
 
     uplink: str
     maps: Mapping[str, DeviceMap]
@@ -136,6 +143,7 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
     """Fold the next ``batch`` samples of the plan's devices (see the module docstring)."""
     period_start(datetime(2000, 1, 1), MINUTE_CN, plan.minutes)  # ValueError: a bad plan
     last_row, lags = _cursor(conn, plan.uplink)  # fails the fold, never a row "unreadable"
+    schedule = _schedule(conn, plan, now_unix)
     devices = sorted(plan.maps)
     done = Folded(last_row=last_row)
     if not devices:
@@ -154,7 +162,7 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
     for row_id, device, acquired_at, body in rows:
         try:
             moment, inputs = sample_inputs(body, plan.maps[device])
-            periods = _periods(to_local(moment), plan)
+            periods = _periods(to_local(moment), plan, schedule)
         except (ValueError, KeyError, TypeError):
             done.unreadable.append((device, str(row_id)))
             continue
@@ -185,16 +193,54 @@ def fold(conn: sqlite3.Connection, plan: Plan, now_unix: float,
     return done
 
 
-def _periods(local: datetime, plan: Plan) -> list[tuple[str, str, float]]:
+def _periods(local: datetime, plan: Plan, schedule: list[tuple[datetime, int]]
+             ) -> list[tuple[str, str, float]]:
     """(cn, DataTime, end as unix s) of the periods holding a sample's local time, one
-    per CN kept. ValueError when one ends past the calendar (a year-9999 time): the
-    sample is unreadable then, never a fold that fails on every retry."""
+    per CN kept, the minute period by the interval in force at that time (``schedule``).
+    ValueError when one ends past the calendar (a year-9999 time): the sample is
+    unreadable then, never a fold that fails on every retry."""
+    minutes = next((m for since, m in reversed(schedule) if since <= local), schedule[0][1])
     periods = []
     for cn in plan.cns:
-        start = period_start(local, cn, plan.minutes)
+        start = period_start(local, cn, minutes)
         periods.append((cn, format_time(start),
-                        local_to_unix(period_end(start, cn, plan.minutes))))
+                        local_to_unix(period_end(start, cn, minutes))))
     return periods
+
+
+def switch_at(change: datetime, old: int, new: int) -> datetime:
+    """The first minute-period boundary after ``change`` (local) that the ``old`` and the
+    ``new`` interval share: the open period ends at its old length, and no period of
+    either interval straddles the switch. Both divide the hour, so at the latest the
+    next full hour."""
+    moment = period_end(period_start(change, MINUTE_CN, old), MINUTE_CN, old)
+    while moment.minute % new:
+        moment += timedelta(minutes=old)
+    return moment
+
+
+def _schedule(conn: sqlite3.Connection, plan: Plan, now_unix: float
+              ) -> list[tuple[datetime, int]]:
+    """The uplink's minute intervals, (local time from which, minutes), oldest first,
+    with the plan's interval added when it changed (module docstring); stored back.
+    Entries older than records are kept go, except the one in force then."""
+    (text,) = conn.execute("SELECT intervals FROM hj212_fold WHERE uplink = ?",
+                           [plan.uplink]).fetchone()
+    schedule = [(datetime.fromisoformat(since), int(m)) for since, m in json.loads(text)]
+    now = to_local(datetime.fromtimestamp(now_unix, UTC))
+    if schedule and schedule[-1][0] > now:  # a change not in force yet: replaced
+        schedule.pop()
+    if not schedule:
+        schedule = [(datetime.min, plan.minutes)]
+    if schedule[-1][1] != plan.minutes:
+        schedule.append((switch_at(now, schedule[-1][1], plan.minutes), plan.minutes))
+    oldest = now - timedelta(days=KEEP_DAYS)
+    while len(schedule) > 1 and schedule[1][0] <= oldest:
+        schedule.pop(0)
+    conn.execute("UPDATE hj212_fold SET intervals = ? WHERE uplink = ?",
+                 [json.dumps([[since.isoformat(), m] for since, m in schedule]),
+                  plan.uplink])
+    return schedule
 
 
 def _store_open(conn: sqlite3.Connection, uplink: str, cn: str, start_text: str,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APPLICATION_ID = 0x45414F42  # "EAOB": Edge-Agent OutBox, in the SQLite header (pathcheck.py)
 DEFAULT_UPLINK = "default"  # the uplink of the ``mqtt:`` section (claims.py)
 _TABLES = ("meta", "device_seq", "outbox", "claims", "alarm_state", "hj212_fold",
@@ -277,7 +277,16 @@ def _migrate_to_v6(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-# The current schema (v6), created on a new file in one go: what steps 1 to 6 leave
+def _migrate_to_v7(db: sqlite_utils.Database) -> None:
+    """v7, a 1064 minute-interval change applies from the next period, not to the open one
+    (review of issue 13): ``hj212_fold.intervals`` is each uplink's schedule of minute
+    intervals, ``[[local ISO time from which it applies, minutes], ...]``. Empty on an
+    older file: the station's interval in force then applies from the beginning, as it
+    did in v6."""
+    db.execute("ALTER TABLE hj212_fold ADD COLUMN intervals TEXT NOT NULL DEFAULT '[]'")
+
+
+# The current schema (v7), created on a new file in one go: what steps 1 to 7 leave
 # behind (same tables, columns, constraints and indexes; test_schema_fresh.py), so that a
 # first start does not load sqlite-utils and keep it for the life of the process.
 # AUTOINCREMENT: ids never go backwards after deletes (see _V1_DDL).
@@ -323,7 +332,8 @@ CREATE TABLE hj212_fold (
     uplink TEXT PRIMARY KEY,
     last_row INTEGER NOT NULL,
     lags TEXT NOT NULL DEFAULT '{}',
-    late INTEGER NOT NULL DEFAULT 0
+    late INTEGER NOT NULL DEFAULT 0,
+    intervals TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE hj212_open (
     uplink TEXT NOT NULL,
@@ -376,6 +386,7 @@ _MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     4: _migrate_to_v4,
     5: _migrate_to_v5,
     6: _migrate_to_v6,
+    7: _migrate_to_v7,
 }
 
 

@@ -52,6 +52,14 @@ class UplinkOutbox:
         """This uplink's connection is gone: its in-flight messages become resendable."""
         self.outbox.release_in_flight(uplink=self.name)
 
+    def open_claims(self) -> set[str]:
+        """Ids of this uplink's claims not acknowledged yet. What an uplink remembers per
+        message (sent once, failed once) keeps only these: a claim whose rows retention
+        dropped is gone, and its id never comes back."""
+        return self.outbox.run_read(lambda conn: {msg_id for (msg_id,) in conn.execute(
+            "SELECT msg_id FROM claims WHERE uplink = ? AND acked_at IS NULL",
+            [self.name])})
+
     def depth(self, timeout_s: float = 5.0) -> UplinkDepth:
         """Backlog, oldest waiting sample and in flight of this uplink (store/uplinks.py)."""
         return self.outbox.uplink_depth(self.name, timeout_s)
