@@ -350,16 +350,19 @@ class Session:
             log.warning("HJ 212 platform %s: %s (%s so far: %d)", self.name, what, name, total)
 
     def _unmatched(self, packet: Packet) -> None:
-        """An answer whose QN no upload waits for: counted (``unmatched_answers``), logged
-        once per ``UNMATCHED_LOG_EVERY_S`` with the count so far (the platform's answers
-        are checked by QN alone, so this is a late answer or a platform's own QN)."""
+        """An answer nothing waits for: a 9014/9013 whose QN no upload waits for (a late
+        answer, or a platform's own QN: answers are matched by QN alone), or a 9011/9012,
+        which answer requests the station never sends. Counted (``unmatched_answers``),
+        logged once per ``UNMATCHED_LOG_EVERY_S`` with the count so far: a platform that
+        sends one with every packet must not fill the journal."""
         total = self._count("unmatched_answers")
         now = time.monotonic()
         if (self._unmatched_logged_at is None
                 or now - self._unmatched_logged_at >= UNMATCHED_LOG_EVERY_S):
             self._unmatched_logged_at = now
-            log.info("HJ 212 platform %s: CN=%s QN=%s answers nothing waiting (late; "
-                     "unmatched_answers so far: %d)", self.name, packet.cn, packet.qn, total)
+            log.info("HJ 212 platform %s: CN=%s QN=%s answers nothing waiting (a late "
+                     "answer, or one to a request never sent; unmatched_answers so far: %d)",
+                     self.name, packet.cn, packet.qn, total)
 
     def _incoming(self, raw: bytes) -> None:
         """One packet from the platform: an answer ends a wait, a command is queued."""
@@ -378,9 +381,8 @@ class Session:
                 waiter.event.set()
             else:
                 self._unmatched(packet)
-        elif packet.cn in IGNORED_CNS:
-            log.info("HJ 212 platform %s: CN=%s ignored (the station sent no request)",
-                     self.name, packet.cn)
+        elif packet.cn in IGNORED_CNS:  # an answer to a request the station never sends
+            self._unmatched(packet)
         elif packet.mn != live.mn:
             self._bad("bad_packets", f"CN={packet.cn} for MN={packet.mn}, not this station's")
         else:
