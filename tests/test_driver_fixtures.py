@@ -70,6 +70,14 @@ def test_every_profile_has_fixtures():
     assert profiles <= with_fixtures, f"no fixtures for {profiles - with_fixtures}"
 
 
+def test_every_named_profile_has_fixtures():
+    """A family's further profiles (drivers/<family>/profiles/NAME.yaml) too: at least
+    one recorded case whose device uses NAME."""
+    named = {path.stem for path in DRIVERS.glob("*/profiles/*.yaml")}
+    recorded = {json.loads(path.read_text())["device"]["profile"] for path in FIXTURES}
+    assert named <= recorded, f"no fixtures for {named - recorded}"
+
+
 @pytest.mark.parametrize("expected_path", FIXTURES, ids=lambda p: p.name.split(".")[0])
 def test_recorded_exchange_gives_the_expected_readings(expected_path, tmp_path):
     expected = json.loads(expected_path.read_text())
