@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 from test_driver_fixtures import device_from, poll_replayed
 
 from edge_agent.alarms.engine import AlarmEngine
@@ -41,14 +40,12 @@ def alarms_of(case: str, tmp_path: Path) -> list[AlarmEvent]:
     return sink.got
 
 
-@pytest.mark.real_parts  # the RTU replay runs on a pseudo-terminal pair
 def test_alarm_level_2_from_a_steady_detector_is_a_confirmed_high_high(tmp_path):
     got = alarms_of("toxic-gas-detector-alarm-2", tmp_path)
     assert [(e.kind.value, e.level, e.value, e.confirmed, e.rule) for e in got] == [
         ("raised", 2, 25.6, True, "instrument")]
 
 
-@pytest.mark.real_parts
 def test_alarm_level_1_while_calibrating_is_raised_unconfirmed_saying_so(tmp_path):
     got = alarms_of("toxic-gas-detector-alarm-while-calibrating", tmp_path)
     assert [(e.kind.value, e.level, e.value, e.confirmed) for e in got] == [
