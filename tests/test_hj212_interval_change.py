@@ -7,12 +7,12 @@ full hour). Real outbox file; the statistics keeper folds and closes as it runs.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.localzone import china_local_time
 
 from edge_agent.config.schema import Retention
 from edge_agent.forward.hj212stats import StatsKeeper
@@ -28,11 +28,8 @@ MAPS = {"gas-1": DeviceMap((("ch", "a21028", "ppm", 2),))}
 
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    """The agent runs in China's local time; HJ 212 periods are local."""
+    yield from china_local_time(monkeypatch)
 
 
 class Station:

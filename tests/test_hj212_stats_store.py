@@ -13,13 +13,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlite_utils
+from support.localzone import china_local_time
 
 from edge_agent.config.schema import Retention
 from edge_agent.forward.hj212stats import FoldingOutbox, StatsKeeper
@@ -43,11 +43,7 @@ FIRST_MINUTE = ("2051", "20260315100000")
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
     """The agent runs in China's local time; HJ 212 periods are local."""
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    yield from china_local_time(monkeypatch)
 
 
 def sample(value: float | None, at: datetime, quality: Quality = Quality.GOOD,

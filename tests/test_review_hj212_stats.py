@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.localzone import china_local_time
 from support.waiting import wait_until
 from test_hj212_send import (  # the send path's real-platform fixtures
     DEADLINE_S,
@@ -43,11 +44,8 @@ END_OF_CALENDAR = datetime(9999, 12, 31, 23, 30, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    """The agent runs in China's local time; HJ 212 periods are local."""
+    yield from china_local_time(monkeypatch)
 
 
 @pytest.fixture
