@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from support.collector import Collector
-from support.station import AgentProcess, accepted_seqs
+from support.station import AgentProcess, accepted_seqs, samples_left
 from support.uplinks_station import write_uplinks_station
 from support.waiting import wait_until
 
@@ -59,15 +58,6 @@ def platform_times(jsonl: Path, code: str) -> list[datetime]:
             stamp = parse_region(event["cp"]).get("DataTime") or ""
             found.append(datetime.strptime(stamp, "%Y%m%d%H%M%S"))
     return found
-
-
-def samples_left(outbox: Path, device: str, up_to: int) -> int:
-    conn = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM outbox WHERE device_id = ? AND seq <= ?",
-                            [device, up_to]).fetchone()[0]
-    finally:
-        conn.close()
 
 
 def test_one_2011_per_interval_while_mqtt_gets_every_sample(tmp_path):
