@@ -19,7 +19,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from support.collector import Collector
 from support.station import AgentProcess, accepted_seqs, samples_left
 from support.uplinks_station import write_uplinks_station
@@ -75,11 +74,7 @@ def test_one_2011_per_interval_while_mqtt_gets_every_sample(tmp_path):
             "channels": [{"device": device, "channel": "value", "code": code}
                          for device, code in CODES.items()]}
     path = write_uplinks_station(tmp_path / "station.yaml", devices, {"prov": prov},
-                                 mqtt_port=broker.port)
-    doc = yaml.safe_load(path.read_text())
-    for device in doc["devices"]:
-        device["interval_s"] = 1.0
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+                                 mqtt_port=broker.port, interval_s=1.0)
     agent = AgentProcess(path, tmp_path / "agent.log",
                          {"PROV_PW": "123456", "TZ": STATION_TZ}).start().wait_running()
     try:

@@ -100,11 +100,7 @@ def station(tmp_path: Path, server: SimServer, mqtt_port: int | None,
             "channels": [{"device": device, "channel": "value", "code": code}
                          for device, code in CODES.items()]}
     path = write_uplinks_station(tmp_path / "station.yaml", server, {"prov": prov},
-                                 mqtt_port=mqtt_port)
-    doc = yaml.safe_load(path.read_text())
-    for device in doc["devices"]:
-        device["interval_s"] = 1.0  # one DataTime (whole seconds) per sample
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+                                 mqtt_port=mqtt_port, interval_s=1.0)
     return path
 
 
