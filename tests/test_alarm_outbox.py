@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.olderoutbox import older_outbox
 
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.events import AlarmEvent
@@ -189,15 +190,9 @@ def test_an_active_alarm_is_not_raised_again_after_a_restart_and_still_clears(
 
 def test_v4_outbox_is_migrated_to_v5_taking_its_alarm_rows_as_alarm_state(
         tmp_path: Path) -> None:
-    import sqlite_utils
 
     path = tmp_path / "outbox.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    conn.execute("BEGIN")
-    for step in (1, 2, 3, 4):
-        schema._MIGRATIONS[step](db)
-    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '4')")
+    conn = older_outbox(path, 4)
     engine = AlarmEngine(RULES, Kept())
     raised = engine.decide("h2s-1", sample(15.0), True, False)[0]
     escalated_body = {**raised.as_dict(), "event": "escalated", "level": 2,

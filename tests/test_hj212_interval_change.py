@@ -7,12 +7,13 @@ full hour). Real outbox file; the statistics keeper folds and closes as it runs.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.localzone import china_local_time
+from support.olderoutbox import older_outbox
 
 from edge_agent.config.schema import Retention
 from edge_agent.forward.hj212stats import StatsKeeper
@@ -28,11 +29,8 @@ MAPS = {"gas-1": DeviceMap((("ch", "a21028", "ppm", 2),))}
 
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    """The agent runs in China's local time; HJ 212 periods are local."""
+    yield from china_local_time(monkeypatch)
 
 
 class Station:
@@ -149,19 +147,11 @@ def test_the_interval_in_force_survives_a_restart(tmp_path, station):
 def test_a_v6_outbox_is_migrated_to_v7_keeping_its_statistics(tmp_path):
     """A file of the release before: its fold cursor and open period are kept, and the
     interval in force applies from the beginning until it changes."""
-    import sqlite3
 
-    import sqlite_utils
 
-    from edge_agent.store import schema
 
     path = tmp_path / "v6.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    db = sqlite_utils.Database(conn)
-    for step in range(1, 7):
-        schema._MIGRATIONS[step](db)
-    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '6')")
+    conn = older_outbox(path, 6)
     conn.execute("INSERT INTO hj212_fold (uplink, last_row, late) VALUES ('prov', 0, 3)")
     conn.execute("COMMIT")
     conn.close()

@@ -16,16 +16,15 @@ Every wait is for an observable state.
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.hj212platforms import RunningPlatform, running_platforms
 from support.waiting import wait_until
 
 from edge_agent.alarms.events import AlarmEvent, EventKind
@@ -38,9 +37,7 @@ from edge_agent.hj212.packet import ParseOptions, qn_time
 from edge_agent.hj212.realtime import local_time
 from edge_agent.model import Quality, Reading, Sample, iso_utc
 from edge_agent.store.outbox import Outbox
-from edge_agent.tools.hj212platform.log import PlatformLog
 from edge_agent.tools.hj212platform.requests import Command
-from edge_agent.tools.hj212platform.server import Behaviour, Platform
 
 pytestmark = pytest.mark.real_parts
 
@@ -50,48 +47,10 @@ T0 = datetime(2026, 3, 15, 2, 0, 0, tzinfo=UTC)  # on the hour in every whole-ho
 DEADLINE_S = 60
 
 
-class RunningPlatform:
-    """The simulator's server in this process; its JSON-lines log read back."""
-
-    def __init__(self, folder: Path, behaviour: Behaviour) -> None:
-        self.jsonl = folder / f"platform-{id(self)}.jsonl"
-        self.log = PlatformLog(io.StringIO(), self.jsonl)
-        self.platform = Platform("127.0.0.1", 0, behaviour, self.log)
-        self.port = self.platform.port
-        threading.Thread(target=self.platform.server.serve_forever, daemon=True).start()
-
-    def events(self, kind: str) -> list[dict]:
-        if not self.jsonl.exists():
-            return []
-        lines = self.jsonl.read_text("utf-8").splitlines()
-        return [e for line in lines if line.endswith("}")
-                and (e := json.loads(line))["event"] == kind]
-
-    def packets(self, cn: str) -> list[dict]:
-        return [e for e in self.events("packet") if e["cn"] == cn]
-
-    def data_times(self) -> list[str]:
-        """The DataTime of every whole (unsplit) 2011 received, in arrival order."""
-        return [parse_region(p["cp"]).get("DataTime") or "" for p in self.packets("2011")]
-
-    def close(self) -> None:
-        self.platform.server.shutdown()
-        self.platform.server.server_close()
-        self.log.close()
-
-
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator:
-    started: list[RunningPlatform] = []
-
-    def start(**behaviour) -> RunningPlatform:
-        running = RunningPlatform(tmp_path, Behaviour(**behaviour))
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.close()
+    """Starts a platform simulator with the given ``Behaviour`` fields (support)."""
+    yield from running_platforms(tmp_path)
 
 
 def uplink_config(tmp_path: Path, port: int, channels: int = 2, extra: str = "") -> UplinkConfig:

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from support.collector import Collector
-from support.station import AgentProcess, accepted_seqs
+from support.station import AgentProcess, accepted_seqs, samples_left
 from support.uplinks_station import write_uplinks_station
 from support.waiting import wait_until
 
@@ -61,15 +59,6 @@ def platform_times(jsonl: Path, code: str) -> list[datetime]:
     return found
 
 
-def samples_left(outbox: Path, device: str, up_to: int) -> int:
-    conn = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM outbox WHERE device_id = ? AND seq <= ?",
-                            [device, up_to]).fetchone()[0]
-    finally:
-        conn.close()
-
-
 def test_one_2011_per_interval_while_mqtt_gets_every_sample(tmp_path):
     devices = SimServer([SimUnit(1, holding={0: 11}), SimUnit(2, holding={0: 22})]).start()
     broker = Mosquitto(tmp_path / "broker").start()
@@ -85,11 +74,7 @@ def test_one_2011_per_interval_while_mqtt_gets_every_sample(tmp_path):
             "channels": [{"device": device, "channel": "value", "code": code}
                          for device, code in CODES.items()]}
     path = write_uplinks_station(tmp_path / "station.yaml", devices, {"prov": prov},
-                                 mqtt_port=broker.port)
-    doc = yaml.safe_load(path.read_text())
-    for device in doc["devices"]:
-        device["interval_s"] = 1.0
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+                                 mqtt_port=broker.port, interval_s=1.0)
     agent = AgentProcess(path, tmp_path / "agent.log",
                          {"PROV_PW": "123456", "TZ": STATION_TZ}).start().wait_running()
     try:

@@ -6,8 +6,6 @@ and survived, split and SM4-encrypted uploads, and the platform's commands answe
 
 from __future__ import annotations
 
-import io
-import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 from support.blackhole import BlackHoleProxy
 from support.hj212 import KEY, public
+from support.hj212platforms import RunningPlatform, running_platforms
 from support.waiting import wait_until
 
 from edge_agent.hj212.framing import PacketStream
@@ -25,55 +24,18 @@ from edge_agent.hj212.packet import Flag, Packet, ParseOptions, Version, encode,
 from edge_agent.hj212.platform_state import PlatformStateFile
 from edge_agent.hj212.responder import Responder
 from edge_agent.hj212.session import Session, SessionSettings, Upload
-from edge_agent.tools.hj212platform.log import PlatformLog
 from edge_agent.tools.hj212platform.requests import Command
-from edge_agent.tools.hj212platform.server import Behaviour, Platform
+from edge_agent.tools.hj212platform.server import Behaviour
 
 MN = "010000A8900016F000169DC0"
 DEADLINE_S = 20
 REGION = "DataTime=20260315101500;a25002-Rtd=0.012,a25002-Flag=N"
 
 
-class RunningPlatform:
-    """The simulator's server in this process; its JSON-lines log read back."""
-
-    def __init__(self, tmp_path: Path, behaviour: Behaviour) -> None:
-        self.jsonl = tmp_path / f"platform-{id(self)}.jsonl"
-        self.log = PlatformLog(io.StringIO(), self.jsonl)
-        self.platform = Platform("127.0.0.1", 0, behaviour, self.log)
-        self.port = self.platform.port
-        threading.Thread(target=self.platform.server.serve_forever, daemon=True).start()
-
-    def events(self, kind: str) -> list[dict]:
-        if not self.jsonl.exists():
-            return []
-        lines = self.jsonl.read_text("utf-8").splitlines()
-        return [e for e in map(json.loads, lines) if e["event"] == kind]
-
-    def packets(self, cn: str | None = None) -> list[dict]:
-        return [e for e in self.events("packet") if cn is None or e["cn"] == cn]
-
-    def sent(self, cn: str) -> list[dict]:
-        return [e for e in self.events("sent") if e["cn"] == cn]
-
-    def close(self) -> None:
-        self.platform.server.shutdown()
-        self.platform.server.server_close()
-        self.log.close()
-
-
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator:
-    started: list[RunningPlatform] = []
-
-    def start(**behaviour) -> RunningPlatform:
-        running = RunningPlatform(tmp_path, Behaviour(**behaviour))
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.close()
+    """Starts a platform simulator with the given ``Behaviour`` fields (support)."""
+    yield from running_platforms(tmp_path)
 
 
 @pytest.fixture

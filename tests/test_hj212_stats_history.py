@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.localzone import china_local_time
 from support.waiting import wait_until
 
 from edge_agent.config.schema import Retention
@@ -41,11 +41,8 @@ PLAN = Plan("prov", {"gc-1": DeviceMap(CHANNELS)}, ("2051",), 1)
 
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    """The agent runs in China's local time; HJ 212 periods are local."""
+    yield from china_local_time(monkeypatch)
 
 
 def test_a_pulled_record_longer_than_a_packet_is_split_and_reassembled(tmp_path: Path):

@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlite_utils
+from support.localzone import china_local_time
+from support.olderoutbox import older_outbox
 
 from edge_agent.config.schema import Retention
 from edge_agent.forward.hj212stats import FoldingOutbox, StatsKeeper
@@ -43,11 +42,7 @@ FIRST_MINUTE = ("2051", "20260315100000")
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
     """The agent runs in China's local time; HJ 212 periods are local."""
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    yield from china_local_time(monkeypatch)
 
 
 def sample(value: float | None, at: datetime, quality: Quality = Quality.GOOD,
@@ -201,12 +196,7 @@ def test_fold_is_exactly_once_when_the_agent_is_killed_between_fold_and_ack(tmp_
 
 def test_a_v5_outbox_is_migrated_to_the_current_schema_keeping_its_rows(tmp_path):
     path = tmp_path / "v5.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    db = sqlite_utils.Database(conn)
-    for step in range(1, 6):
-        schema._MIGRATIONS[step](db)
-    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '5')")
+    conn = older_outbox(path, 5)
     conn.execute("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "
                  "VALUES ('sample', 'gas-1', 1, 'e1', 0, '{}')")
     conn.execute("COMMIT")

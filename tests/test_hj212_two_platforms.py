@@ -29,7 +29,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from support.collector import Collector
 from support.discardrelay import DiscardingRelay
 from support.hj212platforms import PlatformUnderTest
@@ -64,11 +63,7 @@ def station(tmp_path: Path, server: SimServer, mqtt_port: int, port_2017: int,
                   "version": 2025, "sm4_key_env": "P25_SM4", "heartbeat_s": 2},
     }
     path = write_uplinks_station(tmp_path / "station.yaml", server, uplinks,
-                                 mqtt_port=mqtt_port)
-    doc = yaml.safe_load(path.read_text())
-    for device in doc["devices"]:
-        device["interval_s"] = 1.0  # one DataTime (whole seconds) per sample
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+                                 mqtt_port=mqtt_port, interval_s=1.0)
     return path
 
 

@@ -13,7 +13,6 @@ answered "no data" (9011, 9012 ``ExeRtn=100``). Every wait is for an observable 
 from __future__ import annotations
 
 import io
-import json
 import sqlite3
 import threading
 from dataclasses import replace
@@ -25,7 +24,8 @@ import pytest
 import yaml
 from support.blackhole import BlackHoleProxy
 from support.collector import Collector
-from support.station import AgentProcess, accepted_seqs
+from support.hj212platforms import platform_events
+from support.station import AgentProcess, accepted_seqs, samples_left
 from support.uplinks_station import write_uplinks_station
 from support.waiting import wait_until
 
@@ -74,11 +74,7 @@ class PlatformUnderTest:
         self.log.close()
 
     def events(self, kind: str) -> list[dict]:
-        if not self.jsonl.exists():
-            return []
-        lines = self.jsonl.read_text(encoding="utf-8").splitlines()
-        return [event for line in lines if line.endswith("}")
-                and (event := json.loads(line))["event"] == kind]
+        return platform_events(self.jsonl, kind)
 
     def realtime(self) -> list[tuple[str, str, bool, str]]:
         """(code, DataTime, RF, flag) of every factor of every 2011 packet received."""
@@ -104,21 +100,8 @@ def station(tmp_path: Path, server: SimServer, mqtt_port: int | None,
             "channels": [{"device": device, "channel": "value", "code": code}
                          for device, code in CODES.items()]}
     path = write_uplinks_station(tmp_path / "station.yaml", server, {"prov": prov},
-                                 mqtt_port=mqtt_port)
-    doc = yaml.safe_load(path.read_text())
-    for device in doc["devices"]:
-        device["interval_s"] = 1.0  # one DataTime (whole seconds) per sample
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+                                 mqtt_port=mqtt_port, interval_s=1.0)
     return path
-
-
-def seqs_left(outbox: Path, device: str, up_to: int) -> int:
-    conn = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM outbox WHERE device_id = ? AND seq <= ?",
-                            [device, up_to]).fetchone()[0]
-    finally:
-        conn.close()
 
 
 def test_every_sample_reaches_the_platform_through_a_black_hole_and_a_sigkill(tmp_path):
@@ -168,7 +151,7 @@ def test_every_sample_reaches_the_platform_through_a_black_hole_and_a_sigkill(tm
                       for r in collector.first_deliveries(device) if r.sample["seq"] <= last}
             wait_until(lambda w=wanted: w <= {(c, t) for c, t, *_ in platform.realtime()},
                        120, f"the platform to hold every {device} sample up to {last}")
-            wait_until(lambda d=device, n=last: seqs_left(outbox, d, n) == 0, 60,
+            wait_until(lambda d=device, n=last: samples_left(outbox, d, n) == 0, 60,
                        f"the outbox to let go of {device} 1..{last}")
     finally:
         agent.terminate()

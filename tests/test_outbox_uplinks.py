@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.olderoutbox import older_outbox
 
 from edge_agent.config.schema import Retention
 from edge_agent.model import Quality, Reading, Sample
@@ -219,14 +220,8 @@ def _v3_outbox(path: Path) -> None:
     """An outbox as the one-uplink release (schema 3) left it: samples a/1..a/3 (row 4,
     a/4, was acknowledged and deleted), and message ``m-1`` of ``default`` claiming a/1
     and a/2."""
-    import sqlite_utils
 
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    conn.execute("BEGIN")
-    for step in (1, 2, 3):
-        schema._MIGRATIONS[step](db)
-    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '3')")
+    conn = older_outbox(path, 3)
     for seq in (1, 2, 3, 4):
         body = json.dumps({"id": f"a-{seq}", "seq": seq})
         conn.execute("INSERT INTO outbox (kind, device_id, seq, entry_id, acquired_at, body) "

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from support.localzone import china_local_time
 from support.waiting import wait_until
 from test_hj212_send import (  # the send path's real-platform fixtures
     DEADLINE_S,
@@ -24,6 +24,7 @@ from test_hj212_send import (  # the send path's real-platform fixtures
     uplinks,
 )
 from test_hj212_send import sample as send_sample
+from test_hj212_stats_store import box  # the statistics tests' outbox (gas-1 for prov)
 
 from edge_agent.config.schema import Retention
 from edge_agent.forward.hj212stats import FoldingOutbox, StatsKeeper
@@ -31,9 +32,8 @@ from edge_agent.hj212 import statsstore
 from edge_agent.hj212.realtime import DeviceMap
 from edge_agent.hj212.statsstore import Plan
 from edge_agent.model import Quality, Reading, Sample
-from edge_agent.store.outbox import Outbox
 
-__all__ = ["outbox", "platform", "uplinks"]  # fixtures used by name
+__all__ = ["box", "outbox", "platform", "uplinks"]  # fixtures used by name
 UNLIMITED = Retention(max_rows=None, max_bytes=None, max_age_s=None)
 T0 = datetime(2026, 3, 15, 2, 0, tzinfo=UTC)  # 10:00 in the station's zone (UTC+8)
 PLAN = Plan("prov", {"gas-1": DeviceMap((("ch", "a21028", "ppm", 2),))},
@@ -43,19 +43,8 @@ END_OF_CALENDAR = datetime(9999, 12, 31, 23, 30, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def station_zone(monkeypatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Outbox]:
-    outbox = Outbox(tmp_path / "outbox.sqlite3", UNLIMITED)
-    outbox.set_uplinks({"prov": ["gas-1"]})
-    yield outbox
-    outbox.close()
+    """The agent runs in China's local time; HJ 212 periods are local."""
+    yield from china_local_time(monkeypatch)
 
 
 def sample(value: float, at: datetime, instrument_time: datetime | None = None) -> Sample:

@@ -24,7 +24,7 @@ from support.collector import Collector
 from support.health import logged_port, status
 from support.sparkplug_recorder import Seen, SparkplugRecorder
 from support.station import AgentProcess, accepted_seqs
-from support.uplinks_station import FAST_MQTT, write_uplinks_station
+from support.uplinks_station import FAST_MQTT, Ticking, write_uplinks_station
 from support.waiting import wait_until
 
 from edge_agent.tools.sim.broker import Mosquitto
@@ -35,18 +35,6 @@ pytestmark = pytest.mark.real_parts
 GROUP, EDGE, HOST = "plant", "test-station", "scada-1"
 DEVICES = ("dev-1", "dev-2")
 ROUNDS = 3  # backlog readings taken while the host is offline
-
-
-class Ticking(dict):
-    """A register image whose every read answers the next number: each poll a change."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def get(self, address, default=0):  # noqa: ANN001 - dict's own signature
-        self.reads += 1
-        return self.reads % 65536
 
 
 @dataclass

@@ -32,7 +32,7 @@ from support.blackhole import BlackHoleProxy
 from support.collector import Collector
 from support.sparkplug_recorder import Seen, SparkplugRecorder
 from support.station import AgentProcess, accepted_seqs
-from support.uplinks_station import FAST_MQTT, write_uplinks_station
+from support.uplinks_station import FAST_MQTT, Ticking, write_uplinks_station
 from support.waiting import wait_until
 
 from edge_agent.tools.sim.broker import Mosquitto
@@ -43,18 +43,6 @@ pytestmark = pytest.mark.real_parts
 GROUP, EDGE, HOST = "plant", "test-station", "scada-1"
 DEVICES = ("dev-1", "dev-2")
 TOPIC_LEVELS = {4: ("NBIRTH", "NDEATH", "NDATA", "NCMD"), 5: ("DBIRTH", "DDEATH", "DDATA")}
-
-
-class Ticking(dict):
-    """A register image whose every read answers the next number: each poll a change."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def get(self, address, default=0):  # noqa: ANN001 - dict's own signature
-        self.reads += 1
-        return self.reads % 65536
 
 
 @dataclass

@@ -22,10 +22,20 @@ from __future__ import annotations
 
 import logging
 
-from edge_agent.config.schema import BrokerAddress
+from edge_agent.config.schema import BrokerAddress, MqttConfig
+from edge_agent.forward.uplinklog import uplink_log
 from edge_agent.retry import Backoff
 
 log = logging.getLogger(__name__)
+
+
+def uplink_rotation(config: MqttConfig, uplink: str) -> BrokerRotation:
+    """A rotation over ``config``'s nodes with its backoff, starting at the first node,
+    its moves logged under ``uplink``'s name: what the forwarder and the Sparkplug
+    uplink both start with (start, reload), so their failover cannot differ."""
+    return BrokerRotation(config.addresses,
+                          Backoff(config.reconnect_min_s, config.reconnect_max_s),
+                          uplink_log(log, uplink))
 
 
 class BrokerRotation:

@@ -58,8 +58,7 @@ from queue import Empty, SimpleQueue
 
 from edge_agent import __version__
 from edge_agent.config.schema import BrokerAddress, MqttConfig, UplinkConfig
-from edge_agent.forward.brokers import BrokerRotation
-from edge_agent.forward.brokers import log as brokers_log
+from edge_agent.forward.brokers import BrokerRotation, uplink_rotation
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
 from edge_agent.forward.mqtt import log as mqtt_log
 from edge_agent.forward.overload import Overload
@@ -69,7 +68,6 @@ from edge_agent.forward.uplinklog import uplink_log
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
 from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
-from edge_agent.retry import Backoff
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.store.schema import DEFAULT_UPLINK
 from edge_agent.store.uplinks import UplinkDepth
@@ -249,9 +247,7 @@ class Forwarder:
 
     def _new_rotation(self, config: MqttConfig) -> BrokerRotation:
         """A rotation over ``config``'s nodes, starting at the first (start, reload)."""
-        rotation = BrokerRotation(config.addresses,
-                                  Backoff(config.reconnect_min_s, config.reconnect_max_s),
-                                  uplink_log(brokers_log, self.name))
+        rotation = uplink_rotation(config, self.name)
         self.stats.nodes = tuple(str(address) for address in config.addresses)
         self.stats.node = rotation.current
         return rotation

@@ -41,8 +41,7 @@ from queue import SimpleQueue
 
 from edge_agent import __version__
 from edge_agent.config.schema import BrokerAddress, SparkplugConfig, UplinkConfig
-from edge_agent.forward.brokers import BrokerRotation
-from edge_agent.forward.brokers import log as brokers_log
+from edge_agent.forward.brokers import BrokerRotation, uplink_rotation
 from edge_agent.forward.forwarder import ForwarderStats
 from edge_agent.forward.mqtt import NETWORK_THREAD, MqttError, MqttSession
 from edge_agent.forward.mqtt import log as mqtt_log
@@ -55,7 +54,6 @@ from edge_agent.forward.sparkplugconn import (
 )
 from edge_agent.forward.uplinklog import uplink_log
 from edge_agent.model import utc_now
-from edge_agent.retry import Backoff
 from edge_agent.sparkplug.bdseq import BdSeqFile
 from edge_agent.sparkplug.model import DeviceSpec, EdgeNodeSpec
 from edge_agent.sparkplug.session import EdgeNodeSession
@@ -159,11 +157,8 @@ class SparkplugUplink:
 
     # -- settings -----------------------------------------------------------------------
     def _new_rotation(self, settings: SparkplugConfig) -> BrokerRotation:
-        broker = settings.broker
-        rotation = BrokerRotation(broker.addresses,
-                                  Backoff(broker.reconnect_min_s, broker.reconnect_max_s),
-                                  uplink_log(brokers_log, self.name))
-        self.stats.nodes = tuple(str(address) for address in broker.addresses)
+        rotation = uplink_rotation(settings.broker, self.name)
+        self.stats.nodes = tuple(str(address) for address in settings.broker.addresses)
         self.stats.node = rotation.current
         return rotation
 

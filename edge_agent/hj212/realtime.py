@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from edge_agent.config.schema import Hj212Channel
 from edge_agent.hj212.codes import CodeTable
@@ -101,6 +102,28 @@ def local_time(iso_utc: str) -> datetime:
     return to_local(_aware(iso_utc))
 
 
+def reading_value(reading: Mapping[str, Any]) -> tuple[float | None, str]:
+    """(number, HJ 212 flag) of one reading of a stored sample body: a bool, text or
+    missing value is no number; the flag comes from its quality and reason (flags.py).
+    The 2011 record and the statistics (statsstore.py) both read a reading through it,
+    so a sample's record and its period's statistics cannot read it differently."""
+    flag = flag_for(Quality(reading.get("quality", "BAD")), reading.get("reason"))
+    value = reading.get("value")
+    number = float(value) if isinstance(value, int | float) and \
+        not isinstance(value, bool) else None
+    return number, flag
+
+
+def in_platform_unit(number: float, flag: str, reading: Mapping[str, Any],
+                     unit: str) -> tuple[float | None, str]:
+    """``number`` (of ``reading``, in its unit) in the platform's ``unit``; (None, the
+    flag worsened to D) when the reading's unit cannot be converted to it."""
+    try:
+        return convert(number, str(reading.get("unit") or ""), unit), flag
+    except UnitMismatch:
+        return None, worst([flag, "D"])
+
+
 def realtime_record(body: str, mapping: DeviceMap) -> Record | None:
     """The 2011 record of one stored sample (payload.encode_sample_body's JSON); None
     when the sample holds none of the mapped channels. ValueError: not a sample body."""
@@ -114,16 +137,11 @@ def realtime_record(body: str, mapping: DeviceMap) -> Record | None:
         reading = values.get(channel)
         if reading is None:
             continue
-        flag = flag_for(Quality(reading.get("quality", "BAD")), reading.get("reason"))
-        value = reading.get("value")
-        number = float(value) if isinstance(value, int | float) and \
-            not isinstance(value, bool) else None
+        number, flag = reading_value(reading)
         if number is not None:
-            try:
-                number = convert(number, str(reading.get("unit") or ""), unit)
-            except UnitMismatch:
+            number, flag = in_platform_unit(number, flag, reading, unit)
+            if number is None:
                 mismatched.append(channel)
-                number, flag = None, worst([flag, "D"])
         factors.append(realtime_factor(code, number, flag, decimals))
     if not factors:
         return None

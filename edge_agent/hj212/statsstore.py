@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edge_agent.hj212.cp import Factor, build_region, format_time
-from edge_agent.hj212.flags import flag_for, worst
 from edge_agent.hj212.periods import (
     MINUTE_CN,
     local_to_unix,
@@ -47,9 +46,8 @@ from edge_agent.hj212.periods import (
     period_start,
     to_local,
 )
-from edge_agent.hj212.realtime import DeviceMap, UnitMismatch, convert
+from edge_agent.hj212.realtime import DeviceMap, in_platform_unit, reading_value
 from edge_agent.hj212.stats import Accumulator, PeriodSample, stats_factor
-from edge_agent.model import Quality
 
 FOLD_BATCH = 2000  # outbox rows folded per transaction
 CLOSE_GRACE_S = 10.0  # a period closes this long after its end, plus the devices' lag
@@ -116,15 +114,9 @@ def sample_inputs(body: str, mapping: DeviceMap) -> tuple[datetime, list[tuple[s
         reading = values.get(channel)
         if reading is None:
             continue
-        flag = flag_for(Quality(reading.get("quality", "BAD")), reading.get("reason"))
-        value = reading.get("value")
-        number = float(value) if isinstance(value, int | float) and \
-            not isinstance(value, bool) else None
+        number, flag = reading_value(reading)
         if number is not None and math.isfinite(number):
-            try:
-                number = convert(number, str(reading.get("unit") or ""), unit)
-            except UnitMismatch:
-                number, flag = None, worst([flag, "D"])
+            number, flag = in_platform_unit(number, flag, reading, unit)
         found.append((code, PeriodSample(number, flag)))
     return moment, found
 

@@ -49,6 +49,15 @@ class ForeignDatabase(SchemaError):
     another program's. Refused and left alone: renaming it would break that program."""
 
 
+def _execute_script(execute: Callable[[str], object], ddl: str) -> None:
+    """Run each ``;``-separated statement of ``ddl`` with ``execute`` (a sqlite3
+    connection's or a sqlite-utils database's): ``executescript`` would COMMIT first, and
+    every step must stay inside ensure_schema's one transaction."""
+    for statement in ddl.split(";"):
+        if statement.strip():
+            execute(statement)
+
+
 # No BEGIN/COMMIT inside: ensure_schema wraps all steps in one transaction.
 _V1_DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,9 +84,7 @@ CREATE INDEX IF NOT EXISTS outbox_msg ON outbox (msg_id) WHERE msg_id IS NOT NUL
 
 
 def _migrate_to_v1(db: sqlite_utils.Database) -> None:
-    for statement in _V1_DDL.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_script(db.execute, _V1_DDL)
     db.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_uuid', ?), ('dropped_total', '0')",
         [uuid.uuid4().hex],
@@ -116,9 +123,7 @@ def _migrate_to_v3(db: sqlite_utils.Database) -> None:
     messages (possible only with an older release's resend order) cannot be a range: it
     is released, its samples go out again in a new message with their own sample ids,
     and the log says so."""
-    for statement in _V3_DDL.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_script(db.execute, _V3_DDL)
     columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)").fetchall()}
     if "msg_id" not in columns:
         return
@@ -190,9 +195,7 @@ def _migrate_to_v4(db: sqlite_utils.Database) -> None:
     accepts ``alarm`` (alarm events stored as rows, issue 17). Existing claims are not
     acknowledged: they are re-sent with the same id and bytes as before."""
     high = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-    for statement in _V4_DDL.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_script(db.execute, _V4_DDL)
     if high is not None:
         db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'",
                    [high[0]])
@@ -221,9 +224,7 @@ def _migrate_to_v5(db: sqlite_utils.Database) -> None:
     rows the claims send first without reading the samples. An alarm row a v4 file may
     hold already is taken into ``alarm_state`` (the latest per alarm), so an alarm active
     before the upgrade is not raised twice."""
-    for statement in _V5_DDL.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_script(db.execute, _V5_DDL)
     db.execute(
         "INSERT OR REPLACE INTO alarm_state (device_id, channel, alarm_group, event) "
         "SELECT device_id, json_extract(body, '$.channel'), json_extract(body, '$.group'), "
@@ -232,18 +233,10 @@ def _migrate_to_v5(db: sqlite_utils.Database) -> None:
         "AND json_extract(body, '$.group') IS NOT NULL ORDER BY id")
 
 
-# HJ 212 statistics (issue 13 item 2; hj212/statsstore.py says how they are used). Per HJ
-# 212 uplink: ``hj212_fold`` how far its statistics have taken in the outbox (row id), the
-# observed lag of each device's instrument time and the late samples counted;
-# ``hj212_open`` the running statistics of each open period and code; ``hj212_stats`` the
-# closed records (their CP region as sent) and whether the platform has them.
-_V6_DDL = """
-CREATE TABLE IF NOT EXISTS hj212_fold (
-    uplink TEXT PRIMARY KEY,
-    last_row INTEGER NOT NULL,
-    lags TEXT NOT NULL DEFAULT '{}',
-    late INTEGER NOT NULL DEFAULT 0
-);
+# The HJ 212 period tables, the same in v6 and in the current schema (only hj212_fold
+# gained a column since): one text, so the two cannot drift. SQLite stores a table's SQL
+# without IF NOT EXISTS, so a new file's schema reads the same as a migrated one's.
+_HJ212_PERIOD_DDL = """
 CREATE TABLE IF NOT EXISTS hj212_open (
     uplink TEXT NOT NULL,
     cn TEXT NOT NULL,
@@ -268,13 +261,26 @@ CREATE INDEX IF NOT EXISTS hj212_stats_waiting ON hj212_stats (uplink, closed_at
 """
 
 
+# HJ 212 statistics (issue 13 item 2; hj212/statsstore.py says how they are used). Per HJ
+# 212 uplink: ``hj212_fold`` how far its statistics have taken in the outbox (row id), the
+# observed lag of each device's instrument time and the late samples counted;
+# ``hj212_open`` the running statistics of each open period and code; ``hj212_stats`` the
+# closed records (their CP region as sent) and whether the platform has them.
+_V6_DDL = """
+CREATE TABLE IF NOT EXISTS hj212_fold (
+    uplink TEXT PRIMARY KEY,
+    last_row INTEGER NOT NULL,
+    lags TEXT NOT NULL DEFAULT '{}',
+    late INTEGER NOT NULL DEFAULT 0
+);
+""" + _HJ212_PERIOD_DDL
+
+
 def _migrate_to_v6(db: sqlite_utils.Database) -> None:
     """v6, HJ 212 minute/hourly/daily statistics kept durably (issue 13 item 2): three new
     tables, empty. An HJ 212 uplink's statistics start from the rows still in the outbox
     (those already sent as 2011 and deleted are gone: their periods get no record)."""
-    for statement in _V6_DDL.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_script(db.execute, _V6_DDL)
 
 
 def _migrate_to_v7(db: sqlite_utils.Database) -> None:
@@ -335,35 +341,12 @@ CREATE TABLE hj212_fold (
     late INTEGER NOT NULL DEFAULT 0,
     intervals TEXT NOT NULL DEFAULT '[]'
 );
-CREATE TABLE hj212_open (
-    uplink TEXT NOT NULL,
-    cn TEXT NOT NULL,
-    period_start TEXT NOT NULL,
-    code TEXT NOT NULL,
-    period_end REAL NOT NULL,
-    acc TEXT NOT NULL,
-    PRIMARY KEY (uplink, cn, period_start, code)
-);
-CREATE TABLE hj212_stats (
-    uplink TEXT NOT NULL,
-    cn TEXT NOT NULL,
-    period_start TEXT NOT NULL,
-    cp TEXT NOT NULL,
-    closed_at REAL NOT NULL,
-    failures INTEGER NOT NULL DEFAULT 0,
-    delivered_at REAL,
-    PRIMARY KEY (uplink, cn, period_start)
-);
-CREATE INDEX hj212_stats_waiting ON hj212_stats (uplink, closed_at)
-    WHERE delivered_at IS NULL
-"""
+""" + _HJ212_PERIOD_DDL
 
 
 def _create_current(conn: sqlite3.Connection) -> None:
     """A new file: the current schema and the meta rows step 1 writes (plain SQL)."""
-    for statement in _CURRENT_DDL.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _execute_script(conn.execute, _CURRENT_DDL)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('outbox_uuid', ?), ('dropped_total', '0')",
         [uuid.uuid4().hex],

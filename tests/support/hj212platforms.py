@@ -1,6 +1,8 @@
 """The HJ 212 platform simulator (edge_agent/tools/hj212platform) in the test's process,
-for tests that take a platform down and bring it back on the same port, and read what it
-received from its JSON-lines log (appended to across restarts)."""
+read back from its JSON-lines log: ``RunningPlatform`` for the send-path and session
+tests (one per behaviour, closed at the test's end), ``PlatformUnderTest`` for tests that
+take a platform down and bring it back on the same port (its log appended to across
+restarts)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,70 @@ import io
 import json
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from edge_agent.hj212.cp import parse_region
 from edge_agent.hj212.packet import ParseOptions
 from edge_agent.tools.hj212platform.log import PlatformLog
 from edge_agent.tools.hj212platform.server import Behaviour, Platform
+
+
+def platform_events(jsonl: Path, kind: str) -> list[dict]:
+    """The ``kind`` events of a simulator's JSON-lines log, in order. A last line the
+    server is still writing (no closing brace yet) is read on a later call."""
+    if not jsonl.exists():
+        return []
+    lines = jsonl.read_text(encoding="utf-8").splitlines()
+    return [event for line in lines if line.endswith("}")
+            and (event := json.loads(line))["event"] == kind]
+
+
+class RunningPlatform:
+    """The simulator's server in this process with ``behaviour``; its log read back."""
+
+    def __init__(self, folder: Path, behaviour: Behaviour) -> None:
+        self.jsonl = folder / f"platform-{id(self)}.jsonl"
+        self.log = PlatformLog(io.StringIO(), self.jsonl)
+        self.platform = Platform("127.0.0.1", 0, behaviour, self.log)
+        self.port = self.platform.port
+        threading.Thread(target=self.platform.server.serve_forever, daemon=True).start()
+
+    def events(self, kind: str) -> list[dict]:
+        return platform_events(self.jsonl, kind)
+
+    def packets(self, cn: str | None = None) -> list[dict]:
+        """The packets received (``cn``: of that command only)."""
+        return [e for e in self.events("packet") if cn is None or e["cn"] == cn]
+
+    def sent(self, cn: str) -> list[dict]:
+        """The packets the platform sent with command ``cn``."""
+        return [e for e in self.events("sent") if e["cn"] == cn]
+
+    def data_times(self) -> list[str]:
+        """The DataTime of every whole (unsplit) 2011 received, in arrival order."""
+        return [parse_region(p["cp"]).get("DataTime") or "" for p in self.packets("2011")]
+
+    def close(self) -> None:
+        self.platform.server.shutdown()
+        self.platform.server.server_close()
+        self.log.close()
+
+
+def running_platforms(folder: Path) -> Iterator[Callable[..., RunningPlatform]]:
+    """Body of a ``platform`` fixture (``yield from``): the test calls it with
+    ``Behaviour`` fields to start a platform; every one started is closed after it."""
+    started: list[RunningPlatform] = []
+
+    def start(**behaviour: Any) -> RunningPlatform:
+        running = RunningPlatform(folder, Behaviour(**behaviour))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()
 
 
 class PlatformUnderTest:
@@ -46,11 +106,7 @@ class PlatformUnderTest:
         return PlatformUnderTest(self.jsonl, self.port, self.sm4_key)
 
     def events(self, kind: str) -> list[dict]:
-        if not self.jsonl.exists():
-            return []
-        lines = self.jsonl.read_text(encoding="utf-8").splitlines()
-        return [event for line in lines if line.endswith("}")
-                and (event := json.loads(line))["event"] == kind]
+        return platform_events(self.jsonl, kind)
 
     def packets(self, cn: str) -> list[dict]:
         return [packet for packet in self.events("packet") if packet["cn"] == cn]

@@ -59,6 +59,17 @@ def outbox_rows(outbox_path: Path) -> int:
         conn.close()
 
 
+
+def samples_left(outbox_path: Path, device: str, up_to: int) -> int:
+    """How many of ``device``'s samples 1..``up_to`` are still in the outbox: 0 once an
+    uplink's acknowledgements let every one of them go."""
+    conn = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM outbox WHERE device_id = ? AND seq <= ?",
+                            [device, up_to]).fetchone()[0]
+    finally:
+        conn.close()
+
 _STARTED: list[AgentProcess] = []
 
 

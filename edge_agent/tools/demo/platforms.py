@@ -6,13 +6,14 @@ platform's own, not the station's)."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge_agent.tools.demo.children import stop_child
 
 STARTUP_TIMEOUT_S = 30.0  # a cold Python start on a busy 2-core box
 
@@ -84,14 +85,8 @@ class DemoPlatform:
 
     def stop(self) -> None:
         """SIGTERM: the simulator writes its ``summary:`` line and exits."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            stop_child(self._process, timeout_s=10)
 
     def tally(self) -> PlatformTally:
         return tally(read_events(self.jsonl))

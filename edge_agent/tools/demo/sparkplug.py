@@ -13,21 +13,20 @@ delivered.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
-from types import FrameType
 from typing import IO, TextIO
 
 from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.forward.mqtt import Subscriber
 from edge_agent.i18n import _
-from edge_agent.tools.demo.station import station_yaml
+from edge_agent.tools.demo.children import stop_child
+from edge_agent.tools.demo.station import run_until_stopped, station_yaml
 from edge_agent.tools.sim.broker import Mosquitto
 from edge_agent.tools.sim.instruments import DemoInstruments
 from edge_agent.tools.sparkplughost.hostmodel import HostModel
@@ -120,13 +119,7 @@ class HostProcess:
 
     def stop(self) -> None:
         """SIGTERM: the host publishes its offline STATE and prints STOPPED."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, timeout_s=15)
         self._copier.join(timeout=5)
 
 
@@ -165,7 +158,7 @@ def run_sparkplug_demo(duration_s: float | None, workdir: Path | None, out: Text
                         "above") + "\n")
             return 1
         agent = Agent(config)
-        _run_until_stopped(agent, duration_s)
+        run_until_stopped(agent, duration_s)
     finally:
         if agent is not None:
             agent.stop()
@@ -185,19 +178,3 @@ def run_sparkplug_demo(duration_s: float | None, workdir: Path | None, out: Text
         historical=scada.historical, ddeath=verbs["DDEATH"], ndeath=verbs["NDEATH"],
         samples=home.samples, path=base) + "\n")
     return 0
-
-
-def _run_until_stopped(agent: Agent, duration_s: float | None) -> None:
-    """Start ``agent``; return after ``duration_s`` (None: never) or at SIGINT/SIGTERM."""
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        agent.start()
-        stop.wait(duration_s)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
