@@ -30,7 +30,15 @@ NOT_AT_STEADY_STATE = ("tenacity", "sqlite_utils", "click", "pluggy", "dateutil"
                        "edge_agent_drivers.serialtext.driver",
                        "edge_agent_drivers.serialtext.config_text",
                        "edge_agent_drivers.serialtext.config_record",
-                       "edge_agent_drivers.serialtext.protocol.parse")
+                       "edge_agent_drivers.serialtext.protocol.parse",
+                       # a text link's client; Modbus links need none of it
+                       "edge_agent_drivers.serialtext.protocol.client",
+                       "edge_agent_drivers.serialtext.protocol.framing",
+                       "edge_agent_drivers.serialtext.protocol.escapes",
+                       # "did you mean" hints, for a file with a mistake only
+                       "difflib",
+                       # the health page's files, read when the page is first served
+                       "importlib.resources")
 #: What a polling, forwarding agent must have loaded: the report comes from a real one.
 AT_STEADY_STATE = ("pymodbus", "paho.mqtt.client", "edge_agent.agent",
                    "edge_agent_drivers.modbus.driver")
@@ -118,7 +126,9 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     memory the YAML load frees); once polling and forwarding, the agent holds no
     retry library (no failure needed it), no sqlite-utils (not even when the agent created
     its outbox: a new file's schema is plain SQL, issue 11), no tool, HJ 212 or Sparkplug
-    code and no serial-text driver or config reader (no such device)."""
+    code, no serial-text driver, config reader or link client (no such device or link),
+    no difflib (a valid file needs no suggestion) and no importlib.resources (nobody
+    opened the health page)."""
     server = SimServer([SimUnit(1, input={0: 0x41C8, 1: 0x0000})]).start()
     try:
         station = _station(tmp_path, broker.port, server.tcp_port)

@@ -14,7 +14,6 @@ Rules shared by every section (and documented in docs/configuration.md):
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -93,7 +92,11 @@ def did_you_mean(words: Iterable[str]) -> str:
 
 
 def _similarity(word: str, choice: str) -> float:
-    # as difflib.get_close_matches rates them
+    # as difflib.get_close_matches rates them. Imported here, not at the top: a valid
+    # station needs no suggestion, and a running agent would keep difflib loaded for
+    # nothing (issue 11, RSS; docs/performance.md, Memory).
+    import difflib
+
     return difflib.SequenceMatcher(None, word, choice).ratio()
 
 

@@ -10,14 +10,15 @@ into the page as text nodes, never as HTML; the Content-Security-Policy below al
 refuses inline scripts, so text that slipped through could still not run.
 
 The files are read once, on first use, from the installed package (importlib.resources:
-the wheel, the .deb and the offline bundle carry them as package data).
+the wheel, the .deb and the offline bundle carry them as package data). importlib.resources
+is imported on that first use too: an agent whose page nobody opens keeps it out of
+memory (issue 11, RSS; docs/performance.md, Memory).
 """
 
 from __future__ import annotations
 
 import functools
 from http import HTTPStatus
-from importlib import resources
 
 from edge_agent.health.connection import Answer
 
@@ -43,4 +44,6 @@ def asset(route: str) -> Answer:
 
 @functools.cache
 def _read(name: str) -> bytes:
+    from importlib import resources
+
     return (resources.files("edge_agent.health") / "page" / name).read_bytes()
