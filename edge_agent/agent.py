@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge_agent.alarms.runtime import AlarmRuntime
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.schema import StationConfig
@@ -35,6 +35,9 @@ from edge_agent.poller import LinkPoller
 from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.watchdog import Heartbeat, ServiceSupervisor, stop_budget_s
+
+if TYPE_CHECKING:
+    from edge_agent.alarms.runtime import AlarmRuntime
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class Agent:
             raise
         self.outbox.on_append = self._wake_uplinks
         # None without alarms: the pollers then get no hook (nothing on the hot path)
-        self.alarms = AlarmRuntime(config, list(devices_by_link(config)), open_link_client) \
+        self.alarms = _alarm_runtime(config, list(devices_by_link(config))) \
             if config.has_alarms() else None
         self.pollers = self._make_pollers()
         self.health = HealthServer(config.health, self.health_view())
@@ -251,7 +254,7 @@ class Agent:
         polled = list(devices_by_link(new))
         if self.alarms is None:
             if new.has_alarms():
-                self.alarms = AlarmRuntime(new, polled, open_link_client)
+                self.alarms = _alarm_runtime(new, polled)
                 self.alarms.restore(self.outbox)
                 self.alarms.start()
             return
@@ -291,6 +294,16 @@ class Agent:
         _stop_all(list(self.uplinks.values()))
         self.outbox.close()
         log.info("edge-agent stopped")
+
+
+def _alarm_runtime(config: StationConfig, polled_links: list[str]) -> AlarmRuntime:
+    """The alarm engine, its output threads and tally for ``config``. Imported here, for a
+    station that has alarms: without any, the engine, conditions and output code would
+    stay in memory unused for the life of the process (issue 11, RSS at W1;
+    docs/performance.md, Memory)."""
+    from edge_agent.alarms.runtime import AlarmRuntime
+
+    return AlarmRuntime(config, polled_links, open_link_client)
 
 
 def _routes(config: StationConfig) -> dict[str, tuple[str, ...] | None]:

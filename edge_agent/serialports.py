@@ -12,13 +12,16 @@ import os
 import time
 
 import serial
-from serial.tools import list_ports
 
 _READ_SLICE_S = 0.02  # longest a read blocks before the deadline is checked again
 
 
 def available_ports() -> list[str]:
-    """Device paths of the serial ports present now (USB adapters, onboard UARTs)."""
+    """Device paths of the serial ports present now (USB adapters, onboard UARTs).
+    pyserial's port listing (with glob) is imported here, for the message about a missing
+    port: an agent whose ports are there never needs it (issue 11, RSS)."""
+    from serial.tools import list_ports
+
     return sorted(port.device for port in list_ports.comports())
 
 

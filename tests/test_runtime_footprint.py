@@ -38,7 +38,13 @@ NOT_AT_STEADY_STATE = ("tenacity", "sqlite_utils", "click", "pluggy", "dateutil"
                        # "did you mean" hints, for a file with a mistake only
                        "difflib",
                        # the health page's files, read when the page is first served
-                       "importlib.resources")
+                       "importlib.resources",
+                       # the alarm engine and outputs, for a station with alarms
+                       "edge_agent.alarms.runtime", "edge_agent.alarms.engine",
+                       "edge_agent.alarms.action", "edge_agent.alarms.conditions",
+                       "edge_agent.alarms.honesty", "edge_agent.alarms.tally",
+                       # the port listing, for the message about a missing serial port
+                       "serial.tools")
 #: What a polling, forwarding agent must have loaded: the report comes from a real one.
 AT_STEADY_STATE = ("pymodbus", "paho.mqtt.client", "edge_agent.agent",
                    "edge_agent_drivers.modbus.driver")
@@ -127,8 +133,9 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     retry library (no failure needed it), no sqlite-utils (not even when the agent created
     its outbox: a new file's schema is plain SQL, issue 11), no tool, HJ 212 or Sparkplug
     code, no serial-text driver, config reader or link client (no such device or link),
-    no difflib (a valid file needs no suggestion) and no importlib.resources (nobody
-    opened the health page)."""
+    no alarm engine (no alarms), no difflib (a valid file needs no suggestion), no
+    serial port listing (no port is missing) and no importlib.resources (nobody opened
+    the health page)."""
     server = SimServer([SimUnit(1, input={0: 0x41C8, 1: 0x0000})]).start()
     try:
         station = _station(tmp_path, broker.port, server.tcp_port)
