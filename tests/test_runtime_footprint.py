@@ -44,7 +44,9 @@ NOT_AT_STEADY_STATE = ("tenacity", "sqlite_utils", "click", "pluggy", "dateutil"
                        "edge_agent.alarms.action", "edge_agent.alarms.conditions",
                        "edge_agent.alarms.honesty", "edge_agent.alarms.tally",
                        # the port listing, for the message about a missing serial port
-                       "serial.tools")
+                       "serial.tools",
+                       # what the health endpoint computes for a request (none was made)
+                       "edge_agent.health.snapshot", "edge_agent.health.metrics")
 #: What a polling, forwarding agent must have loaded: the report comes from a real one.
 AT_STEADY_STATE = ("pymodbus", "paho.mqtt.client", "edge_agent.agent",
                    "edge_agent_drivers.modbus.driver")
@@ -134,8 +136,8 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     its outbox: a new file's schema is plain SQL, issue 11), no tool, HJ 212 or Sparkplug
     code, no serial-text driver, config reader or link client (no such device or link),
     no alarm engine (no alarms), no difflib (a valid file needs no suggestion), no
-    serial port listing (no port is missing) and no importlib.resources (nobody opened
-    the health page)."""
+    serial port listing (no port is missing), and neither the health endpoint's snapshot
+    and metrics nor importlib.resources (nobody asked the endpoint or opened the page)."""
     server = SimServer([SimUnit(1, input={0: 0x41C8, 1: 0x0000})]).start()
     try:
         station = _station(tmp_path, broker.port, server.tcp_port)

@@ -18,6 +18,10 @@ per reason per minute (clienterrors.py).
 Who may read what: access.py (open on loopback; beyond it, the token for all but
 ``/healthz``).
 
+snapshot.py and metrics.py are imported by the first request that needs them: a station
+whose endpoint nobody asks keeps them out of memory (issue 11, RSS; docs/performance.md,
+Memory). A station that is scraped loads them with its first scrape.
+
 The endpoint is a window, not a worker: if its port is taken, the agent runs on without
 it, logs that once, and tries again with backoff until the port is free.
 """
@@ -37,15 +41,15 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config.schema import HealthConfig
-from edge_agent.health import metrics, page
+from edge_agent.health import page
 from edge_agent.health.access import Access
 from edge_agent.health.clienterrors import ClientErrors
 from edge_agent.health.connection import Answer, Connections, Request
-from edge_agent.health.snapshot import EndpointView, Snapshot, take_snapshot
 from edge_agent.retry import Backoff
 from edge_agent.store.outbox import OutboxError
 
 if TYPE_CHECKING:
+    from edge_agent.health.snapshot import Snapshot
     from edge_agent.health.view import AgentView
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,8 @@ class HealthServer:
             self.thread.join(timeout=10)
 
     def snapshot(self) -> Snapshot:
+        from edge_agent.health.snapshot import EndpointView, take_snapshot
+
         endpoint = EndpointView(self.connections.open, self.connections.max_connections,
                                 self.client_errors.snapshot())
         return replace(take_snapshot(self._view, self._started_at, self._dropped_at_start,
@@ -222,6 +228,8 @@ class HealthServer:
 
 def _render(route: str, snapshot: Snapshot) -> Answer:
     if route == "/metrics":
+        from edge_agent.health import metrics
+
         return HTTPStatus.OK, metrics.CONTENT_TYPE, metrics.render(snapshot).encode()
     if route == "/status":
         body = json.dumps(snapshot.to_json(), indent=2, ensure_ascii=False)
