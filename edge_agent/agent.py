@@ -32,12 +32,12 @@ from edge_agent.health.server import HealthServer
 from edge_agent.health.view import AgentView, LinkCounters
 from edge_agent.link_clients import open_link_client
 from edge_agent.poller import LinkPoller
-from edge_agent.reload import ReloadPlan, devices_by_link, plan_reload
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.watchdog import Heartbeat, ServiceSupervisor, stop_budget_s
 
 if TYPE_CHECKING:
     from edge_agent.alarms.runtime import AlarmRuntime
+    from edge_agent.reload import ReloadPlan
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Agent:
             raise
         self.outbox.on_append = self._wake_uplinks
         # None without alarms: the pollers then get no hook (nothing on the hot path)
-        self.alarms = _alarm_runtime(config, list(devices_by_link(config))) \
+        self.alarms = _alarm_runtime(config, list(config.devices_by_link())) \
             if config.has_alarms() else None
         self.pollers = self._make_pollers()
         self.health = HealthServer(config.health, self.health_view())
@@ -86,12 +86,12 @@ class Agent:
             uplink.wake()
 
     def _make_pollers(self) -> list[LinkPoller]:
-        return [self._make_poller(self.config, name) for name in devices_by_link(self.config)]
+        return [self._make_poller(self.config, name) for name in self.config.devices_by_link()]
 
     def _make_poller(self, config: StationConfig, link: str) -> LinkPoller:
         """A poller for ``link`` with a stop event of its own, so a reload can restart it
         alone (``stop_polling`` stops them all)."""
-        drivers = [load_driver(device) for device in devices_by_link(config)[link]]
+        drivers = [load_driver(device) for device in config.devices_by_link()[link]]
         alarms = self.alarms
         return LinkPoller(config.links[link], drivers, self.outbox, config.polling,
                           threading.Event(), alarms=alarms.engine if alarms else None,
@@ -205,6 +205,8 @@ class Agent:
             log.exception("reload of %s failed; still running on the previous "
                           "configuration", source)
             return False
+        from edge_agent.reload import plan_reload  # loaded by the first reload: issue 11, RSS
+
         plan = plan_reload(self.config, new)
         if plan.refused:
             for reason in plan.refused:
@@ -251,7 +253,7 @@ class Agent:
         switched on build the runtime and restore it from the outbox; otherwise the
         runtime reconfigures, and the clears of alarms whose rule was removed are
         committed (a transaction of their own), then logged and sent to the outputs."""
-        polled = list(devices_by_link(new))
+        polled = list(new.devices_by_link())
         if self.alarms is None:
             if new.has_alarms():
                 self.alarms = _alarm_runtime(new, polled)

@@ -33,11 +33,10 @@ running ``StationConfig`` and the one just loaded. ``Agent.reload`` applies the 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from edge_agent.alarms.changes import alarm_changes
-from edge_agent.config.schema import DEFAULT_UPLINK_NAME, Device, StationConfig, UplinkConfig
+from edge_agent.config.schema import DEFAULT_UPLINK_NAME, StationConfig, UplinkConfig
 
 
 @dataclass(frozen=True)
@@ -108,20 +107,12 @@ def _names(label: str, names: tuple[str, ...]) -> str:
     return f"{label}: {', '.join(names)}" if names else ""
 
 
-def devices_by_link(config: StationConfig) -> dict[str, tuple[Device, ...]]:
-    """Each link that has devices, with its devices in polling order (one poller each)."""
-    groups: dict[str, list[Device]] = defaultdict(list)
-    for device in config.devices:
-        groups[device.link].append(device)
-    return {name: tuple(devices) for name, devices in groups.items()}
-
-
 def plan_reload(old: StationConfig, new: StationConfig) -> ReloadPlan:
     """The plan for replacing ``old`` (running) by ``new`` (just loaded and valid)."""
     refused = _refusals(old, new)
     if refused:
         return ReloadPlan(refused=refused)
-    old_links, new_links = devices_by_link(old), devices_by_link(new)
+    old_links, new_links = old.devices_by_link(), new.devices_by_link()
     alarms = alarm_changes(old, new)
 
     def changed(name: str) -> bool:

@@ -15,6 +15,7 @@ import sys
 import pytest
 from support.station import write_station
 
+from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention
 from edge_agent.store.outbox import Outbox
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
@@ -46,7 +47,11 @@ NOT_AT_STEADY_STATE = ("tenacity", "sqlite_utils", "click", "pluggy", "dateutil"
                        # the port listing, for the message about a missing serial port
                        "serial.tools",
                        # what the health endpoint computes for a request (none was made)
-                       "edge_agent.health.snapshot", "edge_agent.health.metrics")
+                       "edge_agent.health.snapshot", "edge_agent.health.metrics",
+                       # the alarm reader (no alarms written) and the reload planner
+                       # (no SIGHUP)
+                       "edge_agent.config.validate_alarms", "edge_agent.reload",
+                       "edge_agent.alarms.changes")
 #: What a polling, forwarding agent must have loaded: the report comes from a real one.
 AT_STEADY_STATE = ("pymodbus", "paho.mqtt.client", "edge_agent.agent",
                    "edge_agent_drivers.modbus.driver")
@@ -136,8 +141,9 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     its outbox: a new file's schema is plain SQL, issue 11), no tool, HJ 212 or Sparkplug
     code, no serial-text driver, config reader or link client (no such device or link),
     no alarm engine (no alarms), no difflib (a valid file needs no suggestion), no
-    serial port listing (no port is missing), and neither the health endpoint's snapshot
-    and metrics nor importlib.resources (nobody asked the endpoint or opened the page)."""
+    serial port listing (no port is missing), no alarm reader or reload planner (no
+    alarms written, no SIGHUP), and neither the health endpoint's snapshot and metrics
+    nor importlib.resources (nobody asked the endpoint or opened the page)."""
     server = SimServer([SimUnit(1, input={0: 0x41C8, 1: 0x0000})]).start()
     try:
         station = _station(tmp_path, broker.port, server.tcp_port)
@@ -156,6 +162,21 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     report = json.loads(line.removeprefix("REPORT "))
     assert report == {"at_load": [], "absent": [],
                       "present": sorted(AT_STEADY_STATE)}, result.stderr[-3000:]
+
+
+def test_names_and_units_repeated_on_every_device_are_kept_once(tmp_path):
+    """The config objects a running agent keeps hold one string per distinct channel
+    name and unit, not one per device (W1: 500 channels, 25 names, one unit)."""
+    channels = [{"name": f"t{i}", "address": 2 * i, "register": "input", "type": "float32",
+                 "unit": "ppm"} for i in range(3)]
+    path = write_station(tmp_path / "station.yaml", broker_port=9,
+                         links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": 9}},
+                         devices=[{"id": f"dev-{n}", "link": "lan", "unit_id": n, "interval_s": 1,
+                                   "channels": channels} for n in (1, 2)])
+    first, second = (device.settings.channels for device in load_config(path).devices)
+    for one, other in zip(first, second, strict=True):
+        assert one.name == other.name and one.name is other.name
+        assert one.unit is other.unit is first[0].unit
 
 
 @pytest.mark.real_parts

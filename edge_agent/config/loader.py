@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.config.alarm_settings import AlarmSettings
 from edge_agent.config.declare import allowed_keys, declared, default_of, filled, read_declared
 from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.fields import Checker, Mismatch, Section, as_section, read_path
@@ -40,12 +41,12 @@ from edge_agent.config.limits import MAX_AGE_S
 from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import ProfileLibrary, shipped_profile_dirs
 from edge_agent.config.schema import (
+    Link,
     PollingPolicy,
     Retention,
     StationConfig,
     StoreConfig,
 )
-from edge_agent.config.validate_alarms import read_alarm_settings
 from edge_agent.config.validate_devices import read_devices
 from edge_agent.config.validate_health import read_health
 from edge_agent.config.validate_links import read_links
@@ -133,7 +134,7 @@ def load_station(path: str | Path, env: Mapping[str, str] | None = None, *,
         source=Path(path),
         health=read_health(top, env, places.secrets_dir),
         uplinks=tuple(uplinks.uplinks),
-        alarms=read_alarm_settings(top, links.links, [device.id for device in devices]),
+        alarms=_read_alarms(top, links.links, device_ids),
     )
     check_uplinks(ck, top, uplinks, config.every_uplink(), station_id, device_ids)
     if any(uplink.kind == "hj212" for uplink in config.uplinks):
@@ -194,6 +195,18 @@ def _read_polling(top: Section) -> PollingPolicy:
         sec.report(key, _("backoff_initial_s ({initial:g}) must not be greater than "
                           "backoff_max_s ({maximum:g})").format(initial=initial, maximum=maximum))
     return PollingPolicy(**filled(PollingPolicy, values))
+
+
+def _read_alarms(top: Section, links: Mapping[str, Link],
+                 device_ids: list[str]) -> AlarmSettings | None:
+    """The ``alarms:`` section (validate_alarms.read_alarm_settings); None when the file
+    has none. The alarm reader is imported only then, or by a device's rules
+    (validate_devices.py): a station without alarms keeps it out of memory (issue 11)."""
+    if not top.has("alarms"):
+        return None
+    from edge_agent.config.validate_alarms import read_alarm_settings
+
+    return read_alarm_settings(top, links, device_ids)
 
 
 def _read_store(top: Section, state_dir: Path) -> StoreConfig:

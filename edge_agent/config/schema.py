@@ -472,3 +472,12 @@ class StationConfig:
         default = (UplinkConfig(DEFAULT_UPLINK_NAME, "mqtt", None, self.mqtt),) \
             if self.mqtt is not None else ()
         return default + self.uplinks
+
+    def devices_by_link(self) -> dict[str, tuple[Device, ...]]:
+        """Each link that has devices, with its devices in polling order (one poller
+        each). Here rather than in reload.py, so that the agent's start needs no reload
+        code (reload.py loads with the first SIGHUP; issue 11, RSS)."""
+        groups: dict[str, list[Device]] = {}
+        for device in self.devices:
+            groups.setdefault(device.link, []).append(device)
+        return {name: tuple(devices) for name, devices in groups.items()}

@@ -11,9 +11,12 @@ links shared by devices that cannot share them, and the station's channel count.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.registry import DEFAULT_KIND, KINDS, kind_keys
 
+from edge_agent.alarms.rules import ChannelAlarms
 from edge_agent.config.declare import allowed_keys, read_declared
 from edge_agent.config.fields import Checker, Section, as_section
 from edge_agent.config.layers import Layers
@@ -26,7 +29,6 @@ from edge_agent.config.names import id_problem
 from edge_agent.config.profiles import Profile, ProfileLibrary
 from edge_agent.config.schema import Device, Link
 from edge_agent.config.text_links import SharedTextLinks, check_text_link_sharing
-from edge_agent.config.validate_alarms import read_device_alarms
 from edge_agent.config.validate_links import LinkTable
 from edge_agent.config.validate_polling import DEVICE_POLLING_KEYS, with_device_polling
 from edge_agent.config.yamlsource import ScalarNode, SeqNode, kind
@@ -105,7 +107,7 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
     if settings is not None and not isinstance(settings, kind_of.settings_type):
         raise TypeError(f"driver kind {kind_of.name}: its reader returned "
                         f"{type(settings).__name__}, not {kind_of.settings_type.__name__}")
-    alarms = read_device_alarms(layers, _channel_names(settings))
+    alarms = _device_alarms(layers, _channel_names(settings))
     if None in (device_id, link, unit_id, interval_s, driver, settings):
         return None
     return Device(
@@ -118,6 +120,20 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
         profile=profile.name if profile else None,
         alarms=alarms,
     )
+
+
+def _device_alarms(layers: Layers, channels: Collection[str] | None
+                   ) -> tuple[ChannelAlarms, ...]:
+    """The device's alarm rules (validate_alarms.read_device_alarms), none when neither
+    the station nor the profile writes ``alarms:``. The alarm reader is imported only
+    for a device that has rules: a station without any would keep it in memory for
+    nothing (issue 11, RSS)."""
+    if not any(layer is not None and layer.has("alarms")
+               for layer in (layers.profile, layers.device)):
+        return ()
+    from edge_agent.config.validate_alarms import read_device_alarms
+
+    return read_device_alarms(layers, channels)
 
 
 def _channel_names(settings: object) -> tuple[str, ...] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePath
@@ -451,7 +452,10 @@ def _construct(tag: str, text: str) -> Value:
     """The value of a scalar by its (implicit or explicit) tag; KeyError for unknown tags."""
     name = tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
     if name == "str":
-        return text
+        # Interned: the same names and units repeat on every device (W1: 500 channels,
+        # 25 names, one unit), and the running agent keeps them in its config objects
+        # for months; one copy of each (issue 11, RSS).
+        return sys.intern(text)
     if name == "null":
         if text not in ("", "~", "null", "Null", "NULL"):
             raise ValueError(text)
