@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from edge_agent_drivers.modbus import reader as modbus_reader
 from edge_agent_drivers.modbus.settings import ModbusSettings
 from edge_agent_drivers.serialtext import reader as text_reader
-from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 from edge_agent.config.schema import Device, LinkProtocol
 from edge_agent.driverkind import DriverKind
@@ -53,7 +52,7 @@ KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (
                           LinkProtocol.MODBUS_ASCII}),
                wrong_link=modbus_reader.wrong_link, refuses_other_keys=True,
                unit_id=modbus_reader.UNIT_ID),
-    DriverKind(text_reader.KIND, TextSettings, text_reader.SERIAL_TEXT_KEYS,
+    DriverKind(text_reader.KIND, text_reader.SETTINGS, text_reader.SERIAL_TEXT_KEYS,
                text_reader.read_unit_id, text_reader.read_settings, _serial_text_driver,
                frozenset({LinkProtocol.TEXT}), refuses_other_keys=True,
                unit_id=text_reader.ADDRESS),

@@ -11,6 +11,8 @@ and the drivers can import it without a cycle.
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +60,9 @@ class DriverKind:
     """
 
     name: str
-    settings_type: type
+    #: the class, or ``"module:Class"`` for a kind whose settings module should load only
+    #: with its first device (``settings_class()`` gives the class either way)
+    settings_type: type | str
     keys: tuple[str, ...]
     read_unit_id: Callable[[Section, str | None], int | None]
     read_settings: Callable[[DeviceEntry], Any]
@@ -67,6 +71,14 @@ class DriverKind:
     wrong_link: Callable[[Link, str | None], str] | None = None
     refuses_other_keys: bool = False
     unit_id: Setting | None = None  # unit_id as this kind declares it (None: Device's)
+
+    def settings_class(self) -> type:
+        """The settings type a device of this kind carries, imported on first use when
+        the entry names it as ``"module:Class"`` (serial-text does: a Modbus-only station
+        then never loads it, about 0.25 MiB; issue 11, docs/performance.md, Memory)."""
+        if isinstance(self.settings_type, str):
+            return _resolve(self.settings_type)
+        return self.settings_type
 
     def link_problem(self, link: Link | None, speaker: str | None = None) -> str | None:
         """Why this kind cannot use ``link`` (None: it can, or the link is unknown);
@@ -84,3 +96,13 @@ class DriverKind:
         return _("link '{link}' speaks {protocol}; driver {driver} needs a link with protocol: "
                  "{wanted}").format(link=link.name, protocol=link.protocol.value,
                                     driver=self.name, wanted=wanted) + other
+
+
+@functools.cache
+def _resolve(reference: str) -> type:
+    """``"module:Class"`` -> the class."""
+    module, _sep, name = reference.partition(":")
+    found = getattr(importlib.import_module(module), name)
+    if not isinstance(found, type):
+        raise TypeError(f"{reference} is not a class")
+    return found

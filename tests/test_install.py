@@ -161,6 +161,14 @@ def test_the_unit_gives_a_clean_stop_the_time_the_agent_asks_for():
     assert int(settings["TimeoutStopSec"]) == stop_budget_s(default)
 
 
+def test_the_unit_caps_the_malloc_arenas_of_the_agent_threads():
+    """Two glibc arenas for the agent's threads, not one per thread (issue 11, RSS);
+    Environment= comes before EnvironmentFile=, so the env file can still change it."""
+    unit = UNIT.read_text()
+    assert re.search(r"^Environment=MALLOC_ARENA_MAX=2$", unit, re.MULTILINE)
+    assert unit.index("Environment=MALLOC_ARENA_MAX") < unit.index("EnvironmentFile=")
+
+
 def copy_of(installed: Path, destination: Path) -> Path:
     """A fresh install of this version, as the upgrade tests start from: a copy of the
     module's ``installed`` root (owners, modes, times and links kept). The installed

@@ -32,7 +32,10 @@ NOT_AT_STEADY_STATE = ("tenacity", "sqlite_utils", "click", "pluggy", "dateutil"
                        "edge_agent_drivers.serialtext.config_text",
                        "edge_agent_drivers.serialtext.config_record",
                        "edge_agent_drivers.serialtext.protocol.parse",
-                       # a text link's client; Modbus links need none of it
+                       # a text link's client and a text device's settings; Modbus
+                       # links and devices need none of it
+                       "edge_agent_drivers.serialtext.protocol.settings",
+                       "edge_agent_drivers.serialtext.protocol.checksums",
                        "edge_agent_drivers.serialtext.protocol.client",
                        "edge_agent_drivers.serialtext.protocol.framing",
                        "edge_agent_drivers.serialtext.protocol.escapes",
@@ -139,7 +142,8 @@ def test_run_loads_the_station_first_and_keeps_tool_and_retry_code_out(tmp_path,
     memory the YAML load frees); once polling and forwarding, the agent holds no
     retry library (no failure needed it), no sqlite-utils (not even when the agent created
     its outbox: a new file's schema is plain SQL, issue 11), no tool, HJ 212 or Sparkplug
-    code, no serial-text driver, config reader or link client (no such device or link),
+    code, no serial-text driver, settings, config reader or link client (no such device
+    or link),
     no alarm engine (no alarms), no difflib (a valid file needs no suggestion), no
     serial port listing (no port is missing), no alarm reader or reload planner (no
     alarms written, no SIGHUP), and neither the health endpoint's snapshot and metrics

@@ -11,6 +11,7 @@ several fields together stay hand-written in the readers.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass
@@ -139,8 +140,22 @@ def section_type(cls: type, name: str) -> type | None:
     """The declared dataclass field ``name`` of ``cls`` holds, found in its type hint
     (``Trigger | None`` -> Trigger, ``tuple[Channel, ...]`` -> Channel); None when it
     holds none."""
-    found = _declared_in(typing.get_type_hints(cls)[name])
+    found = _declared_in(_field_hint(cls, name))
     return next(found, None)
+
+
+def _field_hint(cls: type, name: str) -> Any:
+    """The type hint of ``cls``'s field ``name``, evaluated alone, as
+    ``typing.get_type_hints`` evaluates each: that evaluates every field's hint, and a
+    hint may name a class imported only for type checking (schema.Device's ``settings``:
+    TextSettings loads with the first serial-text device, issue 11)."""
+    for owner in cls.__mro__:
+        hint = owner.__dict__.get("__annotations__", {}).get(name)
+        if isinstance(hint, str):  # ``from __future__ import annotations``
+            return eval(hint, vars(sys.modules[owner.__module__]), dict(vars(owner)))
+        if hint is not None:
+            return hint
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
 def _declared_in(hint: Any) -> Iterator[type]:

@@ -88,7 +88,8 @@ SCHEMA_ID = "https://edge-agent.invalid/schema/station-v1.schema.json"
 # Every other declared section is reached from these (declare.sections).
 def roots() -> tuple[type, ...]:
     """The declared classes the schema starts from (kinds from the registry)."""
-    kinds = tuple(kind.settings_type for kind in KINDS.values() if declared(kind.settings_type))
+    kinds = tuple(kind.settings_class() for kind in KINDS.values()
+                  if declared(kind.settings_class()))
     return (StationConfig, TcpLink, SerialLink, Device, DevicePolling, *kinds, PollingPolicy,
             StoreConfig, MqttConfig, UplinkConfig, HealthConfig, ProfileInfo, AlarmSettings,
             AlarmAction, LimitSetting, InstrumentSetting)

@@ -4,7 +4,8 @@ Nothing past the loader sees YAML or dicts. Units are in the field names. Defaul
 are the ones documented in docs/configuration.md; change both together. What only one
 driver kind reads lives in its folder: a ``Device``'s ``settings`` is a
 ``ModbusSettings`` (drivers/modbus/settings.py, with the register-map types) or a
-``TextSettings`` (drivers/serialtext/protocol/settings.py).
+``TextSettings`` (drivers/serialtext/protocol/settings.py; imported here for type
+checking only, so that a station without serial-text devices never loads it).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent_drivers.modbus.settings import ModbusSettings
-from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 from edge_agent.alarms.rules import ChannelAlarms
 from edge_agent.config.alarm_settings import AlarmSettings
@@ -28,6 +29,9 @@ from edge_agent.config.limits import (
     RECONNECT_MAX_S,
     RECONNECT_MIN_S,
 )
+
+if TYPE_CHECKING:  # loaded with the first serial-text device (registry, DriverKind)
+    from edge_agent_drivers.serialtext.protocol.settings import TextSettings
 
 
 class LinkProtocol(StrEnum):

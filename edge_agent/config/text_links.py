@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edge_agent_drivers.serialtext.protocol.settings import TextMode, TextSettings
+from edge_agent_drivers.serialtext.reader import KIND as TEXT_KIND
 
 from edge_agent.config.fields import Section
 from edge_agent.config.schema import Device
@@ -42,8 +42,12 @@ def check_text_link_sharing(sec: Section, device: Device | None,
 
 
 def _sharing_problem(device: Device, other: Device) -> str | None:
-    pair = [(one.id, one.settings) for one in (other, device)
-            if isinstance(one.settings, TextSettings)]
+    pair = [(one.id, one.settings) for one in (other, device) if one.driver == TEXT_KIND]
+    if not pair:
+        return None
+    # here, not at the top: a station without serial-text devices never loads it (issue 11)
+    from edge_agent_drivers.serialtext.protocol.settings import TextMode
+
     for device_id, settings in pair:
         if settings.mode is TextMode.STREAM:
             return _("'{id}' streams on its own and needs a link to itself").format(id=device_id)

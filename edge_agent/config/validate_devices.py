@@ -104,9 +104,9 @@ def _read_device(sec: Section, links: LinkTable, profiles: ProfileLibrary) -> De
         _refuse_other_keys(layers, kind_of, owners)
     settings = kind_of.read_settings(DeviceEntry(sec, layers, link_settings, unit_id,
                                                  owners))
-    if settings is not None and not isinstance(settings, kind_of.settings_type):
+    if settings is not None and not isinstance(settings, kind_of.settings_class()):
         raise TypeError(f"driver kind {kind_of.name}: its reader returned "
-                        f"{type(settings).__name__}, not {kind_of.settings_type.__name__}")
+                        f"{type(settings).__name__}, not {kind_of.settings_class().__name__}")
     alarms = _device_alarms(layers, _channel_names(settings))
     if None in (device_id, link, unit_id, interval_s, driver, settings):
         return None
