@@ -77,15 +77,14 @@ def test_the_append_hands_its_sample_over_before_it_returns_in_the_same_commit(o
 
 def test_an_offer_waits_for_rows_it_has_not_seen(outbox):
     first = outbox.append(sample())
-    claimed = outbox.claim_batch(0, 10, 50, 1_000_000)
-    assert claimed.row_id_high == first.row_id
     receiver = Receiver()
-    receiver.offer(outbox, seen_row_id=claimed.row_id_high)
+    receiver.offer(outbox, seen_row_id=first.row_id)
     outbox.run_transaction(lambda conn: None)  # writes, adds no row: no claim
     assert receiver.handed == [] and outbox.offer_stands(UPLINK)
     second = outbox.append(sample())
-    (handed, _), = receiver.handed
-    assert [e.row_id for e in handed.messages[0].entries] == [second.row_id]
+    (claimed, _), = receiver.handed
+    # The claim takes what is unclaimed, the earlier row too, in one message.
+    assert [e.row_id for e in claimed.messages[0].entries] == [first.row_id, second.row_id]
 
 
 def test_a_withdrawn_offer_gets_nothing_and_its_rows_are_claimed_later(outbox):

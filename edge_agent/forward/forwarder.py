@@ -323,12 +323,7 @@ class Forwarder:
     def _on_ack(self, msg_id: str, accepted: bool, reason: str) -> None:
         self._acks.put((msg_id, "acked" if accepted else "rejected", reason,
                         time.monotonic()))
-        # Caught up with room in the window, an acknowledgement can wait for the next
-        # hand-over or tick (one wake-up per sample instead of two, issue 11).
-        if (not accepted or not self._offered or self._stopping.is_set()
-                or self._new_settings is not None
-                or 2 * len(self._in_flight) >= self.config.max_inflight):
-            self._wake.set()
+        self._wake.set()
 
     def _on_refused(self, msg_id: str, reason: str) -> None:
         self._acks.put((msg_id, "refused", reason, time.monotonic()))

@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from edge_agent.payload import Message
 from edge_agent.store import claims, corruption, retention, unpublishable, uplinks
-from edge_agent.store.claimnew import claim_new
 from edge_agent.store.handover import ACK_DELAY_S, ClaimOffer, HandOver
 from edge_agent.store.schema import DEFAULT_UPLINK
 
@@ -194,15 +193,10 @@ class Delivery:
             scan = self._scans.setdefault(offer.uplink, claims.Scan())
             conn.execute("SAVEPOINT offer")
             try:
-                cutoff, carries = offer.live_cutoff(), self._routes.carrier_filter(offer.uplink)
-                claimed = claim_new(conn, offer.uplink, offer.seen_row_id, offer.boundary,
-                                    wanted, offer.max_entries, offer.max_body_bytes, cutoff,
-                                    carries)
-                if claimed is None:  # not only new live rows: the long way
-                    claimed = claims.claim(
-                        conn, offer.uplink, self._not_to_offer(offer.uplink), scan,
-                        offer.boundary, wanted, offer.max_entries, offer.max_body_bytes,
-                        cutoff, carries)
+                claimed = claims.claim(
+                    conn, offer.uplink, self._not_to_offer(offer.uplink), scan,
+                    offer.boundary, wanted, offer.max_entries, offer.max_body_bytes,
+                    offer.live_cutoff(), self._routes.carrier_filter(offer.uplink))
             except Exception:  # the samples of this transaction must commit regardless
                 log.exception("outbox: claiming for uplink %s in a storing transaction "
                               "failed; it claims for itself instead", offer.uplink)
@@ -329,7 +323,6 @@ class Delivery:
         change = self._submit(run)
         self._routes, self._routes_set = new, True
         with self._in_flight_lock:
-            self._offers.clear()  # rows an uplink may carry changed: it claims for itself
             for name in set(self._in_flight) - set(new.names):
                 del self._in_flight[name]
         self._scans.clear()  # a hint only; rows and claims changed

@@ -287,8 +287,6 @@ class Outbox(Delivery):
         self._row_id_high = max(self._row_id_high, corruption.last_row_id(conn))
         self._retention.load(conn)
         self._scans.clear()  # carried gap events wait as claimed messages
-        with self._in_flight_lock:
-            self._offers.clear()  # a new file: every uplink claims for itself again
         return conn
 
     # -- the outbox's part in each transaction (writer thread; writer.Participant) -----
