@@ -20,12 +20,7 @@ Guarantees (reliability contract items 2-4):
   consumer orders by ``seq``. The flag is fixed when a message is claimed: one re-sent
   after a disconnect keeps ``historical: false`` however late it arrives (docs/payload.md).
 * Claims: each fill of the window claims all its free places in one outbox transaction
-  (store/claims.py), so a drain costs one commit per window, not one per message. A
-  forwarder that is caught up (its last claim had room to spare) claims no more: it
-  leaves a standing offer, and the transaction that stores the next sample claims for
-  it and hands the message over after its commit (store/handover.py); its
-  acknowledgements then ride on the next write transaction (``ack_later``). A live
-  sample costs one commit, not three.
+  (store/claims.py), so a drain costs one commit per window, not one per message.
 * Message size: a backlog message holds at most ``max_samples_per_message`` samples of one
   device, and stops adding samples before ``max_message_bytes`` would be exceeded (a
   single sample larger than that still goes alone).
@@ -73,8 +68,6 @@ from edge_agent.forward.uplinklog import uplink_log
 from edge_agent.health.histogram import Histogram
 from edge_agent.model import iso_utc, utc_now
 from edge_agent.payload import Message, encode_message, envelope_overhead_bytes
-from edge_agent.store.claims import Claimed
-from edge_agent.store.handover import ClaimOffer
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.store.schema import DEFAULT_UPLINK
 from edge_agent.store.uplinks import UplinkDepth
@@ -150,11 +143,6 @@ class Forwarder:
         # (message id, "acked" | "rejected" | "refused", reason, monotonic time)
         self._acks: SimpleQueue[tuple[str, str, str, float]] = SimpleQueue()
         self._sent_at: dict[str, float] = {}  # msg id -> monotonic time handed to paho
-        # Claims the outbox made for this forwarder's standing offer, with the number of
-        # messages it asked for (store/handover.py); ``_offered``: an offer stands.
-        self._handed: SimpleQueue[tuple[Claimed, int]] = SimpleQueue()
-        self._offered = False
-        self._handed_row_id = 0  # the highest row id the last hand-over saw
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._drain_deadline: float | None = None
@@ -182,10 +170,8 @@ class Forwarder:
         self.thread.start()
 
     def wake(self) -> None:
-        """New rows were committed: look at the outbox now instead of at the next tick.
-        Not needed while an offer stands: the storing transaction hands them over."""
-        if not self._offered:
-            self._wake.set()
+        """New rows were committed: look at the outbox now instead of at the next tick."""
+        self._wake.set()
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming, give in-flight messages ``grace_s`` to be acknowledged, disconnect."""
@@ -335,7 +321,6 @@ class Forwarder:
             self.heartbeat.beat(forwarder_session_bound_s(self.config))
             acked = self._process_acks(session)
             if self._stopping.is_set() or self._new_settings is not None:
-                self._withdraw_offer()
                 self._acknowledge(acked)
                 if not self._in_flight or time.monotonic() >= (self._drain_deadline or 0):
                     return
@@ -348,29 +333,11 @@ class Forwarder:
                           "again", self._lost_reason, len(self._in_flight))
 
     def _fill_window(self, session: MqttSession, acked: list[str]) -> None:
-        """Publish what the outbox handed over; then, caught up, leave the acknowledged
-        to ride on the next write and keep an offer standing; else delete what was
-        ``acked`` and claim the whole free part of the window in one outbox transaction,
-        and publish the claims. Live rows older than ``live_window_s`` move to the
-        historical lane first."""
-        if self._offered and not self._outbox.offer_stands():
-            # Used (its hand-over is queued: the outbox queues it as it takes the offer)
-            # or dropped after an error (nothing queued: claim below).
-            self._offered = False
-        caught_up = self._publish_handed_over(session)
-        if self._lost_reason is not None:
-            self._acknowledge(acked)
-            return
-        if self._offered or caught_up:
-            self._outbox.ack_later(acked)
-            self._acknowledged(acked)
-            if self._offered:
-                self._outbox.widen_offer(len(acked))
-            else:
-                self._offer(self._handed_row_id)
-            return
+        """Delete what was ``acked`` and claim the whole free part of the window, in one
+        outbox transaction; publish the claims. Live rows older than ``live_window_s``
+        move to the historical lane first."""
         free = self.config.max_inflight - len(self._in_flight.difference(acked))
-        if free <= 0:
+        if free <= 0 or self._lost_reason is not None:
             self._acknowledge(acked)
             return
         try:
@@ -386,11 +353,6 @@ class Forwarder:
         if self._outbox_failing:
             self._outbox_failing = False
             self._log.info("reading the outbox again")
-        if self._publish_claimed(session, claimed) and len(claimed.messages) < free:
-            self._offer(claimed.row_id_high)
-
-    def _publish_claimed(self, session: MqttSession, claimed: Claimed) -> bool:
-        """Publish one claim's messages; False when the session stopped taking them."""
         self._boundary = claimed.boundary
         self.stats.resent += claimed.resent
         self.overload.observe(claimed.moved, time.monotonic())
@@ -401,48 +363,7 @@ class Forwarder:
                 # Not handed to the session: offered again by the next claim, same id.
                 self._outbox.forget_in_flight([m.msg_id for m in claimed.messages[index:]
                                                if m.msg_id not in self._in_flight])
-                return False
-        return True
-
-    def _publish_handed_over(self, session: MqttSession) -> bool:
-        """Publish what the outbox claimed for the standing offer. True when that claim
-        had room to spare (caught up: nothing more was waiting)."""
-        caught_up = False
-        while True:
-            try:
-                claimed, wanted = self._handed.get_nowait()
-            except Empty:
-                return caught_up
-            self._offered = False
-            self._handed_row_id = claimed.row_id_high
-            caught_up = (self._publish_claimed(session, claimed)
-                         and len(claimed.messages) < wanted)
-
-    def _offer(self, seen_row_id: int) -> None:
-        """Leave a standing offer for the free part of the window (store/handover.py)."""
-        free = self.config.max_inflight - len(self._in_flight)
-        if free <= 0 or self._lost_reason is not None:
-            return
-        window_s = self.config.live_window_s
-        self._offered = True
-        self._outbox.offer_claims(ClaimOffer(
-            self.name, self._boundary, free, self.config.max_samples_per_message,
-            self._max_body_bytes(), seen_row_id, lambda: time.time() - window_s,
-            self._deliver))
-
-    def _deliver(self, claimed: Claimed, wanted: int) -> None:
-        """In the outbox's writer thread, after the commit: queue and wake (no more)."""
-        self._handed.put((claimed, wanted))
-        self._wake.set()
-
-    def _withdraw_offer(self) -> None:
-        """No more hand-overs; what was handed over and not published is released with
-        the rest of the in-flight messages when the session ends."""
-        if self._offered:
-            self._offered = False
-            self._outbox.withdraw_offer()
-        while not self._handed.empty():
-            self._handed.get_nowait()
+                return
 
     def _outbox_trouble(self, err: OutboxError) -> None:
         """Log a failing outbox once per episode (a full disk fails every claim)."""
@@ -552,7 +473,6 @@ class Forwarder:
         self._gap_ids.clear()
         self._sent_at.clear()
         self.stats.in_flight = 0
-        self._withdraw_offer()
         try:
             self._outbox.release_in_flight()
         except OutboxError as err:

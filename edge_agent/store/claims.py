@@ -72,9 +72,6 @@ class Claimed:
     boundary: int
     moved: int = 0
     resent: int = 0  # messages of the list that are earlier claims offered again
-    #: The highest outbox row id the file had handed out when this claim was made
-    #: (``Delivery`` sets it): a standing offer claims again only after rows above it.
-    row_id_high: int = 0
 
 
 def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan,

@@ -9,19 +9,14 @@ else should.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from edge_agent.payload import Message
-from edge_agent.store import claims, corruption, retention, unpublishable, uplinks
-from edge_agent.store.handover import ACK_DELAY_S, ClaimOffer, HandOver
+from edge_agent.store import claims, retention, unpublishable, uplinks
 from edge_agent.store.schema import DEFAULT_UPLINK
-
-log = logging.getLogger("edge_agent.store.outbox")
 
 T = TypeVar("T")
 
@@ -38,24 +33,6 @@ class Delivery:
     _txn_routes: uplinks.Routes | None
     _retention: retention.Enforcer
     _clock: Callable[[], float]
-    # Standing claim offers by uplink, acknowledgements waiting for a transaction, and
-    # what the open transaction took of both (store/handover.py). The first two are
-    # guarded by _in_flight_lock; the _txn ones belong to the writer thread.
-    _offers: dict[str, ClaimOffer]
-    _acks_waiting: dict[str, list[str]]
-    _txn_acks: dict[str, list[str]]
-    _txn_handovers: list[HandOver]
-
-    def _init_delivery(self) -> None:
-        #: How long ``ack_later`` lets an acknowledgement wait for a write to ride on.
-        self.ack_delay_s = ACK_DELAY_S
-        self._offers = {}
-        self._acks_waiting = {}
-        self._txn_acks = {}
-        self._txn_handovers = []
-
-    def _nudge(self, delay_s: float) -> None:
-        raise NotImplementedError
 
     def _submit(self, run: Callable[[sqlite3.Connection], T], reads_only: bool = False) -> T:
         raise NotImplementedError
@@ -94,29 +71,22 @@ class Delivery:
 
         def run(conn: sqlite3.Connection) -> claims.Claimed:
             self._delete_acknowledged(conn, acked, uplink)
+            with self._in_flight_lock:
+                in_flight = frozenset(self._in_flight.get(uplink, ()))
             scan = self._scans.setdefault(uplink, claims.Scan())
             try:
-                claimed = claims.claim(conn, uplink, self._not_to_offer(uplink), scan,
-                                       boundary_row_id, max_messages, max_entries,
-                                       max_body_bytes, live_cutoff,
-                                       self._routes.carrier_filter(uplink))
+                return claims.claim(conn, uplink, in_flight, scan, boundary_row_id,
+                                    max_messages, max_entries, max_body_bytes, live_cutoff,
+                                    self._routes.carrier_filter(uplink))
             except BaseException:
                 scan.reset()  # its claims are rolled back with it: look again from 0
                 raise
-            return dataclasses.replace(claimed, row_id_high=corruption.last_row_id(conn))
 
         claimed = self._settle(acked, run, uplink)
         with self._in_flight_lock:
             self._in_flight.setdefault(uplink, set()).update(
                 message.msg_id for message in claimed.messages)
         return claimed
-
-    def _not_to_offer(self, uplink: str) -> frozenset[str]:
-        """Message ids a claim of ``uplink`` must not offer again: in flight, or
-        acknowledged and waiting to be deleted (``ack_later``)."""
-        with self._in_flight_lock:
-            return frozenset(self._in_flight.get(uplink, ())).union(
-                self._acks_waiting.get(uplink, ()), self._txn_acks.get(uplink, ()))
 
     def claim(self, boundary_row_id: int, max_entries: int, max_body_bytes: int) -> Message | None:
         """One message, as ``claim_batch`` would give it; None when there is nothing."""
@@ -131,106 +101,6 @@ class Delivery:
         return self._settle(msg_ids,
                             lambda conn: self._delete_acknowledged(conn, msg_ids, uplink),
                             uplink)
-
-    def ack_later(self, msg_ids: list[str], uplink: str = DEFAULT_UPLINK) -> None:
-        """Like ``ack_many``, without a transaction of its own: the messages leave the
-        in-flight set now, and their claims and rows are deleted by the next write
-        transaction, at most ``ack_delay_s`` from now (store/handover.py). Meanwhile
-        no claim offers them again. Returns at once."""
-        if not msg_ids:
-            return
-        with self._in_flight_lock:
-            self._in_flight.get(uplink, set()).difference_update(msg_ids)
-            self._acks_waiting.setdefault(uplink, []).extend(msg_ids)
-        self._nudge(self.ack_delay_s)
-
-    # -- standing offers (store/handover.py) ---------------------------------------------
-
-    def offer_claims(self, offer: ClaimOffer) -> None:
-        """Leave ``offer`` for the next transaction that adds rows (replaces the uplink's
-        earlier offer, if any)."""
-        with self._in_flight_lock:
-            self._offers[offer.uplink] = offer
-
-    def widen_offer(self, uplink: str, more: int) -> bool:
-        """``more`` places of ``uplink``'s window came free: its standing offer asks for
-        them too. False when no offer stands (used, dropped or never made)."""
-        with self._in_flight_lock:
-            offer = self._offers.get(uplink)
-            if offer is None:
-                return False
-            offer.wanted += more
-            return True
-
-    def offer_stands(self, uplink: str) -> bool:
-        """Whether ``uplink``'s offer is still waiting for rows."""
-        with self._in_flight_lock:
-            return uplink in self._offers
-
-    def withdraw_offer(self, uplink: str) -> None:
-        """No hand-over to ``uplink`` from now on (its session is ending). A transaction
-        that claimed for the offer and commits later leaves those claims waiting: the
-        uplink's next claim offers them again."""
-        with self._in_flight_lock:
-            self._offers.pop(uplink, None)
-
-    # -- the delivery part of each write transaction (writer thread; Outbox hooks) -----
-
-    def _apply_waiting_acks(self, conn: sqlite3.Connection) -> None:
-        """Delete what ``ack_later`` left (before retention counts the rows)."""
-        with self._in_flight_lock:
-            self._txn_acks, self._acks_waiting = self._acks_waiting, {}
-        for uplink, msg_ids in self._txn_acks.items():
-            self._delete_acknowledged(conn, msg_ids, uplink)
-
-    def _claim_for_offers(self, conn: sqlite3.Connection, row_id_high: int) -> None:
-        """Claim for every standing offer whose uplink has not seen rows up to
-        ``row_id_high`` yet; handed over by ``_hand_over`` once committed."""
-        with self._in_flight_lock:
-            due = [(offer, offer.wanted) for offer in self._offers.values()
-                   if offer.seen_row_id < row_id_high and offer.wanted > 0]
-        for offer, wanted in due:
-            scan = self._scans.setdefault(offer.uplink, claims.Scan())
-            conn.execute("SAVEPOINT offer")
-            try:
-                claimed = claims.claim(
-                    conn, offer.uplink, self._not_to_offer(offer.uplink), scan,
-                    offer.boundary, wanted, offer.max_entries, offer.max_body_bytes,
-                    offer.live_cutoff(), self._routes.carrier_filter(offer.uplink))
-            except Exception:  # the samples of this transaction must commit regardless
-                log.exception("outbox: claiming for uplink %s in a storing transaction "
-                              "failed; it claims for itself instead", offer.uplink)
-                conn.execute("ROLLBACK TO offer")
-                conn.execute("RELEASE offer")
-                scan.reset()
-                self.withdraw_offer(offer.uplink)
-                continue
-            conn.execute("RELEASE offer")
-            self._txn_handovers.append(HandOver(
-                offer, dataclasses.replace(claimed, row_id_high=row_id_high), wanted))
-
-    def _hand_over(self) -> None:
-        """The transaction committed: deliver its claims to the offers still standing."""
-        handovers, self._txn_handovers = self._txn_handovers, []
-        self._txn_acks = {}
-        for handover in handovers:
-            uplink = handover.offer.uplink
-            with self._in_flight_lock:
-                if self._offers.get(uplink) is not handover.offer:
-                    continue  # withdrawn meanwhile: the claims wait for its next claim
-                del self._offers[uplink]
-                self._in_flight.setdefault(uplink, set()).update(
-                    message.msg_id for message in handover.claimed.messages)
-                handover.offer.deliver(handover.claimed, handover.wanted)
-
-    def _undo_delivery_txn(self) -> None:
-        """The transaction rolled back: its acknowledgements wait again, its claims are
-        gone (offers still stand)."""
-        self._txn_handovers = []
-        with self._in_flight_lock:
-            for uplink, msg_ids in self._txn_acks.items():
-                self._acks_waiting.setdefault(uplink, [])[:0] = msg_ids
-        self._txn_acks = {}
 
     def _others_of(self, uplink: str) -> Callable[[str], tuple[str, ...]] | None:
         """For claims.acknowledge: None with a single uplink (the fast path, nothing to

@@ -224,7 +224,6 @@ class Outbox(Delivery):
         # file after a corrupt one continues above it (a forwarder's backlog boundary is
         # a row id, and ids never go backwards).
         self._row_id_high = 0
-        self._init_delivery()  # standing claim offers, acknowledgements to apply
         # Before the lock: a lock file is never made beside another program's file.
         if (problem := pathcheck.refusal(self.path)) is not None:
             raise pathcheck.StorePathRefused(problem)
@@ -306,11 +305,8 @@ class Outbox(Delivery):
             self._retention.begin()
 
     def _before_commit(self, conn: sqlite3.Connection) -> None:
-        """Every write transaction also applies the acknowledgements waiting for one,
-        records the samples that could not be stored earlier, enforces retention (the
-        reliability contract, loss window) and claims for the standing offers when it
-        added rows (store/handover.py)."""
-        self._apply_waiting_acks(conn)
+        """Every write transaction also records the samples that could not be stored
+        earlier and enforces retention (the reliability contract, loss window)."""
         self._txn_unstored = self._take_unstored()
         self._write_unstored_gaps(conn, self._txn_unstored)
         with self._unstored_lock:
@@ -319,8 +315,6 @@ class Outbox(Delivery):
             alarmrows.insert(conn, [event], at, late=True)
         self._retention.enforce(conn)
         self._txn_row_id_high = corruption.last_row_id(conn)
-        if self._offers:
-            self._claim_for_offers(conn, self._txn_row_id_high)
 
     def _committed(self) -> None:
         if self._txn_alarms:
@@ -328,7 +322,6 @@ class Outbox(Delivery):
                      "stored now and will be published", len(self._txn_alarms))
         self._last_seqs.update(self._txn_seqs)
         self._row_id_high = max(self._row_id_high, self._txn_row_id_high)
-        self._hand_over()
         self._end_transaction()
 
     def _rolled_back(self) -> None:
@@ -340,7 +333,6 @@ class Outbox(Delivery):
         self._scans.clear()  # a hint only; a rolled-back claim must not move it
         self._retention.rollback()
         self._retention.behind = False  # the next operation's transaction goes on
-        self._undo_delivery_txn()
         self._end_transaction()
 
     def _end_transaction(self) -> None:
@@ -373,8 +365,6 @@ class Outbox(Delivery):
                 self._retention.reload_after_rollback(conn)
             except sqlite3.Error:
                 log.exception("outbox: cannot recount rows after a failed transaction")
-        if self._acks_waiting:  # not for ever on the next append: try again soon
-            self._writer.nudge(self.ack_delay_s)
         failure = OutboxError(self._failure_text(err))
         failure.__cause__ = err
         return failure
@@ -411,10 +401,6 @@ class Outbox(Delivery):
         except WriterClosed as err:
             raise OutboxError("outbox is closed") from err
 
-    def _nudge(self, delay_s: float) -> None:
-        """A write transaction within ``delay_s``, shared with any that comes earlier."""
-        self._writer.nudge(delay_s)
-
     def _submit_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float) -> T:
         """Like ``_submit`` for an operation that writes nothing, with a deadline: giving
         up on a read misreports nothing, and a hung writer must not hang the caller."""
@@ -447,8 +433,6 @@ class Outbox(Delivery):
         if self._closed:
             return
         self._closed = True
-        if self._acks_waiting:  # apply them before the writer stops
-            self._writer.nudge(0)
         self._writer.close()
         self._lock.release()
 

@@ -12,7 +12,6 @@ The guarantees are the outbox's (store/outbox.py); this class only binds the nam
 from __future__ import annotations
 
 from edge_agent.store import claims, unpublishable
-from edge_agent.store.handover import ClaimOffer
 from edge_agent.store.outbox import Outbox
 from edge_agent.store.uplinks import UplinkDepth
 
@@ -40,26 +39,6 @@ class UplinkOutbox:
         """This uplink's broker has these messages; returns rows deleted (the rows the
         other uplinks carrying them are past too)."""
         return self.outbox.ack_many(msg_ids, uplink=self.name)
-
-    def ack_later(self, msg_ids: list[str]) -> None:
-        """``ack_many`` riding on the next write transaction (store/handover.py)."""
-        self.outbox.ack_later(msg_ids, uplink=self.name)
-
-    def offer_claims(self, offer: ClaimOffer) -> None:
-        """Leave a standing claim offer for this uplink (store/handover.py)."""
-        self.outbox.offer_claims(offer)
-
-    def widen_offer(self, more: int) -> bool:
-        """The standing offer asks for ``more`` messages; False if none stands."""
-        return self.outbox.widen_offer(self.name, more)
-
-    def offer_stands(self) -> bool:
-        """Whether this uplink's offer is still waiting for rows."""
-        return self.outbox.offer_stands(self.name)
-
-    def withdraw_offer(self) -> None:
-        """No more hand-overs to this uplink."""
-        self.outbox.withdraw_offer(self.name)
 
     def set_aside_unpublishable(self, msg_id: str) -> unpublishable.SetAside:
         """This uplink gives up on ``msg_id``: a gap event for this uplink only."""

@@ -35,10 +35,6 @@ Invariants (each has a test in tests/test_writer.py, on a real SQLite file):
 * **Watched.** The writer beats its ``heartbeat`` with ``WRITER_BOUND_S`` before each
   batch and is idle while the queue is empty (watchdog.py); a watched worker waiting in
   ``submit`` does not count the wait against its own promise.
-* **Nudged, not forced.** ``nudge`` asks for a write transaction within a delay without
-  forcing one of its own: an operation queued before the delay ends shares it. The owner
-  uses it for work that may wait a little but must not wait for ever (the outbox's
-  deferred acknowledgements): it rides on the next append instead of costing a commit.
 * **Close drains.** ``close`` runs every operation queued before it, then checkpoints the
   write-ahead log (TRUNCATE) and closes the connection. After ``close``, ``submit`` and
   ``submit_read`` raise ``WriterClosed``.
@@ -50,7 +46,6 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -116,13 +111,6 @@ class _Op:
     run: Callable[[sqlite3.Connection], Any]
     future: Future
     reads_only: bool = False  # runs in a read transaction, after the writes
-    #: A nudge (``Writer.nudge``): as the first of a batch, wait until this monotonic
-    #: time for an operation to share the transaction with.
-    not_before: float | None = None
-
-
-def _nothing(conn: sqlite3.Connection) -> None:
-    """An operation that only opens a transaction for the owner's hooks."""
 
 
 class Writer:
@@ -150,10 +138,6 @@ class Writer:
         self._lost = False  # set by ConnectionLost, cleared by a successful reconnect
         self._ops: SimpleQueue[_Op | None] = SimpleQueue()
         self._closed = threading.Event()
-        self._nudge_lock = threading.Lock()
-        self._nudged = False  # a nudge is queued and its batch has not begun
-        #: Write transactions committed (for tests and the bench: commits per sample).
-        self.commits = 0
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self.heartbeat = Heartbeat(self._thread.name)  # the service watchdog's (watchdog.py)
 
@@ -191,16 +175,6 @@ class Writer:
             raise WriterNotAnswering(
                 f"{self._name} writer did not answer within {timeout_s:g} s") from err
 
-    def nudge(self, delay_s: float) -> None:
-        """Make sure a write transaction begins within ``delay_s``; an operation queued
-        earlier takes it along (the module docstring). Returns at once; nudges that
-        come while one is queued and has not begun are one."""
-        with self._nudge_lock:
-            if self._nudged or self._closed.is_set():
-                return
-            self._nudged = True
-        self._ops.put(_Op(_nothing, Future(), not_before=time.monotonic() + delay_s))
-
     def close(self) -> None:
         """Run what is queued, stop the thread, checkpoint and close the connection."""
         if self._closed.is_set():
@@ -222,12 +196,8 @@ class Writer:
             first = self._next_op()
             if first is None:
                 return
-            batch = [first]
-            if first.not_before is not None:
-                self._wait_for_company(batch)
             self.heartbeat.beat(WRITER_BOUND_S)
-            with self._nudge_lock:
-                self._nudged = False  # a nudge from now on needs a batch of its own
+            batch = [first]
             while len(batch) < self._max_ops:
                 try:
                     nxt = self._ops.get_nowait()
@@ -244,20 +214,6 @@ class Writer:
             if reads:
                 self._transaction(reads, writes=False)
 
-    def _wait_for_company(self, batch: list[_Op]) -> None:
-        """A nudge came first: until its time, wait for an operation to go with it."""
-        left = batch[0].not_before - time.monotonic() if batch[0].not_before else 0.0
-        if left <= 0 or self._closed.is_set():
-            return
-        try:
-            op = self._ops.get(timeout=left)
-        except Empty:
-            return
-        if op is None:  # close: run the nudge now, then stop
-            self._ops.put(None)
-        else:
-            batch.append(op)
-
     def _next_op(self) -> _Op | None:
         """The next queued operation; when the owner wants a transaction and none is
         queued, an empty write operation."""
@@ -265,7 +221,7 @@ class Writer:
             try:
                 return self._ops.get_nowait()
             except Empty:
-                return _Op(_nothing, Future())
+                return _Op(lambda conn: None, Future())
         return self._ops.get()
 
     def _transaction(self, batch: list[_Op], retry: bool = True, writes: bool = True,
@@ -301,8 +257,6 @@ class Writer:
             if writes:
                 self._participant.before_commit(self.conn)
             self.conn.execute("COMMIT")
-            if writes:
-                self.commits += 1
         except _BadOperation:  # again, with a savepoint per operation
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
