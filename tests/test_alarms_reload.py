@@ -184,6 +184,9 @@ def test_sighup_adding_the_first_alarm_rules_starts_judging_at_once(
     instrument.set_words(1, HOLDING, 0, [150])
     agent = AgentProcess(path, tmp_path / "agent.log").start().wait_running()
     try:
+        # "running" is logged before the first poll has committed: wait for a sample.
+        wait_until(lambda: "dev-1" in accepted_seqs(tmp_path / "outbox.sqlite3"), 30,
+                   "the first sample stored")
         seq = accepted_seqs(tmp_path / "outbox.sqlite3")["dev-1"]
         collector.wait_for(lambda c: c.has_seqs("dev-1", seq + 3), 30, "samples, no alarm")
         station(tmp_path, broker.port, instrument, value_rules={"high": 100}, beacon=False)
