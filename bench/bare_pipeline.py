@@ -59,6 +59,16 @@ def body(seq: int, sample_id: str, acquired_at: float, values: dict[str, float])
     }, separators=(",", ":"))
 
 
+def name_os_thread(name: str) -> None:
+    """Show the thread's name in /proc (``comm``), as the agent's threads do, so that
+    per-thread figures (bench/threads.py) can tell bare's threads apart. Once per thread."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+            comm.write(name[:15])
+    except OSError:
+        pass
+
+
 def open_db(path: str, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -79,6 +89,7 @@ class Writer(threading.Thread):
         self.committed = committed
 
     def run(self) -> None:
+        name_os_thread("writer")
         while True:
             items = [self.queue.get()]
             while len(items) < 5000:
@@ -164,6 +175,7 @@ class Publisher(threading.Thread):
         return f"edge/{STATION}/{first[1]}/data", payload, [row[0] for row in rows]
 
     def run(self) -> None:
+        name_os_thread("publisher")
         self.client.connect_async("127.0.0.1", self.spec.broker_port, keepalive=30)
         self.client.loop_start()
         while True:
@@ -189,6 +201,7 @@ class Publisher(threading.Thread):
 
 def poll_link(spec: Spec, index: int, writer: Writer, stop: threading.Event) -> None:
     """One thread per link, polling its devices in turn, as the agent does."""
+    name_os_thread(f"poll-{index}")
     link = spec.links[index]
     client = ModbusTcpClient("127.0.0.1", port=link.port, retries=0, timeout=1)
     client.connect()

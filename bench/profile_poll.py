@@ -138,7 +138,7 @@ class _Discard:
 
 
 def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
-        alarms: int = 0) -> None:
+        alarms: int = 0, behind: bool = False) -> None:
     channels = _channels(tags)
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -160,6 +160,7 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
         client = open_link_client(config.links["sim"])
         try:
             for state in poller.devices:  # warm up: connect, plan, first commit
+                state.next_due = time.monotonic()
                 poller._poll(client, state)
             profiler = cProfile.Profile(time.thread_time) if profile else None
             started, started_thread = time.process_time(), time.thread_time()
@@ -167,7 +168,11 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
                 profiler.enable()
             for _ in range(polls):
                 for state in poller.devices:
+                    # due now (on schedule: each commit waited for), or a whole interval
+                    # late (behind: commits overlap the next polls, edge_agent/pollstore.py)
+                    state.next_due = time.monotonic() - (1.0 if behind else 0.0)
                     poller._poll(client, state)
+            poller._samples.settle()
             if profiler:
                 profiler.disable()
             cpu_s = time.process_time() - started
@@ -182,6 +187,7 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
     assert stored == (polls + 1) * devices, f"{stored} samples stored"
     watched = len(_alarm_rules(channels, alarms))
     rules = f", alarm rules on {watched} channels each" if alarms else ", no alarms"
+    rules += ", behind schedule (overlapped commits)" if behind else ""
     print(f"{devices} devices x {tags} tags{rules}, {polls} polls each: {readings} readings, "
           f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
           f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
@@ -201,8 +207,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=35, help="functions in that list")
     parser.add_argument("--alarms", type=int, default=0,
                         help="channels per device with alarm rules (0: no alarm hook)")
+    parser.add_argument("--behind", action="store_true",
+                        help="poll as a link behind its schedule does: hand each sample "
+                             "over without waiting for its commit (edge_agent/pollstore.py)")
     args = parser.parse_args()
-    run(args.devices, args.tags, args.polls, args.profile, args.top, args.alarms)
+    run(args.devices, args.tags, args.polls, args.profile, args.top, args.alarms,
+        args.behind)
 
 
 if __name__ == "__main__":

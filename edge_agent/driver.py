@@ -22,7 +22,11 @@ class Driver(Protocol):
     Optional methods the poller calls when present: ``restore(state)`` once at start with
     the ``driver_state`` committed with the device's last sample, and
     ``after_commit(link, sample)`` once a sample is durable (a GC driver clears its
-    new-result flag there, never before the commit).
+    new-result flag there, never before the commit). ``after_commit`` is called for every
+    sample with ``driver_state``; a sample without it may be committed while the poller
+    goes on (a link behind its schedule, edge_agent/pollstore.py) and then gets no
+    ``after_commit``: a driver that must act on the device after a commit gives that
+    sample its ``driver_state``.
     """
 
     device: Device

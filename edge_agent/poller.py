@@ -40,6 +40,7 @@ from edge_agent.driver import Driver
 from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
 from edge_agent.model import Quality, Sample, utc_now
+from edge_agent.pollstore import SampleStore
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.toolbox import record_link
@@ -161,8 +162,9 @@ class LinkPoller:
         self._policy = policy
         self._stop = stop
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
-        self._store_failing = False
-        self.store_failures = 0
+        # Behind schedule, up to one sample per device of the link commits while the
+        # wire goes on (pollstore.py); on schedule each commit is waited for.
+        self._samples = SampleStore(outbox, self._survive_bug, window=len(self.devices))
         self._alarms = alarms
         self._outputs = outputs
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
@@ -170,6 +172,11 @@ class LinkPoller:
         self._client_adjustable = False
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
+
+    @property
+    def store_failures(self) -> int:
+        """Samples (and alarm batches without a sample) that could not be stored."""
+        return self._samples.failures
 
     def start(self) -> None:
         self.thread.start()
@@ -200,6 +207,8 @@ class LinkPoller:
                 wait_s = state.next_due - time.monotonic()
                 self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
                     state.driver.device, self.link, self._policy))
+                if wait_s > 0:
+                    self._samples.settle()  # nothing left committing while idle
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
                 if wait_s > 0 and self._stop.wait(wait_s):
@@ -209,7 +218,10 @@ class LinkPoller:
                 except Exception:  # a bug must not end acquisition on this link
                     self._survive_bug(state)
         finally:
-            client.close()
+            try:
+                self._samples.settle()
+            finally:
+                client.close()
 
     def _between_polls(self, client: LinkClient, wait_s: float) -> bool:
         """Do due alarm output writes, or wait at most ``OUTPUT_CHECK_S`` for one; True
@@ -246,7 +258,7 @@ class LinkPoller:
                           "its readings BAD (agent_error)", state.device_id)
         try:
             state.last_sample = state.driver.failed_sample(utc_now(), "agent_error")
-            self._store(state, state.last_sample)
+            self._samples.store(state, state.last_sample)
         except Exception:
             log.debug("could not record the agent_error sample", exc_info=True)
         self._schedule(state)
@@ -260,6 +272,8 @@ class LinkPoller:
 
     def _poll(self, client: LinkClient, state: DeviceState) -> None:
         now = utc_now()
+        # Behind schedule: polled later than half its interval (pollstore.py).
+        behind = time.monotonic() - state.next_due > state.driver.device.interval_s / 2
         state.polls += 1
         adjustable = self._adjustable(client)
         if adjustable is not None:
@@ -293,12 +307,13 @@ class LinkPoller:
         events: Sequence[AlarmEvent] = \
             self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
-        if sample is not None and self._store(state, sample, events):
-            after_commit = getattr(state.driver, "after_commit", None)
-            if after_commit is not None:
-                after_commit(client, sample)
+        if sample is not None and behind and not events \
+                and self._samples.may_overlap(state, sample):
+            self._samples.store_overlapped(state, sample)
+        elif sample is not None and self._samples.store(state, sample, events):
+            self._samples.after_commit(client, state, sample)
         elif sample is None and events:
-            self._store_alarms(events)
+            self._samples.store_alarms(events)
         if events:
             self._emit_alarms(state, events)
         self._schedule(state)
@@ -329,17 +344,6 @@ class LinkPoller:
         if self.alarm_errors == 1:
             log.exception("unexpected error judging the alarms of %s; polling goes "
                           "on (further ones are only counted)", state.device_id)
-
-    def _store_alarms(self, events: Sequence[AlarmEvent]) -> None:
-        """Commit alarm events that have no sample (a communication alarm cleared by a GC
-        answering without a new analysis): a transaction of their own."""
-        try:
-            self._outbox.append_alarms(events)
-        except OutboxError as err:
-            self.store_failures += 1
-            log.error("cannot store %d alarm event(s) now (%s); they drive the local "
-                      "outputs, are kept in memory and stored (then published) with the next "
-                      "write that succeeds", len(events), err)
 
     def _adjustable(self, client: LinkClient) -> TimeoutAdjustable | None:
         """``client`` if it takes a per-device timeout, else None. Checked once per client:
@@ -401,25 +405,3 @@ class LinkPoller:
                                  now + self._backoff.delay_s(state.consecutive_failures))
         if state.next_due < now:  # overran (slow bus): skip missed slots, do not burst
             state.next_due = now
-
-    def _store(self, state: DeviceState, sample: Sample,
-               alarms: Sequence[AlarmEvent] = ()) -> bool:
-        """Commit ``sample`` with the alarm events it caused; False when it could not be
-        (counted, logged once; the events still reach the log and the local outputs)."""
-        try:
-            if alarms:
-                self._outbox.append(sample, alarms)
-            else:  # the common case, and the call a test's stand-in outbox knows
-                self._outbox.append(sample)
-        except OutboxError as err:
-            self.store_failures += 1
-            if not self._store_failing:
-                self._store_failing = True
-                log.error("cannot store samples (%s); the loss is counted and will be "
-                          "published as a gap event once the store works again", err)
-            return False
-        state.samples_stored += 1
-        if self._store_failing:
-            self._store_failing = False
-            log.info("storing samples again after %d failures", self.store_failures)
-        return True

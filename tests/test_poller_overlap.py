@@ -1,0 +1,173 @@
+"""A link behind its schedule keeps reading while its samples commit (edge_agent/pollstore.py),
+and the contract holds for those samples as for any: stored only once committed, in
+acquisition order per device, a failed commit counted and announced as a gap.
+
+Real parts: a pymodbus server of the repo's simulator on a free port, the real outbox on a
+file. The outbox's writer is held up by an open write transaction of a second connection
+(what another program, or a slow disk, does to the writer), so "the poller went on while
+nothing committed" is seen in the requests the device received, never in seconds."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from support.station import write_station
+from support.waiting import wait_until
+
+from edge_agent.config.loader import load_config
+from edge_agent.config.schema import Retention
+from edge_agent.driver import load_driver
+from edge_agent.poller import LinkPoller
+from edge_agent.store.outbox import Outbox
+from edge_agent.tools.sim.simserver import SimServer, SimUnit
+
+UNITS = (1, 2, 3)  # one link: the poller may have one sample of each committing
+BEHIND_S = 1e-6  # an interval no poll can keep
+
+
+@pytest.fixture
+def server():
+    server = SimServer([SimUnit(unit, holding={0: 10 * unit}) for unit in UNITS],
+                       tcp_port=0).start()
+    yield server
+    server.stop()
+
+
+def poller_for(tmp_path: Path, server: SimServer, interval_s: float,
+               outbox: Outbox) -> tuple[LinkPoller, threading.Event]:
+    path = write_station(
+        tmp_path / "station.yaml", broker_port=1883,
+        links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
+                       "timeout_ms": 2000}},
+        devices=[{"id": f"det-{unit}", "link": "lan", "unit_id": unit,
+                  "interval_s": max(interval_s, 0.001),
+                  "channels": [{"name": "gas", "address": 0, "unit": "ppm"}]}
+                 for unit in UNITS])
+    config = load_config(path)
+    # Below the station file's 1 ms floor: every poll, the first included, is late by
+    # more than half an interval however fast the machine, so the link is behind.
+    devices = [replace(d, interval_s=BEHIND_S) if interval_s == BEHIND_S else d
+               for d in config.devices]
+    stop = threading.Event()
+    return LinkPoller(config.links["lan"], [load_driver(d) for d in devices],
+                      outbox, config.polling, stop), stop
+
+
+class HeldWriter:
+    """A second connection holding the outbox's write lock: the writer's next
+    transaction waits at ``BEGIN IMMEDIATE`` (up to its busy timeout) until ``release``."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+def requests(server: SimServer) -> int:
+    return len(server.requests)
+
+
+def stored_rows(path: Path) -> list[tuple[str, str, int | None, float, str]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT kind, device_id, seq, acquired_at, body FROM outbox "
+                            "ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_after(
+        tmp_path, server):
+    """Devices due every microsecond are always behind. While the writer is held, the
+    poller reads every device and one more (a poller waiting for each commit sends one
+    request and is then stuck in the append), and counts none of them as stored;
+    released, every sample commits, in acquisition order per device."""
+    db = tmp_path / "o.sqlite3"
+    outbox = Outbox(db, Retention(None, None, None))
+    poller, stop = poller_for(tmp_path, server, BEHIND_S, outbox)
+    held = HeldWriter(db)
+    poller.start()
+    try:
+        # the first poll's sample waits for the writer; a poller that waited for it would
+        # send no second request
+        wait_until(lambda: requests(server) >= len(UNITS) + 1, 30,
+                   "a request after the first sample (the poller did not wait for its commit)")
+        assert sum(s.samples_stored for s in poller.devices) == 0, \
+            "nothing is stored before it commits"
+        assert stored_rows(db) == [], "nor committed (read beside the held writer)"
+    finally:
+        held.release()
+    wait_until(lambda: sum(s.samples_stored for s in poller.devices) >= 6 * len(UNITS), 30,
+               "samples committed after the writer was released")
+    stop.set()
+    poller.thread.join(timeout=10)
+    assert not poller.thread.is_alive()
+    outbox.close()
+    rows = stored_rows(db)
+    assert poller.store_failures == 0
+    for state in poller.devices:
+        mine = [(seq, at, json.loads(body)) for kind, device, seq, at, body in rows
+                if kind == "sample" and device == state.device_id]
+        assert state.samples_stored == state.polls == len(mine), \
+            "every poll settled before the poller ended, each sample stored once"
+        assert [seq for seq, _, _ in mine] == list(range(1, len(mine) + 1))
+        times = [at for _, at, _ in mine]
+        assert times == sorted(times), "sequence numbers follow acquisition"
+        assert all(doc["values"]["gas"]["value"] == 10 * state.driver.device.unit_id
+                   for _, _, doc in mine)
+
+
+def test_link_on_schedule_waits_for_each_commit(tmp_path, server):
+    """Devices polled on time (every 5 s; the first polls are due at start) are stored as
+    always: each sample has committed before the next device is asked. ``on_append``
+    runs once a sample has committed; it sees as many requests as samples so far."""
+    db = tmp_path / "o.sqlite3"
+    outbox = Outbox(db, Retention(None, None, None))
+    seen: list[int] = []
+    outbox.on_append = lambda: seen.append(requests(server))
+    poller, stop = poller_for(tmp_path, server, 5.0, outbox)
+    poller.start()
+    wait_until(lambda: sum(s.samples_stored for s in poller.devices) == len(UNITS), 30,
+               "one sample per device")
+    stop.set()
+    poller.thread.join(timeout=10)
+    outbox.close()
+    assert [request.unit_id for request in server.requests] == list(UNITS)
+    assert seen == [1, 2, 3], "each sample committed before the next request was sent"
+
+
+def test_failed_commit_of_a_sample_handed_over_without_waiting_is_counted_and_announced(
+        tmp_path, server):
+    """The writer's transaction fails (the file stays locked past its busy timeout): the
+    samples in it are counted as store failures by the poller and as unstored by the
+    outbox, and the next commit writes their store_error gap event."""
+    db = tmp_path / "o.sqlite3"
+    outbox = Outbox(db, Retention(None, None, None))
+    outbox._writer.conn.execute("PRAGMA busy_timeout=200")  # fail fast, not after 5 s
+    poller, stop = poller_for(tmp_path, server, 0.001, outbox)
+    held = HeldWriter(db)
+    poller.start()
+    try:
+        wait_until(lambda: poller.store_failures >= 1, 30, "a failed commit")
+    finally:
+        held.release()
+    wait_until(lambda: sum(s.samples_stored for s in poller.devices) >= 3 * len(UNITS), 30,
+               "samples committed again")
+    stop.set()
+    poller.thread.join(timeout=10)
+    unstored = outbox.unstored_total
+    outbox.close()
+    assert poller.store_failures == unstored >= 1
+    assert sum(s.samples_stored for s in poller.devices) + unstored == \
+        sum(s.polls for s in poller.devices), "every poll is stored or counted as not"
+    gaps = [json.loads(body) for kind, _, _, _, body in stored_rows(db) if kind == "gap"]
+    assert sum(gap["count"] for gap in gaps) == unstored
+    assert all(gap["reasons"] == ["store_error"] for gap in gaps)
