@@ -210,6 +210,21 @@ def test_submit_returns_only_once_another_connection_sees_the_commit(writer, own
         assert committed_values(owner.path) == [f"v{m}" for m in range(n + 1)]
 
 
+def test_submit_nowait_returns_at_once_and_its_future_holds_the_value_after_the_commit(
+        writer, owner):
+    held = Held(writer)
+    futures = [writer.submit_nowait(insert(f"v{n}")) for n in range(3)]
+    assert not any(future.done() for future in futures)  # queued behind the holder
+    assert committed_values(owner.path) == []
+    held.release()
+    values = [future.result(timeout=10) for future in futures]
+    assert all(isinstance(value, int) for value in values)
+    assert committed_values(owner.path) == ["v0", "v1", "v2"]  # in the order queued
+    bad = writer.submit_nowait(lambda conn: conn.execute("INSERT INTO nowhere VALUES (1)"))
+    with pytest.raises(BatchFailed):
+        bad.result(timeout=10)
+
+
 def test_reads_run_after_the_writes_in_a_read_transaction_without_write_hooks(writer, owner):
     held = Held(writer)
     calls = Calls(writer)

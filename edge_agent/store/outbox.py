@@ -3,10 +3,13 @@
 Guarantees (the reliability contract, items 1, 2, 3 and 5):
 
 * **Accepted means committed.** ``append`` returns only after the sample's transaction
-  has committed. With the default ``synchronous=FULL`` in WAL mode the commit is on disk
-  when it returns: a power cut after that loses nothing. With ``synchronous=NORMAL`` a
-  power cut (not a process crash) can lose the transactions committed since the last WAL
-  checkpoint, at most ``wal_autocheckpoint`` (1000) pages, typically the last few seconds.
+  has committed; ``append_nowait`` (a link behind its schedule, edge_agent/pollstore.py)
+  returns a future that holds ``Accepted`` only then, so nobody learns a sample's
+  sequence number, nor counts it stored, before its commit. With the default
+  ``synchronous=FULL`` in WAL mode the commit is on disk when it returns: a power cut
+  after that loses nothing. With ``synchronous=NORMAL`` a power cut (not a process
+  crash) can lose the transactions committed since the last WAL checkpoint, at most
+  ``wal_autocheckpoint`` (1000) pages, typically the last few seconds.
 * **Group commit.** All writes go through one writer thread and one connection (the
   engine in writer.py, whose invariants its docstring states). Appends, claims and
   acknowledgements that arrive while a transaction is running are committed together in
@@ -84,6 +87,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -456,6 +460,31 @@ class Outbox(Delivery):
         if self.on_append is not None:
             self.on_append()
         return accepted
+
+    def append_nowait(self, sample: Sample) -> Future[Accepted]:
+        """``append`` without the wait, for a sample with no alarm events: the sample is
+        queued on the writer and the future holds ``Accepted`` once its transaction has
+        committed, or raises OutboxError. A failed commit is counted and remembered as
+        unstored as a failed ``append`` is (its ``store_error`` gap row goes with the next
+        commit); the uplinks are woken after the commit. One caller's samples commit in
+        the order it queues them. Raises OutboxError at once (counted as unstored) when
+        the outbox is closed."""
+        try:
+            future = self._writer.submit_nowait(
+                lambda conn: self._insert_sample(conn, sample))
+        except WriterClosed as err:
+            self._remember_unstored(sample)
+            raise OutboxError("outbox is closed") from err
+
+        def settled(done: Future[Accepted]) -> None:  # writer thread, after the transaction
+            error = done.exception()
+            if isinstance(error, OutboxError):
+                self._remember_unstored(sample)
+            elif error is None and self.on_append is not None:
+                self.on_append()
+
+        future.add_done_callback(settled)
+        return future
 
     def _insert_sample(self, conn: sqlite3.Connection, sample: Sample) -> Accepted:
         row = conn.execute(

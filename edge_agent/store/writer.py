@@ -16,6 +16,7 @@ Invariants (each has a test in tests/test_writer.py, on a real SQLite file):
   writes nothing and so still answers when writes cannot commit (a full disk).
 * **Committed means returned.** ``submit`` returns an operation's value only after the
   transaction holding it has committed; its caller never learns of success earlier.
+  ``submit_nowait`` returns a future at once, which holds the value only then.
 * **One bad operation fails alone.** An operation that raises an exception that is not a
   ``sqlite3.Error`` is rolled back and that exception is its caller's; the others of the
   batch commit. Operations run without a savepoint each (two statements per operation
@@ -162,6 +163,16 @@ class Writer:
         self._ops.put(op)
         with waiting_for_watched_worker():  # the writer's own heartbeat covers this wait
             return op.future.result()
+
+    def submit_nowait(self, run: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue ``run`` like ``submit`` and return its future at once: it holds
+        ``run``'s value only once the transaction holding it has committed ("Committed
+        means returned" holds for the future), else the exception ``submit`` raises."""
+        if self._closed.is_set():
+            raise WriterClosed(f"{self._name} is closed")
+        op = _Op(run, Future())
+        self._ops.put(op)
+        return op.future
 
     def submit_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float) -> T:
         """Like ``submit`` for an operation that writes nothing, with a deadline."""
