@@ -33,7 +33,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edge_agent.alarms.events import AlarmEvent
 from edge_agent.link import LinkClient
@@ -41,8 +41,14 @@ from edge_agent.model import Sample
 from edge_agent.store.outbox import Accepted, Outbox, OutboxError
 from edge_agent.watchdog import waiting_for_watched_worker
 
-if TYPE_CHECKING:
-    from edge_agent.poller import DeviceState
+
+class DeviceState(Protocol):
+    """What storing needs of a device's poll state (edge_agent/poller.py's
+    ``DeviceState``, which imports this module: a protocol, not an import back)."""
+
+    driver: object
+    samples_stored: int
+
 
 log = logging.getLogger("edge_agent.poller")  # the poller's lines, as before the split
 
