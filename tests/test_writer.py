@@ -458,6 +458,7 @@ def test_an_operation_racing_close_is_run_or_refused_never_left_unanswered(owner
             target=lambda: result.setdefault("value", writer.submit(insert("racing"))),
             daemon=True)
         caller.start()
+        wait_until(lambda: race.closer.ident is not None, 10, "the caller to queue")
         race.closer.join(10)
         caller.join(10)
         assert not caller.is_alive(), "submit queued after close's end marker hangs"
