@@ -23,8 +23,10 @@ What does not change (docs/architecture.md, the reliability contract):
   stored and waited for at once, after every earlier one has settled, and then
   ``after_commit`` is called. A sample handed over without waiting gets no
   ``after_commit`` (edge_agent/driver.py says so to drivers).
-* Before the poller sleeps, writes alarm outputs or stops, everything settles
-  (``settle``): at rates it keeps up with, nothing is ever left committing.
+* Before the poller sleeps (and so before it writes alarm outputs after a wait) or stops,
+  everything settles (``settle``): at rates it keeps up with, nothing is ever left
+  committing. Settling cannot hang on a closing outbox: the writer runs or refuses every
+  operation (store/writer.py, "Close drains").
 """
 
 from __future__ import annotations

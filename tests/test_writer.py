@@ -417,3 +417,51 @@ def test_close_runs_what_was_queued_truncates_the_log_and_refuses_more(owner):
         writer.submit(insert("late"))
     with pytest.raises(WriterClosed):
         writer.submit_read(lambda conn: 1, timeout_s=1)
+
+
+class CloseWhileQueueing:
+    """The writer's queue, with ``close`` run from another thread at the moment a caller
+    has found the engine open and is about to queue its operation: the race of a poller
+    that missed its stop deadline handing a sample over while the agent closes the outbox.
+    ``close`` is given up to 3 s to get through; an engine that makes it wait for the
+    caller (the fix) is then let go on, so the bound only decides whether the race is
+    exercised, never the assertions."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._queue = writer._ops
+        self.closer = threading.Thread(target=writer.close, daemon=True)
+
+    def put(self, item: Any) -> None:
+        if item is not None and self.closer.ident is None:  # the first operation only
+            self.closer.start()
+            self.closer.join(3)
+        self._queue.put(item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+@pytest.mark.parametrize("call", ["submit_nowait", "submit"])
+def test_an_operation_racing_close_is_run_or_refused_never_left_unanswered(owner, call):
+    writer = Writer(connect(owner.path), owner.hooks(), "test", log)
+    writer.start()
+    race = CloseWhileQueueing(writer)
+    writer._ops = race  # type: ignore[assignment]
+    if call == "submit_nowait":
+        future = writer.submit_nowait(insert("racing"))
+        race.closer.join(10)
+        assert future.done(), "queued after close's end marker: its caller would hang"
+        assert isinstance(future.result(), int)
+    else:
+        result: dict[str, Any] = {}
+        caller = threading.Thread(
+            target=lambda: result.setdefault("value", writer.submit(insert("racing"))),
+            daemon=True)
+        caller.start()
+        wait_until(lambda: race.closer.ident is not None, 10, "the caller to queue")
+        race.closer.join(10)
+        caller.join(10)
+        assert not caller.is_alive(), "submit queued after close's end marker hangs"
+        assert isinstance(result["value"], int)
+    assert committed_values(owner.path) == ["racing"]
+    assert not writer.alive

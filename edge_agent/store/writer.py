@@ -37,8 +37,11 @@ Invariants (each has a test in tests/test_writer.py, on a real SQLite file):
   batch and is idle while the queue is empty (watchdog.py); a watched worker waiting in
   ``submit`` does not count the wait against its own promise.
 * **Close drains.** ``close`` runs every operation queued before it, then checkpoints the
-  write-ahead log (TRUNCATE) and closes the connection. After ``close``, ``submit`` and
-  ``submit_read`` raise ``WriterClosed``.
+  write-ahead log (TRUNCATE) and closes the connection. After ``close``, ``submit``,
+  ``submit_nowait`` and ``submit_read`` raise ``WriterClosed``. Every operation is either
+  queued before close's end marker (and so runs) or refused: a caller racing ``close``
+  (a poller that missed its stop deadline) is never left waiting on a future nobody
+  answers.
 """
 
 from __future__ import annotations
@@ -139,6 +142,8 @@ class Writer:
         self._lost = False  # set by ConnectionLost, cleared by a successful reconnect
         self._ops: SimpleQueue[_Op | None] = SimpleQueue()
         self._closed = threading.Event()
+        # Held to queue an operation and to mark the engine closed: see "Close drains".
+        self._gate = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self.heartbeat = Heartbeat(self._thread.name)  # the service watchdog's (watchdog.py)
 
@@ -157,10 +162,8 @@ class Writer:
         has committed; raises what ``run`` raised or the batch's failure. ``reads_only``:
         ``run`` only reads (it then runs in a read transaction). No deadline (see the
         module docstring)."""
-        if self._closed.is_set():
-            raise WriterClosed(f"{self._name} is closed")
         op = _Op(run, Future(), reads_only)
-        self._ops.put(op)
+        self._queue(op)
         with waiting_for_watched_worker():  # the writer's own heartbeat covers this wait
             return op.future.result()
 
@@ -168,18 +171,14 @@ class Writer:
         """Queue ``run`` like ``submit`` and return its future at once: it holds
         ``run``'s value only once the transaction holding it has committed ("Committed
         means returned" holds for the future), else the exception ``submit`` raises."""
-        if self._closed.is_set():
-            raise WriterClosed(f"{self._name} is closed")
-        op = _Op(run, Future())
-        self._ops.put(op)
+        op: _Op = _Op(run, Future())
+        self._queue(op)
         return op.future
 
     def submit_read(self, run: Callable[[sqlite3.Connection], T], timeout_s: float) -> T:
         """Like ``submit`` for an operation that writes nothing, with a deadline."""
-        if self._closed.is_set():
-            raise WriterClosed(f"{self._name} is closed")
         op = _Op(run, Future(), reads_only=True)
-        self._ops.put(op)
+        self._queue(op)
         try:
             return op.future.result(timeout=timeout_s)
         except TimeoutError as err:
@@ -188,16 +187,26 @@ class Writer:
 
     def close(self) -> None:
         """Run what is queued, stop the thread, checkpoint and close the connection."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._ops.put(None)
+        with self._gate:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            self._ops.put(None)
         self._thread.join()
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as err:
             self._log.warning("%s checkpoint on close failed: %s", self._name, err)
         self.conn.close()
+
+    def _queue(self, op: _Op) -> None:
+        """Queue ``op``, or raise WriterClosed. Checking and queueing under the gate
+        ``close`` holds to queue its end marker: an operation queued after the marker
+        would never run, and its caller would wait on its future forever."""
+        with self._gate:
+            if self._closed.is_set():
+                raise WriterClosed(f"{self._name} is closed")
+            self._ops.put(op)
 
     # -- the writer thread ----------------------------------------------------------------
 
