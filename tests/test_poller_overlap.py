@@ -71,6 +71,13 @@ class HeldWriter:
         self.conn.close()
 
 
+def stop_poller(poller: LinkPoller, stop: threading.Event) -> bool:
+    """Stop the poller's thread (it settles what is committing first); True once ended."""
+    stop.set()
+    poller.thread.join(timeout=10)
+    return not poller.thread.is_alive()
+
+
 def requests(server: SimServer) -> int:
     return len(server.requests)
 
@@ -107,9 +114,7 @@ def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_
         held.release()
     wait_until(lambda: sum(s.samples_stored for s in poller.devices) >= 6 * len(UNITS), 30,
                "samples committed after the writer was released")
-    stop.set()
-    poller.thread.join(timeout=10)
-    assert not poller.thread.is_alive()
+    assert stop_poller(poller, stop)
     outbox.close()
     rows = stored_rows(db)
     assert poller.store_failures == 0
@@ -137,8 +142,7 @@ def test_link_on_schedule_waits_for_each_commit(tmp_path, server):
     poller.start()
     wait_until(lambda: sum(s.samples_stored for s in poller.devices) == len(UNITS), 30,
                "one sample per device")
-    stop.set()
-    poller.thread.join(timeout=10)
+    stop_poller(poller, stop)
     outbox.close()
     assert [request.unit_id for request in server.requests] == list(UNITS)
     assert seen == [1, 2, 3], "each sample committed before the next request was sent"
@@ -161,8 +165,7 @@ def test_failed_commit_of_a_sample_handed_over_without_waiting_is_counted_and_an
         held.release()
     wait_until(lambda: sum(s.samples_stored for s in poller.devices) >= 3 * len(UNITS), 30,
                "samples committed again")
-    stop.set()
-    poller.thread.join(timeout=10)
+    stop_poller(poller, stop)
     unstored = outbox.unstored_total
     outbox.close()
     assert poller.store_failures == unstored >= 1
