@@ -23,10 +23,9 @@ class Driver(Protocol):
     the ``driver_state`` committed with the device's last sample, and
     ``after_commit(link, sample)`` once a sample is durable (a GC driver clears its
     new-result flag there, never before the commit). ``after_commit`` is called for every
-    sample with ``driver_state``; a sample without it may be committed while the poller
-    goes on (a link behind its schedule, edge_agent/pollstore.py) and then gets no
-    ``after_commit``: a driver that must act on the device after a commit gives that
-    sample its ``driver_state``.
+    sample with ``driver_state``; a sample without it is committed while the poller goes
+    on (edge_agent/pollstore.py) and gets no ``after_commit``: a driver that must act on
+    the device after a commit gives that sample its ``driver_state``.
     """
 
     device: Device

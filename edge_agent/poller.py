@@ -162,8 +162,8 @@ class LinkPoller:
         self._policy = policy
         self._stop = stop
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
-        # Behind schedule, up to one sample per device of the link commits while the
-        # wire goes on (pollstore.py); on schedule each commit is waited for.
+        # Up to one sample per device of the link commits while the wire goes on;
+        # everything settles before the poller sleeps (pollstore.py).
         self._samples = SampleStore(outbox, self._survive_bug, window=len(self.devices))
         self._alarms = alarms
         self._outputs = outputs
@@ -272,8 +272,6 @@ class LinkPoller:
 
     def _poll(self, client: LinkClient, state: DeviceState) -> None:
         now = utc_now()
-        # Behind schedule: polled later than half its interval (pollstore.py).
-        behind = time.monotonic() - state.next_due > state.driver.device.interval_s / 2
         state.polls += 1
         adjustable = self._adjustable(client)
         if adjustable is not None:
@@ -307,8 +305,7 @@ class LinkPoller:
         events: Sequence[AlarmEvent] = \
             self._judge_alarms(state, sample, answered) if self._alarms is not None else ()
         # None: an instrument-triggered device (GC) answered and has no new analysis.
-        if sample is not None and behind and not events \
-                and self._samples.may_overlap(state, sample):
+        if sample is not None and not events and self._samples.may_overlap(state, sample):
             self._samples.store_overlapped(state, sample)
         elif sample is not None and self._samples.store(state, sample, events):
             self._samples.after_commit(client, state, sample)

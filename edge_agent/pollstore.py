@@ -1,14 +1,18 @@
 """How a link's poller commits its samples: the storing half of ``LinkPoller``.
 
-On schedule, a poller stores each sample and waits for its commit before it goes on
-(``store``), as it always did. **Behind schedule** (the poller decides: a device polled
-later than half its interval), waiting for each commit would hold the link to one fsync
-and one writer turn per poll, however fast the wire is: the bench measured a poller
-spending about two thirds of its time waiting in ``append`` at 16 000 to 30 000 tags/s
-offered (issue 11). Then a plain sample is handed over without waiting
-(``store_overlapped``, ``Outbox.append_nowait``) and the poller reads its next device
-while it commits; up to ``window`` samples of the link may be committing at once, so
-their appends share the writer's transactions (group commit) instead of each paying one.
+A plain sample (no alarm events, no driver state) is handed to the outbox without
+waiting for its commit (``store_overlapped``, ``Outbox.append_nowait``), and the poller
+reads its next device while it commits; up to ``window`` samples of the link (one per
+device) may be committing at once, so the appends of the devices due together share the
+writer's transactions (group commit) instead of each paying one, and the poller is not
+woken once per commit. Everything settles before the poller sleeps (``settle``).
+
+Why (issue 11, docs/poll-path.md): waiting for each commit held a link to one fsync and
+one writer turn per poll. At high rates the bench measured pollers spending about two
+thirds of their time waiting in ``append``; at W1 (20 devices, four links, every second)
+the writer ran about one transaction per sample, and that, not the SQL, was most of the
+agent's CPU beyond bare's. Earlier on 3 December 2026 only a link behind its schedule
+overlapped; now every link does.
 
 What does not change (docs/architecture.md, the reliability contract):
 
@@ -24,9 +28,9 @@ What does not change (docs/architecture.md, the reliability contract):
   ``after_commit`` is called. A sample handed over without waiting gets no
   ``after_commit`` (edge_agent/driver.py says so to drivers).
 * Before the poller sleeps (and so before it writes alarm outputs after a wait) or stops,
-  everything settles (``settle``): at rates it keeps up with, nothing is ever left
-  committing. Settling cannot hang on a closing outbox: the writer runs or refuses every
-  operation (store/writer.py, "Close drains").
+  everything settles (``settle``): at rates it keeps up with, nothing is left committing
+  while the link is idle. Settling cannot hang on a closing outbox: the writer runs or
+  refuses every operation (store/writer.py, "Close drains").
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""A link behind its schedule keeps reading while its samples commit (edge_agent/pollstore.py),
-and the contract holds for those samples as for any: stored only once committed, in
-acquisition order per device, a failed commit counted and announced as a gap.
+"""A link keeps reading while its samples commit (edge_agent/pollstore.py), and the
+contract holds for those samples as for any: stored only once committed, in acquisition
+order per device, a failed commit counted and announced as a gap; everything settles
+before the link sleeps.
 
 Real parts: a pymodbus server of the repo's simulator on a free port, the real outbox on a
 file. The outbox's writer is held up by an open write transaction of a second connection
@@ -130,22 +131,40 @@ def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_
                    for _, _, doc in mine)
 
 
-def test_link_on_schedule_waits_for_each_commit(tmp_path, server):
-    """Devices polled on time (every 5 s; the first polls are due at start) are stored as
-    always: each sample has committed before the next device is asked. ``on_append``
-    runs once a sample has committed; it sees as many requests as samples so far."""
+def test_link_on_schedule_reads_its_due_devices_while_they_commit_then_settles(
+        tmp_path, server):
+    """Devices polled every 5 s are all due at start. While the writer is held, the
+    poller asks each of them (a poller waiting for each commit would be stuck in the first
+    append after one request) and counts nothing as stored; released, the three samples
+    commit, are counted, and nothing is left committing while the link waits for its next
+    polls. ``on_append`` runs only after a commit: by then all three requests were sent."""
     db = tmp_path / "o.sqlite3"
     outbox = Outbox(db, Retention(None, None, None))
     seen: list[int] = []
     outbox.on_append = lambda: seen.append(requests(server))
     poller, stop = poller_for(tmp_path, server, 5.0, outbox)
+    held = HeldWriter(db)
     poller.start()
+    try:
+        wait_until(lambda: requests(server) == len(UNITS), 30,
+                   "a request to every due device before any commit")
+        assert sum(s.samples_stored for s in poller.devices) == 0, \
+            "nothing is stored before it commits"
+        assert stored_rows(db) == [], "nor committed (read beside the held writer)"
+        assert seen == []
+    finally:
+        held.release()
     wait_until(lambda: sum(s.samples_stored for s in poller.devices) == len(UNITS), 30,
-               "one sample per device")
-    stop_poller(poller, stop)
+               "the three samples settled")
+    assert poller._samples.committing == 0, "settled before the link sleeps"
+    assert stop_poller(poller, stop)
     outbox.close()
-    assert [request.unit_id for request in server.requests] == list(UNITS)
-    assert seen == [1, 2, 3], "each sample committed before the next request was sent"
+    assert [request.unit_id for request in server.requests] == list(UNITS), \
+        "one poll each: the next ones are 5 s away"
+    assert seen == [len(UNITS)] * len(UNITS)
+    rows = stored_rows(db)
+    assert [(kind, device, seq) for kind, device, seq, _, _ in rows] == \
+        [("sample", f"det-{unit}", 1) for unit in UNITS]
 
 
 def test_failed_commit_of_a_sample_handed_over_without_waiting_is_counted_and_announced(

@@ -3,7 +3,7 @@
 Guarantees (the reliability contract, items 1, 2, 3 and 5):
 
 * **Accepted means committed.** ``append`` returns only after the sample's transaction
-  has committed; ``append_nowait`` (a link behind its schedule, edge_agent/pollstore.py)
+  has committed; ``append_nowait`` (a poller's plain samples, edge_agent/pollstore.py)
   returns a future that holds ``Accepted`` only then, so nobody learns a sample's
   sequence number, nor counts it stored, before its commit. With the default
   ``synchronous=FULL`` in WAL mode the commit is on disk when it returns: a power cut
