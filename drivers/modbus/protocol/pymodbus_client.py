@@ -22,6 +22,8 @@ What this relies on in 3.16 (checked against its source, re-check on an upgrade)
 - a read-registers answer is decoded as ``byte_count / 2`` registers without comparing
   with the request, so a Daniel/Enron answer (4 bytes per address) arrives as 2 words per
   address; the caller checks the counts;
+- the register words of an answer (a read, a register write's echo) are ints unpacked
+  with ``struct``, so ``Answer`` copies them without converting each one;
 - the sync clients move every byte through their ``send(request, addr)`` and
   ``recv(size)`` methods (the transaction manager binds ``send`` when the client is made
   and calls ``recv``), and open and close through ``connect``/``close``: a subclass that
@@ -41,8 +43,7 @@ import select
 import socket
 import struct
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
@@ -106,13 +107,15 @@ MAX_ADU_BYTES = 513  # the longest Modbus frame: ASCII, 1 + 2 * 254 + 2 + 2
 READ_LIMIT_BYTES = MAX_ADU_BYTES + 4096  # per request: a late answer, echo, noise fit
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """A decoded answer, before it is compared with the request.
 
     ``function_code`` is as received (0x80 set for an exception answer). ``registers``
     holds the words of a register read or the echoed value of a register write; ``bits``
     the bits of a bit read (whole bytes: a multiple of 8) or the echoed coil.
+
+    A named tuple, not a frozen dataclass: one is made per request, and the dataclass's
+    six ``object.__setattr__`` calls cost more than the rest of ``request`` (issue 11).
     """
 
     unit_id: int
@@ -200,12 +203,14 @@ class WireClient:
             raise Unusable(f"{type(err).__name__}: {err}") from err
         except OSError as err:
             raise WireClosed(str(err)) from err
+        registers, bits = pdu.registers, pdu.bits
         return Answer(
-            unit_id=int(pdu.dev_id), function_code=int(pdu.function_code),
-            exception_code=int(getattr(pdu, "exception_code", 0) or 0),
-            address=getattr(pdu, "address", None),
-            registers=tuple(map(int, pdu.registers or ())),
-            bits=tuple(map(bool, pdu.bits or ())),
+            int(pdu.dev_id), int(pdu.function_code),
+            int(getattr(pdu, "exception_code", 0) or 0), getattr(pdu, "address", None),
+            # pymodbus decodes words with struct (ints already): copied as they are, not
+            # converted one by one; bits are made bools (pymodbus may give 0/1)
+            tuple(registers) if registers else (),
+            tuple(map(bool, bits)) if bits else (),
         )
 
     def _call(self, unit_id: int, function_code: int, address: int, count: int,
