@@ -139,11 +139,13 @@ STATUS_RULES = ((0, QualityRule(Quality.SUSPECT, "calibrating")),
                 (3, QualityRule(Quality.BAD, "fault", ("c1", "c2"))))
 
 
-def device_channels(rand: random.Random) -> list[Channel]:
-    """A status word, a stream number, a clock and random numbers with random rules."""
-    channels = [Channel("status", 0, quality_bits=STATUS_RULES,
-                        quality_values=((7, QualityRule(Quality.SUSPECT, "warmup")),)),
-                Channel("stream", 1), Channel("clock", 2, data_type=DataType.UINT32)]
+def device_channels(rand: random.Random, status: bool) -> list[Channel]:
+    """A status word (or a plain word), a stream number, a clock, plain numbers and random
+    numbers with random rules."""
+    word = Channel("status", 0, quality_bits=STATUS_RULES,
+                   quality_values=((7, QualityRule(Quality.SUSPECT, "warmup")),)) \
+        if status else Channel("status", 0)
+    channels = [word, Channel("stream", 1), Channel("clock", 2, data_type=DataType.UINT32)]
     channels += [Channel("plain_abcd", 4, data_type=DataType.FLOAT32),
                  Channel("plain_cdab", 6, data_type=DataType.FLOAT32,
                          word_order=WordOrder.CDAB),
@@ -212,11 +214,13 @@ def modbus_device(unit_id: int, channels: list[Channel], **settings: object) -> 
                   settings=ModbusSettings(channels=tuple(channels), **settings))
 
 
-@pytest.mark.parametrize("with_clock_and_stream", [False, True])
-def test_a_poll_gives_what_the_general_path_gives(simulator, with_clock_and_stream):
+@pytest.mark.parametrize(("with_clock_and_stream", "with_status"),
+                         [(False, True), (True, True), (False, False)])
+def test_a_poll_gives_what_the_general_path_gives(simulator, with_clock_and_stream,
+                                                  with_status):
     unit, _, port = simulator
-    rand = random.Random(14 + with_clock_and_stream)
-    channels = device_channels(rand)
+    rand = random.Random(14 + with_clock_and_stream + 2 * with_status)
+    channels = device_channels(rand, with_status)
     extra = dict(clock=InstrumentClock(TimeFormat.UNIX, ("clock",)),
                  stream_channel="stream") if with_clock_and_stream else {}
     driver = ModbusMapDriver(modbus_device(1, channels, **extra))

@@ -63,9 +63,9 @@ class ModbusMapDriver:
         self._position = {ch.name: index for index, ch in enumerate(self.settings.channels)}
         # Worked out once, so a poll does only what the device needs (issue 11):
         self._names_units = [(ch.name, ch.unit) for ch in self.settings.channels]
-        self._status_channels = tuple(ch for ch in self.settings.channels
-                                      if ch.quality_bits or ch.quality_values)
-        self._raw_names = _raw_names(self.settings, self._status_channels)
+        status = [ch for ch in self.settings.channels if ch.quality_bits or ch.quality_values]
+        self._has_status = bool(status)
+        self._raw_names = _raw_names(self.settings, status)
         self._trigger_state = TriggerState()
         self._pending: Decision | None = None
         self._clear_failing = False
@@ -81,13 +81,10 @@ class ModbusMapDriver:
         results = self._read_all(link)
         readings = readings_of(self.device.id, now, self._names_units, results)
         raw = {name: results[name][3] for name in self._raw_names}
-        if self._status_channels:
-            readings = apply_status(readings, self.settings.channels, raw,
-                                    self._status_channels)
-        if self.settings.clock is None and self.settings.stream_channel is None:
-            when, extra = None, {}
-        else:
-            when, extra = self._instrument_time(raw), self._stream(raw)
+        if self._has_status:  # no status word: no rules to look for
+            readings = apply_status(readings, self.settings.channels, raw)
+        when = self._instrument_time(raw)
+        extra = self._stream(raw)
         if self.settings.trigger is None:
             return Sample(self.device.id, now, tuple(readings), when, extra)
         if self._awaiting_first_analysis(raw):
@@ -229,7 +226,7 @@ class ModbusMapDriver:
                        reason)
 
 
-def _raw_names(settings: ModbusSettings, status: tuple[Channel, ...]) -> tuple[str, ...]:
+def _raw_names(settings: ModbusSettings, status: list[Channel]) -> tuple[str, ...]:
     """The channels whose raw numbers a poll looks at after judging: status words, the
     instrument's clock, the trigger and stream channels (names that are no channel stay
     out, and are looked up as missing, as they always were)."""

@@ -36,12 +36,10 @@ def active_rules(channel: Channel, raw: object) -> list[QualityRule]:
 
 
 def apply_status(readings: Sequence[Reading], channels: Sequence[Channel],
-                 raw_values: Mapping[str, object],
-                 status: Sequence[Channel] | None = None) -> list[Reading]:
-    """``readings`` with the qualities the device's status channels impose. ``status``:
-    the status channels among ``channels``, when the caller worked them out once."""
+                 raw_values: Mapping[str, object]) -> list[Reading]:
+    """``readings`` with the qualities the device's status channels impose."""
     hits: dict[str, list[QualityRule]] = {}
-    for channel in channels if status is None else status:
+    for channel in channels:
         if not (channel.quality_bits or channel.quality_values):
             continue
         for rule in active_rules(channel, raw_values.get(channel.name)):
