@@ -121,8 +121,8 @@ class NumberJudge:
 
     ``plain`` says the channel has no sentinel, scale, offset or valid range: then a finite
     raw number is the GOOD value as it is, which a caller may decide without calling
-    ``outcome`` (``plain_outcome``); ``tests/test_value_fast_paths.py`` holds the two
-    together over generated rules and raw numbers."""
+    ``outcome`` (the Modbus ``ReadJudge`` does); ``tests/test_value_fast_paths.py`` holds
+    both ways and ``judge_number`` together over generated rules and raw numbers."""
 
     __slots__ = ("_sentinels", "_scale", "_offset", "_scaled", "_low", "_high",
                  "_range_quality", "_ranged", "plain")
@@ -154,13 +154,6 @@ class NumberJudge:
                              or (self._high is not None and value > self._high)):
             return value, self._range_quality, "out_of_range", raw
         return value, Quality.GOOD, None, raw
-
-
-def plain_outcome(raw: int | float) -> Outcome:
-    """``NumberJudge.outcome`` of a ``plain`` channel: only a non-finite float is judged."""
-    if raw - raw == 0:  # finite (inf - inf and NaN - NaN are NaN); ints always are
-        return raw, Quality.GOOD, None, raw
-    return None, Quality.BAD, "not_a_number" if raw != raw else "infinite", raw
 
 
 def readings_of(device_id: str, acquired_at: datetime, channels: Sequence[tuple[str, str]],

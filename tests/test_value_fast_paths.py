@@ -36,7 +36,7 @@ from edge_agent_drivers.modbus.values import judge_words
 from edge_agent.config.schema import Device, TcpLink
 from edge_agent.model import Quality, Reading, Sample
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
-from edge_agent.values import Judged, NumberJudge, ValidRange, judge_number, plain_outcome
+from edge_agent.values import Judged, NumberJudge, ValidRange, judge_number
 
 NOW = datetime(2026, 12, 3, 19, 0, tzinfo=UTC)
 NUMBERS = [DataType.INT16, DataType.UINT16, DataType.INT32, DataType.UINT32, DataType.INT64,
@@ -93,12 +93,31 @@ def test_number_judge_gives_what_judge_number_gives_for_every_rule_and_number():
                 (rules, raw)
 
 
+PLAIN = [(DataType.FLOAT32, ">f"), (DataType.FLOAT64, ">d"), (DataType.INT32, ">i"),
+         (DataType.UINT64, ">Q")]
+
+
 def test_plain_channels_are_judged_inline_as_judge_number_judges_them():
+    """A plain channel's number, decided inline by ``ReadJudge.outcomes``: every raw
+    number of ``raw_numbers`` its type can hold, as words, against ``judge_words``."""
     rand = random.Random(12)
-    plain = Channel("plain", 0, data_type=DataType.FLOAT32)
-    assert NumberJudge(plain).plain
-    for raw in raw_numbers(rand):
-        assert fields(Judged(*plain_outcome(raw))) == fields(judge_number(plain, raw)), raw
+    for data_type, code in PLAIN:
+        channel = Channel("plain", 0, data_type=data_type)
+        assert NumberJudge(channel).plain
+        (request,) = plan([channel])
+        for raw in raw_numbers(rand):
+            try:
+                packed = struct.pack(code, raw)
+            except (struct.error, OverflowError):
+                continue  # not a number of this type
+            data = list(struct.unpack(f">{len(packed) // 2}H", packed))
+            (name, outcome), = request.judge.outcomes(data)
+            expected = fields(judge_words(channel, data))
+            assert (exact(outcome[0]), outcome[1], outcome[2], exact(outcome[3])) == expected
+
+
+def test_only_channels_without_sentinel_scale_offset_or_range_are_plain():
+    rand = random.Random(17)
     for index in range(300):
         rules = random_rules(rand, f"c{index}", 0, DataType.FLOAT64)
         expected = not (rules.sentinels or rules.valid_range is not None

@@ -136,4 +136,5 @@ class ReadJudge:
 
 
 def _fields(judged: Judged) -> Outcome:
+    """A ``Judged`` as the ``Outcome`` tuple ``ReadJudge.outcomes`` gives."""
     return judged.value, judged.quality, judged.reason, judged.raw
