@@ -15,6 +15,10 @@ temporary file (WAL, synchronous=FULL). The simulator runs in a child process, s
 CPU is not counted; the outbox's writer thread is, because committing is part of the path.
 No forwarder runs: the figure is the cost before the broker.
 
+``--split`` also times each ``driver.poll`` (thread CPU, around the call) and prints how
+much of the polling thread's figure it is: the Modbus read, decoding, judging and building
+the sample, apart from the poller's bookkeeping and the hand-over to the outbox.
+
 ``--alarms N`` gives each device high and high-high rules (deadband, on-delay) on N of its
 channels and hands every poll to the alarm engine, as the agent does when a station has
 alarms (events go to a sink that keeps nothing); without it the poller gets no alarm hook,
@@ -137,8 +141,29 @@ class _Discard:
         pass
 
 
+class _DriverClock:
+    """Thread CPU spent inside the drivers' ``poll`` (``--split``)."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.polls = 0
+
+    def wrap(self, driver: object) -> None:
+        poll = driver.poll  # type: ignore[attr-defined]
+
+        def timed(link: object, now: object) -> object:
+            started = time.thread_time()
+            try:
+                return poll(link, now)
+            finally:
+                self.cpu_s += time.thread_time() - started
+                self.polls += 1
+
+        driver.poll = timed  # type: ignore[attr-defined]
+
+
 def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
-        alarms: int = 0, behind: bool = False) -> None:
+        alarms: int = 0, behind: bool = False, split: bool = False) -> None:
     channels = _channels(tags)
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -155,7 +180,12 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
             threads.install()
         outbox = Outbox(config.store.path, Retention(None, None, None))
         threading.setprofile(None)
-        poller = LinkPoller(config.links["sim"], [load_driver(d) for d in config.devices],
+        drivers = [load_driver(d) for d in config.devices]
+        clock = _DriverClock()
+        if split:
+            for driver in drivers:
+                clock.wrap(driver)
+        poller = LinkPoller(config.links["sim"], drivers,
                             outbox, config.polling, threading.Event(), alarms=engine)
         client = open_link_client(config.links["sim"])
         try:
@@ -163,6 +193,7 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
                 state.next_due = time.monotonic()
                 poller._poll(client, state)
             profiler = cProfile.Profile(time.thread_time) if profile else None
+            clock.cpu_s, clock.polls = 0.0, 0
             started, started_thread = time.process_time(), time.thread_time()
             if profiler:
                 profiler.enable()
@@ -192,6 +223,11 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
           f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
           f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
           f"{1000 * (cpu_s - poll_s) / readings:.4f})")
+    if split and clock.polls:
+        print(f"polling thread split: driver.poll {1000 * clock.cpu_s / readings:.4f} CPU s "
+              f"per 1 000 readings ({1e6 * clock.cpu_s / clock.polls:.0f} us per poll), the "
+              f"rest of the thread {1000 * (poll_s - clock.cpu_s) / readings:.4f} "
+              f"({1e6 * (poll_s - clock.cpu_s) / clock.polls:.0f} us per poll)")
     if profiler:
         for other in threads.profiles:
             other.disable()  # harmless from another thread: its stats are complete
@@ -210,9 +246,11 @@ def main() -> None:
     parser.add_argument("--behind", action="store_true",
                         help="poll as a link behind its schedule does: hand each sample "
                              "over without waiting for its commit (edge_agent/pollstore.py)")
+    parser.add_argument("--split", action="store_true",
+                        help="also print how much of the polling thread is driver.poll")
     args = parser.parse_args()
     run(args.devices, args.tags, args.polls, args.profile, args.top, args.alarms,
-        args.behind)
+        args.behind, args.split)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ lower a quality: see ``flagged``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from edge_agent.model import Quality
+from edge_agent.model import Quality, Reading
 
 Value = int | float | bool | str
 _RANK = {Quality.GOOD: 0, Quality.SUSPECT: 1, Quality.BAD: 2}
@@ -84,8 +85,16 @@ def scale_value(raw: int | float, scale: float, offset: float) -> int | float:
     return float(f"{raw * scale + offset:.15g}")
 
 
+Outcome = tuple[Value | None, Quality, str | None, Value | None]
+"""A ``Judged``'s fields (value, quality, reason, raw) as a plain tuple: what the Modbus
+driver's poll builds its ``Reading``s from, without a ``Judged`` per channel per poll."""
+
+
 def judge_number(rules: NumberRules, raw: int | float) -> Judged:
-    """Non-finite values, sentinels, scaling and the valid range for a decoded number."""
+    """Non-finite values, sentinels, scaling and the valid range for a decoded number.
+
+    The reference for ``NumberJudge``, which does the same with the rules read once: a
+    change here is a change there (tests/test_value_fast_paths.py compares them)."""
     if isinstance(raw, float) and not math.isfinite(raw):
         return Judged(None, Quality.BAD, "not_a_number" if math.isnan(raw) else "infinite",
                       raw)
@@ -103,6 +112,71 @@ def judge_number(rules: NumberRules, raw: int | float) -> Judged:
                                or (limits.high is not None and value > limits.high)):
         return Judged(value, limits.quality, "out_of_range", raw)
     return Judged(value, Quality.GOOD, None, raw)
+
+
+class NumberJudge:
+    """``judge_number`` for one channel, its rules read once (at plan time) instead of at
+    every poll; ``outcome`` gives ``judge_number``'s fields as a tuple (``Outcome``), with
+    no ``Judged`` built (the Modbus driver's poll path, issue 11).
+
+    ``plain`` says the channel has no sentinel, scale, offset or valid range: then a finite
+    raw number is the GOOD value as it is, which a caller may decide without calling
+    ``outcome`` (the Modbus ``ReadJudge`` does); ``tests/test_value_fast_paths.py`` holds
+    both ways and ``judge_number`` together over generated rules and raw numbers."""
+
+    __slots__ = ("_sentinels", "_scale", "_offset", "_scaled", "_low", "_high",
+                 "_range_quality", "_ranged", "plain")
+
+    def __init__(self, rules: NumberRules) -> None:
+        self._sentinels = rules.sentinels
+        self._scale, self._offset = rules.scale, rules.offset
+        self._scaled = not (self._scale == 1.0 and self._offset == 0.0)
+        limits = rules.valid_range
+        self._ranged = limits is not None
+        self._low = limits.low if limits is not None else None
+        self._high = limits.high if limits is not None else None
+        self._range_quality = limits.quality if limits is not None else Quality.GOOD
+        self.plain = not (self._sentinels or self._scaled or self._ranged)
+
+    def outcome(self, raw: int | float) -> Outcome:
+        """The value, quality, reason and raw number ``judge_number`` gives for ``raw``."""
+        if isinstance(raw, float) and not math.isfinite(raw):
+            return None, Quality.BAD, "not_a_number" if math.isnan(raw) else "infinite", raw
+        if raw in self._sentinels:
+            return None, Quality.BAD, "sentinel", raw
+        if self._scaled:
+            value = scale_value(raw, self._scale, self._offset)
+            if not math.isfinite(value):  # a huge raw value, scaled
+                return None, Quality.BAD, "infinite", raw
+        else:
+            value = raw  # finite: checked above (scale_value would return it as it is)
+        if self._ranged and ((self._low is not None and value < self._low)
+                             or (self._high is not None and value > self._high)):
+            return value, self._range_quality, "out_of_range", raw
+        return value, Quality.GOOD, None, raw
+
+
+def readings_of(device_id: str, acquired_at: datetime, channels: Sequence[tuple[str, str]],
+                outcomes: Mapping[str, Outcome]) -> list[Reading]:
+    """A ``Reading`` per (channel name, unit) of ``channels``, in that order, from its
+    ``Outcome``: what ``Reading(device_id, name, value, unit, quality, acquired_at,
+    reason)`` gives, with the fields set as ``Reading.__init__`` sets them but without a
+    call per reading (a poll builds one per channel; tests/test_model.py holds this and
+    ``__init__`` together)."""
+    readings = []
+    for name, unit in channels:
+        value, quality, reason, _ = outcomes[name]
+        reading = _new(Reading)
+        _set(reading, "__dict__", {
+            "device_id": device_id, "channel": name, "value": value, "unit": unit,
+            "quality": quality, "acquired_at": acquired_at, "reason": reason,
+            "instrument_time": None})
+        readings.append(reading)
+    return readings
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 def flagged(quality: Quality, reason: str | None,

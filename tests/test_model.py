@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from edge_agent.model import Quality, Reading
-from edge_agent.values import Judged
+from edge_agent.values import Judged, readings_of
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
 
@@ -45,3 +45,18 @@ def test_judged_is_frozen_and_compares_by_value():
         judged.raw = 1  # type: ignore[misc]
     assert judged == Judged(18.9, Quality.GOOD, None, 189)
     assert (judged.reason, judged.raw) == (None, 189)
+
+
+def test_readings_built_in_bulk_are_the_readings_init_builds():
+    """``values.readings_of`` sets the fields itself (no ``__init__`` call per reading):
+    the same fields, in the same order, as ``Reading(...)``; a field added to ``Reading``
+    without it fails here."""
+    outcomes = {"gas": (1.5, Quality.GOOD, None, 15), "flow": (None, Quality.BAD, "sentinel",
+                                                               -1)}
+    built = readings_of("dev", NOW, [("flow", "l/min"), ("gas", "ppm")], outcomes)
+    expected = [Reading("dev", "flow", None, "l/min", Quality.BAD, NOW, "sentinel"),
+                Reading("dev", "gas", 1.5, "ppm", Quality.GOOD, NOW)]
+    assert built == expected
+    assert [vars(reading) for reading in built] == [vars(reading) for reading in expected]
+    assert [list(vars(reading)) for reading in built] == [
+        [f.name for f in dataclasses.fields(Reading)]] * 2

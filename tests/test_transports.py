@@ -6,6 +6,7 @@ units, per-device timeouts, and the pacing rules."""
 from __future__ import annotations
 
 import ast
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,10 @@ from edge_agent_drivers.modbus.protocol.transport import (
     rtu_frame_gap_s,
 )
 from edge_agent_drivers.modbus.settings import RegisterKind
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
 from support import sources
 from support.drainclock import InstantDrain, LateAnswerInTheDrain, once
 
@@ -283,3 +288,44 @@ def test_station_file_names_every_transport_and_device_polling():
     polling = {device.id: device.polling for device in config.devices}
     assert (polling["gc-1"].timeout_ms, polling["gc-1"].retries) == (3000, 2)
     assert (polling["h2s-1"].timeout_ms, polling["h2s-1"].retries) == (None, None)
+
+
+def decoded(pdu_class: type, data: bytes) -> tuple:
+    """What decoding ``data`` gives: the words, or the error's type and text."""
+    pdu = pdu_class()
+    try:
+        pdu.decode(data)
+    except Exception as err:  # noqa: BLE001 - the error itself is compared
+        return type(err), str(err)
+    return "words", list(pdu.registers), type(pdu.registers)
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [
+    (pymodbus_client._HoldingWords, ReadHoldingRegistersResponse),
+    (pymodbus_client._InputWords, ReadInputRegistersResponse)])
+def test_register_answers_decode_as_pymodbus_decodes_them_for_every_byte_count(ours, theirs):
+    """The one-unpack decode gives pymodbus's words and errors for every byte count, with
+    the data shorter, as long as, and longer than it says (a truncated or odd answer)."""
+    assert (ours.function_code, ours.rtu_byte_count_pos) == (theirs.function_code,
+                                                              theirs.rtu_byte_count_pos)
+    rand = random.Random(16)
+    assert decoded(ours, b"") == decoded(theirs, b"")
+    for byte_count in range(256):
+        for extra in {0, 1, byte_count - 1, byte_count, byte_count + 1, byte_count + 3}:
+            if extra >= 0:
+                data = bytes([byte_count]) + rand.randbytes(extra)
+                assert decoded(ours, data) == decoded(theirs, data), (byte_count, extra)
+
+
+def test_each_client_decodes_register_answers_in_one_unpack_without_changing_pymodbus():
+    """Registered in the client's own decoder: the shared table (servers, other clients)
+    keeps pymodbus's classes."""
+    from pymodbus.pdu.decoders import DecodePDU
+
+    client = pymodbus_client.WireClient(LinkProtocol.MODBUS_TCP, timeout_s=1, name="t",
+                                        host="127.0.0.1")
+    table = client._client.framer.decoder.pdu_table
+    assert (table[3][1], table[4][1]) == (pymodbus_client._HoldingWords,
+                                          pymodbus_client._InputWords)
+    assert (DecodePDU.pdu_table[3][1], DecodePDU.pdu_table[4][1]) == (
+        ReadHoldingRegistersResponse, ReadInputRegistersResponse)

@@ -30,11 +30,11 @@ from edge_agent_drivers.modbus.trigger import (
     instrument_time,
     no_analysis_yet,
 )
-from edge_agent_drivers.modbus.values import Judged
 
 from edge_agent.config.schema import Device
 from edge_agent.link import LinkError
 from edge_agent.model import Quality, Reading, Sample
+from edge_agent.values import Outcome, readings_of
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ class ModbusMapDriver:
         self.isolated: dict[str, str] = {}  # channel -> what isolation found, for status
         self.split_reads = 0  # merged reads split after exception 02 (status, the page)
         self._position = {ch.name: index for index, ch in enumerate(self.settings.channels)}
+        # Worked out once, so a poll does only what the device needs (issue 11):
+        self._names_units = [(ch.name, ch.unit) for ch in self.settings.channels]
+        status = [ch for ch in self.settings.channels if ch.quality_bits or ch.quality_values]
+        self._has_status = bool(status)
+        self._raw_names = _raw_names(self.settings, status)
         self._trigger_state = TriggerState()
         self._pending: Decision | None = None
         self._clear_failing = False
@@ -73,14 +78,11 @@ class ModbusMapDriver:
 
     def poll(self, link: ModbusLinkClient, now: datetime) -> Sample | None:
         """This poll's sample, or None when a triggered device has no new analysis."""
-        judged = self._read_all(link)
-        raw = {name: result.raw for name, result in judged.items()}
-        readings: list[Reading] = []
-        for channel in self.settings.channels:
-            result = judged[channel.name]
-            readings.append(Reading(self.device.id, channel.name, result.value, channel.unit,
-                                    result.quality, now, result.reason))
-        readings = apply_status(readings, self.settings.channels, raw)
+        results = self._read_all(link)
+        readings = readings_of(self.device.id, now, self._names_units, results)
+        raw = {name: results[name][3] for name in self._raw_names}
+        if self._has_status:  # no status word: no rules to look for
+            readings = apply_status(readings, self.settings.channels, raw)
         when = self._instrument_time(raw)
         extra = self._stream(raw)
         if self.settings.trigger is None:
@@ -131,8 +133,8 @@ class ModbusMapDriver:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read_all(self, link: ModbusLinkClient) -> dict[str, Judged]:
-        results: dict[str, Judged] = {}
+    def _read_all(self, link: ModbusLinkClient) -> dict[str, Outcome]:
+        results: dict[str, Outcome] = {}
         requests: list[ReadRequest] = []
         for request in self.requests:
             requests.extend(self._read(link, request, results))
@@ -142,7 +144,7 @@ class ModbusMapDriver:
         return results
 
     def _read(self, link: ModbusLinkClient, request: ReadRequest,
-              results: dict[str, Judged]) -> list[ReadRequest]:
+              results: dict[str, Outcome]) -> list[ReadRequest]:
         """Read one request into ``results``; returns the requests to use from now on."""
         try:
             data = self._fetch(link, request)
@@ -156,9 +158,9 @@ class ModbusMapDriver:
                     return [kept for piece in pieces
                             for kept in self._read(link, piece, results)]
             for channel in request.channels:
-                results[channel.name] = Judged(None, Quality.BAD, err.reason)
+                results[channel.name] = (None, Quality.BAD, err.reason, None)
             return [request]
-        results.update(request.judge.judge(data))
+        results.update(request.judge.outcomes(data))
         return [request]
 
     def _fetch(self, link: ModbusLinkClient, request: ReadRequest) -> list[int] | list[bool]:
@@ -171,9 +173,9 @@ class ModbusMapDriver:
         return link.read_registers(unit, request.register, request.address, request.count)
 
     def _report_isolation(self, requests: list[ReadRequest],
-                          results: dict[str, Judged]) -> None:
+                          results: dict[str, Outcome]) -> None:
         failing = [ch.name for request in requests for ch in request.channels
-                   if results[ch.name].reason == "exception_02" and len(request.channels) == 1]
+                   if results[ch.name][2] == "exception_02" and len(request.channels) == 1]
         for name in failing:
             self.isolated[name] = "answers exception 02 (illegal data address) on its own"
         log.warning("device %s: a merged read answered exception 02 (illegal data address); "
@@ -222,3 +224,17 @@ class ModbusMapDriver:
     def _bad(self, channel: Channel, now: datetime, reason: str) -> Reading:
         return Reading(self.device.id, channel.name, None, channel.unit, Quality.BAD, now,
                        reason)
+
+
+def _raw_names(settings: ModbusSettings, status: list[Channel]) -> tuple[str, ...]:
+    """The channels whose raw numbers a poll looks at after judging: status words, the
+    instrument's clock, the trigger and stream channels (names that are no channel stay
+    out, and are looked up as missing, as they always were)."""
+    wanted = {ch.name for ch in status}
+    if settings.clock is not None:
+        wanted.update(settings.clock.channels)
+    if settings.trigger is not None:
+        wanted.add(settings.trigger.channel)
+    if settings.stream_channel:
+        wanted.add(settings.stream_channel)
+    return tuple(ch.name for ch in settings.channels if ch.name in wanted)

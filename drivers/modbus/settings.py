@@ -30,12 +30,17 @@ class RegisterKind(StrEnum):
 
     @property
     def function_code(self) -> int:
-        return {"coil": 1, "discrete": 2, "holding": 3, "input": 4}[self.value]
+        return _FUNCTION_CODES[self]  # a table built once: this runs for every read
 
     @property
     def is_bit(self) -> bool:
         """Coils and discrete inputs hold single bits, read up to 2000 at a time."""
-        return self in (RegisterKind.COIL, RegisterKind.DISCRETE)
+        return self in _BIT_KINDS
+
+
+_FUNCTION_CODES = {RegisterKind.COIL: 1, RegisterKind.DISCRETE: 2, RegisterKind.HOLDING: 3,
+                   RegisterKind.INPUT: 4}
+_BIT_KINDS = frozenset({RegisterKind.COIL, RegisterKind.DISCRETE})
 
 
 class DataType(StrEnum):

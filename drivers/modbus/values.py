@@ -25,7 +25,7 @@ from edge_agent_drivers.modbus.protocol.decode import (
 from edge_agent_drivers.modbus.settings import Channel, DataType
 
 from edge_agent.model import Quality
-from edge_agent.values import Judged, judge_number
+from edge_agent.values import Judged, NumberJudge, Outcome, judge_number
 
 
 def judge_bits(channel: Channel, bits: Sequence[bool]) -> Judged:
@@ -84,15 +84,25 @@ class ReadJudge:
             else:
                 numbers.append((channel, slot))
         self._layout = BlockLayout([slot for _, slot in numbers])
-        # (name, channel, float32?) in the order the layout unpacks them
-        self._numbers = [(numbers[i][0].name, numbers[i][0],
-                          numbers[i][0].data_type is DataType.FLOAT32)
-                         for i in self._layout.order]
+        # (name, float32?, plain?, its rules read once) in the order the layout unpacks
+        # them; ``plain``: no sentinel, scale, offset or range (edge_agent.values)
+        self._numbers: list[tuple[str, bool, bool, NumberJudge]] = []
+        for index in self._layout.order:
+            channel = numbers[index][0]
+            rules = NumberJudge(channel)
+            self._numbers.append((channel.name, channel.data_type is DataType.FLOAT32,
+                                  rules.plain, rules))
         self._big = struct.Struct(f">{words}H")
         self._little = struct.Struct(f"<{words}H") if self._layout.needs_swapped else None
 
     def judge(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Judged]]:
         """(channel name, judged value) for each channel of the read, from its answer."""
+        return [(name, Judged(*outcome)) for name, outcome in self.outcomes(data)]
+
+    def outcomes(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Outcome]]:
+        """``judge``'s results as (channel name, ``Outcome`` tuple), with no ``Judged``
+        built: what the driver's poll uses. A plain number (no sentinel, scale, offset or
+        range) that is finite is GOOD as it is, decided here without a call."""
         if self._bits or not self._numbers:
             return self._one_by_one(data)
         try:
@@ -101,16 +111,30 @@ class ReadJudge:
             raws = self._layout.unpack(straight, swapped)
         except struct.error:
             return self._one_by_one(data)
-        judged = [(name, judge_number(channel, shortest_float32(raw) if float32 else raw))
-                  for (name, channel, float32), raw in zip(self._numbers, raws, strict=True)]
-        judged += [(channel.name, judge_words(channel, data[offset:offset + channel.words]))
-                   for channel, offset in self._others]  # type: ignore[misc]
-        return judged
+        good = Quality.GOOD
+        results: list[tuple[str, Outcome]] = []
+        for (name, float32, plain, rules), raw in zip(self._numbers, raws, strict=True):
+            if float32:
+                raw = shortest_float32(raw)
+            if plain and raw - raw == 0:  # finite (NaN and inf give NaN); ints always are
+                results.append((name, (raw, good, None, raw)))
+            else:
+                results.append((name, rules.outcome(raw)))
+        results += [(channel.name, _fields(judge_words(channel,
+                                                       data[offset:offset + channel.words])))
+                    for channel, offset in self._others]  # type: ignore[misc]
+        return results
 
-    def _one_by_one(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Judged]]:
+    def _one_by_one(self, data: Sequence[int] | Sequence[bool]) -> list[tuple[str, Outcome]]:
         """Each channel from its own slice of the answer (bits; unpackable answers)."""
         if self._bits:
-            return [(channel.name, judge_bits(channel, data[offset:offset + 1]))
+            return [(channel.name, _fields(judge_bits(channel, data[offset:offset + 1])))
                     for channel, offset in self._by_channel]
-        return [(channel.name, judge_words(channel, data[offset:offset + channel.words]))
+        return [(channel.name, _fields(judge_words(channel,
+                                                   data[offset:offset + channel.words])))
                 for channel, offset in self._by_channel]  # type: ignore[misc]
+
+
+def _fields(judged: Judged) -> Outcome:
+    """A ``Judged`` as the ``Outcome`` tuple ``ReadJudge.outcomes`` gives."""
+    return judged.value, judged.quality, judged.reason, judged.raw

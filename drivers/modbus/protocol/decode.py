@@ -179,7 +179,10 @@ def decode_string(words: Sequence[int], layout: StringLayout) -> str:
 
 
 _FLOAT32 = struct.Struct(">f")
+_PACK32 = _FLOAT32.pack
 _FLOAT32_MIN_NORMAL = 2.0 ** -126  # below: subnormal, fewer significant bits than digits
+_SIX, _LONGER = "%.6g", ("%.7g", "%.8g", "%.9g")  # constant: no spec built per call
+_ALL_DIGITS = tuple(f"%.{digits}g" for digits in range(1, 10))
 
 
 def shortest_float32(value: float) -> float:
@@ -195,20 +198,21 @@ def shortest_float32(value: float) -> float:
     """
     if not math.isfinite(value) or value == 0.0:
         return value
-    packed = _FLOAT32.pack(value)
-    first = 1
+    packed = _PACK32(value)
     if abs(value) >= _FLOAT32_MIN_NORMAL:
-        candidate = float(f"{value:.6g}")
+        candidate = float(_SIX % value)
         try:
-            if _FLOAT32.pack(candidate) == packed:
+            if _PACK32(candidate) == packed:
                 return candidate
         except OverflowError:  # rounded past float32's largest value (3.4e38)
             pass
-        first = 7
-    for digits in range(first, 10):
-        candidate = float(f"{value:.{digits}g}")
+        formats = _LONGER
+    else:
+        formats = _ALL_DIGITS
+    for spec in formats:
+        candidate = float(spec % value)
         try:
-            if _FLOAT32.pack(candidate) == packed:
+            if _PACK32(candidate) == packed:
                 return candidate
         except OverflowError:
             continue

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from edge_agent_drivers.modbus.protocol.pymodbus_client import (
     Answer,
@@ -135,7 +136,11 @@ class ModbusLinkClient:
             raise ValueError(f"{kind.value} holds bits: use read_bits")
         limit = MAX_ENRON_VALUES if enron_32bit else MAX_REGISTERS
         _check_count(count, limit)
-        what = f"reading {kind.value} {address}+{count}" + (" (32-bit)" if enron_32bit else "")
+
+        def what() -> str:  # only an error message needs it: not built per request
+            return f"reading {kind.value} {address}+{count}" + (
+                " (32-bit)" if enron_32bit else "")
+
         answer = self._exchange(unit_id, kind.function_code, address, what, count=count)
         expected = 2 * count if enron_32bit else count
         if len(answer.registers) != expected:
@@ -144,7 +149,7 @@ class ModbusLinkClient:
             self._discard_late_answer()
             raise BadResponse(f"unit {unit_id}: answer does not fit the request ("
                               f"{len(answer.registers)} registers; asked {expected} "
-                              f"{what})")
+                              f"{what()})")
         return list(answer.registers)
 
     def read_bits(self, unit_id: int, kind: RegisterKind, address: int,
@@ -153,12 +158,15 @@ class ModbusLinkClient:
         if not kind.is_bit:
             raise ValueError(f"{kind.value} holds registers: use read_registers")
         _check_count(count, MAX_BITS)
-        what = f"reading {kind.value} {address}+{count}"
+
+        def what() -> str:  # only an error message needs it: not built per request
+            return f"reading {kind.value} {address}+{count}"
+
         answer = self._exchange(unit_id, kind.function_code, address, what, count=count)
         if len(answer.bits) != 8 * ((count + 7) // 8):  # bits arrive in whole bytes
             self._discard_late_answer()
             raise BadResponse(f"unit {unit_id}: answer does not fit the request "
-                              f"({len(answer.bits) // 8} bytes of bits; {what})")
+                              f"({len(answer.bits) // 8} bytes of bits; {what()})")
         return list(answer.bits[:count])
 
     def write_register(self, unit_id: int, address: int, value: int) -> None:
@@ -166,7 +174,7 @@ class ModbusLinkClient:
         if not 0 <= value <= 0xFFFF:
             raise ValueError(f"a register holds 0..65535, not {value}")
         what = f"writing {value} to holding {address}"
-        answer = self._exchange(unit_id, 6, address, what, value=value)
+        answer = self._exchange(unit_id, 6, address, lambda: what, value=value)
         if answer.address != address or answer.registers[:1] != (value,):
             self._discard_late_answer()
             raise BadResponse(f"unit {unit_id}: echo does not fit the request ({what}; "
@@ -175,15 +183,16 @@ class ModbusLinkClient:
     def write_coil(self, unit_id: int, address: int, value: bool) -> None:
         """Write one coil (function 5); returns once the device echoed it."""
         what = f"writing {'ON' if value else 'OFF'} to coil {address}"
-        answer = self._exchange(unit_id, 5, address, what, value=value)
+        answer = self._exchange(unit_id, 5, address, lambda: what, value=value)
         if answer.address != address or answer.bits[:1] != (bool(value),):
             self._discard_late_answer()
             raise BadResponse(f"unit {unit_id}: echo does not fit the request ({what}; "
                               f"echo {answer.address}={list(answer.bits[:1])})")
 
-    def _exchange(self, unit_id: int, function_code: int, address: int, what: str, *,
-                  count: int = 1, value: int | bool = 0) -> Answer:
-        """One request and its answer, checked for unit and function; raises typed."""
+    def _exchange(self, unit_id: int, function_code: int, address: int,
+                  what: Callable[[], str], *, count: int = 1, value: int | bool = 0) -> Answer:
+        """One request and its answer, checked for unit and function; raises typed.
+        ``what`` describes the request for an error message (called only for one)."""
         self._ensure_connected()
         self._pace()
         self.counts.requests += 1
@@ -191,7 +200,7 @@ class ModbusLinkClient:
             answer = self._wire.request(unit_id, function_code, address, count=count,
                                         value=value)
         except Flooded as err:
-            raise self._flooded(f"unit {unit_id} {what}", err) from err
+            raise self._flooded(f"unit {unit_id} {what()}", err) from err
         except WireClosed as err:
             log.debug("%s: %s", self.link.name, err)
             self._wire.close()
@@ -201,15 +210,15 @@ class ModbusLinkClient:
             log.debug("%s unit %d: %s", self.link.name, unit_id, err)
             self._discard_late_answer()
             if err.received:
-                raise BadResponse(f"unit {unit_id}: no valid answer {what}, only bytes that "
+                raise BadResponse(f"unit {unit_id}: no valid answer {what()}, only bytes that "
                                   "are not its answer (bad CRC/LRC, noise, a truncated, late "
                                   f"or foreign frame): {_hex(err.received)}") from err
             self.counts.timeouts += 1
             raise DeviceTimeout(f"unit {unit_id}: no answer within {self._timeout_ms} ms "
-                                f"({what})") from err
+                                f"({what()})") from err
         except Unusable as err:
             self._discard_late_answer()
-            raise BadResponse(f"unit {unit_id}: unusable answer {what} ({err})") from err
+            raise BadResponse(f"unit {unit_id}: unusable answer {what()} ({err})") from err
         finally:
             self._last_exchange_end = time.monotonic()
         self.counts.answers += 1
@@ -217,7 +226,7 @@ class ModbusLinkClient:
             self._discard_late_answer()
             raise BadResponse(f"unit {unit_id}: answer does not fit the request (unit "
                               f"{answer.unit_id}, function {answer.function_code & 0x7F}; "
-                              f"{what} asks function {function_code})")
+                              f"{what()} asks function {function_code})")
         if self._flooding:
             self._flooding = False
             log.info("%s: no longer flooding after %d flooded requests", self.link.name,
@@ -225,7 +234,7 @@ class ModbusLinkClient:
         if answer.function_code & 0x80:
             self.counts.exceptions += 1
             code = answer.exception_code
-            raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} {what}")
+            raise ModbusExceptionReply(code, f"unit {unit_id}: exception {code:02x} {what()}")
         return answer
 
     def _flooded(self, what: str, err: Flooded) -> LinkFlooded:
@@ -253,6 +262,8 @@ class ModbusLinkClient:
         self._last_exchange_end = time.monotonic()
 
     def _pace(self) -> None:
+        if not self._gap_s:  # no gap configured (most TCP links): no clock to read
+            return
         wait_s = self._last_exchange_end + self._gap_s - time.monotonic()
         if wait_s > 0:
             time.sleep(wait_s)
