@@ -159,24 +159,13 @@ class NumberJudge:
 def readings_of(device_id: str, acquired_at: datetime, channels: Sequence[tuple[str, str]],
                 outcomes: Mapping[str, Outcome]) -> list[Reading]:
     """A ``Reading`` per (channel name, unit) of ``channels``, in that order, from its
-    ``Outcome``: what ``Reading(device_id, name, value, unit, quality, acquired_at,
-    reason)`` gives, with the fields set as ``Reading.__init__`` sets them but without a
-    call per reading (a poll builds one per channel; tests/test_model.py holds this and
-    ``__init__`` together)."""
+    ``Outcome``: the poll's readings without a ``Judged`` in between (a poll builds one
+    per channel)."""
     readings = []
     for name, unit in channels:
         value, quality, reason, _ = outcomes[name]
-        reading = _new(Reading)
-        _set(reading, "__dict__", {
-            "device_id": device_id, "channel": name, "value": value, "unit": unit,
-            "quality": quality, "acquired_at": acquired_at, "reason": reason,
-            "instrument_time": None})
-        readings.append(reading)
+        readings.append(Reading(device_id, name, value, unit, quality, acquired_at, reason))
     return readings
-
-
-_new = object.__new__
-_set = object.__setattr__
 
 
 def flagged(quality: Quality, reason: str | None,

@@ -48,15 +48,13 @@ def test_judged_is_frozen_and_compares_by_value():
 
 
 def test_readings_built_in_bulk_are_the_readings_init_builds():
-    """``values.readings_of`` sets the fields itself (no ``__init__`` call per reading):
-    the same fields, in the same order, as ``Reading(...)``; a field added to ``Reading``
-    without it fails here."""
+    """``values.readings_of`` builds the poll's readings from judged outcomes: the same
+    readings, field for field, as ``Reading(...)``."""
     outcomes = {"gas": (1.5, Quality.GOOD, None, 15), "flow": (None, Quality.BAD, "sentinel",
                                                                -1)}
     built = readings_of("dev", NOW, [("flow", "l/min"), ("gas", "ppm")], outcomes)
     expected = [Reading("dev", "flow", None, "l/min", Quality.BAD, NOW, "sentinel"),
                 Reading("dev", "gas", 1.5, "ppm", Quality.GOOD, NOW)]
     assert built == expected
-    assert [vars(reading) for reading in built] == [vars(reading) for reading in expected]
-    assert [list(vars(reading)) for reading in built] == [
-        [f.name for f in dataclasses.fields(Reading)]] * 2
+    assert [dataclasses.astuple(reading) for reading in built] == \
+        [dataclasses.astuple(reading) for reading in expected]
