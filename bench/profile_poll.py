@@ -163,7 +163,7 @@ class _DriverClock:
 
 
 def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
-        alarms: int = 0, behind: bool = False, split: bool = False) -> None:
+        alarms: int = 0, wait: bool = False, split: bool = False) -> None:
     channels = _channels(tags)
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -199,10 +199,13 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
                 profiler.enable()
             for _ in range(polls):
                 for state in poller.devices:
-                    # due now (on schedule: each commit waited for), or a whole interval
-                    # late (behind: commits overlap the next polls, edge_agent/pollstore.py)
-                    state.next_due = time.monotonic() - (1.0 if behind else 0.0)
+                    # devices due together: each commit overlaps the next polls
+                    # (edge_agent/pollstore.py); --wait settles after each poll, as a link
+                    # that sleeps between its polls does
+                    state.next_due = time.monotonic()
                     poller._poll(client, state)
+                    if wait:
+                        poller._samples.settle()
             poller._samples.settle()
             if profiler:
                 profiler.disable()
@@ -218,7 +221,7 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
     assert stored == (polls + 1) * devices, f"{stored} samples stored"
     watched = len(_alarm_rules(channels, alarms))
     rules = f", alarm rules on {watched} channels each" if alarms else ", no alarms"
-    rules += ", behind schedule (overlapped commits)" if behind else ""
+    rules += ", each commit waited for" if wait else ""
     print(f"{devices} devices x {tags} tags{rules}, {polls} polls each: {readings} readings, "
           f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
           f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
@@ -243,14 +246,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=35, help="functions in that list")
     parser.add_argument("--alarms", type=int, default=0,
                         help="channels per device with alarm rules (0: no alarm hook)")
-    parser.add_argument("--behind", action="store_true",
-                        help="poll as a link behind its schedule does: hand each sample "
-                             "over without waiting for its commit (edge_agent/pollstore.py)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for each sample's commit before the next poll (a link that "
+                             "sleeps between polls); by default a link's due devices are "
+                             "polled while earlier samples commit (edge_agent/pollstore.py)")
     parser.add_argument("--split", action="store_true",
                         help="also print how much of the polling thread is driver.poll")
     args = parser.parse_args()
     run(args.devices, args.tags, args.polls, args.profile, args.top, args.alarms,
-        args.behind, args.split)
+        args.wait, args.split)
 
 
 if __name__ == "__main__":
