@@ -207,8 +207,12 @@ class LinkPoller:
                 wait_s = state.next_due - time.monotonic()
                 self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
                     state.driver.device, self.link, self._policy))
-                if wait_s > 0:
-                    self._samples.settle()  # nothing left committing while idle
+                if wait_s > 0 and self._samples.committing:
+                    # Nothing left committing while idle. The commits took time (and a
+                    # failed one may have rescheduled a device): look again at what is due,
+                    # or the next poll would be late by as long as they took.
+                    self._samples.settle()
+                    continue
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
                 if wait_s > 0 and self._stop.wait(wait_s):

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.heldwriter import HeldWriter
 from support.station import write_station
 from support.waiting import wait_until
 
@@ -57,19 +58,6 @@ def poller_for(tmp_path: Path, server: SimServer, interval_s: float,
     stop = threading.Event()
     return LinkPoller(config.links["lan"], [load_driver(d) for d in devices],
                       outbox, config.polling, stop), stop
-
-
-class HeldWriter:
-    """A second connection holding the outbox's write lock: the writer's next
-    transaction waits at ``BEGIN IMMEDIATE`` (up to its busy timeout) until ``release``."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
 
 
 def stop_poller(poller: LinkPoller, stop: threading.Event) -> bool:
