@@ -60,6 +60,13 @@ def poller_for(tmp_path: Path, server: SimServer, interval_s: float,
                       outbox, config.polling, stop), stop
 
 
+def hold_without_deadline(outbox: Outbox) -> None:
+    """The writer waits for a HeldWriter as long as the test holds it: with the default
+    5 s busy timeout a loaded machine could fail the held transaction before the test
+    has seen what it waits for (the samples would then count as store failures)."""
+    outbox._writer.conn.execute("PRAGMA busy_timeout=600000")
+
+
 def stop_poller(poller: LinkPoller, stop: threading.Event) -> bool:
     """Stop the poller's thread (it settles what is committing first); True once ended."""
     stop.set()
@@ -88,6 +95,7 @@ def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_
     released, every sample commits, in acquisition order per device."""
     db = tmp_path / "o.sqlite3"
     outbox = Outbox(db, Retention(None, None, None))
+    hold_without_deadline(outbox)
     poller, stop = poller_for(tmp_path, server, BEHIND_S, outbox)
     held = HeldWriter(db)
     poller.start()
@@ -128,6 +136,7 @@ def test_link_on_schedule_reads_its_due_devices_while_they_commit_then_settles(
     polls. ``on_append`` runs only after a commit: by then all three requests were sent."""
     db = tmp_path / "o.sqlite3"
     outbox = Outbox(db, Retention(None, None, None))
+    hold_without_deadline(outbox)
     seen: list[int] = []
     outbox.on_append = lambda: seen.append(requests(server))
     poller, stop = poller_for(tmp_path, server, 5.0, outbox)
