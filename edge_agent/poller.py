@@ -164,7 +164,8 @@ class LinkPoller:
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
         # Up to one sample per device of the link commits while the wire goes on;
         # everything settles before the poller sleeps (pollstore.py).
-        self._samples = SampleStore(outbox, self._survive_bug, window=len(self.devices))
+        self._samples = SampleStore(outbox, self._survive_commit_bug,
+                                    window=len(self.devices))
         self._alarms = alarms
         self._outputs = outputs
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
@@ -207,8 +208,12 @@ class LinkPoller:
                 wait_s = state.next_due - time.monotonic()
                 self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
                     state.driver.device, self.link, self._policy))
-                if wait_s > 0:
-                    self._samples.settle()  # nothing left committing while idle
+                if wait_s > 0 and self._samples.committing:
+                    # Nothing left committing while idle. The commits took time (and a
+                    # failed one may have rescheduled a device): look again at what is due,
+                    # or the next poll would be late by as long as they took.
+                    self._samples.settle()
+                    continue
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
                 if wait_s > 0 and self._stop.wait(wait_s):
@@ -248,9 +253,11 @@ class LinkPoller:
             log.error("cannot read the saved state of %s (%s); it starts afresh and may "
                       "publish its latest analysis again", state.device_id, err)
 
-    def _survive_bug(self, state: DeviceState) -> None:
+    def _survive_bug(self, state: DeviceState, scheduled: bool = False) -> None:
         """An unexpected error (a bug, not a device fault): log it with its traceback once
-        per device, record a BAD sample so the hole is visible, back off, go on."""
+        per device, record a BAD sample so the hole is visible, back off, go on.
+        ``scheduled``: the poll that met it was scheduled already (``_survive_commit_bug``),
+        so only the backoff applies."""
         state.errors["agent_error"] += 1
         state.consecutive_failures += 1
         if state.errors["agent_error"] == 1:
@@ -261,7 +268,17 @@ class LinkPoller:
             self._samples.store(state, state.last_sample)
         except Exception:
             log.debug("could not record the agent_error sample", exc_info=True)
-        self._schedule(state)
+        if not scheduled:
+            self._schedule(state)
+        else:
+            state.next_due = max(state.next_due, time.monotonic()
+                                 + self._backoff.delay_s(state.consecutive_failures))
+
+    def _survive_commit_bug(self, state: DeviceState) -> None:
+        """A sample handed over without waiting whose commit raised a bug, met while
+        settling (pollstore.py): a bug of the poll that made it. That poll already
+        scheduled the device's next one, and scheduling it again would skip a poll."""
+        self._survive_bug(state, scheduled=True)
 
     def _attempts(self, state: DeviceState) -> int:
         """Attempts within one poll: retries only while the device is answering."""

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.heldwriter import HeldWriter
 from support.station import write_station
 from support.waiting import wait_until
 
@@ -59,17 +60,11 @@ def poller_for(tmp_path: Path, server: SimServer, interval_s: float,
                       outbox, config.polling, stop), stop
 
 
-class HeldWriter:
-    """A second connection holding the outbox's write lock: the writer's next
-    transaction waits at ``BEGIN IMMEDIATE`` (up to its busy timeout) until ``release``."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
+def hold_without_deadline(outbox: Outbox) -> None:
+    """The writer waits for a HeldWriter as long as the test holds it: with the default
+    5 s busy timeout a loaded machine could fail the held transaction before the test
+    has seen what it waits for (the samples would then count as store failures)."""
+    outbox._writer.conn.execute("PRAGMA busy_timeout=600000")
 
 
 def stop_poller(poller: LinkPoller, stop: threading.Event) -> bool:
@@ -100,6 +95,7 @@ def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_
     released, every sample commits, in acquisition order per device."""
     db = tmp_path / "o.sqlite3"
     outbox = Outbox(db, Retention(None, None, None))
+    hold_without_deadline(outbox)
     poller, stop = poller_for(tmp_path, server, BEHIND_S, outbox)
     held = HeldWriter(db)
     poller.start()
@@ -140,6 +136,7 @@ def test_link_on_schedule_reads_its_due_devices_while_they_commit_then_settles(
     polls. ``on_append`` runs only after a commit: by then all three requests were sent."""
     db = tmp_path / "o.sqlite3"
     outbox = Outbox(db, Retention(None, None, None))
+    hold_without_deadline(outbox)
     seen: list[int] = []
     outbox.on_append = lambda: seen.append(requests(server))
     poller, stop = poller_for(tmp_path, server, 5.0, outbox)
