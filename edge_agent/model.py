@@ -28,7 +28,7 @@ class Reading:
 
     Frozen and slotted, with ``__init__`` written out (issue 11): one is built per
     channel per poll and each device's last sample stays in memory, so its size counts
-    (104 bytes with slots, 336 with an instance dict: about 0.1 MiB for 20 devices of
+    (96 bytes with slots, 328 with an instance dict: about 0.1 MiB for 20 devices of
     25 channels, more while a second's samples commit), and the generated frozen
     ``__init__`` (one ``object.__setattr__`` per field) cost twice what setting each
     slot through its descriptor does. Its parameters are the fields, in order, with the

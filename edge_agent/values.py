@@ -62,8 +62,9 @@ class Judged:
     """A channel's value as the driver publishes it, before status flags are applied.
 
     ``raw`` is the number before scaling (Modbus status words are matched on it).
-    ``__init__`` is written out to set all fields at once, for the reason and under the
-    test given in ``model.Reading``'s docstring."""
+    ``__init__`` is written out to set all fields at once: the generated frozen one (an
+    ``object.__setattr__`` per field) cost twice as much (issue 11); tests/test_model.py
+    holds its parameters and the fields together."""
 
     value: Value | None
     quality: Quality
