@@ -92,33 +92,16 @@ driver's poll builds its ``Reading``s from, without a ``Judged`` per channel per
 
 
 def judge_number(rules: NumberRules, raw: int | float) -> Judged:
-    """Non-finite values, sentinels, scaling and the valid range for a decoded number.
-
-    The reference for ``NumberJudge``, which does the same with the rules read once: a
-    change here is a change there (tests/test_value_fast_paths.py compares them)."""
-    if isinstance(raw, float) and not math.isfinite(raw):
-        return Judged(None, Quality.BAD, "not_a_number" if math.isnan(raw) else "infinite",
-                      raw)
-    if raw in rules.sentinels:
-        return Judged(None, Quality.BAD, "sentinel", raw)
-    scale, offset = rules.scale, rules.offset
-    if scale == 1.0 and offset == 0.0:
-        value = raw  # finite: checked above (scale_value would return it as it is)
-    else:
-        value = scale_value(raw, scale, offset)
-        if not math.isfinite(value):  # a huge raw value, scaled
-            return Judged(None, Quality.BAD, "infinite", raw)
-    limits = rules.valid_range
-    if limits is not None and ((limits.low is not None and value < limits.low)
-                               or (limits.high is not None and value > limits.high)):
-        return Judged(value, limits.quality, "out_of_range", raw)
-    return Judged(value, Quality.GOOD, None, raw)
+    """Non-finite values, sentinels, scaling and the valid range for a decoded number
+    (``NumberJudge`` holds the rules; a caller judging one channel at every poll keeps its
+    ``NumberJudge`` instead of calling this)."""
+    return Judged(*NumberJudge(rules).outcome(raw))
 
 
 class NumberJudge:
-    """``judge_number`` for one channel, its rules read once (at plan time) instead of at
-    every poll; ``outcome`` gives ``judge_number``'s fields as a tuple (``Outcome``), with
-    no ``Judged`` built (the Modbus driver's poll path, issue 11).
+    """The judgement of one channel's numbers, its rules read once (at plan time) instead
+    of at every poll; ``outcome`` gives ``judge_number``'s fields as a tuple
+    (``Outcome``), with no ``Judged`` built (the Modbus driver's poll path, issue 11).
 
     ``plain`` says the channel has no sentinel, scale, offset or valid range: then a finite
     raw number is the GOOD value as it is, which a caller may decide without calling
