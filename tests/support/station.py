@@ -59,6 +59,26 @@ def outbox_rows(outbox_path: Path) -> int:
         conn.close()
 
 
+def outbox_snapshot(outbox_path: Path) -> tuple[int, dict[str, int]]:
+    """Rows in the outbox and the last sequence number per device, read in one read
+    transaction (so the count and the numbers belong to the same moment)."""
+    conn = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        rows = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        return rows, dict(conn.execute("SELECT device_id, last_seq FROM device_seq"))
+    finally:
+        conn.close()
+
+
+def seqs_in_outbox(outbox_path: Path) -> set[tuple[str, int]]:
+    """(device, seq) of every sample still in the outbox."""
+    conn = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
+    try:
+        return set(conn.execute("SELECT device_id, seq FROM outbox WHERE kind = 'sample'"))
+    finally:
+        conn.close()
+
 
 def samples_left(outbox_path: Path, device: str, up_to: int) -> int:
     """How many of ``device``'s samples 1..``up_to`` are still in the outbox: 0 once an
