@@ -126,6 +126,26 @@ def header(profile: str) -> list[str]:
             f"{platform.python_version()}"]
 
 
+def _at_top(results: Results, row: Row) -> set[str]:
+    """The pipelines whose every step of the sustained-rate search passed: their figure
+    is the top step, a lower bound (bench/runner.py)."""
+    return {kind for kind, runs in results.get(row.workload, {}).items()
+            if any(run.get("at_top") for run in runs)}
+
+
+def _verdict(row: Row, agent: list[float], bare: list[float], ratio: float,
+             at_top: set[str]) -> str:
+    """" (met)", " (MISSED)", or why the ratio says nothing: with bare at the top step its
+    figure is only a lower bound, so agent/bare is an upper bound of the true ratio."""
+    if row.check is None or not agent or not bare:
+        return ""
+    if "bare" in at_top:
+        both = "both" if "agent" in at_top else "bare"
+        return f" (not measured: {both} passed the top step; add a higher one)"
+    met = row.check(statistics.median(agent), statistics.median(bare), ratio)
+    return " (met)" if met else " (MISSED)"
+
+
 def table(results: Results, head: list[str]) -> str:
     """``head``: the header lines, taken when the run started (the commit measured)."""
     derive(results)
@@ -136,10 +156,7 @@ def table(results: Results, head: list[str]) -> str:
         agent, bare = _values(results, row, "agent"), _values(results, row, "bare")
         ratio = (statistics.median(agent) / statistics.median(bare)
                  if agent and bare and statistics.median(bare) else math.nan)
-        verdict = ""
-        if row.check is not None and agent and bare:
-            met = row.check(statistics.median(agent), statistics.median(bare), ratio)
-            verdict = " (met)" if met else " (MISSED)"
+        verdict = _verdict(row, agent, bare, ratio, _at_top(results, row))
         ratio_text = f"{ratio:.2f}x" if not math.isnan(ratio) else "-"
         lines.append(f"{row.label:<44} {_cell(agent, row.digits):>24} "
                      f"{_cell(bare, row.digits):>24} {ratio_text:>10}  {row.target}{verdict}")
