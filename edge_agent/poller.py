@@ -163,7 +163,7 @@ class LinkPoller:
         self._stop = stop
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
         # Up to one sample per device of the link commits while the wire goes on;
-        # everything settles before the poller sleeps (pollstore.py).
+        # they settle while the poller has time before its next poll (pollstore.py).
         self._samples = SampleStore(outbox, self._survive_commit_bug,
                                     window=len(self.devices))
         self._alarms = alarms
@@ -209,10 +209,10 @@ class LinkPoller:
                 self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
                     state.driver.device, self.link, self._policy))
                 if wait_s > 0 and self._samples.committing:
-                    # Nothing left committing while idle. The commits took time (and a
-                    # failed one may have rescheduled a device): look again at what is due,
-                    # or the next poll would be late by as long as they took.
-                    self._samples.settle()
+                    # Nothing left committing while idle, but no poll waits for a commit:
+                    # settle until the next device is due, then look again at what is due
+                    # (a failed commit may have rescheduled a device).
+                    self._samples.settle_until(state.next_due, time.monotonic)
                     continue
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue

@@ -5,7 +5,8 @@ waiting for its commit (``store_overlapped``, ``Outbox.append_nowait``), and the
 reads its next device while it commits; up to ``window`` samples of the link (one per
 device) may be committing at once, so the appends of the devices due together share the
 writer's transactions (group commit) instead of each paying one, and the poller is not
-woken once per commit. Everything settles before the poller sleeps (``settle``).
+woken once per commit. The poller settles them while it has time before its next poll
+(``settle_until``): a poll never waits for a commit.
 
 Why (issue 11, docs/poll-path.md): waiting for each commit held a link to one fsync and
 one writer turn per poll. At high rates the bench measured pollers spending about two
@@ -27,10 +28,12 @@ What does not change (docs/architecture.md, the reliability contract):
   stored and waited for at once, after every earlier one has settled, and then
   ``after_commit`` is called. A sample handed over without waiting gets no
   ``after_commit`` (edge_agent/driver.py says so to drivers).
-* Before the poller sleeps (and so before it writes alarm outputs after a wait) or stops,
-  everything settles (``settle``): at rates it keeps up with, nothing is left committing
-  while the link is idle. Settling cannot hang on a closing outbox: the writer runs or
-  refuses every operation (store/writer.py, "Close drains").
+* Before the poller sleeps it settles what is committing, but only until its next device
+  is due (``settle_until``): at rates it keeps up with, nothing is left committing while
+  the link is idle, and no poll is late because a commit took long (at high rates that
+  wait lost poll slots: docs/poll-path.md). Before it stops, everything settles.
+  Settling cannot hang on a closing outbox: the writer runs or refuses every operation
+  (store/writer.py, "Close drains").
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from typing import Protocol
 
 from edge_agent.alarms.events import AlarmEvent
@@ -57,6 +61,7 @@ class DeviceState(Protocol):
 
 
 log = logging.getLogger("edge_agent.poller")  # the poller's lines, as before the split
+_CLOCK_CHECK_S = 0.05  # settle_until looks at its clock this often while a commit lasts
 
 
 class SampleStore:
@@ -114,15 +119,35 @@ class SampleStore:
         and count each as stored or failed."""
         while len(self._committing) > keep:
             state, future = self._committing.popleft()
-            try:
+            self._settled(state, future)
+
+    def settle_until(self, due: float, now: Callable[[], float]) -> None:
+        """Settle, but only until ``due`` on the ``now`` clock (when the link's next
+        device is due): what is still committing then is left to settle later, so the
+        next poll is not late by as long as the commits take (module docstring)."""
+        while self._committing:
+            remaining = due - now()
+            if remaining <= 0:
+                return
+            state, future = self._committing[0]
+            if not future.done():
                 with waiting_for_watched_worker():  # the writer's heartbeat covers it
-                    future.result()
-            except OutboxError as err:
-                self._failed(err)
-            except Exception:  # a bug, as the poll step would have met it
-                self._on_bug(state)
-            else:
-                self._stored(state)
+                    wait_futures((future,), timeout=min(remaining, _CLOCK_CHECK_S))
+                continue  # look at the clock again
+            self._committing.popleft()
+            self._settled(state, future)
+
+    def _settled(self, state: DeviceState, future: Future[Accepted]) -> None:
+        """Wait for ``future`` and count its sample as stored or failed."""
+        try:
+            with waiting_for_watched_worker():  # the writer's heartbeat covers it
+                future.result()
+        except OutboxError as err:
+            self._failed(err)
+        except Exception:  # a bug, as the poll step would have met it
+            self._on_bug(state)
+        else:
+            self._stored(state)
 
     def store_alarms(self, events: Sequence[AlarmEvent]) -> None:
         """Commit alarm events that have no sample (a communication alarm cleared by a GC

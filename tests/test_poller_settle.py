@@ -175,3 +175,46 @@ def test_commit_bug_found_while_settling_backs_off_without_skipping_a_poll(
     assert len([r for r in caplog.records if r.exc_info]) == 1
     assert stop.waits[0] == (START, INTERVAL_S, START + INTERVAL_S), \
         "(clock, wait, due): due one interval after the poll, not two"
+
+
+def test_link_does_not_wait_past_its_next_poll_for_a_commit(tmp_path, server, clock):
+    """The first sample is handed over while the writer is held; the poller settles it
+    while it has time. When the device falls due (the test moves the clock) with that
+    commit still held, the poller reads the device again instead of waiting for the
+    commit (which made polls late, and lost slots, at rates where a link's commits took
+    about as long as its wait). Both samples are stored once the writer goes on."""
+    path = write_station(
+        tmp_path / "station.yaml", broker_port=1883,
+        links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
+                       "timeout_ms": 2000}},
+        devices=[{"id": "det-1", "link": "lan", "unit_id": 1, "interval_s": INTERVAL_S,
+                  "channels": [{"name": "gas", "address": 0, "unit": "ppm"}]}])
+    config = load_config(path)
+    db = tmp_path / "o.sqlite3"
+    outbox = Outbox(db, Retention(None, None, None))
+    outbox._writer.conn.execute("PRAGMA busy_timeout=600000")  # held by the test, not timed
+    stop = RecordingStop(clock)
+    poller = LinkPoller(config.links["lan"], [load_driver(d) for d in config.devices],
+                        outbox, config.polling, stop)
+    stop.poller = poller
+    held = HeldWriter(db)
+    poller.start()
+    try:
+        wait_until(lambda: len(server.requests) == 1 and paused(poller), 30,
+                   "the first poll, then the poller settling its sample while it has time")
+        clock.now += INTERVAL_S  # due again, the first commit still held
+        wait_until(lambda: len(server.requests) == 2, 30,
+                   "the second poll while the first sample is still committing")
+        state = poller.devices[0]
+        assert state.samples_stored == 0, "nothing counted as stored before its commit"
+    finally:
+        held.release()
+    try:
+        wait_until(lambda: poller.devices[0].samples_stored == 2, 30,
+                   "both samples stored once the writer goes on")
+    finally:
+        stop.set()
+        poller.thread.join(timeout=30)
+        outbox.close()
+    assert not poller.thread.is_alive()
+    assert poller.devices[0].polls == 2
