@@ -66,8 +66,8 @@ PROFILES = {
                      96000),
                     1_000_000, 60),
     "short": Profile("short", 2, 1, 1, 3, 8, 5, 4, 5, 25, 1.0,
-                     (2000, 4000, 8000, 16000, 24000, 32000, 48000, 64000, 96000), 50_000,
-                     20, 250_000),
+                     (4000, 8000, 16000, 24000, 32000, 48000, 64000, 96000), 50_000, 20,
+                     250_000),
     # Only proves every workload runs (tests/test_bench_smoke.py): the shortest warm-up and
     # W1 window that still hold a few polls; the step window stays 2 s, since a 1 s one
     # counts too few polls to judge "sustained" and would run the step again.
