@@ -209,9 +209,9 @@ class LinkPoller:
                 self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
                     state.driver.device, self.link, self._policy))
                 if wait_s > 0 and self._samples.committing:
-                    # Nothing left committing while idle, but no poll waits for a commit:
-                    # settle until the next device is due, then look again at what is due
-                    # (a failed commit may have rescheduled a device).
+                    # Nothing left committing while idle, but a due poll does not wait for
+                    # commits: settle until the next device is due, then look again at what
+                    # is due (a failed commit may have rescheduled a device).
                     self._samples.settle_until(state.next_due, time.monotonic)
                     continue
                 if self._outputs is not None and self._between_polls(client, wait_s):

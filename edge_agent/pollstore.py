@@ -6,7 +6,8 @@ reads its next device while it commits; up to ``window`` samples of the link (on
 device) may be committing at once, so the appends of the devices due together share the
 writer's transactions (group commit) instead of each paying one, and the poller is not
 woken once per commit. The poller settles them while it has time before its next poll
-(``settle_until``): a poll never waits for a commit.
+(``settle_until``): a due poll does not wait for earlier commits (unless ``window``
+samples are committing already).
 
 Why (issue 11, docs/poll-path.md): waiting for each commit held a link to one fsync and
 one writer turn per poll. At high rates the bench measured pollers spending about two
