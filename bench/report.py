@@ -126,23 +126,27 @@ def header(profile: str) -> list[str]:
             f"{platform.python_version()}"]
 
 
-def _at_top(results: Results, row: Row) -> set[str]:
+def _at_top(results: Results) -> set[str]:
     """The pipelines whose every step of the sustained-rate search passed: their figure
-    is the top step, a lower bound (bench/runner.py)."""
-    return {kind for kind, runs in results.get(row.workload, {}).items()
+    is the top step, a lower bound of their limit (bench/runner.py)."""
+    return {kind for kind, runs in results.get("sustained", {}).items()
             if any(run.get("at_top") for run in runs)}
 
 
 def _verdict(row: Row, agent: list[float], bare: list[float], ratio: float,
              at_top: set[str]) -> str:
-    """" (met)", " (MISSED)", or why the ratio says nothing: with bare at the top step its
-    figure is only a lower bound, so agent/bare is an upper bound of the true ratio."""
+    """" (met)", " (MISSED)", or " (not measured: ...)" when a figure at the top step
+    leaves the answer open: bare's lower bound makes agent/bare an upper bound (a miss
+    is still a miss), the agent's makes it a lower bound (a pass is still a pass); and
+    an agent that passed every step was never offered past its limit in "overload"."""
     if row.check is None or not agent or not bare:
         return ""
-    if "bare" in at_top:
-        both = "both" if "agent" in at_top else "bare"
-        return f" (not measured: {both} passed the top step; add a higher one)"
+    if row.workload.startswith("overload") and "agent" in at_top:
+        return " (not measured: the agent passed the top step, so this was not past its limit)"
     met = row.check(statistics.median(agent), statistics.median(bare), ratio)
+    if row.workload == "sustained" and ("bare" if met else "agent") in at_top:
+        return (f" (not measured: {'bare' if met else 'the agent'} passed the top step; "
+                "add a higher one)")
     return " (met)" if met else " (MISSED)"
 
 
@@ -156,7 +160,7 @@ def table(results: Results, head: list[str]) -> str:
         agent, bare = _values(results, row, "agent"), _values(results, row, "bare")
         ratio = (statistics.median(agent) / statistics.median(bare)
                  if agent and bare and statistics.median(bare) else math.nan)
-        verdict = _verdict(row, agent, bare, ratio, _at_top(results, row))
+        verdict = _verdict(row, agent, bare, ratio, _at_top(results))
         ratio_text = f"{ratio:.2f}x" if not math.isnan(ratio) else "-"
         lines.append(f"{row.label:<44} {_cell(agent, row.digits):>24} "
                      f"{_cell(bare, row.digits):>24} {ratio_text:>10}  {row.target}{verdict}")

@@ -7,7 +7,7 @@ device) may be committing at once, so the appends of the devices due together sh
 writer's transactions (group commit) instead of each paying one, and the poller is not
 woken once per commit. The poller settles them while it has time before its next poll
 (``settle_until``): a due poll does not wait for earlier commits (unless ``window``
-samples are committing already).
+samples are committing already, or its own sample must be waited for: see below).
 
 Why (issue 11, docs/poll-path.md): waiting for each commit held a link to one fsync and
 one writer turn per poll. At high rates the bench measured pollers spending about two

@@ -58,11 +58,25 @@ def sustained_line(agent: tuple[float, bool], bare: tuple[float, bool]) -> str:
                 if line.startswith("highest sustained rate"))
 
 
-def test_a_ratio_against_bare_at_the_top_step_is_not_called_met_or_missed():
+def test_a_pass_against_bare_at_the_top_step_is_not_called_met():
+    # bare's figure is a lower bound: agent/bare is an upper bound of the true ratio
     line = sustained_line((96_000, True), (96_000, True))
-    assert "not measured: both passed the top step" in line
+    assert "not measured: bare passed the top step" in line
     assert "(met)" not in line and "MISSED" not in line
-    assert "not measured: bare passed" in sustained_line((40_000, False), (96_000, True))
+
+
+def test_a_miss_stays_a_miss_against_bare_at_the_top_step():
+    # an upper bound below 0.9 is a miss whatever bare's true limit
+    assert sustained_line((40_000, False), (96_000, True)).endswith("(MISSED)")
+
+
+def test_a_miss_with_the_agent_at_the_top_step_is_not_called_missed():
+    results = {"sustained": {"agent": [{"tags_per_s": 96_000, "at_top": True},
+                                       {"tags_per_s": 40_000, "at_top": False}],
+                             "bare": [{"tags_per_s": 80_000, "at_top": False}] * 2}}
+    line = next(line for line in table(results, []).splitlines()
+                if line.startswith("highest sustained rate"))
+    assert "not measured: the agent passed the top step" in line
 
 
 def test_a_ratio_below_the_top_step_is_judged_as_before():
@@ -70,3 +84,14 @@ def test_a_ratio_below_the_top_step_is_judged_as_before():
     assert sustained_line((40_000, False), (48_000, False)).endswith("ratio >= 0.9 (MISSED)")
     # the agent at the top, bare below it: the ratio is a lower bound, so met stands
     assert sustained_line((96_000, True), (80_000, False)).endswith("(met)")
+
+
+def test_overload_is_not_judged_when_the_agent_passed_the_top_step():
+    run = {"delivered_tags_per_s": 90_000.0, "sustained_tags_per_s": 96_000.0,
+           "latency_median_ms": 20.0, "latency_p99_ms": 40.0, "outbox_growth_per_s": 0.0}
+    results = {"sustained": {"agent": [{"tags_per_s": 96_000, "at_top": True}],
+                             "bare": [{"tags_per_s": 96_000, "at_top": True}]},
+               "overload-1.5": {"agent": [dict(run)], "bare": [dict(run)]}}
+    line = next(line for line in table(results, []).splitlines()
+                if "delivered / own sustained" in line)
+    assert "not measured: the agent passed the top step" in line
