@@ -32,6 +32,8 @@ class BlackHoleProxy:
         self.relayed_bytes = 0  # passed through, both directions
         self._stop = threading.Event()
         self._pairs: dict[socket.socket, socket.socket] = {}
+        self._upstreams: set[socket.socket] = set()  # our sockets to the target
+        self._replies_only = False  # frozen one way: what the target sends is dropped
         self.connections = 0  # accepted so far: a client that reconnected shows here
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._listener, selectors.EVENT_READ)
@@ -41,10 +43,12 @@ class BlackHoleProxy:
         self._thread.start()
         return self
 
-    def freeze(self) -> None:
-        """Stop relaying in both directions; keep every socket open. Returns once the
-        relay loop has seen it: no byte passes after this returns (a relay that was
-        under way when it was called has finished)."""
+    def freeze(self, replies_only: bool = False) -> None:
+        """Stop relaying in both directions (``replies_only``: only what the target
+        sends back, so the client's packets still arrive and nothing answers them); keep
+        every socket open. Returns once the relay loop has seen it: no byte passes after
+        this returns (a relay that was under way when it was called has finished)."""
+        self._replies_only = replies_only
         self._frozen_seen.clear()
         self._frozen.set()
         if self._thread.is_alive() and not self._frozen_seen.wait(5):
@@ -59,7 +63,8 @@ class BlackHoleProxy:
                 sock = key.fileobj
                 if sock is self._listener:
                     self._accept()
-                elif not self._frozen.is_set():
+                elif not self._frozen.is_set() or (self._replies_only
+                                                   and sock not in self._upstreams):
                     self._relay(sock)
             if self._frozen.is_set():
                 self._frozen_seen.set()
@@ -77,6 +82,7 @@ class BlackHoleProxy:
             sock.setblocking(False)
             self._sel.register(sock, selectors.EVENT_READ)
         self._pairs[client], self._pairs[upstream] = upstream, client
+        self._upstreams.add(upstream)
 
     def _relay(self, sock: socket.socket) -> None:
         peer = self._pairs.get(sock)
@@ -102,6 +108,7 @@ class BlackHoleProxy:
             if one is None:
                 continue
             self._pairs.pop(one, None)
+            self._upstreams.discard(one)
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(one)
             one.close()
