@@ -86,12 +86,10 @@ def paused(poller: LinkPoller) -> bool:
     return poller.heartbeat.stuck(math.inf) is None
 
 
-def test_link_polls_when_due_even_after_its_commits_took_longer_than_the_wait(
-        tmp_path, server, clock):
-    """The first sample is handed over while the writer is held; the poller, with 10 s to
-    wait, settles first. The commit ends 25 s later on the poller's clock: the device is
-    overdue, so the poller polls at once instead of sleeping the 10 s it computed before
-    settling (which made every poll of an idle link late by its last commits)."""
+def started_with_writer_held(tmp_path, server: SimServer, clock: Clock,
+                             ) -> tuple[LinkPoller, Outbox, RecordingStop, HeldWriter]:
+    """One device every ``INTERVAL_S`` on the simulator, the real outbox on a file whose
+    writes a second connection holds (released by the test), the poller started."""
     path = write_station(
         tmp_path / "station.yaml", broker_port=1883,
         links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
@@ -108,6 +106,16 @@ def test_link_polls_when_due_even_after_its_commits_took_longer_than_the_wait(
     stop.poller = poller
     held = HeldWriter(db)
     poller.start()
+    return poller, outbox, stop, held
+
+
+def test_link_polls_when_due_even_after_its_commits_took_longer_than_the_wait(
+        tmp_path, server, clock):
+    """The first sample is handed over while the writer is held; the poller, with 10 s to
+    wait, settles first. The commit ends 25 s later on the poller's clock: the device is
+    overdue, so the poller polls at once instead of sleeping the 10 s it computed before
+    settling (which made every poll of an idle link late by its last commits)."""
+    poller, outbox, stop, held = started_with_writer_held(tmp_path, server, clock)
     try:
         wait_until(lambda: len(server.requests) == 1 and paused(poller), 30,
                    "the first poll, then the poller settling its sample before it sleeps")
@@ -183,22 +191,7 @@ def test_link_does_not_wait_past_its_next_poll_for_a_commit(tmp_path, server, cl
     commit still held, the poller reads the device again instead of waiting for the
     commit (which made polls late, and lost slots, at rates where a link's commits took
     about as long as its wait). Both samples are stored once the writer goes on."""
-    path = write_station(
-        tmp_path / "station.yaml", broker_port=1883,
-        links={"lan": {"type": "tcp", "host": "127.0.0.1", "port": server.tcp_port,
-                       "timeout_ms": 2000}},
-        devices=[{"id": "det-1", "link": "lan", "unit_id": 1, "interval_s": INTERVAL_S,
-                  "channels": [{"name": "gas", "address": 0, "unit": "ppm"}]}])
-    config = load_config(path)
-    db = tmp_path / "o.sqlite3"
-    outbox = Outbox(db, Retention(None, None, None))
-    outbox._writer.conn.execute("PRAGMA busy_timeout=600000")  # held by the test, not timed
-    stop = RecordingStop(clock)
-    poller = LinkPoller(config.links["lan"], [load_driver(d) for d in config.devices],
-                        outbox, config.polling, stop)
-    stop.poller = poller
-    held = HeldWriter(db)
-    poller.start()
+    poller, outbox, stop, held = started_with_writer_held(tmp_path, server, clock)
     try:
         wait_until(lambda: len(server.requests) == 1 and paused(poller), 30,
                    "the first poll, then the poller settling its sample while it has time")
