@@ -171,6 +171,8 @@ class LinkPoller:
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
         self._checked_client: LinkClient | None = None
         self._client_adjustable = False
+        # id(DeviceState) -> (the policy it was worked out for, poll_bound_s)
+        self._bounds: dict[int, tuple[PollingPolicy, float]] = {}
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
@@ -195,6 +197,18 @@ class LinkPoller:
         self._policy = policy
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
 
+    def _poll_bound_s(self, state: DeviceState) -> float:
+        """The watchdog's bound of one poll of ``state`` (watchdog.poll_bound_s), worked
+        out once per device and policy: it is asked before every poll, and working it out
+        costs more than a planned read's decoding (issue 11)."""
+        policy = self._policy  # set_policy may replace it from another thread
+        known = self._bounds.get(id(state))
+        if known is not None and known[0] is policy:
+            return known[1]
+        bound = poll_bound_s(state.driver.device, self.link, policy)
+        self._bounds[id(state)] = (policy, bound)
+        return bound
+
     def _run(self) -> None:
         self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
         client = open_link_client(self.link, self._open_tap(self.link))
@@ -206,13 +220,13 @@ class LinkPoller:
             while not self._stop.is_set():
                 state = min(self.devices, key=lambda s: s.next_due)
                 wait_s = state.next_due - time.monotonic()
-                self.heartbeat.beat(max(wait_s, 0.0) + poll_bound_s(
-                    state.driver.device, self.link, self._policy))
-                if wait_s > 0 and self._samples.committing:
+                self.heartbeat.beat(max(wait_s, 0.0) + self._poll_bound_s(state))
+                if wait_s > 0 and self._samples.committing and \
+                        self._samples.settle_until(state.next_due, time.monotonic):
                     # Nothing left committing while idle, but a due poll does not wait for
                     # commits: settle until the next device is due, then look again at what
-                    # is due (a failed commit may have rescheduled a device).
-                    self._samples.settle_until(state.next_due, time.monotonic)
+                    # is due (a failed commit may have rescheduled a device). A short idle
+                    # time is slept through below (pollstore.py).
                     continue
                 if self._outputs is not None and self._between_polls(client, wait_s):
                     continue
