@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from edge_agent.payload import Message, StoredEntry
 
 _SCAN_CHUNK = 512
+_HEAD_SCAN = 256  # rows of a lane _scan_heads reads before it seeks per device instead
 _LANES = ((False, "id > ?"), (True, "id <= ?"))
 _ROWS = "SELECT id, kind, device_id, seq, entry_id, body FROM outbox"
 _FOR_UPLINK = "(uplink IS NULL OR uplink = ?)"  # rows the uplink may carry
@@ -103,16 +104,15 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
     moved, resent = 0, resent + len(again)
     if len(messages) >= wanted:
         return Claimed(tuple(messages), boundary, moved, resent)
-    carried = [device for device in devices(conn) if carries is None or carries(device)]
     for historical, lane in _LANES:
         if len(messages) >= wanted:
             break
-        heads = _Heads(conn, uplink, scan, ranges, historical, lane, carried)
+        heads = _Heads(conn, uplink, scan, ranges, historical, lane, carries)
         if not historical and live_cutoff is not None:
             head = heads.first()
             if head is not None and head[3] < live_cutoff:
                 boundary, moved = _move_late_rows(conn, scan, ranges, boundary, live_cutoff)
-                heads = _Heads(conn, uplink, scan, ranges, historical, lane, carried)
+                heads = _Heads(conn, uplink, scan, ranges, historical, lane, carries)
         while len(messages) < wanted:
             head = heads.first()
             if head is None:
@@ -172,7 +172,10 @@ def claim_alarms(conn: sqlite3.Connection, uplink: str, boundary: int, wanted: i
 
 
 def _inside(ranges: Ranges, device_id: str, row_id: int) -> bool:
-    return any(first <= row_id <= last for first, last in ranges.get(device_id, ()))
+    for first, last in ranges.get(device_id, ()):  # noqa: SIM110 (per row: no generator)
+        if first <= row_id <= last:
+            return True
+    return False
 
 
 def devices(conn: sqlite3.Connection) -> list[str]:
@@ -181,6 +184,33 @@ def devices(conn: sqlite3.Connection) -> list[str]:
         "WITH RECURSIVE d(device) AS (SELECT MIN(device_id) FROM outbox UNION ALL "
         "SELECT (SELECT MIN(device_id) FROM outbox WHERE device_id > d.device) FROM d "
         "WHERE d.device IS NOT NULL) SELECT device FROM d WHERE device IS NOT NULL")]
+
+
+def _scan_heads(conn: sqlite3.Connection, uplink: str, start: int, ranges: Ranges, lane: str,
+                boundary: int, carries: Callable[[str], bool] | None,
+                ) -> dict[str, tuple[int, str, str, float]] | None:
+    """Each device's lowest row of the lane at or above ``start`` that ``uplink`` carries
+    and has not claimed, read from the lane's rows in id order when there are at most
+    ``_HEAD_SCAN`` of them (None when there are more). Live, these are the messages in
+    flight and what committed since the last claim: one look instead of a seek per
+    device of the outbox and a ``devices`` walk (two thirds of a claim's CPU at 40 000
+    tags/s, issue 11); an empty backlog lane costs one seek that finds nothing."""
+    rows = conn.execute(
+        f"SELECT id, device_id, kind, acquired_at, uplink FROM outbox WHERE id >= ? AND "
+        f"{lane} ORDER BY id LIMIT ?", [start, boundary, _HEAD_SCAN + 1]).fetchall()
+    if len(rows) > _HEAD_SCAN:
+        return None
+    heads: dict[str, tuple[int, str, str, float]] = {}
+    skipped: set[str] = set()  # devices the uplink does not carry
+    for row_id, device_id, kind, acquired_at, addressee in rows:
+        if device_id in heads or device_id in skipped or addressee not in (None, uplink) \
+                or _inside(ranges, device_id, row_id):
+            continue
+        if carries is not None and not carries(device_id):
+            skipped.add(device_id)
+            continue
+        heads[device_id] = (row_id, device_id, kind, acquired_at)
+    return heads
 
 
 def _device_head(conn: sqlite3.Connection, uplink: str, device_id: str, start: int,
@@ -208,13 +238,17 @@ class _Heads:
     message in flight again: 2.4 s of a 6.4 s drain of 25-reading samples)."""
 
     def __init__(self, conn: sqlite3.Connection, uplink: str, scan: Scan, ranges: Ranges,
-                 historical: bool, lane: str, devices: list[str]) -> None:
+                 historical: bool, lane: str,
+                 carries: Callable[[str], bool] | None) -> None:
         self._conn, self._uplink, self._scan, self._ranges = conn, uplink, scan, ranges
         self._historical, self._lane = historical, lane
         start = scan.frontier.get(historical, 0)
-        self._heads = {device: _device_head(conn, uplink, device, start, ranges, lane,
-                                            scan.boundary)
-                       for device in devices}
+        heads = _scan_heads(conn, uplink, start, ranges, lane, scan.boundary, carries)
+        if heads is None:  # more rows above the frontier than one look reads: seek each
+            heads = {device: _device_head(conn, uplink, device, start, ranges, lane,
+                                          scan.boundary)
+                     for device in devices(conn) if carries is None or carries(device)}
+        self._heads: dict[str, tuple[int, str, str, float] | None] = heads
 
     def first(self) -> tuple[int, str, str, float] | None:
         """The lane's lowest unclaimed row: (id, device, kind, acquired_at)."""
