@@ -2,9 +2,10 @@
 lane is read from the lane's rows above its frontier when they are few
 (``_scan_heads``), else found by a seek per device of the outbox (``_device_head``). The
 two must agree on every claim: this drives the same random history of appends, claims,
-acknowledgements, re-offers, two uplinks (one carrying some devices only) and live rows
-falling behind the live window through real outboxes, once per way of finding heads,
-and compares every message claimed."""
+acknowledgements, re-offers, two uplinks (one carrying some devices only), messages set
+aside (a gap row addressed to one uplink) and live rows falling behind the live window
+through real outboxes, once per way of finding heads, and compares every message
+claimed."""
 
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def history(path: Path, seed: int) -> list[tuple]:
                      for _ in range(min(len(flying), rng.randrange(0, 4)))]
             if flying and rng.random() < 0.1:  # not handed over after all: offered again
                 view.forget_in_flight([flying.pop()])
+            if flying and rng.random() < 0.08:  # given up: a gap row for this uplink alone
+                view.set_aside_unpublishable(flying.pop(rng.randrange(len(flying))))
             got = view.claim_batch(boundary[name], rng.randrange(1, 8), rng.choice((1, 3, 50)),
                                    10_000, live_cutoff=now.timestamp() - 30, acked=acked)
             boundary[name] = got.boundary
@@ -76,5 +79,6 @@ def test_scanned_heads_claim_what_per_device_seeks_claim(tmp_path, monkeypatch, 
     mixed = history(tmp_path / "mixed.sqlite3", seed)
     assert len(scanned) > 100 and any(m[4] for m in scanned) and any(not m[4] for m in scanned)
     assert {m[1] for m in scanned} == set(UPLINKS)
+    assert any(m[3] == "gap" for m in scanned), "no row addressed to one uplink was claimed"
     assert scanned == sought
     assert mixed == sought

@@ -211,3 +211,33 @@ def test_link_does_not_wait_past_its_next_poll_for_a_commit(tmp_path, server, cl
         outbox.close()
     assert not poller.thread.is_alive()
     assert poller.devices[0].polls == 2
+
+
+def test_settling_waits_for_the_oldest_when_the_newest_is_done_first():
+    """The writer answers a link's samples in order, so settle_until waits for the newest;
+    were the newest ever done first, it must wait for the oldest, not spin. Real futures,
+    a stand-in outbox that hands them out; the clock counts how often it is read."""
+    from concurrent.futures import Future
+
+    from edge_agent.pollstore import SampleStore
+
+    pending, done = Future(), Future()
+    done.set_result(None)
+    handed = iter([pending, done])
+    outbox = SimpleNamespace(append_nowait=lambda sample: next(handed))
+    store = SampleStore(outbox, on_bug=lambda state: None, window=5)
+    state = SimpleNamespace(driver=None, samples_stored=0)
+    for _ in range(2):
+        store.store_overlapped(state, SimpleNamespace(driver_state=None))
+    reads = []
+
+    def clock() -> float:
+        reads.append(1)
+        return time.monotonic()
+
+    assert store.settle_until(time.monotonic() + 0.2, clock)
+    assert store.committing == 2, "the pending sample was settled"
+    assert len(reads) < 20, f"settle_until spun: {len(reads)} clock reads in 0.2 s"
+    pending.set_result(None)
+    store.settle()
+    assert state.samples_stored == 2
