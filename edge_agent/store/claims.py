@@ -34,6 +34,7 @@ is deleted at once, as before.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence, Set
@@ -104,15 +105,17 @@ def claim(conn: sqlite3.Connection, uplink: str, in_flight: Set[str], scan: Scan
     moved, resent = 0, resent + len(again)
     if len(messages) >= wanted:
         return Claimed(tuple(messages), boundary, moved, resent)
+    carried = functools.cache(  # walked at most once per claim, and only to seek
+        lambda: [device for device in devices(conn) if carries is None or carries(device)])
     for historical, lane in _LANES:
         if len(messages) >= wanted:
             break
-        heads = _Heads(conn, uplink, scan, ranges, historical, lane, carries)
+        heads = _Heads(conn, uplink, scan, ranges, historical, lane, carries, carried)
         if not historical and live_cutoff is not None:
             head = heads.first()
             if head is not None and head[3] < live_cutoff:
                 boundary, moved = _move_late_rows(conn, scan, ranges, boundary, live_cutoff)
-                heads = _Heads(conn, uplink, scan, ranges, historical, lane, carries)
+                heads = _Heads(conn, uplink, scan, ranges, historical, lane, carries, carried)
         while len(messages) < wanted:
             head = heads.first()
             if head is None:
@@ -234,20 +237,21 @@ def _device_head(conn: sqlite3.Connection, uplink: str, device_id: str, start: i
 
 class _Heads:
     """Each device's next unclaimed row of one lane, looked up once per claim call and
-    again only for the device just claimed (a scan of the rows themselves read every
-    message in flight again: 2.4 s of a 6.4 s drain of 25-reading samples)."""
+    again only for the device just claimed: from one read of the lane's rows when they
+    are few (``_scan_heads``), else by a seek per device (an unbounded read of the rows
+    themselves read every message in flight again: 2.4 s of a 6.4 s drain of 25-reading
+    samples). ``carried``: the devices the uplink carries, asked only for the seeks."""
 
     def __init__(self, conn: sqlite3.Connection, uplink: str, scan: Scan, ranges: Ranges,
-                 historical: bool, lane: str,
-                 carries: Callable[[str], bool] | None) -> None:
+                 historical: bool, lane: str, carries: Callable[[str], bool] | None,
+                 carried: Callable[[], list[str]]) -> None:
         self._conn, self._uplink, self._scan, self._ranges = conn, uplink, scan, ranges
         self._historical, self._lane = historical, lane
         start = scan.frontier.get(historical, 0)
         heads = _scan_heads(conn, uplink, start, ranges, lane, scan.boundary, carries)
         if heads is None:  # more rows above the frontier than one look reads: seek each
             heads = {device: _device_head(conn, uplink, device, start, ranges, lane,
-                                          scan.boundary)
-                     for device in devices(conn) if carries is None or carries(device)}
+                                          scan.boundary) for device in carried()}
         self._heads: dict[str, tuple[int, str, str, float] | None] = heads
 
     def first(self) -> tuple[int, str, str, float] | None:
