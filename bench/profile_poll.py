@@ -19,6 +19,12 @@ No forwarder runs: the figure is the cost before the broker.
 much of the polling thread's figure it is: the Modbus read, decoding, judging and building
 the sample, apart from the poller's bookkeeping and the hand-over to the outbox.
 
+``--baseline`` also times, each alone with the outbox idle, the bare pipeline's poll
+(bench/bare_pipeline.py: pymodbus's own client reading the same registers, one struct
+unpack) and ``driver.poll``, and prints their ratio: what decoding, judging and building
+the sample add over pymodbus, on a quiet thread, a figure far steadier than the sustained
+rate of a whole pipeline on a shared machine.
+
 ``--alarms N`` gives each device high and high-high rules (deadband, on-delay) on N of its
 channels and hands every poll to the alarm engine, as the agent does when a station has
 alarms (events go to a sink that keeps nothing); without it the poller gets no alarm hook,
@@ -44,6 +50,7 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention
 from edge_agent.driver import load_driver
 from edge_agent.link_clients import open_link_client
+from edge_agent.model import utc_now
 from edge_agent.poller import LinkPoller
 from edge_agent.store.outbox import Outbox
 
@@ -162,8 +169,46 @@ class _DriverClock:
         driver.poll = timed  # type: ignore[attr-defined]
 
 
+def _bare_poll_us(port: int, drivers: list, polls: int) -> float:
+    """Thread CPU per poll of the bare pipeline's way (bench/bare_pipeline.py): pymodbus's
+    own sync client reading each device's planned registers, then one struct unpack of
+    the words, with nothing else; the same simulator, so a ratio against it says what
+    the driver adds over pymodbus (decoding, quality, the sample)."""
+    from pymodbus.client import ModbusTcpClient
+
+    client = ModbusTcpClient("127.0.0.1", port=port, retries=0, timeout=2)
+    client.connect()
+    reads = [(client.read_input_registers if request.register.value == "input"
+              else client.read_holding_registers, driver.device.unit_id, request.address,
+              request.count, struct.Struct(f">{request.count}H"))
+             for driver in drivers for request in driver.requests]
+    try:
+        for read, unit, address, count, words in reads:  # warm up: first answers
+            words.pack(*read(address, count=count, device_id=unit).registers)
+        started = time.thread_time()
+        for _ in range(polls):
+            for read, unit, address, count, words in reads:
+                words.unpack(words.pack(*read(address, count=count,
+                                              device_id=unit).registers))
+        return 1e6 * (time.thread_time() - started) / (polls * len(drivers))
+    finally:
+        client.close()
+
+
+def _driver_poll_us(client: object, drivers: list, polls: int) -> float:
+    """Thread CPU per ``driver.poll`` with nothing else running (``_bare_poll_us``'s
+    counterpart: the outbox's writer is idle by then). The class's ``poll``, not the
+    instance's: ``--split`` wraps that one in a clock."""
+    started = time.thread_time()
+    for _ in range(polls):
+        for driver in drivers:
+            type(driver).poll(driver, client, utc_now())
+    return 1e6 * (time.thread_time() - started) / (polls * len(drivers))
+
+
 def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
-        alarms: int = 0, wait: bool = False, split: bool = False) -> None:
+        alarms: int = 0, wait: bool = False, split: bool = False,
+        baseline: bool = False) -> None:
     channels = _channels(tags)
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.get_context("spawn").Process(
@@ -212,6 +257,10 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
             cpu_s = time.process_time() - started
             poll_s = time.thread_time() - started_thread
             stored = sum(state.samples_stored for state in poller.devices)
+            split_s, split_polls = clock.cpu_s, clock.polls  # before the baseline's polls
+            if baseline:  # both alone: no writer thread competing for the CPU
+                bare_us = _bare_poll_us(port, drivers, polls)
+                driver_us = _driver_poll_us(client, drivers, polls)
         finally:
             client.close()
             outbox.close()
@@ -226,11 +275,15 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
           f"{cpu_s:.2f} CPU s, {1000 * cpu_s / readings:.4f} CPU s per 1 000 readings "
           f"(polling thread {1000 * poll_s / readings:.4f}, outbox writer and the rest "
           f"{1000 * (cpu_s - poll_s) / readings:.4f})")
-    if split and clock.polls:
-        print(f"polling thread split: driver.poll {1000 * clock.cpu_s / readings:.4f} CPU s "
-              f"per 1 000 readings ({1e6 * clock.cpu_s / clock.polls:.0f} us per poll), the "
-              f"rest of the thread {1000 * (poll_s - clock.cpu_s) / readings:.4f} "
-              f"({1e6 * (poll_s - clock.cpu_s) / clock.polls:.0f} us per poll)")
+    if split and split_polls:
+        print(f"polling thread split: driver.poll {1000 * split_s / readings:.4f} CPU s "
+              f"per 1 000 readings ({1e6 * split_s / split_polls:.0f} us per poll), the "
+              f"rest of the thread {1000 * (poll_s - split_s) / readings:.4f} "
+              f"({1e6 * (poll_s - split_s) / split_polls:.0f} us per poll)")
+    if baseline:
+        print(f"baseline, each alone (no outbox): bare pymodbus read + unpack of the same "
+              f"registers {bare_us:.0f} us per poll, driver.poll {driver_us:.0f} us: "
+              f"{driver_us / bare_us:.2f}x")
     if profiler:
         for other in threads.profiles:
             other.disable()  # harmless from another thread: its stats are complete
@@ -252,9 +305,12 @@ def main() -> None:
                              "polled while earlier samples commit (edge_agent/pollstore.py)")
     parser.add_argument("--split", action="store_true",
                         help="also print how much of the polling thread is driver.poll")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also time bare pymodbus reads of the same registers (the bare "
+                             "pipeline's poll) and print the ratio")
     args = parser.parse_args()
     run(args.devices, args.tags, args.polls, args.profile, args.top, args.alarms,
-        args.wait, args.split)
+        args.wait, args.split, args.baseline)
 
 
 if __name__ == "__main__":

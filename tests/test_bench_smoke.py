@@ -8,6 +8,7 @@ fast they were. Figures come from ``python -m bench --short`` (docs/performance.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,20 @@ def test_alarm_latency_measures_broker_and_coil_with_and_without_a_backlog(
         assert min(raw[run]["broker_ms"] + raw[run]["coil_ms"]) > 0
     assert raw["backlog draining"]["backlog"] == 2000 and raw["no backlog"]["backlog"] == 0
     assert raw["backlog draining"]["seeded_s"] > 0
+
+
+@pytest.mark.real_parts
+def test_poll_profile_prints_the_split_and_the_bare_baseline() -> None:
+    done = subprocess.run([sys.executable, "bench/profile_poll.py", "--devices", "2",
+                           "--tags", "6", "--polls", "20", "--split", "--baseline"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("2 devices x 6 tags") and "20 polls each: 240 readings" in line
+               for line in lines), done.stdout
+    [baseline] = [line for line in lines if line.startswith("baseline, each alone")]
+    bare_us, driver_us, ratio = (float(x) for x in
+                                 re.findall(r"([\d.]+) us per poll, driver.poll ([\d.]+) us: "
+                                            r"([\d.]+)x", baseline)[0])
+    assert bare_us > 0 and driver_us > 0
+    assert ratio == pytest.approx(driver_us / bare_us, abs=0.02 + 0.01 * ratio)
