@@ -21,9 +21,10 @@ the sample, apart from the poller's bookkeeping and the hand-over to the outbox.
 
 ``--baseline`` also times, each alone with the outbox idle, the bare pipeline's poll
 (bench/bare_pipeline.py: pymodbus's own client reading the same registers, one struct
-unpack) and ``driver.poll``, and prints their ratio: what decoding, judging and building
-the sample add over pymodbus, on a quiet thread, a figure far steadier than the sustained
-rate of a whole pipeline on a shared machine.
+unpack) and ``driver.poll``, and prints their ratio: what the driver adds over pymodbus
+(the agent's transport around it: the capped client, whole-word decoding, the answer's
+checks; then decoding, judging and building the sample), on a quiet thread, a figure far
+steadier than the sustained rate of a whole pipeline on a shared machine.
 
 ``--alarms N`` gives each device high and high-high rules (deadband, on-delay) on N of its
 channels and hands every poll to the alarm engine, as the agent does when a station has
@@ -173,8 +174,14 @@ def _bare_poll_us(port: int, drivers: list, polls: int) -> float:
     """Thread CPU per poll of the bare pipeline's way (bench/bare_pipeline.py): pymodbus's
     own sync client reading each device's planned registers, then one struct unpack of
     the words, with nothing else; the same simulator, so a ratio against it says what
-    the driver adds over pymodbus (decoding, quality, the sample)."""
+    the driver adds over pymodbus (its transport's checks, decoding, quality, the
+    sample). Register reads only, as this profile's channels are."""
     from pymodbus.client import ModbusTcpClient
+
+    for driver in drivers:
+        for request in driver.requests:
+            assert not request.register.is_bit and not request.enron, \
+                "the baseline reads plain registers only"
 
     client = ModbusTcpClient("127.0.0.1", port=port, retries=0, timeout=2)
     client.connect()
@@ -199,10 +206,11 @@ def _driver_poll_us(client: object, drivers: list, polls: int) -> float:
     """Thread CPU per ``driver.poll`` with nothing else running (``_bare_poll_us``'s
     counterpart: the outbox's writer is idle by then). The class's ``poll``, not the
     instance's: ``--split`` wraps that one in a clock."""
+    now = utc_now()  # the poller reads the clock outside driver.poll
     started = time.thread_time()
     for _ in range(polls):
         for driver in drivers:
-            type(driver).poll(driver, client, utc_now())
+            type(driver).poll(driver, client, now)
     return 1e6 * (time.thread_time() - started) / (polls * len(drivers))
 
 
@@ -282,7 +290,7 @@ def run(devices: int, tags: int, polls: int, profile: bool, top: int = 35,
               f"({1e6 * (poll_s - split_s) / split_polls:.0f} us per poll)")
     if baseline:
         print(f"baseline, each alone (no outbox): bare pymodbus read + unpack of the same "
-              f"registers {bare_us:.0f} us per poll, driver.poll {driver_us:.0f} us: "
+              f"registers {bare_us:.1f} us per poll, driver.poll {driver_us:.1f} us: "
               f"{driver_us / bare_us:.2f}x")
     if profiler:
         for other in threads.profiles:

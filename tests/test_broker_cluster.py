@@ -9,7 +9,8 @@ nodes, connects to the first, and while it drains the backlog that node is kille
 and finish there; the killed node is brought back. In the end every sample accepted
 arrived at the subscriber (de-duplicated by id) or, committed after the clean stop's
 last claim, waits in the outbox for the next start (a clean stop gives in-flight
-messages their grace and claims nothing new: docs/install.md); no device has a hole
+messages their grace and claims nothing new: ``Forwarder.stop``, and ``shutdown_grace_s``
+in docs/configuration.md); no device has a hole
 in ``seq``, and the agent is on a surviving node, as ``edge-agent status`` and /metrics
 say.
 """
@@ -25,7 +26,14 @@ import pytest
 from support.collector import Collector
 from support.health import get
 from support.rabbitmq import INSTALL_HINT, RabbitCluster, rabbitmq_installed
-from support.station import AgentProcess, accepted_seqs, outbox_rows, seqs_in_outbox, write_station
+from support.station import (
+    AgentProcess,
+    accepted_seqs,
+    outbox_rows,
+    samples_left,
+    seqs_in_outbox,
+    write_station,
+)
 from support.waiting import wait_until
 
 from edge_agent.tools.sim.broker import free_port
@@ -96,6 +104,11 @@ def test_node_killed_mid_backlog_every_sample_arrives_once_by_id_and_agent_ends_
             [sys.executable, "-m", "edge_agent", "status", str(tmp_path / "station.yaml")],
             capture_output=True, text=True, timeout=60)
         metrics = get(health_port, "/metrics")[1]
+        # Everything accepted up to here is delivered and acknowledged before the stop,
+        # so what the stop may leave is only what it commits later (checked below).
+        drained = accepted_seqs(outbox)
+        wait_until(lambda: all(samples_left(outbox, d, n) == 0 for d, n in drained.items()),
+                   120, "the samples accepted before the stop to be acknowledged")
         assert agent.terminate() == 0  # a clean stop delivers what is in flight
     finally:
         if agent.alive():
@@ -106,6 +119,12 @@ def test_node_killed_mid_backlog_every_sample_arrives_once_by_id_and_agent_ends_
     assert f'edge_agent_mqtt_broker_node_info{{address="{second.address}"}} 1' in metrics
     accepted = accepted_seqs(outbox)
     kept = seqs_in_outbox(outbox)
+    assert outbox_rows(outbox) == len(kept), "only samples may be left, no gap or alarm rows"
+    assert all(seq > drained[device] for device, seq in kept), \
+        f"only samples committed after the drain may be left: {sorted(kept)}, {drained}"
+    both = {(d, seq) for r in collector_samples for d, seq in kept
+            if r.device == d and r.sample["seq"] == seq}
+    assert len(both) <= 1, f"left and delivered (one message in flight at most): {both}"
     for device in DEVICES:
         seqs = [r.sample["seq"] for r in collector_samples if r.device == device]
         assert len(seqs) == len(set(seqs)), f"{device}: a seq arrived under two sample ids"
