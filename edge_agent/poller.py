@@ -138,6 +138,8 @@ class DeviceState:
     last_error_at: float | None = None
     last_sample: Sample | None = None
     exchanges: ExchangeCounts = field(default_factory=ExchangeCounts)
+    # (the policy it was worked out for, watchdog.poll_bound_s): LinkPoller._poll_bound_s
+    poll_bound: tuple[PollingPolicy, float] | None = field(default=None, repr=False)
 
     @property
     def device_id(self) -> str:
@@ -171,8 +173,6 @@ class LinkPoller:
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms
         self._checked_client: LinkClient | None = None
         self._client_adjustable = False
-        # id(DeviceState) -> (the policy it was worked out for, poll_bound_s)
-        self._bounds: dict[int, tuple[PollingPolicy, float]] = {}
         self.thread = threading.Thread(target=self._run, name=f"poll-{link.name}", daemon=True)
         self.heartbeat = Heartbeat(self.thread.name)  # the service watchdog's (watchdog.py)
 
@@ -202,11 +202,11 @@ class LinkPoller:
         out once per device and policy: it is asked before every poll, and working it out
         costs more than a planned read's decoding (issue 11)."""
         policy = self._policy  # set_policy may replace it from another thread
-        known = self._bounds.get(id(state))
+        known = state.poll_bound
         if known is not None and known[0] is policy:
             return known[1]
         bound = poll_bound_s(state.driver.device, self.link, policy)
-        self._bounds[id(state)] = (policy, bound)
+        state.poll_bound = (policy, bound)
         return bound
 
     def _run(self) -> None:
