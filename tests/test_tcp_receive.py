@@ -172,3 +172,22 @@ def test_the_answer_class_describes_itself_without_its_words():
     text = str(pdu)
     assert pdu.registers == list(range(50))
     assert "50 registers" in text and "49" not in text
+
+
+def test_the_socket_waits_in_the_kernel_with_the_answer_timeout():
+    """After a read the socket is blocking, with the kernel's receive and send timeouts
+    at the answer timeout: one system call per send and receive, and neither can wait
+    for ever."""
+    with RawModbusDevice(False, answer, close_after_answer=False) as device:
+        client = client_of(device, 250)
+        try:
+            assert client.read_registers(1, HOLDING, 0, 1) == [0]
+            sock = client._wire._client.socket
+            assert sock.gettimeout() is None
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                seconds, micros = struct.unpack(
+                    "ll", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("ll")))
+                # the kernel keeps it in its own ticks (4 ms at 250 Hz)
+                assert seconds == 0 and abs(micros - 250_000) <= 10_000
+        finally:
+            client.close()

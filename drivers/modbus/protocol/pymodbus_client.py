@@ -39,7 +39,8 @@ What this relies on in 3.16 (checked against its source, re-check on an upgrade)
   ``recv(None)``, expects the first bytes that arrive or b"" after the timeout, and
   ``ModbusTcpClient._handle_abrupt_socket_close`` closes the client and raises
   ``ConnectionException`` when the other end closed: our TCP client's ``recv`` keeps
-  that and makes one system call instead of four (``_CappedTcpClient.recv``);
+  that with a blocking socket and the kernel's timeouts, one system call per send and
+  per receive (``_CappedTcpClient.recv``);
 - ``DecodePDU.decode`` formats ``str(pdu)`` of every answer for a debug line even with
   logging off: our answer classes make it short;
 - ``ModbusTcpClient.connect`` opens ``socket.create_connection`` with ``comm_params``'s
@@ -326,22 +327,27 @@ class _Capped:
 
 class _CappedTcpClient(_Capped, ModbusTcpClient):
     """Opens its socket as pymodbus does, keeping why it could not (``connect_error``),
-    and receives with one call where pymodbus makes four (``recv``)."""
+    and sends and receives with one system call each where pymodbus makes four
+    (``recv``)."""
 
     connect_error: str | None = None
+    # (socket, timeout) that the kernel's send and receive timeouts were last set for
+    _kernel_timeout: tuple[socket.socket, float] | None = None
 
     def recv(self, size: int | None) -> bytes:
         """What pymodbus's ``recv(None)`` returns, for less: the first bytes that arrive
         within the answer timeout (at most 4096), b"" when none did, and pymodbus's own
         ``ConnectionException`` when the other end closed without sending any.
 
-        pymodbus's ``recv`` puts the socket in non-blocking mode, waits in
-        ``select.select`` and then reads, on every call: four calls into the operating
-        system, each of which lets go of the interpreter lock and must win it back, and
-        on a busy agent every win-back is a hand-over between threads. Here the socket
-        stays in timeout mode (as ``connect`` opened it, with the answer timeout), so one
-        ``socket.recv`` waits and reads (issue 11: a poller's CPU per sample fell by
-        about a tenth). The timeout is set again only when ``set_timeout`` changed it or
+        Why: pymodbus puts the socket in non-blocking mode, waits in ``select.select``
+        and then reads, on every call; in Python's timeout mode a send and a receive
+        each wait in ``poll`` first. Every call into the operating system lets go of the
+        interpreter lock and must win it back, and on a busy agent every win-back is a
+        hand-over between threads. Here the socket is blocking with the kernel's own
+        send and receive timeouts (``SO_SNDTIMEO``, ``SO_RCVTIMEO``) set to the answer
+        timeout: a request is one ``send`` and one ``recv`` (issue 11; beside a busy
+        writer thread, 5-8 us less CPU per request, docs/performance.md). The timeouts
+        are set again when ``set_timeout`` changed them, on a new connection, and when
         a drain made the socket non-blocking. A read with a ``size`` (not one pymodbus
         3.16's sync client makes) is pymodbus's own.
         """
@@ -350,9 +356,10 @@ class _CappedTcpClient(_Capped, ModbusTcpClient):
         sock = self.socket
         if not sock:
             raise ConnectionException(str(self))
-        timeout = self.comm_params.timeout_connect or 0.0  # 0: look, do not wait
-        if sock.gettimeout() != timeout:
-            sock.settimeout(timeout)
+        timeout = self.comm_params.timeout_connect or 0.0
+        if sock.gettimeout() is not None or self._kernel_timeout != (sock, timeout):
+            _wait_in_the_kernel(sock, timeout)
+            self._kernel_timeout = (sock, timeout)
         try:
             data = sock.recv(4096)
         except (TimeoutError, BlockingIOError):  # nothing within the timeout
@@ -428,6 +435,21 @@ def os_reason(err: OSError) -> str:
     if isinstance(err, TimeoutError) and not err.strerror:
         text = "timed out"
     return text[:1].lower() + text[1:]
+
+
+def _wait_in_the_kernel(sock: socket.socket, timeout_s: float) -> None:
+    """Make ``sock`` blocking, each send and receive giving up after ``timeout_s``
+    (``SO_SNDTIMEO``/``SO_RCVTIMEO``: it then fails with EAGAIN, BlockingIOError), so
+    each is one system call. A timeout of 0, which those options would read as "wait
+    for ever", makes it non-blocking instead."""
+    if timeout_s <= 0:
+        sock.setblocking(False)
+        return
+    micros = max(1, round(timeout_s * 1_000_000))  # never 0: that would be for ever
+    interval = struct.pack("ll", *divmod(micros, 1_000_000))  # struct timeval
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
 
 
 def _drain_serial(port: Any, quiet_s: float, deadline: float, clock: DrainClock) -> None:
