@@ -56,8 +56,10 @@ def test_sample_bodies_are_the_bytes_json_dumps_gives():
     rand = random.Random(12)
     for seq in range(1, 3001):
         sample = random_sample(rand)
-        assert encode_sample_body(sample, seq, f"{seq:032x}") == \
-            by_json_dumps(sample, seq, f"{seq:032x}")
+        # the agent's ids are 32 hex digits; any text is encoded as json.dumps does
+        sample_id = f"{seq:032x}" if seq % 3 else rand.choice(AWKWARD_TEXT) + str(seq)
+        assert encode_sample_body(sample, seq, sample_id) == \
+            by_json_dumps(sample, seq, sample_id)
 
 
 def test_a_channel_named_twice_keeps_its_first_place_and_last_value():
