@@ -394,3 +394,30 @@ def test_run_path_does_not_load_sqlite_utils_for_a_current_outbox(path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_the_byte_check_agrees_with_bytes_in_use_whatever_the_free_pages(tmp_path):
+    """``retention.over_bytes`` looks at the free pages only when the file is larger than
+    the limit; it must answer as ``bytes_in_use > max_bytes`` would, in a file that has
+    grown, shrunk (free pages) and grown again."""
+    import sqlite3
+
+    from edge_agent.store.retention import bytes_in_use, over_bytes
+
+    conn = sqlite3.connect(tmp_path / "pages.sqlite3")
+    conn.execute("CREATE TABLE t (body TEXT)")
+    checked = 0
+    for rows, delete in ((400, False), (0, True), (150, False), (600, False), (0, True)):
+        conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * rows)
+        if delete:
+            conn.execute("DELETE FROM t WHERE rowid % 3 != 0")
+        conn.commit()
+        used = bytes_in_use(conn)
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        whole = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
+        for limit in sorted({0, used - 1, used, used + 1, whole - 1, whole, whole + 1}):
+            assert over_bytes(conn, limit) == (used > limit), (rows, delete, limit)
+            checked += 1
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] > 0  # shrunk at the end
+    assert checked >= 20
+    conn.close()
