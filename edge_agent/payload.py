@@ -66,7 +66,7 @@ def encode_sample_body(sample: Sample, seq: int, sample_id: str) -> str:
         ',"acquired_at":"', iso_utc(sample.acquired_at),
         '","instrument_time":',
         f'"{iso_utc(sample.instrument_time)}"' if sample.instrument_time else "null",
-        "" if stream is _NO_STREAM else ',"stream":' + _json_value(stream)))
+        "" if stream is _NO_STREAM else ',"stream":' + _json_stream(stream)))
     # a dict, as before: a channel named twice keeps its first place and its last value
     values: dict[str, str] = {}
     fragments = _FRAGMENTS
@@ -81,6 +81,14 @@ def encode_sample_body(sample: Sample, seq: int, sample_id: str) -> str:
 
 
 _NO_STREAM = object()
+
+
+def _json_stream(stream: object) -> str:
+    """The stream number as ``json.dumps`` writes it; anything but an int goes through it
+    and so fails as it did (a NaN raises ValueError: a bug, never a null in its place)."""
+    if stream.__class__ is int:
+        return int.__repr__(stream)  # type: ignore[arg-type]
+    return json.dumps(stream, ensure_ascii=False, allow_nan=False)
 
 
 def _json_text(text: str) -> str:

@@ -94,3 +94,16 @@ def test_messages_of_encoded_bodies_are_valid_payload_v1():
         entry = StoredEntry(seq, "sample", "dev-1", seq, f"{seq:032x}", body)
         message = Message(f"{seq:032x}", "sample", "dev-1", False, (entry,))
         VALIDATOR.validate(json.loads(encode_message(message, "station-1")))
+
+
+def test_a_stream_is_encoded_as_json_dumps_encodes_it_and_a_nan_one_fails():
+    """The stream number: an int as it is, a bool as JSON's true, and a NaN (a driver
+    bug) raises as json.dumps does, so the poller counts an agent_error instead of
+    storing a null (tests/test_poller_settle.py relies on it)."""
+    import pytest
+
+    for stream in (0, 7, 2**40, True):
+        sample = Sample("dev-1", NOW, (), None, {"stream": stream})
+        assert encode_sample_body(sample, 1, "0" * 32) == by_json_dumps(sample, 1, "0" * 32)
+    with pytest.raises(ValueError):
+        encode_sample_body(Sample("dev-1", NOW, (), None, {"stream": math.nan}), 1, "0" * 32)
