@@ -88,8 +88,12 @@ class EveryReadRefused(LinkError):
 
 def every_read_refused(sample: Sample) -> EveryReadRefused | None:
     """The failure ``sample`` amounts to when all its readings are BAD with an
-    ``exception_XX`` reason (the most frequent code names it); None otherwise."""
-    reasons = [r.reason or "" for r in sample.readings]
+    ``exception_XX`` reason (the most frequent code names it); None otherwise. Asked
+    after every answered poll: a first reading that is not BAD answers it at once."""
+    readings = sample.readings
+    if readings and readings[0].quality is not Quality.BAD:
+        return None
+    reasons = [r.reason or "" for r in readings]
     if not reasons or any(r.quality is not Quality.BAD for r in sample.readings) \
             or not all(reason.startswith("exception_") for reason in reasons):
         return None

@@ -105,3 +105,27 @@ def test_a_device_answering_exception_04_to_every_read_is_failing_not_healthy(
     assert "exception 04" in refusals[0].getMessage()
     assert sum("det-04 marked down" in m for m in caplog.messages) == 1
     assert sum("det-04 answering again" in m for m in caplog.messages) == 1
+
+
+def test_every_read_refused_only_when_all_readings_are_bad_with_an_exception():
+    """The check after every answered poll looks no further than the first reading when
+    that one is not BAD, and otherwise at every reading."""
+    from datetime import UTC, datetime
+
+    from edge_agent.model import Quality, Reading, Sample
+    from edge_agent.poller import every_read_refused
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+
+    def sample(*pairs: tuple[Quality, str | None]) -> Sample:
+        return Sample("d", now, tuple(Reading("d", f"c{i}", None, "", q, now, r)
+                                      for i, (q, r) in enumerate(pairs)))
+
+    bad = Quality.BAD
+    assert every_read_refused(sample()) is None
+    assert every_read_refused(sample((Quality.GOOD, None), (bad, "exception_04"))) is None
+    assert every_read_refused(sample((bad, "exception_04"), (Quality.GOOD, None))) is None
+    assert every_read_refused(sample((bad, "exception_04"), (bad, "timeout"))) is None
+    refused = every_read_refused(sample((bad, "exception_04"), (bad, "exception_02"),
+                                        (bad, "exception_04")))
+    assert refused is not None and refused.reason == "exception_04"
