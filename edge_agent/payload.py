@@ -88,7 +88,7 @@ def _json_stream(stream: object) -> str:
     and so fails as it did (a NaN raises ValueError: a bug, never a null in its place)."""
     if stream.__class__ is int:
         return int.__repr__(stream)  # type: ignore[arg-type]
-    return json.dumps(stream, ensure_ascii=False, allow_nan=False)
+    return json.dumps(stream, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _json_text(text: str) -> str:

@@ -42,6 +42,7 @@ from edge_agent.link_clients import open_link_client
 from edge_agent.model import Quality, Sample, utc_now
 from edge_agent.pollstore import SampleStore
 from edge_agent.retry import Backoff, retry_call
+from edge_agent.stopsignals import keep_signals_off_this_thread
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.toolbox import record_link
 from edge_agent.watchdog import STARTUP_S, Heartbeat, poll_bound_s
@@ -214,6 +215,7 @@ class LinkPoller:
         return bound
 
     def _run(self) -> None:
+        keep_signals_off_this_thread()  # this thread's waits are the wire's (stopsignals.py)
         self.heartbeat.beat(STARTUP_S)  # restoring waits for the outbox: not counted
         client = open_link_client(self.link, self._open_tap(self.link))
         start = time.monotonic()

@@ -37,3 +37,18 @@ def install_reload_signal() -> threading.Event:
     requested = threading.Event()
     signal.signal(signal.SIGHUP, lambda _signum, _frame: requested.set())
     return requested
+
+
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def keep_signals_off_this_thread() -> None:
+    """Block the signals ``run`` answers in the calling (worker) thread, so the kernel
+    delivers them to the main thread, which runs Python's handlers anyway.
+
+    Why: a wire's thread waits in blocking system calls with the kernel's own timeout
+    (drivers/modbus/protocol/pymodbus_client.py). A signal delivered to that thread
+    interrupts the call, and Python restarts it with the whole timeout again, so a
+    device's timeout could be stretched by every signal. Called first by each thread
+    that owns a link (pollers, alarm output writers)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)

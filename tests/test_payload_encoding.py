@@ -102,7 +102,7 @@ def test_a_stream_is_encoded_as_json_dumps_encodes_it_and_a_nan_one_fails():
     storing a null (tests/test_poller_settle.py relies on it)."""
     import pytest
 
-    for stream in (0, 7, 2**40, True):
+    for stream in (0, 7, 2**40, True, [1, 2], {"a": 1}):
         sample = Sample("dev-1", NOW, (), None, {"stream": stream})
         assert encode_sample_body(sample, 1, "0" * 32) == by_json_dumps(sample, 1, "0" * 32)
     with pytest.raises(ValueError):

@@ -191,3 +191,93 @@ def test_the_socket_waits_in_the_kernel_with_the_answer_timeout():
                 assert seconds == 0 and abs(micros - 250_000) <= 10_000
         finally:
             client.close()
+
+
+class StopsReading(RawModbusDevice):
+    """Answers the first request, then never reads again: its receive window closes."""
+
+    def __init__(self) -> None:
+        super().__init__(False, answer, close_after_answer=False)
+
+    def serve(self, conn: socket.socket) -> None:
+        request = self._read_request(conn)
+        if request is not None:
+            conn.sendall(answer(request))
+        while not self.stopping:
+            time.sleep(0.05)
+
+
+def fill_send_buffer(sock: socket.socket) -> int:
+    """What a peer that stopped reading leaves behind: our send buffer full. The
+    socket's mode is put back as it was."""
+    was = sock.gettimeout()
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while True:
+            sent += sock.send(b"\0" * 65536)
+    except BlockingIOError:
+        pass
+    sock.settimeout(was)
+    return sent
+
+
+def test_a_send_gives_up_after_the_timeout_of_the_device_asked_now():
+    """Device A's 3 s timeout was in force; device B on the same connection has 100 ms.
+    With the send buffer full (the peer stopped reading), B's request fails after its own
+    timeout, not A's (found in review: the kernel's send timeout was only set when
+    receiving)."""
+    with StopsReading() as device:
+        client = client_of(device, 3000)
+        try:
+            assert client.read_registers(1, HOLDING, 0, 1) == [0]
+            assert fill_send_buffer(client._wire._client.socket) > 0
+            client.set_timeout_ms(100)
+            started = time.monotonic()
+            with pytest.raises((LinkDown, DeviceTimeout)) as caught:
+                client.read_registers(2, HOLDING, 0, 1)
+            assert caught.value.transient
+            assert time.monotonic() - started < 2.0
+        finally:
+            client.close()
+
+
+def test_signals_sent_to_a_wire_thread_do_not_stretch_its_timeout():
+    """A blocking receive that a signal interrupts is restarted with its whole timeout.
+    A wire's thread keeps the signals the agent handles off itself, so a stream of
+    SIGHUP sent to it leaves the 300 ms timeout as it is."""
+    import signal
+    import threading
+
+    from edge_agent.stopsignals import keep_signals_off_this_thread
+
+    outcome: list[tuple[str, float]] = []
+    ready = threading.Event()
+    previous = signal.signal(signal.SIGHUP, lambda *_: None)
+    with RawModbusDevice(False, lambda request: b"", close_after_answer=False) as device:
+        def read() -> None:
+            keep_signals_off_this_thread()
+            client = client_of(device, 300)
+            ready.set()
+            started = time.monotonic()
+            try:
+                client.read_registers(1, HOLDING, 0, 1)
+                outcome.append(("answered", time.monotonic() - started))
+            except DeviceTimeout:
+                outcome.append(("timeout", time.monotonic() - started))
+            finally:
+                client.close()
+
+        thread = threading.Thread(target=read, name="wire")
+        thread.start()
+        try:
+            ready.wait(10)
+            until = time.monotonic() + 3.0
+            while thread.is_alive() and time.monotonic() < until:
+                signal.pthread_kill(thread.ident, signal.SIGHUP)
+                time.sleep(0.05)
+            thread.join(10)
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+    assert outcome and outcome[0][0] == "timeout"
+    assert outcome[0][1] < 2.0, f"the timeout was stretched to {outcome[0][1]:.2f} s"

@@ -34,6 +34,7 @@ from edge_agent.config.alarm_settings import AlarmAction
 from edge_agent.config.schema import Link
 from edge_agent.link import LinkClient, LinkError
 from edge_agent.retry import Backoff
+from edge_agent.stopsignals import keep_signals_off_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class OutputThread:
         return not self.thread.is_alive()
 
     def _run(self) -> None:
+        keep_signals_off_this_thread()  # this thread's waits are the wire's (stopsignals.py)
         client = self._open(self.outputs.link)
         try:
             while not self._stop.is_set():

@@ -350,16 +350,19 @@ class _CappedTcpClient(_Capped, ModbusTcpClient):
         are set again when ``set_timeout`` changed them, on a new connection, and when
         a drain made the socket non-blocking. A read with a ``size`` (not one pymodbus
         3.16's sync client makes) is pymodbus's own.
+
+        One difference: a blocking call interrupted by a signal is restarted by Python
+        with the whole timeout again (pymodbus's ``select`` waited for what was left).
+        The threads that own a wire therefore keep the process's signals off
+        themselves (``stopsignals.keep_signals_off_this_thread``); the main thread
+        handles them anyway.
         """
         if size is not None:
             return super().recv(size)
         sock = self.socket
         if not sock:
             raise ConnectionException(str(self))
-        timeout = self.comm_params.timeout_connect or 0.0
-        if sock.gettimeout() is not None or self._kernel_timeout != (sock, timeout):
-            _wait_in_the_kernel(sock, timeout)
-            self._kernel_timeout = (sock, timeout)
+        self._keep_kernel_timeouts(sock)
         try:
             data = sock.recv(4096)
         except (TimeoutError, BlockingIOError):  # nothing within the timeout
@@ -370,6 +373,24 @@ class _CappedTcpClient(_Capped, ModbusTcpClient):
         if self._read_since_send > READ_LIMIT_BYTES:
             raise _OverLimit(self._read_since_send)
         return data
+
+    def send(self, request: bytes, addr: tuple | None = None) -> int:
+        """pymodbus's send, within the answer timeout of the device asked now: a device
+        that stopped reading (a full send buffer) fails the request after its own
+        timeout, not after the previous device's (``set_timeout`` changes only
+        ``comm_params``)."""
+        if self.socket:
+            self._keep_kernel_timeouts(self.socket)
+        return super().send(request, addr)
+
+    def _keep_kernel_timeouts(self, sock: socket.socket) -> None:
+        """Set the kernel's timeouts to the answer timeout unless they are already
+        (``recv``): a new connection, a changed timeout, a drain that made the socket
+        non-blocking."""
+        timeout = self.comm_params.timeout_connect or 0.0
+        if sock.gettimeout() is not None or self._kernel_timeout != (sock, timeout):
+            _wait_in_the_kernel(sock, timeout)
+            self._kernel_timeout = (sock, timeout)
 
     def connect(self) -> bool:
         if self.socket:
