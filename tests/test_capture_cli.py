@@ -203,7 +203,15 @@ def test_check_and_run_load_no_tool(tmp_path):
             if "edge-agent running" in line:
                 break
         run.send_signal(signal.SIGTERM)
-        out, err = run.communicate(timeout=30)
+        try:
+            out, err = run.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # It failed this way twice under heavy parallel load (cause not found): the
+            # agent logged the SIGTERM and did not end. SIGABRT makes faulthandler
+            # (enabled by ``run``) write every thread's stack, for the next look.
+            run.send_signal(signal.SIGABRT)
+            _, err = run.communicate(timeout=30)
+            pytest.fail(f"run did not end within 30 s of SIGTERM; its threads:\n{err[-8000:]}")
     finally:
         if run.poll() is None:
             run.kill()
