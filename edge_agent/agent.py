@@ -32,6 +32,7 @@ from edge_agent.health.server import HealthServer
 from edge_agent.health.view import AgentView, LinkCounters
 from edge_agent.link_clients import open_link_client
 from edge_agent.poller import LinkPoller
+from edge_agent.stopsignals import SignalEvent
 from edge_agent.store.outbox import Outbox, OutboxError
 from edge_agent.watchdog import Heartbeat, ServiceSupervisor, stop_budget_s
 
@@ -336,8 +337,8 @@ def _wait_stopped(poller: LinkPoller, tick: Callable[[], object] | None) -> bool
     return True
 
 
-def run_until_signalled(agent: Agent, stop: threading.Event,
-                        reload: threading.Event | None = None) -> int:
+def run_until_signalled(agent: Agent, stop: threading.Event | SignalEvent,
+                        reload: threading.Event | SignalEvent | None = None) -> int:
     """Run until ``stop`` is set (stopsignals.install_stop_signals), reloading the
     configuration whenever ``reload`` is set (stopsignals.install_reload_signal), then stop
     cleanly. Under systemd (``Type=notify``), report READY, watchdog keep-alives and

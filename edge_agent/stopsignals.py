@@ -9,32 +9,83 @@ lines keep the agent's logger name, as before.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import signal
-import threading
 from types import FrameType
 
 log = logging.getLogger("edge_agent.agent")
 
 
-def install_stop_signals() -> threading.Event:
+class SignalEvent:
+    """A flag that signal handlers set and the main thread waits on, without a lock.
+
+    Why not ``threading.Event``: Python runs a signal's handler in the main thread,
+    between two of its bytecodes, and ``Event.set`` takes the lock that the main thread
+    itself holds for a moment in every ``wait`` and ``clear`` of the same event. A
+    signal landing in that moment deadlocked the main thread inside its own handler:
+    the agent logged "received SIGTERM, stopping" and never stopped (twice under heavy
+    load in tests/test_capture_cli.py; tests/test_signal_events.py provokes it). Here
+    ``set`` writes a flag and one byte to a pipe, and ``wait`` waits in ``select`` on
+    the pipe, which a signal interrupts and Python resumes with the time left.
+
+    The interface is ``threading.Event``'s (``set``, ``is_set``, ``clear``, ``wait``);
+    only the main thread waits.
+    """
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+
+    def set(self) -> None:
+        self._flag = True
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+            os.write(self._wake_write, b"!")
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def clear(self) -> None:
+        self._flag = False
+        self._drain()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False when ``timeout`` passed first (early, rarely: a wake-up
+        left by a set that a clear then undid)."""
+        if not self._flag:
+            select.select([self._wake_read], [], [], timeout)
+            if not self._flag:
+                self._drain()
+        return self._flag
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_read, 512):
+                pass
+
+
+def install_stop_signals() -> SignalEvent:
     """SIGTERM/SIGINT set the returned event. Install before slow start-up work, so a stop
     requested while the agent is still starting is honoured cleanly too."""
-    stop = threading.Event()
+    stop = SignalEvent()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()  # first: the log line below cannot keep the stop from being seen
         log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     return stop
 
 
-def install_reload_signal() -> threading.Event:
+def install_reload_signal() -> SignalEvent:
     """SIGHUP sets the returned event; ``run_until_signalled`` then reloads. Install early:
     SIGHUP's default action would end the process."""
-    requested = threading.Event()
+    requested = SignalEvent()
     signal.signal(signal.SIGHUP, lambda _signum, _frame: requested.set())
     return requested
 
