@@ -206,9 +206,11 @@ def test_check_and_run_load_no_tool(tmp_path):
         try:
             out, err = run.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            # It failed this way twice under heavy parallel load (cause not found): the
-            # agent logged the SIGTERM and did not end. SIGABRT makes faulthandler
-            # (enabled by ``run``) write every thread's stack, for the next look.
+            # It failed this way twice under heavy parallel load: the SIGTERM landed while
+            # the main thread held its stop event's lock, and the handler deadlocked on it
+            # (fixed by stopsignals.SignalEvent, tests/test_signal_events.py). Should it
+            # recur, SIGABRT makes faulthandler (enabled by ``run``) write every thread's
+            # stack.
             run.send_signal(signal.SIGABRT)
             _, err = run.communicate(timeout=30)
             pytest.fail(f"run did not end within 30 s of SIGTERM; its threads:\n{err[-8000:]}")
