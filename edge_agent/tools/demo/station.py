@@ -23,6 +23,7 @@ from edge_agent.agent import Agent
 from edge_agent.config.loader import load_config
 from edge_agent.forward.mqtt import Subscriber
 from edge_agent.i18n import _
+from edge_agent.stopsignals import SignalEvent
 from edge_agent.tools.sim.broker import Mosquitto
 from edge_agent.tools.sim.instruments import DETECTOR_UNITS, DemoEndpoints, DemoInstruments
 
@@ -224,7 +225,7 @@ def _start_brokers(base: Path, count: int) -> list[Mosquitto]:
 def run_until_stopped(agent: Agent, duration_s: float | None) -> None:
     """Start ``agent`` and return after ``duration_s`` (None: never) or at SIGINT/SIGTERM,
     the caller stopping it; the previous signal handlers are put back."""
-    stop = threading.Event()
+    stop = SignalEvent()  # set by the handlers: no lock to deadlock on (stopsignals.py)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()

@@ -35,6 +35,7 @@ from edge_agent.hj212.packet import (
     parse,
 )
 from edge_agent.hj212.split import Reassembler
+from edge_agent.stopsignals import SignalEvent
 from edge_agent.tools.hj212platform.log import PlatformLog, describe
 from edge_agent.tools.hj212platform.requests import (
     ANSWERS,
@@ -242,7 +243,7 @@ def run_platform(host: str, port: int, behaviour: Behaviour, jsonl: Path | None,
 
     log = PlatformLog(out, jsonl)
     platform = Platform(host, port, behaviour, log)
-    stop = threading.Event()
+    stop = SignalEvent()  # set by the handlers: no lock to deadlock on (stopsignals.py)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     threading.Thread(target=platform.server.serve_forever, name="hj212-listener",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from edge_agent.config.errors import ConfigError
+from edge_agent.stopsignals import SignalEvent
 from edge_agent.tools.sim.models import ENRON_RANGES, Image, Model
 from edge_agent.tools.sim.ptypair import PtyPair
 from edge_agent.tools.sim.ranges import ranges_text
@@ -125,7 +126,7 @@ class Simulation:
                 served.server.set_image(served.spec.unit_id, snapshot.live)
             served.result_id, served.live = snapshot.result_id, snapshot.live
 
-    def run(self, stop: threading.Event, tick_s: float = TICK_S) -> None:
+    def run(self, stop: threading.Event | SignalEvent, tick_s: float = TICK_S) -> None:
         while not stop.wait(tick_s):
             self.step()
 
@@ -152,7 +153,7 @@ def run_simulate(args: argparse.Namespace) -> int:
               f"{len(config.servers)} servers")
         return EXIT_OK
     logging.getLogger("pymodbus").setLevel(logging.WARNING)  # no line per connection
-    stop = threading.Event()
+    stop = SignalEvent()  # set by the handlers: no lock to deadlock on (stopsignals.py)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:

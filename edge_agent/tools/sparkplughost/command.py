@@ -21,6 +21,7 @@ from edge_agent.sparkplug.commands import rebirth_command
 from edge_agent.sparkplug.datatypes import epoch_ms
 from edge_agent.sparkplug.state import encode_state
 from edge_agent.sparkplug.topics import SparkplugIdError, Verb, node_topic, state_topic
+from edge_agent.stopsignals import SignalEvent
 from edge_agent.tools.sparkplughost.arguments import EXIT_NO_BROKER, EXIT_STOPPED, EXIT_USAGE
 from edge_agent.tools.sparkplughost.hostmodel import Event, HostModel
 from edge_agent.tools.sparkplughost.mqttlink import HostLink, HostLinkError
@@ -88,7 +89,7 @@ def run_host(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     jsonl = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
     output, model = _Output(jsonl), HostModel()
-    stop = threading.Event()
+    stop = SignalEvent()  # set by the handlers: no lock to deadlock on (stopsignals.py)
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
     born_at = utc_now()  # the birth STATE repeats the will's timestamp
