@@ -41,18 +41,10 @@ class DrippingDevice(RawModbusDevice):
         super().__init__(rtu, answer, close_after_answer=False)
         self.gap_s = gap_s
 
-    def serve(self, conn: socket.socket) -> None:
-        while not self.stopping:
-            try:
-                request = self._read_request(conn)
-            except TimeoutError:
-                continue
-            if request is None:
-                return
-            self.requests += 1
-            for byte in answer(request):
-                conn.sendall(bytes([byte]))
-                time.sleep(self.gap_s)
+    def send_answer(self, conn: socket.socket, data: bytes) -> None:
+        for byte in data:
+            conn.sendall(bytes([byte]))
+            time.sleep(self.gap_s)
 
 
 def client_of(device: RawModbusDevice, timeout_ms: int,

@@ -81,10 +81,14 @@ class RawModbusDevice(TcpDevice):
                 self._send_flood(conn)
                 return
             assert self._answer is not None
-            conn.sendall(self._answer(request))
+            self.send_answer(conn, self._answer(request))
             close = self._close_after() if callable(self._close_after) else self._close_after
             if close:
                 return
+
+    def send_answer(self, conn: socket.socket, data: bytes) -> None:
+        """How an answer's bytes go out: at once (a subclass may drip them)."""
+        conn.sendall(data)
 
     def _send_flood(self, conn: socket.socket) -> None:
         """Floods until the test stops the server or the agent hangs up: the hang-up
