@@ -14,9 +14,13 @@ import logging
 import os
 import select
 import signal
+import time
 from types import FrameType
 
 log = logging.getLogger("edge_agent.agent")
+
+
+LOOK_AGAIN_S = 0.25  # SignalEvent.wait looks at its flag at least this often
 
 
 class SignalEvent:
@@ -29,7 +33,7 @@ class SignalEvent:
     the agent logged "received SIGTERM, stopping" and never stopped (twice under heavy
     load in tests/test_capture_cli.py; tests/test_signal_events.py provokes it). Here
     ``set`` writes a flag and one byte to a pipe, and ``wait`` waits in ``select`` on
-    the pipe, which a signal interrupts and Python resumes with the time left.
+    the pipe, in slices (``wait``).
 
     The interface is ``threading.Event``'s (``set``, ``is_set``, ``clear``, ``wait``);
     only the main thread waits.
@@ -54,10 +58,20 @@ class SignalEvent:
         self._drain()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True once set; False when ``timeout`` passed first (early, rarely: a wake-up
-        left by a set that a clear then undid)."""
-        if not self._flag:
-            select.select([self._wake_read], [], [], timeout)
+        """True once set; False when ``timeout`` (None: no limit; 0 or less: only look)
+        passed first.
+
+        It looks at the flag at least every ``LOOK_AGAIN_S``: a signal can set it without
+        waking ``select`` (one landing just before the call; one the kernel hands to
+        another thread, whose handler Python runs in the main thread only once that
+        thread runs bytecode again), and a wait must not outlast it by more than that."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while not self._flag:
+            left = LOOK_AGAIN_S if deadline is None \
+                else min(LOOK_AGAIN_S, deadline - time.monotonic())
+            if left <= 0:
+                break
+            select.select([self._wake_read], [], [], left)
             if not self._flag:
                 self._drain()
         return self._flag

@@ -53,3 +53,50 @@ def test_a_stream_of_signals_never_deadlocks_the_main_thread():
     assert child.returncode == 0, err
     reloads = int(out.split()[2])
     assert reloads >= 1, out
+
+
+OTHER_THREAD = textwrap.dedent("""
+    import signal, threading, time
+    from edge_agent.stopsignals import install_stop_signals
+    stop = install_stop_signals()
+    other = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+    other.start()
+    def send():
+        time.sleep(0.2)
+        signal.pthread_kill(other.ident, signal.SIGTERM)  # not to the waiting thread
+    threading.Thread(target=send, daemon=True).start()
+    started = time.monotonic()
+    seen = stop.wait(20.0)
+    print(seen, round(time.monotonic() - started, 2), flush=True)
+""")
+
+
+@pytest.mark.real_parts
+def test_a_signal_handed_to_another_thread_ends_the_wait_soon():
+    """The kernel may hand a process's signal to another thread (when the main thread
+    has one pending already); select is then not interrupted and the handler runs in the
+    main thread only when it runs bytecode again. The wait looks again every
+    LOOK_AGAIN_S, so it ends within about that, not at its 20 s timeout (found in
+    review: it ran to the timeout)."""
+    done = subprocess.run([sys.executable, "-c", OTHER_THREAD], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen, took = done.stdout.split()
+    assert seen == "True"
+    assert float(took) < 5.0, f"the wait ended {took} s after it began"
+
+
+def test_the_events_wait_as_threading_events_do_at_their_edges():
+    """wait(0) and a negative timeout only look (a negative one raised ValueError from
+    select: found in review); set, clear and is_set as threading.Event's."""
+    from edge_agent.stopsignals import SignalEvent
+
+    event = SignalEvent()
+    assert event.wait(0) is False and event.wait(-1) is False
+    started = time.monotonic()
+    assert event.wait(0.05) is False
+    assert time.monotonic() - started >= 0.04
+    event.set()
+    assert event.is_set() and event.wait(-1) is True and event.wait() is True
+    event.clear()
+    assert not event.is_set() and event.wait(0) is False
