@@ -95,7 +95,7 @@ def every_read_refused(sample: Sample) -> EveryReadRefused | None:
     if readings and readings[0].quality is not Quality.BAD:
         return None
     reasons = [r.reason or "" for r in readings]
-    if not reasons or any(r.quality is not Quality.BAD for r in sample.readings) \
+    if not reasons or any(r.quality is not Quality.BAD for r in readings) \
             or not all(reason.startswith("exception_") for reason in reasons):
         return None
     return EveryReadRefused(Counter(reasons).most_common(1)[0][0], len(reasons))
