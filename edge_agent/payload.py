@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from edge_agent.model import Quality, Sample, iso_utc
+from edge_agent.model import PolledReadings, Quality, Sample, iso_utc
 
 PAYLOAD_VERSION = 1
 
@@ -70,17 +70,29 @@ def encode_sample_body(sample: Sample, seq: int, sample_id: str) -> str:
     # a dict, as before: a channel named twice keeps its first place and its last value
     values: dict[str, str] = {}
     fragments = _FRAGMENTS
-    for reading in sample.readings:
-        key = (reading.channel, reading.unit, reading.quality, reading.reason)
-        around = fragments.get(key) or _fragments(key)
-        value = reading.value
-        text = float.__repr__(value) if value.__class__ is float and value - value == 0 \
-            else _json_value(value)  # finite floats, the common case, without a call
-        values[reading.channel] = around[0] + text + around[1]
+    readings = sample.readings
+    if isinstance(readings, PolledReadings):  # from the poll's outcomes: no Reading built
+        outcomes = readings.outcomes
+        for channel, unit in readings.channels:
+            value, quality, reason, _ = outcomes[channel]
+            key = (channel, unit, quality, reason)
+            around = fragments.get(key) or _fragments(key)
+            text = float.__repr__(value) if value.__class__ is float and value - value == 0 \
+                else _json_value(value)  # finite floats, the common case, without a call
+            values[channel] = around[0] + text + around[1]
+    else:
+        for reading in readings:
+            key = (reading.channel, reading.unit, reading.quality, reading.reason)
+            around = fragments.get(key) or _fragments(key)
+            value = reading.value
+            text = float.__repr__(value) if value.__class__ is float and value - value == 0 \
+                else _json_value(value)
+            values[reading.channel] = around[0] + text + around[1]
     return f'{head},"values":{{{",".join(values.values())}}}}}'
 
 
 _NO_STREAM = object()
+_FragmentKey = tuple[str, str, Quality, str | None]  # channel, unit, quality, reason
 
 
 def _json_stream(stream: object) -> str:
@@ -99,11 +111,11 @@ def _json_text(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-_FRAGMENTS: dict[tuple[str, str, Quality, str | None], tuple[str, str]] = {}
+_FRAGMENTS: dict[_FragmentKey, tuple[str, str]] = {}
 _MAX_FRAGMENTS = 4096  # channels x units x qualities x reasons of a station: far fewer
 
 
-def _fragments(key: tuple[str, str, Quality, str | None]) -> tuple[str, str]:
+def _fragments(key: _FragmentKey) -> tuple[str, str]:
     """The JSON before and after a reading's value, cached by channel, unit, quality and
     reason (a plain dict: one lookup per reading; emptied if it ever grows past
     ``_MAX_FRAGMENTS``, so odd reasons cannot make it grow without bound)."""

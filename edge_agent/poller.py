@@ -39,7 +39,7 @@ from edge_agent.config.schema import Link, PollingPolicy
 from edge_agent.driver import Driver
 from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
-from edge_agent.model import Quality, Sample, utc_now
+from edge_agent.model import PolledReadings, Quality, Sample, utc_now
 from edge_agent.pollstore import SampleStore
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.stopsignals import keep_signals_off_this_thread
@@ -92,7 +92,10 @@ def every_read_refused(sample: Sample) -> EveryReadRefused | None:
     ``exception_XX`` reason (the most frequent code names it); None otherwise. Asked
     after every answered poll: a first reading that is not BAD answers it at once."""
     readings = sample.readings
-    if readings and readings[0].quality is not Quality.BAD:
+    if isinstance(readings, PolledReadings):  # asked without building its readings
+        if readings.first_quality() is not Quality.BAD:
+            return None
+    elif readings and readings[0].quality is not Quality.BAD:
         return None
     reasons = [r.reason or "" for r in readings]
     if not reasons or any(r.quality is not Quality.BAD for r in readings) \

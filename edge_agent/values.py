@@ -23,12 +23,11 @@ lower a quality: see ``flagged``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
-from edge_agent.model import Quality, Reading
+from edge_agent.model import Quality
 
 Value = int | float | bool | str
 _RANK = {Quality.GOOD: 0, Quality.SUSPECT: 1, Quality.BAD: 2}
@@ -138,18 +137,6 @@ class NumberJudge:
                              or (self._high is not None and value > self._high)):
             return value, self._range_quality, "out_of_range", raw
         return value, Quality.GOOD, None, raw
-
-
-def readings_of(device_id: str, acquired_at: datetime, channels: Sequence[tuple[str, str]],
-                outcomes: Mapping[str, Outcome]) -> list[Reading]:
-    """A ``Reading`` per (channel name, unit) of ``channels``, in that order, from its
-    ``Outcome``: the poll's readings without a ``Judged`` in between (a poll builds one
-    per channel)."""
-    readings = []
-    for name, unit in channels:
-        value, quality, reason, _ = outcomes[name]
-        readings.append(Reading(device_id, name, value, unit, quality, acquired_at, reason))
-    return readings
 
 
 def flagged(quality: Quality, reason: str | None,

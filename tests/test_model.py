@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_agent.model import Quality, Reading
-from edge_agent.values import Judged, readings_of
+from edge_agent.model import PolledReadings, Quality, Reading
+from edge_agent.values import Judged
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
 
@@ -47,14 +47,33 @@ def test_judged_is_frozen_and_compares_by_value():
     assert (judged.reason, judged.raw) == (None, 189)
 
 
-def test_readings_built_in_bulk_are_the_readings_init_builds():
-    """``values.readings_of`` builds the poll's readings from judged outcomes: the same
-    readings, field for field, as ``Reading(...)``."""
+def test_polled_readings_are_the_readings_init_builds():
+    """``PolledReadings`` builds a poll's readings from its outcomes, on first use: the
+    same readings, field for field, as ``Reading(...)``, in the channels' order."""
     outcomes = {"gas": (1.5, Quality.GOOD, None, 15), "flow": (None, Quality.BAD, "sentinel",
                                                                -1)}
-    built = readings_of("dev", NOW, [("flow", "l/min"), ("gas", "ppm")], outcomes)
-    expected = [Reading("dev", "flow", None, "l/min", Quality.BAD, NOW, "sentinel"),
-                Reading("dev", "gas", 1.5, "ppm", Quality.GOOD, NOW)]
-    assert built == expected
-    assert [dataclasses.astuple(reading) for reading in built] == \
+    polled = PolledReadings("dev", NOW, [("flow", "l/min"), ("gas", "ppm")], outcomes)
+    expected = (Reading("dev", "flow", None, "l/min", Quality.BAD, NOW, "sentinel"),
+                Reading("dev", "gas", 1.5, "ppm", Quality.GOOD, NOW))
+    assert [dataclasses.astuple(reading) for reading in polled] == \
         [dataclasses.astuple(reading) for reading in expected]
+    assert polled.readings() is polled.readings()  # built once, then kept
+    assert polled.first_quality() is Quality.BAD
+
+
+def test_polled_readings_behave_as_the_tuple_they_stand_for():
+    outcomes = {"gas": (1.5, Quality.GOOD, None, 15), "flow": (2.0, Quality.SUSPECT,
+                                                               "out_of_range", 20)}
+    channels = [("gas", "ppm"), ("flow", "l/min")]
+    polled = PolledReadings("dev", NOW, channels, outcomes)
+    as_tuple = PolledReadings("dev", NOW, channels, outcomes).readings()
+    assert len(polled) == 2 and polled[1] == as_tuple[1] and polled[-1:] == as_tuple[1:]
+    assert polled == as_tuple and as_tuple == polled and (polled != as_tuple) is False
+    assert hash(polled) == hash(as_tuple)
+    assert polled == PolledReadings("dev", NOW, list(channels), dict(outcomes))
+    assert polled != as_tuple[:1] and polled != list(as_tuple)  # a tuple is not a list
+    assert list(reversed(polled)) == list(reversed(as_tuple))
+    assert as_tuple[0] in polled and polled.index(as_tuple[1]) == 1
+    assert repr(polled) == f"PolledReadings{as_tuple!r}"
+    empty = PolledReadings("dev", NOW, [], {})
+    assert not empty and empty.first_quality() is None and empty == ()

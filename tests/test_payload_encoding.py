@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from support.collector import VALIDATOR
 
-from edge_agent.model import Quality, Reading, Sample, iso_utc
+from edge_agent.model import PolledReadings, Quality, Reading, Sample, iso_utc
 from edge_agent.payload import Message, StoredEntry, encode_message, encode_sample_body
 
 NOW = datetime(2026, 12, 3, 6, 0, 0, 123456, tzinfo=UTC)
@@ -60,6 +60,29 @@ def test_sample_bodies_are_the_bytes_json_dumps_gives():
         sample_id = f"{seq:032x}" if seq % 3 else rand.choice(AWKWARD_TEXT) + str(seq)
         assert encode_sample_body(sample, seq, sample_id) == \
             by_json_dumps(sample, seq, sample_id)
+
+
+def as_polled(sample: Sample) -> Sample:
+    """``sample`` as a driver's poll hands it over: its readings as the poll's outcomes
+    (``PolledReadings``), no ``Reading`` built. Channels named twice keep the last
+    outcome, as the driver's dict of outcomes does."""
+    outcomes = {r.channel: (r.value, r.quality, r.reason, None) for r in sample.readings}
+    channels = [(r.channel, r.unit) for r in sample.readings]
+    return replace(sample, readings=PolledReadings(sample.device_id, sample.acquired_at,
+                                                   channels, outcomes))
+
+
+def test_bodies_of_polled_samples_are_the_bytes_their_readings_give():
+    """The encoder reads a poll's outcomes without building its readings; the bytes must
+    be those of the same sample with its readings built."""
+    rand = random.Random(14)
+    for seq in range(1, 2001):
+        polled = as_polled(random_sample(rand))
+        built = replace(polled, readings=tuple(polled.readings))
+        assert isinstance(polled.readings, PolledReadings)
+        assert encode_sample_body(polled, seq, f"{seq:032x}") == \
+            encode_sample_body(built, seq, f"{seq:032x}") == \
+            by_json_dumps(built, seq, f"{seq:032x}")
 
 
 def test_a_channel_named_twice_keeps_its_first_place_and_last_value():

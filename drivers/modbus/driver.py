@@ -15,6 +15,7 @@ does not blank the rest of the device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -33,8 +34,8 @@ from edge_agent_drivers.modbus.trigger import (
 
 from edge_agent.config.schema import Device
 from edge_agent.link import LinkError
-from edge_agent.model import Quality, Reading, Sample
-from edge_agent.values import Outcome, readings_of
+from edge_agent.model import PolledReadings, Quality, Reading, Sample
+from edge_agent.values import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,16 @@ class ModbusMapDriver:
     def poll(self, link: ModbusLinkClient, now: datetime) -> Sample | None:
         """This poll's sample, or None when a triggered device has no new analysis."""
         results = self._read_all(link)
-        readings = readings_of(self.device.id, now, self._names_units, results)
+        # no Reading built here: the outbox encodes from the outcomes (model.PolledReadings)
+        readings: Sequence[Reading] = PolledReadings(self.device.id, now, self._names_units,
+                                                     results)
         raw = {name: results[name][3] for name in self._raw_names}
         if self._has_status:  # no status word: no rules to look for
             readings = apply_status(readings, self.settings.channels, raw)
         when = self._instrument_time(raw)
         extra = self._stream(raw)
         if self.settings.trigger is None:
-            return Sample(self.device.id, now, tuple(readings), when, extra)
+            return Sample(self.device.id, now, readings, when, extra)
         if self._awaiting_first_analysis(raw):
             return None
         self._check_trigger_readable(raw, when)
@@ -97,7 +100,7 @@ class ModbusMapDriver:
             if decision.clear_flag:
                 self._clear_flag(link)
             return None
-        return Sample(self.device.id, now, tuple(readings), when, extra,
+        return Sample(self.device.id, now, readings, when, extra,
                       driver_state=decision.state.dump())
 
     def _awaiting_first_analysis(self, raw: dict[str, object]) -> bool:

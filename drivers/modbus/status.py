@@ -36,8 +36,10 @@ def active_rules(channel: Channel, raw: object) -> list[QualityRule]:
 
 
 def apply_status(readings: Sequence[Reading], channels: Sequence[Channel],
-                 raw_values: Mapping[str, object]) -> list[Reading]:
-    """``readings`` with the qualities the device's status channels impose."""
+                 raw_values: Mapping[str, object]) -> Sequence[Reading]:
+    """``readings`` with the qualities the device's status channels impose: ``readings``
+    itself when no rule is active (nearly every poll; a ``PolledReadings`` then stays
+    unbuilt), else a tuple."""
     hits: dict[str, list[QualityRule]] = {}
     for channel in channels:
         if not (channel.quality_bits or channel.quality_values):
@@ -48,9 +50,9 @@ def apply_status(readings: Sequence[Reading], channels: Sequence[Channel],
             for name in targets:
                 hits.setdefault(name, []).append(rule)
     if not hits:  # nothing flagged (nearly every poll): the readings as they are
-        return list(readings)
-    return [_lowered(reading, hits[reading.channel]) if reading.channel in hits else reading
-            for reading in readings]
+        return readings
+    return tuple([_lowered(reading, hits[reading.channel]) if reading.channel in hits
+                  else reading for reading in readings])
 
 
 def _lowered(reading: Reading, rules: list[QualityRule]) -> Reading:
