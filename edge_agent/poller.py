@@ -40,7 +40,7 @@ from edge_agent.driver import Driver
 from edge_agent.link import ExchangeCounts, LinkClient, LinkError, OpenTap, TimeoutAdjustable
 from edge_agent.link_clients import open_link_client
 from edge_agent.model import PolledReadings, Quality, Sample, utc_now
-from edge_agent.pollstore import SampleStore
+from edge_agent.pollstore import COMMITTING_PER_DEVICE, SampleStore
 from edge_agent.retry import Backoff, retry_call
 from edge_agent.stopsignals import keep_signals_off_this_thread
 from edge_agent.store.outbox import Outbox, OutboxError
@@ -172,10 +172,11 @@ class LinkPoller:
         self._policy = policy
         self._stop = stop
         self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
-        # Up to one sample per device of the link commits while the wire goes on;
-        # they settle while the poller has time before its next poll (pollstore.py).
+        # Up to COMMITTING_PER_DEVICE samples per device of the link commit while the
+        # wire goes on; they settle while the poller has time before its next poll
+        # (pollstore.py).
         self._samples = SampleStore(outbox, self._survive_commit_bug,
-                                    window=len(self.devices))
+                                    window=COMMITTING_PER_DEVICE * len(self.devices))
         self._alarms = alarms
         self._outputs = outputs
         self.alarm_errors = 0  # the alarm engine raised (a bug): see _judge_alarms

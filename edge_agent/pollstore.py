@@ -2,12 +2,21 @@
 
 A plain sample (no alarm events, no driver state) is handed to the outbox without
 waiting for its commit (``store_overlapped``, ``Outbox.append_nowait``), and the poller
-reads its next device while it commits; up to ``window`` samples of the link (one per
-device) may be committing at once, so the appends of the devices due together share the
-writer's transactions (group commit) instead of each paying one, and the poller is not
-woken once per commit. The poller settles them while it has time before its next poll
-(``settle_until``): a due poll does not wait for earlier commits (unless ``window``
-samples are committing already, or its own sample must be waited for: see below).
+reads its next device while it commits; up to ``window`` samples of the link (the
+poller gives ``COMMITTING_PER_DEVICE`` per device) may be committing at once, so the
+appends of the devices due together share the writer's transactions (group commit)
+instead of each paying one, and the poller is not woken once per commit. The poller
+settles them while it has time before its next poll (``settle_until``): a due poll does
+not wait for earlier commits (unless ``window`` samples are committing already, or its
+own sample must be waited for: see below).
+
+Why several per device: when the writer's turn takes longer than a device's interval
+(at high rates several milliseconds, while four links, the forwarder's claims and the
+acknowledgements share it), a window of one per device made the poller wait for a
+commit, the device fell more than an interval behind and its missed slots were skipped
+(poller.next_due_after). At 72 000-80 000 tags/s offered the bench skipped 3-16 % of the
+polls so; with four per device 1.4-3.4 % (docs/poll-path.md). A waiting commit costs
+no more than the sample it holds (a few kilobytes).
 
 Why (issue 11, docs/poll-path.md): waiting for each commit held a link to one fsync and
 one writer turn per poll. At high rates the bench measured pollers spending about two
@@ -69,6 +78,9 @@ log = logging.getLogger("edge_agent.poller")  # the poller's lines, as before th
 _CLOCK_CHECK_S = 0.05  # settle_until looks at its clock this often while a commit lasts
 # A shorter wait for the next poll is not interrupted for a commit (settle_until).
 WORTH_WAITING_S = 0.010
+# Samples of one device that may be committing at once (the module docstring, "Why
+# several per device"); a link's window is this times its devices.
+COMMITTING_PER_DEVICE = 4
 
 
 def _wait_for(future: Future[Accepted], timeout_s: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.schema import Retention
 from edge_agent.driver import load_driver
 from edge_agent.poller import LinkPoller
+from edge_agent.pollstore import COMMITTING_PER_DEVICE
 from edge_agent.store.outbox import Outbox
 from edge_agent.tools.sim.simserver import SimServer, SimUnit
 
-UNITS = (1, 2, 3)  # one link: the poller may have one sample of each committing
+UNITS = (1, 2, 3)  # one link: up to COMMITTING_PER_DEVICE samples of each commit at once
 BEHIND_S = 1e-6  # an interval no poll can keep
 
 
@@ -125,6 +127,35 @@ def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_
         assert times == sorted(times), "sequence numbers follow acquisition"
         assert all(doc["values"]["gas"]["value"] == 10 * state.driver.device.unit_id
                    for _, _, doc in mine)
+
+
+def test_a_held_writer_stops_the_link_once_its_window_is_full(tmp_path, server):
+    """The window is COMMITTING_PER_DEVICE samples per device of the link: while nothing
+    commits, a link always behind its schedule reads until that many samples wait, then
+    one more poll whose sample has no place, and waits there (nothing lost, nothing
+    unbounded in memory); released, everything commits and is counted."""
+    window = COMMITTING_PER_DEVICE * len(UNITS)
+    db = tmp_path / "o.sqlite3"
+    outbox = Outbox(db, Retention(None, None, None))
+    hold_without_deadline(outbox)
+    poller, stop = poller_for(tmp_path, server, BEHIND_S, outbox)
+    held = HeldWriter(db)
+    poller.start()
+    try:
+        wait_until(lambda: requests(server) >= window + 1, 30, "the window to fill")
+        time.sleep(0.5)  # a poller not bounded by its window sends thousands meanwhile
+        assert requests(server) == window + 1, \
+            "the poll after a full window waits for a place, and no poll follows it"
+        assert sum(s.samples_stored for s in poller.devices) == 0
+    finally:
+        held.release()
+    wait_until(lambda: sum(s.samples_stored for s in poller.devices) >= window + 1, 30,
+               "the held samples to commit")
+    assert stop_poller(poller, stop)
+    outbox.close()
+    assert poller.store_failures == 0
+    assert sum(s.samples_stored for s in poller.devices) == \
+        sum(1 for row in stored_rows(db) if row[0] == "sample")
 
 
 def test_link_on_schedule_reads_its_due_devices_while_they_commit_then_settles(
