@@ -2,13 +2,15 @@
 
 Every workload runs both pipelines in turn on fresh simulators, a fresh private Mosquitto
 and a fresh outbox, the order rotated each round (agent first in even rounds, bare first
-in odd ones). Figures are medians over rounds with the spread [min-max]; the ratio
+in odd ones); the sustained-rate searches of both run in lockstep, step by step
+(``side_by_side``). Figures are medians over rounds with the spread [min-max]; the ratio
 column is agent / bare from the same run. See docs/performance.md for the method.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -16,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -188,15 +190,16 @@ def sustained(run: dict) -> bool:
 REFINE_STEPS = 2  # halvings between the last sustained step and the first failed one
 
 
-def highest_sustained(rates: tuple[float, ...], step: Callable[[float], bool]) -> float:
-    """The highest rate ``step`` sustains: up the profile's steps until one fails, then
-    ``REFINE_STEPS`` halvings of the interval between the last sustained step and the
-    failed one, so the figure is not the coarse step below the limit (8 000 for a
-    pipeline that sustains 12 000 when the steps are 8 000 and 16 000). 0 when even the
-    first step fails; the last step when none fails."""
+def sustained_search(rates: tuple[float, ...]) -> Generator[float, bool, float]:
+    """The search for the highest sustained rate, one step at a time: yields each rate
+    to try and is sent whether it was sustained; returns the rate found. Up the profile's
+    steps until one fails, then ``REFINE_STEPS`` halvings of the interval between the last
+    sustained step and the failed one, so the figure is not the coarse step below the
+    limit (8 000 for a pipeline that sustains 12 000 when the steps are 8 000 and 16 000).
+    0 when even the first step fails; the last step when none fails."""
     low, high = 0.0, None
     for rate in rates:
-        if not step(rate):
+        if not (yield rate):
             high = rate
             break
         low = rate
@@ -206,11 +209,45 @@ def highest_sustained(rates: tuple[float, ...], step: Callable[[float], bool]) -
         middle = float(round((low + high) / 2))
         if middle in (low, high):
             break
-        if step(middle):
+        if (yield middle):
             low = middle
         else:
             high = middle
     return low
+
+
+def highest_sustained(rates: tuple[float, ...], step: Callable[[float], bool]) -> float:
+    """The highest rate ``step`` sustains (``sustained_search``, for one pipeline)."""
+    return side_by_side(rates, {"only": step}, ("only",))["only"]
+
+
+def side_by_side(rates: tuple[float, ...], steps: dict[str, Callable[[float], bool]],
+                 order: tuple[str, ...]) -> dict[str, float]:
+    """Each pipeline's highest sustained rate (``sustained_search``), the searches run in
+    lockstep: at each turn every pipeline still searching runs its next step, back to back
+    with the others', who goes first alternating turn by turn (``order`` first).
+
+    Why: on a shared machine the speed left to a pipeline changes from one minute to the
+    next. Run one whole search after the other, a slow spell decided a whole search, and
+    the ratio with it: two short benches ten minutes apart on the same code gave 80 000
+    against 60 000 and 64 000 against 88 000 tags/s, each pipeline reaching 86 000-88 000
+    tags/s in its fast spell (docs/performance.md). In lockstep both meet the same spells.
+    """
+    searches = {kind: sustained_search(rates) for kind in order}
+    pending = {kind: next(search) for kind, search in searches.items()}
+    found: dict[str, float] = {}
+    turn = 0
+    while pending:
+        kinds = [kind for kind in (order if turn % 2 == 0 else order[::-1])
+                 if kind in pending]
+        for kind in kinds:
+            result = steps[kind](pending.pop(kind))
+            try:
+                pending[kind] = searches[kind].send(result)
+            except StopIteration as done:
+                found[kind] = done.value
+        turn += 1
+    return found
 
 
 def run_drain(kind: str, profile: Profile, workdir: Path, readings_per_sample: int,
@@ -308,22 +345,25 @@ def run_all(profile: Profile, workdir: Path, log=print,
     devices = p.links * p.units_per_link
     best: dict[str, list[float]] = {}
     for r in range(p.step_rounds if "steps" in only else 0):
-        for kind in _order(r):
-            def step(rate: float, kind: str = kind, r: int = r) -> bool:
-                """One offered rate; a failed step is run once more: on a shared machine
-                one slow window is not yet a limit."""
-                interval = devices * p.tags / rate
-                for attempt in range(2):
-                    run = run_steady(kind, p, where("step", kind, r, int(rate), attempt),
-                                     interval, p.units_per_link, p.step_window_s,
-                                     settle=False)
-                    run["sustained"] = sustained(run)
-                    record(f"step-{int(rate)}", kind, run)
-                    if run["sustained"]:
-                        return True
-                return False
+        def step(rate: float, kind: str, r: int = r) -> bool:
+            """One offered rate; a failed step is run once more: on a shared machine one
+            slow window is not yet a limit."""
+            interval = devices * p.tags / rate
+            for attempt in range(2):
+                run = run_steady(kind, p, where("step", kind, r, int(rate), attempt),
+                                 interval, p.units_per_link, p.step_window_s,
+                                 settle=False)
+                run["sustained"] = sustained(run)
+                record(f"step-{int(rate)}", kind, run)
+                if run["sustained"]:
+                    return True
+            return False
 
-            best.setdefault(kind, []).append(highest_sustained(p.rates, step))
+        # both searches in lockstep, so both meet the machine's same spells
+        found = side_by_side(p.rates, {kind: functools.partial(step, kind=kind)
+                                       for kind in KINDS}, _order(r))
+        for kind in KINDS:
+            best.setdefault(kind, []).append(found[kind])
     if best:
         # at_top: every step passed, so the figure is a lower bound, not a limit
         results["sustained"] = {kind: [{"tags_per_s": v, "at_top": v >= p.rates[-1]}

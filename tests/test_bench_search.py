@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from bench.report import table
-from bench.runner import PROFILES, highest_sustained
+from bench.runner import PROFILES, highest_sustained, side_by_side
 
 STEPS = (2000.0, 4000.0, 8000.0, 16000.0, 24000.0, 32000.0)
 
@@ -38,6 +38,30 @@ def test_the_search_refines_between_the_last_sustained_and_the_first_failed_step
     seen: list[float] = []
     assert highest_sustained(STEPS, keeps_up_to(limit, seen)) == found
     assert seen == tried
+
+
+def test_both_searches_run_in_lockstep_each_finding_what_it_finds_alone():
+    """Every turn runs each searching pipeline's next step back to back, who goes first
+    alternating, so a slow spell of the machine meets both; each pipeline's result and
+    steps are those of its search alone."""
+    calls: list[tuple[str, float]] = []
+
+    def keeps_up(kind: str, limit: float):
+        def step(rate: float) -> bool:
+            calls.append((kind, rate))
+            return rate <= limit
+        return step
+
+    found = side_by_side(STEPS, {"agent": keeps_up("agent", 12_500),
+                                 "bare": keeps_up("bare", 26_000)}, ("agent", "bare"))
+    assert found == {"agent": 12_000, "bare": 26_000}
+    assert [rate for kind, rate in calls if kind == "agent"] == \
+        [2000, 4000, 8000, 16000, 12000, 14000]
+    assert [rate for kind, rate in calls if kind == "bare"] == \
+        [2000, 4000, 8000, 16000, 24000, 32000, 28000, 26000]
+    # turns of two while both search, the first of each turn alternating; then bare alone
+    assert [kind for kind, _ in calls[:12]] == ["agent", "bare", "bare", "agent"] * 3
+    assert [kind for kind, _ in calls[12:]] == ["bare", "bare"]
 
 
 def test_the_short_form_goes_past_bare_pipelines_earlier_cap():
