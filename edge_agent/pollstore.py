@@ -3,7 +3,8 @@
 A plain sample (no alarm events, no driver state) is handed to the outbox without
 waiting for its commit (``store_overlapped``, ``Outbox.append_nowait``), and the poller
 reads its next device while it commits; up to ``window`` samples of the link (the
-poller gives ``COMMITTING_PER_DEVICE`` per device) may be committing at once, so the
+poller gives ``COMMITTING_PER_DEVICE`` times its devices: one budget for the link, so a
+device due more often than the others may take more of it) may be committing at once, so the
 appends of the devices due together share the writer's transactions (group commit)
 instead of each paying one, and the poller is not woken once per commit. The poller
 settles them while it has time before its next poll (``settle_until``): a due poll does
@@ -78,8 +79,8 @@ log = logging.getLogger("edge_agent.poller")  # the poller's lines, as before th
 _CLOCK_CHECK_S = 0.05  # settle_until looks at its clock this often while a commit lasts
 # A shorter wait for the next poll is not interrupted for a commit (settle_until).
 WORTH_WAITING_S = 0.010
-# Samples of one device that may be committing at once (the module docstring, "Why
-# several per device"); a link's window is this times its devices.
+# A link's window is this times its devices: the samples of the link that may be
+# committing at once (the module docstring, "Why several per device").
 COMMITTING_PER_DEVICE = 4
 
 

@@ -83,3 +83,28 @@ def test_a_refused_tcp_connection_says_connection_refused(tmp_path):
                                 "connection refused")
     assert state.last_error_at is not None
     assert state.exchanges.requests == 0  # nothing was sent
+
+
+def test_the_page_reads_a_polls_outcomes_as_it_reads_built_readings():
+    """``last_values`` reads a Modbus poll's outcomes without building its readings (so
+    the page does not make a device's last sample keep both): the same values."""
+    from datetime import UTC, datetime
+
+    from edge_agent.health.snapshot import last_values
+    from edge_agent.model import PolledReadings, Sample
+
+    at = datetime(2026, 12, 4, 16, 0, 0, 250000, tzinfo=UTC)
+    outcomes = {"gas": (1.5, Quality.GOOD, None, 15),
+                "flow": (None, Quality.BAD, "sentinel", -1),
+                "temp": (61.0, Quality.SUSPECT, "out_of_range", 610)}
+    polled = PolledReadings("det", at, (("gas", "ppm"), ("flow", "l/min"), ("temp", "C")),
+                            outcomes)
+    from_outcomes = last_values(Sample("det", at, polled))
+    built = last_values(Sample("det", at, polled.readings()))
+    assert from_outcomes == built
+    assert [(v.channel, v.unit, v.quality, v.reason) for v in from_outcomes] == [
+        ("gas", "ppm", "GOOD", None), ("flow", "l/min", "BAD", "sentinel"),
+        ("temp", "C", "SUSPECT", "out_of_range")]
+    fresh = PolledReadings("det", at, polled.channels, outcomes)
+    last_values(Sample("det", at, fresh))
+    assert fresh._built is None, "the page built the readings"

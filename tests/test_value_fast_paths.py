@@ -282,3 +282,21 @@ def test_a_read_that_fails_and_is_split_gives_what_the_general_path_gives(simula
     assert (by_name["c2"].quality, by_name["c2"].reason) == (Quality.BAD, "exception_02")
     assert (by_name["c3"].value, by_name["c3"].quality, by_name["c3"].reason) == (
         18.9, Quality.SUSPECT, "calibrating")
+
+
+def test_a_channel_without_an_outcome_fails_the_poll_where_it_happens(simulator):
+    """A poll's sample carries its outcomes to the outbox's writer and the status page;
+    a channel the reads left without one (a plan bug) must fail the poll itself, in the
+    poller, with the channel named, not later in another thread."""
+    _, _, port = simulator
+    driver = ModbusMapDriver(modbus_device(1, [Channel("a", 0), Channel("b", 1)]))
+    link = ModbusLinkClient(TcpLink("lan", "127.0.0.1", port, timeout_ms=2000))
+    try:
+        assert [r.channel for r in driver.poll(link, NOW).readings] == ["a", "b"]
+        read_all = driver._read_all
+        driver._read_all = lambda link: {  # type: ignore[method-assign]
+            name: outcome for name, outcome in read_all(link).items() if name != "b"}
+        with pytest.raises(AssertionError, match=r"dev-1: no outcome for channel\(s\) \['b'\]"):
+            driver.poll(link, NOW)
+    finally:
+        link.close()

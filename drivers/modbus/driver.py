@@ -63,7 +63,7 @@ class ModbusMapDriver:
         self.split_reads = 0  # merged reads split after exception 02 (status, the page)
         self._position = {ch.name: index for index, ch in enumerate(self.settings.channels)}
         # Worked out once, so a poll does only what the device needs (issue 11):
-        self._names_units = [(ch.name, ch.unit) for ch in self.settings.channels]
+        self._names_units = tuple((ch.name, ch.unit) for ch in self.settings.channels)
         status = [ch for ch in self.settings.channels if ch.quality_bits or ch.quality_values]
         self._has_status = bool(status)
         self._raw_names = _raw_names(self.settings, status)
@@ -80,6 +80,10 @@ class ModbusMapDriver:
     def poll(self, link: ModbusLinkClient, now: datetime) -> Sample | None:
         """This poll's sample, or None when a triggered device has no new analysis."""
         results = self._read_all(link)
+        if len(results) != len(self._names_units):  # a plan bug: fail here, in the poller,
+            missing = [name for name, _ in self._names_units if name not in results]
+            raise AssertionError(  # not in the writer's encoding or the status page
+                f"device {self.device.id}: no outcome for channel(s) {missing}")
         # no Reading built here: the outbox encodes from the outcomes (model.PolledReadings)
         readings: Sequence[Reading] = PolledReadings(self.device.id, now, self._names_units,
                                                      results)

@@ -26,6 +26,7 @@ from edge_agent.health.alarms_view import AlarmsSeen, alarms_json
 from edge_agent.health.histogram import HistogramSnapshot
 from edge_agent.health.skips import skip_counts
 from edge_agent.i18n import current
+from edge_agent.model import PolledReadings
 from edge_agent.store.outbox import OutboxDepth, OutboxError, OutboxNotAnswering
 from edge_agent.watchdog import stuck_workers
 
@@ -299,6 +300,13 @@ def last_values(sample: Sample | None) -> tuple[ChannelValue, ...]:
     """Each channel's reading in ``sample`` (None: nothing polled yet)."""
     if sample is None:
         return ()
+    readings = sample.readings
+    if isinstance(readings, PolledReadings):  # from the outcomes: no Reading built and kept
+        at = readings.acquired_at.timestamp()
+        outcomes = readings.outcomes
+        return tuple(ChannelValue(name, value, unit, quality.value, reason, at, None)
+                     for name, unit in readings.channels
+                     for value, quality, reason, _ in (outcomes[name],))
     return tuple(ChannelValue(
         r.channel, r.value, r.unit, r.quality.value, r.reason, r.acquired_at.timestamp(),
         r.instrument_time.timestamp() if r.instrument_time else None)

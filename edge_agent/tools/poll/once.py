@@ -54,7 +54,7 @@ class DeviceResult:
 
     device: Device
     link: Link
-    readings: tuple[Reading, ...] = ()
+    readings: Sequence[Reading] = ()  # a tuple, or a poll's PolledReadings
     raw: dict[str, str] = field(default_factory=dict)  # channel -> words or text field
     record: str | None = None  # the text record the values came from
     error: str | None = None
