@@ -64,6 +64,11 @@ def test_both_searches_run_in_lockstep_each_finding_what_it_finds_alone():
     assert [kind for kind, _ in calls[12:]] == ["bare", "bare"]
 
 
+def test_no_rate_to_try_finds_nothing_without_a_step():
+    assert side_by_side((), {"agent": lambda rate: 1 / 0}, ("agent",)) == {"agent": 0.0}
+    assert highest_sustained((), lambda rate: 1 / 0) == 0.0
+
+
 def test_the_short_form_goes_past_bare_pipelines_earlier_cap():
     assert max(PROFILES["short"].rates) > 32_000
 
