@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
                     "python -m bench broker-intake --help (docs/scaling.md).")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--short", action="store_const", const="short", dest="profile",
-                      help="the developer's form: about 5 minutes")
+                      help="the developer's form: under 5 minutes")
     form.add_argument("--tiny", action="store_const", const="tiny", dest="profile",
                       help="about a minute; only proves the bench runs (the smoke test)")
     parser.add_argument("--json", type=Path, help="also write the raw runs here")
