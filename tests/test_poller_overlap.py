@@ -89,18 +89,26 @@ def stored_rows(path: Path) -> list[tuple[str, str, int | None, float, str]]:
         conn.close()
 
 
-def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_after(
-        tmp_path, server):
-    """Devices due every microsecond are always behind. While the writer is held, the
-    poller reads every device and one more (a poller waiting for each commit sends one
-    request and is then stuck in the append), and counts none of them as stored;
-    released, every sample commits, in acquisition order per device."""
+def behind_with_writer_held(tmp_path: Path, server: SimServer
+                            ) -> tuple[Path, Outbox, LinkPoller, threading.Event, HeldWriter]:
+    """A started poller whose devices are always behind, its outbox's writer held by a
+    second connection until the test releases it."""
     db = tmp_path / "o.sqlite3"
     outbox = Outbox(db, Retention(None, None, None))
     hold_without_deadline(outbox)
     poller, stop = poller_for(tmp_path, server, BEHIND_S, outbox)
     held = HeldWriter(db)
     poller.start()
+    return db, outbox, poller, stop, held
+
+
+def test_link_behind_schedule_reads_on_while_its_samples_commit_and_counts_them_after(
+        tmp_path, server):
+    """Devices due every microsecond are always behind. While the writer is held, the
+    poller reads every device and one more (a poller waiting for each commit sends one
+    request and is then stuck in the append), and counts none of them as stored;
+    released, every sample commits, in acquisition order per device."""
+    db, outbox, poller, stop, held = behind_with_writer_held(tmp_path, server)
     try:
         # the first poll's sample waits for the writer; a poller that waited for it would
         # send no second request
@@ -135,12 +143,7 @@ def test_a_held_writer_stops_the_link_once_its_window_is_full(tmp_path, server):
     one more poll whose sample has no place, and waits there (nothing lost, nothing
     unbounded in memory); released, everything commits and is counted."""
     window = COMMITTING_PER_DEVICE * len(UNITS)
-    db = tmp_path / "o.sqlite3"
-    outbox = Outbox(db, Retention(None, None, None))
-    hold_without_deadline(outbox)
-    poller, stop = poller_for(tmp_path, server, BEHIND_S, outbox)
-    held = HeldWriter(db)
-    poller.start()
+    db, outbox, poller, stop, held = behind_with_writer_held(tmp_path, server)
     try:
         wait_until(lambda: requests(server) >= window + 1, 30, "the window to fill")
         time.sleep(0.5)  # a poller not bounded by its window sends thousands meanwhile
